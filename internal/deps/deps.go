@@ -1,0 +1,20 @@
+package deps
+import (
+ _ "github.com/hashicorp/raft"
+ _ "github.com/hashicorp/raft-boltdb/v2"
+ _ "go.etcd.io/bbolt"
+ _ "github.com/hashicorp/memberlist"
+ _ "github.com/jackc/pgx/v5/pgxpool"
+ _ "github.com/hashicorp/go-hclog"
+ _ "github.com/gorilla/mux"
+ _ "github.com/flynn/noise"
+ _ "github.com/vishvananda/netlink"
+ _ "github.com/vishvananda/netns"
+ _ "github.com/google/nftables"
+ _ "github.com/stretchr/testify/require"
+ _ "github.com/jackc/tern/v2/migrate"
+ _ "github.com/pquerna/otp/totp"
+ _ "golang.org/x/crypto/argon2"
+ _ "github.com/prometheus/client_golang/prometheus"
+ _ "github.com/chromedp/chromedp"
+)
