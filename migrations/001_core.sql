@@ -392,7 +392,7 @@ CREATE TABLE cluster_audit_events (
     cluster_id       uuid,
     organization_id  uuid,
     actor            text NOT NULL,
-    actor_kind       text NOT NULL CHECK (actor_kind IN ('user', 'token', 'node', 'system')),
+    actor_kind       text NOT NULL CHECK (actor_kind IN ('user', 'api-token', 'node', 'system')),
     device           text NOT NULL DEFAULT '',
     source_addr      text NOT NULL DEFAULT '',
     action           text NOT NULL CHECK (action ~ '^[a-z][a-z0-9_.-]{0,99}$'),
@@ -409,12 +409,15 @@ CREATE INDEX cluster_audit_events_cluster ON cluster_audit_events (cluster_id, s
 CREATE INDEX cluster_audit_events_target ON cluster_audit_events (target_kind, target_id, seq);
 
 -- The head of the hash chain: appenders lock it FOR UPDATE, so the chain is linear.
+-- It starts at the genesis head of the platform chain, audit.Genesis("platform"):
+-- SHA-256("rap-audit-genesis-v1" || 0x00 || "platform").
 CREATE TABLE audit_chain_head (
     id    integer PRIMARY KEY CHECK (id = 1),
     seq   bigint NOT NULL,
     hash  bytea NOT NULL
 );
-INSERT INTO audit_chain_head (id, seq, hash) VALUES (1, 0, '\x0000000000000000000000000000000000000000000000000000000000000000');
+INSERT INTO audit_chain_head (id, seq, hash)
+VALUES (1, 0, sha256('rap-audit-genesis-v1'::bytea || '\x00'::bytea || 'platform'::bytea));
 
 CREATE FUNCTION rap_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

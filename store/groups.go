@@ -19,7 +19,8 @@ const groupCols = `id::text, cluster_id::text, parent_id::text, name, created_at
 
 func scanGroup(row scanner) (Group, error) {
 	var g Group
-	return g, mapErr(row.Scan(&g.ID, &g.ClusterID, &g.ParentID, &g.Name, &g.CreatedAt))
+	err := row.Scan(&g.ID, &g.ClusterID, &g.ParentID, &g.Name, &g.CreatedAt)
+	return g, mapErr(err)
 }
 
 // InsertGroup creates a group, under ParentID when set (same cluster; fenced).

@@ -27,7 +27,8 @@ const identityCols = `id::text, cluster_id::text, node_id::text, public_key, noi
 
 func scanIdentity(row scanner) (Identity, error) {
 	var i Identity
-	return i, mapErr(row.Scan(&i.ID, &i.ClusterID, &i.NodeID, &i.PublicKey, &i.NoisePublicKey, &i.CertificateSerial, &i.NotBefore, &i.NotAfter, &i.Status, &i.CreatedAt, &i.RotatedAt, &i.RevokedAt, &i.RevocationReason))
+	err := row.Scan(&i.ID, &i.ClusterID, &i.NodeID, &i.PublicKey, &i.NoisePublicKey, &i.CertificateSerial, &i.NotBefore, &i.NotAfter, &i.Status, &i.CreatedAt, &i.RotatedAt, &i.RevokedAt, &i.RevocationReason)
+	return i, mapErr(err)
 }
 
 // InsertIdentity records a new active identity (fenced).
@@ -96,7 +97,8 @@ const certCols = `serial, cluster_id::text, node_id::text, identity_id::text, no
 
 func scanCert(row scanner) (Certificate, error) {
 	var c Certificate
-	return c, mapErr(row.Scan(&c.Serial, &c.ClusterID, &c.NodeID, &c.IdentityID, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &c.RevokedAt))
+	err := row.Scan(&c.Serial, &c.ClusterID, &c.NodeID, &c.IdentityID, &c.NotBefore, &c.NotAfter, &c.DER, &c.IssuedAt, &c.RevokedAt)
+	return c, mapErr(err)
 }
 
 // InsertCertificate records an issued certificate (fenced).
@@ -129,6 +131,7 @@ type Revocation struct {
 func ListRevocations(ctx context.Context, q Querier, clusterID string) ([]Revocation, error) {
 	return collect(ctx, q, func(r scanner) (Revocation, error) {
 		var v Revocation
-		return v, mapErr(r.Scan(&v.NodeID, &v.PublicKey, &v.NoiseKey, &v.RevokedAt))
+		err := r.Scan(&v.NodeID, &v.PublicKey, &v.NoiseKey, &v.RevokedAt)
+		return v, mapErr(err)
 	}, `SELECT node_id::text, public_key, noise_public_key, revoked_at FROM node_identities WHERE cluster_id::text = $1 AND identity_status = 'revoked' ORDER BY revoked_at`, clusterID)
 }

@@ -33,7 +33,8 @@ const joinCols = `id::text, cluster_id::text, token_id, node_name, node_fingerpr
 
 func scanJoin(row scanner) (JoinRequest, error) {
 	var j JoinRequest
-	return j, mapErr(row.Scan(&j.ID, &j.ClusterID, &j.TokenID, &j.NodeName, &j.NodeFingerprint, &j.PublicKey, &j.NoisePublicKey, &j.ReportedCapabilities, &j.ReportedFacts, &j.RequestedRoles, &j.Status, &j.PollSecretHash, &j.SourceAddr, &j.CreatedAt, &j.ExpiresAt, &j.ReviewedBy, &j.ReviewedAt, &j.ApprovedNodeID, &j.RejectionReason))
+	err := row.Scan(&j.ID, &j.ClusterID, &j.TokenID, &j.NodeName, &j.NodeFingerprint, &j.PublicKey, &j.NoisePublicKey, &j.ReportedCapabilities, &j.ReportedFacts, &j.RequestedRoles, &j.Status, &j.PollSecretHash, &j.SourceAddr, &j.CreatedAt, &j.ExpiresAt, &j.ReviewedBy, &j.ReviewedAt, &j.ApprovedNodeID, &j.RejectionReason)
+	return j, mapErr(err)
 }
 
 // InsertJoinRequest stores a pending join request (fenced). A second request

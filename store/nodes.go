@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/rap-fabric/core/domain"
 )
 
 // Node is a host-level identity record (one per physical host, whatever the
@@ -21,7 +23,8 @@ const nodeCols = `id::text, name, host_fingerprint, organization_id::text, enrol
 
 func scanNode(row scanner) (Node, error) {
 	var n Node
-	return n, mapErr(row.Scan(&n.ID, &n.Name, &n.HostFingerprint, &n.OrganizationID, &n.EnrollmentStatus, &n.CreatedAt, &n.UpdatedAt))
+	err := row.Scan(&n.ID, &n.Name, &n.HostFingerprint, &n.OrganizationID, &n.EnrollmentStatus, &n.CreatedAt, &n.UpdatedAt)
+	return n, mapErr(err)
 }
 
 // InsertNode creates a node (fenced).
@@ -62,7 +65,8 @@ const memberFrom = ` FROM cluster_memberships m JOIN nodes n ON n.id = m.node_id
 
 func scanMember(row scanner) (Membership, error) {
 	var m Membership
-	return m, mapErr(row.Scan(&m.ClusterID, &m.NodeID, &m.NodeName, &m.Status, &m.GroupID, &m.JoinedAt, &m.UpdatedAt))
+	err := row.Scan(&m.ClusterID, &m.NodeID, &m.NodeName, &m.Status, &m.GroupID, &m.JoinedAt, &m.UpdatedAt)
+	return m, mapErr(err)
 }
 
 // InsertMembership adds node to cluster as an active member (fenced).
@@ -123,4 +127,28 @@ func SetNodeEnrollmentStatus(ctx context.Context, q Querier, nodeID, status stri
 		return ErrNotFound
 	}
 	return nil
+}
+
+// ReplaceReportedCapabilities records the capabilities a node's agent reports,
+// replacing the previous report (verification flags are kept).
+func ReplaceReportedCapabilities(ctx context.Context, q Querier, nodeID string, caps []domain.Capability) error {
+	names := make([]string, len(caps))
+	for i, c := range caps {
+		names[i] = string(c)
+	}
+	if _, err := q.Exec(ctx, `UPDATE node_capabilities SET reported = false, updated_at = now() WHERE node_id = $1 AND NOT (capability = ANY($2))`, nodeID, names); err != nil {
+		return mapErr(err)
+	}
+	_, err := q.Exec(ctx, `INSERT INTO node_capabilities (node_id, capability, reported) SELECT $1, unnest($2::text[]), true
+		ON CONFLICT (node_id, capability) DO UPDATE SET reported = true, updated_at = now()`, nodeID, names)
+	return mapErr(err)
+}
+
+// ReportedCapabilities returns the capabilities a node currently reports.
+func ReportedCapabilities(ctx context.Context, q Querier, nodeID string) ([]domain.Capability, error) {
+	return collect(ctx, q, func(r scanner) (domain.Capability, error) {
+		var c string
+		err := r.Scan(&c)
+		return domain.Capability(c), mapErr(err)
+	}, `SELECT capability FROM node_capabilities WHERE node_id::text = $1 AND reported ORDER BY capability`, nodeID)
 }

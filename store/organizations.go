@@ -18,7 +18,8 @@ const orgCols = `id::text, name, slug, status, created_at`
 
 func scanOrg(row scanner) (Organization, error) {
 	var o Organization
-	return o, mapErr(row.Scan(&o.ID, &o.Name, &o.Slug, &o.Status, &o.CreatedAt))
+	err := row.Scan(&o.ID, &o.Name, &o.Slug, &o.Status, &o.CreatedAt)
+	return o, mapErr(err)
 }
 
 // InsertOrganization creates an organization (fenced).

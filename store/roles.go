@@ -25,7 +25,8 @@ const roleCols = `id::text, cluster_id::text, node_id::text, role, organization_
 
 func scanRole(row scanner) (RoleAssignment, error) {
 	var r RoleAssignment
-	return r, mapErr(row.Scan(&r.ID, &r.ClusterID, &r.NodeID, &r.Role, &r.OrganizationID, &r.Status, &r.Policy, &r.AssignedBy, &r.AssignedAt, &r.UpdatedAt))
+	err := row.Scan(&r.ID, &r.ClusterID, &r.NodeID, &r.Role, &r.OrganizationID, &r.Status, &r.Policy, &r.AssignedBy, &r.AssignedAt, &r.UpdatedAt)
+	return r, mapErr(err)
 }
 
 // InsertRoleAssignment creates an active assignment (fenced). The database

@@ -289,7 +289,10 @@ func TestModelConstraints(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				err := fenced(func(tx pgx.Tx) error { _, err := store.ConsumeToken(ctx, tx, "0123456789abcdef", time.Now()); return err })
+				err := fenced(func(tx pgx.Tx) error {
+					_, err := store.ConsumeToken(ctx, tx, "0123456789abcdef", time.Now())
+					return err
+				})
 				if err == nil {
 					mu.Lock()
 					ok++

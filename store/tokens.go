@@ -26,7 +26,8 @@ const tokenCols = `id, cluster_id::text, secret_hash, description, scope, auto_a
 
 func scanToken(row scanner) (JoinToken, error) {
 	var t JoinToken
-	return t, mapErr(row.Scan(&t.ID, &t.ClusterID, &t.SecretHash, &t.Description, &t.Scope, &t.AutoApprove, &t.ExpiresAt, &t.MaxUses, &t.UsedCount, &t.CreatedBy, &t.CreatedAt, &t.RevokedAt))
+	err := row.Scan(&t.ID, &t.ClusterID, &t.SecretHash, &t.Description, &t.Scope, &t.AutoApprove, &t.ExpiresAt, &t.MaxUses, &t.UsedCount, &t.CreatedBy, &t.CreatedAt, &t.RevokedAt)
+	return t, mapErr(err)
 }
 
 // InsertToken stores a new join token (fenced). CreatedAt is set by the caller so

@@ -1,0 +1,191 @@
+package authority
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"regexp"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rap-fabric/core/fsm"
+	"github.com/rap-fabric/core/pki"
+	"github.com/rap-fabric/core/store"
+)
+
+var slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// CreateClusterRequest is the input of CreateCluster.
+type CreateClusterRequest struct {
+	Name   string `json:"name"`
+	Slug   string `json:"slug"`
+	Region string `json:"region"`
+}
+
+// ClusterView is a cluster with its CA pin.
+type ClusterView struct {
+	store.Cluster
+	CAPin string `json:"ca_pin"`
+}
+
+func keyID(pub ed25519.PublicKey) string {
+	s := sha256.Sum256(pub)
+	return hex.EncodeToString(s[:8])
+}
+
+// CreateCluster creates a cluster and its own CA. The CA key is generated here,
+// sealed, and committed through the Raft log (so every authority holds it and
+// no other cluster shares it); then the cluster row is written under the fence.
+func (a *Authority) CreateCluster(ctx context.Context, actor Actor, req CreateClusterRequest, idemKey string) (ClusterView, error) {
+	req.Name = strings.TrimSpace(req.Name)
+	if req.Slug == "" {
+		req.Slug = strings.ToLower(strings.ReplaceAll(req.Name, " ", "-"))
+	}
+	if req.Name == "" || len(req.Name) > 200 {
+		return ClusterView{}, Errf(CodeInvalid, "name must be 1 to 200 characters")
+	}
+	if !slugRE.MatchString(req.Slug) {
+		return ClusterView{}, Errf(CodeInvalid, "slug must match %s", slugRE.String())
+	}
+	if _, err := a.ensureLeader(); err != nil {
+		return ClusterView{}, err
+	}
+	if _, err := store.GetCluster(ctx, a.db.Pool, req.Slug); err == nil {
+		return ClusterView{}, Errf(CodeConflict, "a cluster with slug %q exists", req.Slug)
+	}
+	id := store.NewID()
+	now := a.cfg.Clock()
+	priv, der, err := pki.NewCA(a.cfg.Rand, id, now, a.cfg.CALifetime)
+	if err != nil {
+		return ClusterView{}, &Error{Code: CodeInternal, Message: "could not create the cluster CA", Err: err}
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	kid := keyID(pub)
+	sealed, err := a.cfg.Sealer.Seal(priv, fsm.CAKeyAAD(id, kid))
+	if err != nil {
+		return ClusterView{}, &Error{Code: CodeInternal, Message: "could not seal the cluster CA key", Err: err}
+	}
+	reqID := ""
+	if idemKey != "" {
+		reqID = "cluster.create|" + actor.ID + "|" + idemKey
+	}
+	res, err := a.apply(ctx, reqID, fsm.CreateClusterCA{ClusterID: id, KeyID: kid, PublicKey: pub, SealedPrivateKey: sealed, CertDER: der, At: now})
+	if err != nil {
+		return ClusterView{}, err
+	}
+	if res.Replayed {
+		// A retry: the first attempt created the CA; use its cluster id and key.
+		for _, cid := range a.state.Clusters() {
+			if ca, ok := a.state.ClusterCA(cid); ok && ca.Current.Index == res.Index {
+				id, kid, der = cid, ca.Current.KeyID, ca.Current.CertDER
+			}
+		}
+	}
+	c, err := Fenced(ctx, a, Op{Action: "cluster.create", Actor: actor, ClusterID: id, TargetKind: "cluster", TargetID: id, IdempotencyKey: idemKey,
+		Details: map[string]any{"name": req.Name, "slug": req.Slug, "ca_key_id": kid}},
+		func(tx pgx.Tx) (store.Cluster, error) {
+			return store.InsertCluster(ctx, tx, store.Cluster{ID: id, Name: req.Name, Slug: req.Slug, Region: req.Region, CAKeyID: kid, CACertDER: der})
+		})
+	if err != nil {
+		return ClusterView{}, err
+	}
+	return a.clusterView(c), nil
+}
+
+func (a *Authority) clusterView(c store.Cluster) ClusterView {
+	v := ClusterView{Cluster: c}
+	if len(c.CACertDER) > 0 {
+		v.CAPin, _ = pki.PinDER(c.CACertDER)
+	}
+	return v
+}
+
+// GetCluster returns a cluster by id or slug (a read: any authority answers).
+func (a *Authority) GetCluster(ctx context.Context, idOrSlug string) (ClusterView, error) {
+	c, err := store.GetCluster(ctx, a.db.Pool, idOrSlug)
+	if err != nil {
+		return ClusterView{}, asError(err)
+	}
+	return a.clusterView(c), nil
+}
+
+// ListClusters lists clusters.
+func (a *Authority) ListClusters(ctx context.Context, p store.Page) ([]ClusterView, error) {
+	cs, err := store.ListClusters(ctx, a.db.Pool, p)
+	if err != nil {
+		return nil, asError(err)
+	}
+	out := make([]ClusterView, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, a.clusterView(c))
+	}
+	return out, nil
+}
+
+// SetClusterStatus enables or disables a cluster (fenced; a disabled cluster
+// accepts no join requests).
+func (a *Authority) SetClusterStatus(ctx context.Context, actor Actor, idOrSlug, status, idemKey string) (ClusterView, error) {
+	if status != "active" && status != "disabled" {
+		return ClusterView{}, Errf(CodeInvalid, "status must be active or disabled")
+	}
+	cur, err := a.GetCluster(ctx, idOrSlug)
+	if err != nil {
+		return ClusterView{}, err
+	}
+	c, err := Fenced(ctx, a, Op{Action: "cluster." + map[string]string{"active": "enable", "disabled": "disable"}[status], Actor: actor, ClusterID: cur.ID, TargetKind: "cluster", TargetID: cur.ID, IdempotencyKey: idemKey},
+		func(tx pgx.Tx) (store.Cluster, error) { return store.SetClusterStatus(ctx, tx, cur.ID, status) })
+	if err != nil {
+		return ClusterView{}, err
+	}
+	return a.clusterView(c), nil
+}
+
+// clusterSigner returns the current CA key and certificate of a cluster.
+func (a *Authority) clusterSigner(clusterID string) (ed25519.PrivateKey, []byte, string, error) {
+	ca, ok := a.state.ClusterCA(clusterID)
+	if !ok {
+		return nil, nil, "", Errf(CodeNotFound, "cluster %s has no CA on this authority", clusterID)
+	}
+	k := ca.Current
+	ck := clusterID + "|" + k.KeyID
+	if v, ok := a.caKeys.Load(ck); ok {
+		return v.(ed25519.PrivateKey), k.CertDER, k.KeyID, nil
+	}
+	raw, err := a.cfg.Sealer.Open(k.SealedPrivateKey, fsm.CAKeyAAD(clusterID, k.KeyID))
+	if err != nil || len(raw) != ed25519.PrivateKeySize {
+		return nil, nil, "", &Error{Code: CodeInternal, Message: "cannot open the cluster CA key (wrong or missing key-encryption key?)", Err: err}
+	}
+	priv := ed25519.PrivateKey(raw)
+	a.caKeys.Store(ck, priv)
+	return priv, k.CertDER, k.KeyID, nil
+}
+
+// CASigner returns the current CA key and certificate of a cluster (or of the
+// platform CA), for the API's TLS server certificates.
+func (a *Authority) CASigner(caID string) (ed25519.PrivateKey, []byte, error) {
+	k, der, _, err := a.clusterSigner(caID)
+	return k, der, err
+}
+
+// CreatePlatformCA creates the platform CA (the "platform" entry of the
+// replicated CA table), which signs the owner API's server certificates.
+func (a *Authority) CreatePlatformCA(ctx context.Context) error {
+	const id = "platform"
+	if _, ok := a.state.ClusterCA(id); ok {
+		return nil
+	}
+	priv, der, err := pki.NewCA(a.cfg.Rand, id, a.cfg.Clock(), a.cfg.CALifetime)
+	if err != nil {
+		return err
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	kid := keyID(pub)
+	sealed, err := a.cfg.Sealer.Seal(priv, fsm.CAKeyAAD(id, kid))
+	if err != nil {
+		return err
+	}
+	_, err = a.apply(ctx, "platform-ca", fsm.CreateClusterCA{ClusterID: id, KeyID: kid, PublicKey: pub, SealedPrivateKey: sealed, CertDER: der, At: a.cfg.Clock()})
+	return err
+}

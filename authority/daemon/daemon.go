@@ -1,0 +1,285 @@
+// Package daemon is the composition root of rap-authority: it wires the store,
+// the Raft node and FSM, the authority service and the HTTP API into one
+// running process, and implements bootstrap and joining of authority members.
+// Both cmd/rap-authority and multi-authority tests use it; nothing else may
+// import it.
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/authority/raftnode"
+	"github.com/rap-fabric/core/fsm"
+	"github.com/rap-fabric/core/httpapi"
+	"github.com/rap-fabric/core/migrations"
+	"github.com/rap-fabric/core/pki"
+	"github.com/rap-fabric/core/store"
+)
+
+// Config configures one authority process.
+type Config struct {
+	NodeID        string
+	DataDir       string
+	DatabaseURL   string
+	RaftBind      string
+	RaftAdvertise string
+	APIListen     string
+	APIAdvertise  string
+	// Hosts are extra DNS names / IPs for the API server certificate.
+	Hosts []string
+	// KEK is a 32-byte key-encryption key sealing CA private keys in the Raft
+	// state; nil stores them unsealed (documented as not for production).
+	KEK []byte
+	// Raft timing; zero values take raftnode.DefaultConfig.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	QuorumTimeout      time.Duration
+	Logger             hclog.Logger
+	// StreamLayer replaces the Raft TCP transport (tests inject partitions).
+	StreamLayer raft.StreamLayer
+}
+
+// Daemon is a running authority.
+type Daemon struct {
+	cfg    Config
+	DB     *store.DB
+	FSM    *fsm.FSM
+	Raft   *raftnode.Node
+	Auth   *authority.Authority
+	API    *httpapi.Server
+	http   *http.Server
+	ln     net.Listener
+	log    hclog.Logger
+	health *memberHealth
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// Start migrates the database and starts Raft and the API.
+func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rap-authority", Level: hclog.Info})
+	}
+	log := cfg.Logger.With("node_id", cfg.NodeID)
+	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.DatabaseURL == "" || cfg.RaftBind == "" || cfg.APIListen == "" {
+		return nil, errors.New("daemon: node id, data dir, database URL, raft bind and API listen addresses are required")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if _, err := migrations.ApplyURL(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	var sealer fsm.Sealer = fsm.NoopSealer{}
+	if len(cfg.KEK) > 0 {
+		s, err := fsm.NewAESGCMSealer(cfg.KEK, nil)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		sealer = s
+	}
+	d := &Daemon{cfg: cfg, DB: db, FSM: fsm.New(fsm.Options{}), log: log, stop: make(chan struct{})}
+	d.health = newMemberHealth()
+	rc := raftnode.DefaultConfig()
+	rc.NodeID = cfg.NodeID
+	rc.BindAddr = cfg.RaftBind
+	rc.AdvertiseAddr = cfg.RaftAdvertise
+	rc.DataDir = filepath.Join(cfg.DataDir, "raft")
+	rc.FSM = d.FSM
+	rc.Logger = log.Named("raft")
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.QuorumTimeout > 0 {
+		rc.QuorumTimeout = cfg.QuorumTimeout
+	}
+	rc.StreamLayer = cfg.StreamLayer
+	var auth *authority.Authority
+	rc.OnLeader = func(epoch uint64) { auth.OnLeader(epoch) }
+	rc.OnFollower = func() { auth.OnFollower() }
+	rn, err := raftnode.New(rc)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	d.Raft = rn
+	auth = authority.New(authority.Config{NodeID: cfg.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: rc.QuorumTimeout}, consensus{rn}, d.FSM, db)
+	d.Auth = auth
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
+	d.registerMetrics()
+
+	ln, err := net.Listen("tcp", cfg.APIListen)
+	if err != nil {
+		_ = rn.Shutdown()
+		db.Close()
+		return nil, fmt.Errorf("daemon: API listen: %w", err)
+	}
+	d.ln = ln
+	if d.cfg.APIAdvertise == "" {
+		d.cfg.APIAdvertise = ln.Addr().String()
+	}
+	tlsCfg := d.API.TLSConfig(cfg.Hosts)
+	d.http = &http.Server{Handler: d.API.Handler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.http.Serve(tls.NewListener(ln, tlsCfg)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server stopped", "error", err)
+		}
+	}()
+	d.wg.Add(1)
+	go d.healthLoop()
+	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
+	return d, nil
+}
+
+// APIAddr returns the advertised API address.
+func (d *Daemon) APIAddr() string { return d.cfg.APIAdvertise }
+
+// RaftAddr returns the Raft transport address.
+func (d *Daemon) RaftAddr() string { return d.Raft.Addr() }
+
+// Bootstrap makes this authority the first member of a new group. It is a
+// no-op when Raft state exists. It waits for leadership and records this member.
+func (d *Daemon) Bootstrap(ctx context.Context) error {
+	err := d.Raft.Bootstrap([]raftnode.Server{{ID: d.cfg.NodeID, Address: d.Raft.Addr(), Suffrage: fsm.SuffrageVoter}})
+	if errors.Is(err, raftnode.ErrAlreadyBootstrapped) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.WaitLeaderWithFence(ctx); err != nil {
+		return err
+	}
+	if _, err := d.Raft.Apply(ctx, "member|"+d.cfg.NodeID, fsm.UpsertMember{ID: d.cfg.NodeID, RaftAddr: d.Raft.Addr(), APIAddr: d.cfg.APIAdvertise, Suffrage: fsm.SuffrageVoter}); err != nil {
+		return err
+	}
+	return d.ensurePlatformCA(ctx)
+}
+
+// ensurePlatformCA creates the platform CA (which signs the owner API's server
+// certificates) once.
+func (d *Daemon) ensurePlatformCA(ctx context.Context) error {
+	if _, ok := d.FSM.ClusterCA(httpapi.PlatformCA); ok {
+		return nil
+	}
+	return d.Auth.CreatePlatformCA(ctx)
+}
+
+// WaitLeaderWithFence waits until this node leads and holds the fence.
+func (d *Daemon) WaitLeaderWithFence(ctx context.Context) error {
+	for {
+		if d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("daemon: waiting for leadership: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// PlatformPin returns the pin of the platform CA ("" before bootstrap).
+func (d *Daemon) PlatformPin() string {
+	ca, ok := d.FSM.ClusterCA(httpapi.PlatformCA)
+	if !ok {
+		return ""
+	}
+	p, _ := pki.PinDER(ca.Current.CertDER)
+	return p
+}
+
+// AddMember adds an authority as a voter and records it (fenced, audited).
+func (d *Daemon) AddMember(ctx context.Context, actor authority.Actor, id, raftAddr, apiAddr string) error {
+	_, err := authority.Fenced(ctx, d.Auth, authority.Op{Action: "authority.member.add", Actor: actor, TargetKind: "authority", TargetID: id,
+		Details: map[string]any{"raft_addr": raftAddr, "api_addr": apiAddr}},
+		func(tx pgx.Tx) (bool, error) {
+			if err := d.Raft.AddVoter(ctx, id, raftAddr); err != nil {
+				return false, mapRaftToAuthority(err)
+			}
+			if _, err := d.Raft.Apply(ctx, "", fsm.UpsertMember{ID: id, RaftAddr: raftAddr, APIAddr: apiAddr, Suffrage: fsm.SuffrageVoter}); err != nil {
+				return false, mapRaftToAuthority(err)
+			}
+			return true, nil
+		})
+	return err
+}
+
+// RemoveMember removes an authority from the group (fenced, audited).
+func (d *Daemon) RemoveMember(ctx context.Context, actor authority.Actor, id string) error {
+	if _, ok := d.FSM.Member(id); !ok {
+		return authority.Errf(authority.CodeNotFound, "no authority member %q", id)
+	}
+	_, err := authority.Fenced(ctx, d.Auth, authority.Op{Action: "authority.member.remove", Actor: actor, TargetKind: "authority", TargetID: id},
+		func(tx pgx.Tx) (bool, error) {
+			if err := d.Raft.RemoveServer(ctx, id); err != nil {
+				return false, mapRaftToAuthority(err)
+			}
+			if _, err := d.Raft.Apply(ctx, "", fsm.RemoveMember{ID: id}); err != nil {
+				return false, mapRaftToAuthority(err)
+			}
+			return true, nil
+		})
+	return err
+}
+
+func mapRaftToAuthority(err error) error {
+	switch {
+	case errors.Is(err, raftnode.ErrUnknownOutcome):
+		return &authority.Error{Code: authority.CodeUnknownOutcome, Message: "membership change outcome unknown", Err: err}
+	case errors.Is(err, raftnode.ErrNotLeader):
+		return &authority.Error{Code: authority.CodeNotLeader, Message: "not the leader", Err: err}
+	case errors.Is(err, raftnode.ErrNoQuorum):
+		return &authority.Error{Code: authority.CodeNoQuorum, Message: "no quorum", Err: err}
+	}
+	return &authority.Error{Code: authority.CodeInvalid, Message: err.Error(), Err: err}
+}
+
+// Close stops the API, Raft and the database pool.
+func (d *Daemon) Close() error {
+	select {
+	case <-d.stop:
+		return nil
+	default:
+	}
+	close(d.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = d.http.Shutdown(ctx)
+	err := d.Raft.Shutdown()
+	d.wg.Wait()
+	d.DB.Close()
+	return err
+}
+
+// Node returns this authority's node id.
+func (d *Daemon) Node() string { return d.cfg.NodeID }

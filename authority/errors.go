@@ -1,0 +1,96 @@
+package authority
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/rap-fabric/core/store"
+)
+
+// Code is a machine-readable error code; the HTTP layer maps each code to a
+// status once (httpapi/errors.go).
+type Code string
+
+// Error codes.
+const (
+	CodeInvalid        Code = "invalid_argument"
+	CodeNotFound       Code = "not_found"
+	CodeConflict       Code = "conflict"
+	CodeNotLeader      Code = "not_leader"
+	CodeNoQuorum       Code = "no_quorum"
+	CodeStaleEpoch     Code = "stale_epoch"
+	CodeUnknownOutcome Code = "unknown_outcome"
+	CodeUnauthorized   Code = "unauthenticated"
+	CodeForbidden      Code = "forbidden"
+	CodeStepUp         Code = "step_up_required"
+	CodeRateLimited    Code = "rate_limited"
+	CodeTokenInvalid   Code = "token_invalid"
+	CodeRevoked        Code = "revoked"
+	CodeUnavailable    Code = "unavailable"
+	CodeInternal       Code = "internal"
+	CodeTooLarge       Code = "too_large"
+)
+
+// Error is the typed error every authority operation returns.
+type Error struct {
+	Code    Code
+	Message string
+	Details map[string]any
+	Err     error // cause, never shown to clients
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errf makes an Error with a formatted message.
+func Errf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// CodeOf returns the code of err, mapping store errors; unknown errors are internal.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return asError(err).Code
+}
+
+// asError converts any error into an *Error, mapping the store's typed errors.
+func asError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Code: CodeNotFound, Message: "not found", Err: err}
+	case errors.Is(err, store.ErrConflict):
+		return &Error{Code: CodeConflict, Message: "already exists or changed concurrently", Err: err}
+	case errors.Is(err, store.ErrConstraint):
+		return &Error{Code: CodeInvalid, Message: constraintMessage(err), Err: err}
+	case errors.Is(err, store.ErrStaleEpoch):
+		return &Error{Code: CodeStaleEpoch, Message: "this authority's epoch is stale; a newer leader exists", Err: err}
+	case errors.Is(err, store.ErrTimeout), errors.Is(err, store.ErrUnavailable):
+		return &Error{Code: CodeUnavailable, Message: "database unavailable; nothing was written", Err: err}
+	}
+	return &Error{Code: CodeInternal, Message: "internal error", Err: err}
+}
+
+func constraintMessage(err error) string {
+	msg := err.Error()
+	const prefix = "constraint violated: "
+	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
+		return msg[len(prefix):]
+	}
+	return "the change violates a data model rule"
+}

@@ -1,0 +1,78 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/rap-fabric/core/authority"
+)
+
+// agentJoin takes a join request. The cluster is the one the agent reached
+// through its CA pin (TLS server name); the token must belong to it.
+func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) error {
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		return authority.Errf(authority.CodeForbidden, "an enrolled node cannot send a join request with its certificate")
+	}
+	var in authority.JoinRequestInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	via := ""
+	if r.TLS != nil {
+		via = s.clusterForServerName(r.TLS.ServerName)
+	}
+	st, err := s.a.SubmitJoinRequest(r.Context(), sourceAddr(r), via, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, st)
+	return nil
+}
+
+type pollBody struct {
+	PollSecret []byte `json:"poll_secret"`
+}
+
+func (s *Server) agentPoll(w http.ResponseWriter, r *http.Request) error {
+	var b pollBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	st, err := s.a.PollJoinRequest(r.Context(), mux.Vars(r)["id"], b.PollSecret)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// WhoAmI is the body of GET /v1/agent/whoami.
+type WhoAmI struct {
+	ClusterID string `json:"cluster_id"`
+	NodeID    string `json:"node_id"`
+	Serial    string `json:"certificate_serial"`
+}
+
+func (s *Server) agentWhoami(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
+	writeJSON(w, http.StatusOK, WhoAmI{ClusterID: n.ClusterID, NodeID: n.NodeID, Serial: n.Serial})
+	return nil
+}
+
+type renewBody struct {
+	PublicKey      []byte `json:"public_key,omitempty"`
+	NoisePublicKey []byte `json:"noise_public_key,omitempty"`
+}
+
+func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
+	var b renewBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	c, err := s.a.RenewCertificate(r.Context(), n, b.PublicKey, b.NoisePublicKey)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}

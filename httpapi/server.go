@@ -1,0 +1,191 @@
+// Package httpapi is the JSON API of an authority: owner routes (bearer owner
+// token; sessions and MFA slot into ownerAuth), agent routes (join with a token,
+// everything else with a node certificate over mTLS), status and metrics.
+//
+// Conventions: versioned paths under /v1/; one error shape
+// {"error": {"code", "message", "details"}} with statuses mapped once in
+// errors.go; bodies at most 1 MiB and 32 levels deep; every list paginated
+// (?limit, ?offset → {"items", "next_offset"}); fenced writes accept an
+// Idempotency-Key header.
+//
+// Leadership: a follower does not forward fenced writes. It answers 421 with
+// code not_leader and details.leader_api_addr; rapctl and the agent retry there.
+// Forwarding would make a follower vouch for an agent's mTLS identity to the
+// leader; redirecting keeps authentication end to end.
+//
+// The package owns HTTP only: it calls the authority service and never touches
+// the database.
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rap-fabric/core/authority"
+)
+
+// StatusSource reports the authority's Raft view for /v1/authority/status.
+type StatusSource interface {
+	Status() AuthorityStatus
+}
+
+// Members changes the authority group's membership (leader only).
+type Members interface {
+	AddMember(ctx context.Context, actor authority.Actor, id, raftAddr, apiAddr string) error
+	RemoveMember(ctx context.Context, actor authority.Actor, id string) error
+}
+
+// AuthorityStatus is the body of GET /v1/authority/status.
+type AuthorityStatus struct {
+	NodeID        string         `json:"node_id"`
+	State         string         `json:"state"`
+	LeaderID      string         `json:"leader_id"`
+	LeaderAPIAddr string         `json:"leader_api_addr"`
+	Epoch         uint64         `json:"epoch"`
+	FenceEpoch    uint64         `json:"fence_epoch"`
+	Term          uint64         `json:"term"`
+	CommitIndex   uint64         `json:"commit_index"`
+	AppliedIndex  uint64         `json:"applied_index"`
+	LastContact   *time.Time     `json:"last_contact"`
+	Quorum        bool           `json:"quorum"`
+	Members       []MemberStatus `json:"members"`
+}
+
+// MemberStatus is one authority in the status.
+type MemberStatus struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	APIAddr  string `json:"api_addr"`
+	Suffrage string `json:"suffrage"`
+	Healthy  bool   `json:"healthy"`
+}
+
+// Options configure a Server.
+type Options struct {
+	Authority *authority.Authority
+	Status    StatusSource
+	Members   Members
+	Logger    hclog.Logger
+	// Registry receives the API's metrics; nil means a new registry.
+	Registry *prometheus.Registry
+}
+
+// Server is the HTTP API of one authority.
+type Server struct {
+	a       *authority.Authority
+	status  StatusSource
+	members Members
+	log     hclog.Logger
+	reg     *prometheus.Registry
+	router  *mux.Router
+
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// New builds the API router.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
+	o.Registry.MustRegister(s.requests, s.latency)
+	s.routes()
+	return s
+}
+
+// Handler returns the root handler.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Registry returns the metrics registry (so other components can add metrics).
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) routes() {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.writeError(w, req, authority.Errf(codeNotFoundRoute, "no such route"))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.writeError(w, req, authority.Errf(codeMethodNotAllowed, "method %s not allowed here", req.Method))
+	})
+	r.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	public := func(name, method, path string, h handlerFunc) { r.Handle(path, s.wrap(name, h)).Methods(method) }
+	owner := func(name, method, path string, h func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error) {
+		r.Handle(path, s.wrap(name, s.ownerAuth(h))).Methods(method)
+	}
+	agent := func(name, method, path string, h func(w http.ResponseWriter, r *http.Request, node authority.NodePrincipal) error) {
+		r.Handle(path, s.wrap(name, s.nodeAuth(h))).Methods(method)
+	}
+
+	public("status", http.MethodGet, "/v1/authority/status", s.getStatus)
+	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
+	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)
+
+	owner("clusters.create", http.MethodPost, "/v1/clusters", s.createCluster)
+	owner("clusters.list", http.MethodGet, "/v1/clusters", s.listClusters)
+	owner("clusters.get", http.MethodGet, "/v1/clusters/{cluster}", s.getCluster)
+	owner("clusters.disable", http.MethodPost, "/v1/clusters/{cluster}/disable", s.setClusterStatus("disabled"))
+	owner("clusters.enable", http.MethodPost, "/v1/clusters/{cluster}/enable", s.setClusterStatus("active"))
+	owner("clusters.revocations", http.MethodGet, "/v1/clusters/{cluster}/revocations", s.listRevocations)
+
+	owner("tokens.create", http.MethodPost, "/v1/join-tokens", s.createToken)
+	owner("tokens.list", http.MethodGet, "/v1/join-tokens", s.listTokens)
+	owner("tokens.get", http.MethodGet, "/v1/join-tokens/{id}", s.getToken)
+	owner("tokens.revoke", http.MethodPost, "/v1/join-tokens/{id}/revoke", s.revokeToken)
+
+	owner("joins.list", http.MethodGet, "/v1/join-requests", s.listJoins)
+	owner("joins.get", http.MethodGet, "/v1/join-requests/{id}", s.getJoin)
+	owner("joins.approve", http.MethodPost, "/v1/join-requests/{id}/approve", s.approveJoin)
+	owner("joins.reject", http.MethodPost, "/v1/join-requests/{id}/reject", s.rejectJoin)
+
+	owner("nodes.list", http.MethodGet, "/v1/nodes", s.listNodes)
+	owner("nodes.get", http.MethodGet, "/v1/nodes/{id}", s.getNode)
+	owner("nodes.revoke", http.MethodPost, "/v1/clusters/{cluster}/nodes/{id}/revoke", s.revokeNode)
+	owner("nodes.disable", http.MethodPost, "/v1/clusters/{cluster}/nodes/{id}/disable", s.setMembership("disabled"))
+	owner("nodes.enable", http.MethodPost, "/v1/clusters/{cluster}/nodes/{id}/enable", s.setMembership("active"))
+
+	owner("audit.list", http.MethodGet, "/v1/audit", s.listAudit)
+
+	public("agent.join", http.MethodPost, "/v1/agent/join", s.agentJoin)
+	public("agent.join.poll", http.MethodPost, "/v1/agent/join/{id}/poll", s.agentPoll)
+	agent("agent.whoami", http.MethodGet, "/v1/agent/whoami", s.agentWhoami)
+	agent("agent.renew", http.MethodPost, "/v1/agent/certificate", s.agentRenew)
+	s.router = r
+}
+
+// wrap adds metrics, security headers and error rendering to a handler.
+func (s *Server) wrap(name string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		sw.Header().Set("X-Content-Type-Options", "nosniff")
+		if err := h(sw, r); err != nil {
+			s.writeError(sw, r, err)
+		}
+		s.requests.WithLabelValues(name, http.StatusText(sw.code)).Inc()
+		s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}

@@ -1,0 +1,165 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rap-fabric/core/pki"
+)
+
+// Server names an agent uses in TLS (SNI), so the authority presents a server
+// certificate signed by the right cluster CA:
+//
+//	<first 16 hex of the CA pin>.pin.rap-fabric   before enrollment (the agent knows only the pin)
+//	<cluster id>.cluster.rap-fabric               after enrollment
+//
+// Any other name gets the platform certificate (owner API).
+const (
+	pinSuffix     = ".pin.rap-fabric"
+	clusterSuffix = ".cluster.rap-fabric"
+	// PlatformCA is the FSM "cluster" id of the platform CA that signs the owner
+	// API's server certificates.
+	PlatformCA = "platform"
+)
+
+// ServerNameForPin returns the TLS server name an enrolling agent uses.
+func ServerNameForPin(pin string) string {
+	return strings.TrimPrefix(pin, "sha256:")[:16] + pinSuffix
+}
+
+// ServerNameForCluster returns the TLS server name an enrolled agent uses.
+func ServerNameForCluster(clusterID string) string { return clusterID + clusterSuffix }
+
+// clusterForServerName resolves an SNI name to a cluster id ("" when none).
+func (s *Server) clusterForServerName(name string) string {
+	switch {
+	case strings.HasSuffix(name, clusterSuffix):
+		id := strings.TrimSuffix(name, clusterSuffix)
+		if _, ok := s.a.FSM().ClusterCA(id); ok {
+			return id
+		}
+	case strings.HasSuffix(name, pinSuffix):
+		prefix := strings.TrimSuffix(name, pinSuffix)
+		if len(prefix) != 16 {
+			return ""
+		}
+		for _, id := range s.a.FSM().Clusters() {
+			ca, _ := s.a.FSM().ClusterCA(id)
+			if pin, err := pki.PinDER(ca.Current.CertDER); err == nil && strings.HasPrefix(strings.TrimPrefix(pin, "sha256:"), prefix) {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
+// TLSConfig returns the server TLS configuration: per-SNI certificates signed by
+// the cluster (or platform) CA from the replicated state, and optional client
+// certificates that, when presented, must verify as unrevoked node certificates
+// during the handshake — a revoked node is refused at its next handshake.
+func (s *Server) TLSConfig(hosts []string) *tls.Config {
+	cc := &certCache{s: s, hosts: hosts, certs: map[string]*tls.Certificate{}}
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: cc.get,
+		ClientAuth:     tls.RequestClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if _, err := s.a.AuthenticateNode(ctx, cs.PeerCertificates[0], ""); err != nil {
+				return errors.New("client certificate refused")
+			}
+			return nil
+		},
+	}
+}
+
+type certCache struct {
+	s     *Server
+	hosts []string
+	mu    sync.Mutex
+	key   ed25519.PrivateKey
+	certs map[string]*tls.Certificate // by CA id
+}
+
+func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	caID := c.s.clusterForServerName(hello.ServerName)
+	if caID == "" {
+		caID = PlatformCA
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cert, ok := c.certs[caID]; ok && time.Until(cert.Leaf.NotAfter) > time.Hour {
+		return cert, nil
+	}
+	if c.key == nil {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		c.key = k
+	}
+	caKey, caDER, err := c.s.a.CASigner(caID)
+	if err != nil {
+		if caID != PlatformCA {
+			return nil, err
+		}
+		return c.selfSigned()
+	}
+	names := append([]string{"localhost", "rap-authority"}, c.hosts...)
+	if caID != PlatformCA {
+		names = append(names, ServerNameForCluster(caID))
+		if pin, err := pki.PinDER(caDER); err == nil {
+			names = append(names, ServerNameForPin(pin))
+		}
+	}
+	var dns []string
+	var ips []net.IP
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	ips = append(ips, net.IPv4(127, 0, 0, 1), net.IPv6loopback)
+	der, err := pki.IssueServerCert(rand.Reader, caKey, caDER, c.key.Public(), dns, ips, time.Now(), 7*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	cert := &tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: c.key, Leaf: leaf}
+	c.certs[caID] = cert
+	return cert, nil
+}
+
+// selfSigned serves before the platform CA exists (a fresh authority that has
+// not yet replicated the group's state). Clients that pin the platform CA will
+// refuse it, as they should.
+func (c *certCache) selfSigned() (*tls.Certificate, error) {
+	if cert, ok := c.certs["self"]; ok {
+		return cert, nil
+	}
+	caKey, caDER, err := pki.NewCA(rand.Reader, "unbootstrapped", time.Now(), 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	leaf, _ := x509.ParseCertificate(caDER)
+	cert := &tls.Certificate{Certificate: [][]byte{caDER}, PrivateKey: caKey, Leaf: leaf}
+	c.certs["self"] = cert
+	return cert, nil
+}
