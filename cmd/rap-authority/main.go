@@ -1,0 +1,321 @@
+// Command rap-authority runs one member of the authority Raft group: the fenced
+// control plane, snapshot signer and JSON API of the RAP Fabric Core.
+//
+//	rap-authority run        [flags]   run an authority (first start: --bootstrap or --join)
+//	rap-authority bootstrap  [flags]   run --bootstrap: start a new group, print the owner token
+//	rap-authority migrate    --database-url URL
+//	rap-authority audit verify --database-url URL
+//	rap-authority version
+//
+// Every flag can also come from the environment (RAP_ + upper-case flag name
+// with '-' as '_', e.g. RAP_DATABASE_URL) or from a JSON file given with
+// --config whose keys are the flag names. Flags win over the file, the file over
+// the environment.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/migrations"
+	"github.com/rap-fabric/core/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = run(os.Args[2:], false)
+	case "bootstrap":
+		err = run(os.Args[2:], true)
+	case "migrate":
+		err = migrate(os.Args[2:])
+	case "audit":
+		if len(os.Args) < 3 || os.Args[2] != "verify" {
+			usage()
+			os.Exit(2)
+		}
+		err = auditVerify(os.Args[3:])
+	case "version":
+		fmt.Println(version)
+	case "-h", "--help", "help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "rap-authority: unknown command %q\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rap-authority:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: rap-authority <command> [flags]
+
+commands:
+  run          run an authority (first start of a group: --bootstrap; further members: --join)
+  bootstrap    same as run --bootstrap
+  migrate      apply the database migrations and exit
+  audit verify verify the audit hash chain and name the first broken row
+  version      print the version
+`)
+}
+
+type runFlags struct {
+	fs                                                  *flag.FlagSet
+	id, dataDir, dbURL, raftBind, raftAdv, apiListen    *string
+	apiAdv, hosts, kekFile, join, joinToken, caPin, cfg *string
+	bootstrap                                           *bool
+	heartbeat, election, lease, quorum                  *time.Duration
+	logLevel                                            *string
+}
+
+func newRunFlags(name string) *runFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	r := &runFlags{fs: fs}
+	r.cfg = fs.String("config", "", "JSON config file whose keys are flag names")
+	r.id = fs.String("id", "", "authority node id (unique in the group)")
+	r.dataDir = fs.String("data-dir", "", "directory for Raft state (log, snapshots)")
+	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth)")
+	r.raftBind = fs.String("raft-bind", "127.0.0.1:7000", "Raft TCP listen address")
+	r.raftAdv = fs.String("raft-advertise", "", "Raft address peers dial (default: raft-bind)")
+	r.apiListen = fs.String("api-listen", "127.0.0.1:8443", "HTTPS API listen address")
+	r.apiAdv = fs.String("api-advertise", "", "API address clients are sent to (default: api-listen)")
+	r.hosts = fs.String("hosts", "", "extra comma-separated DNS names/IPs for the API certificate")
+	r.kekFile = fs.String("kek-file", "", "file with a 64-hex-character key-encryption key sealing CA keys")
+	r.bootstrap = fs.Bool("bootstrap", false, "start a new authority group with this node as its first member")
+	r.join = fs.String("join", "", "API address of an existing authority to join through")
+	r.joinToken = fs.String("join-token", "", "owner API token used to join (or RAP_JOIN_TOKEN)")
+	r.caPin = fs.String("ca-pin", "", "platform CA pin of the group to join (sha256:…)")
+	r.heartbeat = fs.Duration("heartbeat-timeout", time.Second, "Raft heartbeat timeout")
+	r.election = fs.Duration("election-timeout", time.Second, "Raft election timeout")
+	r.lease = fs.Duration("leader-lease-timeout", 500*time.Millisecond, "Raft leader lease timeout")
+	r.quorum = fs.Duration("quorum-timeout", 1500*time.Millisecond, "how long a fenced request waits for a quorum")
+	r.logLevel = fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	return r
+}
+
+// parse applies, in increasing priority: environment, config file, flags.
+func (r *runFlags) parse(args []string) error {
+	if err := r.fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	r.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fileVals := map[string]any{}
+	if *r.cfg != "" {
+		data, err := os.ReadFile(*r.cfg)
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(data, &fileVals); err != nil {
+			return fmt.Errorf("config %s: %w", *r.cfg, err)
+		}
+	}
+	var ferr error
+	r.fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || ferr != nil {
+			return
+		}
+		if v, ok := fileVals[f.Name]; ok {
+			ferr = f.Value.Set(fmt.Sprint(v))
+			return
+		}
+		if v, ok := os.LookupEnv("RAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))); ok {
+			ferr = f.Value.Set(v)
+		}
+	})
+	if ferr != nil {
+		return ferr
+	}
+	if *r.dbURL == "" {
+		*r.dbURL = os.Getenv("DATABASE_URL")
+	}
+	return nil
+}
+
+func run(args []string, bootstrap bool) error {
+	r := newRunFlags("run")
+	if err := r.parse(args); err != nil {
+		return err
+	}
+	if bootstrap {
+		*r.bootstrap = true
+	}
+	if *r.id == "" || *r.dataDir == "" || *r.dbURL == "" {
+		return errors.New("--id, --data-dir and --database-url are required")
+	}
+	var kek []byte
+	if *r.kekFile != "" {
+		data, err := os.ReadFile(*r.kekFile)
+		if err != nil {
+			return err
+		}
+		if kek, err = hex.DecodeString(strings.TrimSpace(string(data))); err != nil || len(kek) != 32 {
+			return errors.New("--kek-file must hold 64 hex characters (32 bytes)")
+		}
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "rap-authority", Level: hclog.LevelFromString(*r.logLevel), JSONFormat: false})
+	var hosts []string
+	if *r.hosts != "" {
+		hosts = strings.Split(*r.hosts, ",")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d, err := daemon.Start(ctx, daemon.Config{NodeID: *r.id, DataDir: *r.dataDir, DatabaseURL: *r.dbURL, RaftBind: *r.raftBind, RaftAdvertise: *r.raftAdv,
+		APIListen: *r.apiListen, APIAdvertise: *r.apiAdv, Hosts: hosts, KEK: kek, Logger: logger,
+		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if *r.bootstrap {
+		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := d.Bootstrap(bctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		if err := printBootstrap(ctx, d); err != nil {
+			return err
+		}
+	}
+	if *r.join != "" {
+		if err := joinGroup(ctx, d, *r.join, firstNonEmpty(*r.joinToken, os.Getenv("RAP_JOIN_TOKEN")), *r.caPin); err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	return nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// printBootstrap creates the first owner API token when none exists and prints
+// it once, with the platform CA pin, as one JSON line on stdout.
+func printBootstrap(ctx context.Context, d *daemon.Daemon) error {
+	var n int
+	if err := d.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM owner_api_tokens`).Scan(&n); err != nil {
+		return err
+	}
+	out := map[string]string{"node_id": d.Node(), "api_addr": d.APIAddr(), "ca_pin": d.PlatformPin()}
+	if n == 0 {
+		tok, err := d.Auth.CreateOwnerToken(ctx, authority.Actor{ID: "bootstrap", Kind: "system"}, "bootstrap owner", "platform_owner")
+		if err != nil {
+			return err
+		}
+		out["owner_token"] = tok
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// joinGroup asks an existing member (following not_leader) to add this node.
+func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) error {
+	for _, m := range d.FSM.Members() {
+		if m.ID == d.Node() {
+			return nil // already a member (restart)
+		}
+	}
+	if token == "" || pin == "" {
+		return errors.New("--join needs --join-token and --ca-pin")
+	}
+	c, err := apiclient.New(apiclient.Options{Servers: []string{addr}, Token: token, CAPin: pin})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var lastErr error
+	for i := 0; i < 30; i++ {
+		lastErr = c.Do(ctx, http.MethodPost, "/v1/authority/members", map[string]string{"id": d.Node(), "raft_addr": d.RaftAddr(), "api_addr": d.APIAddr()}, nil, nil)
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return lastErr
+}
+
+func dbFlag(args []string) (string, error) {
+	fs := flag.NewFlagSet("db", flag.ContinueOnError)
+	u := fs.String("database-url", firstNonEmpty(os.Getenv("RAP_DATABASE_URL"), os.Getenv("DATABASE_URL")), "PostgreSQL URL")
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if *u == "" {
+		return "", errors.New("--database-url is required")
+	}
+	return *u, nil
+}
+
+func migrate(args []string) error {
+	u, err := dbFlag(args)
+	if err != nil {
+		return err
+	}
+	v, err := migrations.ApplyURL(context.Background(), u)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("schema at version %d\n", v)
+	return nil
+}
+
+func auditVerify(args []string) error {
+	u, err := dbFlag(args)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	db, err := store.Open(ctx, u, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	a := authority.New(authority.Config{}, nil, nil, db)
+	res, err := a.VerifyAudit(ctx)
+	if err != nil {
+		return err
+	}
+	if !res.OK() {
+		fmt.Printf("audit chain BROKEN after %d good events: %v\n", res.Checked, res.Break)
+		os.Exit(3)
+	}
+	fmt.Printf("audit chain intact: %d events, head seq %d hash %s\n", res.Checked, res.Head.Seq, res.Head.Hash)
+	return nil
+}
