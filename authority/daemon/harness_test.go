@@ -1,9 +1,12 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,18 +32,34 @@ type group struct {
 	apis   []string
 	token  string
 	pin    string
+	logs   *logs
 }
 
-func testLogger(t *testing.T, name string) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: &tlog{t: t}})
+// logs collects every authority's log output (Info and up) so tests can
+// search it for secrets; warnings and errors also go to t.Log.
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	t   *testing.T
 }
 
-type tlog struct{ t *testing.T }
-
-func (w *tlog) Write(p []byte) (int, error) {
-	defer func() { _ = recover() }() // the test may have ended
-	w.t.Log(string(p))
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.buf.Write(p)
+	l.mu.Unlock()
+	if bytes.Contains(p, []byte("[WARN]")) || bytes.Contains(p, []byte("[ERROR]")) {
+		func() {
+			defer func() { _ = recover() }() // the test may have ended
+			l.t.Log(strings.TrimSpace(string(p)))
+		}()
+	}
 	return len(p), nil
+}
+
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func (g *group) start(i int) *daemon.Daemon {
@@ -53,7 +72,7 @@ func (g *group) start(i int) *daemon.Daemon {
 	require.NoError(t, err)
 	d, err := daemon.Start(context.Background(), daemon.Config{
 		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: g.dbURL, RaftBind: layer.Addr().String(),
-		APIListen: api, StreamLayer: layer, Logger: testLogger(t, fmt.Sprintf("a%d", i+1)),
+		APIListen: api, StreamLayer: layer, Logger: hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("a%d", i+1), Level: hclog.Info, Output: g.logs}),
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
 		QuorumTimeout: time.Second,
 	})
@@ -66,7 +85,7 @@ func (g *group) start(i int) *daemon.Daemon {
 
 // newGroup starts n authorities: the first bootstraps, the others are added.
 func newGroup(t *testing.T, n int) *group {
-	g := &group{t: t, dbURL: pgtest.New(t), ds: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n)}
+	g := &group{logs: &logs{t: t}, t: t, dbURL: pgtest.New(t), ds: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n)}
 	for i := range g.dirs {
 		g.dirs[i] = t.TempDir()
 	}

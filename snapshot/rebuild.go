@@ -1,0 +1,132 @@
+package snapshot
+
+import (
+	"crypto/ed25519"
+	"runtime"
+	"sync"
+)
+
+// Result is the outcome of building and signing one node's snapshot.
+type Result struct {
+	NodeID string
+	Signed Signed
+	Err    error
+}
+
+// BuildAll builds and signs the snapshots of nodeIDs (nil means every node
+// of x.Nodes()) on a pool of workers (<= 0 means GOMAXPROCS). Results are in
+// the order of nodeIDs; a failure of one node does not stop the others.
+func (x *Index) BuildAll(nodeIDs []string, opts BuildOptions, key ed25519.PrivateKey, workers int) []Result {
+	if nodeIDs == nil {
+		nodeIDs = x.buildable
+	}
+	out := make([]Result, len(nodeIDs))
+	parallel(len(nodeIDs), workers, func(i int) {
+		id := nodeIDs[i]
+		out[i].NodeID = id
+		s, err := x.Build(id, opts)
+		if err != nil {
+			out[i].Err = err
+			return
+		}
+		out[i].Signed, out[i].Err = Sign(s, key, x.cfg.MaxSize)
+	})
+	return out
+}
+
+// BuildAll indexes state and builds and signs every node's snapshot: the
+// cluster-wide rebuild after a policy change.
+func BuildAll(state *State, cfg Config, opts BuildOptions, key ed25519.PrivateKey, workers int) ([]Result, error) {
+	x, err := NewIndex(state, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	return x.BuildAll(nil, opts, key, workers), nil
+}
+
+// Dirty is the outcome of Affected.
+type Dirty struct {
+	// Rebuild are the nodes whose snapshot content differs between the two
+	// states (or that newly get one), sorted.
+	Rebuild []string
+	// Withdraw are the nodes that had a snapshot before and get none now
+	// (revoked, removed, left the cluster), sorted. Their peers are in
+	// Rebuild.
+	Withdraw []string
+}
+
+// Affected returns the nodes whose snapshots must be rebuilt after the State
+// changed from before to after. It compares the Digest of every node's
+// scope and body under both states (no signing, in parallel), so it is exact
+// by construction: a one-node service change yields that node only; a role
+// change also yields the mesh nodes that list it (role hints); a revocation
+// yields every node, because every body carries the revocation list, and in
+// particular every node that had the revoked node in its peer directory.
+func Affected(before, after *State, cfg Config) (Dirty, error) {
+	xb, err := NewIndex(before, cfg)
+	if err != nil {
+		return Dirty{}, err
+	}
+	xa, err := NewIndex(after, cfg)
+	if err != nil {
+		return Dirty{}, err
+	}
+	return xb.Diff(xa), nil
+}
+
+// Diff is Affected for two prepared indexes (x is before).
+func (x *Index) Diff(after *Index) Dirty {
+	db, da := x.digests(), after.digests()
+	var d Dirty
+	for _, id := range after.buildable {
+		old, ok := db[id]
+		if !ok || old != da[id] {
+			d.Rebuild = append(d.Rebuild, id)
+		}
+	}
+	for _, id := range x.buildable {
+		if _, ok := da[id]; !ok {
+			d.Withdraw = append(d.Withdraw, id)
+		}
+	}
+	return d
+}
+
+func (x *Index) digests() map[string][32]byte {
+	sums := make([][32]byte, len(x.buildable))
+	parallel(len(x.buildable), 0, func(i int) {
+		sums[i], _ = x.Digest(x.buildable[i]) // buildable nodes always build
+	})
+	m := make(map[string][32]byte, len(sums))
+	for i, id := range x.buildable {
+		m[id] = sums[i]
+	}
+	return m
+}
+
+// parallel runs f(0..n-1) on workers goroutines.
+func parallel(n, workers int, f func(i int)) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, n)
+	var wg sync.WaitGroup
+	next := make(chan int, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
