@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test demo bench fuzz lint pg pg-stop chaos clean
+.PHONY: all build test demo demo-stop bench fuzz lint pg pg-stop clean
 
 all: build
 
@@ -20,6 +20,9 @@ test:
 ## demo: the main job — private PostgreSQL, three authorities, enrolled agents, a mesh.
 demo: build
 	@scripts/demo.sh
+
+demo-stop:
+	@scripts/demo-stop.sh
 
 ## bench: benchmarks that print figures beside a baseline measured in the same run.
 bench:

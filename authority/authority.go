@@ -128,7 +128,11 @@ type Authority struct {
 	// claimMu serializes fence claims.
 	claimMu sync.Mutex
 
-	limiter *failureLimiter
+	limiter    *failureLimiter
+	verifyMu   sync.Mutex
+	verifying  *verifyCall
+	lastVerify time.Time
+
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
 	caKeys sync.Map
@@ -163,6 +167,9 @@ func (a *Authority) OnLeader(epoch uint64) {
 // OnFollower is called when this node stops leading: fenced writes stop at once.
 func (a *Authority) OnFollower() {
 	a.epoch.Store(0)
+	a.verifyMu.Lock()
+	a.lastVerify = time.Time{}
+	a.verifyMu.Unlock()
 }
 
 func (a *Authority) claim(epoch uint64) {
@@ -235,10 +242,49 @@ func (a *Authority) notLeader() *Error {
 	return &Error{Code: CodeNotLeader, Message: "this authority is not the leader", Details: map[string]any{"leader_id": id, "leader_api_addr": addr}}
 }
 
+// verifyReuse is how long a successful quorum confirmation is reused by later
+// requests. It is well under the Raft leader lease, and the PostgreSQL fence —
+// not this check — is what makes a stale leader's writes impossible; the check
+// only makes a minority refuse fast.
+const verifyReuse = 50 * time.Millisecond
+
+// verifyCall is one in-flight quorum confirmation shared by concurrent requests.
+type verifyCall struct {
+	start time.Time
+	done  chan struct{}
+	err   error
+}
+
 func (a *Authority) verifyQuorum(ctx context.Context) error {
-	vctx, cancel := context.WithTimeout(ctx, a.cfg.QuorumTimeout)
-	defer cancel()
-	if err := a.raft.VerifyLeader(vctx); err != nil {
+	a.verifyMu.Lock()
+	if !a.lastVerify.IsZero() && time.Since(a.lastVerify) < verifyReuse {
+		a.verifyMu.Unlock()
+		return nil
+	}
+	call := a.verifying
+	if call == nil {
+		call = &verifyCall{start: time.Now(), done: make(chan struct{})}
+		a.verifying = call
+		go func() {
+			vctx, cancel := context.WithTimeout(context.Background(), a.cfg.QuorumTimeout)
+			call.err = a.raft.VerifyLeader(vctx)
+			cancel()
+			a.verifyMu.Lock()
+			if call.err == nil {
+				a.lastVerify = call.start
+			}
+			a.verifying = nil
+			a.verifyMu.Unlock()
+			close(call.done)
+		}()
+	}
+	a.verifyMu.Unlock()
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return &Error{Code: CodeNoQuorum, Message: "leadership could not be confirmed before the request ended", Err: ctx.Err()}
+	}
+	if err := call.err; err != nil {
 		if errors.Is(err, ErrConsensusNotLeader) {
 			a.epoch.Store(0)
 			return a.notLeader()

@@ -189,3 +189,29 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.code = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Route describes one API route (for the OpenAPI consistency test and docs).
+type Route struct {
+	Method string
+	Path   string
+}
+
+// Routes lists every registered route.
+func (s *Server) Routes() []Route {
+	var out []Route
+	_ = s.router.Walk(func(rt *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		path, err := rt.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, err := rt.GetMethods()
+		if err != nil {
+			return nil
+		}
+		for _, m := range methods {
+			out = append(out, Route{Method: m, Path: path})
+		}
+		return nil
+	})
+	return out
+}

@@ -26,11 +26,17 @@ CREATE TABLE cluster_authority_terms (
 
 -- rap_claim_fence is the only way to move the fence: it succeeds only for a
 -- strictly newer epoch. It waits for in-flight fenced transactions, which hold
--- the fence row FOR SHARE.
+-- the fence lock shared.
+--
+-- The fence lock is the transaction-scoped advisory lock 0x52415046 ("RAPF"):
+-- fenced transactions hold it shared, a claim holds it exclusively. Shared
+-- advisory locks live in the lock manager, so many concurrent fenced
+-- transactions do not contend on the fence row (as FOR SHARE row locks would).
 CREATE FUNCTION rap_claim_fence(p_epoch bigint, p_leader text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE n integer;
 BEGIN
+    PERFORM pg_advisory_xact_lock(1380012102);
     PERFORM set_config('rap.fence_claim', 'on', true);
     UPDATE authority_fence SET epoch = p_epoch, leader_id = p_leader, claimed_at = now()
      WHERE id = 1 AND epoch < p_epoch;
@@ -59,10 +65,12 @@ CREATE TRIGGER authority_fence_guard BEFORE UPDATE OR DELETE ON authority_fence
     FOR EACH ROW EXECUTE FUNCTION rap_fence_guard();
 
 -- rap_fence_check guards every fenced table. A fenced transaction declares its
--- epoch with set_config('rap.fence_epoch', e, true); the check locks the fence
--- row FOR SHARE (so a concurrent claim waits for us) and refuses the write when
+-- epoch with set_config('rap.fence_epoch', e, true); the check takes the fence
+-- lock shared and refuses the write when
 -- the declared epoch is missing (RF002 fence_required) or not the current one
--- (RF001 stale_epoch). Rows written carry the epoch that wrote them.
+-- (RF001 stale_epoch). Rows written carry the epoch that wrote them. Holding
+-- the fence lock shared until commit makes a concurrent claim wait for us, and
+-- after a claim commits every later check reads the new epoch.
 CREATE FUNCTION rap_current_fence() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE declared text; cur bigint;
 BEGIN
@@ -71,7 +79,8 @@ BEGIN
         RAISE EXCEPTION 'fence_required: write to a fenced table outside a fenced transaction'
             USING ERRCODE = 'RF002';
     END IF;
-    SELECT epoch INTO cur FROM authority_fence WHERE id = 1 FOR SHARE;
+    PERFORM pg_advisory_xact_lock_shared(1380012102);
+    SELECT epoch INTO cur FROM authority_fence WHERE id = 1;
     IF cur <> declared::bigint THEN
         RAISE EXCEPTION 'stale_epoch: transaction epoch % but fence is at %', declared, cur
             USING ERRCODE = 'RF001';

@@ -24,3 +24,6 @@ make --no-print-directory build
 
 step "go test -race ./..."
 go test -race -count=1 -timeout 20m ${GOTESTFLAGS:-} ./...
+
+step "fuzz targets, briefly (${FUZZTIME:-3s} each)"
+FUZZTIME=${FUZZTIME:-3s} scripts/fuzz.sh

@@ -98,7 +98,7 @@ func (db *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 
 // Fenced runs fn in a transaction that declares epoch as its authority epoch.
 //
-// Before fn runs, the transaction locks the fence row FOR SHARE and checks that
+// Before fn runs, the transaction takes the fence lock shared and checks that
 // epoch is the current one (ErrStaleEpoch otherwise), so a newer leader's claim
 // waits for this transaction and every later transaction of an older leader
 // fails. The same check runs again inside PostgreSQL on every row fn writes to a

@@ -23,6 +23,7 @@ import (
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority/daemon"
 	"github.com/rap-fabric/core/httpapi"
+	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/jointoken"
 	"github.com/rap-fabric/core/pki"
 )
@@ -57,9 +58,9 @@ func (a *fakeAgent) joinBody(token string) map[string]any {
 
 // enrollClient talks to the authorities as an unenrolled agent: it verifies the
 // server against the cluster CA pin and names the cluster by that pin.
-func enrollClient(t *testing.T, g *group, pin string) *apiclient.Client {
+func enrollClient(t *testing.T, g *authtest.Group, pin string) *apiclient.Client {
 	var addrs []string
-	for _, d := range g.ds {
+	for _, d := range g.DS {
 		if d != nil {
 			addrs = append(addrs, d.APIAddr())
 		}
@@ -71,9 +72,9 @@ func enrollClient(t *testing.T, g *group, pin string) *apiclient.Client {
 }
 
 // nodeClient talks as an enrolled node with its certificate (mTLS).
-func nodeClient(t *testing.T, g *group, a *fakeAgent) *apiclient.Client {
+func nodeClient(t *testing.T, g *authtest.Group, a *fakeAgent) *apiclient.Client {
 	var addrs []string
-	for _, d := range g.ds {
+	for _, d := range g.DS {
 		if d != nil {
 			addrs = append(addrs, d.APIAddr())
 		}
@@ -104,7 +105,7 @@ type tokenResp struct {
 }
 
 func mkCluster(t *testing.T, c *apiclient.Client, slug string) (id, pin string) {
-	out, err := createCluster(context.Background(), c, slug)
+	out, err := authtest.CreateCluster(context.Background(), c, slug)
 	require.NoError(t, err)
 	return out["id"].(string), out["ca_pin"].(string)
 }
@@ -117,10 +118,10 @@ func mkToken(t *testing.T, c *apiclient.Client, cluster string, uses int) tokenR
 }
 
 func TestEnrollmentFlowOverHTTP(t *testing.T) {
-	g := newGroup(t, 3)
+	g := authtest.New(t, 3)
 	ctx := context.Background()
-	g.leader(10 * time.Second)
-	owner := g.client(g.ds...)
+	g.Leader(10 * time.Second)
+	owner := g.Client(g.DS...)
 	east, eastPin := mkCluster(t, owner, "east")
 	west, westPin := mkCluster(t, owner, "west")
 	require.NotEqual(t, eastPin, westPin, "clusters never share a CA")
@@ -172,7 +173,7 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 	require.NoError(t, nc.Do(ctx, http.MethodGet, "/v1/agent/whoami", nil, &who, nil))
 	require.Equal(t, ag.nodeID, who["node_id"])
 	// ...and never on owner routes, even with a valid owner token beside it.
-	withOwner, err := apiclient.New(apiclient.Options{Servers: []string{g.ds[0].APIAddr()}, Token: g.token, CAPin: eastPin, ServerName: httpapi.ServerNameForCluster(east),
+	withOwner, err := apiclient.New(apiclient.Options{Servers: []string{g.DS[0].APIAddr()}, Token: g.Token, CAPin: eastPin, ServerName: httpapi.ServerNameForCluster(east),
 		Certificate: &tls.Certificate{Certificate: [][]byte{ag.cert}, PrivateKey: ag.priv}, MaxRedirects: -1})
 	require.NoError(t, err)
 	err = withOwner.Do(ctx, http.MethodGet, "/v1/clusters", nil, nil, nil)
@@ -230,17 +231,17 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 		"certificate.issue/ok", "certificate.renew/ok", "node.revoke/ok", "certificate.revoke/ok"} {
 		require.True(t, seen[want], "audit has %s (have %v)", want, seen)
 	}
-	res, err := g.ds[0].Auth.VerifyAudit(ctx)
+	res, err := g.DS[0].Auth.VerifyAudit(ctx)
 	require.NoError(t, err)
 	require.True(t, res.OK(), "audit chain verifies: %v", res.Break)
 }
 
 // E1: many concurrent join requests on one token with max_uses = 3.
 func TestE1ConcurrentJoinsConsumeExactlyMaxUses(t *testing.T) {
-	g := newGroup(t, 3)
+	g := authtest.New(t, 3)
 	ctx := context.Background()
-	g.leader(10 * time.Second)
-	owner := g.client(g.ds...)
+	g.Leader(10 * time.Second)
+	owner := g.Client(g.DS...)
 	_, pin := mkCluster(t, owner, "east")
 	tok := mkToken(t, owner, "east", 3)
 	var wg sync.WaitGroup
@@ -265,19 +266,19 @@ func TestE1ConcurrentJoinsConsumeExactlyMaxUses(t *testing.T) {
 	require.Equal(t, 3, codes["ok"], "codes: %v", codes)
 	require.Equal(t, 50, codes["ok"]+codes["token_invalid"]+codes["rate_limited"], "codes: %v", codes)
 	var n int
-	require.NoError(t, g.ds[0].DB.Pool.QueryRow(ctx, `SELECT count(*) FROM node_join_requests`).Scan(&n))
+	require.NoError(t, g.DS[0].DB.Pool.QueryRow(ctx, `SELECT count(*) FROM node_join_requests`).Scan(&n))
 	require.Equal(t, 3, n)
-	require.NoError(t, g.ds[0].DB.Pool.QueryRow(ctx, `SELECT used_count FROM node_join_tokens WHERE id = $1`, tok.ID).Scan(&n))
+	require.NoError(t, g.DS[0].DB.Pool.QueryRow(ctx, `SELECT used_count FROM node_join_tokens WHERE id = $1`, tok.ID).Scan(&n))
 	require.Equal(t, 3, n)
 }
 
 // E2 and E3: bad tokens are refused and rate limited, secrets never stored or
 // logged; replays create nothing twice; a minority approves nothing.
 func TestE2E3BadTokensReplaysAndMinority(t *testing.T) {
-	g := newGroup(t, 3)
+	g := authtest.New(t, 3)
 	ctx := context.Background()
-	l := g.leader(10 * time.Second)
-	owner := g.client(g.ds...)
+	l := g.Leader(10 * time.Second)
+	owner := g.Client(g.DS...)
 	_, eastPin := mkCluster(t, owner, "east")
 	_, westPin := mkCluster(t, owner, "west")
 	join := func(pin, token string, ag *fakeAgent) error {
@@ -331,19 +332,19 @@ func TestE2E3BadTokensReplaysAndMinority(t *testing.T) {
 	ag3 := newFakeAgent("minority", "minority")
 	var s3 joinStatus
 	require.NoError(t, ec.Do(ctx, http.MethodPost, "/v1/agent/join", ag3.joinBody(good2.Token), &s3, nil))
-	l = g.leader(5 * time.Second)
-	g.isolate(l)
-	onlyOld, err := apiclient.New(apiclient.Options{Servers: []string{l.APIAddr()}, Token: g.token, CAPin: g.pin, MaxRedirects: -1})
+	l = g.Leader(5 * time.Second)
+	g.Isolate(l)
+	onlyOld, err := apiclient.New(apiclient.Options{Servers: []string{l.APIAddr()}, Token: g.Token, CAPin: g.Pin, MaxRedirects: -1})
 	require.NoError(t, err)
 	err = onlyOld.Do(ctx, http.MethodPost, "/v1/join-requests/"+s3.RequestID+"/approve", nil, nil, nil)
 	require.Contains(t, []string{"no_quorum", "not_leader"}, apiCode(err), "err=%v", err)
 	var status string
 	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT status FROM node_join_requests WHERE id = $1`, s3.RequestID).Scan(&status))
 	require.Equal(t, "pending", status)
-	g.heal()
-	nl := g.leader(10 * time.Second)
-	g.eventually(10*time.Second, "one leader after heal", func() bool {
-		for _, d := range g.ds {
+	g.Heal()
+	nl := g.Leader(10 * time.Second)
+	g.Eventually(10*time.Second, "one leader after heal", func() bool {
+		for _, d := range g.DS {
 			if d != nl && d.Raft.IsLeader() {
 				return false
 			}
@@ -374,12 +375,12 @@ func TestE2E3BadTokensReplaysAndMinority(t *testing.T) {
 		secrets = append(secrets, tk.Token, base64.RawURLEncoding.EncodeToString(p.Secret), hex.EncodeToString(p.Secret), base64.StdEncoding.EncodeToString(p.Secret))
 	}
 	dump := dumpDatabase(t, l)
-	logs := g.logs.String()
+	logs := g.Logs.String()
 	for _, s := range secrets {
 		require.NotContains(t, dump, s, "database holds a token secret")
 		require.NotContains(t, logs, s, "logs hold a token secret")
 	}
-	require.NotContains(t, logs, g.token)
+	require.NotContains(t, logs, g.Token)
 }
 
 // dumpDatabase renders every row of every table as text.

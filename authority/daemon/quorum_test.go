@@ -13,6 +13,7 @@ import (
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority/daemon"
 	"github.com/rap-fabric/core/httpapi"
+	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -25,13 +26,13 @@ func apiCode(err error) string {
 }
 
 func TestQuorumElectionFencingAndFailover(t *testing.T) {
-	g := newGroup(t, 3)
+	g := authtest.New(t, 3)
 	ctx := context.Background()
-	l := g.leader(10 * time.Second)
+	l := g.Leader(10 * time.Second)
 
 	// Status: one leader, one epoch, three healthy-or-known members.
 	var st httpapi.AuthorityStatus
-	require.NoError(t, g.client(l).Do(ctx, http.MethodGet, "/v1/authority/status", nil, &st, nil))
+	require.NoError(t, g.Client(l).Do(ctx, http.MethodGet, "/v1/authority/status", nil, &st, nil))
 	require.Equal(t, l.Node(), st.NodeID)
 	require.Equal(t, "Leader", st.State)
 	require.True(t, st.Quorum)
@@ -41,34 +42,34 @@ func TestQuorumElectionFencingAndFailover(t *testing.T) {
 	epoch1 := st.Epoch
 
 	// A fenced write on the leader.
-	_, err := createCluster(ctx, g.client(l), "east")
+	_, err := authtest.CreateCluster(ctx, g.Client(l), "east")
 	require.NoError(t, err)
 
 	// Through a follower: the follower answers not_leader with the leader's
 	// address and the client follows it.
-	f := g.followers(l)[0]
+	f := g.Followers(l)[0]
 	var raw map[string]any
-	err = g.client(f).Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "west"}, &raw, nil)
+	err = g.Client(f).Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "west"}, &raw, nil)
 	require.NoError(t, err)
 	require.Equal(t, "west", raw["slug"])
 	// A single hop without following shows the code itself.
-	noFollow, err := apiclient.New(apiclient.Options{Servers: []string{f.APIAddr()}, Token: g.token, CAPin: g.pin, MaxRedirects: -1})
+	noFollow, err := apiclient.New(apiclient.Options{Servers: []string{f.APIAddr()}, Token: g.Token, CAPin: g.Pin, MaxRedirects: -1})
 	require.NoError(t, err)
 	err = noFollow.Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "north"}, nil, nil)
 	require.Equal(t, "not_leader", apiCode(err))
 
 	// Reads are answered by any authority.
 	var list struct{ Items []map[string]any }
-	require.NoError(t, g.client(f).Do(ctx, http.MethodGet, "/v1/clusters", nil, &list, nil))
+	require.NoError(t, g.Client(f).Do(ctx, http.MethodGet, "/v1/clusters", nil, &list, nil))
 	require.Len(t, list.Items, 2)
 
 	// Kill the leader: a new leader with a higher epoch, and writes resume.
 	require.NoError(t, l.Close())
-	g.ds[g.index(l)] = nil
-	l2 := g.leader(10 * time.Second)
+	g.DS[g.Index(l)] = nil
+	l2 := g.Leader(10 * time.Second)
 	require.NotEqual(t, l.Node(), l2.Node())
 	require.Greater(t, l2.Auth.Epoch(), epoch1)
-	_, err = createCluster(ctx, g.client(g.followers(nil)...), "south")
+	_, err = authtest.CreateCluster(ctx, g.Client(g.Followers(nil)...), "south")
 	require.NoError(t, err)
 
 	// The deposed leader's epoch can land nothing: PostgreSQL refuses it.
@@ -80,27 +81,27 @@ func TestQuorumElectionFencingAndFailover(t *testing.T) {
 }
 
 func TestIsolatedLeaderCannotWrite(t *testing.T) {
-	g := newGroup(t, 3)
+	g := authtest.New(t, 3)
 	ctx := context.Background()
-	old := g.leader(10 * time.Second)
+	old := g.Leader(10 * time.Second)
 	oldEpoch := old.Auth.Epoch()
-	_, err := createCluster(ctx, g.client(old), "before")
+	_, err := authtest.CreateCluster(ctx, g.Client(old), "before")
 	require.NoError(t, err)
 
 	// Cut the leader off from both followers. It may still believe it leads for
 	// a moment, but every fenced request it takes fails fast with no_quorum.
-	g.isolate(old)
+	g.Isolate(old)
 	start := time.Now()
-	onlyOld, err := apiclient.New(apiclient.Options{Servers: []string{old.APIAddr()}, Token: g.token, CAPin: g.pin, MaxRedirects: -1})
+	onlyOld, err := apiclient.New(apiclient.Options{Servers: []string{old.APIAddr()}, Token: g.Token, CAPin: g.Pin, MaxRedirects: -1})
 	require.NoError(t, err)
 	err = onlyOld.Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "minority"}, nil, nil)
 	require.Contains(t, []string{"no_quorum", "not_leader"}, apiCode(err), "err=%v", err)
 	require.Less(t, time.Since(start), 3*time.Second, "refusal must be fast")
 
 	// The majority elects a new leader with a higher epoch and keeps working.
-	var nl = g.leaderAmong(10*time.Second, g.followers(old)...)
+	var nl = g.LeaderAmong(10*time.Second, g.Followers(old)...)
 	require.Greater(t, nl.Auth.Epoch(), oldEpoch)
-	_, err = createCluster(ctx, g.client(nl), "majority")
+	_, err = authtest.CreateCluster(ctx, g.Client(nl), "majority")
 	require.NoError(t, err)
 
 	// Whatever the deposed leader still believes, PostgreSQL refuses its epoch,
@@ -120,42 +121,42 @@ func TestIsolatedLeaderCannotWrite(t *testing.T) {
 	require.Zero(t, minority)
 
 	// Heal: the old leader rejoins as a follower and the states converge.
-	g.heal()
-	g.eventually(10*time.Second, "old leader follows", func() bool { return !old.Raft.IsLeader() && old.FSM.Epoch() == nl.FSM.Epoch() })
+	g.Heal()
+	g.Eventually(10*time.Second, "old leader follows", func() bool { return !old.Raft.IsLeader() && old.FSM.Epoch() == nl.FSM.Epoch() })
 	require.Equal(t, nl.FSM.Dump(), old.FSM.Dump())
 }
 
 func TestRestartFromDiskKeepsState(t *testing.T) {
-	g := newGroup(t, 3)
+	g := authtest.New(t, 3)
 	ctx := context.Background()
-	l := g.leader(10 * time.Second)
-	_, err := createCluster(ctx, g.client(l), "persist")
+	l := g.Leader(10 * time.Second)
+	_, err := authtest.CreateCluster(ctx, g.Client(l), "persist")
 	require.NoError(t, err)
 	before := l.FSM.Dump()
 	epochBefore := l.FSM.Epoch()
-	for i, d := range g.ds {
+	for i, d := range g.DS {
 		require.NoError(t, d.Close())
-		g.ds[i] = nil
+		g.DS[i] = nil
 	}
-	for i := range g.ds {
-		g.start(i)
+	for i := range g.DS {
+		g.Start(i)
 	}
-	nl := g.leader(15 * time.Second)
-	g.eventually(10*time.Second, "replayed state", func() bool {
-		for _, d := range g.ds {
+	nl := g.Leader(15 * time.Second)
+	g.Eventually(10*time.Second, "replayed state", func() bool {
+		for _, d := range g.DS {
 			if d.FSM.Epoch() <= epochBefore {
 				return false
 			}
 		}
 		return true
 	})
-	for _, d := range g.ds {
+	for _, d := range g.DS {
 		_, ok := d.FSM.ClusterCA(mustClusterID(t, nl, "persist"))
 		require.True(t, ok, "CA key survived restart on %s", d.Node())
 		require.Len(t, d.FSM.Members(), 3)
 	}
 	require.NotEqual(t, before, nl.FSM.Dump(), "a new epoch was claimed after restart")
-	_, err = createCluster(ctx, g.client(nl), "after-restart")
+	_, err = authtest.CreateCluster(ctx, g.Client(nl), "after-restart")
 	require.NoError(t, err)
 }
 

@@ -1,0 +1,52 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/httpapi"
+)
+
+// TestOpenAPIMatchesRoutes keeps docs/openapi.json in step with the router:
+// every route is documented and every documented operation exists.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	data, err := os.ReadFile("../docs/openapi.json")
+	require.NoError(t, err)
+	var doc struct {
+		OpenAPI string                                `json:"openapi"`
+		Paths   map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	require.NoError(t, json.Unmarshal(data, &doc))
+	require.True(t, strings.HasPrefix(doc.OpenAPI, "3."))
+	documented := map[string]bool{}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			documented[strings.ToUpper(m)+" "+p] = true
+		}
+	}
+	s := httpapi.New(httpapi.Options{})
+	routed := map[string]bool{}
+	for _, r := range s.Routes() {
+		routed[r.Method+" "+r.Path] = true
+	}
+	var missing, extra []string
+	for k := range routed {
+		if !documented[k] {
+			missing = append(missing, k)
+		}
+	}
+	for k := range documented {
+		if !routed[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	require.Empty(t, missing, "routes missing from docs/openapi.json")
+	require.Empty(t, extra, "docs/openapi.json documents routes that do not exist")
+}

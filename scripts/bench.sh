@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# bench.sh — `make bench`: every benchmark, each printing its figures beside a
+# baseline measured in the same run (raw UDP vs Noise, plain INSERT vs fenced
+# mutation, raw Raft apply vs ours, Ed25519 vs snapshot signing, …).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+DATABASE_URL=$(scripts/pg.sh url)
+export DATABASE_URL
+out=${BENCH_OUT:-out/bench.txt}
+mkdir -p "$(dirname "$out")"
+: >"$out"
+runb() { echo "== go test -bench $*" | tee -a "$out"; go test -run '^$' -bench . "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu)' | tee -a "$out"; }
+runb -benchtime 1000x ./bench/
+runb -benchtime 2000x ./authority/raftnode/
+runb ./snapshot/
+runb -benchtime 2s ./mesh/...
+echo "figures saved in $out"

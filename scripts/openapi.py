@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Writes docs/openapi.json from the table below. Keep the table in step with
+httpapi routes: httpapi/openapi_test.go fails when they differ.
+
+Each row: method, path, auth (owner|node|none), tag, summary, success status.
+"""
+import json, re, sys, os
+
+ROUTES = [
+    ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
+    ("POST", "/v1/authority/members", "owner", "authority", "Add an authority to the group (fenced)", 200),
+    ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
+    ("GET", "/metrics", "none", "authority", "Prometheus metrics", 200),
+    ("POST", "/v1/clusters", "owner", "clusters", "Create a cluster and its own CA (fenced)", 201),
+    ("GET", "/v1/clusters", "owner", "clusters", "List clusters", 200),
+    ("GET", "/v1/clusters/{cluster}", "owner", "clusters", "Show a cluster (id or slug)", 200),
+    ("POST", "/v1/clusters/{cluster}/disable", "owner", "clusters", "Disable a cluster (fenced)", 200),
+    ("POST", "/v1/clusters/{cluster}/enable", "owner", "clusters", "Enable a cluster (fenced)", 200),
+    ("GET", "/v1/clusters/{cluster}/revocations", "owner", "clusters", "The cluster's revocation list", 200),
+    ("POST", "/v1/join-tokens", "owner", "enrollment", "Create a join token; the secret is returned once (fenced)", 201),
+    ("GET", "/v1/join-tokens", "owner", "enrollment", "List join tokens (never their secrets)", 200),
+    ("GET", "/v1/join-tokens/{id}", "owner", "enrollment", "Show a join token", 200),
+    ("POST", "/v1/join-tokens/{id}/revoke", "owner", "enrollment", "Revoke a join token (fenced)", 200),
+    ("GET", "/v1/join-requests", "owner", "enrollment", "List join requests (?cluster, ?status)", 200),
+    ("GET", "/v1/join-requests/{id}", "owner", "enrollment", "Show a join request with facts and capability check", 200),
+    ("POST", "/v1/join-requests/{id}/approve", "owner", "enrollment", "Approve: node, membership, identity, certificate (fenced, high risk)", 200),
+    ("POST", "/v1/join-requests/{id}/reject", "owner", "enrollment", "Reject with a reason (fenced)", 200),
+    ("GET", "/v1/nodes", "owner", "nodes", "List physical nodes, or a cluster's members with ?cluster", 200),
+    ("GET", "/v1/nodes/{id}", "owner", "nodes", "Show a node: memberships, capabilities, identities", 200),
+    ("POST", "/v1/clusters/{cluster}/nodes/{id}/revoke", "owner", "nodes", "Revoke a node identity in one cluster (fenced, high risk)", 200),
+    ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable", "owner", "nodes", "Disable a membership (fenced)", 200),
+    ("POST", "/v1/clusters/{cluster}/nodes/{id}/enable", "owner", "nodes", "Re-enable a disabled membership (fenced)", 200),
+    ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order", 200),
+    ("POST", "/v1/agent/join", "none", "agent", "Send a join request with a join token (TLS verified by CA pin)", 202),
+    ("POST", "/v1/agent/join/{id}/poll", "none", "agent", "Poll a join request's outcome with the poll secret", 200),
+    ("GET", "/v1/agent/whoami", "node", "agent", "The node identity of the presented certificate", 200),
+    ("POST", "/v1/agent/certificate", "node", "agent", "Renew the node certificate, or rotate keys (fenced)", 200),
+]
+
+def main():
+    paths = {}
+    for method, path, auth, tag, summary, status in ROUTES:
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in re.findall(r"{(\w+)}", path)]
+        op = {
+            "summary": summary,
+            "tags": [tag],
+            "parameters": params,
+            "responses": {
+                str(status): {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
+        if method in ("POST", "DELETE") and auth != "none":
+            op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128}})
+        op["security"] = {"owner": [{"ownerToken": []}], "node": [{"nodeCertificate": []}], "none": []}[auth]
+        paths.setdefault(path, {})[method.lower()] = op
+    doc = {
+        "openapi": "3.1.0",
+        "info": {"title": "RAP Fabric Core authority API", "version": "v1",
+                 "description": "Owner, agent and status routes of rap-authority. Errors: {error: {code, message, details}}. "
+                                "A follower answers fenced writes with 421 not_leader and details.leader_api_addr."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "ownerToken": {"type": "http", "scheme": "bearer", "description": "owner API token (rapot.…) or session"},
+                "nodeCertificate": {"type": "mutualTLS", "description": "node certificate issued by the cluster CA"},
+            },
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}},
+        },
+    }
+    out = os.path.join(os.path.dirname(__file__), "..", "docs", "openapi.json")
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+if __name__ == "__main__":
+    main()
