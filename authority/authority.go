@@ -129,9 +129,8 @@ type Authority struct {
 	claimMu sync.Mutex
 
 	limiter    *failureLimiter
-	verifyMu   sync.Mutex
-	verifying  *verifyCall
-	lastVerify time.Time
+	verifyOnce sync.Once
+	verifyReq  chan chan error
 
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
@@ -167,9 +166,35 @@ func (a *Authority) OnLeader(epoch uint64) {
 // OnFollower is called when this node stops leading: fenced writes stop at once.
 func (a *Authority) OnFollower() {
 	a.epoch.Store(0)
-	a.verifyMu.Lock()
-	a.lastVerify = time.Time{}
-	a.verifyMu.Unlock()
+}
+
+// startVerifier starts the loop that runs quorum confirmations in rounds: it
+// takes every request waiting when a round starts, confirms once, and answers
+// them all.
+func (a *Authority) startVerifier() {
+	a.verifyOnce.Do(func() {
+		a.verifyReq = make(chan chan error)
+		go func() {
+			for w := range a.verifyReq {
+				batch := []chan error{w}
+			drain:
+				for {
+					select {
+					case more := <-a.verifyReq:
+						batch = append(batch, more)
+					default:
+						break drain
+					}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), a.cfg.QuorumTimeout)
+				err := a.raft.VerifyLeader(ctx)
+				cancel()
+				for _, b := range batch {
+					b <- err
+				}
+			}
+		}()
+	})
 }
 
 func (a *Authority) claim(epoch uint64) {
@@ -242,49 +267,25 @@ func (a *Authority) notLeader() *Error {
 	return &Error{Code: CodeNotLeader, Message: "this authority is not the leader", Details: map[string]any{"leader_id": id, "leader_api_addr": addr}}
 }
 
-// verifyReuse is how long a successful quorum confirmation is reused by later
-// requests. It is well under the Raft leader lease, and the PostgreSQL fence —
-// not this check — is what makes a stale leader's writes impossible; the check
-// only makes a minority refuse fast.
-const verifyReuse = 50 * time.Millisecond
-
-// verifyCall is one in-flight quorum confirmation shared by concurrent requests.
-type verifyCall struct {
-	start time.Time
-	done  chan struct{}
-	err   error
-}
-
+// verifyQuorum confirms leadership with a quorum for this request. Concurrent
+// requests share confirmation rounds, but every request waits for a round that
+// started after it arrived: a leader cut off from its quorum refuses every
+// request that arrives after the cut, however recent the last confirmation.
 func (a *Authority) verifyQuorum(ctx context.Context) error {
-	a.verifyMu.Lock()
-	if !a.lastVerify.IsZero() && time.Since(a.lastVerify) < verifyReuse {
-		a.verifyMu.Unlock()
-		return nil
-	}
-	call := a.verifying
-	if call == nil {
-		call = &verifyCall{start: time.Now(), done: make(chan struct{})}
-		a.verifying = call
-		go func() {
-			vctx, cancel := context.WithTimeout(context.Background(), a.cfg.QuorumTimeout)
-			call.err = a.raft.VerifyLeader(vctx)
-			cancel()
-			a.verifyMu.Lock()
-			if call.err == nil {
-				a.lastVerify = call.start
-			}
-			a.verifying = nil
-			a.verifyMu.Unlock()
-			close(call.done)
-		}()
-	}
-	a.verifyMu.Unlock()
+	a.startVerifier()
+	w := make(chan error, 1)
 	select {
-	case <-call.done:
+	case a.verifyReq <- w:
 	case <-ctx.Done():
 		return &Error{Code: CodeNoQuorum, Message: "leadership could not be confirmed before the request ended", Err: ctx.Err()}
 	}
-	if err := call.err; err != nil {
+	var err error
+	select {
+	case err = <-w:
+	case <-ctx.Done():
+		return &Error{Code: CodeNoQuorum, Message: "leadership could not be confirmed before the request ended", Err: ctx.Err()}
+	}
+	if err != nil {
 		if errors.Is(err, ErrConsensusNotLeader) {
 			a.epoch.Store(0)
 			return a.notLeader()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -188,4 +189,19 @@ func (a *Authority) CreatePlatformCA(ctx context.Context) error {
 	}
 	_, err = a.apply(ctx, "platform-ca", fsm.CreateClusterCA{ClusterID: id, KeyID: kid, PublicKey: pub, SealedPrivateKey: sealed, CertDER: der, At: a.cfg.Clock()})
 	return err
+}
+
+// IssueMemberCert issues an authority member certificate (Raft transport) for
+// memberID's key under the platform CA. It returns the certificate and the
+// platform CA certificate.
+func (a *Authority) IssueMemberCert(memberID string, pub ed25519.PublicKey) ([]byte, []byte, error) {
+	key, caDER, _, err := a.clusterSigner("platform")
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := pki.IssueMemberCert(a.cfg.Rand, key, caDER, memberID, pub, a.cfg.Clock(), 5*365*24*time.Hour)
+	if err != nil {
+		return nil, nil, &Error{Code: CodeInternal, Message: "could not issue the member certificate", Err: err}
+	}
+	return der, caDER, nil
 }

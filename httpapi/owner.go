@@ -29,6 +29,31 @@ type addMemberBody struct {
 	APIAddr  string `json:"api_addr"`
 }
 
+type memberCertBody struct {
+	ID              string `json:"id"`
+	MemberPublicKey []byte `json:"member_public_key"`
+}
+
+// MemberCertificate is the answer to POST /v1/authority/members/certificate:
+// the joining authority's Raft transport certificate and the platform CA.
+type MemberCertificate struct {
+	MemberCertificate []byte `json:"member_certificate"`
+	PlatformCA        []byte `json:"platform_ca"`
+}
+
+func (s *Server) memberCertificate(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	var b memberCertBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	cert, ca, err := s.members.IssueMemberCert(r.Context(), actor, b.ID, b.MemberPublicKey)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, MemberCertificate{MemberCertificate: cert, PlatformCA: ca})
+	return nil
+}
+
 func (s *Server) addMember(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
 	var b addMemberBody
 	if err := decodeJSON(w, r, &b); err != nil {

@@ -19,6 +19,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net/http"
 	"time"
 
@@ -37,6 +38,10 @@ type StatusSource interface {
 
 // Members changes the authority group's membership (leader only).
 type Members interface {
+	// IssueMemberCert issues a Raft member certificate for a joining
+	// authority's key and returns it with the platform CA certificate.
+	IssueMemberCert(ctx context.Context, actor authority.Actor, id string, memberKey ed25519.PublicKey) (cert, ca []byte, err error)
+	// AddMember adds an authority (holding a member certificate) as a voter.
 	AddMember(ctx context.Context, actor authority.Actor, id, raftAddr, apiAddr string) error
 	RemoveMember(ctx context.Context, actor authority.Actor, id string) error
 }
@@ -131,6 +136,7 @@ func (s *Server) routes() {
 	}
 
 	public("status", http.MethodGet, "/v1/authority/status", s.getStatus)
+	owner("members.certificate", http.MethodPost, "/v1/authority/members/certificate", s.memberCertificate)
 	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
 	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)
 
@@ -163,6 +169,38 @@ func (s *Server) routes() {
 	public("agent.join.poll", http.MethodPost, "/v1/agent/join/{id}/poll", s.agentPoll)
 	agent("agent.whoami", http.MethodGet, "/v1/agent/whoami", s.agentWhoami)
 	agent("agent.renew", http.MethodPost, "/v1/agent/certificate", s.agentRenew)
+
+	// Node management and snapshots (manage.go, snapshots.go).
+	owner("organizations.create", http.MethodPost, "/v1/organizations", s.createOrganization)
+	owner("organizations.list", http.MethodGet, "/v1/organizations", s.listOrganizations)
+	owner("roles.assign", http.MethodPost, "/v1/clusters/{cluster}/nodes/{id}/roles", s.assignRole)
+	owner("roles.list.node", http.MethodGet, "/v1/clusters/{cluster}/nodes/{id}/roles", s.listRoles)
+	owner("roles.list", http.MethodGet, "/v1/clusters/{cluster}/roles", s.listRoles)
+	owner("roles.disable", http.MethodPost, "/v1/clusters/{cluster}/roles/{rid}/disable", s.setRoleStatus("disabled"))
+	owner("roles.enable", http.MethodPost, "/v1/clusters/{cluster}/roles/{rid}/enable", s.setRoleStatus("active"))
+	owner("roles.remove", http.MethodDelete, "/v1/clusters/{cluster}/roles/{rid}", s.removeRole)
+	owner("services.set", http.MethodPut, "/v1/clusters/{cluster}/nodes/{id}/services/{type}", s.setService)
+	owner("services.list", http.MethodGet, "/v1/clusters/{cluster}/services", s.listServices)
+	owner("services.cluster.enable", http.MethodPost, "/v1/clusters/{cluster}/services/{type}/enable", s.setClusterServices(true))
+	owner("services.cluster.disable", http.MethodPost, "/v1/clusters/{cluster}/services/{type}/disable", s.setClusterServices(false))
+	owner("groups.create", http.MethodPost, "/v1/clusters/{cluster}/groups", s.createGroup)
+	owner("groups.list", http.MethodGet, "/v1/clusters/{cluster}/groups", s.listGroups)
+	owner("groups.rename", http.MethodPatch, "/v1/clusters/{cluster}/groups/{gid}", s.renameGroup)
+	owner("groups.move", http.MethodPost, "/v1/clusters/{cluster}/groups/{gid}/move", s.moveGroup)
+	owner("groups.delete", http.MethodDelete, "/v1/clusters/{cluster}/groups/{gid}", s.deleteGroup)
+	owner("nodes.group", http.MethodPut, "/v1/clusters/{cluster}/nodes/{id}/group", s.setNodeGroup)
+	owner("telemetry.set", http.MethodPut, "/v1/telemetry-flags", s.setTelemetryFlag)
+	owner("telemetry.list", http.MethodGet, "/v1/telemetry-flags", s.listTelemetryFlags)
+	owner("telemetry.delete", http.MethodDelete, "/v1/telemetry-flags/{fid}", s.deleteTelemetryFlag)
+	owner("policy.set", http.MethodPut, "/v1/clusters/{cluster}/policy", s.setClusterPolicy)
+	owner("policy.get", http.MethodGet, "/v1/clusters/{cluster}/policy", s.getClusterPolicy)
+	owner("snapshots.status", http.MethodGet, "/v1/clusters/{cluster}/snapshots", s.listSnapshotStatus)
+	owner("snapshots.rebuild", http.MethodPost, "/v1/clusters/{cluster}/snapshots/rebuild", s.rebuildSnapshots)
+	owner("snapshots.node", http.MethodGet, "/v1/clusters/{cluster}/nodes/{id}/snapshot", s.getNodeSnapshot)
+	agent("agent.snapshot", http.MethodGet, "/v1/agent/snapshot", s.agentSnapshot)
+	agent("agent.ca", http.MethodGet, "/v1/agent/ca", s.agentCA)
+	agent("agent.storage", http.MethodGet, "/v1/agent/storage/snapshots", s.agentStorageSnapshots)
+	s.heartbeatRoutes(r)
 	s.router = r
 }
 

@@ -250,3 +250,58 @@ func randSerial(rnd io.Reader) (*big.Int, error) {
 	}
 	return s.Add(s, big.NewInt(1)), nil
 }
+
+// MemberOU marks authority member certificates: the only certificates the Raft
+// transport accepts. Node certificates (NodeOU, signed by cluster CAs) never
+// open it.
+const MemberOU = "rap-authority-member"
+
+// IssueMemberCert signs a certificate for an authority member's Raft transport
+// key under the platform CA. It is both a TLS server and client certificate.
+func IssueMemberCert(rnd io.Reader, caKey crypto.Signer, caDER []byte, memberID string, pub crypto.PublicKey, now time.Time, lifetime time.Duration) ([]byte, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, fmt.Errorf("pki: parse CA: %w", err)
+	}
+	serial, err := randSerial(rnd)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: memberID, OrganizationalUnit: []string{MemberOU}},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     now.Add(lifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		DNSNames:     []string{memberID},
+	}
+	return x509.CreateCertificate(rnd, tmpl, ca, pub, caKey)
+}
+
+// VerifyMemberCert checks that cert is an authority member certificate issued
+// by one of the CAs in caDERs, valid at now, and returns the member id.
+func VerifyMemberCert(cert *x509.Certificate, caDERs [][]byte, now time.Time) (string, error) {
+	if len(cert.Subject.OrganizationalUnit) != 1 || cert.Subject.OrganizationalUnit[0] != MemberOU {
+		return "", errors.New("pki: not an authority member certificate")
+	}
+	var lastErr error = errors.New("pki: no trusted platform CA")
+	for _, der := range caDERs {
+		ca, err := x509.ParseCertificate(der)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			lastErr = err
+			continue
+		}
+		return cert.Subject.CommonName, nil
+	}
+	return "", fmt.Errorf("pki: member certificate: %w", lastErr)
+}

@@ -8,7 +8,8 @@ import json, re, sys, os
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
-    ("POST", "/v1/authority/members", "owner", "authority", "Add an authority to the group (fenced)", 200),
+    ("POST", "/v1/authority/members/certificate", "owner", "authority", "Issue a Raft member certificate for a joining authority's key", 200),
+    ("POST", "/v1/authority/members", "owner", "authority", "Add an authority (holding a member certificate) as a voter (fenced)", 200),
     ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
     ("GET", "/metrics", "none", "authority", "Prometheus metrics", 200),
     ("POST", "/v1/clusters", "owner", "clusters", "Create a cluster and its own CA (fenced)", 201),

@@ -7,6 +7,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -66,6 +67,7 @@ type Daemon struct {
 	ln     net.Listener
 	log    hclog.Logger
 	health *memberHealth
+	member *memberTLS
 	stop   chan struct{}
 	wg     sync.WaitGroup
 }
@@ -119,7 +121,22 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if cfg.QuorumTimeout > 0 {
 		rc.QuorumTimeout = cfg.QuorumTimeout
 	}
-	rc.StreamLayer = cfg.StreamLayer
+	mt, err := loadMemberTLS(cfg.DataDir, d.FSM)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	d.member = mt
+	inner := cfg.StreamLayer
+	if inner == nil {
+		tl, err := newTCPLayer(cfg.RaftBind, cfg.RaftAdvertise)
+		if err != nil {
+			db.Close()
+			return nil, fmt.Errorf("daemon: raft listen: %w", err)
+		}
+		inner = tl
+	}
+	rc.StreamLayer = &tlsLayer{inner: inner, m: mt}
 	var auth *authority.Authority
 	rc.OnLeader = func(epoch uint64) { auth.OnLeader(epoch) }
 	rc.OnFollower = func() { auth.OnFollower() }
@@ -156,6 +173,10 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}()
 	d.wg.Add(1)
 	go d.healthLoop()
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); auth.RunHeartbeats(d.stop) }() // heartbeat batcher, health sweeper, retention
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); auth.RunSnapshots(d.stop) }() // snapshot rebuild loop (leader) and long-poll wakeups
 	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
 	return d, nil
 }
@@ -182,8 +203,25 @@ func (d *Daemon) Bootstrap(ctx context.Context) error {
 	if _, err := d.Raft.Apply(ctx, "member|"+d.cfg.NodeID, fsm.UpsertMember{ID: d.cfg.NodeID, RaftAddr: d.Raft.Addr(), APIAddr: d.cfg.APIAdvertise, Suffrage: fsm.SuffrageVoter}); err != nil {
 		return err
 	}
-	return d.ensurePlatformCA(ctx)
+	if err := d.ensurePlatformCA(ctx); err != nil {
+		return err
+	}
+	cert, ca, err := d.Auth.IssueMemberCert(d.cfg.NodeID, d.member.PublicKey())
+	if err != nil {
+		return err
+	}
+	return d.member.install(cert, ca)
 }
+
+// MemberPublicKey is this authority's Raft transport key, sent when joining.
+func (d *Daemon) MemberPublicKey() ed25519.PublicKey { return d.member.PublicKey() }
+
+// InstallMemberCert stores the member certificate and platform CA a leader
+// issued to this authority when it joined.
+func (d *Daemon) InstallMemberCert(cert, ca []byte) error { return d.member.install(cert, ca) }
+
+// HasMemberCert reports whether this authority may take part in Raft.
+func (d *Daemon) HasMemberCert() bool { return d.member.has() }
 
 // ensurePlatformCA creates the platform CA (which signs the owner API's server
 // certificates) once.
@@ -218,7 +256,31 @@ func (d *Daemon) PlatformPin() string {
 	return p
 }
 
-// AddMember adds an authority as a voter and records it (fenced, audited).
+// IssueMemberCert issues a Raft member certificate for a joining authority's
+// key (leader only, audited). The joiner installs it before it is added as a
+// voter, so the configuration change can commit at once.
+func (d *Daemon) IssueMemberCert(ctx context.Context, actor authority.Actor, id string, memberKey ed25519.PublicKey) ([]byte, []byte, error) {
+	if len(memberKey) != ed25519.PublicKeySize {
+		return nil, nil, authority.Errf(authority.CodeInvalid, "member_public_key must be a 32-byte Ed25519 key")
+	}
+	if id == "" {
+		return nil, nil, authority.Errf(authority.CodeInvalid, "id is required")
+	}
+	if !d.Raft.IsLeader() {
+		return nil, nil, authority.Errf(authority.CodeNotLeader, "member certificates are issued by the leader")
+	}
+	cert, ca, err := d.Auth.IssueMemberCert(id, memberKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := d.Auth.Audit(ctx, authority.Op{Action: "authority.member.certificate", Actor: actor, TargetKind: "authority", TargetID: id}, "ok"); err != nil {
+		return nil, nil, err
+	}
+	return cert, ca, nil
+}
+
+// AddMember adds an authority as a voter and records it (fenced, audited). The
+// authority must already hold a member certificate (IssueMemberCert).
 func (d *Daemon) AddMember(ctx context.Context, actor authority.Actor, id, raftAddr, apiAddr string) error {
 	_, err := authority.Fenced(ctx, d.Auth, authority.Op{Action: "authority.member.add", Actor: actor, TargetKind: "authority", TargetID: id,
 		Details: map[string]any{"raft_addr": raftAddr, "api_addr": apiAddr}},

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,8 @@ func main() {
 			os.Exit(2)
 		}
 		err = auditVerify(os.Args[3:])
+	case "member-key":
+		err = memberKey(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -81,6 +84,7 @@ commands:
   bootstrap    same as run --bootstrap
   migrate      apply the database migrations and exit
   audit verify verify the audit hash chain and name the first broken row
+  member-key   print this authority's Raft member public key (for rapctl authority add)
   version      print the version
 `)
 }
@@ -243,10 +247,8 @@ func printBootstrap(ctx context.Context, d *daemon.Daemon) error {
 
 // joinGroup asks an existing member (following not_leader) to add this node.
 func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) error {
-	for _, m := range d.FSM.Members() {
-		if m.ID == d.Node() {
-			return nil // already a member (restart)
-		}
+	if d.HasMemberCert() && len(d.FSM.Members()) > 0 {
+		return nil // already a member (restart)
 	}
 	if token == "" || pin == "" {
 		return errors.New("--join needs --join-token and --ca-pin")
@@ -258,9 +260,21 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 	defer c.Close()
 	var lastErr error
 	for i := 0; i < 30; i++ {
-		lastErr = c.Do(ctx, http.MethodPost, "/v1/authority/members", map[string]string{"id": d.Node(), "raft_addr": d.RaftAddr(), "api_addr": d.APIAddr()}, nil, nil)
+		if !d.HasMemberCert() {
+			var mc struct {
+				MemberCertificate []byte `json:"member_certificate"`
+				PlatformCA        []byte `json:"platform_ca"`
+			}
+			lastErr = c.Do(ctx, http.MethodPost, "/v1/authority/members/certificate", map[string]any{"id": d.Node(), "member_public_key": []byte(d.MemberPublicKey())}, &mc, nil)
+			if lastErr == nil {
+				lastErr = d.InstallMemberCert(mc.MemberCertificate, mc.PlatformCA)
+			}
+		}
 		if lastErr == nil {
-			return nil
+			lastErr = c.Do(ctx, http.MethodPost, "/v1/authority/members", map[string]any{"id": d.Node(), "raft_addr": d.RaftAddr(), "api_addr": d.APIAddr()}, nil, nil)
+			if lastErr == nil {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -317,5 +331,25 @@ func auditVerify(args []string) error {
 		os.Exit(3)
 	}
 	fmt.Printf("audit chain intact: %d events, head seq %d hash %s\n", res.Checked, res.Head.Seq, res.Head.Hash)
+	return nil
+}
+
+func memberKey(args []string) error {
+	fs := flag.NewFlagSet("member-key", flag.ContinueOnError)
+	dir := fs.String("data-dir", os.Getenv("RAP_DATA_DIR"), "the authority's data directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("--data-dir is required")
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	k, err := daemon.MemberKey(*dir)
+	if err != nil {
+		return err
+	}
+	fmt.Println(base64.StdEncoding.EncodeToString(k))
 	return nil
 }

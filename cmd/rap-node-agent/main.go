@@ -1,20 +1,235 @@
-// Command rap-node-agent is the native host agent of the RAP Fabric Core:
-// enrollment, local state, heartbeats, desired state, workload supervision and
-// the mesh. See docs/STATUS.md for what is implemented.
+// Command rap-node-agent is the native host agent of the RAP Fabric Core.
+//
+//	rap-node-agent enroll --authority HOST:PORT[,…] --token TOKEN --ca-pin sha256:… [--state PATH] [--name NAME] [--capability CAP]…
+//	rap-node-agent run    [--state PATH] [--interval 5s] [--status-socket PATH]
+//	rap-node-agent status [--state PATH] [--status-socket PATH] [-o table|json]
+//	rap-node-agent version
+//
+// enroll joins one cluster (run it again with another token and pin for a
+// second cluster; stop the running agent first, the state file is locked
+// while it runs). run heartbeats every enrolled membership until SIGINT or
+// SIGTERM. status asks the running agent over its unix socket (mode 0600) and
+// falls back to reading the state file when no agent runs.
+//
+// Defaults come from the environment: RAP_STATE (state file),
+// RAP_AUTHORITIES, RAP_CA_PIN, RAP_TOKEN, RAP_CAPABILITIES (comma-separated).
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rap-fabric/core/agent/runtime"
+	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/domain"
 )
 
+// version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
+const defaultState = "/var/lib/rap-node-agent/state.db"
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "enroll":
+		err = enroll(os.Args[2:])
+	case "run":
+		err = run(os.Args[2:])
+	case "status":
+		err = status(os.Args[2:])
+	case "version", "--version", "-v":
 		fmt.Println(version)
 		return
+	case "help", "-h", "--help":
+		usage()
+		return
+	default:
+		usage()
+		os.Exit(2)
 	}
-	fmt.Fprintln(os.Stderr, "usage: rap-node-agent version")
-	os.Exit(2)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rap-node-agent %s: %v\n", os.Args[1], err)
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  rap-node-agent enroll --authority HOST:PORT[,...] --token TOKEN --ca-pin sha256:... [--state PATH] [--name NAME] [--capability CAP]...
+  rap-node-agent run    [--state PATH] [--interval 5s] [--status-socket PATH]
+  rap-node-agent status [--state PATH] [--status-socket PATH] [-o table|json]
+  rap-node-agent version
+`)
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// listFlag is a repeatable, comma-separated flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func capsOf(l listFlag) ([]domain.Capability, error) {
+	var out []domain.Capability
+	for _, s := range l {
+		c := domain.Capability(s)
+		if !c.Valid() {
+			return nil, fmt.Errorf("unknown capability %q (known: %v)", s, domain.AllCapabilities)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func openState(path string) (*state.Store, error) {
+	st, err := state.Open(path, state.Options{})
+	if errors.Is(err, state.ErrLocked) {
+		return nil, fmt.Errorf("%w (is rap-node-agent run active? stop it first)", err)
+	}
+	return st, err
+}
+
+func enroll(args []string) error {
+	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
+	authorities := fs.String("authority", env("RAP_AUTHORITIES", ""), "authority API addresses HOST:PORT, comma-separated")
+	token := fs.String("token", env("RAP_TOKEN", ""), "join token (rapjt.…)")
+	pin := fs.String("ca-pin", env("RAP_CA_PIN", ""), "cluster CA pin (sha256:…) printed with the token")
+	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	name := fs.String("name", "", "node name (default: host name)")
+	machineID := fs.String("machine-id-file", "/etc/machine-id", "file whose content identifies this host")
+	poll := fs.Duration("poll-interval", 2*time.Second, "wait between polls for the outcome")
+	var capList, roleList listFlag
+	_ = capList.Set(os.Getenv("RAP_CAPABILITIES"))
+	fs.Var(&capList, "capability", "configured capability (repeat or comma-separate)")
+	fs.Var(&roleList, "role", "role to request (repeat or comma-separate)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	caps, err := capsOf(capList)
+	if err != nil {
+		return err
+	}
+	var roles []domain.Role
+	for _, r := range roleList {
+		if !domain.Role(r).Valid() {
+			return fmt.Errorf("unknown role %q", r)
+		}
+		roles = append(roles, domain.Role(r))
+	}
+	var addrs listFlag
+	_ = addrs.Set(*authorities)
+	st, err := openState(*statePath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := runtime.Enroll(ctx, st, runtime.EnrollOptions{Authorities: addrs, Token: *token, CAPin: *pin, Name: *name, Capabilities: caps, Roles: roles,
+		MachineIDPath: *machineID, PollInterval: *poll, Progress: os.Stderr, AgentVersion: version})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("enrolled: cluster %s node %s (certificate %s, valid until %s)\n", res.ClusterID, res.NodeID, res.Serial, res.NotAfter.Format(time.RFC3339))
+	return nil
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	interval := fs.Duration("interval", 5*time.Second, "heartbeat interval (jittered ±10%)")
+	desired := fs.Duration("desired-every", 0, "desired-state poll interval (default 3 heartbeat intervals)")
+	degradedAfter := fs.Int("degraded-after", 2, "failed heartbeat rounds before degraded mode")
+	timeout := fs.Duration("request-timeout", 3*time.Second, "timeout of one exchange with one authority")
+	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
+	level := fs.String("log-level", env("RAP_LOG_LEVEL", "info"), "log level")
+	var capList listFlag
+	_ = capList.Set(os.Getenv("RAP_CAPABILITIES"))
+	fs.Var(&capList, "capability", "configured capability (repeat or comma-separate)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	caps, err := capsOf(capList)
+	if err != nil {
+		return err
+	}
+	if *socket == "" {
+		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "rap-node-agent", Level: hclog.LevelFromString(*level), Output: os.Stderr})
+	st, err := openState(*statePath)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a := runtime.NewAgent(st, runtime.RunOptions{Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
+		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log})
+	return a.Run(ctx)
+}
+
+func status(args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
+	out := fs.String("o", "table", "output: table or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *socket == "" {
+		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := runtime.ReadStatus(ctx, *socket)
+	if errors.Is(err, runtime.ErrAgentNotRunning) {
+		st, oerr := state.Open(*statePath, state.Options{LockTimeout: 500 * time.Millisecond})
+		if oerr != nil {
+			return fmt.Errorf("%w; reading the state file: %w", err, oerr)
+		}
+		r, err = runtime.StatusFromState(st)
+		st.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if *out == "json" {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	return runtime.WriteStatusTable(os.Stdout, r)
 }

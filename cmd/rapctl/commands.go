@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"flag"
 	"net/http"
 	"net/url"
@@ -62,12 +64,25 @@ func listFlags(path string, filters ...string) func(*flag.FlagSet) builder {
 var commands = []cmd{
 	{path: "authority status", help: "Raft and fence status of an authority", flags: noFlags(get("/v1/authority/status")),
 		table: []string{"node_id", "state", "leader_id", "epoch", "fence_epoch", "quorum", "commit_index"}, single: true},
-	{path: "authority add", args: "ID RAFT_ADDR API_ADDR", help: "add an authority to the group (fenced)", flags: func(fs *flag.FlagSet) builder {
+	{path: "authority certificate", args: "ID", help: "issue a Raft member certificate for a joining authority", flags: func(fs *flag.FlagSet) builder {
+		key := fs.String("member-key", "", "the new authority's member public key, base64 (rap-authority member-key)")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("ID")
+			}
+			k, err := base64.StdEncoding.DecodeString(*key)
+			if err != nil || len(k) != 32 {
+				return "", "", nil, errArgs("--member-key with a base64 32-byte key")
+			}
+			return http.MethodPost, "/v1/authority/members/certificate", map[string]any{"id": positional[0], "member_public_key": k}, nil
+		}
+	}},
+	{path: "authority add", args: "ID RAFT_ADDR API_ADDR", help: "add an authority as a voter (fenced; `rap-authority run --join` does both steps)", flags: func(fs *flag.FlagSet) builder {
 		return func() (string, string, any, error) {
 			if len(positional) != 3 {
 				return "", "", nil, errArgs("ID RAFT_ADDR API_ADDR")
 			}
-			return http.MethodPost, "/v1/authority/members", map[string]string{"id": positional[0], "raft_addr": positional[1], "api_addr": positional[2]}, nil
+			return http.MethodPost, "/v1/authority/members", map[string]any{"id": positional[0], "raft_addr": positional[1], "api_addr": positional[2]}, nil
 		}
 	}},
 	{path: "authority remove", args: "ID", help: "remove an authority from the group (fenced)", flags: withArgs(http.MethodDelete, "/v1/authority/members/{id}", "id")},
@@ -136,6 +151,202 @@ var commands = []cmd{
 	{path: "node enable", args: "CLUSTER NODE", help: "re-enable a disabled membership (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/nodes/{node}/enable", "cluster", "node"), table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 
 	{path: "audit list", help: "list audit events", flags: listFlags("/v1/audit", "cluster", "action", "actor", "target_kind", "target_id", "after_seq"), table: []string{"seq", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
+
+	// Node management and snapshots.
+	{path: "org create", args: "NAME", help: "create an organization (fenced)", flags: func(fs *flag.FlagSet) builder {
+		slug := fs.String("slug", "", "URL-safe short name (default from NAME)")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("NAME")
+			}
+			return http.MethodPost, "/v1/organizations", map[string]string{"name": positional[0], "slug": *slug}, nil
+		}
+	}, table: []string{"id", "slug", "name", "status"}, single: true},
+	{path: "org list", help: "list organizations", flags: listFlags("/v1/organizations"), table: []string{"id", "slug", "name", "status"}},
+	{path: "role assign", args: "CLUSTER NODE ROLE", help: "assign a cluster-scoped role to a node (fenced; refused when capabilities are missing)", flags: func(fs *flag.FlagSet) builder {
+		org := fs.String("organization", "", "restrict the role to one organization (id or slug)")
+		policy := fs.String("policy", "", "policy document (JSON object)")
+		return func() (string, string, any, error) {
+			if len(positional) != 3 {
+				return "", "", nil, errArgs("CLUSTER NODE ROLE")
+			}
+			body := map[string]any{"role": positional[2], "organization": *org}
+			if *policy != "" {
+				if !json.Valid([]byte(*policy)) {
+					return "", "", nil, errArgs("--policy must be JSON")
+				}
+				body["policy"] = json.RawMessage(*policy)
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/nodes/" + url.PathEscape(positional[1]) + "/roles", body, nil
+		}
+	}, table: []string{"id", "node_id", "role", "organization_id", "status", "snapshot_version"}, single: true},
+	{path: "role list", args: "CLUSTER", help: "list role assignments (--node to filter)", flags: func(fs *flag.FlagSet) builder {
+		b := listFlags("/X", "node")(fs)
+		return func() (string, string, any, error) {
+			c, err := arg(0, "CLUSTER")
+			if err != nil {
+				return "", "", nil, err
+			}
+			m, p, body, err := b()
+			return m, strings.Replace(p, "/X", "/v1/clusters/"+c+"/roles", 1), body, err
+		}
+	}, table: []string{"id", "node_id", "role", "organization_id", "status", "assigned_by"}},
+	{path: "role disable", args: "CLUSTER ASSIGNMENT", help: "disable a role assignment (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/roles/{id}/disable", "cluster", "id"), table: []string{"id", "role", "status", "snapshot_version"}, single: true},
+	{path: "role enable", args: "CLUSTER ASSIGNMENT", help: "re-enable a role assignment (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/roles/{id}/enable", "cluster", "id"), table: []string{"id", "role", "status", "snapshot_version"}, single: true},
+	{path: "role remove", args: "CLUSTER ASSIGNMENT", help: "remove a role assignment (fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/roles/{id}", "cluster", "id"), table: []string{"id", "role", "snapshot_version"}, single: true},
+	{path: "service set", args: "CLUSTER NODE TYPE", help: "enable (--enable) or disable a desired service on a node (fenced; remote-access adapters via --config '{\"adapters\":[\"rdp\"]}')", flags: func(fs *flag.FlagSet) builder {
+		enable := fs.Bool("enable", false, "enable the service (default: disable)")
+		instance := fs.String("instance", "", "instance id (default \"default\")")
+		org := fs.String("organization", "", "organization (id or slug)")
+		config := fs.String("config", "", "service config (JSON object; credentials only as *_ref)")
+		return func() (string, string, any, error) {
+			if len(positional) != 3 {
+				return "", "", nil, errArgs("CLUSTER NODE TYPE")
+			}
+			body := map[string]any{"enabled": *enable, "instance": *instance, "organization": *org}
+			if *config != "" {
+				if !json.Valid([]byte(*config)) {
+					return "", "", nil, errArgs("--config must be JSON")
+				}
+				body["config"] = json.RawMessage(*config)
+			}
+			return http.MethodPut, "/v1/clusters/" + url.PathEscape(positional[0]) + "/nodes/" + url.PathEscape(positional[1]) + "/services/" + url.PathEscape(positional[2]), body, nil
+		}
+	}, table: []string{"id", "node_id", "service_type", "service_instance_id", "desired_state", "reported_state", "snapshot_version"}, single: true},
+	{path: "service list", args: "CLUSTER", help: "list desired services (--node, --type to filter)", flags: func(fs *flag.FlagSet) builder {
+		b := listFlags("/X", "node", "type")(fs)
+		return func() (string, string, any, error) {
+			c, err := arg(0, "CLUSTER")
+			if err != nil {
+				return "", "", nil, err
+			}
+			m, p, body, err := b()
+			return m, strings.Replace(p, "/X", "/v1/clusters/"+c+"/services", 1), body, err
+		}
+	}, table: []string{"id", "node_id", "service_type", "service_instance_id", "organization_id", "desired_state", "reported_state"}},
+	{path: "service enable-all", args: "CLUSTER TYPE", help: "enable every instance of a service type in a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/services/{type}/enable", "cluster", "type")},
+	{path: "service disable-all", args: "CLUSTER TYPE", help: "disable every instance of a service type in a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/services/{type}/disable", "cluster", "type")},
+	{path: "group create", args: "CLUSTER NAME", help: "create a node group (--parent GROUP for a child group; fenced)", flags: func(fs *flag.FlagSet) builder {
+		parent := fs.String("parent", "", "parent group id")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("CLUSTER NAME")
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/groups", map[string]string{"name": positional[1], "parent": *parent}, nil
+		}
+	}, table: []string{"id", "name", "parent_id"}, single: true},
+	{path: "group list", args: "CLUSTER", help: "list a cluster's node groups", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/groups", "cluster"), table: []string{"id", "name", "parent_id", "created_at"}},
+	{path: "group rename", args: "CLUSTER GROUP NAME", help: "rename a node group (fenced)", flags: func(fs *flag.FlagSet) builder {
+		return func() (string, string, any, error) {
+			if len(positional) != 3 {
+				return "", "", nil, errArgs("CLUSTER GROUP NAME")
+			}
+			return http.MethodPatch, "/v1/clusters/" + url.PathEscape(positional[0]) + "/groups/" + url.PathEscape(positional[1]), map[string]string{"name": positional[2]}, nil
+		}
+	}, table: []string{"id", "name", "parent_id"}, single: true},
+	{path: "group move", args: "CLUSTER GROUP", help: "move a node group under --parent GROUP (root without; fenced)", flags: func(fs *flag.FlagSet) builder {
+		parent := fs.String("parent", "", "new parent group id (empty: root)")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("CLUSTER GROUP")
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/groups/" + url.PathEscape(positional[1]) + "/move", map[string]string{"parent": *parent}, nil
+		}
+	}, table: []string{"id", "name", "parent_id"}, single: true},
+	{path: "group delete", args: "CLUSTER GROUP", help: "delete an empty node group (fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/groups/{group}", "cluster", "group"), table: []string{"id", "name"}, single: true},
+	{path: "node group", args: "CLUSTER NODE [GROUP]", help: "put a node's membership in a group (none without GROUP; fenced)", flags: func(fs *flag.FlagSet) builder {
+		return func() (string, string, any, error) {
+			if len(positional) < 2 || len(positional) > 3 {
+				return "", "", nil, errArgs("CLUSTER NODE [GROUP]")
+			}
+			g := ""
+			if len(positional) == 3 {
+				g = positional[2]
+			}
+			return http.MethodPut, "/v1/clusters/" + url.PathEscape(positional[0]) + "/nodes/" + url.PathEscape(positional[1]) + "/group", map[string]string{"group": g}, nil
+		}
+	}, table: []string{"cluster_id", "node_id", "group_id", "membership_status"}, single: true},
+	{path: "telemetry set", args: "NAME", help: "set a test telemetry flag (--scope cluster|node|organization; fenced)", flags: func(fs *flag.FlagSet) builder {
+		scope := fs.String("scope", "cluster", "cluster, node or organization")
+		cluster := fs.String("cluster", "", "cluster id or slug")
+		node := fs.String("node", "", "node id (scope node)")
+		org := fs.String("organization", "", "organization id or slug (scope organization)")
+		enabled := fs.Bool("enabled", true, "flag value (--enabled=false to switch off)")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("NAME")
+			}
+			return http.MethodPut, "/v1/telemetry-flags", map[string]any{"scope": *scope, "cluster": *cluster, "node": *node, "organization": *org, "name": positional[0], "enabled": *enabled}, nil
+		}
+	}, table: []string{"id", "scope", "cluster_id", "node_id", "organization_id", "name", "enabled"}, single: true},
+	{path: "telemetry list", help: "list test telemetry flags (--cluster to filter)", flags: listFlags("/v1/telemetry-flags", "cluster"), table: []string{"id", "scope", "cluster_id", "node_id", "organization_id", "name", "enabled"}},
+	{path: "telemetry delete", args: "ID", help: "delete a test telemetry flag (fenced)", flags: withArgs(http.MethodDelete, "/v1/telemetry-flags/{id}", "id"), table: []string{"id", "name"}, single: true},
+	{path: "policy set", args: "CLUSTER", help: "replace a cluster's route/QoS/entry policies (JSON; fenced)", flags: func(fs *flag.FlagSet) builder {
+		route := fs.String("route", "", "route policy (JSON object)")
+		qos := fs.String("qos", "", "QoS policy (JSON object)")
+		entry := fs.String("entry", "", "client entry policies (JSON list of {organization_id, policy})")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("CLUSTER")
+			}
+			body := map[string]any{}
+			for k, v := range map[string]string{"route_policy": *route, "qos_policy": *qos, "entry_policies": *entry} {
+				if v == "" {
+					continue
+				}
+				if !json.Valid([]byte(v)) {
+					return "", "", nil, errArgs("policies must be JSON")
+				}
+				body[k] = json.RawMessage(v)
+			}
+			return http.MethodPut, "/v1/clusters/" + url.PathEscape(positional[0]) + "/policy", body, nil
+		}
+	}},
+	{path: "policy show", args: "CLUSTER", help: "show a cluster's route/QoS/entry policies", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/policy", "cluster")},
+	{path: "snapshot status", args: "CLUSTER", help: "desired vs applied snapshot version per node (--lagging for nodes behind)", flags: func(fs *flag.FlagSet) builder {
+		lagging := fs.Bool("lagging", false, "only nodes whose applied version is behind")
+		b := listFlags("/X", "node")(fs)
+		return func() (string, string, any, error) {
+			c, err := arg(0, "CLUSTER")
+			if err != nil {
+				return "", "", nil, err
+			}
+			m, p, body, err := b()
+			p = strings.Replace(p, "/X", "/v1/clusters/"+c+"/snapshots", 1)
+			if *lagging {
+				if strings.Contains(p, "?") {
+					p += "&lagging=true"
+				} else {
+					p += "?lagging=true"
+				}
+			}
+			return m, p, body, err
+		}
+	}, table: []string{"node_id", "node_name", "membership_status", "desired_version", "applied_version", "lagging", "expires_at"}},
+	{path: "snapshot show", args: "CLUSTER NODE", help: "a node's snapshot versions and newest content", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/nodes/{node}/snapshot", "cluster", "node")},
+	{path: "snapshot rebuild", args: "CLUSTER", help: "rebuild changed snapshots now (--force: re-sign all; leader)", flags: func(fs *flag.FlagSet) builder {
+		force := fs.Bool("force", false, "re-sign every node's snapshot")
+		return func() (string, string, any, error) {
+			c, err := arg(0, "CLUSTER")
+			if err != nil {
+				return "", "", nil, err
+			}
+			return http.MethodPost, "/v1/clusters/" + c + "/snapshots/rebuild", map[string]bool{"force": *force}, nil
+		}
+	}, table: []string{"cluster_id", "version", "checked", "nodes"}, single: true},
+	{path: "node heartbeat", args: "NODE", help: "a node's latest heartbeat per cluster, with health derived now", flags: withArgs(http.MethodGet, "/v1/nodes/{id}/heartbeat", "id"),
+		table: []string{"cluster_id", "health_state", "received_at", "age_seconds", "state", "applied_version", "agent_version", "authority_id"}},
+	{path: "node heartbeats", args: "NODE", help: "a node's heartbeat history, newest first (--cluster, --limit, --offset)", flags: func(fs *flag.FlagSet) builder {
+		list := listFlags("/v1/nodes/{id}/heartbeats", "cluster")(fs)
+		return func() (string, string, any, error) {
+			id, err := arg(0, "NODE")
+			if err != nil {
+				return "", "", nil, err
+			}
+			m, p, b, err := list()
+			return m, strings.Replace(p, "{id}", url.PathEscape(id), 1), b, err
+		}
+	}, table: []string{"received_at", "cluster_id", "seq", "state", "applied_version", "agent_version", "authority_id"}},
 }
 
 type errArgs string

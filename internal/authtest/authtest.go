@@ -39,6 +39,8 @@ type Group struct {
 	Token string
 	Pin   string
 	Logs  *Logs
+	// plain uses the production TCP transport (no partition hooks).
+	plain bool
 }
 
 // Logs collects every authority's log output (Info and up) so tests can
@@ -77,24 +79,40 @@ func (g *Group) Start(i int) *daemon.Daemon {
 	if g.layers[i] != nil { // a restart keeps its addresses
 		addr, api = g.layers[i].Addr().String(), g.apis[i]
 	}
-	layer, err := rafttest.Listen(addr)
-	require.NoError(t, err)
+	var layer *rafttest.StreamLayer
+	var sl raft.StreamLayer
+	if !g.plain {
+		var err error
+		layer, err = rafttest.Listen(addr)
+		require.NoError(t, err)
+		addr, sl = layer.Addr().String(), layer
+	}
 	d, err := daemon.Start(context.Background(), daemon.Config{
-		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: g.DBURL, RaftBind: layer.Addr().String(),
-		APIListen: api, StreamLayer: layer, Logger: hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("a%d", i+1), Level: hclog.Info, Output: g.Logs}),
+		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: g.DBURL, RaftBind: addr,
+		APIListen: api, StreamLayer: sl, Logger: hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("a%d", i+1), Level: hclog.Info, Output: g.Logs}),
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
 		QuorumTimeout: time.Second,
 	})
 	require.NoError(t, err)
 	g.DS[i] = d
-	g.layers[i] = layer
+	if layer != nil {
+		g.layers[i] = layer
+	}
 	g.apis[i] = d.APIAddr()
 	return d
 }
 
-// New starts n authorities: the first bootstraps, the others are added.
-func New(t testing.TB, n int) *Group {
-	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n)}
+// New starts n authorities: the first bootstraps, the others are added. Their
+// Raft links run over rafttest stream layers, so Isolate and Heal work.
+func New(t testing.TB, n int) *Group { return newGroup(t, n, false) }
+
+// NewPlain is New with the production Raft transport (mutual TLS over plain
+// TCP listeners), for tests that probe the Raft port itself. Isolate, Heal and
+// restarting on the same Raft address are not available.
+func NewPlain(t testing.TB, n int) *Group { return newGroup(t, n, true) }
+
+func newGroup(t testing.TB, n int, plain bool) *Group {
+	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n), plain: plain}
 	for i := range g.dirs {
 		g.dirs[i] = t.TempDir()
 	}
@@ -113,6 +131,9 @@ func New(t testing.TB, n int) *Group {
 	require.NoError(t, g.DS[0].Bootstrap(ctx))
 	sys := authority.Actor{ID: "test", Kind: "system"}
 	for i := 1; i < n; i++ {
+		cert, ca, err := g.DS[0].IssueMemberCert(ctx, sys, g.DS[i].Node(), g.DS[i].MemberPublicKey())
+		require.NoError(t, err)
+		require.NoError(t, g.DS[i].InstallMemberCert(cert, ca))
 		require.NoError(t, g.DS[0].AddMember(ctx, sys, g.DS[i].Node(), g.DS[i].RaftAddr(), g.DS[i].APIAddr()))
 	}
 	tok, err := g.DS[0].Auth.CreateOwnerToken(ctx, sys, "test owner", "")
