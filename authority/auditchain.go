@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"iter"
+	"time"
 
 	"github.com/rap-fabric/core/audit"
 	"github.com/rap-fabric/core/store"
@@ -17,8 +18,11 @@ const AuditChainID = "platform"
 // toAuditEvent converts a stored row to the audit package's event, the form
 // that is hashed.
 func toAuditEvent(e store.AuditEvent) audit.Event {
-	ev := audit.Event{Seq: e.Seq, Actor: e.Actor, ActorKind: audit.ActorKind(e.ActorKind), Device: e.Device, SourceAddr: e.SourceAddr,
+	ev := audit.Event{Actor: e.Actor, ActorKind: audit.ActorKind(e.ActorKind), Device: e.Device, SourceAddr: e.SourceAddr,
 		Action: e.Action, TargetKind: e.TargetKind, TargetID: e.TargetID, Outcome: audit.Outcome(e.Outcome), Details: e.Details, At: e.At}
+	if e.Seq != nil {
+		ev.Seq = *e.Seq
+	}
 	if e.ClusterID != nil {
 		ev.ClusterID = *e.ClusterID
 	}
@@ -34,8 +38,9 @@ func toAuditEvent(e store.AuditEvent) audit.Event {
 }
 
 // auditHash is the store.AuditHasher of the platform chain.
-func auditHash(prev []byte, e store.AuditEvent) []byte {
+func auditHash(prev []byte, seq int64, e store.AuditEvent) []byte {
 	ev := toAuditEvent(e)
+	ev.Seq = seq
 	copy(ev.PrevHash[:], prev)
 	h, err := audit.ComputeHash(ev)
 	if err != nil {
@@ -46,8 +51,41 @@ func auditHash(prev []byte, e store.AuditEvent) []byte {
 	return h[:]
 }
 
-// VerifyAudit walks the whole audit chain and reports the first broken link.
+// ChainAudit links committed audit events into the hash chain (see
+// store.ChainAudit) until none is left; every authority runs it periodically.
+func (a *Authority) ChainAudit(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := store.ChainAudit(ctx, a.db, auditHash, 1000)
+		total += n
+		if err != nil || n < 1000 {
+			return total, err
+		}
+	}
+}
+
+// RunAuditChainer chains audit events every interval until ctx ends.
+func (a *Authority) RunAuditChainer(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := a.ChainAudit(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("audit chainer", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// VerifyAudit chains what is pending, then walks the whole audit chain and
+// reports the first broken link.
 func (a *Authority) VerifyAudit(ctx context.Context) (audit.Result, error) {
+	if _, err := a.ChainAudit(ctx); err != nil {
+		return audit.Result{}, err
+	}
 	events := func(yield func(audit.Event, error) bool) {
 		stop := false
 		err := store.WalkAudit(ctx, a.db.Pool, func(e store.AuditEvent) (bool, error) {

@@ -451,6 +451,5 @@ func (a *Authority) appendAudit(ctx context.Context, tx pgx.Tx, op Op, outcome s
 	if _, err := audit.Normalize(toAuditEvent(ev)); err != nil {
 		return fmt.Errorf("audit event: %w", err)
 	}
-	_, err = store.AppendAudit(ctx, tx, auditHash, ev)
-	return err
+	return store.AppendAudit(ctx, tx, ev)
 }

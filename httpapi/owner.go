@@ -319,12 +319,12 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ authority.A
 		}
 		f.ClusterID = cl.ID
 	}
-	if a := q.Get("after_seq"); a != "" {
+	if a := q.Get("after_id"); a != "" {
 		n, err := strconv.ParseInt(a, 10, 64)
 		if err != nil {
-			return authority.Errf(authority.CodeInvalid, "after_seq must be an integer")
+			return authority.Errf(authority.CodeInvalid, "after_id must be an integer")
 		}
-		f.AfterSeq = n
+		f.AfterID = n
 	}
 	evs, err := s.a.ListAudit(r.Context(), f, p)
 	if err != nil {

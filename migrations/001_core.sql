@@ -395,8 +395,16 @@ CREATE TABLE node_heartbeat_latest (
 );
 
 -- ---------------------------------------------------------------- audit
+-- Events are inserted by the transaction that makes the change (so an event
+-- exists exactly when its change committed) without a hash; the chainer
+-- (store.ChainAudit, run by every authority under an advisory lock) then gives
+-- committed events their chain position (seq), prev_hash and hash, in batches.
+-- Keeping the hash chain off the write path means fenced writes never queue on
+-- a chain-head lock. Until chained (normally well under a second) an event is
+-- protected only by the append-only trigger.
 CREATE TABLE cluster_audit_events (
-    seq              bigint PRIMARY KEY,
+    id               bigserial PRIMARY KEY,
+    seq              bigint UNIQUE,
     at               timestamptz NOT NULL,
     cluster_id       uuid,
     organization_id  uuid,
@@ -411,14 +419,17 @@ CREATE TABLE cluster_audit_events (
     risk             jsonb NOT NULL DEFAULT '{}'::jsonb,
     details          jsonb NOT NULL DEFAULT '{}'::jsonb,
     fence_epoch      bigint,
-    prev_hash        bytea NOT NULL,
-    hash             bytea NOT NULL
+    prev_hash        bytea,
+    hash             bytea,
+    CHECK ((seq IS NULL) = (hash IS NULL) AND (seq IS NULL) = (prev_hash IS NULL))
 );
-CREATE INDEX cluster_audit_events_cluster ON cluster_audit_events (cluster_id, seq);
-CREATE INDEX cluster_audit_events_target ON cluster_audit_events (target_kind, target_id, seq);
+CREATE INDEX cluster_audit_events_unchained ON cluster_audit_events (id) WHERE seq IS NULL;
+CREATE INDEX cluster_audit_events_cluster ON cluster_audit_events (cluster_id, id);
+CREATE INDEX cluster_audit_events_target ON cluster_audit_events (target_kind, target_id, id);
+CREATE INDEX cluster_audit_events_action ON cluster_audit_events (action, id);
 
--- The head of the hash chain: appenders lock it FOR UPDATE, so the chain is linear.
--- It starts at the genesis head of the platform chain, audit.Genesis("platform"):
+-- The head of the hash chain, locked by the chainer. It starts at the genesis
+-- head of the platform chain, audit.Genesis("platform"):
 -- SHA-256("rap-audit-genesis-v1" || 0x00 || "platform").
 CREATE TABLE audit_chain_head (
     id    integer PRIMARY KEY CHECK (id = 1),
@@ -428,8 +439,21 @@ CREATE TABLE audit_chain_head (
 INSERT INTO audit_chain_head (id, seq, hash)
 VALUES (1, 0, sha256('rap-audit-genesis-v1'::bytea || '\x00'::bytea || 'platform'::bytea));
 
+-- Append-only: no DELETE or TRUNCATE; the only UPDATE is the chainer's, which
+-- sets seq/prev_hash/hash once on an unchained event and changes nothing else.
 CREATE FUNCTION rap_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL
+       AND NEW.id = OLD.id AND NEW.at = OLD.at
+       AND NEW.cluster_id IS NOT DISTINCT FROM OLD.cluster_id
+       AND NEW.organization_id IS NOT DISTINCT FROM OLD.organization_id
+       AND NEW.actor = OLD.actor AND NEW.actor_kind = OLD.actor_kind AND NEW.device = OLD.device
+       AND NEW.source_addr = OLD.source_addr AND NEW.action = OLD.action
+       AND NEW.target_kind = OLD.target_kind AND NEW.target_id = OLD.target_id
+       AND NEW.outcome = OLD.outcome AND NEW.risk = OLD.risk AND NEW.details = OLD.details
+       AND NEW.fence_epoch IS NOT DISTINCT FROM OLD.fence_epoch THEN
+        RETURN NEW;
+    END IF;
     RAISE EXCEPTION 'cluster_audit_events is append-only' USING ERRCODE = 'RF020';
 END $$;
 CREATE TRIGGER cluster_audit_events_no_update BEFORE UPDATE OR DELETE ON cluster_audit_events

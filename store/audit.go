@@ -4,11 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
-// AuditEvent is a row of cluster_audit_events.
+// AuditEvent is a row of cluster_audit_events. ID is the insertion order; Seq,
+// PrevHash and Hash are the chain position and hashes, set by ChainAudit after
+// the event's transaction committed (nil until then).
 type AuditEvent struct {
-	Seq            int64           `json:"seq"`
+	ID             int64           `json:"id"`
+	Seq            *int64          `json:"seq"`
 	At             time.Time       `json:"at"`
 	ClusterID      *string         `json:"cluster_id,omitempty"`
 	OrganizationID *string         `json:"organization_id,omitempty"`
@@ -23,50 +28,83 @@ type AuditEvent struct {
 	Risk           json.RawMessage `json:"risk,omitempty"`
 	Details        json.RawMessage `json:"details,omitempty"`
 	FenceEpoch     *int64          `json:"fence_epoch,omitempty"`
-	PrevHash       []byte          `json:"prev_hash"`
-	Hash           []byte          `json:"hash"`
+	PrevHash       []byte          `json:"prev_hash,omitempty"`
+	Hash           []byte          `json:"hash,omitempty"`
 }
 
 // AuditHasher computes an event's chain hash from the previous event's hash and
-// the event (with Seq, At and PrevHash set). The audit package provides it.
-type AuditHasher func(prev []byte, e AuditEvent) []byte
+// the event (with Seq set). The audit package provides it.
+type AuditHasher func(prev []byte, seq int64, e AuditEvent) []byte
 
-const auditCols = `seq, at, cluster_id::text, organization_id::text, actor, actor_kind, device, source_addr, action, target_kind, target_id, outcome, risk, details, fence_epoch, prev_hash, hash`
+const auditCols = `id, seq, at, cluster_id::text, organization_id::text, actor, actor_kind, device, source_addr, action, target_kind, target_id, outcome, risk, details, fence_epoch, prev_hash, hash`
 
 func scanAudit(row scanner) (AuditEvent, error) {
 	var e AuditEvent
-	err := row.Scan(&e.Seq, &e.At, &e.ClusterID, &e.OrganizationID, &e.Actor, &e.ActorKind, &e.Device, &e.SourceAddr, &e.Action, &e.TargetKind, &e.TargetID, &e.Outcome, &e.Risk, &e.Details, &e.FenceEpoch, &e.PrevHash, &e.Hash)
+	err := row.Scan(&e.ID, &e.Seq, &e.At, &e.ClusterID, &e.OrganizationID, &e.Actor, &e.ActorKind, &e.Device, &e.SourceAddr, &e.Action, &e.TargetKind, &e.TargetID, &e.Outcome, &e.Risk, &e.Details, &e.FenceEpoch, &e.PrevHash, &e.Hash)
 	return e, mapErr(err)
 }
 
-// AppendAudit appends e to the hash chain inside the caller's transaction. It
-// locks the chain head, so appends are linear and commit with the change they
-// describe; the event becomes visible only if the transaction commits.
-func AppendAudit(ctx context.Context, q Querier, hash AuditHasher, e AuditEvent) (AuditEvent, error) {
-	var headSeq int64
-	var headHash []byte
-	if err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE`).Scan(&headSeq, &headHash); err != nil {
-		return e, mapErr(err)
-	}
-	e.Seq = headSeq + 1
+// AppendAudit inserts e inside the caller's transaction: the event exists
+// exactly when the change it describes commits. It takes no lock; ChainAudit
+// links it into the hash chain afterwards.
+func AppendAudit(ctx context.Context, q Querier, e AuditEvent) error {
 	e.At = e.At.UTC().Truncate(time.Microsecond)
-	e.PrevHash = headHash
 	if len(e.Risk) == 0 {
 		e.Risk = json.RawMessage(`{}`)
 	}
 	if len(e.Details) == 0 {
 		e.Details = json.RawMessage(`{}`)
 	}
-	e.Hash = hash(headHash, e)
-	if _, err := q.Exec(ctx, `INSERT INTO cluster_audit_events (seq, at, cluster_id, organization_id, actor, actor_kind, device, source_addr, action, target_kind, target_id, outcome, risk, details, fence_epoch, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
-		e.Seq, e.At, e.ClusterID, e.OrganizationID, e.Actor, e.ActorKind, e.Device, e.SourceAddr, e.Action, e.TargetKind, e.TargetID, e.Outcome, e.Risk, e.Details, e.FenceEpoch, e.PrevHash, e.Hash); err != nil {
-		return e, mapErr(err)
-	}
-	if _, err := q.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1`, e.Seq, e.Hash); err != nil {
-		return e, mapErr(err)
-	}
-	return e, nil
+	_, err := q.Exec(ctx, `INSERT INTO cluster_audit_events (at, cluster_id, organization_id, actor, actor_kind, device, source_addr, action, target_kind, target_id, outcome, risk, details, fence_epoch)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+		e.At, e.ClusterID, e.OrganizationID, e.Actor, e.ActorKind, e.Device, e.SourceAddr, e.Action, e.TargetKind, e.TargetID, e.Outcome, e.Risk, e.Details, e.FenceEpoch)
+	return mapErr(err)
+}
+
+// auditChainLock is the advisory lock key of the chainer ("RAPA").
+const auditChainLock = 1380012097
+
+// ChainAudit links up to max committed, unchained events into the hash chain
+// in insertion order and returns how many it linked. Only one chainer works at
+// a time (an advisory lock; others return 0 at once). Events are read back from
+// PostgreSQL before hashing, so the hash covers exactly what is stored.
+func ChainAudit(ctx context.Context, db *DB, hash AuditHasher, max int) (int, error) {
+	n := 0
+	err := db.Tx(ctx, func(tx pgx.Tx) error {
+		var got bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, auditChainLock).Scan(&got); err != nil || !got {
+			return err
+		}
+		var headSeq int64
+		var headHash []byte
+		if err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE`).Scan(&headSeq, &headHash); err != nil {
+			return err
+		}
+		evs, err := collect(ctx, tx, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE seq IS NULL ORDER BY id LIMIT $1`, max)
+		if err != nil || len(evs) == 0 {
+			return err
+		}
+		ids := make([]int64, len(evs))
+		seqs := make([]int64, len(evs))
+		prevs := make([][]byte, len(evs))
+		hashes := make([][]byte, len(evs))
+		for i, e := range evs {
+			headSeq++
+			h := hash(headHash, headSeq, e)
+			ids[i], seqs[i], prevs[i], hashes[i] = e.ID, headSeq, headHash, h
+			headHash = h
+		}
+		if _, err := tx.Exec(ctx, `UPDATE cluster_audit_events e SET seq = u.seq, prev_hash = u.prev, hash = u.hash
+			FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(id, seq, prev, hash) WHERE e.id = u.id`, ids, seqs, prevs, hashes); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1`, headSeq, headHash); err != nil {
+			return err
+		}
+		n = len(evs)
+		return nil
+	})
+	return n, err
 }
 
 // AuditFilter narrows ListAudit. Empty fields match everything.
@@ -76,24 +114,25 @@ type AuditFilter struct {
 	TargetID   string
 	Action     string
 	Actor      string
-	AfterSeq   int64
+	// AfterID lists only events inserted after this id (a cursor).
+	AfterID int64
 }
 
-// ListAudit lists events in chain order.
+// ListAudit lists events in insertion order (chained or not yet).
 func ListAudit(ctx context.Context, q Querier, f AuditFilter, p Page) ([]AuditEvent, error) {
 	l, _ := p.norm()
 	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events
 		WHERE ($1 = '' OR cluster_id::text = $1) AND ($2 = '' OR target_kind = $2) AND ($3 = '' OR target_id = $3)
-		  AND ($4 = '' OR action = $4) AND ($5 = '' OR actor = $5) AND seq > $6
-		ORDER BY seq LIMIT $7`, f.ClusterID, f.TargetKind, f.TargetID, f.Action, f.Actor, f.AfterSeq, l)
+		  AND ($4 = '' OR action = $4) AND ($5 = '' OR actor = $5) AND id > $6
+		ORDER BY id LIMIT $7`, f.ClusterID, f.TargetKind, f.TargetID, f.Action, f.Actor, f.AfterID, l)
 }
 
-// WalkAudit calls fn for every event in chain order, in batches, until fn
-// returns false or an error.
+// WalkAudit calls fn for every chained event in chain (seq) order, in batches,
+// until fn returns false or an error.
 func WalkAudit(ctx context.Context, q Querier, fn func(AuditEvent) (bool, error)) error {
 	var after int64
 	for {
-		batch, err := ListAudit(ctx, q, AuditFilter{AfterSeq: after}, Page{Limit: 500})
+		batch, err := collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE seq > $1 ORDER BY seq LIMIT 500`, after)
 		if err != nil {
 			return err
 		}
@@ -102,10 +141,17 @@ func WalkAudit(ctx context.Context, q Querier, fn func(AuditEvent) (bool, error)
 			if err != nil || !more {
 				return err
 			}
-			after = e.Seq
+			after = *e.Seq
 		}
 		if len(batch) < 500 {
 			return nil
 		}
 	}
+}
+
+// UnchainedAudit counts events not yet linked into the chain.
+func UnchainedAudit(ctx context.Context, q Querier) (int64, error) {
+	var n int64
+	err := q.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE seq IS NULL`).Scan(&n)
+	return n, mapErr(err)
 }

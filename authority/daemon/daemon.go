@@ -69,7 +69,9 @@ type Daemon struct {
 	health *memberHealth
 	member *memberTLS
 	stop   chan struct{}
-	wg     sync.WaitGroup
+	// stopChain stops the audit chainer.
+	stopChain context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // Start migrates the database and starts Raft and the API.
@@ -173,6 +175,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}()
 	d.wg.Add(1)
 	go d.healthLoop()
+	chainCtx, stopChain := context.WithCancel(context.Background())
+	d.stopChain = stopChain
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		auth.RunAuditChainer(chainCtx, 200*time.Millisecond)
+	}()
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.RunHeartbeats(d.stop) }() // heartbeat batcher, health sweeper, retention
 	d.wg.Add(1)
@@ -337,6 +346,7 @@ func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = d.http.Shutdown(ctx)
+	d.stopChain()
 	err := d.Raft.Shutdown()
 	d.wg.Wait()
 	d.DB.Close()

@@ -150,7 +150,7 @@ var commands = []cmd{
 	{path: "node disable", args: "CLUSTER NODE", help: "disable a node's membership in a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/nodes/{node}/disable", "cluster", "node"), table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 	{path: "node enable", args: "CLUSTER NODE", help: "re-enable a disabled membership (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/nodes/{node}/enable", "cluster", "node"), table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 
-	{path: "audit list", help: "list audit events", flags: listFlags("/v1/audit", "cluster", "action", "actor", "target_kind", "target_id", "after_seq"), table: []string{"seq", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
+	{path: "audit list", help: "list audit events", flags: listFlags("/v1/audit", "cluster", "action", "actor", "target_kind", "target_id", "after_id"), table: []string{"id", "seq", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
 
 	// Node management and snapshots.
 	{path: "org create", args: "NAME", help: "create an organization (fenced)", flags: func(fs *flag.FlagSet) builder {
@@ -344,7 +344,7 @@ var commands = []cmd{
 				return "", "", nil, err
 			}
 			m, p, b, err := list()
-			return m, strings.Replace(p, "{id}", url.PathEscape(id), 1), b, err
+			return m, strings.Replace(p, "{id}", id, 1), b, err
 		}
 	}, table: []string{"received_at", "cluster_id", "seq", "state", "applied_version", "agent_version", "authority_id"}},
 }
