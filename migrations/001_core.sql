@@ -88,6 +88,17 @@ BEGIN
     RETURN cur;
 END $$;
 
+-- rap_begin_fenced declares the transaction's epoch and timeouts and checks the
+-- fence, in one round trip (store.DB.Fenced calls it first).
+CREATE FUNCTION rap_begin_fenced(p_epoch bigint, p_lock_timeout_ms bigint, p_statement_timeout_ms bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('lock_timeout', p_lock_timeout_ms::text, true);
+    PERFORM set_config('statement_timeout', p_statement_timeout_ms::text, true);
+    PERFORM set_config('rap.fence_epoch', p_epoch::text, true);
+    RETURN rap_current_fence();
+END $$;
+
 CREATE FUNCTION rap_fence_check() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE cur bigint;
 BEGIN

@@ -109,13 +109,8 @@ func (db *DB) Fenced(ctx context.Context, epoch uint64, fn func(tx pgx.Tx) error
 		return fmt.Errorf("%w: epoch 0 is never current", ErrStaleEpoch)
 	}
 	return db.Tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true), set_config('rap.fence_epoch', $3, true)`,
-			strconv.FormatInt(db.opts.LockTimeout.Milliseconds(), 10),
-			strconv.FormatInt(db.opts.StatementTimeout.Milliseconds(), 10),
-			strconv.FormatUint(epoch, 10)); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `SELECT rap_current_fence()`); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT rap_begin_fenced($1, $2, $3)`, int64(epoch),
+			db.opts.LockTimeout.Milliseconds(), db.opts.StatementTimeout.Milliseconds()); err != nil {
 			return err
 		}
 		return fn(tx)
