@@ -42,190 +42,105 @@ type MemberCertificate struct {
 }
 
 func (s *Server) memberCertificate(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	var b memberCertBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	cert, ca, err := s.members.IssueMemberCert(r.Context(), actor, b.ID, b.MemberPublicKey)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, MemberCertificate{MemberCertificate: cert, PlatformCA: ca})
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b memberCertBody, _ string) (MemberCertificate, error) {
+		cert, ca, err := s.members.IssueMemberCert(r.Context(), a, b.ID, b.MemberPublicKey)
+		return MemberCertificate{MemberCertificate: cert, PlatformCA: ca}, err
+	})(w, r, actor)
 }
 
 func (s *Server) addMember(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	var b addMemberBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	if b.ID == "" || b.RaftAddr == "" || b.APIAddr == "" {
-		return authority.Errf(authority.CodeInvalid, "id, raft_addr and api_addr are required")
-	}
-	if err := s.members.AddMember(r.Context(), actor, b.ID, b.RaftAddr, b.APIAddr); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.status.Status())
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b addMemberBody, _ string) (AuthorityStatus, error) {
+		if b.ID == "" || b.RaftAddr == "" || b.APIAddr == "" {
+			return AuthorityStatus{}, authority.Errf(authority.CodeInvalid, "id, raft_addr and api_addr are required")
+		}
+		if err := s.members.AddMember(r.Context(), a, b.ID, b.RaftAddr, b.APIAddr); err != nil {
+			return AuthorityStatus{}, err
+		}
+		return s.status.Status(), nil
+	})(w, r, actor)
 }
 
 func (s *Server) removeMember(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	if err := s.members.RemoveMember(r.Context(), actor, mux.Vars(r)["id"]); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, s.status.Status())
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, _ string) (AuthorityStatus, error) {
+		if err := s.members.RemoveMember(r.Context(), a, mux.Vars(r)["id"]); err != nil {
+			return AuthorityStatus{}, err
+		}
+		return s.status.Status(), nil
+	})(w, r, actor)
 }
 
 func (s *Server) createCluster(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	var b authority.CreateClusterRequest
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	k, err := idem(r)
-	if err != nil {
-		return err
-	}
-	c, err := s.a.CreateCluster(r.Context(), actor, b, k)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, c)
-	return nil
+	return write(http.StatusCreated, func(r *http.Request, a authority.Actor, b authority.CreateClusterRequest, k string) (authority.ClusterView, error) {
+		return s.a.CreateCluster(r.Context(), a, b, k)
+	})(w, r, actor)
 }
 
-func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	p, err := page(r)
-	if err != nil {
-		return err
-	}
-	cs, err := s.a.ListClusters(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, listOf(cs, p))
-	return nil
+func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return list(func(r *http.Request, p store.Page) ([]authority.ClusterView, error) {
+		return s.a.ListClusters(r.Context(), p)
+	})(w, r, actor)
 }
 
-func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	c, err := s.a.GetCluster(r.Context(), mux.Vars(r)["cluster"])
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, c)
-	return nil
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return read(func(r *http.Request) (authority.ClusterView, error) {
+		return s.a.GetCluster(r.Context(), mux.Vars(r)["cluster"])
+	})(w, r, actor)
 }
 
-func (s *Server) setClusterStatus(status string) func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-		k, err := idem(r)
-		if err != nil {
-			return err
-		}
-		c, err := s.a.SetClusterStatus(r.Context(), actor, mux.Vars(r)["cluster"], status, k)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, c)
-		return nil
-	}
+func (s *Server) setClusterStatus(status string) ownerHandler {
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (authority.ClusterView, error) {
+		return s.a.SetClusterStatus(r.Context(), a, mux.Vars(r)["cluster"], status, k)
+	})
 }
 
-func (s *Server) listRevocations(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	rs, err := s.a.Revocations(r.Context(), mux.Vars(r)["cluster"])
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, listOf(rs, store.Page{Limit: len(rs) + 1}))
-	return nil
+func (s *Server) listRevocations(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return read(func(r *http.Request) (List[store.Revocation], error) {
+		rs, err := s.a.Revocations(r.Context(), mux.Vars(r)["cluster"])
+		return listOf(rs, store.Page{Limit: len(rs) + 1}), err
+	})(w, r, actor)
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	var b authority.CreateTokenRequest
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	k, err := idem(r)
-	if err != nil {
-		return err
-	}
-	t, err := s.a.CreateJoinToken(r.Context(), actor, b, k)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusCreated, t)
-	return nil
+	return write(http.StatusCreated, func(r *http.Request, a authority.Actor, b authority.CreateTokenRequest, k string) (authority.CreatedToken, error) {
+		return s.a.CreateJoinToken(r.Context(), a, b, k)
+	})(w, r, actor)
 }
 
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	p, err := page(r)
-	if err != nil {
-		return err
-	}
-	ts, err := s.a.ListJoinTokens(r.Context(), r.URL.Query().Get("cluster"), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, listOf(ts, p))
-	return nil
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return list(func(r *http.Request, p store.Page) ([]store.JoinToken, error) {
+		return s.a.ListJoinTokens(r.Context(), r.URL.Query().Get("cluster"), p)
+	})(w, r, actor)
 }
 
-func (s *Server) getToken(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	t, err := s.a.GetJoinToken(r.Context(), mux.Vars(r)["id"])
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return read(func(r *http.Request) (store.JoinToken, error) {
+		return s.a.GetJoinToken(r.Context(), mux.Vars(r)["id"])
+	})(w, r, actor)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	k, err := idem(r)
-	if err != nil {
-		return err
-	}
-	t, err := s.a.RevokeJoinToken(r.Context(), actor, mux.Vars(r)["id"], k)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (store.JoinToken, error) {
+		return s.a.RevokeJoinToken(r.Context(), a, mux.Vars(r)["id"], k)
+	})(w, r, actor)
 }
 
-func (s *Server) listJoins(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	p, err := page(r)
-	if err != nil {
-		return err
-	}
-	q := r.URL.Query()
-	js, err := s.a.ListJoinRequests(r.Context(), q.Get("cluster"), q.Get("status"), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, listOf(js, p))
-	return nil
+func (s *Server) listJoins(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return list(func(r *http.Request, p store.Page) ([]authority.JoinRequestView, error) {
+		q := r.URL.Query()
+		return s.a.ListJoinRequests(r.Context(), q.Get("cluster"), q.Get("status"), p)
+	})(w, r, actor)
 }
 
-func (s *Server) getJoin(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	j, err := s.a.GetJoinRequest(r.Context(), mux.Vars(r)["id"])
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, j)
-	return nil
+func (s *Server) getJoin(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return read(func(r *http.Request) (authority.JoinRequestView, error) {
+		return s.a.GetJoinRequest(r.Context(), mux.Vars(r)["id"])
+	})(w, r, actor)
 }
 
 func (s *Server) approveJoin(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	k, err := idem(r)
-	if err != nil {
-		return err
-	}
-	res, err := s.a.ApproveJoinRequest(r.Context(), actor, mux.Vars(r)["id"], k)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, res)
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (authority.ApproveResult, error) {
+		return s.a.ApproveJoinRequest(r.Context(), a, mux.Vars(r)["id"], k)
+	})(w, r, actor)
 }
 
 type rejectBody struct {
@@ -233,76 +148,35 @@ type rejectBody struct {
 }
 
 func (s *Server) rejectJoin(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	var b rejectBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	k, err := idem(r)
-	if err != nil {
-		return err
-	}
-	j, err := s.a.RejectJoinRequest(r.Context(), actor, mux.Vars(r)["id"], b.Reason, k)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, j)
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b rejectBody, k string) (authority.JoinRequestView, error) {
+		return s.a.RejectJoinRequest(r.Context(), a, mux.Vars(r)["id"], b.Reason, k)
+	})(w, r, actor)
 }
 
-func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	p, err := page(r)
-	if err != nil {
-		return err
-	}
-	ns, err := s.a.ListNodes(r.Context(), r.URL.Query().Get("cluster"), p)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, listOf(ns, p))
-	return nil
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return list(func(r *http.Request, p store.Page) ([]authority.NodeView, error) {
+		return s.a.ListNodes(r.Context(), r.URL.Query().Get("cluster"), p)
+	})(w, r, actor)
 }
 
-func (s *Server) getNode(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
-	n, err := s.a.GetNode(r.Context(), mux.Vars(r)["id"])
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, n)
-	return nil
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return read(func(r *http.Request) (authority.NodeDetail, error) {
+		return s.a.GetNode(r.Context(), mux.Vars(r)["id"])
+	})(w, r, actor)
 }
 
 func (s *Server) revokeNode(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	var b rejectBody
-	if err := decodeJSON(w, r, &b); err != nil {
-		return err
-	}
-	k, err := idem(r)
-	if err != nil {
-		return err
-	}
-	v := mux.Vars(r)
-	m, err := s.a.RevokeNode(r.Context(), actor, v["cluster"], v["id"], b.Reason, k)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, m)
-	return nil
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b rejectBody, k string) (store.Membership, error) {
+		v := mux.Vars(r)
+		return s.a.RevokeNode(r.Context(), a, v["cluster"], v["id"], b.Reason, k)
+	})(w, r, actor)
 }
 
-func (s *Server) setMembership(status string) func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-		k, err := idem(r)
-		if err != nil {
-			return err
-		}
+func (s *Server) setMembership(status string) ownerHandler {
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (store.Membership, error) {
 		v := mux.Vars(r)
-		m, err := s.a.SetMembershipStatus(r.Context(), actor, v["cluster"], v["id"], status, k)
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusOK, m)
-		return nil
-	}
+		return s.a.SetMembershipStatus(r.Context(), a, v["cluster"], v["id"], status, k)
+	})
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {

@@ -1,0 +1,152 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/store"
+)
+
+func snap(f fixture, v uint64) store.StoredSnapshot {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	return store.StoredSnapshot{ClusterID: f.cluster.ID, NodeID: f.node.ID, Version: v, Epoch: 1, KeyID: "k1", Scope: "base",
+		Digest: make([]byte, 32), Signed: []byte{byte(v)}, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+}
+
+func TestSnapshotsVersionsIncreaseAndPrune(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	claim(t, db, 1)
+	f := seed(t, db, 1)
+	save := func(v uint64) error {
+		return db.Fenced(ctx, 1, func(tx pgx.Tx) error {
+			return store.SaveSnapshots(ctx, tx, f.cluster.ID, []store.StoredSnapshot{snap(f, v)})
+		})
+	}
+
+	// Outside the fence the database refuses.
+	require.ErrorIs(t, store.SaveSnapshots(ctx, db.Pool, f.cluster.ID, []store.StoredSnapshot{snap(f, 1)}), store.ErrFenceRequired)
+
+	for _, v := range []uint64{1, 2, 5, 6, 9} {
+		require.NoError(t, save(v))
+	}
+	// Equal or older versions are refused by the database.
+	require.ErrorIs(t, save(9), store.ErrConstraint)
+	require.ErrorIs(t, save(3), store.ErrConstraint)
+
+	vs, err := store.ListSnapshotVersions(ctx, db.Pool, f.cluster.ID, f.node.ID)
+	require.NoError(t, err)
+	require.Len(t, vs, store.KeepSnapshots)
+	require.EqualValues(t, []uint64{9, 6, 5}, []uint64{vs[0].Version, vs[1].Version, vs[2].Version})
+	latest, err := store.LatestSnapshot(ctx, db.Pool, f.cluster.ID, f.node.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 9, latest.Version)
+	require.Equal(t, []byte{9}, latest.Signed)
+	heads, err := store.SnapshotHeads(ctx, db.Pool, f.cluster.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 9, heads[f.node.ID].Version)
+
+	// Desired vs applied: no heartbeat yet, so the node lags.
+	st, err := store.ListSnapshotStatus(ctx, db.Pool, f.cluster.ID, "", true, store.Page{})
+	require.NoError(t, err)
+	require.Len(t, st, 1)
+	require.EqualValues(t, 9, st[0].DesiredVersion)
+	require.Zero(t, st[0].AppliedVersion)
+	require.True(t, st[0].Lagging)
+}
+
+func TestSnapshotDirtyMarksFromTriggers(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	claim(t, db, 1)
+	f := seed(t, db, 1) // the membership insert marks the cluster
+	marks := func() map[string]store.DirtyCluster {
+		ds, err := store.DirtyClusters(ctx, db.Pool)
+		require.NoError(t, err)
+		m := map[string]store.DirtyCluster{}
+		for _, d := range ds {
+			m[d.ClusterID] = d
+		}
+		return m
+	}
+	m := marks()
+	require.Contains(t, m, f.cluster.ID)
+	require.NotContains(t, m, f.other.ID, "only the changed cluster is marked")
+	require.Equal(t, "cluster_memberships", m[f.cluster.ID].Reason)
+
+	// Clearing with a stale generation keeps the mark; with the current one removes it.
+	stale := m[f.cluster.ID]
+	stale.Generation--
+	require.NoError(t, store.ClearDirty(ctx, db.Pool, stale))
+	require.Contains(t, marks(), f.cluster.ID)
+	require.NoError(t, store.ClearDirty(ctx, db.Pool, m[f.cluster.ID]))
+	require.Empty(t, marks())
+
+	// Every snapshot input marks its cluster: roles, services (desired state
+	// only), flags, policies, revocations (identities).
+	fenced := func(fn func(tx pgx.Tx) error) { require.NoError(t, db.Fenced(ctx, 1, fn)) }
+	expect := func(reason string) {
+		t.Helper()
+		m := marks()
+		require.Contains(t, m, f.cluster.ID)
+		require.Equal(t, reason, m[f.cluster.ID].Reason)
+		require.NoError(t, store.ClearDirty(ctx, db.Pool, m[f.cluster.ID]))
+	}
+	fenced(func(tx pgx.Tx) error {
+		_, err := store.InsertRoleAssignment(ctx, tx, store.RoleAssignment{ID: store.NewID(), ClusterID: f.cluster.ID, NodeID: f.node.ID, Role: "remote-access", AssignedBy: "t"})
+		return err
+	})
+	expect("node_role_assignments")
+	var svc store.ServiceInstance
+	fenced(func(tx pgx.Tx) error {
+		var err error
+		svc, err = store.UpsertService(ctx, tx, store.ServiceInstance{ID: store.NewID(), ClusterID: f.cluster.ID, NodeID: f.node.ID, ServiceType: "remote-access",
+			ServiceInstanceID: "default", DesiredState: "enabled", Config: json.RawMessage(`{"adapters":["rdp"]}`)})
+		return err
+	})
+	expect("node_service_instances")
+	// A reported-state update by an agent needs no fence and marks nothing.
+	_, err := db.Pool.Exec(ctx, `UPDATE node_service_instances SET reported_state = 'running' WHERE id = $1`, svc.ID)
+	require.NoError(t, err)
+	require.Empty(t, marks())
+	cid := f.cluster.ID
+	fenced(func(tx pgx.Tx) error {
+		_, err := store.UpsertTelemetryFlag(ctx, tx, store.TelemetryFlag{ID: store.NewID(), Scope: "cluster", ClusterID: &cid, Name: "trace", Enabled: true, UpdatedBy: "t"})
+		return err
+	})
+	expect("telemetry_flags")
+	fenced(func(tx pgx.Tx) error {
+		_, err := store.SetClusterPolicy(ctx, tx, store.ClusterPolicy{ClusterID: cid, RoutePolicy: json.RawMessage(`{"max_hops":4}`), QoSPolicy: json.RawMessage(`{}`), EntryPolicies: json.RawMessage(`[]`)})
+		return err
+	})
+	expect("cluster_snapshot_policies")
+	fenced(func(tx pgx.Tx) error {
+		return store.SetMembershipStatus(ctx, tx, f.cluster.ID, f.node.ID, "revoked")
+	})
+	expect("cluster_memberships")
+
+	// A flag for an organization in every cluster marks every cluster.
+	fenced(func(tx pgx.Tx) error {
+		o, err := store.InsertOrganization(ctx, tx, store.Organization{ID: store.NewID(), Name: "Acme", Slug: "acme"})
+		if err != nil {
+			return err
+		}
+		_, err = store.UpsertTelemetryFlag(ctx, tx, store.TelemetryFlag{ID: store.NewID(), Scope: "organization", OrganizationID: &o.ID, Name: "trace", Enabled: true, UpdatedBy: "t"})
+		return err
+	})
+	m = marks()
+	require.Contains(t, m, f.cluster.ID)
+	require.Contains(t, m, f.other.ID)
+
+	// The flag shape is checked by the database.
+	err = db.Fenced(ctx, 1, func(tx pgx.Tx) error {
+		_, err := store.UpsertTelemetryFlag(ctx, tx, store.TelemetryFlag{ID: store.NewID(), Scope: "node", ClusterID: &cid, Name: "trace", Enabled: true, UpdatedBy: "t"})
+		return err
+	})
+	require.ErrorIs(t, err, store.ErrConstraint)
+}
