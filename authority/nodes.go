@@ -223,20 +223,18 @@ type NodePrincipal struct {
 }
 
 // CheckNodeCertificate tells whether a presented node certificate serial is
-// still good: known, not revoked, identity active, membership not revoked.
+// still good: known for this node, not revoked, its identity active (not
+// rotated away or revoked), its membership not revoked.
 func (a *Authority) CheckNodeCertificate(ctx context.Context, clusterID, nodeID, serial string) error {
-	c, err := store.GetCertificate(ctx, a.db.Pool, serial)
-	if err != nil {
+	st, err := store.CertificateStanding(ctx, a.db.Pool, serial, clusterID, nodeID)
+	switch {
+	case err != nil:
 		return Errf(CodeUnauthorized, "unknown certificate")
-	}
-	if c.ClusterID != clusterID || c.NodeID != nodeID {
-		return Errf(CodeUnauthorized, "certificate does not match its identity")
-	}
-	if c.RevokedAt != nil {
+	case st.Revoked:
 		return Errf(CodeRevoked, "certificate revoked")
-	}
-	m, err := store.GetMembership(ctx, a.db.Pool, clusterID, nodeID)
-	if err != nil || m.Status == string(domain.MembershipRevoked) {
+	case st.IdentityStatus != string(domain.IdentityActive):
+		return Errf(CodeRevoked, "certificate belongs to a %s identity", st.IdentityStatus)
+	case st.MembershipStatus == string(domain.MembershipRevoked):
 		return Errf(CodeRevoked, "node identity revoked")
 	}
 	return nil

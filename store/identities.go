@@ -135,3 +135,23 @@ func ListRevocations(ctx context.Context, q Querier, clusterID string) ([]Revoca
 		return v, mapErr(err)
 	}, `SELECT node_id::text, public_key, noise_public_key, revoked_at FROM node_identities WHERE cluster_id::text = $1 AND identity_status = 'revoked' ORDER BY revoked_at`, clusterID)
 }
+
+// CertStanding is what decides whether a presented node certificate is still
+// good: its own revocation, its identity's state and its membership's state.
+type CertStanding struct {
+	Revoked          bool
+	IdentityStatus   string
+	MembershipStatus string
+}
+
+// CertificateStanding reads the standing of a certificate for the given
+// cluster and node in one query (ErrNotFound when it is not theirs).
+func CertificateStanding(ctx context.Context, q Querier, serial, clusterID, nodeID string) (CertStanding, error) {
+	var s CertStanding
+	err := q.QueryRow(ctx, `SELECT c.revoked_at IS NOT NULL, i.identity_status, m.membership_status
+		FROM node_certificates c
+		JOIN node_identities i ON i.id = c.identity_id
+		JOIN cluster_memberships m ON m.cluster_id = c.cluster_id AND m.node_id = c.node_id
+		WHERE c.serial = $1 AND c.cluster_id::text = $2 AND c.node_id::text = $3`, serial, clusterID, nodeID).Scan(&s.Revoked, &s.IdentityStatus, &s.MembershipStatus)
+	return s, mapErr(err)
+}

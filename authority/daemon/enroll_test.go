@@ -187,6 +187,21 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 	require.NoError(t, nc.Do(ctx, http.MethodPost, "/v1/agent/certificate", map[string]any{}, &rn, nil))
 	require.NotEqual(t, id.Serial, rn.Serial)
 
+	// Key rotation: new keys get a certificate; the old identity's certificates
+	// stop working at once.
+	_, newPriv, _ := ed25519.GenerateKey(rand.Reader)
+	nk, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	require.NoError(t, nc.Do(ctx, http.MethodPost, "/v1/agent/certificate", map[string]any{"public_key": []byte(newPriv.Public().(ed25519.PublicKey)), "noise_public_key": nk.PublicKey().Bytes()}, &rn, nil))
+	oldCert, oldPriv := ag.cert, ag.priv
+	ag.cert, ag.priv = rn.Certificate, newPriv
+	rotated := nodeClient(t, g, ag)
+	require.NoError(t, rotated.Do(ctx, http.MethodGet, "/v1/agent/whoami", nil, &who, nil))
+	require.Equal(t, ag.nodeID, who["node_id"])
+	stale, err := apiclient.New(apiclient.Options{Servers: []string{g.DS[0].APIAddr()}, CAPin: eastPin, ServerName: httpapi.ServerNameForCluster(east),
+		Certificate: &tls.Certificate{Certificate: [][]byte{oldCert}, PrivateKey: oldPriv}})
+	require.NoError(t, err)
+	require.Error(t, stale.Do(ctx, http.MethodGet, "/v1/agent/whoami", nil, nil, nil), "the rotated-away certificate is refused")
+
 	// The same host enrolls into a second cluster: same physical node, isolated
 	// membership and identity.
 	ag2 := newFakeAgent("edge-1", "host-1")

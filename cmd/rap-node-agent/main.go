@@ -215,8 +215,18 @@ func status(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r, err := runtime.ReadStatus(ctx, *socket)
-	if errors.Is(err, runtime.ErrAgentNotRunning) {
-		st, oerr := state.Open(*statePath, state.Options{LockTimeout: 500 * time.Millisecond})
+	for try := 0; errors.Is(err, runtime.ErrAgentNotRunning); try++ {
+		// No agent answers: read the state file, unless an agent holds it
+		// (it is starting and its socket is not up yet): then ask again.
+		if _, serr := os.Stat(*statePath); serr != nil {
+			return fmt.Errorf("%w; no state file: %w", err, serr)
+		}
+		st, oerr := state.Open(*statePath, state.Options{LockTimeout: 200 * time.Millisecond})
+		if errors.Is(oerr, state.ErrLocked) && try < 10 {
+			time.Sleep(300 * time.Millisecond)
+			r, err = runtime.ReadStatus(ctx, *socket)
+			continue
+		}
 		if oerr != nil {
 			return fmt.Errorf("%w; reading the state file: %w", err, oerr)
 		}

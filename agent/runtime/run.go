@@ -1,0 +1,550 @@
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rap-fabric/core/agent/facts"
+	"github.com/rap-fabric/core/agent/identity"
+	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/domain"
+)
+
+// RunOptions configure an Agent.
+type RunOptions struct {
+	// Interval between heartbeats; 0 means 5 s. Each wait is jittered ±10 %.
+	Interval time.Duration
+	// DesiredEvery is how often desired roles are polled; 0 means 3 intervals.
+	DesiredEvery time.Duration
+	// FactsEvery is how often facts are gathered again; 0 means 1 min.
+	FactsEvery time.Duration
+	// DegradedAfter is the number of consecutive failed heartbeat rounds
+	// (no authority answered) before the membership turns degraded; 0 means 2.
+	DegradedAfter int
+	// RequestTimeout bounds one exchange with one authority; 0 means 3 s.
+	RequestTimeout time.Duration
+	// StatusSocket is the unix socket of the status endpoint; "" means none.
+	StatusSocket string
+	// Capabilities are configured capabilities (added to the detected ones).
+	Capabilities []domain.Capability
+	// AgentVersion is reported in heartbeats.
+	AgentVersion string
+	// Logger; nil means a null logger.
+	Logger hclog.Logger
+	// Gather replaces fact gathering (tests); nil means facts.Gather.
+	Gather func(facts.Options) (facts.Facts, error)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *RunOptions) defaults() {
+	if o.Interval <= 0 {
+		o.Interval = 5 * time.Second
+	}
+	if o.DesiredEvery <= 0 {
+		o.DesiredEvery = 3 * o.Interval
+	}
+	if o.FactsEvery <= 0 {
+		o.FactsEvery = time.Minute
+	}
+	if o.DegradedAfter <= 0 {
+		o.DegradedAfter = 2
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 3 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Gather == nil {
+		o.Gather = facts.Gather
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Agent runs every membership of a state file.
+type Agent struct {
+	st      *state.Store
+	o       RunOptions
+	log     hclog.Logger
+	started time.Time
+
+	mu      sync.Mutex
+	members map[string]*member
+}
+
+// NewAgent builds an agent over an open state store.
+func NewAgent(st *state.Store, o RunOptions) *Agent {
+	o.defaults()
+	return &Agent{st: st, o: o, log: o.Logger, members: map[string]*member{}}
+}
+
+// Run runs until ctx ends: the status endpoint and, for each enrolled
+// membership that is not revoked, its heartbeat loop.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = a.o.Now()
+	clusters, err := a.st.Memberships()
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	n := 0
+	for _, c := range clusters {
+		id, err := a.st.Identity(c)
+		if err != nil || id.CertificatePEM == "" {
+			a.log.Info("skipping membership that is not enrolled", "cluster_id", c)
+			continue
+		}
+		m, err := newMember(a, c, id)
+		if err != nil {
+			a.log.Error("membership cannot start", "cluster_id", c, "error", err)
+			continue
+		}
+		a.mu.Lock()
+		a.members[c] = m
+		a.mu.Unlock()
+		n++
+		if m.mode() == state.ModeRevoked {
+			a.log.Warn("membership is revoked; not starting it (enroll again with a new token)", "cluster_id", c)
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); m.loop(ctx) }()
+	}
+	if n == 0 {
+		return ErrNoMemberships
+	}
+	if a.o.StatusSocket != "" {
+		srv, err := serveStatus(a.o.StatusSocket, a)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	a.log.Info("agent running", "memberships", n, "interval", a.o.Interval)
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// Status reports every membership as the running agent sees it.
+func (a *Agent) Status() StatusReport {
+	r := StatusReport{Source: "agent", AgentVersion: a.o.AgentVersion, StatePath: a.st.Path(), StartedAt: a.started, Memberships: []MemberStatus{}}
+	a.mu.Lock()
+	ms := make([]*member, 0, len(a.members))
+	for _, m := range a.members {
+		ms = append(ms, m)
+	}
+	a.mu.Unlock()
+	for _, m := range ms {
+		r.Memberships = append(r.Memberships, m.status())
+	}
+	slices.SortFunc(r.Memberships, func(x, y MemberStatus) int { return strings.Compare(x.ClusterID, y.ClusterID) })
+	return r
+}
+
+// member is one cluster membership's runtime.
+type member struct {
+	a       *Agent
+	cluster string
+
+	mu     sync.Mutex
+	id     state.Identity
+	keys   *identity.Keys
+	cert   *x509.Certificate
+	ca     *x509.Certificate
+	client *apiclient.Client
+	st     MemberStatus
+
+	seq          int64
+	failures     int
+	sendFacts    bool
+	factsJSON    json.RawMessage
+	factsHash    string
+	caps         []domain.Capability
+	factsAt      time.Time
+	desiredAt    time.Time
+	loopsStopped bool
+}
+
+func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
+	m := &member{a: a, cluster: cluster, sendFacts: true}
+	if err := m.load(id); err != nil {
+		return nil, err
+	}
+	ms, _ := a.st.Membership(cluster)
+	p, _ := a.st.Partition(cluster)
+	h, _ := a.st.Health(cluster)
+	v, _ := a.st.AppliedVersion(cluster)
+	m.st = MemberStatus{ClusterID: cluster, NodeID: id.NodeID, Authorities: id.AuthorityURLs, MembershipStatus: string(ms.Status),
+		Mode: string(p.Mode), ModeSince: p.Since, ModeReason: p.Reason, LastHeartbeatAck: h.LastHeartbeatOK, ConsecutiveErrors: h.ConsecutiveErrors,
+		LastError: h.LastError, AppliedVersion: v, Roles: roleStrings(ms.Roles)}
+	m.fillCert()
+	return m, nil
+}
+
+func (m *member) load(id state.Identity) error {
+	keys, err := identity.LoadKeys(id.SigningKey, id.NoiseKey)
+	if err != nil {
+		return err
+	}
+	ca, err := identity.ParseCertificatePEM([]byte(id.CAPEM))
+	if err != nil {
+		return err
+	}
+	cert, err := identity.ParseCertificatePEM([]byte(id.CertificatePEM))
+	if err != nil {
+		return err
+	}
+	client, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPin: id.CAPin, ServerName: serverNameForCluster(m.cluster),
+		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}, Timeout: m.a.o.RequestTimeout})
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	old := m.client
+	m.id, m.keys, m.cert, m.ca, m.client = id, keys, cert, ca, client
+	m.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (m *member) fillCert() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st.CertificateSerial = m.cert.SerialNumber.Text(16)
+	m.st.CertificateNotAfter = m.cert.NotAfter
+	if m.st.Mode == "" {
+		m.st.Mode = string(state.ModeNormal)
+	}
+}
+
+func (m *member) mode() state.Mode {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return state.Mode(m.st.Mode)
+}
+
+func (m *member) status() MemberStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.st
+	s.Authorities = slices.Clone(s.Authorities)
+	s.Roles = slices.Clone(s.Roles)
+	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
+	return s
+}
+
+func (m *member) loop(ctx context.Context) {
+	log := m.a.log.With("cluster_id", m.cluster)
+	defer func() {
+		m.mu.Lock()
+		m.loopsStopped = true
+		c := m.client
+		m.mu.Unlock()
+		c.Close()
+	}()
+	first := true
+	for {
+		if !first {
+			wait := jitter(m.a.o.Interval)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		first = false
+		if ctx.Err() != nil {
+			return
+		}
+		if revoked := m.round(ctx, log); revoked {
+			log.Warn("membership revoked: its loops stop and are not retried; enroll again with a new token")
+			return
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	j := time.Duration(float64(d) * 0.1 * (2*rand.Float64() - 1))
+	return d + j
+}
+
+// round is one heartbeat round (with renewal and desired-state polling when
+// due). It reports whether the membership is now revoked.
+func (m *member) round(ctx context.Context, log hclog.Logger) bool {
+	now := m.a.o.Now()
+	m.refreshFacts(now, log)
+	if m.renewDue(now) {
+		if err := m.renew(ctx); err != nil {
+			log.Warn("certificate renewal failed; retrying next round", "error", err)
+			if m.isRevocation(ctx, err) {
+				m.revoke(err)
+				return true
+			}
+		} else {
+			log.Info("certificate renewed", "serial", m.status().CertificateSerial, "not_after", m.status().CertificateNotAfter)
+		}
+	}
+	ack, err := m.heartbeat(ctx)
+	if err != nil {
+		if m.isRevocation(ctx, err) {
+			m.revoke(err)
+			return true
+		}
+		m.fail(err, log)
+		return false
+	}
+	m.ok(ack, log)
+	if now.Sub(m.desiredAt) >= m.a.o.DesiredEvery {
+		if err := m.pollDesired(ctx); err != nil {
+			if m.isRevocation(ctx, err) {
+				m.revoke(err)
+				return true
+			}
+			log.Debug("desired state poll failed", "error", err)
+		} else {
+			m.desiredAt = now
+		}
+	}
+	return false
+}
+
+func (m *member) refreshFacts(now time.Time, log hclog.Logger) {
+	if m.factsJSON != nil && now.Sub(m.factsAt) < m.a.o.FactsEvery {
+		return
+	}
+	f, err := m.a.o.Gather(facts.Options{AgentVersion: m.a.o.AgentVersion, Configured: m.a.o.Capabilities})
+	if err != nil {
+		log.Warn("gathering facts failed", "error", err)
+		return
+	}
+	m.factsAt = now
+	stamp := f.GatheredAt
+	f.GatheredAt = time.Time{}
+	raw, _ := json.Marshal(f)
+	sum := sha256.Sum256(raw)
+	h := hex.EncodeToString(sum[:])
+	f.GatheredAt = stamp
+	if h != m.factsHash {
+		m.factsJSON, _ = json.Marshal(f)
+		m.factsHash = h
+		m.caps = nonNilCaps(f.Capabilities)
+		m.sendFacts = true
+	}
+}
+
+func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
+	m.mu.Lock()
+	m.seq++
+	hb := heartbeat{Seq: m.seq, SentAt: m.a.o.Now().UTC(), AgentVersion: m.a.o.AgentVersion, AppliedVersion: int64(m.st.AppliedVersion),
+		State: m.st.Mode, Services: json.RawMessage(`[]`)}
+	if hb.State != string(state.ModeDegraded) {
+		hb.State = string(state.ModeNormal)
+	}
+	health, _ := json.Marshal(map[string]any{"status": "ok", "consecutive_errors": m.failures, "uptime_seconds": int64(m.a.o.Now().Sub(m.a.started).Seconds())})
+	hb.Health = health
+	sendFacts := m.sendFacts
+	if sendFacts {
+		hb.Facts, hb.Capabilities = m.factsJSON, m.caps
+	}
+	client := m.client
+	m.mu.Unlock()
+
+	var ack heartbeatAck
+	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)
+	if err == nil {
+		m.mu.Lock()
+		m.sendFacts = ack.NeedFacts || (m.sendFacts && !sendFacts)
+		m.mu.Unlock()
+	}
+	return ack, err
+}
+
+func (m *member) ok(ack heartbeatAck, log hclog.Logger) {
+	now := m.a.o.Now().UTC()
+	m.mu.Lock()
+	wasDegraded := m.st.Mode == string(state.ModeDegraded)
+	m.failures = 0
+	m.st.Mode = string(state.ModeNormal)
+	m.st.LastHeartbeatAck = now
+	m.st.LastAckAuthority = ack.AuthorityID
+	m.st.ConsecutiveErrors = 0
+	m.st.LastError = ""
+	m.st.HeartbeatsAcked++
+	if wasDegraded {
+		m.st.ModeSince, m.st.ModeReason = now, ""
+	}
+	m.mu.Unlock()
+	if wasDegraded {
+		log.Info("an authority answers again: leaving degraded mode", "authority", ack.AuthorityID)
+		_ = m.a.st.PutPartition(m.cluster, state.PartitionInfo{Mode: state.ModeNormal, Since: now, Reason: "recovered"})
+	}
+	_ = m.a.st.PutHealth(m.cluster, state.LocalHealth{LastHeartbeatOK: now})
+}
+
+func (m *member) fail(err error, log hclog.Logger) {
+	now := m.a.o.Now().UTC()
+	m.mu.Lock()
+	m.failures++
+	m.st.ConsecutiveErrors = m.failures
+	m.st.LastError = shortErr(err)
+	enter := m.failures >= m.a.o.DegradedAfter && m.st.Mode == string(state.ModeNormal)
+	if enter {
+		m.st.Mode, m.st.ModeSince, m.st.ModeReason = string(state.ModeDegraded), now, "no authority answers: "+shortErr(err)
+	}
+	h := state.LocalHealth{LastHeartbeatOK: m.st.LastHeartbeatAck, ConsecutiveErrors: m.failures, LastError: m.st.LastError}
+	reason := m.st.ModeReason
+	m.mu.Unlock()
+	log.Warn("heartbeat failed", "consecutive", h.ConsecutiveErrors, "error", err)
+	if enter {
+		log.Warn("entering degraded mode: keeping the last good state and retrying", "reason", reason)
+		_ = m.a.st.PutPartition(m.cluster, state.PartitionInfo{Mode: state.ModeDegraded, Since: now, Reason: reason})
+	}
+	_ = m.a.st.PutHealth(m.cluster, h)
+}
+
+// isRevocation tells a revoked (or expired) identity from an authority that
+// cannot answer: a 403 revoked answer is final; a refused TLS handshake or an
+// unauthenticated answer is confirmed by asking for the certificate's status
+// without a client certificate.
+func (m *member) isRevocation(ctx context.Context, err error) bool {
+	var ae *apiclient.Error
+	if errors.As(err, &ae) {
+		switch ae.Code {
+		case "revoked":
+			return true
+		case "unauthenticated":
+		default:
+			return false
+		}
+	} else if !strings.Contains(err.Error(), "remote error: tls:") {
+		return false
+	}
+	s, cerr := m.certStatus(ctx)
+	return cerr == nil && (s == "revoked" || s == "expired")
+}
+
+func (m *member) certStatus(ctx context.Context) (string, error) {
+	m.mu.Lock()
+	id, der := m.id, m.cert.Raw
+	m.mu.Unlock()
+	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPin: id.CAPin, ServerName: serverNameForCluster(m.cluster), Timeout: m.a.o.RequestTimeout})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	var out certStatus
+	if err := c.Do(ctx, http.MethodPost, pathCertStatus, map[string][]byte{"certificate": der}, &out, nil); err != nil {
+		return "", err
+	}
+	return out.Status, nil
+}
+
+func (m *member) revoke(cause error) {
+	now := m.a.o.Now().UTC()
+	reason := "revoked: " + shortErr(cause)
+	m.mu.Lock()
+	m.st.Mode, m.st.ModeSince, m.st.ModeReason = string(state.ModeRevoked), now, reason
+	m.st.MembershipStatus = string(domain.MembershipRevoked)
+	m.mu.Unlock()
+	_ = m.a.st.PutPartition(m.cluster, state.PartitionInfo{Mode: state.ModeRevoked, Since: now, Reason: reason})
+	if ms, err := m.a.st.Membership(m.cluster); err == nil {
+		ms.Status = domain.MembershipRevoked
+		_ = m.a.st.PutMembership(m.cluster, ms)
+	}
+}
+
+// renewDue: less than a third of the certificate's lifetime remains.
+func (m *member) renewDue(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	life := m.cert.NotAfter.Sub(m.cert.NotBefore)
+	return m.cert.NotAfter.Sub(now) < life/3
+}
+
+func (m *member) renew(ctx context.Context) error {
+	m.mu.Lock()
+	client, keys, ca, id := m.client, m.keys, m.ca, m.id
+	m.mu.Unlock()
+	var rc renewedCert
+	if err := client.Do(ctx, http.MethodPost, pathRenew, map[string]any{}, &rc, nil); err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rc.Certificate})
+	if _, err := identity.VerifyNodeCertificate(certPEM, identity.NodeCertOptions{CA: ca, ClusterID: m.cluster, NodeID: id.NodeID, PublicKey: keys.SigningPublic(), Now: m.a.o.Now()}); err != nil {
+		return fmt.Errorf("%w: renewed certificate: %w", ErrBadEnrollment, err)
+	}
+	id.CertificatePEM = string(certPEM)
+	if err := m.a.st.PutIdentity(m.cluster, id); err != nil {
+		return err
+	}
+	if err := m.load(id); err != nil {
+		return err
+	}
+	m.fillCert()
+	return nil
+}
+
+func (m *member) pollDesired(ctx context.Context) error {
+	m.mu.Lock()
+	client := m.client
+	m.mu.Unlock()
+	var d desiredState
+	if err := client.Do(ctx, http.MethodGet, pathDesired, nil, &d, nil); err != nil {
+		return err
+	}
+	roles := make([]domain.Role, 0, len(d.Roles))
+	for _, r := range d.Roles {
+		if r.Status == "" || r.Status == "active" {
+			roles = append(roles, r.Role)
+		}
+	}
+	slices.Sort(roles)
+	roles = slices.Compact(roles)
+	ms, err := m.a.st.Membership(m.cluster)
+	if err != nil {
+		return err
+	}
+	status := domain.MembershipStatus(d.MembershipStatus)
+	if !slices.Equal(ms.Roles, roles) || ms.Status != status {
+		ms.Roles, ms.Status = roles, status
+		if err := m.a.st.PutMembership(m.cluster, ms); err != nil {
+			return err
+		}
+	}
+	m.mu.Lock()
+	m.st.Roles = roleStrings(roles)
+	m.st.MembershipStatus = string(status)
+	m.st.DesiredPolledAt = m.a.o.Now().UTC()
+	m.mu.Unlock()
+	return nil
+}
+
+func roleStrings(rs []domain.Role) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
+}

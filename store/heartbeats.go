@@ -1,0 +1,225 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Heartbeat tables (node_heartbeats, node_heartbeat_latest) are observations,
+// not fenced data: any authority writes them, in batches, outside a fenced
+// transaction.
+
+// HeartbeatRow is one row of the heartbeat append log (node_heartbeats).
+type HeartbeatRow struct {
+	ID             int64           `json:"id,omitempty"`
+	ClusterID      string          `json:"cluster_id"`
+	NodeID         string          `json:"node_id"`
+	ReceivedAt     time.Time       `json:"received_at"`
+	Seq            int64           `json:"seq"`
+	AppliedVersion int64           `json:"applied_version"`
+	AgentVersion   string          `json:"agent_version"`
+	State          string          `json:"state"`
+	Health         json.RawMessage `json:"health"`
+	AuthorityID    string          `json:"authority_id"`
+}
+
+// LatestHeartbeat is a node's latest heartbeat in one cluster
+// (node_heartbeat_latest).
+type LatestHeartbeat struct {
+	HeartbeatRow
+	// Facts is the last reported facts object. On write, nil (or JSON null)
+	// keeps the stored facts.
+	Facts json.RawMessage `json:"facts"`
+	// Services is the reported service status array.
+	Services json.RawMessage `json:"services"`
+	// SourceAddr is the agent's address as the authority saw it.
+	SourceAddr string `json:"source_addr"`
+	// DerivedHealth is the health last recorded by the health sweeper (the API
+	// recomputes it at read time).
+	DerivedHealth string `json:"derived_health"`
+}
+
+const insertHeartbeatsSQL = `INSERT INTO node_heartbeats (cluster_id, node_id, received_at, seq, applied_version, agent_version, state, health, authority_id)
+SELECT c::uuid, n::uuid, r, s, av, ag, st, h::jsonb, au
+  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[])
+       AS u(c, n, r, s, av, ag, st, h, au)`
+
+const upsertLatestSQL = `INSERT INTO node_heartbeat_latest AS l (cluster_id, node_id, received_at, seq, applied_version, agent_version, state, health, facts, services, source_addr, authority_id)
+SELECT c::uuid, n::uuid, r, s, av, ag, st, h::jsonb, coalesce(f::jsonb, 'null'::jsonb), sv::jsonb, sa, au
+  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[], $5::int8[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
+       AS u(c, n, r, s, av, ag, st, h, f, sv, sa, au)
+ON CONFLICT (cluster_id, node_id) DO UPDATE SET
+    received_at = EXCLUDED.received_at, seq = EXCLUDED.seq, applied_version = EXCLUDED.applied_version,
+    agent_version = EXCLUDED.agent_version, state = EXCLUDED.state, health = EXCLUDED.health,
+    facts = CASE WHEN jsonb_typeof(EXCLUDED.facts) = 'null' THEN l.facts ELSE EXCLUDED.facts END,
+    services = EXCLUDED.services, source_addr = EXCLUDED.source_addr, authority_id = EXCLUDED.authority_id
+  WHERE l.received_at <= EXCLUDED.received_at`
+
+func jsonText(b json.RawMessage, def string) string {
+	if len(b) == 0 {
+		return def
+	}
+	return string(b)
+}
+
+// HeartbeatBatch queues, on b, ONE statement appending rows to the heartbeat
+// log (INSERT … SELECT FROM unnest) and, when latest is not empty, ONE upsert
+// of node_heartbeat_latest (unnest … ON CONFLICT, newest wins). latest must not
+// hold the same (cluster, node) twice. Sent with SendBatch, both run in one
+// round trip and one implicit transaction.
+func HeartbeatBatch(b *pgx.Batch, rows []HeartbeatRow, latest []LatestHeartbeat) {
+	if len(rows) > 0 {
+		n := len(rows)
+		c, nd, h, ag, st, au := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		r := make([]time.Time, n)
+		s, av := make([]int64, n), make([]int64, n)
+		for i, x := range rows {
+			c[i], nd[i], r[i], s[i], av[i], ag[i], st[i], h[i], au[i] = x.ClusterID, x.NodeID, x.ReceivedAt, x.Seq, x.AppliedVersion, x.AgentVersion, x.State, jsonText(x.Health, "{}"), x.AuthorityID
+		}
+		b.Queue(insertHeartbeatsSQL, c, nd, r, s, av, ag, st, h, au)
+	}
+	if len(latest) > 0 {
+		n := len(latest)
+		c, nd, h, ag, st, au, sv, sa := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		f := make([]*string, n)
+		r := make([]time.Time, n)
+		s, av := make([]int64, n), make([]int64, n)
+		for i, x := range latest {
+			c[i], nd[i], r[i], s[i], av[i], ag[i], st[i], h[i], au[i] = x.ClusterID, x.NodeID, x.ReceivedAt, x.Seq, x.AppliedVersion, x.AgentVersion, x.State, jsonText(x.Health, "{}"), x.AuthorityID
+			sv[i], sa[i] = jsonText(x.Services, "[]"), x.SourceAddr
+			if len(x.Facts) > 0 && string(x.Facts) != "null" {
+				v := string(x.Facts)
+				f[i] = &v
+			}
+		}
+		b.Queue(upsertLatestSQL, c, nd, r, s, av, ag, st, h, f, sv, sa, au)
+	}
+}
+
+// WriteHeartbeats writes one flush of heartbeats in a single round trip: one
+// append-log statement and one latest-state upsert (see HeartbeatBatch).
+func WriteHeartbeats(ctx context.Context, db *DB, rows []HeartbeatRow, latest []LatestHeartbeat) error {
+	if len(rows) == 0 && len(latest) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	HeartbeatBatch(b, rows, latest)
+	return mapErr(db.Pool.SendBatch(ctx, b).Close())
+}
+
+const latestCols = `cluster_id::text, node_id::text, received_at, seq, applied_version, agent_version, state, health, facts, services, source_addr, authority_id, derived_health`
+
+func scanLatest(row scanner) (LatestHeartbeat, error) {
+	var l LatestHeartbeat
+	err := row.Scan(&l.ClusterID, &l.NodeID, &l.ReceivedAt, &l.Seq, &l.AppliedVersion, &l.AgentVersion, &l.State, &l.Health, &l.Facts, &l.Services, &l.SourceAddr, &l.AuthorityID, &l.DerivedHealth)
+	if string(l.Facts) == "null" {
+		l.Facts = json.RawMessage(`{}`)
+	}
+	return l, mapErr(err)
+}
+
+// LatestHeartbeats returns a node's latest heartbeat in each of its clusters.
+func LatestHeartbeats(ctx context.Context, q Querier, nodeID string) ([]LatestHeartbeat, error) {
+	return collect(ctx, q, scanLatest, `SELECT `+latestCols+` FROM node_heartbeat_latest WHERE node_id::text = $1 ORDER BY cluster_id`, nodeID)
+}
+
+// GetLatestHeartbeat returns the latest heartbeat of one membership.
+func GetLatestHeartbeat(ctx context.Context, q Querier, clusterID, nodeID string) (LatestHeartbeat, error) {
+	return scanLatest(q.QueryRow(ctx, `SELECT `+latestCols+` FROM node_heartbeat_latest WHERE cluster_id::text = $1 AND node_id::text = $2`, clusterID, nodeID))
+}
+
+func scanHeartbeat(row scanner) (HeartbeatRow, error) {
+	var h HeartbeatRow
+	err := row.Scan(&h.ID, &h.ClusterID, &h.NodeID, &h.ReceivedAt, &h.Seq, &h.AppliedVersion, &h.AgentVersion, &h.State, &h.Health, &h.AuthorityID)
+	return h, mapErr(err)
+}
+
+// ListHeartbeats pages through a node's heartbeat history, newest first
+// (clusterID "" for every cluster).
+func ListHeartbeats(ctx context.Context, q Querier, clusterID, nodeID string, p Page) ([]HeartbeatRow, error) {
+	l, o := p.norm()
+	return collect(ctx, q, scanHeartbeat, `SELECT id, cluster_id::text, node_id::text, received_at, seq, applied_version, agent_version, state, health, authority_id
+		FROM node_heartbeats WHERE node_id::text = $1 AND ($2 = '' OR cluster_id::text = $2)
+		ORDER BY received_at DESC, id DESC LIMIT $3 OFFSET $4`, nodeID, clusterID, l, o)
+}
+
+// HealthRow is the input of the health sweeper.
+type HealthRow struct {
+	ClusterID     string
+	NodeID        string
+	ReceivedAt    time.Time
+	DerivedHealth string
+}
+
+// ListHeartbeatHealth returns every membership's last heartbeat time and
+// recorded derived health.
+func ListHeartbeatHealth(ctx context.Context, q Querier) ([]HealthRow, error) {
+	return collect(ctx, q, func(r scanner) (HealthRow, error) {
+		var h HealthRow
+		err := r.Scan(&h.ClusterID, &h.NodeID, &h.ReceivedAt, &h.DerivedHealth)
+		return h, mapErr(err)
+	}, `SELECT cluster_id::text, node_id::text, received_at, derived_health FROM node_heartbeat_latest`)
+}
+
+// SetDerivedHealth records derived health for many memberships in one
+// statement; from guards against a concurrent sweeper (only rows still at
+// their previous health change).
+func SetDerivedHealth(ctx context.Context, q Querier, rows []HealthRow, from []string) (int64, error) {
+	n := len(rows)
+	c, nd, h := make([]string, n), make([]string, n), make([]string, n)
+	for i, r := range rows {
+		c[i], nd[i], h[i] = r.ClusterID, r.NodeID, r.DerivedHealth
+	}
+	tag, err := q.Exec(ctx, `UPDATE node_heartbeat_latest l SET derived_health = u.h
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c, n, h, f)
+		WHERE l.cluster_id = u.c::uuid AND l.node_id = u.n::uuid AND l.derived_health = u.f`, c, nd, h, from)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DeleteHeartbeatsBefore deletes at most limit append-log rows received
+// before t and returns how many it deleted.
+func DeleteHeartbeatsBefore(ctx context.Context, q Querier, t time.Time, limit int) (int64, error) {
+	tag, err := q.Exec(ctx, `DELETE FROM node_heartbeats WHERE id IN (
+		SELECT id FROM node_heartbeats WHERE received_at < $1 ORDER BY received_at LIMIT $2)`, t, limit)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// GoodCertificateSerials returns which of serials are still good node
+// certificates: not revoked and their membership not revoked (the same rule as
+// the authority's per-request check), in one statement.
+func GoodCertificateSerials(ctx context.Context, q Querier, serials []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(serials) == 0 {
+		return out, nil
+	}
+	rows, err := q.Query(ctx, `SELECT c.serial FROM node_certificates c
+		JOIN cluster_memberships m ON m.cluster_id = c.cluster_id AND m.node_id = c.node_id
+		WHERE c.serial = ANY($1) AND c.revoked_at IS NULL AND m.membership_status <> 'revoked'`, serials)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, mapErr(err)
+		}
+		out[s] = true
+	}
+	return out, mapErr(rows.Err())
+}
+
+// ActiveRoleAssignments lists a membership's active role assignments.
+func ActiveRoleAssignments(ctx context.Context, q Querier, clusterID, nodeID string) ([]RoleAssignment, error) {
+	return collect(ctx, q, scanRole, `SELECT `+roleCols+` FROM node_role_assignments
+		WHERE cluster_id::text = $1 AND node_id::text = $2 AND status = 'active' ORDER BY role, id LIMIT 500`, clusterID, nodeID)
+}
