@@ -45,3 +45,10 @@ pg-stop:
 
 clean:
 	rm -rf $(BIN) out
+
+## chaos: the chaos drills (needs root: network namespaces, nftables); reports go to the test log and $(CHAOS_REPORT).
+CHAOS_REPORT ?= out/chaos-report.txt
+.PHONY: chaos
+chaos:
+	@mkdir -p $(dir $(CHAOS_REPORT))
+	RAP_CHAOS_REPORT=$(CHAOS_REPORT) $(GO) test ./integration/chaos/ -run Drill -v -count=1 -timeout 25m

@@ -2,8 +2,10 @@ package authority
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"regexp"
 	"strings"
@@ -143,30 +145,56 @@ func (a *Authority) SetClusterStatus(ctx context.Context, actor Actor, idOrSlug,
 	return a.clusterView(c), nil
 }
 
-// clusterSigner returns the current CA key and certificate of a cluster.
-func (a *Authority) clusterSigner(clusterID string) (ed25519.PrivateKey, []byte, string, error) {
-	ca, ok := a.state.ClusterCA(clusterID)
+// caSigner returns the current signing key, certificate and key id of a CA in
+// the replicated state: a cluster CA (Ed25519) or the platform CA (ECDSA).
+// Opened keys are cached in memory.
+func (a *Authority) caSigner(caID string) (crypto.Signer, []byte, string, error) {
+	ca, ok := a.state.ClusterCA(caID)
 	if !ok {
-		return nil, nil, "", Errf(CodeNotFound, "cluster %s has no CA on this authority", clusterID)
+		return nil, nil, "", Errf(CodeNotFound, "no CA %s on this authority", caID)
 	}
 	k := ca.Current
-	ck := clusterID + "|" + k.KeyID
+	ck := caID + "|" + k.KeyID
 	if v, ok := a.caKeys.Load(ck); ok {
-		return v.(ed25519.PrivateKey), k.CertDER, k.KeyID, nil
+		return v.(crypto.Signer), k.CertDER, k.KeyID, nil
 	}
-	raw, err := a.cfg.Sealer.Open(k.SealedPrivateKey, fsm.CAKeyAAD(clusterID, k.KeyID))
-	if err != nil || len(raw) != ed25519.PrivateKeySize {
-		return nil, nil, "", &Error{Code: CodeInternal, Message: "cannot open the cluster CA key (wrong or missing key-encryption key?)", Err: err}
+	raw, err := a.cfg.Sealer.Open(k.SealedPrivateKey, fsm.CAKeyAAD(caID, k.KeyID))
+	if err != nil {
+		return nil, nil, "", &Error{Code: CodeInternal, Message: "cannot open the CA key (wrong or missing key-encryption key?)", Err: err}
 	}
-	priv := ed25519.PrivateKey(raw)
-	a.caKeys.Store(ck, priv)
-	return priv, k.CertDER, k.KeyID, nil
+	var signer crypto.Signer
+	if len(raw) == ed25519.PrivateKeySize {
+		signer = ed25519.PrivateKey(raw)
+	} else {
+		key, err := x509.ParsePKCS8PrivateKey(raw)
+		s, ok := key.(crypto.Signer)
+		if err != nil || !ok {
+			return nil, nil, "", &Error{Code: CodeInternal, Message: "the CA key is not a usable private key", Err: err}
+		}
+		signer = s
+	}
+	a.caKeys.Store(ck, signer)
+	return signer, k.CertDER, k.KeyID, nil
+}
+
+// clusterSigner returns the current Ed25519 CA key, certificate and key id of
+// a cluster (cluster CAs also sign snapshots, which needs Ed25519).
+func (a *Authority) clusterSigner(clusterID string) (ed25519.PrivateKey, []byte, string, error) {
+	s, der, kid, err := a.caSigner(clusterID)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	k, ok := s.(ed25519.PrivateKey)
+	if !ok {
+		return nil, nil, "", Errf(CodeInternal, "CA %s is not an Ed25519 CA", clusterID)
+	}
+	return k, der, kid, nil
 }
 
 // CASigner returns the current CA key and certificate of a cluster (or of the
 // platform CA), for the API's TLS server certificates.
-func (a *Authority) CASigner(caID string) (ed25519.PrivateKey, []byte, error) {
-	k, der, _, err := a.clusterSigner(caID)
+func (a *Authority) CASigner(caID string) (crypto.Signer, []byte, error) {
+	k, der, _, err := a.caSigner(caID)
 	return k, der, err
 }
 
@@ -177,13 +205,21 @@ func (a *Authority) CreatePlatformCA(ctx context.Context) error {
 	if _, ok := a.state.ClusterCA(id); ok {
 		return nil
 	}
-	priv, der, err := pki.NewCA(a.cfg.Rand, id, a.cfg.Clock(), a.cfg.CALifetime)
+	priv, der, err := pki.NewECDSACA(a.cfg.Rand, id, a.cfg.Clock(), a.cfg.CALifetime)
 	if err != nil {
 		return err
 	}
-	pub := priv.Public().(ed25519.PublicKey)
-	kid := keyID(pub)
-	sealed, err := a.cfg.Sealer.Seal(priv, fsm.CAKeyAAD(id, kid))
+	pub, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err != nil {
+		return err
+	}
+	raw, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(pub)
+	kid := hex.EncodeToString(sum[:8])
+	sealed, err := a.cfg.Sealer.Seal(raw, fsm.CAKeyAAD(id, kid))
 	if err != nil {
 		return err
 	}
@@ -195,7 +231,7 @@ func (a *Authority) CreatePlatformCA(ctx context.Context) error {
 // memberID's key under the platform CA. It returns the certificate and the
 // platform CA certificate.
 func (a *Authority) IssueMemberCert(memberID string, pub ed25519.PublicKey) ([]byte, []byte, error) {
-	key, caDER, _, err := a.clusterSigner("platform")
+	key, caDER, _, err := a.caSigner("platform")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -201,6 +201,10 @@ func (s *Server) routes() {
 	agent("agent.ca", http.MethodGet, "/v1/agent/ca", s.agentCA)
 	agent("agent.storage", http.MethodGet, "/v1/agent/storage/snapshots", s.agentStorageSnapshots)
 	s.heartbeatRoutes(r)
+	// Platform admin authentication, accounts and the console (login.go).
+	s.adminRoutes(r)
+	// Mesh inventory (mesh.go).
+	s.meshRoutes(r)
 	s.router = r
 }
 

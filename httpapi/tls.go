@@ -2,7 +2,8 @@ package httpapi
 
 import (
 	"context"
-	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -89,7 +90,7 @@ type certCache struct {
 	s     *Server
 	hosts []string
 	mu    sync.Mutex
-	key   ed25519.PrivateKey
+	key   *ecdsa.PrivateKey
 	certs map[string]*tls.Certificate // by CA id
 }
 
@@ -104,7 +105,9 @@ func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return cert, nil
 	}
 	if c.key == nil {
-		_, k, err := ed25519.GenerateKey(rand.Reader)
+		// ECDSA P-256 leaves work for every client (browsers included), under
+		// both the Ed25519 cluster CAs and the ECDSA platform CA.
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +137,7 @@ func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		}
 	}
 	ips = append(ips, net.IPv4(127, 0, 0, 1), net.IPv6loopback)
-	der, err := pki.IssueServerCert(rand.Reader, caKey, caDER, c.key.Public(), dns, ips, time.Now(), 7*24*time.Hour)
+	der, err := pki.IssueServerCert(rand.Reader, caKey, caDER, &c.key.PublicKey, dns, ips, time.Now(), 7*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}

@@ -11,7 +11,9 @@ package pki
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -304,4 +306,36 @@ func VerifyMemberCert(cert *x509.Certificate, caDERs [][]byte, now time.Time) (s
 		return cert.Subject.CommonName, nil
 	}
 	return "", fmt.Errorf("pki: member certificate: %w", lastErr)
+}
+
+// NewECDSACA creates a self-signed ECDSA P-256 CA. The platform CA uses it:
+// browsers (the console) do not accept Ed25519 certificate chains, while
+// cluster CAs, used only by Go agents, stay Ed25519.
+func NewECDSACA(rnd io.Reader, name string, now time.Time, lifetime time.Duration) (*ecdsa.PrivateKey, []byte, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rnd)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := randSerial(rnd)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "RAP " + name + " CA", Organization: []string{"RAP Fabric"}},
+		NotBefore:             now.Add(-5 * time.Minute),
+		NotAfter:              now.Add(lifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rnd, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	return priv, der, nil
 }

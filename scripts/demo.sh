@@ -88,7 +88,63 @@ sleep 1
 rapctl authority status
 rapctl audit list --limit 8
 
+say "four agents enroll with the join token; the owner reviews and approves each request"
+auths="${API[1]},${API[2]},${API[3]}"
+caps=can_route_mesh,can_accept_node_ingress,can_accept_client_ingress,can_egress_private_network,can_run_config_storage
+for n in 1 2 3 4; do
+	ad=$demo/agent$n
+	mkdir -p "$ad"
+	head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$ad/machine-id" # one host each
+	nohup "$bin/rap-node-agent" enroll --authority "$auths" --token "$jt" --ca-pin "$cpin" --state "$ad/state.db" \
+		--name "edge-$n" --machine-id-file "$ad/machine-id" --capability "$caps" >"$ad/enroll.log" 2>&1 &
+	echo $! >"$ad/enroll.pid"
+done
+pending() { rapctl -o json join-request list --cluster demo --status pending | python3 -c 'import json,sys; print(" ".join(i["id"] for i in json.load(sys.stdin)["items"]))'; }
+for _ in $(seq 1 100); do [ "$(pending | wc -w)" -ge 4 ] && break; sleep 0.2; done
+rapctl join-request list --cluster demo --status pending
+for id in $(pending); do rapctl join-request approve "$id" | tail -n +2; done
+for n in 1 2 3 4; do
+	while kill -0 "$(cat "$demo/agent$n/enroll.pid")" 2>/dev/null; do sleep 0.2; done
+	tail -1 "$demo/agent$n/enroll.log"
+done
+
+say "the agents run: mTLS heartbeats, desired state, signed snapshots"
+for n in 1 2 3 4; do
+	ad=$demo/agent$n
+	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s \
+		--capability "$caps" >"$ad/run.log" 2>&1 &
+	echo $! >"$ad/run.pid"
+	disown
+done
+node_id() { rapctl -o json node list --cluster demo | python3 -c 'import json,sys; print([n["id"] for n in json.load(sys.stdin)["items"] if n["name"]==sys.argv[1]][0])' "$1"; }
+sleep 3
+rapctl node list --cluster demo
+rapctl node heartbeat "$(node_id edge-1)"
+
+say "roles: two relays, an entry node, a config-storage node (capabilities checked)"
+rapctl role assign demo "$(node_id edge-1)" relay-node | tail -n +2
+rapctl role assign demo "$(node_id edge-2)" relay-node | tail -n +2
+rapctl role assign demo "$(node_id edge-3)" entry-node | tail -n +2
+rapctl role assign demo "$(node_id edge-4)" config-storage | tail -n +2
+echo "a role the node cannot run is refused:"
+rapctl role assign demo "$(node_id edge-3)" rdp-worker || true
+sleep 4
+say "signed need-to-know snapshots: desired vs applied version per node"
+rapctl snapshot status demo
+for n in 1 3; do
+	echo "-- rap-node-agent status (edge-$n)"
+	"$bin/rap-node-agent" status --state "$demo/agent$n/state.db" --status-socket "$demo/agent$n/agent.sock" | head -12
+done
+
+say "the Platform Admin Console"
+pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+"$bin/rap-authority" bootstrap-owner --database-url "$db" --name owner --demo-password "$pw" --console-url "https://${API[1]}/console/" | tee "$demo/owner.txt"
+chmod 600 "$demo/owner.txt"
+echo "(the bootstrap owner API token stops working now that an owner has MFA; use 'rapctl login')"
+
 say "demo is running"
 echo "authorities: ${API[1]} ${API[2]} ${API[3]}   logs: $demo/a*.log"
 echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list"
+echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
+echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
 echo "stop with:   make demo-stop"

@@ -14,6 +14,8 @@ DATABASE_URL=$(scripts/pg.sh url)
 export DATABASE_URL
 echo "using $DATABASE_URL"
 
+scripts/install-chromium.sh # console browser test (chromedp) needs Debian's chromium; fails under CI when missing
+
 step "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.rap/*'))
 if [[ -n "$unformatted" ]]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi

@@ -59,6 +59,8 @@ func main() {
 			os.Exit(2)
 		}
 		err = auditVerify(os.Args[3:])
+	case "bootstrap-owner":
+		err = bootstrapOwner(os.Args[2:])
 	case "member-key":
 		err = memberKey(os.Args[2:])
 	case "version":
@@ -84,6 +86,7 @@ commands:
   bootstrap    same as run --bootstrap
   migrate      apply the database migrations and exit
   audit verify verify the audit hash chain and name the first broken row
+  bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
   version      print the version
 `)

@@ -1,0 +1,421 @@
+package console
+
+import (
+	"context"
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/store"
+)
+
+// coreRoles are the roles a working cluster needs; a cluster without an active
+// assignment of one has a coverage gap.
+var coreRoles = []domain.Role{domain.RoleEntryNode, domain.RoleCoreMesh, domain.RoleConfigStorage}
+
+// maxHealthNodes bounds the per-node heartbeat lookups of one page.
+const maxHealthNodes = 200
+
+// clusterIDs returns the selected cluster or every cluster.
+func (v *view) clusterIDs() []string {
+	if v.Cluster != "" {
+		return []string{v.Cluster}
+	}
+	var out []string
+	for _, c := range v.Clusters {
+		out = append(out, str(c["id"]))
+	}
+	return out
+}
+
+func (c *console) healthRows(ctx context.Context, v *view, nodes []map[string]any) ([]map[string]any, error) {
+	var rows []map[string]any
+	for i, n := range nodes {
+		if i >= maxHealthNodes {
+			break
+		}
+		hs, err := c.o.Authority.Heartbeats().LatestHeartbeats(ctx, str(n["id"]))
+		if err != nil {
+			return rows, err
+		}
+		for _, h := range maps(hs) {
+			if v.Cluster != "" && str(h["cluster_id"]) != v.Cluster {
+				continue
+			}
+			h["node_name"] = n["name"]
+			rows = append(rows, h)
+		}
+	}
+	return rows, nil
+}
+
+type gap struct {
+	Cluster string
+	Missing []string
+}
+
+func (c *console) coverage(ctx context.Context, v *view) ([]gap, error) {
+	var gaps []gap
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		rs, err := c.o.Authority.ListRoles(ctx, id, "", store.Page{Limit: 500})
+		if err != nil {
+			return gaps, err
+		}
+		have := map[string]bool{}
+		for _, r := range rs {
+			if r.Status == "active" {
+				have[r.Role] = true
+			}
+		}
+		g := gap{Cluster: str(cl["slug"])}
+		for _, want := range coreRoles {
+			if !have[string(want)] {
+				g.Missing = append(g.Missing, string(want))
+			}
+		}
+		if len(g.Missing) > 0 {
+			gaps = append(gaps, g)
+		}
+	}
+	return gaps, nil
+}
+
+func (c *console) overview(ctx context.Context, r *http.Request, v *view) error {
+	a := c.o.Authority
+	nodes, err := a.ListNodes(ctx, v.Cluster, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	nm := maps(nodes)
+	v.Data["ClusterCount"] = len(v.Clusters)
+	v.Data["NodeCount"] = len(nm)
+	joins, err := a.ListJoinRequests(ctx, v.Cluster, "pending", store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	v.Data["PendingJoins"] = len(joins)
+	hr, err := c.healthRows(ctx, v, nm)
+	v.Data["Health"] = countBy(hr, "health_state")
+	if err != nil {
+		return err
+	}
+	gaps, err := c.coverage(ctx, v)
+	v.Data["Gaps"] = gaps
+	if err != nil {
+		return err
+	}
+	var svc []map[string]any
+	for _, id := range v.clusterIDs() {
+		ss, err := a.ListServices(ctx, id, "", "", store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		svc = append(svc, maps(ss)...)
+	}
+	v.Data["Services"] = countBy(svc, "reported_state")
+	// Risky states: no quorum, refused attempts, unhealthy nodes, revocations.
+	var risky []string
+	if !v.Status.Quorum {
+		risky = append(risky, "this authority has no quorum: changes are refused until it rejoins a majority")
+	}
+	for _, h := range hr {
+		if s := str(h["health_state"]); s == "offline" || s == "stale" {
+			risky = append(risky, "node "+str(h["node_name"])+" is "+s)
+		}
+	}
+	denied, err := a.ListAudit(ctx, store.AuditFilter{ClusterID: v.Cluster}, store.Page{Limit: 500})
+	if err == nil {
+		n := 0
+		for _, e := range denied {
+			if e.Outcome == "denied" {
+				n++
+			}
+		}
+		if n > 0 {
+			risky = append(risky, strconv.Itoa(n)+" refused attempts in the recent audit log")
+		}
+	}
+	v.Data["Risky"] = risky
+	return nil
+}
+
+func (c *console) clusters(ctx context.Context, r *http.Request, v *view) error {
+	a := c.o.Authority
+	type row struct {
+		C         map[string]any
+		Members   []map[string]any
+		Services  []kv
+		Roles     []kv
+		Partition string
+	}
+	var rows []row
+	gaps, err := c.coverage(ctx, v)
+	if err != nil {
+		return err
+	}
+	v.Data["Gaps"] = gaps
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		rw := row{C: cl}
+		ns, err := a.ListNodes(ctx, id, store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		rw.Members = maps(ns)
+		ss, err := a.ListServices(ctx, id, "", "", store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		rw.Services = countBy(maps(ss), "service_type")
+		rs, err := a.ListRoles(ctx, id, "", store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		rw.Roles = countBy(maps(rs), "role")
+		if p, ok := a.FSM().Partition(id); ok {
+			rw.Partition = str(toMap(p))
+		}
+		rows = append(rows, rw)
+	}
+	v.Data["Rows"] = rows
+	return nil
+}
+
+func (c *console) nodes(ctx context.Context, r *http.Request, v *view) error {
+	ns, err := c.o.Authority.ListNodes(ctx, v.Cluster, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	nm := maps(ns)
+	hr, err := c.healthRows(ctx, v, nm)
+	health := map[string]string{}
+	for _, h := range hr {
+		health[str(h["node_id"])] = str(h["health_state"])
+	}
+	for _, n := range nm {
+		n["_health"] = health[str(n["id"])]
+	}
+	v.Data["Nodes"] = nm
+	return err
+}
+
+func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
+	a := c.o.Authority
+	id := r.PathValue("id")
+	n, err := a.GetNode(ctx, id)
+	if err != nil {
+		return err
+	}
+	nm := toMap(n)
+	v.Data["Node"] = nm
+	hs, err := a.Heartbeats().LatestHeartbeats(ctx, id)
+	if err != nil {
+		return err
+	}
+	v.Data["Heartbeats"] = maps(hs)
+	var roles, svcs []map[string]any
+	for _, m := range n.Memberships {
+		rs, err := a.ListRoles(ctx, m.ClusterID, id, store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		roles = append(roles, maps(rs)...)
+		ss, err := a.ListServices(ctx, m.ClusterID, id, "", store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		svcs = append(svcs, maps(ss)...)
+	}
+	v.Data["Roles"] = roles
+	v.Data["Services"] = svcs
+	v.Data["AllRoles"] = domain.AllRoles
+	ev, err := a.ListAudit(ctx, store.AuditFilter{TargetID: id}, store.Page{Limit: 200})
+	if err != nil {
+		return err
+	}
+	v.Data["Audit"] = maps(ev)
+	return nil
+}
+
+func (c *console) joins(ctx context.Context, r *http.Request, v *view) error {
+	status := r.URL.Query().Get("status")
+	v.Data["Status"] = status
+	js, err := c.o.Authority.ListJoinRequests(ctx, v.Cluster, status, store.Page{Limit: 200})
+	if err != nil {
+		return err
+	}
+	v.Data["Joins"] = maps(js)
+	ts, err := c.o.Authority.ListJoinTokens(ctx, v.Cluster, store.Page{Limit: 200})
+	if err != nil {
+		return err
+	}
+	v.Data["Tokens"] = maps(ts)
+	return nil
+}
+
+func (c *console) roles(ctx context.Context, r *http.Request, v *view) error {
+	var rows []map[string]any
+	for _, id := range v.clusterIDs() {
+		rs, err := c.o.Authority.ListRoles(ctx, id, r.URL.Query().Get("node"), store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		rows = append(rows, maps(rs)...)
+	}
+	v.Data["Roles"] = rows
+	v.Data["AllRoles"] = domain.AllRoles
+	ns, err := c.o.Authority.ListNodes(ctx, v.Cluster, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	v.Data["Nodes"] = maps(ns)
+	orgs, err := c.o.Authority.ListOrganizations(ctx, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	v.Data["Orgs"] = maps(orgs)
+	var hist []map[string]any
+	for _, action := range []string{"role.assign", "role.remove", "role.disable", "role.enable", "role.status"} {
+		ev, err := c.o.Authority.ListAudit(ctx, store.AuditFilter{Action: action, ClusterID: v.Cluster}, store.Page{Limit: 200})
+		if err != nil {
+			return err
+		}
+		hist = append(hist, maps(ev)...)
+	}
+	sort.Slice(hist, func(i, j int) bool { return str(hist[i]["at"]) > str(hist[j]["at"]) })
+	v.Data["History"] = hist
+	return nil
+}
+
+func (c *console) services(ctx context.Context, r *http.Request, v *view) error {
+	var rows []map[string]any
+	for _, id := range v.clusterIDs() {
+		ss, err := c.o.Authority.ListServices(ctx, id, "", "", store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		rows = append(rows, maps(ss)...)
+	}
+	v.Data["Services"] = rows
+	v.Data["ByState"] = countBy(rows, "reported_state")
+	return nil
+}
+
+func (c *console) health(ctx context.Context, r *http.Request, v *view) error {
+	ns, err := c.o.Authority.ListNodes(ctx, v.Cluster, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	hr, err := c.healthRows(ctx, v, maps(ns))
+	v.Data["Rows"] = hr
+	v.Data["ByHealth"] = countBy(hr, "health_state")
+	var alerts []map[string]any
+	for _, h := range hr {
+		if s := str(h["health_state"]); s != "healthy" {
+			alerts = append(alerts, h)
+		}
+	}
+	v.Data["Alerts"] = alerts
+	return err
+}
+
+func (c *console) audit(ctx context.Context, r *http.Request, v *view) error {
+	q := r.URL.Query()
+	f := store.AuditFilter{ClusterID: v.Cluster, Action: q.Get("action"), Actor: q.Get("actor"), TargetKind: q.Get("target_kind"), TargetID: q.Get("target_id")}
+	ev, err := c.o.Authority.ListAudit(ctx, f, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	rows := maps(ev)
+	if o := q.Get("outcome"); o != "" {
+		var keep []map[string]any
+		for _, e := range rows {
+			if str(e["outcome"]) == o {
+				keep = append(keep, e)
+			}
+		}
+		rows = keep
+	}
+	// Newest first.
+	for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
+		rows[i], rows[j] = rows[j], rows[i]
+	}
+	v.Data["Events"] = rows
+	v.Data["Filter"] = map[string]string{"action": f.Action, "actor": f.Actor, "target_kind": f.TargetKind, "target_id": f.TargetID, "outcome": q.Get("outcome")}
+	return nil
+}
+
+func (c *console) trust(ctx context.Context, r *http.Request, v *view) error {
+	a := c.o.Authority
+	type row struct {
+		C           map[string]any
+		CA          map[string]any
+		Certs       []map[string]any
+		Revocations []map[string]any
+	}
+	var rows []row
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		rw := row{C: cl}
+		if ca, err := a.ClusterTrust(id); err == nil {
+			rw.CA = toMap(ca)
+			delete(rw.CA, "ca_certificate")
+		}
+		ns, err := a.ListNodes(ctx, id, store.Page{Limit: 200})
+		if err != nil {
+			return err
+		}
+		for _, n := range ns {
+			d, err := a.GetNode(ctx, n.ID)
+			if err != nil {
+				return err
+			}
+			for _, idn := range d.Identities {
+				if idn.ClusterID == id {
+					m := toMap(idn)
+					m["node_name"] = n.Name
+					rw.Certs = append(rw.Certs, m)
+				}
+			}
+		}
+		rs, err := a.Revocations(ctx, id)
+		if err != nil {
+			return err
+		}
+		rw.Revocations = maps(rs)
+		rows = append(rows, rw)
+	}
+	v.Data["Rows"] = rows
+	return nil
+}
+
+func (c *console) account(ctx context.Context, r *http.Request, v *view) error {
+	ad := c.o.Authority.Admin()
+	ds, err := ad.Devices.List(ctx, v.User.ID)
+	if err != nil {
+		return err
+	}
+	var devs []map[string]any
+	for _, d := range ds {
+		devs = append(devs, map[string]any{"id": d.ID.String()[:16], "label": d.Label, "created_at": d.CreatedAt, "expires_at": d.ExpiresAt, "revoked": !d.RevokedAt.IsZero()})
+	}
+	v.Data["Devices"] = devs
+	v.Data["RecoveryLeft"], _ = ad.RecoveryCodesLeft(ctx, v.User.ID)
+	us, err := ad.Users(ctx, store.Page{Limit: 500})
+	if err != nil {
+		return err
+	}
+	v.Data["Users"] = maps(us)
+	return nil
+}

@@ -1,0 +1,63 @@
+package httpapi
+
+// Mesh inventory routes.
+//
+//	POST /v1/agent/links                 (node mTLS) a node's link and route report
+//	GET  /v1/clusters/{cluster}/links    (owner) link inventory, ?node= filter
+//	GET  /v1/clusters/{cluster}/routes   (owner) reported route health, ?node=
+//
+// Route intents and QoS policy are set and read through the cluster policy
+// (PUT/GET /v1/clusters/{cluster}/policy: route_policy, qos_policy).
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/rap-fabric/core/authority"
+)
+
+func (s *Server) meshRoutes(r *mux.Router) {
+	r.Handle("/v1/agent/links", s.wrap("agent.links", s.nodeAuth(s.agentLinks))).Methods(http.MethodPost)
+	r.Handle("/v1/clusters/{cluster}/links", s.wrap("mesh.links", s.ownerAuth(s.listMeshLinks))).Methods(http.MethodGet)
+	r.Handle("/v1/clusters/{cluster}/routes", s.wrap("mesh.routes", s.ownerAuth(s.listMeshRoutes))).Methods(http.MethodGet)
+}
+
+func (s *Server) agentLinks(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
+	var in authority.LinkReportInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	ack, err := s.a.ReportLinks(r.Context(), n, in)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ack)
+	return nil
+}
+
+func (s *Server) listMeshLinks(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
+	p, err := page(r)
+	if err != nil {
+		return err
+	}
+	out, err := s.a.ListMeshLinks(r.Context(), mux.Vars(r)["cluster"], r.URL.Query().Get("node"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, listOf(out, p))
+	return nil
+}
+
+func (s *Server) listMeshRoutes(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
+	p, err := page(r)
+	if err != nil {
+		return err
+	}
+	out, err := s.a.ListMeshRoutes(r.Context(), mux.Vars(r)["cluster"], r.URL.Query().Get("node"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, listOf(out, p))
+	return nil
+}
