@@ -84,6 +84,9 @@ ROUTES = [
     ("POST", "/v1/agent/certificate/status", "none", "agent", "Is this certificate revoked or expired? (asked after a refused handshake)", 200),
     ("GET", "/v1/nodes/{id}/heartbeat", "owner", "nodes", "Latest heartbeat state per cluster", 200),
     ("GET", "/v1/nodes/{id}/heartbeats", "owner", "nodes", "Heartbeat history (?cluster, paginated)", 200),
+    ("POST", "/v1/agent/links", "node", "agent", "Report mesh link and route health (stored in mesh_links and mesh_routes)", 200),
+    ("GET", "/v1/clusters/{cluster}/links", "owner", "mesh", "Mesh link inventory as the agents report it (?node)", 200),
+    ("GET", "/v1/clusters/{cluster}/routes", "owner", "mesh", "Reported route health per destination (?node)", 200),
 ]
 
 def main():

@@ -51,6 +51,10 @@ type RunOptions struct {
 	Gather func(facts.Options) (facts.Facts, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Snapshot configures the snapshot loop and config-storage serving
+	// (snapshot.go); Mesh the mesh (mesh.go).
+	Snapshot SnapshotOptions
+	Mesh     MeshOptions
 }
 
 func (o *RunOptions) defaults() {
@@ -78,6 +82,7 @@ func (o *RunOptions) defaults() {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	o.Snapshot.defaults()
 }
 
 // Agent runs every membership of a state file.
@@ -128,6 +133,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); m.loop(ctx) }()
+		if !a.o.Snapshot.Disabled {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.snapshotLoop(ctx) }()
+		}
 	}
 	if n == 0 {
 		return ErrNoMemberships
@@ -158,6 +167,7 @@ func (a *Agent) Status() StatusReport {
 		r.Memberships = append(r.Memberships, m.status())
 	}
 	slices.SortFunc(r.Memberships, func(x, y MemberStatus) int { return strings.Compare(x.ClusterID, y.ClusterID) })
+	r.Mesh = a.MeshStatuses()
 	return r
 }
 
@@ -183,6 +193,7 @@ type member struct {
 	factsAt      time.Time
 	desiredAt    time.Time
 	loopsStopped bool
+	snap         *snapRun
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
@@ -252,6 +263,9 @@ func (m *member) status() MemberStatus {
 	s.Authorities = slices.Clone(s.Authorities)
 	s.Roles = slices.Clone(s.Roles)
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
+	m.mu.Unlock()
+	s.Snapshot = m.snapshotStatus()
+	m.mu.Lock()
 	return s
 }
 
@@ -331,9 +345,10 @@ func (m *member) round(ctx context.Context, log hclog.Logger) bool {
 }
 
 func (m *member) refreshFacts(now time.Time, log hclog.Logger) {
-	if m.factsJSON != nil && now.Sub(m.factsAt) < m.a.o.FactsEvery {
+	if m.factsJSON != nil && now.Sub(m.factsAt) < m.a.o.FactsEvery && !m.takeFactsRefresh() {
 		return
 	}
+	eps := m.endpoints()
 	f, err := m.a.o.Gather(facts.Options{AgentVersion: m.a.o.AgentVersion, Configured: m.a.o.Capabilities})
 	if err != nil {
 		log.Warn("gathering facts failed", "error", err)
@@ -343,11 +358,13 @@ func (m *member) refreshFacts(now time.Time, log hclog.Logger) {
 	stamp := f.GatheredAt
 	f.GatheredAt = time.Time{}
 	raw, _ := json.Marshal(f)
+	raw = withEndpoints(raw, eps)
 	sum := sha256.Sum256(raw)
 	h := hex.EncodeToString(sum[:])
 	f.GatheredAt = stamp
 	if h != m.factsHash {
 		m.factsJSON, _ = json.Marshal(f)
+		m.factsJSON = withEndpoints(m.factsJSON, eps)
 		m.factsHash = h
 		m.caps = nonNilCaps(f.Capabilities)
 		m.sendFacts = true

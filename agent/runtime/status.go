@@ -28,6 +28,8 @@ type StatusReport struct {
 	StatePath    string         `json:"state_path"`
 	StartedAt    time.Time      `json:"started_at,omitzero"`
 	Memberships  []MemberStatus `json:"memberships"`
+	// Mesh lists the running meshes: active peers, links and routes.
+	Mesh []MeshStatus `json:"mesh,omitempty"`
 }
 
 // MemberStatus is one membership's status.
@@ -51,6 +53,8 @@ type MemberStatus struct {
 	AppliedVersion    uint64    `json:"applied_version"`
 	Roles             []string  `json:"roles"`
 	DesiredPolledAt   time.Time `json:"desired_polled_at,omitzero"`
+	// Snapshot is the snapshot loop's view (running agent only).
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
 }
 
 // Health summarizes a membership for people: ok, degraded, revoked, failing
@@ -102,6 +106,7 @@ func serveStatus(path string, a *Agent) (*statusServer, error) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.Status())
 	})
+	a.meshRoutes(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return &statusServer{srv: srv, ln: ln}, nil
@@ -177,8 +182,13 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 		if m.ModeReason != "" {
 			fmt.Fprintf(tw, "\t  reason: %s\n", m.ModeReason)
 		}
+		writeSnapshotLine(tw, m.Snapshot)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	WriteMeshTable(w, r.Mesh)
+	return nil
 }
 
 func dash(s string) string {

@@ -3,6 +3,8 @@
 //	rap-node-agent enroll --authority HOST:PORT[,…] --token TOKEN --ca-pin sha256:… [--state PATH] [--name NAME] [--capability CAP]…
 //	rap-node-agent run    [--state PATH] [--interval 5s] [--status-socket PATH]
 //	rap-node-agent status [--state PATH] [--status-socket PATH] [-o table|json]
+//	rap-node-agent mesh ping NODE [--cluster ID] [--state PATH] [--status-socket PATH] [-o table|json]
+//	rap-node-agent mesh links [--state PATH] [--status-socket PATH] [-o table|json]
 //	rap-node-agent version
 //
 // enroll joins one cluster (run it again with another token and pin for a
@@ -53,6 +55,8 @@ func main() {
 		err = run(os.Args[2:])
 	case "status":
 		err = status(os.Args[2:])
+	case "mesh":
+		err = meshCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println(version)
 		return
@@ -77,6 +81,8 @@ func usage() {
   rap-node-agent enroll --authority HOST:PORT[,...] --token TOKEN --ca-pin sha256:... [--state PATH] [--name NAME] [--capability CAP]...
   rap-node-agent run    [--state PATH] [--interval 5s] [--status-socket PATH]
   rap-node-agent status [--state PATH] [--status-socket PATH] [-o table|json]
+  rap-node-agent mesh ping NODE [--cluster ID] [--state PATH] [--status-socket PATH] [-o table|json]
+  rap-node-agent mesh links [--state PATH] [--status-socket PATH] [-o table|json]
   rap-node-agent version
 `)
 }
@@ -178,6 +184,16 @@ func run(args []string) error {
 	var capList listFlag
 	_ = capList.Set(os.Getenv("RAP_CAPABILITIES"))
 	fs.Var(&capList, "capability", "configured capability (repeat or comma-separate)")
+	snapWait := fs.Duration("snapshot-wait", 20*time.Second, "long-poll wait for a new snapshot (at most 25s)")
+	noSnap := fs.Bool("no-snapshots", false, "do not fetch snapshots (and run no mesh)")
+	storageListen := fs.String("storage-listen", env("RAP_STORAGE_LISTEN", "0.0.0.0:0"), "TCP address of the config-storage endpoint (used only with the config-storage role)")
+	storageAdv := fs.String("storage-advertise", "", "advertised config-storage address host:port (default: derived from the listen address)")
+	meshListen := fs.String("mesh-listen", env("RAP_MESH_LISTEN", "0.0.0.0:0"), "UDP address of the mesh socket (started when the snapshot carries peers)")
+	noMesh := fs.Bool("no-mesh", false, "never start the mesh")
+	meshReport := fs.Duration("mesh-report-every", 0, "link report period (default 3 heartbeat intervals)")
+	var meshAdv, noDirect listFlag
+	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
+	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -197,7 +213,9 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a := runtime.NewAgent(st, runtime.RunOptions{Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
-		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log})
+		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
+		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
+		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport}})
 	return a.Run(ctx)
 }
 
@@ -242,4 +260,63 @@ func status(args []string) error {
 		return enc.Encode(r)
 	}
 	return runtime.WriteStatusTable(os.Stdout, r)
+}
+
+func meshCmd(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: mesh ping NODE | mesh links", flag.ErrHelp)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("mesh "+sub, flag.ContinueOnError)
+	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
+	out := fs.String("o", "table", "output: table or json")
+	cluster := fs.String("cluster", "", "cluster id (needed when several memberships run a mesh)")
+	timeout := fs.Duration("timeout", 5*time.Second, "ping timeout")
+	var node string
+	if sub == "ping" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		node, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if sub == "ping" && node == "" && fs.NArg() > 0 {
+		node = fs.Arg(0)
+	}
+	if *socket == "" {
+		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout+5*time.Second)
+	defer cancel()
+	var v any
+	switch sub {
+	case "ping":
+		if node == "" {
+			return fmt.Errorf("%w: mesh ping NODE", flag.ErrHelp)
+		}
+		r, err := runtime.MeshPingVia(ctx, *socket, runtime.PingRequest{ClusterID: *cluster, Node: node, TimeoutMs: int(timeout.Milliseconds())})
+		if err != nil {
+			return err
+		}
+		if *out != "json" {
+			runtime.WritePing(os.Stdout, r)
+			return nil
+		}
+		v = r
+	case "links":
+		ms, err := runtime.MeshStatusVia(ctx, *socket)
+		if err != nil {
+			return err
+		}
+		if *out != "json" {
+			runtime.WriteMeshTable(os.Stdout, ms)
+			return nil
+		}
+		v = ms
+	default:
+		return fmt.Errorf("%w: unknown mesh subcommand %q", flag.ErrHelp, sub)
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -347,6 +347,36 @@ var commands = []cmd{
 			return m, strings.Replace(p, "{id}", id, 1), b, err
 		}
 	}, table: []string{"received_at", "cluster_id", "seq", "state", "applied_version", "agent_version", "authority_id"}},
+	{path: "mesh links", help: "a cluster's mesh link inventory as the agents report it (--cluster, --node)", flags: meshList("links"),
+		table: []string{"node_id", "peer_node_id", "state", "set", "rtt_ms", "loss", "last_handshake_at", "reported_at"}},
+	{path: "mesh routes", help: "a cluster's reported route health (--cluster, --node)", flags: meshList("routes"),
+		table: []string{"node_id", "destination", "next_hop", "cost", "hops", "reported_at"}},
+}
+
+// meshList reads /v1/clusters/{cluster}/links or /routes.
+func meshList(what string) func(*flag.FlagSet) builder {
+	return func(fs *flag.FlagSet) builder {
+		cluster := fs.String("cluster", "", "cluster id or slug (required)")
+		node := fs.String("node", "", "only this node's view")
+		limit := fs.String("limit", "", "page size (1-500)")
+		return func() (string, string, any, error) {
+			if *cluster == "" {
+				return "", "", nil, errArgs("--cluster CLUSTER")
+			}
+			q := url.Values{}
+			if *node != "" {
+				q.Set("node", *node)
+			}
+			if *limit != "" {
+				q.Set("limit", *limit)
+			}
+			p := "/v1/clusters/" + url.PathEscape(*cluster) + "/" + what
+			if len(q) > 0 {
+				p += "?" + q.Encode()
+			}
+			return http.MethodGet, p, nil, nil
+		}
+	}
 }
 
 type errArgs string

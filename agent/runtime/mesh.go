@@ -1,0 +1,385 @@
+package runtime
+
+// The mesh of a membership: started when an applied snapshot carries peers
+// or uplinks (agent/meshrun), updated with every newer snapshot (revoked or
+// removed peers torn down), its UDP endpoints advertised in the heartbeat
+// facts ("endpoints", which the authority copies into peer directories),
+// link and route health POSTed to /v1/agent/links, and mesh ping served on
+// the status socket.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rap-fabric/core/agent/meshrun"
+	"github.com/rap-fabric/core/mesh/channel"
+	"github.com/rap-fabric/core/mesh/link"
+	"github.com/rap-fabric/core/snapshot"
+)
+
+const pathLinks = "/v1/agent/links"
+
+// MeshOptions configure the agent's mesh.
+type MeshOptions struct {
+	// Disabled never starts the mesh.
+	Disabled bool
+	// Listen is the UDP address of each membership's mesh socket; "" means
+	// 0.0.0.0:0.
+	Listen string
+	// Advertise overrides the advertised endpoints (host:port).
+	Advertise []string
+	// NoDirect lists node ids never linked directly (drills and tests:
+	// their traffic is relayed).
+	NoDirect []string
+	// ReportEvery is the period of link reports; 0 means 3 heartbeat
+	// intervals.
+	ReportEvery time.Duration
+}
+
+// linkReportWire is the body of POST /v1/agent/links.
+type linkReportWire struct {
+	Links  []link.LinkReport     `json:"links"`
+	Routes []meshrun.RouteStatus `json:"routes"`
+}
+
+func (m *member) meshEndpointsLocked() []string {
+	if m.snap == nil || m.snap.mesh == nil {
+		return nil
+	}
+	return m.snap.mesh.Endpoints()
+}
+
+// setEndpoints recomputes the advertised endpoints (mesh UDP host:port and
+// https://host:port of the config-storage endpoint) and asks the heartbeat
+// loop to send facts again.
+func (m *member) setEndpoints() {
+	s := m.sn()
+	s.mu.Lock()
+	var eps []string
+	if s.mesh != nil {
+		eps = append(eps, s.mesh.Endpoints()...)
+	}
+	if s.storage != nil {
+		eps = append(eps, storageEndpointPref+s.storage.advertised)
+	}
+	s.eps = eps
+	s.mu.Unlock()
+	s.refreshFacts.Store(true)
+}
+
+// endpoints returns the advertised endpoints.
+func (m *member) endpoints() []string {
+	m.mu.Lock()
+	s := m.snap
+	m.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.eps...)
+}
+
+// withEndpoints adds "endpoints" to a facts document.
+func withEndpoints(raw []byte, eps []string) []byte {
+	if len(eps) == 0 {
+		return raw
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(raw, &doc) != nil {
+		return raw
+	}
+	doc["endpoints"], _ = json.Marshal(eps)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+// applyMesh starts, updates or stops the membership's mesh.
+func (m *member) applyMesh(snap snapshot.Snapshot, log hclog.Logger) {
+	o := m.a.o.Mesh
+	if o.Disabled {
+		return
+	}
+	s := m.sn()
+	want := len(snap.Body.Peers)+len(snap.Body.Uplinks) > 0
+	s.mu.Lock()
+	node := s.mesh
+	s.mu.Unlock()
+	if !want {
+		if node != nil {
+			m.stopMesh()
+			m.setEndpoints()
+			log.Info("mesh stopped: the snapshot carries no peers")
+		}
+		return
+	}
+	if node == nil {
+		m.mu.Lock()
+		keys, nodeID := m.keys, m.id.NodeID
+		m.mu.Unlock()
+		nk, err := channel.KeyFromBytes(keys.NoisePrivateBytes())
+		if err != nil {
+			log.Error("mesh cannot start: bad noise key", "error", err)
+			return
+		}
+		node, err = meshrun.New(meshrun.Config{ClusterID: m.cluster, NodeID: nodeID, NoiseKey: nk, Listen: o.Listen, Advertise: o.Advertise,
+			NoDirect: o.NoDirect, Logger: log.Named("mesh")})
+		if err != nil {
+			log.Error("mesh cannot start", "error", err)
+			return
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		s.mu.Lock()
+		s.mesh, s.meshCancel, s.meshDone = node, cancel, done
+		s.mu.Unlock()
+		go func() {
+			defer close(done)
+			go m.linkReportLoop(ctx, node, log)
+			_ = node.Run(ctx)
+		}()
+		m.setEndpoints()
+		log.Info("mesh started (link-only: no gossip identity keys in the signed directory)", "listen", node.LocalAddr(), "endpoints", node.Endpoints())
+	}
+	if _, err := node.Update(meshrun.FromSnapshot(snap.Version, snap.Body)); err != nil {
+		log.Warn("mesh directory update failed", "version", snap.Version, "error", err)
+	}
+}
+
+func (m *member) stopMesh() {
+	m.mu.Lock()
+	s := m.snap
+	m.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	node, cancel, done := s.mesh, s.meshCancel, s.meshDone
+	s.mesh, s.meshCancel, s.meshDone = nil, nil, nil
+	s.mu.Unlock()
+	if node == nil {
+		return
+	}
+	cancel()
+	<-done
+	_ = node.Close()
+}
+
+func (m *member) meshNode() *meshrun.Node {
+	m.mu.Lock()
+	s := m.snap
+	m.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mesh
+}
+
+// linkReportLoop posts link and route health to the control plane.
+func (m *member) linkReportLoop(ctx context.Context, node *meshrun.Node, log hclog.Logger) {
+	every := m.a.o.Mesh.ReportEvery
+	if every <= 0 {
+		every = max(3*m.a.o.Interval, time.Second)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(every)):
+		}
+		m.mu.Lock()
+		client := m.client
+		m.mu.Unlock()
+		body := linkReportWire{Links: node.Reports(), Routes: node.Status().Routes}
+		if body.Links == nil {
+			body.Links = []link.LinkReport{}
+		}
+		rctx, cancel := context.WithTimeout(ctx, m.a.o.RequestTimeout)
+		err := client.Do(rctx, http.MethodPost, pathLinks, body, nil, nil)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			log.Debug("link report failed", "error", err)
+		}
+	}
+}
+
+// MeshStatus is one membership's mesh as the status socket reports it.
+type MeshStatus struct {
+	ClusterID string `json:"cluster_id"`
+	NodeID    string `json:"node_id"`
+	meshrun.Status
+}
+
+// PingRequest is the body of POST /v1/mesh/ping on the status socket.
+type PingRequest struct {
+	ClusterID string `json:"cluster_id,omitempty"`
+	Node      string `json:"node"`
+	// TimeoutMs bounds the ping; 0 means 5 s.
+	TimeoutMs int `json:"timeout_ms,omitempty"`
+}
+
+// PingResult is a mesh ping through the running agent.
+type PingResult struct {
+	ClusterID string `json:"cluster_id"`
+	From      string `json:"from"`
+	meshrun.ProbeResult
+}
+
+// meshMembers returns the members running a mesh, optionally of one
+// cluster.
+func (a *Agent) meshMembers(cluster string) []*member {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []*member
+	for c, m := range a.members {
+		if (cluster == "" || c == cluster) && m.meshNode() != nil {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].cluster < out[j].cluster })
+	return out
+}
+
+// MeshPing runs a mesh ping from the running agent.
+func (a *Agent) MeshPing(ctx context.Context, req PingRequest) (PingResult, error) {
+	ms := a.meshMembers(req.ClusterID)
+	if len(ms) == 0 {
+		return PingResult{}, errors.New("no membership runs a mesh (no peers in the applied snapshot)")
+	}
+	if len(ms) > 1 && req.ClusterID == "" {
+		return PingResult{}, errors.New("several memberships run a mesh: name the cluster")
+	}
+	m := ms[0]
+	to := time.Duration(req.TimeoutMs) * time.Millisecond
+	if to <= 0 {
+		to = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, to)
+	defer cancel()
+	r, err := m.meshNode().Ping(ctx, req.Node)
+	if err != nil {
+		return PingResult{}, err
+	}
+	return PingResult{ClusterID: m.cluster, From: m.status().NodeID, ProbeResult: r}, nil
+}
+
+// MeshStatuses reports every running mesh.
+func (a *Agent) MeshStatuses() []MeshStatus {
+	out := []MeshStatus{}
+	for _, m := range a.meshMembers("") {
+		if n := m.meshNode(); n != nil {
+			out = append(out, MeshStatus{ClusterID: m.cluster, NodeID: m.status().NodeID, Status: n.Status()})
+		}
+	}
+	return out
+}
+
+// meshRoutes adds the mesh routes to the status socket's mux.
+func (a *Agent) meshRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/mesh", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a.MeshStatuses())
+	})
+	mux.HandleFunc("POST /v1/mesh/ping", func(w http.ResponseWriter, r *http.Request) {
+		var req PingRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Node == "" {
+			http.Error(w, "body must be {\"node\": NODE_ID}", http.StatusBadRequest)
+			return
+		}
+		res, err := a.MeshPing(r.Context(), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(res)
+	})
+}
+
+func socketClient(socket string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		}}}
+}
+
+// MeshPingVia asks the running agent behind the status socket to ping node.
+func MeshPingVia(ctx context.Context, socket string, req PingRequest) (PingResult, error) {
+	hc := socketClient(socket, 30*time.Second)
+	defer hc.CloseIdleConnections()
+	body, _ := json.Marshal(req)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/mesh/ping", bytes.NewReader(body))
+	if err != nil {
+		return PingResult{}, err
+	}
+	resp, err := hc.Do(hr)
+	if err != nil {
+		return PingResult{}, fmt.Errorf("%w: %w", ErrAgentNotRunning, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return PingResult{}, fmt.Errorf("mesh ping: %s", strings.TrimSpace(string(data)))
+	}
+	var out PingResult
+	err = json.Unmarshal(data, &out)
+	return out, err
+}
+
+// MeshStatusVia reads the running agent's mesh status.
+func MeshStatusVia(ctx context.Context, socket string) ([]MeshStatus, error) {
+	hc := socketClient(socket, 5*time.Second)
+	defer hc.CloseIdleConnections()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/v1/mesh", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(hr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAgentNotRunning, err)
+	}
+	defer resp.Body.Close()
+	var out []MeshStatus
+	err = json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&out)
+	return out, err
+}
+
+// WritePing prints a ping result for people.
+func WritePing(w io.Writer, r PingResult) {
+	fmt.Fprintf(w, "mesh ping %s → %s (cluster %s)\n", r.From, r.Destination, r.ClusterID)
+	fmt.Fprintf(w, "  path:    %s\n", strings.Join(r.Path, " → "))
+	if len(r.Reverse) > 0 {
+		fmt.Fprintf(w, "  reverse: %s\n", strings.Join(r.Reverse, " → "))
+	}
+	fmt.Fprintf(w, "  rtt %.3f ms (first probe with e2e handshake %.3f ms, echo %.3f ms)\n", r.RTTMs, r.SetupRTTMs, r.EchoRTTMs)
+}
+
+// WriteMeshTable prints the mesh statuses for people.
+func WriteMeshTable(w io.Writer, ms []MeshStatus) {
+	for _, s := range ms {
+		fmt.Fprintf(w, "mesh %s node %s: listen %s, endpoints %s, directory v%d (%d peers), gossip %s\n", s.ClusterID, s.NodeID, s.Listen,
+			strings.Join(s.Endpoints, ","), s.DirectoryVersion, s.DirectoryPeers, s.Gossip)
+		for _, l := range s.Links {
+			fmt.Fprintf(w, "  link %-36s %-10s set=%-6s rtt=%.3fms loss=%.2f endpoint=%s\n", l.NodeID, l.State, l.Set, l.RTTMs, l.Loss, dash(l.Endpoint))
+		}
+		for _, r := range s.Routes {
+			fmt.Fprintf(w, "  route %-36s via %-36s cost=%d hops=%d\n", r.Destination, r.NextHop, r.Cost, r.Hops)
+		}
+	}
+}

@@ -1,0 +1,536 @@
+package runtime
+
+// The snapshot loop of one membership: long-poll the authorities for the
+// node's signed snapshot, verify it (trusted CA keys, cluster, audience,
+// strictly newer version, expiry), persist the version with
+// state.AdvanceAppliedVersion BEFORE using it, apply it (peer cache, service
+// assignments, mesh), and keep running on the last good snapshot when a new
+// one is refused or no authority answers (then it asks the config-storage
+// nodes its own snapshot lists). An expired applied snapshot marks the
+// membership stale.
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rap-fabric/core/agent/meshrun"
+	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/snapshot"
+)
+
+// API paths of the snapshot loop.
+const (
+	pathSnapshot        = "/v1/agent/snapshot"
+	pathCA              = "/v1/agent/ca"
+	pathStorageSnaps    = "/v1/agent/storage/snapshots"
+	pathStorageServe    = "/v1/storage/snapshot"
+	storageEndpointPref = "https://"
+)
+
+// SnapshotOptions configure the snapshot loop, the mesh and config-storage
+// serving of `rap-node-agent run`.
+type SnapshotOptions struct {
+	// Disabled turns the snapshot loop off (and with it the mesh).
+	Disabled bool
+	// Wait is the long-poll wait asked of the authority; 0 means 20 s.
+	Wait time.Duration
+	// StorageAfter is the number of failed polls in a row before the
+	// config-storage nodes are asked; 0 means 2.
+	StorageAfter int
+	// StorageListen is the TCP address of the config-storage endpoint this
+	// agent serves when its snapshot makes it a config-storage node; ""
+	// means 0.0.0.0:0.
+	StorageListen string
+	// StorageAdvertise overrides the advertised storage address (host:port).
+	StorageAdvertise string
+	// StorageRefresh is how often a config-storage node refreshes the
+	// snapshots it serves; 0 means 10 s.
+	StorageRefresh time.Duration
+}
+
+// SnapshotStatus is the snapshot part of a membership's status.
+type SnapshotStatus struct {
+	AppliedVersion uint64    `json:"applied_version"`
+	AppliedAt      time.Time `json:"applied_at,omitzero"`
+	IssuedAt       time.Time `json:"issued_at,omitzero"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	Source         string    `json:"source,omitempty"`
+	Scope          []string  `json:"scope,omitempty"`
+	// Stale: the applied snapshot expired; the node keeps running on it.
+	Stale bool `json:"stale"`
+	// Rejected counts refused snapshots; LastRejectReason is
+	// snapshot.Reason of the last one.
+	Rejected         uint64 `json:"rejected"`
+	LastRejectReason string `json:"last_reject_reason,omitempty"`
+	LastRejectDetail string `json:"last_reject_detail,omitempty"`
+	LastError        string `json:"last_error,omitempty"`
+	// Peers and Services are counts of the applied peer directory and
+	// service assignments.
+	Peers    int `json:"peers"`
+	Services int `json:"services"`
+	// Serving is the number of other nodes' snapshots this config-storage
+	// node serves, StorageEndpoint where.
+	Serving         int    `json:"serving,omitempty"`
+	StorageEndpoint string `json:"storage_endpoint,omitempty"`
+}
+
+// agentSnapshotWire mirrors httpapi.AgentSnapshot (not imported).
+type agentSnapshotWire struct {
+	NodeID   string `json:"node_id"`
+	Version  uint64 `json:"version"`
+	Snapshot []byte `json:"snapshot"`
+}
+
+type trustedCAWire struct {
+	ClusterID string `json:"cluster_id"`
+	Keys      []struct {
+		KeyID     string `json:"key_id"`
+		PublicKey []byte `json:"public_key"`
+	} `json:"keys"`
+	Rotated []struct {
+		KeyID string `json:"key_id"`
+	} `json:"rotated"`
+	CACert []byte `json:"ca_certificate"`
+}
+
+// snapRun is a membership's snapshot state (the member holds a pointer).
+type snapRun struct {
+	mu       sync.Mutex
+	st       SnapshotStatus
+	cur      *snapshot.Snapshot
+	trust    map[string]ed25519.PublicKey
+	cursor   uint64 // highest version offered (polling cursor)
+	client   *apiclient.Client
+	clientSN string
+	eps      []string // advertised endpoints (mesh and storage)
+
+	refreshFacts atomic.Bool
+	mesh         *meshrun.Node
+	meshCancel   context.CancelFunc
+	meshDone     chan struct{}
+	storage      *storageServer
+}
+
+func (m *member) sn() *snapRun {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.snap == nil {
+		m.snap = &snapRun{}
+	}
+	return m.snap
+}
+
+// snapshotLoop runs until ctx ends or the membership is revoked.
+func (m *member) snapshotLoop(ctx context.Context) {
+	log := m.a.log.With("cluster_id", m.cluster, "loop", "snapshot")
+	s := m.sn()
+	defer m.stopMesh()
+	defer s.closeStorage()
+	m.restoreSnapshot(log)
+	o := m.a.o.Snapshot
+	failures := 0
+	backoff := 500 * time.Millisecond
+	for ctx.Err() == nil && m.mode() != state.ModeRevoked {
+		m.checkStale(log)
+		err := m.pollSnapshot(ctx, log)
+		if err == nil {
+			failures, backoff = 0, 500*time.Millisecond
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		s.mu.Lock()
+		s.st.LastError = shortErr(err)
+		s.mu.Unlock()
+		log.Debug("snapshot poll failed", "consecutive", failures, "error", err)
+		if failures >= o.StorageAfter {
+			if serr := m.fetchFromStorage(ctx, log); serr != nil {
+				log.Debug("no config-storage node answered", "error", serr)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(backoff)):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// restoreSnapshot re-applies the last good snapshot from the state file
+// (it was verified when it was accepted).
+func (m *member) restoreSnapshot(log hclog.Logger) {
+	as, err := m.a.st.AppliedSnapshot(m.cluster)
+	if err != nil {
+		return
+	}
+	signed, err := snapshot.Decode(bytes.NewReader(as.Raw), snapshot.DefaultMaxSize)
+	if err != nil {
+		log.Warn("the stored snapshot cannot be decoded; waiting for a new one", "error", err)
+		return
+	}
+	snap, err := snapshot.DecodeSnapshot(signed.Payload)
+	if err != nil || snap.Version != as.Version {
+		log.Warn("the stored snapshot is inconsistent; waiting for a new one", "error", err)
+		return
+	}
+	s := m.sn()
+	s.mu.Lock()
+	s.cursor = max(s.cursor, snap.Version)
+	s.st.AppliedAt = as.AppliedAt
+	s.st.Source = "state-file"
+	s.mu.Unlock()
+	m.apply(snap, "state-file", log)
+	log.Info("running on the stored snapshot", "version", snap.Version)
+}
+
+func (m *member) checkStale(log hclog.Logger) {
+	s := m.sn()
+	now := m.a.o.Now()
+	s.mu.Lock()
+	stale := s.cur != nil && !now.Before(s.cur.ExpiresAt)
+	was := s.st.Stale
+	s.st.Stale = stale
+	var exp time.Time
+	if s.cur != nil {
+		exp = s.cur.ExpiresAt
+	}
+	s.mu.Unlock()
+	if stale && !was {
+		log.Warn("the applied snapshot expired: running on the last good config, marked stale", "expired_at", exp)
+	}
+}
+
+// trustedKeys returns the CA keys snapshots are verified with: the keys from
+// the authority's /v1/agent/ca (fetched over the pinned mTLS connection)
+// or, before that, the CA certificate stored at enrollment.
+func (m *member) trustedKeys() map[string]ed25519.PublicKey {
+	s := m.sn()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.trust == nil {
+		s.trust = map[string]ed25519.PublicKey{}
+		m.mu.Lock()
+		ca := m.ca
+		m.mu.Unlock()
+		if pub, ok := ca.PublicKey.(ed25519.PublicKey); ok {
+			s.trust[snapshot.KeyID(pub)] = pub
+		}
+	}
+	out := make(map[string]ed25519.PublicKey, len(s.trust))
+	for k, v := range s.trust {
+		out[k] = v
+	}
+	return out
+}
+
+// refreshTrust asks an authority for the cluster's current and rotated-out
+// keys. A new current CA certificate is stored in the identity (bbolt) so
+// that a restart without authorities still trusts it.
+func (m *member) refreshTrust(ctx context.Context, log hclog.Logger) error {
+	m.mu.Lock()
+	client := m.client
+	m.mu.Unlock()
+	var t trustedCAWire
+	if err := client.Do(ctx, http.MethodGet, pathCA, nil, &t, nil); err != nil {
+		return err
+	}
+	if t.ClusterID != "" && t.ClusterID != m.cluster {
+		return fmt.Errorf("trusted keys for cluster %q, expected %q", t.ClusterID, m.cluster)
+	}
+	keys := map[string]ed25519.PublicKey{}
+	for _, k := range t.Keys {
+		if len(k.PublicKey) == ed25519.PublicKeySize {
+			pub := ed25519.PublicKey(k.PublicKey)
+			keys[snapshot.KeyID(pub)] = pub
+		}
+	}
+	if len(keys) == 0 {
+		return errors.New("the authority named no usable snapshot key")
+	}
+	for _, r := range t.Rotated {
+		delete(keys, r.KeyID)
+	}
+	s := m.sn()
+	s.mu.Lock()
+	s.trust = keys
+	s.mu.Unlock()
+	if cert, err := x509.ParseCertificate(t.CACert); err == nil {
+		pub, ok := cert.PublicKey.(ed25519.PublicKey)
+		m.mu.Lock()
+		id, cur := m.id, m.ca
+		m.mu.Unlock()
+		if ok && keys[snapshot.KeyID(pub)] != nil && !bytes.Equal(cert.Raw, cur.Raw) {
+			id.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+			if err := m.a.st.PutIdentity(m.cluster, id); err == nil {
+				m.mu.Lock()
+				m.id, m.ca = id, cert
+				m.mu.Unlock()
+				log.Info("stored the cluster's new CA certificate", "key_id", snapshot.KeyID(pub))
+			}
+		}
+	}
+	return nil
+}
+
+// snapClient is an mTLS client whose timeout covers the long poll.
+func (m *member) snapClient() (*apiclient.Client, error) {
+	s := m.sn()
+	m.mu.Lock()
+	id, keys, cert := m.id, m.keys, m.cert
+	m.mu.Unlock()
+	sn := cert.SerialNumber.Text(16)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client != nil && s.clientSN == sn {
+		return s.client, nil
+	}
+	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPin: id.CAPin, ServerName: serverNameForCluster(m.cluster),
+		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert},
+		Timeout:     m.a.o.Snapshot.Wait + m.a.o.RequestTimeout + 2*time.Second})
+	if err != nil {
+		return nil, err
+	}
+	if s.client != nil {
+		s.client.Close()
+	}
+	s.client, s.clientSN = c, sn
+	return c, nil
+}
+
+// pollSnapshot is one long poll. It returns an error only when no authority
+// answered; a refused snapshot is recorded and the cursor moves past it.
+func (m *member) pollSnapshot(ctx context.Context, log hclog.Logger) error {
+	c, err := m.snapClient()
+	if err != nil {
+		return err
+	}
+	s := m.sn()
+	applied, _ := m.a.st.AppliedVersion(m.cluster)
+	s.mu.Lock()
+	after := max(applied, s.cursor)
+	s.mu.Unlock()
+	var w agentSnapshotWire
+	path := fmt.Sprintf("%s?after_version=%d&wait=%d", pathSnapshot, after, int(m.a.o.Snapshot.Wait/time.Second))
+	if err := c.Do(ctx, http.MethodGet, path, nil, &w, nil); err != nil {
+		if m.isRevocation(ctx, err) {
+			m.revoke(err)
+			return nil
+		}
+		return err
+	}
+	if len(w.Snapshot) == 0 {
+		return nil // 204: nothing newer
+	}
+	m.offer(ctx, w.Snapshot, w.Version, "authority", log)
+	return nil
+}
+
+// offer verifies and, when it is good, persists and applies a signed
+// snapshot. hint is the unverified version its carrier claims, used only as
+// the polling cursor so that a refused snapshot is not fetched again.
+func (m *member) offer(ctx context.Context, raw []byte, hint uint64, source string, log hclog.Logger) bool {
+	s := m.sn()
+	snap, err := m.verify(raw)
+	if errors.Is(err, snapshot.ErrUnknownKey) {
+		if terr := m.refreshTrust(ctx, log); terr == nil {
+			snap, err = m.verify(raw)
+		}
+	}
+	if err == nil {
+		// Persist the version before anything uses the snapshot (N1).
+		err = m.a.st.AdvanceAppliedVersion(m.cluster, snap.Version, raw)
+		if errors.Is(err, state.ErrStaleVersion) {
+			err = fmt.Errorf("%w: %w", snapshot.ErrStaleVersion, err)
+		}
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.st.Rejected++
+		s.st.LastRejectReason, s.st.LastRejectDetail = snapshot.Reason(err), shortErr(err)
+		if hint > s.cursor {
+			s.cursor = hint
+		}
+		s.mu.Unlock()
+		log.Warn("snapshot refused: keeping the last good one", "source", source, "version", hint, "reason", snapshot.Reason(err), "error", err)
+		return false
+	}
+	s.mu.Lock()
+	s.cursor = max(s.cursor, snap.Version)
+	s.st.AppliedAt = m.a.o.Now().UTC()
+	s.st.LastError = ""
+	s.mu.Unlock()
+	m.apply(snap, source, log)
+	log.Info("snapshot applied", "version", snap.Version, "source", source, "scope", strings.Join(snap.Scope, ","), "expires_at", snap.ExpiresAt)
+	return true
+}
+
+func (m *member) verify(raw []byte) (snapshot.Snapshot, error) {
+	signed, err := snapshot.Decode(bytes.NewReader(raw), snapshot.DefaultMaxSize)
+	if err != nil {
+		return snapshot.Snapshot{}, err
+	}
+	applied, err := m.a.st.AppliedVersion(m.cluster)
+	if err != nil {
+		return snapshot.Snapshot{}, err
+	}
+	m.mu.Lock()
+	nodeID := m.id.NodeID
+	m.mu.Unlock()
+	return snapshot.Verify(signed, snapshot.Expect{ClusterID: m.cluster, NodeID: nodeID, AppliedVersion: applied, Now: m.a.o.Now(), TrustedKeys: m.trustedKeys()})
+}
+
+// apply makes a verified (and persisted) snapshot current: caches, status,
+// mesh and config-storage serving.
+func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) {
+	pc := state.PeerCache{SnapshotVersion: snap.Version, Peers: []state.Peer{}}
+	for _, p := range append(append([]snapshot.Peer{}, snap.Body.Peers...), snap.Body.Uplinks...) {
+		pc.Peers = append(pc.Peers, state.Peer{NodeID: p.NodeID, NoisePublicKey: p.NoisePublicKey, Endpoints: p.Endpoints, Roles: p.RoleHints})
+	}
+	if err := m.a.st.PutPeerCache(m.cluster, pc); err != nil {
+		log.Warn("storing the peer cache failed", "error", err)
+	}
+	sa := state.ServiceAssignments{SnapshotVersion: snap.Version, Assignments: []state.ServiceAssignment{}}
+	for _, sv := range snap.Body.Services {
+		sa.Assignments = append(sa.Assignments, state.ServiceAssignment{ServiceID: sv.ID, Role: sv.Role, Desired: "running", Config: sv.Config})
+	}
+	if err := m.a.st.PutServiceAssignments(m.cluster, sa); err != nil {
+		log.Warn("storing the service assignments failed", "error", err)
+	}
+	s := m.sn()
+	s.mu.Lock()
+	cp := snap
+	s.cur = &cp
+	s.st.AppliedVersion, s.st.IssuedAt, s.st.ExpiresAt, s.st.Source = snap.Version, snap.IssuedAt, snap.ExpiresAt, source
+	s.st.Scope = append([]string(nil), snap.Scope...)
+	s.st.Peers, s.st.Services = len(pc.Peers), len(sa.Assignments)
+	s.st.Stale = !m.a.o.Now().Before(snap.ExpiresAt)
+	s.mu.Unlock()
+	m.mu.Lock()
+	m.st.AppliedVersion = snap.Version
+	m.mu.Unlock()
+	m.applyMesh(snap, log)
+	m.applyStorage(snap, log)
+}
+
+// fetchFromStorage asks the config-storage nodes the last good snapshot
+// lists for a newer snapshot of this node.
+func (m *member) fetchFromStorage(ctx context.Context, log hclog.Logger) error {
+	s := m.sn()
+	s.mu.Lock()
+	cur := s.cur
+	after := s.cursor
+	s.mu.Unlock()
+	if cur == nil || len(cur.Body.ConfigStorage) == 0 {
+		return errors.New("the last good snapshot lists no config-storage node")
+	}
+	var addrs []string
+	for _, se := range cur.Body.ConfigStorage {
+		for _, e := range se.Endpoints {
+			if a, ok := strings.CutPrefix(e, storageEndpointPref); ok {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return errors.New("the config-storage nodes advertise no endpoint")
+	}
+	m.mu.Lock()
+	id, keys, cert := m.id, m.keys, m.cert
+	m.mu.Unlock()
+	c, err := apiclient.New(apiclient.Options{Servers: addrs, CAPin: id.CAPin, Timeout: m.a.o.RequestTimeout,
+		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var w agentSnapshotWire
+	if err := c.Do(ctx, http.MethodGet, fmt.Sprintf("%s?after_version=%d", pathStorageServe, after), nil, &w, nil); err != nil {
+		return err
+	}
+	if len(w.Snapshot) == 0 {
+		return nil
+	}
+	m.offer(ctx, w.Snapshot, w.Version, "config-storage", log)
+	return nil
+}
+
+// snapshotStatus returns a copy of the snapshot status.
+func (m *member) snapshotStatus() *SnapshotStatus {
+	m.mu.Lock()
+	s := m.snap
+	m.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.st
+	st.Scope = append([]string(nil), st.Scope...)
+	if s.storage != nil {
+		st.Serving = s.storage.count()
+		st.StorageEndpoint = s.storage.advertised
+	}
+	return &st
+}
+
+func (o *SnapshotOptions) defaults() {
+	if o.Wait <= 0 {
+		o.Wait = 20 * time.Second
+	}
+	if o.Wait > 25*time.Second {
+		o.Wait = 25 * time.Second
+	}
+	if o.StorageAfter <= 0 {
+		o.StorageAfter = 2
+	}
+	if o.StorageListen == "" {
+		o.StorageListen = "0.0.0.0:0"
+	}
+	if o.StorageRefresh <= 0 {
+		o.StorageRefresh = 10 * time.Second
+	}
+}
+
+// takeFactsRefresh reports (once) that the advertised endpoints changed.
+func (m *member) takeFactsRefresh() bool {
+	m.mu.Lock()
+	s := m.snap
+	m.mu.Unlock()
+	return s != nil && s.refreshFacts.Swap(false)
+}
+
+func writeSnapshotLine(w io.Writer, s *SnapshotStatus) {
+	if s == nil {
+		return
+	}
+	stale := ""
+	if s.Stale {
+		stale = " STALE (expired, running on the last good config)"
+	}
+	fmt.Fprintf(w, "\t  snapshot: v%d from %s, expires %s, scope %s, peers %d, services %d, rejected %d%s\n", s.AppliedVersion, dash(s.Source),
+		s.ExpiresAt.Local().Format(time.RFC3339), strings.Join(s.Scope, ","), s.Peers, s.Services, s.Rejected, stale)
+	if s.LastRejectReason != "" {
+		fmt.Fprintf(w, "\t  last refused: %s (%s)\n", s.LastRejectReason, s.LastRejectDetail)
+	}
+	if s.StorageEndpoint != "" {
+		fmt.Fprintf(w, "\t  config-storage: serving %d snapshots at %s\n", s.Serving, s.StorageEndpoint)
+	}
+}

@@ -1,0 +1,310 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/agent/runtime"
+	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/internal/authtest"
+)
+
+// meshAgent is an agent process with mesh and snapshot flags.
+type meshAgent struct {
+	*agentProc
+	name, node string
+	extra      []string
+}
+
+func (a *meshAgent) run() {
+	a.cmd = exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("run", append([]string{"--interval", "300ms", "--desired-every", "600ms",
+		"--request-timeout", "1s", "--log-level", "debug", "--snapshot-wait", "2s", "--mesh-listen", "127.0.0.1:0", "--storage-listen", "127.0.0.1:0",
+		"--mesh-report-every", "500ms", "--capability", "can_route_mesh,can_accept_node_ingress"}, a.extra...)...)...)
+	a.out = &syncBuf{}
+	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
+	require.NoError(a.t, a.cmd.Start())
+	cmd, out, t := a.cmd, a.out, a.t
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("--- agent %s output:\n%s", a.name, out.String())
+		}
+	})
+}
+
+func (a *meshAgent) mesh(ping string) (runtime.PingResult, error) {
+	out, err := exec.Command(filepath.Join(a.bin, "rap-node-agent"), "mesh", "ping", ping, "--state", a.state, "-o", "json", "--timeout", "2s").CombinedOutput()
+	if err != nil {
+		return runtime.PingResult{}, fmt.Errorf("%v: %s", err, out)
+	}
+	var r runtime.PingResult
+	err = json.Unmarshal(out, &r)
+	return r, err
+}
+
+// enrollAs enrolls an agent with its own name and machine id and approves it.
+func enrollAs(t *testing.T, a *meshAgent, g *authtest.Group, owner *apiclient.Client, addrs []string, slug, token, pin string) string {
+	ctx := context.Background()
+	mid := filepath.Join(filepath.Dir(a.state), "machine-id")
+	require.NoError(t, os.WriteFile(mid, []byte(strings.Repeat(a.name[len(a.name)-1:], 32)+"\n"), 0o644))
+	cmd := exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("enroll", "--authority", strings.Join(addrs, ","), "--token", token, "--ca-pin", pin,
+		"--name", a.name, "--machine-id-file", mid, "--capability", "can_route_mesh,can_accept_node_ingress", "--poll-interval", "200ms")...)
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+	var reqID string
+	g.Eventually(15*time.Second, "a pending join request of "+a.name, func() bool {
+		var l struct {
+			Items []struct {
+				ID       string `json:"id"`
+				NodeName string `json:"node_name"`
+			} `json:"items"`
+		}
+		if owner.Do(ctx, http.MethodGet, "/v1/join-requests?cluster="+slug+"&status=pending", nil, &l, nil) != nil {
+			return false
+		}
+		for _, it := range l.Items {
+			if it.NodeName == a.name {
+				reqID = it.ID
+				return true
+			}
+		}
+		return false
+	})
+	var ap struct {
+		NodeID string `json:"node_id"`
+	}
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-requests/"+reqID+"/approve", nil, &ap, nil))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, out.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("enroll did not finish:\n%s", out.String())
+	}
+	return ap.NodeID
+}
+
+type snapRow struct {
+	NodeID         string `json:"node_id"`
+	DesiredVersion uint64 `json:"desired_version"`
+	AppliedVersion uint64 `json:"applied_version"`
+}
+
+func snapRows(owner *apiclient.Client, slug string) map[string]snapRow {
+	var l struct {
+		Items []snapRow `json:"items"`
+	}
+	if owner.Do(context.Background(), http.MethodGet, "/v1/clusters/"+slug+"/snapshots", nil, &l, nil) != nil {
+		return nil
+	}
+	out := map[string]snapRow{}
+	for _, r := range l.Items {
+		out[r.NodeID] = r
+	}
+	return out
+}
+
+// TestAgentSnapshotsAndMesh runs three real agent processes against three
+// in-process authorities: roles assigned through the owner API reach the
+// agents as signed snapshots (applied version in status and in the
+// authority's view, kept across a restart), the mesh comes up on loopback
+// UDP, `rap-node-agent mesh ping` crosses a direct link and a relay (b and c
+// are told never to link directly), the link inventory reaches
+// /v1/clusters/{c}/links, and a revoked node is torn down by the others.
+func TestAgentSnapshotsAndMesh(t *testing.T) {
+	bin := binaries(t)
+	g := authtest.New(t, 3)
+	ctx := context.Background()
+	g.Leader(10 * time.Second)
+	owner := g.Client(g.DS...)
+	_, err := authtest.CreateCluster(ctx, owner, "mesh")
+	require.NoError(t, err)
+	var c struct {
+		ID    string `json:"id"`
+		CAPin string `json:"ca_pin"`
+	}
+	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/clusters/mesh", nil, &c, nil))
+	var tok struct {
+		Token string `json:"token"`
+	}
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "mesh", "max_uses": 3, "description": "mesh test"}, &tok, nil))
+	var addrs []string
+	for _, d := range g.DS {
+		addrs = append(addrs, d.APIAddr())
+	}
+	agents := map[string]*meshAgent{}
+	for _, n := range []string{"a", "b", "c"} {
+		dir := t.TempDir()
+		ag := &meshAgent{agentProc: &agentProc{t: t, bin: bin, state: filepath.Join(dir, "state.db")}, name: "mesh-" + n}
+		ag.node = enrollAs(t, ag, g, owner, addrs, "mesh", tok.Token, c.CAPin)
+		agents[n] = ag
+	}
+	a, b, cc := agents["a"], agents["b"], agents["c"]
+	b.extra = []string{"--mesh-no-direct", cc.node}
+	cc.extra = []string{"--mesh-no-direct", b.node}
+	for _, ag := range agents {
+		ag.run()
+	}
+	for _, ag := range agents {
+		g.Eventually(15*time.Second, "heartbeats with capabilities of "+ag.name, func() bool { return ag.member(c.ID).HeartbeatsAcked > 0 })
+	}
+
+	// 1. Assign a role through the owner API → each agent applies the new
+	// version, visible in its status and in the authority's view.
+	for _, ag := range agents {
+		var rv struct {
+			SnapshotVersion uint64 `json:"snapshot_version"`
+		}
+		// Retried until the heartbeat that carries the capabilities is stored.
+		g.Eventually(10*time.Second, "relay-node assigned to "+ag.name, func() bool {
+			err := owner.Do(ctx, http.MethodPost, "/v1/clusters/mesh/nodes/"+ag.node+"/roles", map[string]any{"role": "relay-node"}, &rv, nil)
+			if err != nil {
+				t.Logf("assign to %s: %v", ag.name, err)
+			}
+			return err == nil
+		})
+	}
+	for _, ag := range agents {
+		g.Eventually(20*time.Second, "snapshot applied by "+ag.name, func() bool {
+			m := ag.member(c.ID)
+			r := snapRows(owner, "mesh")[ag.node]
+			return m.Snapshot != nil && r.DesiredVersion > 0 && m.Snapshot.AppliedVersion == r.DesiredVersion && r.AppliedVersion == r.DesiredVersion &&
+				slices.Contains(m.Snapshot.Scope, "mesh") && m.Snapshot.Peers == 2
+		})
+	}
+
+	// 2. The mesh: endpoints advertised in facts reach the peer directories
+	// (the endpoint change marks the cluster dirty), links come up.
+	g.Eventually(30*time.Second, "a linked to b and c", func() bool {
+		r := a.status()
+		if len(r.Mesh) != 1 {
+			return false
+		}
+		up := 0
+		for _, l := range r.Mesh[0].Links {
+			if l.State == "up" {
+				up++
+			}
+		}
+		return up == 2
+	})
+	var res runtime.PingResult
+	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("last ping error: %v; b status: %+v", lastErr, b.status().Mesh)
+			if i := strings.Index(g.Logs.String(), "panic serving"); i >= 0 {
+				t.Log(g.Logs.String()[i:min(len(g.Logs.String()), i+3000)])
+			}
+		}
+	}()
+	g.Eventually(20*time.Second, "b pings a directly", func() bool {
+		res, err = b.mesh(a.node)
+		lastErr = err
+		return err == nil
+	})
+	_ = lastErr
+	require.Equal(t, []string{b.node, a.node}, res.Path)
+	require.Greater(t, res.RTTMs, 0.0)
+	g.Eventually(20*time.Second, "b pings c through a", func() bool {
+		res, err = b.mesh(cc.node)
+		return err == nil
+	})
+	require.Equal(t, []string{b.node, a.node, cc.node}, res.Path, "b and c never link directly: the relay carries it")
+	require.Greater(t, res.EchoRTTMs, 0.0)
+	out, err := exec.Command(filepath.Join(bin, "rap-node-agent"), "mesh", "ping", cc.node, "--state", b.state).CombinedOutput()
+	require.NoError(t, err, string(out))
+	t.Logf("rap-node-agent mesh ping:\n%s", out)
+
+	// 3. The link inventory reaches the control plane.
+	g.Eventually(15*time.Second, "link inventory", func() bool {
+		var l struct {
+			Items []struct {
+				NodeID     string `json:"node_id"`
+				PeerNodeID string `json:"peer_node_id"`
+				State      string `json:"state"`
+			} `json:"items"`
+		}
+		if err := owner.Do(ctx, http.MethodGet, "/v1/clusters/mesh/links?node="+a.node, nil, &l, nil); err != nil {
+			lastErr = err
+			return false
+		}
+		lastErr = fmt.Errorf("links %+v", l.Items)
+		up := 0
+		for _, it := range l.Items {
+			if it.State == "up" {
+				up++
+			}
+		}
+		return up == 2
+	})
+	var routes struct {
+		Items []struct {
+			Destination string `json:"destination"`
+			NextHop     string `json:"next_hop"`
+		} `json:"items"`
+	}
+	g.Eventually(15*time.Second, "b's route to c via a in mesh_routes", func() bool {
+		if owner.Do(ctx, http.MethodGet, "/v1/clusters/mesh/routes?node="+b.node, nil, &routes, nil) != nil {
+			return false
+		}
+		for _, r := range routes.Items {
+			if r.Destination == cc.node && r.NextHop == a.node {
+				return true
+			}
+		}
+		return false
+	})
+
+	// 4. Restart: the applied version is kept (persisted before use) and
+	// nothing older is accepted.
+	before := a.member(c.ID).Snapshot.AppliedVersion
+	a.stop(syscall.SIGTERM)
+	off := a.status()
+	require.Equal(t, before, off.Memberships[0].AppliedVersion, "the state file holds the applied version")
+	a.run()
+	g.Eventually(15*time.Second, "a restarted on its stored snapshot", func() bool {
+		m := a.member(c.ID)
+		return m.Snapshot != nil && m.Snapshot.AppliedVersion >= before
+	})
+
+	// 5. Revoke c: a and b tear its links down; b no longer reaches it.
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/mesh/nodes/"+cc.node+"/revoke", map[string]any{"reason": "test"}, nil, nil))
+	g.Eventually(20*time.Second, "c gone from a's links", func() bool {
+		r := a.status()
+		if len(r.Mesh) != 1 {
+			return false
+		}
+		for _, l := range r.Mesh[0].Links {
+			if l.NodeID == cc.node && l.State == "up" {
+				return false
+			}
+		}
+		return true
+	})
+	_, err = b.mesh(cc.node)
+	require.Error(t, err, "a revoked node is not reachable")
+}
