@@ -338,9 +338,12 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 	}
 	var out T
 	replayed := false
+	// An Idempotency-Key is scoped to the actor and the action. Its row is
+	// inserted first, so a concurrent duplicate waits for this transaction and
+	// then reads the stored response instead of applying again.
+	key := op.Actor.ID + "|" + op.Action + "|" + op.IdempotencyKey
 	err = a.db.Fenced(ctx, epoch, func(tx pgx.Tx) error {
 		if op.IdempotencyKey != "" {
-			key := op.Actor.ID + "|" + op.Action + "|" + op.IdempotencyKey
 			tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, actor, action) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`, key, op.Actor.ID, op.Action)
 			if err != nil {
 				return err
@@ -351,9 +354,6 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 					return err
 				}
 				replayed = true
-				if resp == nil {
-					return Errf(CodeConflict, "a request with this Idempotency-Key failed before; use a new key")
-				}
 				return json.Unmarshal(resp, &out)
 			}
 		}
@@ -370,7 +370,6 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 			if err != nil {
 				return err
 			}
-			key := op.Actor.ID + "|" + op.Action + "|" + op.IdempotencyKey
 			if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET response = $2 WHERE key = $1`, key, resp); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"regexp"
 	"strings"
 	"time"
@@ -55,34 +56,40 @@ func (a *Authority) CreateCluster(ctx context.Context, actor Actor, req CreateCl
 	if _, err := a.ensureLeader(); err != nil {
 		return ClusterView{}, err
 	}
-	if _, err := store.GetCluster(ctx, a.db.Pool, req.Slug); err == nil {
+	// Without an Idempotency-Key, refuse a taken slug before minting a CA. With
+	// one, a retry must reach the stored response, so the unique constraint
+	// decides instead.
+	if _, err := store.GetCluster(ctx, a.db.Pool, req.Slug); err == nil && idemKey == "" {
 		return ClusterView{}, Errf(CodeConflict, "a cluster with slug %q exists", req.Slug)
-	}
-	id := store.NewID()
-	now := a.cfg.Clock()
-	priv, der, err := pki.NewCA(a.cfg.Rand, id, now, a.cfg.CALifetime)
-	if err != nil {
-		return ClusterView{}, &Error{Code: CodeInternal, Message: "could not create the cluster CA", Err: err}
-	}
-	pub := priv.Public().(ed25519.PublicKey)
-	kid := keyID(pub)
-	sealed, err := a.cfg.Sealer.Seal(priv, fsm.CAKeyAAD(id, kid))
-	if err != nil {
-		return ClusterView{}, &Error{Code: CodeInternal, Message: "could not seal the cluster CA key", Err: err}
 	}
 	reqID := ""
 	if idemKey != "" {
 		reqID = "cluster.create|" + actor.ID + "|" + idemKey
 	}
-	res, err := a.apply(ctx, reqID, fsm.CreateClusterCA{ClusterID: id, KeyID: kid, PublicKey: pub, SealedPrivateKey: sealed, CertDER: der, At: now})
-	if err != nil {
-		return ClusterView{}, err
-	}
-	if res.Replayed {
-		// A retry: the first attempt created the CA; use its cluster id and key.
-		for _, cid := range a.state.Clusters() {
-			if ca, ok := a.state.ClusterCA(cid); ok && ca.Current.Index == res.Index {
-				id, kid, der = cid, ca.Current.KeyID, ca.Current.CertDER
+	// A retry with the same Idempotency-Key reuses the CA its first attempt
+	// committed (a new attempt would carry a different key and be refused by
+	// the FSM as a conflicting request).
+	id, kid, der, found := a.rememberedCA(reqID)
+	if !found {
+		id = store.NewID()
+		now := a.cfg.Clock()
+		priv, cert, err := pki.NewCA(a.cfg.Rand, id, now, a.cfg.CALifetime)
+		if err != nil {
+			return ClusterView{}, &Error{Code: CodeInternal, Message: "could not create the cluster CA", Err: err}
+		}
+		pub := priv.Public().(ed25519.PublicKey)
+		kid, der = keyID(pub), cert
+		sealed, err := a.cfg.Sealer.Seal(priv, fsm.CAKeyAAD(id, kid))
+		if err != nil {
+			return ClusterView{}, &Error{Code: CodeInternal, Message: "could not seal the cluster CA key", Err: err}
+		}
+		res, err := a.apply(ctx, reqID, fsm.CreateClusterCA{ClusterID: id, KeyID: kid, PublicKey: pub, SealedPrivateKey: sealed, CertDER: der, At: now})
+		if err != nil && !errors.Is(res.Err, fsm.ErrRequestIDConflict) {
+			return ClusterView{}, err
+		}
+		if res.Replayed || errors.Is(res.Err, fsm.ErrRequestIDConflict) {
+			if id, kid, der, found = a.rememberedCA(reqID); !found {
+				return ClusterView{}, Errf(CodeConflict, "a request with this Idempotency-Key is still in flight; retry")
 			}
 		}
 	}
@@ -196,6 +203,23 @@ func (a *Authority) clusterSigner(clusterID string) (ed25519.PrivateKey, []byte,
 func (a *Authority) CASigner(caID string) (crypto.Signer, []byte, error) {
 	k, der, _, err := a.caSigner(caID)
 	return k, der, err
+}
+
+// rememberedCA finds the cluster CA that the command with requestID created.
+func (a *Authority) rememberedCA(requestID string) (id, kid string, der []byte, ok bool) {
+	if requestID == "" {
+		return "", "", nil, false
+	}
+	res, ok := a.state.Remembered(requestID)
+	if !ok || res.Err != nil {
+		return "", "", nil, false
+	}
+	for _, cid := range a.state.Clusters() {
+		if ca, ok := a.state.ClusterCA(cid); ok && ca.Current.Index == res.Index {
+			return cid, ca.Current.KeyID, ca.Current.CertDER, true
+		}
+	}
+	return "", "", nil, false
 }
 
 // CreatePlatformCA creates the platform CA (the "platform" entry of the

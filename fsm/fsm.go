@@ -519,3 +519,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Remembered returns the stored result of the command first applied with
+// requestID, if the idempotency table still holds it. A caller whose retry
+// cannot rebuild the identical command (fresh key material, say) uses it to
+// find what the first attempt did.
+func (f *FSM) Remembered(requestID string) (Result, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	i, ok := f.idIdx[requestID]
+	if !ok {
+		return Result{}, false
+	}
+	r := f.st.Idempotency[i-f.idOff].result()
+	r.Replayed = true
+	return r, true
+}

@@ -120,3 +120,42 @@ func TestRemoveAuthorityMember(t *testing.T) {
 	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/audit?action=authority.member.remove", nil, &aud, nil))
 	require.Len(t, aud.Items, 1)
 }
+
+// TestIdempotencyKeyNeverAppliesTwice: a retried request with the same
+// Idempotency-Key returns the first response and creates nothing twice, also
+// when the retries run concurrently.
+func TestIdempotencyKeyNeverAppliesTwice(t *testing.T) {
+	g := authtest.New(t, 3)
+	ctx := context.Background()
+	l := g.Leader(10 * time.Second)
+	owner := g.Client(g.DS...)
+	hdr := map[string]string{"Idempotency-Key": "create-east-1"}
+	type res struct {
+		id  string
+		err error
+	}
+	out := make(chan res, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			var c map[string]any
+			err := owner.Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "east"}, &c, hdr)
+			id, _ := c["id"].(string)
+			out <- res{id, err}
+		}()
+	}
+	ids := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		r := <-out
+		require.NoError(t, r.err)
+		ids[r.id] = true
+	}
+	require.Len(t, ids, 1, "every retry saw the same cluster")
+	var n int
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM clusters`).Scan(&n))
+	require.Equal(t, 1, n)
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'cluster.create' AND outcome = 'ok'`).Scan(&n))
+	require.Equal(t, 1, n, "applied and audited once")
+	// Another key creates nothing new either: the slug is taken.
+	err := owner.Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "east"}, nil, map[string]string{"Idempotency-Key": "other"})
+	require.Equal(t, "conflict", apiCode(err))
+}
