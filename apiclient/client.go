@@ -148,6 +148,12 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any, hea
 			return nil
 		}
 		if errors.As(err, &ae) {
+			// no_quorum and unavailable mean nothing was written: another
+			// authority may be on the majority side of a partition.
+			if (ae.Code == "no_quorum" || ae.Code == "unavailable") && i+1 < len(servers) {
+				lastErr = err
+				continue
+			}
 			return err
 		}
 		if ctx.Err() != nil {

@@ -96,6 +96,10 @@ BEGIN
     PERFORM set_config('lock_timeout', p_lock_timeout_ms::text, true);
     PERFORM set_config('statement_timeout', p_statement_timeout_ms::text, true);
     PERFORM set_config('rap.fence_epoch', p_epoch::text, true);
+    -- A fenced transaction left open (its authority paused or cut off) must not
+    -- hold the fence lock and keep a new leader from claiming: the server ends
+    -- the session after this idle time.
+    PERFORM set_config('idle_in_transaction_session_timeout', (2 * p_lock_timeout_ms)::text, true);
     RETURN rap_current_fence();
 END $$;
 

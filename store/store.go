@@ -36,8 +36,12 @@ type Options struct {
 	// LockTimeout bounds how long a fenced transaction waits for a lock
 	// (including the fence row during a leadership change); 0 means 2 s.
 	LockTimeout time.Duration
-	// StatementTimeout bounds every statement of a fenced transaction; 0 means 5 s.
+	// StatementTimeout bounds every statement of a fenced transaction; 0 means 3 s.
 	StatementTimeout time.Duration
+	// FencedTimeout bounds a whole fenced transaction on the client side, so a
+	// database that stops answering (network cut) yields ErrTimeout instead of
+	// a hang; 0 means LockTimeout + StatementTimeout.
+	FencedTimeout time.Duration
 }
 
 // DB is the PostgreSQL handle shared by the repositories.
@@ -55,7 +59,10 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 		opts.LockTimeout = 2 * time.Second
 	}
 	if opts.StatementTimeout == 0 {
-		opts.StatementTimeout = 5 * time.Second
+		opts.StatementTimeout = 3 * time.Second
+	}
+	if opts.FencedTimeout == 0 {
+		opts.FencedTimeout = opts.LockTimeout + opts.StatementTimeout
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
@@ -108,6 +115,8 @@ func (db *DB) Fenced(ctx context.Context, epoch uint64, fn func(tx pgx.Tx) error
 	if epoch == 0 {
 		return fmt.Errorf("%w: epoch 0 is never current", ErrStaleEpoch)
 	}
+	ctx, cancel := context.WithTimeout(ctx, db.opts.FencedTimeout)
+	defer cancel()
 	return db.Tx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT rap_begin_fenced($1, $2, $3)`, int64(epoch),
 			db.opts.LockTimeout.Milliseconds(), db.opts.StatementTimeout.Milliseconds()); err != nil {
