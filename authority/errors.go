@@ -72,6 +72,8 @@ func asError(err error) *Error {
 		return e
 	}
 	switch {
+	case errors.Is(err, store.ErrOutcomeUnknown):
+		return &Error{Code: CodeUnknownOutcome, Message: "the database connection failed during commit; the change may or may not be applied — retry with the same Idempotency-Key", Err: err}
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{Code: CodeNotFound, Message: "not found", Err: err}
 	case errors.Is(err, store.ErrConflict):

@@ -209,8 +209,26 @@ func (s *Server) routes() {
 }
 
 // wrap adds metrics, security headers and error rendering to a handler.
+// RequestTimeout bounds one API request (database calls included), so a
+// request meets a clear error instead of hanging when PostgreSQL stops
+// answering. Long polls (longPoll) get LongPollTimeout instead.
+const (
+	RequestTimeout  = 5 * time.Second
+	LongPollTimeout = 40 * time.Second
+)
+
+// longPoll names the routes that wait on purpose.
+var longPoll = map[string]bool{"agent.snapshot": true, "agent.storage": true}
+
 func (s *Server) wrap(name string, h handlerFunc) http.Handler {
+	timeout := RequestTimeout
+	if longPoll[name] {
+		timeout = LongPollTimeout
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		r = r.WithContext(ctx)
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		sw.Header().Set("X-Content-Type-Options", "nosniff")

@@ -29,6 +29,9 @@ var (
 	ErrTimeout = errors.New("database timeout")
 	// ErrUnavailable: the database could not be reached.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrOutcomeUnknown: the COMMIT failed in transit; the transaction may or
+	// may not have committed. Retry with the same idempotency key.
+	ErrOutcomeUnknown = errors.New("commit outcome unknown")
 )
 
 // mapErr turns pgx/PostgreSQL errors into the package's typed errors, keeping
@@ -37,7 +40,7 @@ func mapErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, known := range []error{ErrNotFound, ErrConflict, ErrConstraint, ErrStaleEpoch, ErrFenceRequired, ErrAppendOnly, ErrTimeout, ErrUnavailable} {
+	for _, known := range []error{ErrOutcomeUnknown, ErrNotFound, ErrConflict, ErrConstraint, ErrStaleEpoch, ErrFenceRequired, ErrAppendOnly, ErrTimeout, ErrUnavailable} {
 		if errors.Is(err, known) {
 			return err
 		}

@@ -98,7 +98,12 @@ func (db *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 		return mapErr(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return mapErr(err)
+		m := mapErr(err)
+		if errors.Is(m, ErrTimeout) || errors.Is(m, ErrUnavailable) {
+			// The COMMIT may or may not have reached the server.
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, m)
+		}
+		return m
 	}
 	return nil
 }
@@ -115,8 +120,11 @@ func (db *DB) Fenced(ctx context.Context, epoch uint64, fn func(tx pgx.Tx) error
 	if epoch == 0 {
 		return fmt.Errorf("%w: epoch 0 is never current", ErrStaleEpoch)
 	}
-	ctx, cancel := context.WithTimeout(ctx, db.opts.FencedTimeout)
-	defer cancel()
+	if d := db.opts.FencedTimeout; d > 0 { // zero for a DB built without Open
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	return db.Tx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT rap_begin_fenced($1, $2, $3)`, int64(epoch),
 			db.opts.LockTimeout.Milliseconds(), db.opts.StatementTimeout.Milliseconds()); err != nil {
