@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -136,8 +137,8 @@ func (m *member) applyMesh(snap snapshot.Snapshot, log hclog.Logger) {
 			log.Error("mesh cannot start: bad noise key", "error", err)
 			return
 		}
-		node, err = meshrun.New(meshrun.Config{ClusterID: m.cluster, NodeID: nodeID, NoiseKey: nk, Listen: o.Listen, Advertise: o.Advertise,
-			NoDirect: o.NoDirect, Logger: log.Named("mesh")})
+		node, err = meshrun.New(meshrun.Config{ClusterID: m.cluster, NodeID: nodeID, NoiseKey: nk, IdentityKey: keys.Signing, Region: snap.Body.Self.Region,
+			Listen: o.Listen, Advertise: o.Advertise, NoDirect: o.NoDirect, Logger: log.Named("mesh")})
 		if err != nil {
 			log.Error("mesh cannot start", "error", err)
 			return
@@ -153,10 +154,16 @@ func (m *member) applyMesh(snap snapshot.Snapshot, log hclog.Logger) {
 			_ = node.Run(ctx)
 		}()
 		m.setEndpoints()
-		log.Info("mesh started (link-only: no gossip identity keys in the signed directory)", "listen", node.LocalAddr(), "endpoints", node.Endpoints())
+		log.Info("mesh started", "listen", node.LocalAddr(), "endpoints", node.Endpoints())
 	}
+	before := node.Endpoints()
 	if _, err := node.Update(meshrun.FromSnapshot(snap.Version, snap.Body)); err != nil {
 		log.Warn("mesh directory update failed", "version", snap.Version, "error", err)
+	}
+	if !slices.Equal(before, node.Endpoints()) {
+		// gossip started, stopped or moved: advertise its address (the
+		// authority copies it into the peers' directories as a join seed)
+		m.setEndpoints()
 	}
 }
 
@@ -279,6 +286,34 @@ func (a *Agent) MeshPing(ctx context.Context, req PingRequest) (PingResult, erro
 	return PingResult{ClusterID: m.cluster, From: m.status().NodeID, ProbeResult: r}, nil
 }
 
+// StreamRequest is the body of POST /v1/mesh/stream on the status socket: a
+// numbered echo stream over one end-to-end flow (failover drills).
+type StreamRequest struct {
+	ClusterID  string `json:"cluster_id,omitempty"`
+	Node       string `json:"node"`
+	Count      int    `json:"count"`
+	IntervalMs int    `json:"interval_ms"`
+	// GraceMs is how long to wait for late echoes after the last send; 0
+	// means 1 s.
+	GraceMs int `json:"grace_ms,omitempty"`
+}
+
+// MeshStream runs meshrun.Node.EchoStream from the running agent.
+func (a *Agent) MeshStream(ctx context.Context, req StreamRequest) (meshrun.StreamReport, error) {
+	ms := a.meshMembers(req.ClusterID)
+	if len(ms) == 0 {
+		return meshrun.StreamReport{}, errors.New("no membership runs a mesh (no peers in the applied snapshot)")
+	}
+	if len(ms) > 1 && req.ClusterID == "" {
+		return meshrun.StreamReport{}, errors.New("several memberships run a mesh: name the cluster")
+	}
+	grace := time.Duration(req.GraceMs) * time.Millisecond
+	if grace <= 0 {
+		grace = time.Second
+	}
+	return ms[0].meshNode().EchoStream(ctx, req.Node, req.Count, time.Duration(req.IntervalMs)*time.Millisecond, grace)
+}
+
 // MeshStatuses reports every running mesh.
 func (a *Agent) MeshStatuses() []MeshStatus {
 	out := []MeshStatus{}
@@ -295,6 +330,20 @@ func (a *Agent) meshRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/mesh", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.MeshStatuses())
+	})
+	mux.HandleFunc("POST /v1/mesh/stream", func(w http.ResponseWriter, r *http.Request) {
+		var req StreamRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Node == "" {
+			http.Error(w, "body must be {\"node\": NODE_ID, \"count\": N, \"interval_ms\": MS}", http.StatusBadRequest)
+			return
+		}
+		res, err := a.MeshStream(r.Context(), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("POST /v1/mesh/ping", func(w http.ResponseWriter, r *http.Request) {
 		var req PingRequest

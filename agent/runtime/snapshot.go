@@ -431,45 +431,50 @@ func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) 
 }
 
 // fetchFromStorage asks the config-storage nodes the last good snapshot
-// lists for a newer snapshot of this node.
+// lists for a newer snapshot of this node. It returns nil when at least one
+// of them answered (with a snapshot, offered to the verifier, or with
+// nothing newer).
 func (m *member) fetchFromStorage(ctx context.Context, log hclog.Logger) error {
 	s := m.sn()
 	s.mu.Lock()
 	cur := s.cur
-	after := s.cursor
 	s.mu.Unlock()
 	if cur == nil || len(cur.Body.ConfigStorage) == 0 {
 		return errors.New("the last good snapshot lists no config-storage node")
 	}
-	var addrs []string
+	var errs []error
+	tried, answered := 0, false
 	for _, se := range cur.Body.ConfigStorage {
 		for _, e := range se.Endpoints {
-			if a, ok := strings.CutPrefix(e, storageEndpointPref); ok {
-				addrs = append(addrs, a)
+			addr, ok := strings.CutPrefix(e, storageEndpointPref)
+			if !ok {
+				continue
+			}
+			tried++
+			s.mu.Lock()
+			after := s.cursor
+			s.mu.Unlock()
+			w, err := m.storageGet(ctx, se.NodeID, addr, after)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s at %s: %w", se.NodeID, addr, err))
+				continue
+			}
+			answered = true
+			if w == nil {
+				break // nothing newer there; ask the next storage node
+			}
+			if m.offer(ctx, w.Snapshot, w.Version, "config-storage", log) {
+				return nil
 			}
 		}
 	}
-	if len(addrs) == 0 {
+	if tried == 0 {
 		return errors.New("the config-storage nodes advertise no endpoint")
 	}
-	m.mu.Lock()
-	id, keys, cert := m.id, m.keys, m.cert
-	m.mu.Unlock()
-	c, err := apiclient.New(apiclient.Options{Servers: addrs, CAPin: id.CAPin, Timeout: m.a.o.RequestTimeout,
-		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	var w agentSnapshotWire
-	if err := c.Do(ctx, http.MethodGet, fmt.Sprintf("%s?after_version=%d", pathStorageServe, after), nil, &w, nil); err != nil {
-		return err
-	}
-	if len(w.Snapshot) == 0 {
+	if answered {
 		return nil
 	}
-	m.offer(ctx, w.Snapshot, w.Version, "config-storage", log)
-	return nil
+	return errors.Join(errs...)
 }
 
 // snapshotStatus returns a copy of the snapshot status.

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -39,6 +40,9 @@ type storageServer struct {
 	srv        *http.Server
 	cancel     context.CancelFunc
 	done       chan struct{}
+	// kick asks the refresh loop for an immediate refresh (the node's own
+	// snapshot changed, and with it possibly the nodes it serves).
+	kick chan struct{}
 
 	mu    sync.Mutex
 	nodes map[string]bool
@@ -103,6 +107,10 @@ func (m *member) applyStorage(snap snapshot.Snapshot, log hclog.Logger) {
 		}
 	}
 	ss.mu.Unlock()
+	select {
+	case ss.kick <- struct{}{}:
+	default:
+	}
 }
 
 func (m *member) startStorage(log hclog.Logger) (*storageServer, error) {
@@ -157,7 +165,7 @@ func (m *member) startStorage(log hclog.Logger) (*storageServer, error) {
 			return nil
 		}}
 	ctx, cancel := context.WithCancel(context.Background())
-	ss := &storageServer{advertised: adv, cancel: cancel, done: make(chan struct{}), nodes: map[string]bool{}, items: map[string]storedSnap{}}
+	ss := &storageServer{advertised: adv, cancel: cancel, done: make(chan struct{}), kick: make(chan struct{}, 1), nodes: map[string]bool{}, items: map[string]storedSnap{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+pathStorageServe, func(w http.ResponseWriter, r *http.Request) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
@@ -199,6 +207,7 @@ func (m *member) storageRefreshLoop(ctx context.Context, ss *storageServer, log 
 		select {
 		case <-ctx.Done():
 			return
+		case <-ss.kick:
 		case <-time.After(jitter(every)):
 		}
 	}
@@ -241,4 +250,85 @@ func (m *member) refreshStorage(ctx context.Context, ss *storageServer) error {
 		return fmt.Errorf("refused served snapshots: %v", refused)
 	}
 	return nil
+}
+
+// storageGet asks one config-storage node for this node's snapshot newer
+// than after; nil means it has nothing newer (204).
+//
+// The storage node presents its node certificate, which the cluster CA
+// issues for client authentication only, so apiclient (which expects an
+// authority's server certificate) cannot talk to it. The chain is checked
+// here against the cluster CA (client-auth usage, at the agent's clock) and
+// the certificate must name exactly the storage node the signed snapshot
+// lists, in this cluster.
+func (m *member) storageGet(ctx context.Context, storageNode, addr string, after uint64) (*agentSnapshotWire, error) {
+	m.mu.Lock()
+	keys, cert, ca := m.keys, m.cert, m.ca
+	m.mu.Unlock()
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	cluster := m.cluster
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, //nolint:gosec // verified in VerifyPeerCertificate
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}},
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("config-storage node presented no certificate")
+			}
+			c, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			inter := x509.NewCertPool()
+			for _, r := range raw[1:] {
+				if ic, err := x509.ParseCertificate(r); err == nil {
+					inter.AddCert(ic)
+				}
+			}
+			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: m.a.o.Now(),
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+				return fmt.Errorf("config-storage certificate: %w", err)
+			}
+			if len(c.URIs) != 1 {
+				return errors.New("config-storage certificate has no node identity")
+			}
+			cl, node, err := identity.ParseNodeURI(c.URIs[0])
+			if err != nil {
+				return err
+			}
+			if cl != cluster || node != storageNode {
+				return fmt.Errorf("config-storage certificate names %s/%s, expected %s/%s", cl, node, cluster, storageNode)
+			}
+			return nil
+		}}
+	tr := &http.Transport{TLSClientConfig: tc, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext, TLSHandshakeTimeout: 5 * time.Second}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: m.a.o.RequestTimeout}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s%s?after_version=%d", addr, pathStorageServe, after), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return nil, nil
+	}
+	// The JSON carries the envelope base64-encoded: allow for that, no more.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 2*snapshot.DefaultMaxSize))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("config-storage answered %s: %s", resp.Status, bytes.TrimSpace(body[:min(len(body), 200)]))
+	}
+	var w agentSnapshotWire
+	if err := json.Unmarshal(body, &w); err != nil {
+		return nil, fmt.Errorf("config-storage answer: %w", err)
+	}
+	if len(w.Snapshot) == 0 {
+		return nil, nil
+	}
+	return &w, nil
 }
