@@ -196,13 +196,18 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 	if err != nil {
 		return nil, err
 	}
+	idKeys, err := a.identityKeys(ctx, c.ID)
+	if err != nil {
+		return nil, err
+	}
 	s := &snapshot.State{Cluster: snapshot.Cluster{ID: c.ID, Name: c.Name}, RoutePolicy: pol.RoutePolicy, QoSPolicy: pol.QoSPolicy}
 	for _, k := range append(pubs, noises...) {
 		s.Revocations.KeyFingerprints = append(s.Revocations.KeyFingerprints, snapshot.Fingerprint(k))
 	}
 	groupOf := map[string]string{}
 	for _, m := range members {
-		n := snapshot.Node{ID: m.NodeID, Name: m.Name, NoisePublicKey: m.NoisePublicKey, IdentityStatus: domain.IdentityActive}
+		n := snapshot.Node{ID: m.NodeID, Name: m.Name, NoisePublicKey: m.NoisePublicKey, IdentityPublicKey: idKeys[m.NodeID],
+			IdentityStatus: domain.IdentityActive}
 		if m.IdentityStatus != nil {
 			n.IdentityStatus = domain.IdentityStatus(*m.IdentityStatus)
 		}
@@ -273,6 +278,30 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 	}
 	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapOpts().StorageFanout)
 	return s, nil
+}
+
+// identityKeys returns each member's Ed25519 identity public key, from the
+// same identity SnapshotMembers picks (active first, then newest): peers
+// verify gossip records against it.
+func (a *Authority) identityKeys(ctx context.Context, clusterID string) (map[string][]byte, error) {
+	rows, err := a.db.Pool.Query(ctx, `SELECT DISTINCT ON (node_id) node_id::text, public_key FROM node_identities
+	      WHERE cluster_id::text = $1 ORDER BY node_id, (identity_status = 'active') DESC, created_at DESC`, clusterID)
+	if err != nil {
+		return nil, store.MapError(err)
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var id string
+		var pub []byte
+		if err := rows.Scan(&id, &pub); err != nil {
+			return nil, store.MapError(err)
+		}
+		if len(pub) == ed25519.PublicKeySize {
+			out[id] = pub
+		}
+	}
+	return out, store.MapError(rows.Err())
 }
 
 // storageAssignments picks, for every member that gets a snapshot, the
@@ -377,6 +406,9 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 	state, err := a.loadState(ctx, clusterID)
 	if err != nil {
 		return RebuildResult{}, asError(err)
+	}
+	if state.Cluster.GossipKeys, err = a.clusterGossipKeys(ctx, state.Cluster.ID); err != nil {
+		return RebuildResult{}, err
 	}
 	idx, err := snapshot.NewIndex(state, opts.Builder)
 	if err != nil {

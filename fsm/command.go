@@ -41,6 +41,7 @@ const (
 	TypeSetPartition    CommandType = 4
 	TypeUpsertMember    CommandType = 5
 	TypeRemoveMember    CommandType = 6
+	TypeSetGossipKey    CommandType = 7
 )
 
 // String returns the command's script name.
@@ -58,6 +59,8 @@ func (t CommandType) String() string {
 		return "upsert-member"
 	case TypeRemoveMember:
 		return "remove-member"
+	case TypeSetGossipKey:
+		return "set-gossip-key"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -139,6 +142,39 @@ type UpsertMember struct {
 // RemoveMember deletes an authority member from the list.
 type RemoveMember struct {
 	ID string `json:"id"`
+}
+
+// SetGossipKey installs KeyID as the current memberlist key of a cluster's
+// gossip pool (Pool "" is the default pool). SealedKey was sealed by the
+// leader (AAD GossipKeyAAD). The key it replaces, if any, is kept as the
+// pool's previous key so that agents can accept both during a rotation; keys
+// older than that are dropped. With OnlyIfNone the command fails with
+// ErrGossipKeyExists when the pool already has a key (first generation: two
+// racing leaders cannot overwrite each other's key).
+type SetGossipKey struct {
+	ClusterID  string    `json:"cluster_id"`
+	Pool       string    `json:"pool,omitempty"`
+	KeyID      string    `json:"key_id"`
+	SealedKey  []byte    `json:"sealed_key"`
+	OnlyIfNone bool      `json:"only_if_none,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// Type implements Command.
+func (SetGossipKey) Type() CommandType { return TypeSetGossipKey }
+
+// Validate implements Command.
+func (c SetGossipKey) Validate() error {
+	if err := required("cluster_id", c.ClusterID, "key_id", c.KeyID); err != nil {
+		return err
+	}
+	if len(c.SealedKey) == 0 {
+		return cmdErr(ErrInvalid, "sealed_key is required")
+	}
+	if c.At.IsZero() {
+		return cmdErr(ErrInvalid, "at is required")
+	}
+	return nil
 }
 
 // Type implements Command.
@@ -296,6 +332,8 @@ func Decode(data []byte) (Decoded, error) {
 		cmd = &UpsertMember{}
 	case TypeRemoveMember:
 		cmd = &RemoveMember{}
+	case TypeSetGossipKey:
+		cmd = &SetGossipKey{}
 	default:
 		return Decoded{}, cmdErr(ErrUnknownType, fmt.Sprintf("type %d", data[1]))
 	}
@@ -345,6 +383,8 @@ func deref(c Command) Command {
 	case *UpsertMember:
 		return *v
 	case *RemoveMember:
+		return *v
+	case *SetGossipKey:
 		return *v
 	}
 	return c

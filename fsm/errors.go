@@ -58,6 +58,8 @@ var (
 	ErrNoCA = &CommandError{Code: "no_ca"}
 	// ErrKeyIDReused: a CA key id already used by this cluster (current or rotated).
 	ErrKeyIDReused = &CommandError{Code: "key_id_reused"}
+	// ErrGossipKeyExists: SetGossipKey with OnlyIfNone for a pool that has a key.
+	ErrGossipKeyExists = &CommandError{Code: "gossip_key_exists"}
 	// ErrUnknownMember: RemoveMember for an id that is not a member.
 	ErrUnknownMember = &CommandError{Code: "unknown_member"}
 	// ErrRequestIDConflict: a request id seen before arrived with a different command.

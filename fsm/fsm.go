@@ -1,6 +1,7 @@
 // Package fsm is the authority group's Raft state machine: the few facts that
 // must be agreed by a quorum and must not depend on PostgreSQL — the authority
 // epoch, each cluster's CA keys and their rotation history, each cluster's
+// gossip keys (sealed, current and previous per pool), each cluster's
 // partition/authority state, and the authority member list — plus a bounded
 // idempotency table so a retried command never applies twice.
 //
@@ -114,6 +115,23 @@ func (c ClusterCA) Key(keyID string) (CAKey, bool) {
 	return CAKey{}, false
 }
 
+// Gossip key statuses.
+const (
+	GossipKeyCurrent  = "current"
+	GossipKeyPrevious = "previous"
+)
+
+// GossipKey is one memberlist key of a cluster's gossip pool. SealedKey is
+// opaque to the FSM; Open it with AAD GossipKeyAAD(clusterID, Pool, KeyID).
+type GossipKey struct {
+	Pool      string    `json:"pool,omitempty"`
+	KeyID     string    `json:"key_id"`
+	Status    string    `json:"status"`
+	SealedKey []byte    `json:"sealed_key"`
+	CreatedAt time.Time `json:"created_at"`
+	Index     uint64    `json:"index"`
+}
+
 // PartitionInfo is a cluster's partition/authority state.
 type PartitionInfo struct {
 	ClusterID string                `json:"cluster_id"`
@@ -164,7 +182,10 @@ type state struct {
 	CAs          map[string]*ClusterCA    `json:"cas"`
 	Partitions   map[string]PartitionInfo `json:"partitions"`
 	Members      map[string]Member        `json:"members"`
-	Idempotency  []storedResult           `json:"idempotency"`
+	// GossipKeys are per cluster: each pool's current key and at most one
+	// previous key, sorted by pool then status.
+	GossipKeys  map[string][]GossipKey `json:"gossip_keys,omitempty"`
+	Idempotency []storedResult         `json:"idempotency"`
 }
 
 func newState() *state {
@@ -173,6 +194,7 @@ func newState() *state {
 		CAs:        map[string]*ClusterCA{},
 		Partitions: map[string]PartitionInfo{},
 		Members:    map[string]Member{},
+		GossipKeys: map[string][]GossipKey{},
 	}
 }
 
@@ -193,6 +215,10 @@ func (s *state) clone() *state {
 	c.Members = make(map[string]Member, len(s.Members))
 	for k, v := range s.Members {
 		c.Members[k] = v
+	}
+	c.GossipKeys = make(map[string][]GossipKey, len(s.GossipKeys))
+	for k, v := range s.GossipKeys {
+		c.GossipKeys[k] = append([]GossipKey(nil), v...)
 	}
 	c.Idempotency = append([]storedResult(nil), s.Idempotency...)
 	return &c
@@ -322,9 +348,43 @@ func (f *FSM) apply(index uint64, c Command) Result {
 			return Result{Err: cmdErr(ErrUnknownMember, c.ID)}
 		}
 		delete(s.Members, c.ID)
+	case SetGossipKey:
+		return applyGossipKey(s, index, c)
 	default:
 		return Result{Err: cmdErr(ErrUnknownType, c.Type().String())}
 	}
+	return Result{}
+}
+
+func applyGossipKey(s *state, index uint64, c SetGossipKey) Result {
+	old := s.GossipKeys[c.ClusterID]
+	var next []GossipKey
+	for _, k := range old {
+		if k.Pool != c.Pool {
+			next = append(next, k)
+			continue
+		}
+		if k.KeyID == c.KeyID {
+			return Result{Err: cmdErr(ErrKeyIDReused, c.KeyID)}
+		}
+		if k.Status == GossipKeyCurrent {
+			if c.OnlyIfNone {
+				return Result{Err: cmdErr(ErrGossipKeyExists, c.ClusterID+"/"+c.Pool)}
+			}
+			k.Status = GossipKeyPrevious
+			next = append(next, k)
+		}
+	}
+	// Replace, don't mutate: snapshots share the old slice.
+	next = append(next, GossipKey{Pool: c.Pool, KeyID: c.KeyID, Status: GossipKeyCurrent, SealedKey: c.SealedKey,
+		CreatedAt: c.At.UTC(), Index: index})
+	sort.SliceStable(next, func(i, j int) bool {
+		if next[i].Pool != next[j].Pool {
+			return next[i].Pool < next[j].Pool
+		}
+		return next[i].Status < next[j].Status // "current" before "previous"
+	})
+	s.GossipKeys[c.ClusterID] = next
 	return Result{}
 }
 
@@ -356,6 +416,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	if st.Members == nil {
 		st.Members = map[string]Member{}
+	}
+	if st.GossipKeys == nil {
+		st.GossipKeys = map[string][]GossipKey{}
 	}
 	if n := len(st.Idempotency) - f.capacity; n > 0 {
 		st.Idempotency = st.Idempotency[n:]
@@ -417,6 +480,14 @@ func (f *FSM) ClusterCA(clusterID string) (ClusterCA, bool) {
 	c := *ca
 	c.History = append([]CAKey(nil), ca.History...)
 	return c, true
+}
+
+// GossipKeys returns a copy of a cluster's gossip keys: per pool the current
+// key and at most one previous key, sorted by pool ("current" first).
+func (f *FSM) GossipKeys(clusterID string) []GossipKey {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return append([]GossipKey(nil), f.st.GossipKeys[clusterID]...)
 }
 
 // Clusters returns the ids of clusters with a CA, sorted.
@@ -489,6 +560,12 @@ func (f *FSM) Dump() string {
 		key(ca.Current)
 		for _, k := range ca.History {
 			key(k)
+		}
+	}
+	for _, id := range sortedKeys(s.GossipKeys) {
+		for _, k := range s.GossipKeys[id] {
+			fmt.Fprintf(&b, "gossip-key %s pool=%q %s %s sealed=%x created=%s index=%d\n", id, k.Pool, k.KeyID, k.Status,
+				k.SealedKey, ts(k.CreatedAt), k.Index)
 		}
 	}
 	for _, id := range sortedKeys(s.Partitions) {

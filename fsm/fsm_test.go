@@ -58,6 +58,14 @@ func ca(cluster, key string, at time.Time) CreateClusterCA {
 		SealedPrivateKey: []byte("sealed-" + key), CertDER: []byte("cert-" + key), At: at}
 }
 
+func gk(cluster, key string, first bool) SetGossipKey {
+	return SetGossipKey{ClusterID: cluster, KeyID: key, SealedKey: []byte("sealed-" + key), OnlyIfNone: first, At: t0}
+}
+
+func gkPool(cluster, pool, key string) SetGossipKey {
+	return SetGossipKey{ClusterID: cluster, Pool: pool, KeyID: key, SealedKey: []byte("sealed-" + key), At: t0}
+}
+
 func rot(cluster, key string, at time.Time) RotateClusterCA {
 	return RotateClusterCA(ca(cluster, key, at))
 }
@@ -94,6 +102,25 @@ func TestApply(t *testing.T) {
 				require.Empty(t, got.History)
 				require.Equal(t, []string{"c1"}, f.Clusters())
 			}},
+		{name: "first gossip key", cmd: gk("c1", "g1", true),
+			check: func(t *testing.T, f *FSM, r Result) {
+				got := f.GossipKeys("c1")
+				require.Len(t, got, 1)
+				require.Equal(t, GossipKey{KeyID: "g1", Status: GossipKeyCurrent, SealedKey: []byte("sealed-g1"), CreatedAt: t0, Index: 1}, got[0])
+				require.Empty(t, f.GossipKeys("c2"))
+			}},
+		{name: "second first gossip key refused", prior: []Command{gk("c1", "g1", true)}, cmd: gk("c1", "g2", true), wantErr: ErrGossipKeyExists,
+			check: func(t *testing.T, f *FSM, r Result) { require.Equal(t, "g1", f.GossipKeys("c1")[0].KeyID) }},
+		{name: "gossip key rotation keeps one previous", prior: []Command{gk("c1", "g1", true), gk("c1", "g2", false), gkPool("c1", "edge", "e1")},
+			cmd: gk("c1", "g3", false),
+			check: func(t *testing.T, f *FSM, r Result) {
+				got := f.GossipKeys("c1")
+				require.Len(t, got, 3)
+				require.Equal(t, []string{"g3", "g2", "e1"}, []string{got[0].KeyID, got[1].KeyID, got[2].KeyID})
+				require.Equal(t, []string{GossipKeyCurrent, GossipKeyPrevious, GossipKeyCurrent}, []string{got[0].Status, got[1].Status, got[2].Status})
+				require.Equal(t, "edge", got[2].Pool)
+			}},
+		{name: "gossip key id reused", prior: []Command{gk("c1", "g1", true), gk("c1", "g2", false)}, cmd: gk("c1", "g1", false), wantErr: ErrKeyIDReused},
 		{name: "create CA twice", prior: []Command{ca("c1", "k1", t0)}, cmd: ca("c1", "k2", t0), wantErr: ErrCAExists},
 		{name: "rotate without CA", cmd: rot("c1", "k2", t0), wantErr: ErrNoCA},
 		{name: "rotate keeps history", prior: []Command{ca("c1", "k1", t0), rot("c1", "k2", t0.Add(time.Hour))},

@@ -38,6 +38,12 @@ func CAKeyAAD(clusterID, keyID string) []byte {
 	return []byte("rap-fabric/ca-key/v1\x00" + clusterID + "\x00" + keyID)
 }
 
+// GossipKeyAAD is the additional authenticated data for a cluster gossip
+// key (memberlist key of one gossip pool).
+func GossipKeyAAD(clusterID, pool, keyID string) []byte {
+	return []byte("rap-fabric/gossip-key/v1\x00" + clusterID + "\x00" + pool + "\x00" + keyID)
+}
+
 // NoopSealer stores key material in the clear (format byte 0x00 + plaintext).
 // Use it only where no KEK is configured; the operator documentation says so.
 type NoopSealer struct{}

@@ -131,7 +131,7 @@ type Index struct {
 	nodes         map[string]*nodeInfo
 	buildable     []string
 	revocations   Revocations
-	gossip        map[string][]byte
+	gossip        map[string]GossipKey
 	routePolicy   json.RawMessage
 	qosPolicy     json.RawMessage
 	entry         []EntryPolicy
@@ -166,7 +166,7 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 	x := &Index{
 		cfg: cfg, clusterID: state.Cluster.ID,
 		nodes:      make(map[string]*nodeInfo, len(state.Nodes)),
-		gossip:     map[string][]byte{},
+		gossip:     map[string]GossipKey{},
 		services:   map[string][]ServiceConfig{},
 		resources:  map[string]*Resource{},
 		connectors: map[string]*Connector{},
@@ -190,7 +190,7 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 		return c, err
 	}
 	for _, k := range state.Cluster.GossipKeys {
-		x.gossip[k.Pool] = k.Key
+		x.gossip[k.Pool] = k
 	}
 	revokedIDs := map[string]bool{}
 	for _, id := range state.Revocations.NodeIDs {
@@ -432,7 +432,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 	n := ni.n
 	b := Body{
 		Self: Identity{NodeID: n.ID, Name: n.Name, Region: n.Region, Endpoints: ni.endpoints,
-			NoisePublicKey: n.NoisePublicKey, IdentityStatus: n.IdentityStatus},
+			NoisePublicKey: n.NoisePublicKey, IdentityPublicKey: n.IdentityPublicKey, IdentityStatus: n.IdentityStatus},
 		Membership:  Membership{ClusterID: x.clusterID, Status: ni.m.Status, GroupPath: ni.groupPath},
 		Roles:       ni.grants,
 		Revocations: x.revocations,
@@ -444,7 +444,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 	if ni.mesh {
 		scope = append(scope, ScopeMesh)
 		if k, ok := x.gossip[n.GossipPool]; ok {
-			b.GossipKey = &GossipKey{Pool: n.GossipPool, Key: k}
+			b.GossipKey = &GossipKey{Pool: n.GossipPool, KeyID: k.KeyID, Key: k.Key}
 		}
 		for _, id := range x.meshPeers[nodeID] {
 			b.Peers = append(b.Peers, x.peer(id, RelationMesh))
@@ -537,8 +537,8 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 
 func (x *Index) peer(id, rel string) Peer {
 	ni := x.nodes[id]
-	return Peer{NodeID: id, NoisePublicKey: ni.n.NoisePublicKey, Endpoints: ni.endpoints, Region: ni.n.Region,
-		Relation: rel, RoleHints: ni.roles}
+	return Peer{NodeID: id, NoisePublicKey: ni.n.NoisePublicKey, IdentityPublicKey: ni.n.IdentityPublicKey, Endpoints: ni.endpoints,
+		Region: ni.n.Region, Relation: rel, RoleHints: ni.roles}
 }
 
 // allowsOrg reports whether ni holds role r unrestricted or restricted to org.

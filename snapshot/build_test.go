@@ -96,6 +96,14 @@ func TestPropertyNeedToKnow(t *testing.T) {
 				require.NotContains(t, x.Nodes(), n.ID, "node of another cluster gets a c1 snapshot")
 			}
 		}
+		poolOf := map[string]string{}
+		for _, n := range st.Nodes {
+			poolOf[n.ID] = n.GossipPool
+		}
+		poolKey := map[string]GossipKey{}
+		for _, k := range st.Cluster.GossipKeys {
+			poolKey[k.Pool] = k
+		}
 		bodies := map[string]Body{}
 		var peersTotal, consumersSeen, meshNodes int
 		for _, id := range x.Nodes() {
@@ -164,7 +172,16 @@ func TestPropertyNeedToKnow(t *testing.T) {
 				require.LessOrEqual(t, len(b.Uplinks), cfg.UplinkFanout)
 			} else {
 				meshNodes++
+				// 5b. the gossip key of the node's own pool, never another pool's
 				require.NotNil(t, b.GossipKey)
+				require.Equal(t, poolOf[id], b.GossipKey.Pool)
+				require.Equal(t, poolKey[poolOf[id]].Key, b.GossipKey.Key)
+				require.Equal(t, poolKey[poolOf[id]].KeyID, b.GossipKey.KeyID)
+				for pool, k := range poolKey {
+					if pool != poolOf[id] {
+						require.False(t, bytes.Contains(sg.Payload, []byte(base64.StdEncoding.EncodeToString(k.Key))), "node %s holds pool %q's key", id, pool)
+					}
+				}
 				require.Empty(t, b.Uplinks)
 				var m, c int
 				for _, p := range b.Peers {
@@ -188,6 +205,8 @@ func TestPropertyNeedToKnow(t *testing.T) {
 			for _, p := range append(slices.Clone(b.Peers), b.Uplinks...) {
 				require.True(t, inCluster[p.NodeID] && active[p.NodeID], "node %s lists %s", id, p.NodeID)
 				require.Len(t, p.NoisePublicKey, 32)
+				// 7b. every entry carries the identity key gossip records are checked against
+				require.Equal(t, identityKeyOf(p.NodeID), p.IdentityPublicKey, "node %s: identity key of %s", id, p.NodeID)
 			}
 			has := func(r domain.Role) bool {
 				return slices.ContainsFunc(b.Roles, func(g RoleGrant) bool { return g.Role == r })

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -38,6 +39,7 @@ func nodeID(i int) string             { return fmt.Sprintf("n-%05d", i) }
 func resID(org, k int) string         { return fmt.Sprintf("res-%02d-%03d", org, k) }
 func conID(org, k int) string         { return fmt.Sprintf("con-%02d-%03d", org, k) }
 func poolID(org, k int) string        { return fmt.Sprintf("pool-%02d-%02d", org, k) }
+func identityKeyOf(id string) []byte  { s := sha256.Sum256([]byte("identity/" + id)); return s[:] }
 func secretValue(r *rand.Rand) []byte { return fmt.Appendf(nil, "S3CRET-%016x", r.Uint64()) }
 
 // genState builds a random but realistic cluster "c1" of n nodes and orgs
@@ -48,8 +50,8 @@ func genState(r *rand.Rand, n, orgs int) *State {
 	regions := []string{"eu-west", "eu-east", "us-east", "ap-south"}
 	st := &State{
 		Cluster: Cluster{ID: "c1", Name: "cluster one", GossipKeys: []GossipKey{
-			{Pool: "", Key: []byte("gossip-key-default-0123456789abc")},
-			{Pool: "edge", Key: []byte("gossip-key-edge-0123456789abcdef")},
+			{Pool: "", KeyID: "gk-1", Key: []byte("gossip-key-default-0123456789abc")},
+			{Pool: "edge", KeyID: "gk-2", Key: []byte("gossip-key-edge-0123456789abcdef")},
 		}},
 		Groups:      []Group{{ID: "g-root", Name: "root"}, {ID: "g-dc1", ParentID: "g-root", Name: "dc1"}, {ID: "g-dc2", ParentID: "g-root", Name: "dc2"}},
 		RoutePolicy: json.RawMessage(`{"max_hops": 4, "prefer_region": true}`),
@@ -92,7 +94,7 @@ func genState(r *rand.Rand, n, orgs int) *State {
 		r.Read(key)
 		nd := Node{ID: id, Name: "host-" + id, Region: regions[r.Intn(len(regions))],
 			Endpoints:      []string{fmt.Sprintf("198.18.%d.%d:51820", i/250, i%250+1)},
-			NoisePublicKey: key, IdentityStatus: domain.IdentityActive}
+			NoisePublicKey: key, IdentityPublicKey: identityKeyOf(id), IdentityStatus: domain.IdentityActive}
 		if r.Intn(4) == 0 {
 			nd.GossipPool = "edge"
 		}

@@ -103,12 +103,15 @@ type Body struct {
 
 // Identity is a node's own identity as the authority knows it.
 type Identity struct {
-	NodeID         string                `json:"node_id"`
-	Name           string                `json:"name,omitempty"`
-	Region         string                `json:"region,omitempty"`
-	Endpoints      []string              `json:"endpoints,omitempty"`
-	NoisePublicKey []byte                `json:"noise_public_key,omitempty"`
-	IdentityStatus domain.IdentityStatus `json:"identity_status"`
+	NodeID         string   `json:"node_id"`
+	Name           string   `json:"name,omitempty"`
+	Region         string   `json:"region,omitempty"`
+	Endpoints      []string `json:"endpoints,omitempty"`
+	NoisePublicKey []byte   `json:"noise_public_key,omitempty"`
+	// IdentityPublicKey is the node's Ed25519 identity key (the one bound
+	// into its certificate); it signs the node's gossip record.
+	IdentityPublicKey []byte                `json:"identity_public_key,omitempty"`
+	IdentityStatus    domain.IdentityStatus `json:"identity_status"`
 }
 
 // Membership is the node's membership in the snapshot's cluster.
@@ -148,10 +151,13 @@ type TelemetryFlag struct {
 	Enabled  bool   `json:"enabled"`
 }
 
-// GossipKey is a memberlist encryption key of one gossip pool.
+// GossipKey is a memberlist encryption key of one gossip pool. KeyID names
+// the key generation (it changes when the authority rotates the key, so an
+// agent can tell a rotation from a re-sent key without comparing secrets).
 type GossipKey struct {
-	Pool string `json:"pool,omitempty"`
-	Key  []byte `json:"key"`
+	Pool  string `json:"pool,omitempty"`
+	KeyID string `json:"key_id,omitempty"`
+	Key   []byte `json:"key"`
 }
 
 // Peer relations.
@@ -163,12 +169,15 @@ const (
 
 // Peer is one peer directory entry.
 type Peer struct {
-	NodeID         string        `json:"node_id"`
-	NoisePublicKey []byte        `json:"noise_public_key"`
-	Endpoints      []string      `json:"endpoints,omitempty"`
-	Region         string        `json:"region,omitempty"`
-	Relation       string        `json:"relation"`
-	RoleHints      []domain.Role `json:"role_hints,omitempty"`
+	NodeID         string `json:"node_id"`
+	NoisePublicKey []byte `json:"noise_public_key"`
+	// IdentityPublicKey is the peer's Ed25519 identity key; gossip records
+	// are verified against it. Empty when the authority knows none.
+	IdentityPublicKey []byte        `json:"identity_public_key,omitempty"`
+	Endpoints         []string      `json:"endpoints,omitempty"`
+	Region            string        `json:"region,omitempty"`
+	Relation          string        `json:"relation"`
+	RoleHints         []domain.Role `json:"role_hints,omitempty"`
 }
 
 // EntryPolicy is a client entry policy, cluster-wide (OrganizationID empty)

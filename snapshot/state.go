@@ -53,7 +53,9 @@ type Node struct {
 	Region         string
 	Endpoints      []string
 	NoisePublicKey []byte
-	IdentityStatus domain.IdentityStatus
+	// IdentityPublicKey is the Ed25519 identity key (32 bytes) or empty.
+	IdentityPublicKey []byte
+	IdentityStatus    domain.IdentityStatus
 	// GossipPool selects the gossip key (mesh roles); "" is the default.
 	GossipPool  string
 	Memberships []NodeMembership

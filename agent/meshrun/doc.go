@@ -8,8 +8,10 @@
 // resulting Directory (FromSnapshot converts a verified snapshot.Body); peers
 // revoked by a newer directory are torn down before Update returns. The
 // package decides no authorization of its own, never talks to authorities
-// and must not verify snapshots. Gossip (mesh/gossip) is not started: the
-// signed directory does not carry the peers' Ed25519 identity keys that
-// gossip records are verified against, so the mesh runs link-only with the
-// endpoints of the directory.
+// and must not verify snapshots. Gossip (mesh/gossip) runs when the
+// directory carries the cluster's gossip key and peer identity keys: this
+// node's record is signed with its identity key, received records are
+// verified against the directory's identity keys, and gossip only proposes
+// endpoints and RTTs to the link manager — it never authorizes. EchoStream
+// measures paths, loss and duplicates of a numbered stream (failover drills).
 package meshrun

@@ -3,6 +3,7 @@ package meshrun
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -12,13 +13,16 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
 
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/mesh/e2e"
+	"github.com/rap-fabric/core/mesh/gossip"
 	"github.com/rap-fabric/core/mesh/link"
 	"github.com/rap-fabric/core/mesh/peers"
 	"github.com/rap-fabric/core/mesh/routing"
@@ -49,18 +53,34 @@ type Config struct {
 	RouteUpdate time.Duration
 	// Timers are the channel timers (default channel.DefaultTimers).
 	Timers channel.Timers
+	// IdentityKey is the membership's Ed25519 identity key; it signs this
+	// node's gossip record. Without it gossip stays off.
+	IdentityKey ed25519.PrivateKey
+	// Region is this node's region (gossip record).
+	Region string
+	// GossipPort is the memberlist TCP+UDP port on the mesh listen address
+	// (0: any free port; it is advertised as a "gossip://" endpoint).
+	GossipPort int
+	// GossipBase is the memberlist configuration to start from (default
+	// memberlist.DefaultLANConfig; tests use faster timers).
+	GossipBase *memberlist.Config
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 }
 
 // Peer is one entry of the directory handed to Update.
 type Peer struct {
-	NodeID    string
-	NoiseKey  channel.Key
-	Endpoints []netip.AddrPort
-	Region    string
-	Relation  string
-	Roles     []domain.Role
+	NodeID   string
+	NoiseKey channel.Key
+	// IdentityKey is the peer's Ed25519 identity key (gossip records are
+	// verified against it); nil when the directory has none.
+	IdentityKey ed25519.PublicKey
+	Endpoints   []netip.AddrPort
+	// GossipAddrs are the peer's memberlist addresses (join seeds).
+	GossipAddrs []string
+	Region      string
+	Relation    string
+	Roles       []domain.Role
 }
 
 // Directory is what a verified snapshot says about the mesh.
@@ -76,6 +96,10 @@ type Directory struct {
 	// Relay says whether this node may carry traffic for others (mesh
 	// roles).
 	Relay bool
+	// GossipKey is the cluster's 32-byte memberlist key (mesh roles) and
+	// GossipKeyID its generation; without a key gossip stays off.
+	GossipKey   []byte
+	GossipKeyID string
 }
 
 // FromSnapshot converts a verified snapshot body into a Directory. Entries
@@ -88,6 +112,9 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 			d.Relay = true
 		}
 	}
+	if b.GossipKey != nil {
+		d.GossipKey, d.GossipKeyID = slices.Clone(b.GossipKey.Key), b.GossipKey.KeyID
+	}
 	seen := map[string]bool{}
 	for _, p := range append(slices.Clone(b.Peers), b.Uplinks...) {
 		k, err := channel.KeyFromBytes(p.NoisePublicKey)
@@ -95,7 +122,12 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 			continue
 		}
 		seen[p.NodeID] = true
-		d.Peers = append(d.Peers, Peer{NodeID: p.NodeID, NoiseKey: k, Endpoints: ParseEndpoints(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints})
+		var idk ed25519.PublicKey
+		if len(p.IdentityPublicKey) == ed25519.PublicKeySize {
+			idk = ed25519.PublicKey(slices.Clone(p.IdentityPublicKey))
+		}
+		d.Peers = append(d.Peers, Peer{NodeID: p.NodeID, NoiseKey: k, IdentityKey: idk, Endpoints: ParseEndpoints(p.Endpoints),
+			GossipAddrs: gossipSeeds(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints})
 	}
 	return d
 }
@@ -129,6 +161,12 @@ type Node struct {
 	linkUp  map[string]bool
 	pol     *routing.ScopePolicy
 	closed  bool
+
+	gsp       *gossipState // running gossip, nil when off
+	gossipOff string       // why gossip is off
+	seeds     []seed
+	gossipPtr atomic.Pointer[gossip.Gossip]
+	gdir      atomic.Pointer[gossipDir]
 }
 
 // New binds the socket and builds the link manager, router and forwarder.
@@ -164,7 +202,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.m, err = link.New(link.Config{NodeID: cfg.NodeID, NoiseKey: cfg.NoiseKey, PacketConn: pc, Timers: cfg.Timers,
 		TickInterval: cfg.LinkTick, ProbeInterval: cfg.ProbeInterval, ProbeTimeout: cfg.ProbeTimeout,
-		Class: peers.ClassRelay, Deliver: n.deliver, Logger: cfg.Logger.Named("link")})
+		Class: peers.ClassRelay, Deliver: n.deliver, Logger: cfg.Logger.Named("link"), Candidates: n.candidates})
 	if err != nil {
 		pc.Close()
 		return nil, err
@@ -238,8 +276,23 @@ func advertise(explicit []string, local netip.AddrPort) []string {
 	return out
 }
 
-// Endpoints returns the advertised UDP endpoints (host:port).
-func (n *Node) Endpoints() []string { return slices.Clone(n.adv) }
+// Endpoints returns the advertised endpoints: the UDP endpoints (host:port)
+// and, while gossip runs, its memberlist address ("gossip://host:port").
+func (n *Node) Endpoints() []string {
+	out := slices.Clone(n.adv)
+	if g := n.gossipEndpoint(); g != "" {
+		out = append(out, g)
+	}
+	return out
+}
+
+// candidates feeds the link manager with gossip's verified proposals.
+func (n *Node) candidates(string) []gossip.Candidate {
+	if g := n.gossipPtr.Load(); g != nil {
+		return g.Candidates()
+	}
+	return nil
+}
 
 // LocalAddr returns the bound socket address.
 func (n *Node) LocalAddr() netip.AddrPort { return n.m.LocalAddr() }
@@ -303,7 +356,8 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 		if n.nodi[p.NodeID] {
 			continue
 		}
-		ld.Peers = append(ld.Peers, link.PeerEntry{NodeID: p.NodeID, NoiseKey: p.NoiseKey, Endpoints: p.Endpoints, Roles: p.Roles, Region: p.Region})
+		ld.Peers = append(ld.Peers, link.PeerEntry{NodeID: p.NodeID, NoiseKey: p.NoiseKey, IdentityKey: p.IdentityKey, Endpoints: p.Endpoints,
+			Roles: p.Roles, Region: p.Region})
 	}
 	n.keys, n.pol, n.dirVer = keys, pol, d.Version
 	n.mu.Unlock()
@@ -323,6 +377,7 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 	if len(res.Revoked) > 0 || len(res.Removed) > 0 {
 		n.log.Info("mesh peers torn down by a new directory", "version", d.Version, "revoked", res.Revoked, "removed", res.Removed)
 	}
+	n.updateGossip(d)
 	return res, nil
 }
 
@@ -351,6 +406,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.syncLinks()
 		n.r.Tick()
 		n.f.Tick()
+		n.joinMissing(false)
 	}
 }
 
@@ -475,6 +531,7 @@ type Status struct {
 	E2EDelivered      uint64        `json:"e2e_delivered"`
 	E2EForwarded      uint64        `json:"e2e_forwarded"`
 	Gossip            string        `json:"gossip"`
+	GossipDetail      GossipStatus  `json:"gossip_detail"`
 	NoDirect          []string      `json:"no_direct,omitempty"`
 	RouteTableVersion uint64        `json:"-"`
 }
@@ -483,9 +540,9 @@ type Status struct {
 func (n *Node) Status() Status {
 	n.mu.Lock()
 	s := Status{Listen: n.m.LocalAddr().String(), Endpoints: slices.Clone(n.adv), DirectoryVersion: n.dirVer, DirectoryPeers: len(n.keys),
-		Gossip: "off: link-only (the signed directory carries no gossip identity keys)", NoDirect: slices.Clone(n.cfg.NoDirect),
-		Links: []LinkStatus{}, Routes: []RouteStatus{}}
+		NoDirect: slices.Clone(n.cfg.NoDirect), Links: []LinkStatus{}, Routes: []RouteStatus{}}
 	n.mu.Unlock()
+	s.GossipDetail, s.Gossip = n.gossipStatus()
 	for _, p := range n.m.Status() {
 		l := LinkStatus{NodeID: p.NodeID, State: string(p.State), Set: string(p.Set), Reason: p.Reason, RTTMs: ms(p.RTT), Loss: p.Loss, LastHandshake: p.LastHandshake}
 		if p.Endpoint.IsValid() {
@@ -516,5 +573,6 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopGossip()
 	return n.m.Close()
 }
