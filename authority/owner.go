@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -51,6 +52,9 @@ func (a *Authority) CreateOwnerToken(ctx context.Context, actor Actor, name, rol
 	return ownerTokenPrefix + "." + id + "." + base64.RawURLEncoding.EncodeToString(secret), nil
 }
 
+// CredentialLookupTimeout bounds a credential check against the database.
+const CredentialLookupTimeout = 2 * time.Second
+
 // ErrBadOwnerToken is returned for an unknown, revoked or malformed owner token.
 var ErrBadOwnerToken = errors.New("invalid owner API token")
 
@@ -66,7 +70,14 @@ func (a *Authority) CheckOwnerToken(ctx context.Context, token string) (Actor, s
 	}
 	var hash []byte
 	var role, name string
-	err = a.db.Pool.QueryRow(ctx, `SELECT secret_hash, role, name FROM owner_api_tokens WHERE id = $1 AND revoked_at IS NULL`, parts[1]).Scan(&hash, &role, &name)
+	// A credential lookup must not take the whole request deadline when the
+	// database does not answer.
+	lctx, cancel := context.WithTimeout(ctx, CredentialLookupTimeout)
+	defer cancel()
+	err = a.db.Pool.QueryRow(lctx, `SELECT secret_hash, role, name FROM owner_api_tokens WHERE id = $1 AND revoked_at IS NULL`, parts[1]).Scan(&hash, &role, &name)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return Actor{}, "", &Error{Code: CodeUnavailable, Message: "the credential could not be checked: database unavailable", Err: err}
+	}
 	if err != nil || subtle.ConstantTimeCompare(hash, ownerTokenHash(parts[1], secret)) != 1 {
 		return Actor{}, "", ErrBadOwnerToken
 	}

@@ -118,6 +118,9 @@ func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor 
 			return authority.Errf(authority.CodeUnauthorized, "owner routes need a session (log in) or an Authorization: Bearer credential")
 		}
 		actor, _, err := s.a.CheckOwnerToken(ctx, strings.TrimPrefix(authz, "Bearer "))
+		if err != nil && !errors.Is(err, authority.ErrBadOwnerToken) {
+			return err // the check itself failed (database unavailable): say so
+		}
 		if err != nil {
 			s.refuse(ctx, r, anon, "invalid_credential")
 			return authority.Errf(authority.CodeUnauthorized, "invalid credential")

@@ -41,6 +41,8 @@ type Group struct {
 	Logs  *Logs
 	// plain uses the production TCP transport (no partition hooks).
 	plain bool
+	// dbURL, when set, picks each authority's database URL.
+	dbURL func(int, string) string
 }
 
 // Logs collects every authority's log output (Info and up) so tests can
@@ -87,8 +89,12 @@ func (g *Group) Start(i int) *daemon.Daemon {
 		require.NoError(t, err)
 		addr, sl = layer.Addr().String(), layer
 	}
+	dbURL := g.DBURL
+	if g.dbURL != nil {
+		dbURL = g.dbURL(i, g.DBURL)
+	}
 	d, err := daemon.Start(context.Background(), daemon.Config{
-		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: g.DBURL, RaftBind: addr,
+		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: dbURL, RaftBind: addr,
 		APIListen: api, StreamLayer: sl, Logger: hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("a%d", i+1), Level: hclog.Info, Output: g.Logs}),
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
 		QuorumTimeout: time.Second,
@@ -104,15 +110,22 @@ func (g *Group) Start(i int) *daemon.Daemon {
 
 // New starts n authorities: the first bootstraps, the others are added. Their
 // Raft links run over rafttest stream layers, so Isolate and Heal work.
-func New(t testing.TB, n int) *Group { return newGroup(t, n, false) }
+func New(t testing.TB, n int) *Group { return newGroup(t, n, false, nil) }
+
+// NewWithDB is New with each authority's database URL chosen by dbURL (given
+// the authority's index and the test database's URL), e.g. to put a fault
+// proxy between one authority and PostgreSQL.
+func NewWithDB(t testing.TB, n int, dbURL func(i int, url string) string) *Group {
+	return newGroup(t, n, false, dbURL)
+}
 
 // NewPlain is New with the production Raft transport (mutual TLS over plain
 // TCP listeners), for tests that probe the Raft port itself. Isolate, Heal and
 // restarting on the same Raft address are not available.
-func NewPlain(t testing.TB, n int) *Group { return newGroup(t, n, true) }
+func NewPlain(t testing.TB, n int) *Group { return newGroup(t, n, true, nil) }
 
-func newGroup(t testing.TB, n int, plain bool) *Group {
-	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n), plain: plain}
+func newGroup(t testing.TB, n int, plain bool, dbURL func(int, string) string) *Group {
+	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n), plain: plain, dbURL: dbURL}
 	for i := range g.dirs {
 		g.dirs[i] = t.TempDir()
 	}
