@@ -429,7 +429,8 @@ func (p Principal) Actor(device, source string) Actor {
 	if device == "" && !p.Session.DeviceID.IsZero() {
 		device = "trusted:" + p.Session.DeviceID.String()[:12]
 	}
-	return Actor{ID: p.User.ID, Kind: "user", Device: device, SourceAddr: source}
+	// Risk signals are read at request time; time.Now is the request's clock here.
+	return Actor{ID: p.User.ID, Kind: "user", Device: device, SourceAddr: source, Risk: p.Risk(time.Now())}
 }
 
 // Risk returns the risk signals of the session for audit events.

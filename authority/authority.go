@@ -229,6 +229,9 @@ type Actor struct {
 	Kind       string // user | api-token | node | system
 	Device     string
 	SourceAddr string
+	// Risk holds the risk signals of the request (device trust, session, MFA
+	// freshness, credential kind); every audit event of the request carries them.
+	Risk map[string]string
 }
 
 // Op describes a fenced operation for the audit log and idempotency.
@@ -422,6 +425,12 @@ func (a *Authority) appendAudit(ctx context.Context, tx pgx.Tx, op Op, outcome s
 		details = []byte(`{}`)
 	}
 	riskJSON := []byte(`{}`)
+	if risk == nil && len(op.Actor.Risk) > 0 {
+		risk = make(map[string]any, len(op.Actor.Risk))
+		for k, v := range op.Actor.Risk {
+			risk[k] = v
+		}
+	}
 	if risk != nil {
 		if riskJSON, err = json.Marshal(risk); err != nil {
 			return err

@@ -81,5 +81,6 @@ func (a *Authority) CheckOwnerToken(ctx context.Context, token string) (Actor, s
 	if err != nil || subtle.ConstantTimeCompare(hash, ownerTokenHash(parts[1], secret)) != 1 {
 		return Actor{}, "", ErrBadOwnerToken
 	}
-	return Actor{ID: "owner-token:" + parts[1], Kind: "api-token", Device: name}, role, nil
+	return Actor{ID: "owner-token:" + parts[1], Kind: "api-token", Device: name,
+		Risk: map[string]string{"credential": "owner_api_token", "mfa": "none"}}, role, nil
 }

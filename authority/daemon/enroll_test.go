@@ -243,6 +243,11 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 	seen := map[string]bool{}
 	for _, e := range aud.Items {
 		seen[e["action"].(string)+"/"+e["outcome"].(string)] = true
+		if e["action"] == "join_request.approve" && e["outcome"] == "ok" {
+			risk, _ := e["risk"].(map[string]any)
+			require.Equal(t, "owner_api_token", risk["credential"], "mutations carry the request's risk signals")
+			require.NotEmpty(t, e["source_addr"])
+		}
 	}
 	for _, want := range []string{"cluster.create/ok", "join_token.create/ok", "join_request.receive/ok", "join_request.approve/ok", "join_request.approve/failed",
 		"certificate.issue/ok", "certificate.renew/ok", "node.revoke/ok", "certificate.revoke/ok"} {
