@@ -132,6 +132,6 @@ func TestDrillAgentCutOff(t *testing.T) {
 		}
 		return []Check{deg, kept, rec}
 	})
-	r.Notes = append(r.Notes, "the agent does not fetch signed snapshots yet (no /v1/agent/snapshot client): \"last snapshot\" is its applied version, identity and roles in the state file")
+	r.Notes = append(r.Notes, "the applied version is the signed snapshot the agent verified and persisted in bbolt; it keeps running on it, with its identity and certificate, while cut off")
 	e.Emit(r)
 }

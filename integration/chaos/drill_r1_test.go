@@ -60,7 +60,7 @@ func TestDrillR1LeaderIsolated(t *testing.T) {
 		return []Check{leaderCheck, CheckMinority(e.Hist.Ops(), s, []string{old.APIAddr}, int64(st.Epoch), from, healed)}
 	})
 	r.NewLeader = took
-	r.Notes = append(r.Notes, "the workload client tries the next authority after no_quorum; apiclient (rapctl, agents) returns no_quorum instead, "+
-		"so a client whose preferred authority is the isolated one sees no_quorum for the whole partition")
+	r.Notes = append(r.Notes, "clients (this workload, apiclient in rapctl and the agents) move on to the next authority after no_quorum or unavailable: "+
+		"both mean nothing was written")
 	e.Emit(r)
 }
