@@ -136,6 +136,11 @@ for n in 1 3; do
 	"$bin/rap-node-agent" status --state "$demo/agent$n/state.db" --status-socket "$demo/agent$n/agent.sock" | head -12
 done
 
+say "mesh: Noise links between the agents; echo from edge-3 (entry) to edge-1 (relay) and between the relays"
+"$bin/rap-node-agent" mesh ping "$(node_id edge-1)" --state "$demo/agent3/state.db" --status-socket "$demo/agent3/agent.sock" || true
+"$bin/rap-node-agent" mesh ping "$(node_id edge-2)" --state "$demo/agent1/state.db" --status-socket "$demo/agent1/agent.sock" || true
+rapctl mesh links --cluster demo | head -12
+
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "$bin/rap-authority" bootstrap-owner --database-url "$db" --name owner --demo-password "$pw" --console-url "https://${API[1]}/console/" | tee "$demo/owner.txt"
