@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/jointoken"
 	"github.com/rap-fabric/core/pki"
@@ -30,35 +31,14 @@ var (
 	hex64RE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
-// JoinRequestInput is what an agent sends to join a cluster.
-type JoinRequestInput struct {
-	Token           string              `json:"token"`
-	NodeName        string              `json:"node_name"`
-	HostFingerprint string              `json:"host_fingerprint"`
-	PublicKey       []byte              `json:"public_key"`
-	NoisePublicKey  []byte              `json:"noise_public_key"`
-	Facts           json.RawMessage     `json:"facts"`
-	Capabilities    []domain.Capability `json:"capabilities"`
-	RequestedRoles  []domain.Role       `json:"requested_roles"`
-	// PollSecret is chosen by the agent (32 bytes); only its hash is stored. It
-	// authenticates polls for the outcome and makes a resent identical request
-	// idempotent.
-	PollSecret []byte `json:"poll_secret"`
-}
+// JoinRequestInput is what an agent sends to join a cluster (the agentapi
+// contract).
+type JoinRequestInput = agentapi.JoinRequest
 
-// JoinStatus is what the agent learns about its request.
-type JoinStatus struct {
-	RequestID   string    `json:"request_id"`
-	ClusterID   string    `json:"cluster_id"`
-	Status      string    `json:"status"`
-	ExpiresAt   time.Time `json:"expires_at"`
-	NodeID      string    `json:"node_id,omitempty"`
-	Certificate []byte    `json:"certificate,omitempty"`
-	CACert      []byte    `json:"ca_certificate,omitempty"`
-	Reason      string    `json:"reason,omitempty"`
-}
+// JoinStatus is what the agent learns about its request (the agentapi contract).
+type JoinStatus = agentapi.JoinStatus
 
-func (in *JoinRequestInput) validate() error {
+func validateJoin(in *JoinRequestInput) error {
 	if !nodeNameRE.MatchString(in.NodeName) {
 		return Errf(CodeInvalid, "node_name must be 1-253 characters of letters, digits, '.', '_' or '-'")
 	}
@@ -126,7 +106,7 @@ func (a *Authority) SubmitJoinRequest(ctx context.Context, source, viaCluster st
 		_ = a.Audit(ctx, Op{Action: "join_request.refuse", Actor: actor, Details: map[string]any{"reason": "malformed token"}}, "denied")
 		return JoinStatus{}, errTokenInvalid("malformed")
 	}
-	if err := in.validate(); err != nil {
+	if err := validateJoin(&in); err != nil {
 		return JoinStatus{}, err
 	}
 	now := a.cfg.Clock()

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/pki"
@@ -153,41 +154,13 @@ const (
 	MaxHeartbeatServicesBytes = 64 << 10
 )
 
-// HeartbeatInput is the body of POST /v1/agent/heartbeat.
-type HeartbeatInput struct {
-	// Seq increases with every heartbeat of one agent run.
-	Seq int64 `json:"seq"`
-	// SentAt is the agent's clock when it sent the heartbeat.
-	SentAt time.Time `json:"sent_at"`
-	// AgentVersion is the agent's build version.
-	AgentVersion string `json:"agent_version"`
-	// AppliedVersion is the last applied config snapshot version.
-	AppliedVersion int64 `json:"applied_version"`
-	// State is the agent's partition mode: normal or degraded.
-	State string `json:"state"`
-	// Health is the agent's local health summary (a JSON object).
-	Health json.RawMessage `json:"health,omitempty"`
-	// Services is the service status list (a JSON array).
-	Services json.RawMessage `json:"services,omitempty"`
-	// Capabilities are sent when they change (or when asked with NeedFacts).
-	Capabilities []domain.Capability `json:"capabilities,omitempty"`
-	// Facts are sent when they change (or when asked with NeedFacts).
-	Facts json.RawMessage `json:"facts,omitempty"`
-}
+// HeartbeatInput is the body of POST /v1/agent/heartbeat (the agentapi contract).
+type HeartbeatInput = agentapi.Heartbeat
 
-// HeartbeatAck answers a heartbeat.
-type HeartbeatAck struct {
-	ClusterID   string    `json:"cluster_id"`
-	NodeID      string    `json:"node_id"`
-	Seq         int64     `json:"seq"`
-	ReceivedAt  time.Time `json:"received_at"`
-	AuthorityID string    `json:"authority_id"`
-	// NeedFacts asks the agent to include facts and capabilities next time
-	// (this authority has none in memory for it).
-	NeedFacts bool `json:"need_facts"`
-}
+// HeartbeatAck answers a heartbeat (the agentapi contract).
+type HeartbeatAck = agentapi.HeartbeatAck
 
-func (in *HeartbeatInput) validate() error {
+func validateHeartbeat(in *HeartbeatInput) error {
 	switch in.State {
 	case "", "normal", "degraded":
 	default:
@@ -425,7 +398,7 @@ func (h *Heartbeats) every(ctx context.Context, d time.Duration, fn func(context
 // Ingest takes one heartbeat of an authenticated node. It never touches the
 // database: the row waits for the next flush.
 func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, error) {
-	if err := in.validate(); err != nil {
+	if err := validateHeartbeat(&in); err != nil {
 		return HeartbeatAck{}, err
 	}
 	now := h.cfg.Clock()

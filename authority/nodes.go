@@ -5,10 +5,10 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/pki"
@@ -159,12 +159,8 @@ func (a *Authority) SetMembershipStatus(ctx context.Context, actor Actor, cluste
 		})
 }
 
-// RenewedCert is a freshly issued node certificate.
-type RenewedCert struct {
-	Serial      string    `json:"serial"`
-	NotAfter    time.Time `json:"not_after"`
-	Certificate []byte    `json:"certificate"`
-}
+// RenewedCert is a freshly issued node certificate (the agentapi contract).
+type RenewedCert = agentapi.RenewedCert
 
 // RenewCertificate issues a new certificate for the node's active identity
 // (fenced). With newKey/newNoiseKey set it is a key rotation: the old identity

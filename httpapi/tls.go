@@ -13,50 +13,38 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/pki"
 )
 
-// Server names an agent uses in TLS (SNI), so the authority presents a server
-// certificate signed by the right cluster CA:
-//
-//	<first 16 hex of the CA pin>.pin.rap-fabric   before enrollment (the agent knows only the pin)
-//	<cluster id>.cluster.rap-fabric               after enrollment
-//
-// Any other name gets the platform certificate (owner API).
-const (
-	pinSuffix     = ".pin.rap-fabric"
-	clusterSuffix = ".cluster.rap-fabric"
-	// PlatformCA is the FSM "cluster" id of the platform CA that signs the owner
-	// API's server certificates.
-	PlatformCA = "platform"
-)
+// PlatformCA is the FSM "cluster" id of the platform CA that signs the owner
+// API's server certificates. Agents name the cluster they want in TLS (SNI):
+// agentapi.ServerNameForPin before enrollment, agentapi.ServerNameForCluster
+// after; any other name gets the platform certificate (owner API).
+const PlatformCA = "platform"
 
 // ServerNameForPin returns the TLS server name an enrolling agent uses.
-func ServerNameForPin(pin string) string {
-	return strings.TrimPrefix(pin, "sha256:")[:16] + pinSuffix
-}
+func ServerNameForPin(pin string) string { return agentapi.ServerNameForPin(pin) }
 
 // ServerNameForCluster returns the TLS server name an enrolled agent uses.
-func ServerNameForCluster(clusterID string) string { return clusterID + clusterSuffix }
+func ServerNameForCluster(clusterID string) string { return agentapi.ServerNameForCluster(clusterID) }
 
 // clusterForServerName resolves an SNI name to a cluster id ("" when none).
 func (s *Server) clusterForServerName(name string) string {
-	switch {
-	case strings.HasSuffix(name, clusterSuffix):
-		id := strings.TrimSuffix(name, clusterSuffix)
+	if id := agentapi.ClusterOf(name); id != "" {
 		if _, ok := s.a.FSM().ClusterCA(id); ok {
 			return id
 		}
-	case strings.HasSuffix(name, pinSuffix):
-		prefix := strings.TrimSuffix(name, pinSuffix)
-		if len(prefix) != 16 {
-			return ""
-		}
-		for _, id := range s.a.FSM().Clusters() {
-			ca, _ := s.a.FSM().ClusterCA(id)
-			if pin, err := pki.PinDER(ca.Current.CertDER); err == nil && strings.HasPrefix(strings.TrimPrefix(pin, "sha256:"), prefix) {
-				return id
-			}
+		return ""
+	}
+	prefix := agentapi.PinPrefixOf(name)
+	if prefix == "" {
+		return ""
+	}
+	for _, id := range s.a.FSM().Clusters() {
+		ca, _ := s.a.FSM().ClusterCA(id)
+		if pin, err := pki.PinDER(ca.Current.CertDER); err == nil && strings.HasPrefix(strings.TrimPrefix(pin, "sha256:"), prefix) {
+			return id
 		}
 	}
 	return ""
