@@ -109,23 +109,29 @@ for n in 1 2 3 4; do
 done
 
 say "the agents run: mTLS heartbeats, desired state, signed snapshots"
+node_id() { rapctl -o json node list --cluster demo | python3 -c 'import json,sys; print([n["id"] for n in json.load(sys.stdin)["items"] if n["name"]==sys.argv[1]][0])' "$1"; }
+edge4=$(node_id edge-4)
 for n in 1 2 3 4; do
 	ad=$demo/agent$n
+	extra=()
+	# edge-3 never links to edge-4 directly, so their traffic must cross a relay.
+	[ "$n" = 3 ] && extra=(--mesh-no-direct "$edge4")
 	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s \
-		--capability "$caps" >"$ad/run.log" 2>&1 &
+		--capability "$caps" "${extra[@]}" >"$ad/run.log" 2>&1 &
 	echo $! >"$ad/run.pid"
 	disown
 done
-node_id() { rapctl -o json node list --cluster demo | python3 -c 'import json,sys; print([n["id"] for n in json.load(sys.stdin)["items"] if n["name"]==sys.argv[1]][0])' "$1"; }
 sleep 3
 rapctl node list --cluster demo
 rapctl node heartbeat "$(node_id edge-1)"
 
-say "roles: two relays, an entry node, a config-storage node (capabilities checked)"
+say "roles: two relays, an entry node, a config-storage node, mesh on the edges (capabilities checked)"
 rapctl role assign demo "$(node_id edge-1)" relay-node | tail -n +2
 rapctl role assign demo "$(node_id edge-2)" relay-node | tail -n +2
 rapctl role assign demo "$(node_id edge-3)" entry-node | tail -n +2
 rapctl role assign demo "$(node_id edge-4)" config-storage | tail -n +2
+rapctl role assign demo "$(node_id edge-3)" core-mesh | tail -n +2
+rapctl role assign demo "$(node_id edge-4)" core-mesh | tail -n +2
 echo "a role the node cannot run is refused:"
 rapctl role assign demo "$(node_id edge-3)" rdp-worker || true
 sleep 4
@@ -133,13 +139,40 @@ say "signed need-to-know snapshots: desired vs applied version per node"
 rapctl snapshot status demo
 for n in 1 3; do
 	echo "-- rap-node-agent status (edge-$n)"
-	"$bin/rap-node-agent" status --state "$demo/agent$n/state.db" --status-socket "$demo/agent$n/agent.sock" | head -12
+	"$bin/rap-node-agent" status --state "$demo/agent$n/state.db" --status-socket "$demo/agent$n/agent.sock" | sed -n "1,12p"
 done
 
-say "mesh: Noise links between the agents; echo from edge-3 (entry) to edge-1 (relay) and between the relays"
-"$bin/rap-node-agent" mesh ping "$(node_id edge-1)" --state "$demo/agent3/state.db" --status-socket "$demo/agent3/agent.sock" || true
-"$bin/rap-node-agent" mesh ping "$(node_id edge-2)" --state "$demo/agent1/state.db" --status-socket "$demo/agent1/agent.sock" || true
-rapctl mesh links --cluster demo | head -12
+say "mesh: Noise links, an end-to-end echo across a relay, then a failover when that relay dies"
+names=$(rapctl -o json node list --cluster demo | python3 -c 'import json,sys; print(json.dumps({n["id"]: n["name"] for n in json.load(sys.stdin)["items"]}))')
+ping34() { "$bin/rap-node-agent" mesh ping "$edge4" -o json --state "$demo/agent3/state.db" --status-socket "$demo/agent3/agent.sock" 2>/dev/null; }
+show() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); n=json.loads(sys.argv[2]); print("  path " + " → ".join(n.get(h,h) for h in r["path"]) + "   rtt %.2f ms" % r["rtt_ms"])' "$1" "$names"; }
+relay=""
+for _ in $(seq 1 60); do
+	out=$(ping34) && relay=$(python3 -c 'import json,sys; p=json.loads(sys.argv[1])["path"]; print(p[1] if len(p)==3 else "")' "$out") && [ -n "$relay" ] && break
+	sleep 0.5
+done
+if [ -z "$relay" ]; then
+	echo "no relayed path from edge-3 to edge-4 yet (see .rap/demo/agent3/run.log)"
+else
+	echo "edge-3 → edge-4 (no direct link between them):"
+	show "$out" 
+	rname=$(python3 -c 'import json,sys; print(json.loads(sys.argv[2])[sys.argv[1]])' "$relay" "$names")
+	echo "kill -9 the relay in use ($rname)"
+	kill -9 "$(cat "$demo/agent${rname#edge-}/run.pid")"
+	t0=$(date +%s%N)
+	for _ in $(seq 1 100); do
+		out=$(ping34) && python3 -c 'import json,sys; p=json.loads(sys.argv[1])["path"]; sys.exit(0 if len(p)==3 and p[1]!=sys.argv[2] else 1)' "$out" "$relay" && break
+		sleep 0.2
+	done
+	echo "rerouted after $(( ($(date +%s%N) - t0) / 1000000 )) ms:"
+	show "$out"
+	ad=$demo/agent${rname#edge-}
+	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s --capability "$caps" >>"$ad/run.log" 2>&1 &
+	echo $! >"$ad/run.pid"
+	disown
+	echo "($rname restarted)"
+fi
+rapctl mesh links --cluster demo | sed -n "1,8p"
 
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
