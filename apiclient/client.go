@@ -33,6 +33,7 @@ type Error struct {
 	Details map[string]any `json:"details,omitempty"`
 }
 
+// Error implements error.
 func (e *Error) Error() string { return fmt.Sprintf("%s (%d): %s", e.Code, e.Status, e.Message) }
 
 // ErrUnreachable is returned when no authority answered.

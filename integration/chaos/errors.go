@@ -19,5 +19,8 @@ var (
 // DialError marks a failure to connect (nothing was sent).
 type DialError struct{ Err error }
 
+// Error implements error.
 func (e *DialError) Error() string { return "dial: " + e.Err.Error() }
+
+// Unwrap returns the cause.
 func (e *DialError) Unwrap() error { return e.Err }
