@@ -84,14 +84,30 @@ func (a *agentProc) member(cluster string) runtime.MemberStatus {
 type clusterInfo struct{ id, pin string }
 
 func mkClusterToken(t *testing.T, owner *apiclient.Client, slug string) (clusterInfo, string) {
+	return mkClusterTokenN(t, owner, slug, 2)
+}
+
+// mkClusterTokenN creates a cluster and a join token for uses enrollments.
+func mkClusterTokenN(t *testing.T, owner *apiclient.Client, slug string, uses int) (clusterInfo, string) {
 	ctx := context.Background()
 	c, err := authtest.CreateCluster(ctx, owner, slug)
 	require.NoError(t, err)
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": slug, "max_uses": 2, "description": "agent test"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": slug, "max_uses": uses, "description": "integration test"}, &tok, nil))
 	return clusterInfo{id: c["id"].(string), pin: c["ca_pin"].(string)}, tok.Token
+}
+
+// apiAddrs lists the API addresses of the group's running authorities.
+func apiAddrs(g *authtest.Group) []string {
+	var addrs []string
+	for _, d := range g.DS {
+		if d != nil {
+			addrs = append(addrs, d.APIAddr())
+		}
+	}
+	return addrs
 }
 
 // enroll runs `rap-node-agent enroll`, approves the request through the owner

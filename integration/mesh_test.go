@@ -140,21 +140,11 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	ctx := context.Background()
 	g.Leader(10 * time.Second)
 	owner := g.Client(g.DS...)
-	_, err := authtest.CreateCluster(ctx, owner, "mesh")
-	require.NoError(t, err)
-	var c struct {
-		ID    string `json:"id"`
-		CAPin string `json:"ca_pin"`
-	}
-	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/clusters/mesh", nil, &c, nil))
-	var tok struct {
-		Token string `json:"token"`
-	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "mesh", "max_uses": 3, "description": "mesh test"}, &tok, nil))
-	var addrs []string
-	for _, d := range g.DS {
-		addrs = append(addrs, d.APIAddr())
-	}
+	var err error
+	ci, token := mkClusterTokenN(t, owner, "mesh", 3)
+	c := struct{ ID, CAPin string }{ci.id, ci.pin}
+	tok := struct{ Token string }{token}
+	addrs := apiAddrs(g)
 	agents := map[string]*meshAgent{}
 	for _, n := range []string{"a", "b", "c"} {
 		dir := t.TempDir()

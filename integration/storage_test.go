@@ -139,21 +139,10 @@ func TestAgentFetchesFromConfigStorageWhenAuthoritiesAreDown(t *testing.T) {
 	ctx := context.Background()
 	g.Leader(10 * time.Second)
 	owner := g.Client(g.DS...)
-	_, err := authtest.CreateCluster(ctx, owner, "store")
-	require.NoError(t, err)
-	var c struct {
-		ID    string `json:"id"`
-		CAPin string `json:"ca_pin"`
-	}
-	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/clusters/store", nil, &c, nil))
-	var tok struct {
-		Token string `json:"token"`
-	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "store", "max_uses": 2, "description": "storage test"}, &tok, nil))
-	var addrs []string
-	for _, d := range g.DS {
-		addrs = append(addrs, d.APIAddr())
-	}
+	ci, token := mkClusterTokenN(t, owner, "store", 2)
+	c := struct{ ID, CAPin string }{ci.id, ci.pin}
+	tok := struct{ Token string }{token}
+	addrs := apiAddrs(g)
 	mk := func(name string) *meshAgent {
 		ag := &meshAgent{agentProc: &agentProc{t: t, bin: bin, state: filepath.Join(t.TempDir(), "state.db")}, name: name}
 		ag.node = enrollAs(t, ag, g, owner, addrs, "store", tok.Token, c.CAPin)
