@@ -11,8 +11,9 @@ import (
 // Mesh inventory: agents report their links and reachable destinations
 // (POST /v1/agent/links, any authority, not fenced: like heartbeats it is an
 // observation, not a decision); owners read them per cluster. Route intents
-// and QoS policy are the cluster policy's route_policy and qos_policy
-// (SetClusterPolicy, fenced and audited), delivered to mesh roles in their
+// and QoS policies are rows of cluster_route_intents and qos_policies
+// (intents.go, fenced and audited), merged into the cluster policy's
+// route_policy and qos_policy documents that mesh roles receive in their
 // snapshots.
 
 // Bounds of one link report.

@@ -200,7 +200,11 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 	if err != nil {
 		return nil, err
 	}
-	s := &snapshot.State{Cluster: snapshot.Cluster{ID: c.ID, Name: c.Name}, RoutePolicy: pol.RoutePolicy, QoSPolicy: pol.QoSPolicy}
+	route, qos, err := a.policyWithIntents(ctx, q, c.ID, pol.RoutePolicy, pol.QoSPolicy)
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot.State{Cluster: snapshot.Cluster{ID: c.ID, Name: c.Name}, RoutePolicy: route, QoSPolicy: qos}
 	for _, k := range append(pubs, noises...) {
 		s.Revocations.KeyFingerprints = append(s.Revocations.KeyFingerprints, snapshot.Fingerprint(k))
 	}

@@ -6,8 +6,10 @@ package httpapi
 //	GET  /v1/clusters/{cluster}/links    (owner) link inventory, ?node= filter
 //	GET  /v1/clusters/{cluster}/routes   (owner) reported route health, ?node=
 //
-// Route intents and QoS policy are set and read through the cluster policy
-// (PUT/GET /v1/clusters/{cluster}/policy: route_policy, qos_policy).
+// Route intents and QoS policies have their own routes (intents.go:
+// /v1/clusters/{cluster}/route-intents, /v1/clusters/{cluster}/qos-policies);
+// the cluster policy document (PUT/GET /v1/clusters/{cluster}/policy) carries
+// the rest of route_policy and qos_policy.
 
 import (
 	"net/http"

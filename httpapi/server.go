@@ -205,6 +205,8 @@ func (s *Server) routes() {
 	s.adminRoutes(r)
 	// Mesh inventory (mesh.go).
 	s.meshRoutes(r)
+	// Route intents and QoS policies (intents.go).
+	s.intentRoutes(r)
 	s.router = r
 }
 

@@ -87,6 +87,12 @@ ROUTES = [
     ("POST", "/v1/agent/links", "node", "agent", "Report mesh link and route health (stored in mesh_links and mesh_routes)", 200),
     ("GET", "/v1/clusters/{cluster}/links", "owner", "mesh", "Mesh link inventory as the agents report it (?node)", 200),
     ("GET", "/v1/clusters/{cluster}/routes", "owner", "mesh", "Reported route health per destination (?node)", 200),
+    ("POST", "/v1/clusters/{cluster}/route-intents", "owner", "mesh", "Create a route intent: source/destination selector, allow|deny|prefer-relay, priority (fenced)", 201),
+    ("GET", "/v1/clusters/{cluster}/route-intents", "owner", "mesh", "List the cluster's route intents in priority order", 200),
+    ("DELETE", "/v1/clusters/{cluster}/route-intents/{iid}", "owner", "mesh", "Delete a route intent (fenced)", 200),
+    ("POST", "/v1/clusters/{cluster}/qos-policies", "owner", "mesh", "Create a QoS policy: traffic class, priority, bandwidth cap, latency target (fenced)", 201),
+    ("GET", "/v1/clusters/{cluster}/qos-policies", "owner", "mesh", "List the cluster's QoS policies in priority order", 200),
+    ("DELETE", "/v1/clusters/{cluster}/qos-policies/{qid}", "owner", "mesh", "Delete a QoS policy (fenced)", 200),
 ]
 
 def main():

@@ -351,6 +351,40 @@ var commands = []cmd{
 		table: []string{"node_id", "peer_node_id", "state", "set", "rtt_ms", "loss", "last_handshake_at", "reported_at"}},
 	{path: "mesh routes", help: "a cluster's reported route health (--cluster, --node)", flags: meshList("routes"),
 		table: []string{"node_id", "destination", "next_hop", "cost", "hops", "reported_at"}},
+	{path: "route-intent create", args: "CLUSTER NAME", help: "add a route intent (--source, --destination: * or node|group|region|role|organization:VALUE; --action allow|deny|prefer-relay; fenced)", flags: func(fs *flag.FlagSet) builder {
+		src := fs.String("source", "*", "source selector")
+		dst := fs.String("destination", "*", "destination selector")
+		action := fs.String("action", "allow", "allow, deny or prefer-relay")
+		prio := fs.Int("priority", 100, "priority (0-10000, lower applies first)")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("CLUSTER NAME")
+			}
+			body := map[string]any{"name": positional[1], "source": *src, "destination": *dst, "action": *action, "priority": *prio}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/route-intents", body, nil
+		}
+	}, table: []string{"id", "name", "source", "destination", "action", "priority"}, single: true},
+	{path: "route-intent list", args: "CLUSTER", help: "a cluster's route intents in priority order", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/route-intents?limit=500", "cluster"),
+		table: []string{"id", "name", "source", "destination", "action", "priority", "created_by"}},
+	{path: "route-intent delete", args: "CLUSTER ID", help: "delete a route intent (fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/route-intents/{id}", "cluster", "id"),
+		table: []string{"id", "name"}, single: true},
+	{path: "qos create", args: "CLUSTER NAME", help: "add a QoS policy (--class control|interactive|streaming|bulk|best-effort; fenced)", flags: func(fs *flag.FlagSet) builder {
+		class := fs.String("class", "best-effort", "traffic class")
+		prio := fs.Int("priority", 100, "priority (0-10000, lower applies first)")
+		bw := fs.Int64("max-bandwidth-kbps", 0, "bandwidth cap in kbit/s (0: none)")
+		lat := fs.Int("latency-target-ms", 0, "latency target in ms (0: none)")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("CLUSTER NAME")
+			}
+			body := map[string]any{"name": positional[1], "traffic_class": *class, "priority": *prio, "max_bandwidth_kbps": *bw, "latency_target_ms": *lat}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/qos-policies", body, nil
+		}
+	}, table: []string{"id", "name", "traffic_class", "priority", "max_bandwidth_kbps", "latency_target_ms"}, single: true},
+	{path: "qos list", args: "CLUSTER", help: "a cluster's QoS policies in priority order", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/qos-policies?limit=500", "cluster"),
+		table: []string{"id", "name", "traffic_class", "priority", "max_bandwidth_kbps", "latency_target_ms", "created_by"}},
+	{path: "qos delete", args: "CLUSTER ID", help: "delete a QoS policy (fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/qos-policies/{id}", "cluster", "id"),
+		table: []string{"id", "name"}, single: true},
 }
 
 // meshList reads /v1/clusters/{cluster}/links or /routes.

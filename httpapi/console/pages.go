@@ -221,7 +221,7 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 		return err
 	}
 	v.Data["Heartbeats"] = maps(hs)
-	var roles, svcs []map[string]any
+	var roles, svcs, links, routes []map[string]any
 	for _, m := range n.Memberships {
 		rs, err := a.ListRoles(ctx, m.ClusterID, id, store.Page{Limit: 500})
 		if err != nil {
@@ -233,9 +233,21 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 			return err
 		}
 		svcs = append(svcs, maps(ss)...)
+		ls, err := a.ListMeshLinks(ctx, m.ClusterID, id, store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		links = append(links, maps(ls)...)
+		mr, err := a.ListMeshRoutes(ctx, m.ClusterID, id, store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		routes = append(routes, maps(mr)...)
 	}
 	v.Data["Roles"] = roles
 	v.Data["Services"] = svcs
+	v.Data["MeshLinks"] = links
+	v.Data["MeshRoutes"] = routes
 	v.Data["AllRoles"] = domain.AllRoles
 	ev, err := a.ListAudit(ctx, store.AuditFilter{TargetID: id}, store.Page{Limit: 200})
 	if err != nil {
