@@ -153,6 +153,39 @@ func stream(a *meshAgent, dst string, count int, every time.Duration) (meshrun.S
 	return r, json.Unmarshal(data, &r)
 }
 
+// linkDown is what watchDown saw: the link's down_since and when the test
+// first read it as down.
+type linkDown struct {
+	since, seen time.Time
+	err         error
+}
+
+// watchDown polls the agent's status socket (GET /v1/mesh) until its link to
+// peer reports state "down" with a down_since, or timeout passes.
+func watchDown(a *meshAgent, peer string, timeout time.Duration) linkDown {
+	sock := filepath.Join(filepath.Dir(a.state), "agent.sock")
+	last := "no status"
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ms, err := runtime.MeshStatusVia(ctx, sock)
+		cancel()
+		if err != nil || len(ms) != 1 {
+			last = fmt.Sprintf("status: %v (%d meshes)", err, len(ms))
+			continue
+		}
+		for _, l := range ms[0].Links {
+			if l.NodeID != peer {
+				continue
+			}
+			last = fmt.Sprintf("link %s state %s down_since %v", peer, l.State, l.DownSince)
+			if l.State == "down" && !l.DownSince.IsZero() {
+				return linkDown{since: l.DownSince, seen: time.Now()}
+			}
+		}
+	}
+	return linkDown{err: fmt.Errorf("link to %s not reported down within %v: last %s", peer, timeout, last)}
+}
+
 // firstAfter returns the first echo sent at or after t whose relays satisfy
 // ok, and the time it came back.
 func firstAfter(r meshrun.StreamReport, t time.Time, ok func(relays []string) bool) (meshrun.StreamEcho, time.Time, bool) {
@@ -271,9 +304,17 @@ func TestMeshFailoverInAgents(t *testing.T) {
 	direct := func(r []string) bool { return len(r) == 0 }
 	relayed := func(r []string) bool { return len(r) == 1 && r[0] != b.node }
 	var cutAt time.Time
-	go func() { time.Sleep(time.Second); cutAt = time.Now(); cutAB(true) }()
-	rep, err := stream(a, b.node, 400, 20*time.Millisecond)
+	const every = 20 * time.Millisecond
+	downCh := make(chan linkDown, 1)
+	go func() {
+		time.Sleep(time.Second)
+		cutAt = time.Now()
+		cutAB(true)
+		downCh <- watchDown(a, b.node, 15*time.Second)
+	}()
+	rep, err := stream(a, b.node, 400, every)
 	require.NoError(t, err)
+	down := <-downCh
 	t.Logf("cut stream: %s", summary(rep))
 	require.Zero(t, rep.Duplicates, "no echo delivered twice")
 	require.Zero(t, rep.Unexpected)
@@ -283,6 +324,14 @@ func TestMeshFailoverInAgents(t *testing.T) {
 	require.True(t, ok, "an echo over a relay after the cut: %s", summary(rep))
 	failover := at.Sub(cutAt)
 	t.Logf("FAILOVER direct→relay %v: link cut → first echo over relay %v (seq %d)", failover, e.Relays, e.Seq)
+	// Issue 9: the reroute must follow the failure becoming detectable (a's
+	// link to b reported down, down_since) within 1 s. The echo stream only
+	// samples the route every `every`, so that interval is allowed as slack.
+	require.NoError(t, down.err, "a's link to b reported down after the cut")
+	detectToReroute := at.Sub(down.since)
+	t.Logf("DETECTION→REROUTE %v: a's link to b down_since %s (%v after the cut, first seen down %v after it) → first echo over relay received (bound 1s + %v stream interval)",
+		detectToReroute, down.since.Format(time.RFC3339Nano), down.since.Sub(cutAt), down.seen.Sub(cutAt), every)
+	require.LessOrEqual(t, detectToReroute, time.Second+every, "detection (down_since) → first echo over a relay")
 	for _, x := range rep.Echoes {
 		if x.RecvUnixNs != 0 && x.SentUnixNs > time.Unix(0, e.SentUnixNs).UnixNano() {
 			require.True(t, relayed(x.Relays), "echo %d after failover went %v while a–b is cut", x.Seq, x.Relays)

@@ -208,8 +208,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.pol = &routing.ScopePolicy{ID: cfg.NodeID, Self: routing.Scope{Cluster: cfg.ClusterID}, Nodes: map[string]routing.Scope{}, NoTransit: map[string]bool{cfg.NodeID: true}}
+	// SwitchMargin: link costs come from probe RTTs, so two equal-cost relay
+	// paths jitter around each other; keep the next hop unless the
+	// alternative is clearly (routeSwitchMargin) cheaper.
 	n.r, err = routing.New(routing.Config{Self: cfg.NodeID, UpdateInterval: cfg.RouteUpdate, RequestInterval: 200 * time.Millisecond, Policy: n.pol,
-		Send: func(to string, msg []byte) { _ = n.m.Send(to, msg) }})
+		SwitchMargin: routeSwitchMargin, Send: func(to string, msg []byte) { _ = n.m.Send(to, msg) }})
 	if err != nil {
 		n.m.Close()
 		return nil, err
@@ -430,6 +433,11 @@ func (n *Node) syncLinks() {
 	}
 }
 
+// routeSwitchMargin is the routing hysteresis: a different next hop must be
+// more than 10 % cheaper than the current one to replace it. A direct link
+// (about half the cost of a one-relay path) still wins back at once.
+const routeSwitchMargin = 0.1
+
 // quantize keeps about two significant digits so that probe jitter does not
 // trigger a routing update per probe.
 func quantize(m routing.Metric) routing.Metric {
@@ -510,6 +518,9 @@ type LinkStatus struct {
 	RTTMs         float64   `json:"rtt_ms"`
 	Loss          float64   `json:"loss"`
 	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	// DownSince is when the link was detected down (RFC 3339, UTC); absent
+	// unless State is "down".
+	DownSince time.Time `json:"down_since,omitzero"`
 }
 
 // RouteStatus is one destination of the routing table.
@@ -547,6 +558,9 @@ func (n *Node) Status() Status {
 		l := LinkStatus{NodeID: p.NodeID, State: string(p.State), Set: string(p.Set), Reason: p.Reason, RTTMs: ms(p.RTT), Loss: p.Loss, LastHandshake: p.LastHandshake}
 		if p.Endpoint.IsValid() {
 			l.Endpoint = p.Endpoint.String()
+		}
+		if !p.DownSince.IsZero() {
+			l.DownSince = p.DownSince.UTC()
 		}
 		s.Links = append(s.Links, l)
 	}

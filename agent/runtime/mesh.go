@@ -217,6 +217,11 @@ func (m *member) linkReportLoop(ctx context.Context, node *meshrun.Node, log hcl
 		if body.Links == nil {
 			body.Links = []link.LinkReport{}
 		}
+		for i := range body.Links {
+			// The authority decodes this strictly and has no down_since
+			// column yet: keep it local (status socket) for now.
+			body.Links[i].DownSince = nil
+		}
 		rctx, cancel := context.WithTimeout(ctx, m.a.o.RequestTimeout)
 		err := client.Do(rctx, http.MethodPost, pathLinks, body, nil, nil)
 		cancel()

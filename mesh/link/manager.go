@@ -202,6 +202,9 @@ type peerState struct {
 	probesLost  uint64
 	everUp      bool
 	down        bool
+	// downSince is when down last became true (the Tick that detected the
+	// failure); zero while the link is not down.
+	downSince time.Time
 }
 
 type lockedReader struct {
@@ -555,7 +558,11 @@ func (m *Manager) probeLocked(c *cluster, now time.Time) {
 		default:
 			p.down = false
 		}
+		if !p.down {
+			p.downSince = time.Time{}
+		}
 		if p.down && !wasDown {
+			p.downSince = now
 			c.sel.RecordFailure(id)
 			m.cfg.Logger.Info("link down", "cluster", c.id, "peer", id)
 		}

@@ -190,13 +190,32 @@ func TestNetsimLossPartitionAndBackoff(t *testing.T) {
 	// Partition for longer than RejectAfterTime: the sessions die and the
 	// handshakes retry with exponential backoff.
 	initBefore := a.pc.initiationsTo(b.addr)
+	if s, _ := a.status("B"); !s.DownSince.IsZero() {
+		t.Errorf("DownSince set on an up link: %+v", s)
+	}
+	partitioned := w.net.Now()
 	w.net.Partition(a.addr, b.addr)
 	took := w.until(20*time.Second, "link down", func() (bool, string) {
 		s, _ := a.status("B")
 		return s.State == LinkDown, string(s.State)
 	})
 	t.Logf("A→B down %v after the partition", took)
+	// until checks after each Tick, so the Tick that marked the link down ran
+	// at the current virtual time: DownSince is exactly the detection moment.
+	detected := w.net.Now()
+	if s, _ := a.status("B"); !s.DownSince.Equal(detected) || !s.DownSince.After(partitioned) {
+		t.Errorf("DownSince = %v, want the detection tick %v (partition at %v)", s.DownSince, detected, partitioned)
+	}
+	if r := reportFor(a, "B"); r.DownSince == nil || !r.DownSince.Equal(detected) || r.DownSince.Location() != time.UTC {
+		t.Errorf("LinkReport.DownSince = %v, want %v UTC", r.DownSince, detected)
+	}
+	if r := reportFor(a, "C"); r.DownSince != nil {
+		t.Errorf("LinkReport.DownSince on up link A→C: %v", r.DownSince)
+	}
 	w.run(200 * time.Second)
+	if s, _ := a.status("B"); s.State == LinkDown && !s.DownSince.Equal(detected) {
+		t.Errorf("DownSince moved while the link stayed down: %v, want %v", s.DownSince, detected)
+	}
 	inits := a.pc.initiationsTo(b.addr) - initBefore
 	if inits < 3 || inits > 10 {
 		t.Errorf("%d initiations A→B during a 200 s partition; exponential backoff expects ~7 (a fixed 5 s retry would send ~37)", inits)
@@ -214,6 +233,12 @@ func TestNetsimLossPartitionAndBackoff(t *testing.T) {
 	t.Logf("A↔B up %v after heal (%d initiations while partitioned)", took, inits)
 	if s, _ := a.status("B"); !s.LastHandshake.After(healed) {
 		t.Errorf("no new handshake after heal: %+v", s)
+	}
+	if s, _ := a.status("B"); !s.DownSince.IsZero() {
+		t.Errorf("DownSince not cleared after the link came back: %v", s.DownSince)
+	}
+	if r := reportFor(a, "B"); r.DownSince != nil {
+		t.Errorf("LinkReport.DownSince not cleared after heal: %v", r.DownSince)
 	}
 	if err := a.m.Send("B", []byte("back")); err != nil {
 		t.Fatal(err)
@@ -297,4 +322,14 @@ func TestConfigAndDirectoryValidation(t *testing.T) {
 			t.Errorf("%+v: %v", d, err)
 		}
 	}
+}
+
+// reportFor returns n's LinkReport row for peer (zero if absent).
+func reportFor(n *testNode, peer string) LinkReport {
+	for _, r := range n.m.Reports() {
+		if r.PeerNodeID == peer {
+			return r
+		}
+	}
+	return LinkReport{}
 }

@@ -52,6 +52,9 @@ type PeerStatus struct {
 	// InGossip says whether gossip currently proposes the peer.
 	InGossip               bool
 	ProbesSent, ProbesLost uint64
+	// DownSince is when the link was detected down (State == LinkDown);
+	// zero otherwise.
+	DownSince time.Time
 }
 
 // LinkReport is one row of the control plane's link inventory (mesh_links).
@@ -63,6 +66,8 @@ type LinkReport struct {
 	Loss            float64    `json:"loss"`
 	LastHandshakeAt *time.Time `json:"last_handshake_at,omitempty"`
 	Set             string     `json:"set"`
+	// DownSince is when the link was detected down; absent unless down.
+	DownSince *time.Time `json:"down_since,omitempty"`
 }
 
 // Status returns every directory peer of every cluster, sorted by cluster
@@ -81,6 +86,9 @@ func (m *Manager) Status() []PeerStatus {
 				ClusterID: cid, NodeID: id, Channel: st, Set: p.set, Score: p.score, Reason: p.reason,
 				RTT: p.rtt, GossipRTT: p.gossipRTT, Loss: p.loss, LastHandshake: c.lastHandshake(k),
 				Endpoint: p.dial, InGossip: p.inGossip, ProbesSent: p.probesSent, ProbesLost: p.probesLost,
+			}
+			if p.down {
+				ps.DownSince = p.downSince
 			}
 			if ps.RTT == 0 {
 				ps.RTT = p.gossipRTT
@@ -118,6 +126,10 @@ func (m *Manager) Reports() []LinkReport {
 		if !s.LastHandshake.IsZero() {
 			t := s.LastHandshake.UTC()
 			r.LastHandshakeAt = &t
+		}
+		if !s.DownSince.IsZero() {
+			t := s.DownSince.UTC()
+			r.DownSince = &t
 		}
 		out[i] = r
 	}

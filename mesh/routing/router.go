@@ -40,6 +40,13 @@ type Config struct {
 	// MaxMessageLen bounds each routing message; updates are split (default
 	// 1400 bytes).
 	MaxMessageLen int
+	// SwitchMargin is route selection hysteresis, a fraction of the current
+	// route's cost: while the current next hop still has a feasible route, a
+	// different next hop replaces it only if cheaper by more than this
+	// margin, so two (nearly) equal-cost paths whose probe-derived costs
+	// jitter do not alternate. 0 (the default) switches to any strictly
+	// better route; must be in [0, 1).
+	SwitchMargin float64
 }
 
 func (c *Config) setDefaults() error {
@@ -78,6 +85,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxMessageLen <= 0 {
 		c.MaxMessageLen = 1400
+	}
+	if c.SwitchMargin < 0 || c.SwitchMargin >= 1 {
+		return fmt.Errorf("%w: SwitchMargin %v not in [0, 1)", ErrConfig, c.SwitchMargin)
 	}
 	if c.MaxMessageLen < minMessageLen || c.MaxMessageLen > MaxMessageLen {
 		return fmt.Errorf("%w: MaxMessageLen %d not in %d..%d", ErrConfig, c.MaxMessageLen, minMessageLen, MaxMessageLen)
@@ -569,7 +579,7 @@ func (r *Router) reselectLocked(dst string, d *dest) {
 	if len(c) > 0 {
 		best := c[0]
 		for _, rt := range c[1:] { // on a tie keep the current route (stability)
-			if rt.NextHop == d.sel && rt.Cost == best.Cost && rt.Hops == best.Hops {
+			if rt.NextHop == d.sel && (rt.Cost == best.Cost && rt.Hops == best.Hops || r.keepLocked(rt, best)) {
 				best = rt
 				break
 			}
@@ -597,6 +607,13 @@ func (r *Router) reselectLocked(dst string, d *dest) {
 	}
 	d.sel, d.adv = sel, adv
 	r.maybeRequestLocked(dst, d, now)
+}
+
+// keepLocked reports whether the current route cur stays selected over best
+// under SwitchMargin: best is not cheaper by more than the margin.
+func (r *Router) keepLocked(cur, best Route) bool {
+	m := r.cfg.SwitchMargin
+	return m > 0 && float64(best.Cost) >= float64(cur.Cost)*(1-m)
 }
 
 // fallbackLocked picks, for a starved destination, the best unfeasible

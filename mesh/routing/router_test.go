@@ -516,3 +516,67 @@ func TestCostFromRTT(t *testing.T) {
 		t.Fatal(c)
 	}
 }
+
+// TestSwitchMarginHysteresis: two equal-cost relay paths s→a→d and s→b→d
+// whose link costs jitter by ~10 %. Without a margin the next hop follows
+// the jitter; with SwitchMargin 0.15 it stays on the current one, and still
+// moves when the alternative is clearly cheaper.
+func TestSwitchMarginHysteresis(t *testing.T) {
+	jitter := func(margin float64) (changes uint64, last string) {
+		n := diamond(t, 10, 10, 10, 10, nil)
+		s := n.routers["s"]
+		s.cfg.SwitchMargin = margin
+		if nh, _, _, _ := s.Lookup("d"); nh != "a" {
+			t.Fatalf("initial next hop %s, want a (tie → lowest id)", nh)
+		}
+		before := s.Stats().RouteChange
+		for i := range 10 {
+			hi, lo := Metric(11), Metric(9)
+			if i%2 == 1 {
+				hi, lo = lo, hi
+			}
+			n.link("s", "a", hi)
+			n.link("s", "b", lo)
+			for range 2 * n.tickEvery {
+				n.step()
+			}
+		}
+		last, _, _, _ = s.Lookup("d")
+		return s.Stats().RouteChange - before, last
+	}
+	if c, _ := jitter(0); c < 5 {
+		t.Fatalf("without a margin: %d route changes under alternating jitter, want the next hop to follow it", c)
+	}
+	c, nh := jitter(0.15)
+	if c != 0 || nh != "a" {
+		t.Fatalf("with SwitchMargin 0.15: %d route changes, next hop %s; want 0 and a", c, nh)
+	}
+	t.Logf("alternating ±10%% jitter on two equal-cost paths: 0 route changes with SwitchMargin 0.15")
+
+	// Clearly cheaper (20 vs 40): the margin does not hold the route.
+	n := diamond(t, 10, 10, 10, 10, nil)
+	s := n.routers["s"]
+	s.cfg.SwitchMargin = 0.15
+	n.link("s", "a", 30)
+	if _, err := n.runUntil(func() error {
+		if nh, _, _, _ := s.Lookup("d"); nh != "b" {
+			return fmt.Errorf("still via %s", nh)
+		}
+		return nil
+	}, 2*n.tickEvery); err != nil {
+		t.Fatal(err)
+	}
+	// A current route that is lost is replaced immediately, margin or not.
+	n.cutLink("s", "b")
+	if nh, _, _, err := s.Lookup("d"); nh != "a" {
+		t.Fatalf("after cutting the route in use: %s %v", nh, err)
+	}
+}
+
+func TestSwitchMarginConfig(t *testing.T) {
+	for _, m := range []float64{-0.1, 1, 2} {
+		if _, err := New(Config{Self: "x", Send: func(string, []byte) {}, SwitchMargin: m}); !errors.Is(err, ErrConfig) {
+			t.Errorf("SwitchMargin %v: %v, want ErrConfig", m, err)
+		}
+	}
+}
