@@ -33,13 +33,17 @@ func (a *Authority) ListNodes(ctx context.Context, cluster string, p store.Page)
 		if err != nil {
 			return nil, asError(err)
 		}
+		ids := make([]string, len(ms))
+		for i, m := range ms {
+			ids[i] = m.NodeID
+		}
+		nodes, err := store.GetNodes(ctx, a.db.Pool, ids)
+		if err != nil {
+			return nil, asError(err)
+		}
 		out := make([]NodeView, 0, len(ms))
 		for _, m := range ms {
-			n, err := store.GetNode(ctx, a.db.Pool, m.NodeID)
-			if err != nil {
-				return nil, asError(err)
-			}
-			out = append(out, NodeView{Node: n, Memberships: []store.Membership{m}})
+			out = append(out, NodeView{Node: nodes[m.NodeID], Memberships: []store.Membership{m}})
 		}
 		return out, nil
 	}
@@ -47,11 +51,19 @@ func (a *Authority) ListNodes(ctx context.Context, cluster string, p store.Page)
 	if err != nil {
 		return nil, asError(err)
 	}
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		ids[i] = n.ID
+	}
+	byNode, err := store.ListMembershipsOfNodes(ctx, a.db.Pool, ids)
+	if err != nil {
+		return nil, asError(err)
+	}
 	out := make([]NodeView, 0, len(ns))
 	for _, n := range ns {
-		ms, err := store.ListNodeMemberships(ctx, a.db.Pool, n.ID)
-		if err != nil {
-			return nil, asError(err)
+		ms := byNode[n.ID]
+		if ms == nil {
+			ms = []store.Membership{}
 		}
 		out = append(out, NodeView{Node: n, Memberships: ms})
 	}

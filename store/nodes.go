@@ -152,3 +152,30 @@ func ReportedCapabilities(ctx context.Context, q Querier, nodeID string) ([]doma
 		return domain.Capability(c), mapErr(err)
 	}, `SELECT capability FROM node_capabilities WHERE node_id::text = $1 AND reported ORDER BY capability`, nodeID)
 }
+
+// GetNodes returns the nodes with the given ids, keyed by id, in one query.
+func GetNodes(ctx context.Context, q Querier, ids []string) (map[string]Node, error) {
+	ns, err := collect(ctx, q, scanNode, `SELECT `+nodeCols+` FROM nodes WHERE id::text = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Node, len(ns))
+	for _, n := range ns {
+		out[n.ID] = n
+	}
+	return out, nil
+}
+
+// ListMembershipsOfNodes returns the memberships of the given nodes, keyed by
+// node id (oldest first), in one query.
+func ListMembershipsOfNodes(ctx context.Context, q Querier, nodeIDs []string) (map[string][]Membership, error) {
+	ms, err := collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.node_id::text = ANY($1) ORDER BY m.joined_at`, nodeIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]Membership, len(nodeIDs))
+	for _, m := range ms {
+		out[m.NodeID] = append(out[m.NodeID], m)
+	}
+	return out, nil
+}

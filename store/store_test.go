@@ -174,6 +174,13 @@ func TestModelConstraints(t *testing.T) {
 		ms, err := store.ListNodeMemberships(ctx, db.Pool, f.node.ID)
 		require.NoError(t, err)
 		require.Len(t, ms, 2)
+		byNode, err := store.ListMembershipsOfNodes(ctx, db.Pool, []string{f.node.ID})
+		require.NoError(t, err)
+		require.Equal(t, ms, byNode[f.node.ID], "the batched read sees the same memberships")
+		nodes, err := store.GetNodes(ctx, db.Pool, []string{f.node.ID, store.NewID()})
+		require.NoError(t, err)
+		require.Len(t, nodes, 1)
+		require.Equal(t, "n1", nodes[f.node.ID].Name)
 	})
 	t.Run("role for a non-member refused", func(t *testing.T) {
 		stranger := store.NewID()
