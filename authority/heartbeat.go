@@ -559,10 +559,16 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 func (h *Heartbeats) Authenticate(ctx context.Context, cert *x509.Certificate, source string) (NodePrincipal, error) {
 	key := sha256.Sum256(cert.Raw)
 	now := h.cfg.Clock()
+	// Copy the entry under the lock: refreshAuth moves checked forward while
+	// requests read it.
 	h.authMu.RLock()
-	e := h.auth[key]
+	var e authEntry
+	hit := false
+	if pe := h.auth[key]; pe != nil {
+		e, hit = *pe, true
+	}
 	h.authMu.RUnlock()
-	if e != nil && now.Before(e.notAfter) && now.Sub(e.checked) < h.cfg.AuthCacheTTL {
+	if hit && now.Before(e.notAfter) && now.Sub(e.checked) < h.cfg.AuthCacheTTL {
 		p := e.p
 		p.SourceAddr = source
 		return p, nil

@@ -2,6 +2,8 @@ package authority
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -365,4 +367,55 @@ func TestPruneDeletesOldRowsInBatches(t *testing.T) {
 	require.Equal(t, 4, counter.take("DELETE FROM node_heartbeats"), "25 rows in batches of 7")
 	require.Equal(t, 5, count(t, db, `SELECT count(*) FROM node_heartbeats`))
 	require.Equal(t, 2, count(t, db, `SELECT count(*) FROM node_heartbeat_latest`), "latest state is not pruned")
+}
+
+// TestAuthCacheRefreshWhileServing runs cache hits on the heartbeat route
+// while the background refresh moves the cached entries forward; under -race
+// it fails if a request reads an entry the refresh writes (a CI run caught
+// exactly that once).
+func TestAuthCacheRefreshWhileServing(t *testing.T) {
+	db, _, cluster, nodes := hbDB(t, 1)
+	ctx := context.Background()
+	a := New(Config{NodeID: "a1"}, nil, fsm.New(fsm.Options{}), db)
+	h := NewHeartbeats(a, HeartbeatConfig{AuthCacheTTL: time.Hour}, nil)
+	now := time.Now()
+	require.NoError(t, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
+		id, err := store.InsertIdentity(ctx, tx, store.Identity{ID: store.NewID(), ClusterID: cluster, NodeID: nodes[0],
+			PublicKey: make([]byte, 32), NoisePublicKey: make([]byte, 32)})
+		if err != nil {
+			return err
+		}
+		return store.InsertCertificate(ctx, tx, store.Certificate{Serial: "0a0b", ClusterID: cluster, NodeID: nodes[0], IdentityID: id.ID,
+			NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DER: []byte{1}})
+	}))
+	cert := &x509.Certificate{Raw: []byte("cached certificate"), NotAfter: now.Add(time.Hour)}
+	key := sha256.Sum256(cert.Raw)
+	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: nodes[0], Serial: "0a0b"}, notAfter: cert.NotAfter, checked: now}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.refreshAuth(ctx)
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		p, err := h.Authenticate(ctx, cert, "192.0.2.1:1")
+		require.NoError(t, err)
+		require.Equal(t, nodes[0], p.NodeID)
+		require.Equal(t, "192.0.2.1:1", p.SourceAddr)
+	}
+	close(stop)
+	wg.Wait()
+	require.Zero(t, h.authChecks.Load(), "every request was a cache hit")
+	h.authMu.RLock()
+	require.Len(t, h.auth, 1, "a good certificate stays cached through refreshes")
+	h.authMu.RUnlock()
 }
