@@ -296,7 +296,18 @@ func TestMeshFailoverInAgents(t *testing.T) {
 	require.Contains(t, string(out), "gossip on: 4 members, 3 verified peers")
 	t.Logf("a's status:\n%s", out)
 
-	// 2. Direct, then cut a–b: the stream moves to a relay.
+	// 2. Direct, then cut a–b: the stream moves to a relay. Route costs come
+	// from probe RTTs, and on a loaded machine a loopback relay path can
+	// measure cheaper than the direct link for a while; the drill starts once
+	// a routes to b directly.
+	g.Eventually(40*time.Second, "a routes to b over the direct link", func() bool {
+		for _, r := range meshOf(a).Routes {
+			if r.Destination == b.node {
+				return r.NextHop == b.node
+			}
+		}
+		return false
+	})
 	cutAB := func(on bool) {
 		proxies["b"].cut(real["a"], on)
 		proxies["a"].cut(real["b"], on)

@@ -228,6 +228,16 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	out, err := exec.Command(filepath.Join(bin, "rap-node-agent"), "mesh", "ping", cc.node, "--state", b.state).CombinedOutput()
 	require.NoError(t, err, string(out))
 	t.Logf("rap-node-agent mesh ping:\n%s", out)
+	// The owner's CLI on b's host asks the same local agent.
+	out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", cc.node, "--state", b.state, "-o", "json").CombinedOutput()
+	require.NoError(t, err, string(out))
+	var viaCtl runtime.PingResult
+	require.NoError(t, json.Unmarshal(out, &viaCtl), string(out))
+	require.Equal(t, []string{b.node, a.node, cc.node}, viaCtl.Path, "rapctl mesh ping shows the relay path")
+	require.Greater(t, viaCtl.EchoRTTMs, 0.0)
+	out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", "--state", b.state).CombinedOutput()
+	require.Error(t, err, "no NODE is a usage error")
+	require.Contains(t, string(out), "NODE")
 
 	// 3. The link inventory reaches the control plane.
 	g.Eventually(15*time.Second, "link inventory", func() bool {

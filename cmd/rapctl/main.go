@@ -107,6 +107,9 @@ func realMain(args []string) error {
 	if rest[0] == "config" {
 		return configCmd(rest[1:], *servers, *token, *pin)
 	}
+	if len(rest) >= 2 && rest[0] == "mesh" && rest[1] == "ping" {
+		return meshPingCmd(rest[2:])
+	}
 	var chosen *cmd
 	var pos []string
 	for i := range commands {
@@ -214,6 +217,7 @@ func printHelp() {
 	fmt.Fprintln(os.Stderr, "usage: rapctl [--server ADDR,…] [--token T] [--ca-pin P] [-o table|json] <command>")
 	fmt.Fprintln(os.Stderr, "\ncommands:")
 	fmt.Fprintln(os.Stderr, "  config set|show                 save or show connection settings")
+	fmt.Fprintln(os.Stderr, "  mesh ping NODE                  on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --cluster, --timeout)")
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-31s %s\n", strings.TrimSpace(c.path+" "+c.args), c.help)
 	}
