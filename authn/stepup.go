@@ -20,7 +20,7 @@ const (
 	ActionClusterTrust       Action = "cluster.trust"        // change a cluster's trust configuration
 	ActionTrustRootRotate    Action = "trust.rotate"         // rotate a cluster CA / trust root
 	ActionPartitionPromote   Action = "partition.promote"    // promote a partition segment
-	ActionPartitionRecover   Action = "partition.recover"    // merge, split or recover partitions
+	ActionPartitionRecover   Action = "partition.recover"    // split, merge, fence or recover partitions
 	ActionCrossClusterTrust  Action = "crosscluster.trust"   // create or change cross-cluster trust
 	ActionSecretsAccess      Action = "secrets.access"       // read or export secret material
 	ActionUpdatePolicy       Action = "update.policy"        // change update/rollout policy

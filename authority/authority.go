@@ -339,6 +339,10 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 	if err := a.verifyQuorum(ctx); err != nil {
 		return zero, err
 	}
+	if err := a.partitionGate(op); err != nil {
+		a.auditFailure(ctx, op, asError(err))
+		return zero, err
+	}
 	var out T
 	replayed := false
 	// An Idempotency-Key is scoped to the actor and the action. Its row is

@@ -29,6 +29,10 @@ const (
 	CodeUnavailable    Code = "unavailable"
 	CodeInternal       Code = "internal"
 	CodeTooLarge       Code = "too_large"
+	// CodeClusterFenced: the owner fenced (froze) the cluster; see partition.go.
+	CodeClusterFenced Code = "cluster_fenced"
+	// CodeClusterSplit: the owner declared the cluster split; admissions wait.
+	CodeClusterSplit Code = "cluster_split"
 )
 
 // Error is the typed error every authority operation returns.

@@ -204,7 +204,11 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 	if err != nil {
 		return nil, err
 	}
-	s := &snapshot.State{Cluster: snapshot.Cluster{ID: c.ID, Name: c.Name}, RoutePolicy: route, QoSPolicy: qos}
+	part, err := store.GetPartition(ctx, q, c.ID)
+	if err != nil {
+		return nil, err
+	}
+	s := &snapshot.State{Cluster: snapshot.Cluster{ID: c.ID, Name: c.Name, AuthorityState: domain.PartitionState(part.State)}, RoutePolicy: route, QoSPolicy: qos}
 	for _, k := range append(pubs, noises...) {
 		s.Revocations.KeyFingerprints = append(s.Revocations.KeyFingerprints, snapshot.Fingerprint(k))
 	}

@@ -42,6 +42,11 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/admin/users":                            authn.ActionPlatformRoleAssign,
 	"POST /v1/admin/users/{id}/disable":               authn.ActionPlatformRoleAssign,
 	"POST /v1/admin/users/{id}/enable":                authn.ActionPlatformRoleAssign,
+	"POST /v1/clusters/{cluster}/partition/promote":   authn.ActionPartitionPromote,
+	"POST /v1/clusters/{cluster}/partition/split":     authn.ActionPartitionRecover,
+	"POST /v1/clusters/{cluster}/partition/merge":     authn.ActionPartitionRecover,
+	"POST /v1/clusters/{cluster}/partition/fence":     authn.ActionPartitionRecover,
+	"POST /v1/clusters/{cluster}/partition/recover":   authn.ActionPartitionRecover,
 }
 
 // HighRiskRoutes returns the routes that need step-up ("METHOD template" → action).

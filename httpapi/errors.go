@@ -27,6 +27,8 @@ var statusOf = map[authority.Code]int{
 	authority.CodeRevoked:        http.StatusForbidden,
 	authority.CodeRateLimited:    http.StatusTooManyRequests,
 	authority.CodeInternal:       http.StatusInternalServerError,
+	authority.CodeClusterFenced:  http.StatusConflict,
+	authority.CodeClusterSplit:   http.StatusConflict,
 }
 
 // Codes used only by the HTTP layer.

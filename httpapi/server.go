@@ -207,6 +207,8 @@ func (s *Server) routes() {
 	s.meshRoutes(r)
 	// Route intents and QoS policies (intents.go).
 	s.intentRoutes(r)
+	// Partition decisions (partition.go).
+	s.partitionRoutes(r)
 	s.router = r
 }
 

@@ -279,6 +279,19 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 		return false
 	})
 
+	// 3b. The owner fences the cluster: the agents learn it from their next
+	// signed snapshot and keep running on it.
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/mesh/partition/fence", map[string]any{"reason": "integration drill"}, nil, nil))
+	g.Eventually(15*time.Second, "a learns the cluster is fenced", func() bool {
+		m := a.member(c.ID)
+		return m.Snapshot != nil && m.Snapshot.AuthorityState == "fenced"
+	})
+	out, err = exec.Command(filepath.Join(bin, "rap-node-agent"), a.args("status")...).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "cluster partition state: fenced")
+	_, err = b.mesh(cc.node)
+	require.NoError(t, err, "a fenced cluster's mesh keeps working")
+
 	// 4. Restart: the applied version is kept (persisted before use) and
 	// nothing older is accepted.
 	before := a.member(c.ID).Snapshot.AppliedVersion
@@ -289,6 +302,12 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	g.Eventually(15*time.Second, "a restarted on its stored snapshot", func() bool {
 		m := a.member(c.ID)
 		return m.Snapshot != nil && m.Snapshot.AppliedVersion >= before
+	})
+	require.Equal(t, "fenced", a.member(c.ID).Snapshot.AuthorityState, "the stored snapshot keeps the partition state")
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/mesh/partition/recover", map[string]any{"reason": "drill over"}, nil, nil))
+	g.Eventually(15*time.Second, "a learns the cluster is normal again", func() bool {
+		m := a.member(c.ID)
+		return m.Snapshot != nil && m.Snapshot.AuthorityState == ""
 	})
 
 	// 5. Revoke c: a and b tear its links down; b no longer reaches it.

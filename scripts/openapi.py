@@ -93,6 +93,12 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/qos-policies", "owner", "mesh", "Create a QoS policy: traffic class, priority, bandwidth cap, latency target (fenced)", 201),
     ("GET", "/v1/clusters/{cluster}/qos-policies", "owner", "mesh", "List the cluster's QoS policies in priority order", 200),
     ("DELETE", "/v1/clusters/{cluster}/qos-policies/{qid}", "owner", "mesh", "Delete a QoS policy (fenced)", 200),
+    ("GET", "/v1/clusters/{cluster}/partition", "owner", "clusters", "The cluster's partition state (agreed through Raft, recorded in PostgreSQL) and recent owner actions", 200),
+    ("POST", "/v1/clusters/{cluster}/partition/split", "owner", "clusters", "Declare the cluster split, normal to degraded: join approvals and new join tokens refused (fenced, step-up; body {reason})", 200),
+    ("POST", "/v1/clusters/{cluster}/partition/promote", "owner", "clusters", "Promote the reachable side, degraded to promoted: admissions resume (fenced, step-up; body {reason})", 200),
+    ("POST", "/v1/clusters/{cluster}/partition/merge", "owner", "clusters", "Merge, degraded or promoted to normal (fenced, step-up; body {reason})", 200),
+    ("POST", "/v1/clusters/{cluster}/partition/fence", "owner", "clusters", "Fence (freeze) the cluster: every change refused except revocations and renewals (fenced, step-up; body {reason})", 200),
+    ("POST", "/v1/clusters/{cluster}/partition/recover", "owner", "clusters", "Recover a fenced cluster to normal (fenced, step-up; body {reason})", 200),
 ]
 
 def main():

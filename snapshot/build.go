@@ -126,30 +126,31 @@ func (ni *nodeInfo) has(r domain.Role) bool { return slices.Contains(ni.roles, r
 // concurrent Build calls. The State must not be mutated while the Index is
 // in use (the Index shares its slices).
 type Index struct {
-	cfg           Config
-	clusterID     string
-	nodes         map[string]*nodeInfo
-	buildable     []string
-	revocations   Revocations
-	gossip        map[string]GossipKey
-	routePolicy   json.RawMessage
-	qosPolicy     json.RawMessage
-	entry         []EntryPolicy
-	token         *TokenValidation
-	services      map[string][]ServiceConfig
-	resources     map[string]*Resource
-	connectors    map[string]*Connector
-	orgs          map[string]*Organization
-	pools         map[string][]*EgressPool
-	servedBy      map[string][]string
-	cacheNodes    map[string][]string
-	flagsCluster  []TelemetryFlag
-	flagsNode     map[string][]TelemetryFlag
-	flagsOrg      map[string][]TelemetryFlag
-	meshPeers     map[string][]string
-	consumers     map[string][]string
-	uplinks       map[string][]string
-	revokedFinger map[string]bool
+	cfg            Config
+	clusterID      string
+	authorityState domain.PartitionState
+	nodes          map[string]*nodeInfo
+	buildable      []string
+	revocations    Revocations
+	gossip         map[string]GossipKey
+	routePolicy    json.RawMessage
+	qosPolicy      json.RawMessage
+	entry          []EntryPolicy
+	token          *TokenValidation
+	services       map[string][]ServiceConfig
+	resources      map[string]*Resource
+	connectors     map[string]*Connector
+	orgs           map[string]*Organization
+	pools          map[string][]*EgressPool
+	servedBy       map[string][]string
+	cacheNodes     map[string][]string
+	flagsCluster   []TelemetryFlag
+	flagsNode      map[string][]TelemetryFlag
+	flagsOrg       map[string][]TelemetryFlag
+	meshPeers      map[string][]string
+	consumers      map[string][]string
+	uplinks        map[string][]string
+	revokedFinger  map[string]bool
 }
 
 // NewIndex validates and indexes state for building. It rejects a State
@@ -164,7 +165,7 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 		return nil, fmt.Errorf("%w: missing cluster id", ErrInvalidState)
 	}
 	x := &Index{
-		cfg: cfg, clusterID: state.Cluster.ID,
+		cfg: cfg, clusterID: state.Cluster.ID, authorityState: authorityState(state.Cluster.AuthorityState),
 		nodes:      make(map[string]*nodeInfo, len(state.Nodes)),
 		gossip:     map[string]GossipKey{},
 		services:   map[string][]ServiceConfig{},
@@ -433,7 +434,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 	b := Body{
 		Self: Identity{NodeID: n.ID, Name: n.Name, Region: n.Region, Endpoints: ni.endpoints,
 			NoisePublicKey: n.NoisePublicKey, IdentityPublicKey: n.IdentityPublicKey, IdentityStatus: n.IdentityStatus},
-		Membership:  Membership{ClusterID: x.clusterID, Status: ni.m.Status, GroupPath: ni.groupPath},
+		Membership:  Membership{ClusterID: x.clusterID, Status: ni.m.Status, GroupPath: ni.groupPath, AuthorityState: x.authorityState},
 		Roles:       ni.grants,
 		Revocations: x.revocations,
 	}
@@ -652,4 +653,13 @@ func sortedKeys(m map[string]bool) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// authorityState is what a body says of the cluster's partition state:
+// nothing when normal.
+func authorityState(s domain.PartitionState) domain.PartitionState {
+	if s == domain.PartitionNormal {
+		return ""
+	}
+	return s
 }

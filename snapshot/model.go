@@ -121,6 +121,10 @@ type Membership struct {
 	// GroupPath is the node's inventory group and its ancestors, root first
 	// (ids only).
 	GroupPath []string `json:"group_path,omitempty"`
+	// AuthorityState is the cluster's partition state when the platform
+	// owner moved it away from normal (degraded after a split, promoted,
+	// fenced); absent when normal.
+	AuthorityState domain.PartitionState `json:"authority_state,omitempty"`
 }
 
 // RoleGrant is one active role assignment of the node.

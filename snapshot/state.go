@@ -43,6 +43,9 @@ type Cluster struct {
 	// GossipKeys holds one memberlist key per gossip pool ("" is the
 	// default pool).
 	GossipKeys []GossipKey
+	// AuthorityState is the cluster's partition/authority state as the owner
+	// set it ("" or normal: nothing to tell the nodes).
+	AuthorityState domain.PartitionState
 }
 
 // Node is a physical node with its memberships (possibly in several

@@ -415,7 +415,7 @@ func (m *member) ok(ack heartbeatAck, log hclog.Logger) {
 	m.mu.Unlock()
 	if wasDegraded {
 		log.Info("an authority answers again: leaving degraded mode", "authority", ack.AuthorityID)
-		_ = m.a.st.PutPartition(m.cluster, state.PartitionInfo{Mode: state.ModeNormal, Since: now, Reason: "recovered"})
+		m.putMode(state.ModeNormal, now, "recovered")
 	}
 	_ = m.a.st.PutHealth(m.cluster, state.LocalHealth{LastHeartbeatOK: now})
 }
@@ -436,7 +436,7 @@ func (m *member) fail(err error, log hclog.Logger) {
 	log.Warn("heartbeat failed", "consecutive", h.ConsecutiveErrors, "error", err)
 	if enter {
 		log.Warn("entering degraded mode: keeping the last good state and retrying", "reason", reason)
-		_ = m.a.st.PutPartition(m.cluster, state.PartitionInfo{Mode: state.ModeDegraded, Since: now, Reason: reason})
+		m.putMode(state.ModeDegraded, now, reason)
 	}
 	_ = m.a.st.PutHealth(m.cluster, h)
 }
@@ -485,7 +485,7 @@ func (m *member) revoke(cause error) {
 	m.st.Mode, m.st.ModeSince, m.st.ModeReason = string(state.ModeRevoked), now, reason
 	m.st.MembershipStatus = string(domain.MembershipRevoked)
 	m.mu.Unlock()
-	_ = m.a.st.PutPartition(m.cluster, state.PartitionInfo{Mode: state.ModeRevoked, Since: now, Reason: reason})
+	m.putMode(state.ModeRevoked, now, reason)
 	if ms, err := m.a.st.Membership(m.cluster); err == nil {
 		ms.Status = domain.MembershipRevoked
 		_ = m.a.st.PutMembership(m.cluster, ms)
@@ -564,4 +564,12 @@ func roleStrings(rs []domain.Role) []string {
 		out[i] = string(r)
 	}
 	return out
+}
+
+// putMode records the agent's mode in the state file, keeping the cluster's
+// authority (partition) state learned from the last snapshot.
+func (m *member) putMode(mode state.Mode, since time.Time, reason string) {
+	p, _ := m.a.st.Partition(m.cluster)
+	p.Mode, p.Since, p.Reason = mode, since, reason
+	_ = m.a.st.PutPartition(m.cluster, p)
 }

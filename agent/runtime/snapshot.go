@@ -87,6 +87,10 @@ type SnapshotStatus struct {
 	// node serves, StorageEndpoint where.
 	Serving         int    `json:"serving,omitempty"`
 	StorageEndpoint string `json:"storage_endpoint,omitempty"`
+	// AuthorityState is the cluster's partition state as the platform owner
+	// set it (degraded, promoted, fenced), from the applied snapshot; empty
+	// when normal.
+	AuthorityState string `json:"authority_state,omitempty"`
 }
 
 // agentSnapshotWire mirrors httpapi.AgentSnapshot (not imported).
@@ -422,7 +426,22 @@ func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) 
 	s.st.Scope = append([]string(nil), snap.Scope...)
 	s.st.Peers, s.st.Services = len(pc.Peers), len(sa.Assignments)
 	s.st.Stale = !m.a.o.Now().Before(snap.ExpiresAt)
+	prevAuth := s.st.AuthorityState
+	s.st.AuthorityState = string(snap.Body.Membership.AuthorityState)
 	s.mu.Unlock()
+	if auth := snap.Body.Membership.AuthorityState; string(auth) != prevAuth {
+		if p, err := m.a.st.Partition(m.cluster); err == nil {
+			p.AuthorityState = auth
+			if err := m.a.st.PutPartition(m.cluster, p); err != nil {
+				log.Warn("storing the cluster's authority state failed", "error", err)
+			}
+		}
+		if auth != "" {
+			log.Warn("the platform owner changed the cluster's partition state", "authority_state", auth)
+		} else {
+			log.Info("the cluster's partition state is normal again")
+		}
+	}
 	m.mu.Lock()
 	m.st.AppliedVersion = snap.Version
 	m.mu.Unlock()
@@ -532,6 +551,9 @@ func writeSnapshotLine(w io.Writer, s *SnapshotStatus) {
 	}
 	fmt.Fprintf(w, "\t  snapshot: v%d from %s, expires %s, scope %s, peers %d, services %d, rejected %d%s\n", s.AppliedVersion, dash(s.Source),
 		s.ExpiresAt.Local().Format(time.RFC3339), strings.Join(s.Scope, ","), s.Peers, s.Services, s.Rejected, stale)
+	if s.AuthorityState != "" {
+		fmt.Fprintf(w, "\t  cluster partition state: %s (set by the platform owner)\n", s.AuthorityState)
+	}
 	if s.LastRejectReason != "" {
 		fmt.Fprintf(w, "\t  last refused: %s (%s)\n", s.LastRejectReason, s.LastRejectDetail)
 	}

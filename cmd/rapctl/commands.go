@@ -351,6 +351,13 @@ var commands = []cmd{
 		table: []string{"node_id", "peer_node_id", "state", "set", "rtt_ms", "loss", "last_handshake_at", "reported_at"}},
 	{path: "mesh routes", help: "a cluster's reported route health (--cluster, --node)", flags: meshList("routes"),
 		table: []string{"node_id", "destination", "next_hop", "cost", "hops", "reported_at"}},
+	{path: "partition show", args: "CLUSTER", help: "a cluster's partition state (agreed and recorded) and recent owner actions", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/partition", "cluster"),
+		table: []string{"cluster_id", "state", "recorded_state", "reason", "set_by", "raft_index", "refuses"}, single: true},
+	partitionCmd("split", "declare the cluster split (normal → degraded): admissions stop until promote or merge"),
+	partitionCmd("promote", "accept the reachable side as the cluster (degraded → promoted): admissions resume"),
+	partitionCmd("merge", "end a split (degraded|promoted → normal): every node takes the current config"),
+	partitionCmd("fence", "freeze the cluster (→ fenced): every change refused except revocations and renewals"),
+	partitionCmd("recover", "unfreeze a fenced cluster (fenced → normal)"),
 	{path: "route-intent create", args: "CLUSTER NAME", help: "add a route intent (--source, --destination: * or node|group|region|role|organization:VALUE; --action allow|deny|prefer-relay; fenced)", flags: func(fs *flag.FlagSet) builder {
 		src := fs.String("source", "*", "source selector")
 		dst := fs.String("destination", "*", "destination selector")
@@ -416,3 +423,20 @@ func meshList(what string) func(*flag.FlagSet) builder {
 type errArgs string
 
 func (e errArgs) Error() string { return "expected arguments: " + string(e) }
+
+// partitionCmd is `rapctl partition ACTION CLUSTER --reason R` (fenced,
+// audited, step-up with a session).
+func partitionCmd(action, help string) cmd {
+	return cmd{path: "partition " + action, args: "CLUSTER", help: help + " (--reason, required; fenced)", flags: func(fs *flag.FlagSet) builder {
+		reason := fs.String("reason", "", "why (shown to operators and in the audit log; required)")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("CLUSTER")
+			}
+			if strings.TrimSpace(*reason) == "" {
+				return "", "", nil, errArgs("--reason REASON")
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/partition/" + action, map[string]string{"reason": *reason}, nil
+		}
+	}, table: []string{"cluster_id", "state", "recorded_state", "reason", "set_by", "raft_index", "refuses"}, single: true}
+}
