@@ -96,7 +96,10 @@ func (g *Group) Start(i int) *daemon.Daemon {
 	d, err := daemon.Start(context.Background(), daemon.Config{
 		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: dbURL, RaftBind: addr,
 		APIListen: api, StreamLayer: sl, Logger: hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("a%d", i+1), Level: hclog.Info, Output: g.Logs}),
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
+		// The "500 ms timeouts" profile of PERFORMANCE.md: fast failover, but
+		// a leader starved of CPU for a moment (race detector, several test
+		// packages and the chaos drills on 2 cores) does not step down.
+		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
 		QuorumTimeout: time.Second,
 	})
 	require.NoError(t, err)
