@@ -152,6 +152,8 @@ func (a *Authority) SetPartition(ctx context.Context, actor Actor, idOrSlug stri
 	cur, _ := a.state.Partition(c.ID)
 	op := Op{Action: "partition." + string(req.Action), Actor: actor, ClusterID: c.ID, TargetKind: "cluster", TargetID: c.ID, IdempotencyKey: idemKey,
 		Details: map[string]any{"from": string(cur.State), "to": string(mv.to), "reason": req.Reason}}
+	// op.Details["from"] is what this authority saw; a retry's event row
+	// carries the recorded state it moves from.
 	reqID := ""
 	if idemKey != "" {
 		reqID = "partition|" + actor.ID + "|" + c.ID + "|" + idemKey
@@ -159,6 +161,14 @@ func (a *Authority) SetPartition(ctx context.Context, actor Actor, idOrSlug stri
 	// A retry with the same key after Raft committed finds the state already
 	// moved: it only records it.
 	retry := idemKey != "" && cur.State == mv.to && cur.Actor == actor.ID && cur.Reason == req.Reason
+	from := cur.State
+	if retry {
+		// The decision committed; what PostgreSQL still records is the state
+		// it moved from (or already the new one, if only the answer was lost).
+		if rec, err := store.GetPartition(ctx, a.db.Pool, c.ID); err == nil {
+			from = domain.PartitionState(rec.State)
+		}
+	}
 	if !retry {
 		epoch, err := a.ensureLeader() // a follower answers not_leader, which clients follow
 		if err != nil {
@@ -181,13 +191,13 @@ func (a *Authority) SetPartition(ctx context.Context, actor Actor, idOrSlug stri
 	now, _ := a.state.Partition(c.ID)
 	_, err = Fenced(ctx, a, op, func(tx pgx.Tx) (store.PartitionEvent, error) {
 		return store.RecordPartition(ctx, tx, store.Partition{ClusterID: c.ID, State: string(now.State), Reason: now.Reason, SetBy: now.Actor, RaftIndex: now.Index},
-			store.PartitionEvent{ClusterID: c.ID, Action: string(req.Action), FromState: string(cur.State), ToState: string(mv.to), Reason: req.Reason,
+			store.PartitionEvent{ClusterID: c.ID, Action: string(req.Action), FromState: string(from), ToState: string(mv.to), Reason: req.Reason,
 				Actor: actor.ID, Epoch: int64(a.epoch.Load())})
 	})
 	if err != nil {
 		return PartitionView{}, err
 	}
-	a.log.Info("cluster partition state changed", "cluster_id", c.ID, "action", req.Action, "from", cur.State, "to", mv.to, "actor", actor.ID)
+	a.log.Info("cluster partition state changed", "cluster_id", c.ID, "action", req.Action, "from", from, "to", mv.to, "actor", actor.ID)
 	return a.partitionView(ctx, c.ID)
 }
 
