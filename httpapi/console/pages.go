@@ -180,8 +180,8 @@ func (c *console) clusters(ctx context.Context, r *http.Request, v *view) error 
 			return err
 		}
 		rw.Roles = countBy(maps(rs), "role")
-		if p, ok := a.FSM().Partition(id); ok {
-			rw.Partition = str(toMap(p))
+		if p, ok := a.FSM().Partition(id); ok && p.State != domain.PartitionNormal {
+			rw.Partition = string(p.State) + " — " + p.Reason + " (set by " + p.Actor + ")"
 		}
 		rows = append(rows, rw)
 	}
