@@ -34,6 +34,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rap-fabric/core/audit"
 	"github.com/rap-fabric/core/fsm"
@@ -346,40 +347,44 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 	var out T
 	replayed := false
 	// An Idempotency-Key is scoped to the actor and the action. Its row is
-	// inserted first, so a concurrent duplicate waits for this transaction and
-	// then reads the stored response instead of applying again.
+	// inserted first (in the round trip that begins the transaction and
+	// declares the epoch), so a concurrent duplicate waits for this transaction
+	// and then reads the stored response instead of applying again.
 	key := op.Actor.ID + "|" + op.Action + "|" + op.IdempotencyKey
-	err = a.db.Fenced(ctx, epoch, func(tx pgx.Tx) error {
-		if op.IdempotencyKey != "" {
-			tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, actor, action) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`, key, op.Actor.ID, op.Action)
-			if err != nil {
+	var first *pgx.Batch
+	inserted := false
+	if op.IdempotencyKey != "" {
+		first = &pgx.Batch{}
+		first.Queue(`INSERT INTO idempotency_keys (key, actor, action) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`, key, op.Actor.ID, op.Action).
+			Exec(func(tag pgconn.CommandTag) error { inserted = tag.RowsAffected() != 0; return nil })
+	}
+	// The audit event (and the stored response) are sent with COMMIT, in the
+	// same transaction.
+	err = a.db.FencedBatch(ctx, epoch, first, func(tx pgx.Tx, last *pgx.Batch) error {
+		if op.IdempotencyKey != "" && !inserted {
+			var resp []byte
+			if err := tx.QueryRow(ctx, `SELECT response FROM idempotency_keys WHERE key = $1`, key).Scan(&resp); err != nil {
 				return err
 			}
-			if tag.RowsAffected() == 0 {
-				var resp []byte
-				if err := tx.QueryRow(ctx, `SELECT response FROM idempotency_keys WHERE key = $1`, key).Scan(&resp); err != nil {
-					return err
-				}
-				replayed = true
-				return json.Unmarshal(resp, &out)
-			}
+			replayed = true
+			return json.Unmarshal(resp, &out)
 		}
 		v, err := fn(tx)
 		if err != nil {
 			return err
 		}
 		out = v
-		if err := a.appendAudit(ctx, tx, op, "ok", int64(epoch), nil); err != nil {
+		ev, err := a.auditEvent(op, "ok", int64(epoch), nil)
+		if err != nil {
 			return err
 		}
+		store.QueueAudit(last, ev)
 		if op.IdempotencyKey != "" {
 			resp, err := json.Marshal(v)
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET response = $2 WHERE key = $1`, key, resp); err != nil {
-				return err
-			}
+			last.Queue(`UPDATE idempotency_keys SET response = $2 WHERE key = $1`, key, resp)
 		}
 		return nil
 	})
@@ -421,9 +426,18 @@ func (a *Authority) Audit(ctx context.Context, op Op, outcome string) error {
 }
 
 func (a *Authority) appendAudit(ctx context.Context, tx pgx.Tx, op Op, outcome string, epoch int64, risk map[string]any) error {
+	ev, err := a.auditEvent(op, outcome, epoch, risk)
+	if err != nil {
+		return err
+	}
+	return store.AppendAudit(ctx, tx, ev)
+}
+
+// auditEvent builds and validates the audit row of op.
+func (a *Authority) auditEvent(op Op, outcome string, epoch int64, risk map[string]any) (store.AuditEvent, error) {
 	details, err := json.Marshal(op.Details)
 	if err != nil {
-		return fmt.Errorf("audit details: %w", err)
+		return store.AuditEvent{}, fmt.Errorf("audit details: %w", err)
 	}
 	if op.Details == nil {
 		details = []byte(`{}`)
@@ -437,7 +451,7 @@ func (a *Authority) appendAudit(ctx context.Context, tx pgx.Tx, op Op, outcome s
 	}
 	if risk != nil {
 		if riskJSON, err = json.Marshal(risk); err != nil {
-			return err
+			return store.AuditEvent{}, err
 		}
 	}
 	ev := store.AuditEvent{
@@ -461,7 +475,7 @@ func (a *Authority) appendAudit(ctx context.Context, tx pgx.Tx, op Op, outcome s
 		ev.SourceAddr = ""
 	}
 	if _, err := audit.Normalize(toAuditEvent(ev)); err != nil {
-		return fmt.Errorf("audit event: %w", err)
+		return store.AuditEvent{}, fmt.Errorf("audit event: %w", err)
 	}
-	return store.AppendAudit(ctx, tx, ev)
+	return ev, nil
 }

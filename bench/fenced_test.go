@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/store"
 )
@@ -59,10 +61,21 @@ func run(n, c int, op func(i int) error) ([]time.Duration, float64, error) {
 	return lat, float64(n) / el.Seconds(), nil
 }
 
+// noopCommand is a well-formed version-1 log entry of a command type the FSM
+// does not know: committing it goes through the whole Raft path (append, replicate
+// to a quorum, fsync, FSM apply on the leader) and changes nothing but the
+// applied index. The FSM answers it with fsm.ErrUnknownType.
+var noopCommand = []byte{fsm.Version1, 0xff}
+
 // BenchmarkFencedMutation measures a fenced mutation (leader check, quorum
 // confirmation, PostgreSQL transaction under the fence with an audit event) on
-// three in-process authorities over real TCP, beside a plain single-row
-// INSERT+COMMIT on the same database in the same run.
+// three in-process authorities over real TCP, beside two baselines measured in
+// the same run with the same client count: a plain single-row INSERT+COMMIT on
+// the same database, and a raw Raft Apply of a no-op command on the same
+// three-node group. Run:
+//
+//	export DATABASE_URL=$(scripts/pg.sh url)
+//	go test -run '^$' -bench BenchmarkFencedMutation -benchtime 1000x ./bench/
 func BenchmarkFencedMutation(b *testing.B) {
 	g := authtest.New(b, 3)
 	l := g.Leader(10 * time.Second)
@@ -72,7 +85,7 @@ func BenchmarkFencedMutation(b *testing.B) {
 		b.Fatal(err)
 	}
 	actor := authority.Actor{ID: "bench", Kind: "system"}
-	for _, clients := range []int{1, 32} {
+	for _, clients := range []int{1, 32, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			n := b.N
 			if n < 200 {
@@ -80,6 +93,19 @@ func BenchmarkFencedMutation(b *testing.B) {
 			}
 			base, baseRate, err := run(n, clients, func(int) error {
 				_, err := l.DB.Pool.Exec(ctx, `INSERT INTO bench_plain (id, name) VALUES ($1, $2)`, store.NewID(), "x")
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			rft, raftRate, err := run(n, clients, func(int) error {
+				_, err := l.Raft.ApplyEncoded(ctx, noopCommand)
+				if errors.Is(err, fsm.ErrUnknownType) {
+					return nil // committed and applied; the FSM ignored it
+				}
+				if err == nil {
+					return errors.New("the FSM accepted the no-op command")
+				}
 				return err
 			})
 			if err != nil {
@@ -102,10 +128,14 @@ func BenchmarkFencedMutation(b *testing.B) {
 			b.ReportMetric(us(percentile(base, 0.5)), "insert_p50_us")
 			b.ReportMetric(us(percentile(base, 0.99)), "insert_p99_us")
 			b.ReportMetric(baseRate, "insert_ops/s")
+			b.ReportMetric(us(percentile(rft, 0.5)), "raft_p50_us")
+			b.ReportMetric(us(percentile(rft, 0.99)), "raft_p99_us")
+			b.ReportMetric(raftRate, "raft_ops/s")
 			b.ReportMetric(us(percentile(fenced, 0.5)), "fenced_p50_us")
 			b.ReportMetric(us(percentile(fenced, 0.99)), "fenced_p99_us")
 			b.ReportMetric(rate, "fenced_ops/s")
 			b.ReportMetric(rate/baseRate, "fenced/insert_throughput")
+			b.ReportMetric(rate/raftRate, "fenced/raft_throughput")
 		})
 	}
 }

@@ -48,6 +48,20 @@ func scanAudit(row scanner) (AuditEvent, error) {
 // exactly when the change it describes commits. It takes no lock; ChainAudit
 // links it into the hash chain afterwards.
 func AppendAudit(ctx context.Context, q Querier, e AuditEvent) error {
+	sql, args := auditInsert(e)
+	_, err := q.Exec(ctx, sql, args...)
+	return mapErr(err)
+}
+
+// QueueAudit queues the insert of e on b, for DB.FencedBatch to send together
+// with COMMIT: the event exists exactly when the change it describes commits,
+// as with AppendAudit, one round trip sooner.
+func QueueAudit(b *pgx.Batch, e AuditEvent) {
+	sql, args := auditInsert(e)
+	b.Queue(sql, args...)
+}
+
+func auditInsert(e AuditEvent) (string, []any) {
 	e.At = e.At.UTC().Truncate(time.Microsecond)
 	if len(e.Risk) == 0 {
 		e.Risk = json.RawMessage(`{}`)
@@ -55,10 +69,9 @@ func AppendAudit(ctx context.Context, q Querier, e AuditEvent) error {
 	if len(e.Details) == 0 {
 		e.Details = json.RawMessage(`{}`)
 	}
-	_, err := q.Exec(ctx, `INSERT INTO cluster_audit_events (at, cluster_id, organization_id, actor, actor_kind, device, source_addr, action, target_kind, target_id, outcome, risk, details, fence_epoch)
+	return `INSERT INTO cluster_audit_events (at, cluster_id, organization_id, actor, actor_kind, device, source_addr, action, target_kind, target_id, outcome, risk, details, fence_epoch)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		e.At, e.ClusterID, e.OrganizationID, e.Actor, e.ActorKind, e.Device, e.SourceAddr, e.Action, e.TargetKind, e.TargetID, e.Outcome, e.Risk, e.Details, e.FenceEpoch)
-	return mapErr(err)
+		[]any{e.At, e.ClusterID, e.OrganizationID, e.Actor, e.ActorKind, e.Device, e.SourceAddr, e.Action, e.TargetKind, e.TargetID, e.Outcome, e.Risk, e.Details, e.FenceEpoch}
 }
 
 // auditChainLock is the advisory lock key of the chainer ("RAPA").

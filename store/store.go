@@ -116,7 +116,32 @@ func (db *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 // fails. The same check runs again inside PostgreSQL on every row fn writes to a
 // fenced table, so fn cannot bypass it. lock_timeout and statement_timeout bound
 // the transaction so nothing hangs behind a leadership change.
+//
+// Fenced is FencedBatch with nothing queued: BEGIN and the epoch declaration
+// share one round trip, and COMMIT is one more.
 func (db *DB) Fenced(ctx context.Context, epoch uint64, fn func(tx pgx.Tx) error) error {
+	return db.FencedBatch(ctx, epoch, nil, func(tx pgx.Tx, _ *pgx.Batch) error { return fn(tx) })
+}
+
+// FencedBatch is Fenced in as few round trips as the work allows; it gives the
+// same guarantees.
+//
+// The first round trip sends BEGIN, the epoch declaration (rap_begin_fenced:
+// timeouts, shared fence lock, epoch check) and then the statements queued in
+// first, which therefore run under the fence; their result callbacks
+// (pgx.QueuedQuery.Exec, QueryRow, Query) run before fn. A failure of any of
+// them (ErrStaleEpoch included) rolls back and fn does not run. first may be nil.
+//
+// fn then runs its own statements on tx and may queue statements in last: they
+// are sent after fn returned nil, in the same round trip as COMMIT, and the
+// transaction commits only if every one of them succeeded. Because COMMIT
+// follows them before their results are read, statements in last must not carry
+// result callbacks (FencedBatch refuses them); they are for writes whose only
+// outcome is an error, such as the audit event. Network failures or timeouts
+// once COMMIT was sent yield ErrOutcomeUnknown, as a failed COMMIT does in Tx.
+//
+// tx is only valid while fn runs; FencedBatch alone commits or rolls it back.
+func (db *DB) FencedBatch(ctx context.Context, epoch uint64, first *pgx.Batch, fn func(tx pgx.Tx, last *pgx.Batch) error) error {
 	if epoch == 0 {
 		return fmt.Errorf("%w: epoch 0 is never current", ErrStaleEpoch)
 	}
@@ -125,14 +150,91 @@ func (db *DB) Fenced(ctx context.Context, epoch uint64, fn func(tx pgx.Tx) error
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	return db.Tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT rap_begin_fenced($1, $2, $3)`, int64(epoch),
-			db.opts.LockTimeout.Milliseconds(), db.opts.StatementTimeout.Milliseconds()); err != nil {
-			return err
+	c, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return mapErr(err)
+	}
+	defer c.Release()
+
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue(`SELECT rap_begin_fenced($1, $2, $3)`, int64(epoch),
+		db.opts.LockTimeout.Milliseconds(), db.opts.StatementTimeout.Milliseconds())
+	if first != nil {
+		b.QueuedQueries = append(b.QueuedQueries, first.QueuedQueries...)
+	}
+	br := c.SendBatch(ctx, b)
+	ptx := br.Tx()
+	defer func() {
+		// Roll back whatever did not commit (an open or failed transaction);
+		// the pool destroys a connection left in any other state.
+		if pc := c.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
 		}
-		return fn(tx)
-	})
+	}()
+	if err := br.Close(); err != nil {
+		return mapErr(err)
+	}
+
+	tx := &fencedTx{Tx: ptx}
+	last := &pgx.Batch{}
+	err = fn(tx, last)
+	tx.Tx = closedTx
+	if err != nil {
+		return mapErr(err)
+	}
+	for _, q := range last.QueuedQueries {
+		if q.Fn != nil {
+			return errors.New("store: statements queued to run with COMMIT cannot have result callbacks")
+		}
+	}
+	reached := false
+	commit := last.Queue("commit")
+	commit.Fn = func(br pgx.BatchResults) error {
+		reached = true // every statement queued before COMMIT succeeded
+		tag, err := br.Exec()
+		if err == nil && tag.String() == "ROLLBACK" {
+			err = pgx.ErrTxCommitRollback
+		}
+		return err
+	}
+	if err := ptx.SendBatch(ctx, last).Close(); err != nil {
+		m := mapErr(err)
+		// A statement refused by the server before COMMIT means the server
+		// skipped COMMIT, and an error pgconn marks safe to retry means nothing
+		// was sent: known failures. Otherwise COMMIT may or may not have reached
+		// the server.
+		var pgErr *pgconn.PgError
+		known := pgconn.SafeToRetry(err) || (!reached && errors.As(err, &pgErr))
+		if !known && (errors.Is(m, ErrTimeout) || errors.Is(m, ErrUnavailable)) {
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, m)
+		}
+		return m
+	}
+	return nil
 }
+
+// fencedTx is the transaction a fenced function sees. FencedBatch alone ends
+// it: Commit and Rollback are refused, and once the function returned every
+// method fails with pgx.ErrTxClosed, because the connection may already serve
+// another transaction.
+type fencedTx struct{ pgx.Tx }
+
+var errFencedEnd = errors.New("store: a fenced transaction commits or rolls back when its function returns")
+
+// Commit refuses: FencedBatch commits.
+func (t *fencedTx) Commit(context.Context) error { return errFencedEnd }
+
+// Rollback refuses: return an error from the function instead.
+func (t *fencedTx) Rollback(context.Context) error { return errFencedEnd }
+
+// closedTx is a pgx transaction that is already closed: every method fails with
+// pgx.ErrTxClosed.
+var closedTx = func() pgx.Tx {
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	return pgx.FailedBatchResults(b, pgx.ErrTxClosed).Tx()
+}()
 
 // ClaimFence moves the fence to epoch for leaderID. It returns false when the
 // fence is already at epoch or newer: someone newer exists and the caller must
