@@ -221,7 +221,7 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	require.Greater(t, res.RTTMs, 0.0)
 	g.Eventually(20*time.Second, "b pings c through a", func() bool {
 		res, err = b.mesh(cc.node)
-		return err == nil
+		return err == nil && res.EchoRTTMs > 0
 	})
 	require.Equal(t, []string{b.node, a.node, cc.node}, res.Path, "b and c never link directly: the relay carries it")
 	require.Greater(t, res.EchoRTTMs, 0.0)
@@ -229,10 +229,12 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	require.NoError(t, err, string(out))
 	t.Logf("rap-node-agent mesh ping:\n%s", out)
 	// The owner's CLI on b's host asks the same local agent.
-	out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", cc.node, "--state", b.state, "-o", "json").CombinedOutput()
-	require.NoError(t, err, string(out))
 	var viaCtl runtime.PingResult
-	require.NoError(t, json.Unmarshal(out, &viaCtl), string(out))
+	g.Eventually(20*time.Second, "rapctl mesh ping with an echo", func() bool {
+		out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", cc.node, "--state", b.state, "-o", "json").CombinedOutput()
+		viaCtl = runtime.PingResult{}
+		return err == nil && json.Unmarshal(out, &viaCtl) == nil && viaCtl.EchoRTTMs > 0
+	})
 	require.Equal(t, []string{b.node, a.node, cc.node}, viaCtl.Path, "rapctl mesh ping shows the relay path")
 	require.Greater(t, viaCtl.EchoRTTMs, 0.0)
 	out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", "--state", b.state).CombinedOutput()

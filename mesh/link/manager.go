@@ -54,8 +54,16 @@ type Config struct {
 
 	// ProbeInterval is how often each active link is probed (default 1 s).
 	ProbeInterval time.Duration
-	// ProbeTimeout is when an unanswered probe counts as lost (default 3 s).
+	// ProbeTimeout is the longest an unanswered probe waits before it counts
+	// as lost (default 3 s). Once a link has a measured RTT, a probe counts as
+	// lost after an RTO-like 4 × smoothed RTT, but never sooner than
+	// MinProbeTimeout nor later than ProbeTimeout: a cut link is noticed in
+	// about one probe interval plus MinProbeTimeout, not ProbeTimeout.
 	ProbeTimeout time.Duration
+	// MinProbeTimeout is the floor of the adaptive probe timeout (default
+	// 250 ms, at most ProbeTimeout). It absorbs scheduling jitter on a busy
+	// host; a late reply after it only counts as one lost probe.
+	MinProbeTimeout time.Duration
 	// DownAfter consecutive lost probes mark an established link down
 	// (default 3).
 	DownAfter int
@@ -115,6 +123,8 @@ func (c *Config) fill() error {
 	def(&c.TickInterval, 250*time.Millisecond)
 	def(&c.ProbeInterval, time.Second)
 	def(&c.ProbeTimeout, 3*time.Second)
+	def(&c.MinProbeTimeout, 250*time.Millisecond)
+	c.MinProbeTimeout = min(c.MinProbeTimeout, c.ProbeTimeout)
 	def(&c.RotateAfter, 30*time.Second)
 	if c.DownAfter <= 0 {
 		c.DownAfter = 3
@@ -528,6 +538,15 @@ func (m *Manager) mergeGossipLocked(c *cluster) {
 	}
 }
 
+// probeTimeout is when a probe to p counts as lost: 4 × its smoothed RTT
+// within [MinProbeTimeout, ProbeTimeout], or ProbeTimeout before any reply.
+func (m *Manager) probeTimeout(p *peerState) time.Duration {
+	if p.rtt <= 0 {
+		return m.cfg.ProbeTimeout
+	}
+	return min(max(4*p.rtt, m.cfg.MinProbeTimeout), m.cfg.ProbeTimeout)
+}
+
 // usable reports whether a channel state carries traffic.
 func usable(s channel.State) bool {
 	return s == channel.StateEstablished || s == channel.StateRekeying
@@ -536,8 +555,9 @@ func usable(s channel.State) bool {
 func (m *Manager) probeLocked(c *cluster, now time.Time) {
 	for _, id := range sortedKeys(c.peers) {
 		p := c.peers[id]
+		timeout := m.probeTimeout(p)
 		for seq, sent := range p.outstanding {
-			if now.Sub(sent) >= m.cfg.ProbeTimeout {
+			if now.Sub(sent) >= timeout {
 				delete(p.outstanding, seq)
 				p.loss = lossAlpha + (1-lossAlpha)*p.loss
 				p.reliability *= 1 - reliabilityAlpha

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"fmt"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -332,4 +333,45 @@ func reportFor(n *testNode, peer string) LinkReport {
 		}
 	}
 	return LinkReport{}
+}
+
+// TestAdaptiveProbeTimeout: once a link has an RTT, a probe counts as lost
+// after 4 × smoothed RTT (floored at MinProbeTimeout), so a cut link is
+// noticed within about a probe interval plus the floor instead of
+// ProbeTimeout; before any reply the full ProbeTimeout applies.
+func TestAdaptiveProbeTimeout(t *testing.T) {
+	m := &Manager{cfg: Config{ProbeTimeout: 3 * time.Second, MinProbeTimeout: 250 * time.Millisecond}}
+	for _, tc := range []struct {
+		rtt, want time.Duration
+	}{
+		{0, 3 * time.Second},                             // no measurement yet
+		{20 * time.Millisecond, 250 * time.Millisecond},  // floored
+		{200 * time.Millisecond, 800 * time.Millisecond}, // 4 × RTT
+		{2 * time.Second, 3 * time.Second},               // capped
+	} {
+		if got := m.probeTimeout(&peerState{rtt: tc.rtt}); got != tc.want {
+			t.Errorf("rtt %v: timeout %v, want %v", tc.rtt, got, tc.want)
+		}
+	}
+
+	w := newWorld(t, 7, "A", "B")
+	w.apply(w.dir(1, []string{"A", "B"}), "A", "B")
+	w.until(30*time.Second, "links up", func() (bool, string) { return w.linksUp("A", "B") })
+	w.run(5 * time.Second) // RTT measured (≈20 ms on the simulated link)
+	a, b := w.nodes["A"], w.nodes["B"]
+	before, _ := a.status("B")
+	if before.ProbesLost != 0 || before.RTT <= 0 {
+		t.Fatalf("before the cut: %+v", before)
+	}
+	w.net.Partition(a.addr, b.addr)
+	took := w.until(10*time.Second, "first lost probe", func() (bool, string) {
+		s, _ := a.status("B")
+		return s.ProbesLost > 0, fmt.Sprintf("lost %d", s.ProbesLost)
+	})
+	t.Logf("first probe counted lost %v after the cut (interval 1 s, floor 250 ms, ProbeTimeout 3 s)", took)
+	// At most one probe interval until the next probe, the floor, and a tick
+	// of granularity each — far below the 3 s ProbeTimeout.
+	if limit := time.Second + 250*time.Millisecond + 2*w.tick; took > limit {
+		t.Errorf("first loss after %v, want ≤ %v", took, limit)
+	}
 }
