@@ -47,7 +47,8 @@ type Config struct {
 	NoDirect []string
 	// Tick is the period of the routing and forwarding timers (default
 	// 100 ms). LinkTick, ProbeInterval, ProbeTimeout go to the link
-	// Manager (defaults 100 ms, 500 ms, 1.5 s).
+	// Manager (defaults 100 ms, 300 ms, 1.5 s; the link Manager shortens the
+	// probe timeout to 4 × RTT, at least 400 ms, once it has measured RTT).
 	Tick, LinkTick, ProbeInterval, ProbeTimeout time.Duration
 	// RouteUpdate is the routing full-refresh period (default 5 s).
 	RouteUpdate time.Duration
@@ -185,7 +186,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	def(&cfg.Tick, 100*time.Millisecond)
 	def(&cfg.LinkTick, 100*time.Millisecond)
-	def(&cfg.ProbeInterval, 500*time.Millisecond)
+	def(&cfg.ProbeInterval, 300*time.Millisecond)
 	def(&cfg.ProbeTimeout, 1500*time.Millisecond)
 	def(&cfg.RouteUpdate, 5*time.Second)
 	if cfg.Logger == nil {

@@ -61,8 +61,9 @@ type Config struct {
 	// about one probe interval plus MinProbeTimeout, not ProbeTimeout.
 	ProbeTimeout time.Duration
 	// MinProbeTimeout is the floor of the adaptive probe timeout (default
-	// 250 ms, at most ProbeTimeout). It absorbs scheduling jitter on a busy
-	// host; a late reply after it only counts as one lost probe.
+	// 400 ms, at most ProbeTimeout). It absorbs scheduling jitter on a busy
+	// host (a reply later than it counts as a lost probe, which makes the
+	// router prefer another path for a while).
 	MinProbeTimeout time.Duration
 	// DownAfter consecutive lost probes mark an established link down
 	// (default 3).
@@ -123,7 +124,7 @@ func (c *Config) fill() error {
 	def(&c.TickInterval, 250*time.Millisecond)
 	def(&c.ProbeInterval, time.Second)
 	def(&c.ProbeTimeout, 3*time.Second)
-	def(&c.MinProbeTimeout, 250*time.Millisecond)
+	def(&c.MinProbeTimeout, 400*time.Millisecond)
 	c.MinProbeTimeout = min(c.MinProbeTimeout, c.ProbeTimeout)
 	def(&c.RotateAfter, 30*time.Second)
 	if c.DownAfter <= 0 {

@@ -1,9 +1,9 @@
 package link
 
 import (
-	"fmt"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -368,10 +368,10 @@ func TestAdaptiveProbeTimeout(t *testing.T) {
 		s, _ := a.status("B")
 		return s.ProbesLost > 0, fmt.Sprintf("lost %d", s.ProbesLost)
 	})
-	t.Logf("first probe counted lost %v after the cut (interval 1 s, floor 250 ms, ProbeTimeout 3 s)", took)
+	t.Logf("first probe counted lost %v after the cut (interval 1 s, floor 400 ms, ProbeTimeout 3 s)", took)
 	// At most one probe interval until the next probe, the floor, and a tick
 	// of granularity each — far below the 3 s ProbeTimeout.
-	if limit := time.Second + 250*time.Millisecond + 2*w.tick; took > limit {
+	if limit := time.Second + 400*time.Millisecond + 2*w.tick; took > limit {
 		t.Errorf("first loss after %v, want ≤ %v", took, limit)
 	}
 }
