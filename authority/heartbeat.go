@@ -215,7 +215,8 @@ func jsonKind(raw json.RawMessage, open byte, msg string) error {
 }
 
 // HeartbeatWriter writes one flush. The store implementation issues exactly
-// one append-log statement and one latest-state upsert.
+// one append-log statement and one latest-state upsert. It must not keep rows
+// or latest after it returns: the batcher reuses their arrays.
 type HeartbeatWriter interface {
 	WriteHeartbeats(ctx context.Context, rows []store.HeartbeatRow, latest []store.LatestHeartbeat) error
 }
@@ -238,11 +239,6 @@ type latestEntry struct {
 	factsDirty bool
 	caps       []domain.Capability
 	capsDirty  bool
-}
-
-type pendingRow struct {
-	row  store.HeartbeatRow
-	sent time.Time
 }
 
 type authEntry struct {
@@ -271,11 +267,20 @@ type Heartbeats struct {
 	cfg HeartbeatConfig
 	w   HeartbeatWriter
 
-	mu      sync.Mutex
-	pending []pendingRow
+	mu sync.Mutex
+	// pending are the append-log rows waiting for a flush and sent the
+	// agents' send times of the same rows (same length).
+	pending []store.HeartbeatRow
+	sent    []time.Time
 	dirty   map[hbKey]struct{}
 	latest  map[hbKey]*latestEntry
 	kick    chan struct{}
+	// Buffers of a finished flush, reused by the next one instead of growing
+	// new ones at every flush (taken and given back under mu).
+	spareRows   []store.HeartbeatRow
+	spareSent   []time.Time
+	spareDirty  map[hbKey]struct{}
+	spareLatest []store.LatestHeartbeat
 
 	authMu sync.RWMutex
 	auth   map[[32]byte]*authEntry
@@ -434,10 +439,11 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	}
 	needFacts := e.facts == nil
 	if len(h.pending) >= h.cfg.MaxPending {
-		h.pending = h.pending[1:]
+		h.pending, h.sent = h.pending[1:], h.sent[1:]
 		h.dropped.Add(1)
 	}
-	h.pending = append(h.pending, pendingRow{row: row, sent: in.SentAt})
+	h.pending = append(h.pending, row)
+	h.sent = append(h.sent, in.SentAt)
 	h.dirty[k] = struct{}{}
 	full := len(h.pending) >= h.cfg.MaxBatch
 	h.mu.Unlock()
@@ -467,11 +473,18 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		h.mu.Unlock()
 		return nil
 	}
-	pend := h.pending
-	h.pending = nil
+	rows, sent := h.pending, h.sent
+	h.pending, h.sent, h.spareRows, h.spareSent = h.spareRows, h.spareSent, nil, nil
 	keys := h.dirty
-	h.dirty = map[hbKey]struct{}{}
-	latest := make([]store.LatestHeartbeat, 0, len(keys))
+	h.dirty, h.spareDirty = h.spareDirty, nil
+	if h.dirty == nil {
+		h.dirty = make(map[hbKey]struct{}, len(keys))
+	}
+	latest := h.spareLatest
+	h.spareLatest = nil
+	if cap(latest) < len(keys) {
+		latest = make([]store.LatestHeartbeat, 0, len(keys))
+	}
 	var caps []capUpdate
 	var factsSent []hbKey
 	for k := range keys {
@@ -498,10 +511,6 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		return strings.Compare(x.NodeID, y.NodeID)
 	})
 
-	rows := make([]store.HeartbeatRow, len(pend))
-	for i := range pend {
-		rows[i] = pend[i].row
-	}
 	err := h.w.WriteHeartbeats(ctx, rows, latest)
 	if err == nil && h.a != nil {
 		for _, c := range caps {
@@ -533,46 +542,64 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 			}
 		}
 		room := h.cfg.MaxPending - len(h.pending)
-		if room < len(pend) {
-			h.dropped.Add(uint64(len(pend) - max(room, 0)))
-			pend = pend[len(pend)-max(room, 0):]
+		if room < len(rows) {
+			drop := len(rows) - max(room, 0)
+			h.dropped.Add(uint64(drop))
+			rows, sent = rows[drop:], sent[drop:]
 		}
-		h.pending = append(pend, h.pending...)
+		h.pending = append(rows, h.pending...)
+		h.sent = append(sent, h.sent...)
+		h.recycleLocked(nil, nil, keys, latest)
 		h.mu.Unlock()
 		return err
 	}
 	h.flushes.Add(1)
 	h.flushed.Add(uint64(len(rows)))
-	if fn := h.afterFlush.Load(); fn != nil && len(pend) > 0 {
-		sent, recv := make([]time.Time, len(pend)), make([]time.Time, len(pend))
-		for i, p := range pend {
-			sent[i], recv[i] = p.sent, p.row.ReceivedAt
+	if fn := h.afterFlush.Load(); fn != nil && len(rows) > 0 {
+		s, recv := make([]time.Time, len(rows)), make([]time.Time, len(rows))
+		copy(s, sent)
+		for i := range rows {
+			recv[i] = rows[i].ReceivedAt
 		}
-		(*fn)(sent, recv, committed)
+		(*fn)(s, recv, committed)
 	}
+	h.mu.Lock()
+	h.recycleLocked(rows, sent, keys, latest)
+	h.mu.Unlock()
 	return nil
+}
+
+// recycleLocked keeps the buffers of a finished flush for the next one,
+// cleared so they hold no heartbeat alive. Row buffers grown beyond twice
+// MaxBatch (rows kept while the database was down) are left to the GC; the
+// others are bounded by the number of memberships. nil skips one.
+func (h *Heartbeats) recycleLocked(rows []store.HeartbeatRow, sent []time.Time, keys map[hbKey]struct{}, latest []store.LatestHeartbeat) {
+	if rows != nil && h.spareRows == nil && cap(rows) <= 2*h.cfg.MaxBatch {
+		rows, sent = rows[:cap(rows)], sent[:cap(sent)]
+		clear(rows)
+		clear(sent)
+		h.spareRows, h.spareSent = rows[:0], sent[:0]
+	}
+	if keys != nil && h.spareDirty == nil {
+		clear(keys)
+		h.spareDirty = keys
+	}
+	if latest != nil && h.spareLatest == nil {
+		latest = latest[:cap(latest)]
+		clear(latest)
+		h.spareLatest = latest[:0]
+	}
 }
 
 // Authenticate verifies a node certificate for the heartbeat route, reusing a
 // verification for up to AuthCacheTTL (refreshed in the background with one
 // statement for all cached certificates).
 func (h *Heartbeats) Authenticate(ctx context.Context, cert *x509.Certificate, source string) (NodePrincipal, error) {
-	key := sha256.Sum256(cert.Raw)
-	now := h.cfg.Clock()
-	// Copy the entry under the lock: refreshAuth moves checked forward while
-	// requests read it.
-	h.authMu.RLock()
-	var e authEntry
-	hit := false
-	if pe := h.auth[key]; pe != nil {
-		e, hit = *pe, true
-	}
-	h.authMu.RUnlock()
-	if hit && now.Before(e.notAfter) && now.Sub(e.checked) < h.cfg.AuthCacheTTL {
-		p := e.p
-		p.SourceAddr = source
+	if p, ok := h.CachedPrincipal(cert, source); ok {
 		return p, nil
 	}
+	key := sha256.Sum256(cert.Raw)
+	now := h.cfg.Clock()
 	h.authChecks.Add(1)
 	p, err := h.a.AuthenticateNode(ctx, cert, source)
 	if err != nil {
@@ -585,6 +612,30 @@ func (h *Heartbeats) Authenticate(ctx context.Context, cert *x509.Certificate, s
 	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: p.ClusterID, NodeID: p.NodeID, Serial: p.Serial}, notAfter: cert.NotAfter, checked: now}
 	h.authMu.Unlock()
 	return p, nil
+}
+
+// CachedPrincipal returns the node of cert when a full check verified it less
+// than AuthCacheTTL ago (and it has not expired): the cache-hit half of
+// Authenticate, which never touches the database. ok false means Authenticate
+// must check it.
+func (h *Heartbeats) CachedPrincipal(cert *x509.Certificate, source string) (p NodePrincipal, ok bool) {
+	key := sha256.Sum256(cert.Raw)
+	now := h.cfg.Clock()
+	// Copy the entry under the lock: refreshAuth moves checked forward while
+	// requests read it.
+	h.authMu.RLock()
+	var e authEntry
+	hit := false
+	if pe := h.auth[key]; pe != nil {
+		e, hit = *pe, true
+	}
+	h.authMu.RUnlock()
+	if !hit || !now.Before(e.notAfter) || now.Sub(e.checked) >= h.cfg.AuthCacheTTL {
+		return NodePrincipal{}, false
+	}
+	p = e.p
+	p.SourceAddr = source
+	return p, true
 }
 
 // refreshAuth re-checks every cached certificate with one statement; revoked

@@ -36,6 +36,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := checkDepth(body, MaxJSONDepth); err != nil {
 		return err
 	}
+	return decodeBody(body, v)
+}
+
+// decodeBody decodes body (bounded, not blank, depth checked) into v: no
+// unknown fields, one value only.
+func decodeBody(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

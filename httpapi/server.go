@@ -111,7 +111,7 @@ func New(o Options) *Server {
 }
 
 // Handler returns the root handler.
-func (s *Server) Handler() http.Handler { return s.router }
+func (s *Server) Handler() http.Handler { return withHotRoutes(s.router) }
 
 // Registry returns the metrics registry (so other components can add metrics).
 func (s *Server) Registry() *prometheus.Registry { return s.reg }

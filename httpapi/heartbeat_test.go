@@ -1,0 +1,177 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/agentapi"
+	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/domain"
+)
+
+// heartbeatBodies are heartbeat bodies the route must decode exactly as
+// decodeJSON does: what agents send, and the corners.
+func heartbeatBodies() []string {
+	agent, _ := json.Marshal(authority.HeartbeatInput{Seq: 42, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), AgentVersion: "v1.2.3",
+		AppliedVersion: 7, State: "normal", Health: json.RawMessage(`{"status":"ok","checks":[{"n":"a","ok":true}]}`),
+		Services: json.RawMessage(`[{"type":"relay","state":"running"}]`), Capabilities: []domain.Capability{"can_route_mesh"},
+		Facts: json.RawMessage(`{"hostname":"h","os":"linux"}`)})
+	local, _ := json.Marshal(authority.HeartbeatInput{Seq: 1, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("", 2*3600))})
+	return []string{
+		string(agent), string(local),
+		``, `   `, `{}`, ` { } `, `null`, `[]`, `5`, `"x"`, `{"seq":1}{"seq":2}`, `{"seq":1} x`, `{} ]`, `{"seq":1,}`, `{"seq":1`,
+		`{"seq":1,"seq":2}`, `{"Seq":3}`, `{"SEQ":3}`, `{"se\u0071":3}`, `{"unknown":1}`, `{"seq":1,"unknown":{}}`,
+		`{"seq":1.0}`, `{"seq":1e3}`, `{"seq":-5}`, `{"seq":-0}`, `{"seq":999999999999999999}`, `{"seq":9223372036854775807}`,
+		`{"seq":99999999999999999999}`, `{"seq":"5"}`, `{"seq":null}`, `{"seq":true}`, `{"applied_version":12,"seq":3}`,
+		`{"sent_at":"2030-01-01T00:00:00Z"}`, `{"sent_at":"2030-01-01T00:00:00.123456789+02:00"}`, `{"sent_at":"bad"}`,
+		`{"sent_at":null}`, `{"sent_at":"2030-01-01T00:00:00\u005a"}`, `{"sent_at":12}`, `{"sent_at":"2030-01-01 00:00:00Z"}`,
+		`{"agent_version":"v1\n"}`, `{"agent_version":"é"}`, "{\"agent_version\":\"\xff\"}", `{"agent_version":null}`,
+		`{"agent_version":""}`, `{"agent_version":` + `"` + strings.Repeat("v", 120) + `"}`, `{"agent_version":1}`,
+		`{"state":"degraded"}`, `{"state":"weird"}`, `{"state":""}`, `{"state":null}`,
+		`{"health":{"a":[1,2,{"b":"c\"}]"}]}}`, `{"health":null}`, `{"health":"str"}`, `{"health":  [ 1 , 2 ] , "services":[]}`,
+		`{"health":{"s":"\\"},"seq":2}`, `{"health":1.5e3,"facts":true}`, `{"health":{},"health":{"x":1}}`,
+		`{"services":[{"a":{"b":[[]]}}],"seq":1}`, `{"facts":{"hostname":"h"}}`, `{"facts":null,"seq":9}`,
+		`{"capabilities":[]}`, `{"capabilities":[ ]}`, `{"capabilities":null}`, `{"capabilities":["can_route_mesh","x"]}`,
+		`{"capabilities":[1]}`, `{"capabilities":[null]}`, `{"capabilities":"x"}`, `{"capabilities":["a\u0062"]}`,
+		`{"health":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`,
+		"\n{\t\"seq\" :\r1 ,\n\"state\": \"normal\"\n}\n",
+	}
+}
+
+// sameHeartbeat compares two decoded heartbeats field by field (time zones by
+// offset and instant; nil and empty raw values and slices told apart).
+func sameHeartbeat(t *testing.T, want, got authority.HeartbeatInput, body string) {
+	t.Helper()
+	require.Equal(t, want.Seq, got.Seq, body)
+	require.Equal(t, want.AppliedVersion, got.AppliedVersion, body)
+	require.Equal(t, want.AgentVersion, got.AgentVersion, body)
+	require.Equal(t, want.State, got.State, body)
+	require.True(t, want.SentAt.Equal(got.SentAt), body)
+	require.Equal(t, want.SentAt.Format(time.RFC3339Nano), got.SentAt.Format(time.RFC3339Nano), body)
+	require.Equal(t, want.SentAt.IsZero(), got.SentAt.IsZero(), body)
+	for _, f := range [][2]json.RawMessage{{want.Health, got.Health}, {want.Services, got.Services}, {want.Facts, got.Facts}} {
+		require.Equal(t, f[0] == nil, f[1] == nil, body)
+		require.Equal(t, string(f[0]), string(f[1]), body)
+	}
+	require.True(t, reflect.DeepEqual(want.Capabilities, got.Capabilities), "%s: %#v vs %#v", body, want.Capabilities, got.Capabilities)
+}
+
+func checkHeartbeatDecode(t *testing.T, body string) {
+	var want authority.HeartbeatInput
+	wantErr := decodeJSON(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(body)), &want)
+	got, gotErr := decodeHeartbeat(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(body)))
+	if wantErr != nil {
+		require.Error(t, gotErr, body)
+		require.Equal(t, wantErr.Error(), gotErr.Error(), body)
+		require.Equal(t, authority.CodeOf(wantErr), authority.CodeOf(gotErr), body)
+		return
+	}
+	require.NoError(t, gotErr, body)
+	sameHeartbeat(t, want, got, body)
+
+	// What the route keeps never aliases its (pooled, reused) body buffer:
+	// decode another body of the same size through the same pool, then
+	// compare again.
+	other := strings.Repeat(" ", len(body))
+	_, _ = decodeHeartbeat(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(other)))
+	sameHeartbeat(t, want, got, body)
+}
+
+func TestDecodeHeartbeatMatchesEncodingJSON(t *testing.T) {
+	for _, body := range heartbeatBodies() {
+		checkHeartbeatDecode(t, body)
+	}
+	big := `{"health":{"x":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`
+	_, err := decodeHeartbeat(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(big)))
+	require.Equal(t, authority.CodeTooLarge, authority.CodeOf(err))
+}
+
+// FuzzDecodeHeartbeat checks that the heartbeat route decodes every body as
+// decodeJSON (encoding/json) does: same value or same error.
+func FuzzDecodeHeartbeat(f *testing.F) {
+	for _, b := range heartbeatBodies() {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkHeartbeatDecode(t, string(body))
+	})
+}
+
+// TestHeartbeatFastPathMatchesTheRouter checks that Handler's fast path
+// serves exactly the requests for which the router picks the heartbeat
+// route, with the router's handler.
+func TestHeartbeatFastPathMatchesTheRouter(t *testing.T) {
+	s := New(Options{})
+	hot := s.router.Get(heartbeatRoute)
+	require.NotNil(t, hot)
+	var m mux.RouteMatch
+	require.True(t, s.router.Match(httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, nil), &m))
+	require.Nil(t, m.MatchErr)
+	require.Same(t, hot, m.Route, "the router picks the named heartbeat route")
+	tpl, err := hot.GetPathTemplate()
+	require.NoError(t, err)
+	require.Equal(t, agentapi.PathHeartbeat, tpl)
+	methods, err := hot.GetMethods()
+	require.NoError(t, err)
+	require.Equal(t, []string{http.MethodPost}, methods)
+
+	// Other methods and paths still go through the router.
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodGet, agentapi.PathHeartbeat, nil),
+		httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat+"/", nil),
+		httptest.NewRequest(http.MethodPost, "/v1/agent//heartbeat", nil),
+	} {
+		want, got := httptest.NewRecorder(), httptest.NewRecorder()
+		s.router.ServeHTTP(want, req)
+		s.Handler().ServeHTTP(got, req)
+		require.Equal(t, want.Code, got.Code, req.Method+" "+req.URL.Path)
+		require.Equal(t, want.Body.String(), got.Body.String())
+	}
+	// Without a client certificate the fast path answers as the router does.
+	want, got := httptest.NewRecorder(), httptest.NewRecorder()
+	s.router.ServeHTTP(want, httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(`{}`)))
+	s.Handler().ServeHTTP(got, httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(`{}`)))
+	require.Equal(t, http.StatusUnauthorized, got.Code)
+	require.Equal(t, want.Code, got.Code)
+	require.Equal(t, want.Header(), got.Header())
+	require.Equal(t, want.Body.String(), got.Body.String())
+}
+
+// TestHeartbeatRouteMetrics checks that the hot route records the same series
+// as wrap: requests by route and status text, latency by route.
+func TestHeartbeatRouteMetrics(t *testing.T) {
+	s := New(Options{})
+	for range 3 {
+		s.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(`{}`)))
+	}
+	mfs, err := s.Registry().Gather()
+	require.NoError(t, err)
+	found := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch mf.GetName() {
+			case "rap_api_requests_total":
+				require.Equal(t, map[string]string{"route": "agent.heartbeat", "code": "Unauthorized"}, labels)
+				require.Equal(t, 3.0, m.GetCounter().GetValue())
+				found[mf.GetName()] = true
+			case "rap_api_request_seconds":
+				require.Equal(t, map[string]string{"route": "agent.heartbeat"}, labels)
+				require.Equal(t, uint64(3), m.GetHistogram().GetSampleCount())
+				found[mf.GetName()] = true
+			}
+		}
+	}
+	require.Len(t, found, 2)
+}
