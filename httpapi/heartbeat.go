@@ -131,7 +131,7 @@ func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request, n author
 	return nil
 }
 
-// bodyBuffers are request and response buffers of the heartbeat route. Only
+// bodyBuffers hold request bodies of the heartbeat route. Only
 // copies of their bytes outlive a request.
 var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
