@@ -175,12 +175,12 @@ fi
 rapctl mesh links --cluster demo | sed -n "1,8p"
 
 say "partition decisions: only the owner can fence a cluster; a fenced cluster refuses changes, its nodes keep running"
-rapctl partition fence demo --reason "make demo: suspected compromise drill" | cut -c1-150
+rapctl partition fence demo --reason "make demo: suspected compromise drill"
 echo "a role change while fenced is refused:"
 rapctl role assign demo "$(node_id edge-1)" core-mesh || true
 sleep 2
 "$bin/rap-node-agent" status --state "$demo/agent1/state.db" --status-socket "$demo/agent1/agent.sock" | grep -m1 "partition state" || echo "  (edge-1 has not applied the fenced snapshot yet)"
-rapctl partition recover demo --reason "make demo: drill over" | cut -c1-150
+rapctl partition recover demo --reason "make demo: drill over"
 
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
