@@ -254,27 +254,36 @@ const (
 	envChildResult = "HB_LOADGEN_RESULT" // path the child writes loadResults to
 )
 
-// TestHeartbeatLoadgenChild is the load generator process of
-// BenchmarkHeartbeatIngest (the test binary re-executed with envChildFleet
-// set); it skips otherwise. Protocol: it connects every agent and prints
-// "ready"; then each stdin line is a loadPlan JSON, answered by "done" once
-// the run's loadResult is appended to the result file. stdin closing ends it.
-func TestHeartbeatLoadgenChild(t *testing.T) {
-	fleetPath := os.Getenv(envChildFleet)
-	if fleetPath == "" {
-		t.Skip("load generator child of BenchmarkHeartbeatIngest only")
+// TestMain runs the load generator process of BenchmarkHeartbeatIngest when
+// this test binary is re-executed with envChildFleet set, and the package's
+// tests and benchmarks otherwise.
+func TestMain(m *testing.M) {
+	if os.Getenv(envChildFleet) != "" {
+		if err := loadgenChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "load generator:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	data, err := os.ReadFile(fleetPath)
+	os.Exit(m.Run())
+}
+
+// loadgenChild is the load generator process. Protocol: it connects every
+// agent and prints "ready"; then each stdin line is a loadPlan JSON, answered
+// by "done" once the run's loadResult is appended to the result file. stdin
+// closing ends it.
+func loadgenChild() error {
+	data, err := os.ReadFile(os.Getenv(envChildFleet))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	var f simFleet
 	if err := json.Unmarshal(data, &f); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	agents, err := connectFleet(f)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer func() {
 		for _, a := range agents {
@@ -283,7 +292,7 @@ func TestHeartbeatLoadgenChild(t *testing.T) {
 	}()
 	out, err := os.OpenFile(os.Getenv(envChildResult), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer out.Close()
 	fmt.Println("ready")
@@ -291,7 +300,7 @@ func TestHeartbeatLoadgenChild(t *testing.T) {
 	for in.Scan() {
 		var plan loadPlan
 		if err := json.Unmarshal(in.Bytes(), &plan); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		mStart, mEnd := plan.window()
 		var c0, c1 time.Duration
@@ -311,10 +320,11 @@ func TestHeartbeatLoadgenChild(t *testing.T) {
 		r.CPU = c1 - c0
 		line, _ := json.Marshal(r)
 		if _, err := out.Write(append(line, '\n')); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		fmt.Println("done")
 	}
+	return in.Err()
 }
 
 // loadgen drives the fleet, either in this process (HB_LOADGEN=inproc, the
@@ -354,7 +364,7 @@ func startChildLoad(b *testing.B, f simFleet) (*childLoad, error) {
 	if err := os.WriteFile(resPath, nil, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestHeartbeatLoadgenChild$", "-test.count", "1")
+	cmd := exec.Command(os.Args[0], "-test.run", "^$") // TestMain runs the load generator (envChildFleet)
 	cmd.Env = append(os.Environ(), envChildFleet+"="+fleetPath, envChildResult+"="+resPath)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
