@@ -414,6 +414,25 @@ func MeshStatusVia(ctx context.Context, socket string) ([]MeshStatus, error) {
 	return out, err
 }
 
+// Ping is `mesh ping` for the CLIs (rap-node-agent and rapctl): it asks the
+// agent behind socket to probe node (timeout bounds the probe) and prints the
+// result to w, as JSON when asJSON.
+func Ping(socket, cluster, node string, timeout time.Duration, asJSON bool, w io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
+	defer cancel()
+	r, err := MeshPingVia(ctx, socket, PingRequest{ClusterID: cluster, Node: node, TimeoutMs: int(timeout.Milliseconds())})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	WritePing(w, r)
+	return nil
+}
+
 // WritePing prints a ping result for people.
 func WritePing(w io.Writer, r PingResult) {
 	fmt.Fprintf(w, "mesh ping %s → %s (cluster %s)\n", r.From, r.Destination, r.ClusterID)

@@ -294,15 +294,7 @@ func meshCmd(args []string) error {
 		if node == "" {
 			return fmt.Errorf("%w: mesh ping NODE", flag.ErrHelp)
 		}
-		r, err := runtime.MeshPingVia(ctx, *socket, runtime.PingRequest{ClusterID: *cluster, Node: node, TimeoutMs: int(timeout.Milliseconds())})
-		if err != nil {
-			return err
-		}
-		if *out != "json" {
-			runtime.WritePing(os.Stdout, r)
-			return nil
-		}
-		v = r
+		return runtime.Ping(*socket, *cluster, node, *timeout, *out == "json", os.Stdout)
 	case "links":
 		ms, err := runtime.MeshStatusVia(ctx, *socket)
 		if err != nil {

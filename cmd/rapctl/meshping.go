@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -44,19 +42,7 @@ func meshPingCmd(args []string) error {
 	if *socket == "" {
 		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout+5*time.Second)
-	defer cancel()
-	r, err := runtime.MeshPingVia(ctx, *socket, runtime.PingRequest{ClusterID: *cluster, Node: node, TimeoutMs: int(timeout.Milliseconds())})
-	if err != nil {
-		return err
-	}
-	if output == "json" {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	runtime.WritePing(os.Stdout, r)
-	return nil
+	return runtime.Ping(*socket, *cluster, node, *timeout, output == "json", os.Stdout)
 }
 
 func envOr(name, def string) string {
