@@ -275,7 +275,7 @@ func TestE1ConcurrentJoinsConsumeExactlyMaxUses(t *testing.T) {
 			defer wg.Done()
 			ag := newFakeAgent(fmt.Sprintf("n%d", i), fmt.Sprintf("h%d", i))
 			var err error
-			for try := 0; try < 10; try++ { // as an agent would: retry while the group is busy or electing
+			for try := 0; try < 50; try++ { // as an agent would: retry while the group is busy or electing (up to ~10 s)
 				err = enrollClient(t, g, pin).Do(ctx, http.MethodPost, "/v1/agent/join", ag.joinBody(tok.Token), nil, nil)
 				if c := apiCode(err); c != "no_quorum" && c != "unavailable" {
 					break

@@ -99,7 +99,7 @@ func (g *Group) Start(i int) *daemon.Daemon {
 		// The "500 ms timeouts" profile of PERFORMANCE.md: fast failover, but
 		// a leader starved of CPU for a moment (race detector, several test
 		// packages and the chaos drills on 2 cores) does not step down.
-		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
+		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 500 * time.Millisecond,
 		QuorumTimeout: time.Second,
 	})
 	require.NoError(t, err)
