@@ -47,7 +47,7 @@ clean:
 	rm -rf $(BIN) out
 
 ## chaos: the chaos drills (needs root: network namespaces, nftables); reports go to the test log and $(CHAOS_REPORT).
-CHAOS_REPORT ?= out/chaos-report.txt
+CHAOS_REPORT ?= $(CURDIR)/out/chaos-report.txt
 .PHONY: chaos
 chaos:
 	@mkdir -p $(dir $(CHAOS_REPORT))
