@@ -304,19 +304,9 @@ func loadgenChild() error {
 		}
 		mStart, mEnd := plan.window()
 		var c0, c1 time.Duration
-		var marks sync.WaitGroup
-		marks.Add(1)
-		go func() {
-			defer marks.Done()
-			time.Sleep(time.Until(mStart))
-			stop := profileWindow(os.Getenv("HB_LOADGEN_CPUPROFILE"))
-			c0 = cpuTime()
-			time.Sleep(time.Until(mEnd))
-			c1 = cpuTime()
-			stop()
-		}()
+		wait := measureWindow(mStart, mEnd, "HB_LOADGEN_CPUPROFILE", func() { c0 = cpuTime() }, func() { c1 = cpuTime() })
 		r := driveLoad(agents, plan)
-		marks.Wait()
+		wait()
 		r.CPU = c1 - c0
 		line, _ := json.Marshal(r)
 		if _, err := out.Write(append(line, '\n')); err != nil {
@@ -456,21 +446,11 @@ func drive(h *authority.Heartbeats, lg loadgen, agents int, interval, warm, d ti
 	var f0, f1 authority.HeartbeatStats
 	var m0, m1 runtime.MemStats
 	var c0, c1 time.Duration
-	var marks sync.WaitGroup
-	marks.Add(1)
-	go func() {
-		defer marks.Done()
-		time.Sleep(time.Until(mStart))
-		stop := profileWindow(os.Getenv("HB_CPUPROFILE"))
-		f0, c0 = h.Stats(), cpuTime()
-		runtime.ReadMemStats(&m0)
-		time.Sleep(time.Until(mEnd))
-		f1, c1 = h.Stats(), cpuTime()
-		runtime.ReadMemStats(&m1)
-		stop()
-	}()
+	wait := measureWindow(mStart, mEnd, "HB_CPUPROFILE",
+		func() { f0, c0 = h.Stats(), cpuTime(); runtime.ReadMemStats(&m0) },
+		func() { f1, c1 = h.Stats(), cpuTime(); runtime.ReadMemStats(&m1) })
 	lr, err := lg.run(plan)
-	marks.Wait()
+	wait()
 	if err != nil {
 		return hbResult{}, err
 	}
@@ -660,4 +640,21 @@ func BenchmarkHeartbeatRoute(b *testing.B) {
 			b.Fatalf("status %d", w.code)
 		}
 	}
+}
+
+// measureWindow calls atStart at start and atEnd at end (in a goroutine),
+// with a CPU profile of the window when the environment variable profileEnv
+// names a file; the returned wait blocks until atEnd ran.
+func measureWindow(start, end time.Time, profileEnv string, atStart, atEnd func()) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(time.Until(start))
+		stop := profileWindow(os.Getenv(profileEnv))
+		atStart()
+		time.Sleep(time.Until(end))
+		atEnd()
+		stop()
+	}()
+	return func() { <-done }
 }
