@@ -350,7 +350,10 @@ func Decode(data []byte) (Decoded, error) {
 	if err := strictUnmarshal(env.Cmd, cmd); err != nil {
 		return Decoded{}, cmdErr(ErrMalformed, err.Error())
 	}
-	cmd = deref(cmd)
+	cmd, err := canonical(deref(cmd))
+	if err != nil {
+		return Decoded{}, err
+	}
 	if err := cmd.Validate(); err != nil {
 		return Decoded{}, err
 	}
@@ -367,6 +370,44 @@ func strictUnmarshal(data []byte, v any) error {
 		return fmt.Errorf("trailing data after JSON body")
 	}
 	return nil
+}
+
+// canonical returns c with every timestamp in UTC, so that a command decodes to
+// the same value on every machine whatever its time zone: encoding/json keeps
+// the offset a timestamp was written with (as time.Local when it matches the
+// machine's zone), and re-encoding such a value would not reproduce the bytes
+// the leader proposed. Timestamps whose UTC year falls outside 0..9999 cannot
+// be encoded again and are refused.
+func canonical(c Command) (Command, error) {
+	var err error
+	switch v := c.(type) {
+	case ClaimEpoch:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
+	case CreateClusterCA:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
+	case RotateClusterCA:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
+	case SetPartition:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
+	case SetGossipKey:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
+	}
+	return c, err
+}
+
+// canonicalTime is t in UTC, or ErrInvalid when UTC moves it out of the range
+// JSON timestamps can carry.
+func canonicalTime(field string, t time.Time) (time.Time, error) {
+	u := t.UTC()
+	if y := u.Year(); y < 0 || y > 9999 {
+		return time.Time{}, cmdErr(ErrInvalid, field+": year out of range")
+	}
+	return u, nil
 }
 
 // deref turns the pointer Decode filled into the value type callers switch on.

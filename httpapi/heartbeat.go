@@ -168,6 +168,8 @@ func decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.Heartbea
 	// so nothing of the pooled buffer outlives the request.
 	var in authority.HeartbeatInput
 	err := decodeBody(body, &in)
+	// One canonical value whatever offset the agent wrote: UTC.
+	in.SentAt = in.SentAt.UTC()
 	return in, err
 }
 

@@ -32,7 +32,7 @@ func heartbeatBodies() []string {
 		`{"seq":1.0}`, `{"seq":1e3}`, `{"seq":-5}`, `{"seq":-0}`, `{"seq":999999999999999999}`, `{"seq":9223372036854775807}`,
 		`{"seq":99999999999999999999}`, `{"seq":"5"}`, `{"seq":null}`, `{"seq":true}`, `{"applied_version":12,"seq":3}`,
 		`{"sent_at":"2030-01-01T00:00:00Z"}`, `{"sent_at":"2030-01-01T00:00:00.123456789+02:00"}`, `{"sent_at":"bad"}`,
-		`{"sent_at":null}`, `{"sent_at":"2030-01-01T00:00:00\u005a"}`, `{"sent_at":12}`, `{"sent_at":"2030-01-01 00:00:00Z"}`,
+		`{"sent_at":null}`, `{"sent_at":"2030-01-01T00:00:00+00:00"}`, `{"sent_at":"2030-01-01T00:00:00\u005a"}`, `{"sent_at":12}`, `{"sent_at":"2030-01-01 00:00:00Z"}`,
 		`{"agent_version":"v1\n"}`, `{"agent_version":"é"}`, "{\"agent_version\":\"\xff\"}", `{"agent_version":null}`,
 		`{"agent_version":""}`, `{"agent_version":` + `"` + strings.Repeat("v", 120) + `"}`, `{"agent_version":1}`,
 		`{"state":"degraded"}`, `{"state":"weird"}`, `{"state":""}`, `{"state":null}`,
@@ -55,7 +55,8 @@ func sameHeartbeat(t *testing.T, want, got authority.HeartbeatInput, body string
 	require.Equal(t, want.AgentVersion, got.AgentVersion, body)
 	require.Equal(t, want.State, got.State, body)
 	require.True(t, want.SentAt.Equal(got.SentAt), body)
-	require.Equal(t, want.SentAt.Format(time.RFC3339Nano), got.SentAt.Format(time.RFC3339Nano), body)
+	require.Equal(t, want.SentAt.UTC().Format(time.RFC3339Nano), got.SentAt.Format(time.RFC3339Nano), body)
+	require.Equal(t, time.UTC, got.SentAt.Location(), "decoded times are in UTC: %s", body)
 	require.Equal(t, want.SentAt.IsZero(), got.SentAt.IsZero(), body)
 	for _, f := range [][2]json.RawMessage{{want.Health, got.Health}, {want.Services, got.Services}, {want.Facts, got.Facts}} {
 		require.Equal(t, f[0] == nil, f[1] == nil, body)

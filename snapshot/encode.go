@@ -56,6 +56,11 @@ func DecodeSnapshot(payload []byte) (Snapshot, error) {
 	if w.ClusterID == "" || w.NodeID == "" || w.Version == 0 {
 		return Snapshot{}, verr(ErrMalformed, "payload lacks cluster_id, node_id or version")
 	}
+	// One canonical value whatever the payload's offsets and the machine's
+	// zone: Encode writes UTC, so a decoded snapshot re-encodes to the same
+	// bytes it was decoded from.
+	w.IssuedAt = w.IssuedAt.UTC()
+	w.ExpiresAt = w.ExpiresAt.UTC()
 	return w.Snapshot, nil
 }
 

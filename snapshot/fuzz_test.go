@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"testing"
 	"time"
@@ -58,6 +59,42 @@ func FuzzDecodeVerify(f *testing.F) {
 		}
 		if _, err := Encode(s); err != nil {
 			t.Fatalf("accepted snapshot does not re-encode: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeSnapshotPayload: whatever DecodeSnapshot accepts has every time
+// in UTC (one value on every machine, whatever its zone) and re-encodes to a
+// payload that decodes to a snapshot with the same canonical encoding.
+// Seeds live in testdata/fuzz/FuzzDecodeSnapshotPayload.
+func FuzzDecodeSnapshotPayload(f *testing.F) {
+	sg, err := Unmarshal(fuzzWire(f), 0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sg.Payload)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		s, err := DecodeSnapshot(payload)
+		if err != nil {
+			return
+		}
+		if s.IssuedAt.Location() != time.UTC || s.ExpiresAt.Location() != time.UTC {
+			t.Fatalf("decoded times not in UTC: %v %v", s.IssuedAt, s.ExpiresAt)
+		}
+		again, err := Encode(s)
+		if err != nil {
+			return // e.g. a year JSON cannot carry once converted to UTC
+		}
+		s2, err := DecodeSnapshot(again)
+		if err != nil {
+			t.Fatalf("re-encoded payload does not decode: %v", err)
+		}
+		if !s.IssuedAt.Equal(s2.IssuedAt) || s.IssuedAt != s2.IssuedAt || s.ExpiresAt != s2.ExpiresAt {
+			t.Fatalf("times changed in the round trip: %v %v -> %v %v", s.IssuedAt, s.ExpiresAt, s2.IssuedAt, s2.ExpiresAt)
+		}
+		third, err := Encode(s2)
+		if err != nil || !bytes.Equal(again, third) {
+			t.Fatalf("encoding not canonical: %q -> %q (%v)", again, third, err)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -94,6 +95,16 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 		if len(body)+len(sig) != len(in) || r.validate() != nil {
 			t.Fatalf("decoded inconsistent record %+v", r)
+		}
+		// Whatever decodes re-encodes to a record that decodes to the same
+		// value (one canonical value for every accepted input).
+		again, err := EncodeRecord(r, key(r.NodeID))
+		if err != nil {
+			t.Fatalf("decoded record does not re-encode: %v (%+v)", err, r)
+		}
+		r2, _, _, err := DecodeRecord(again)
+		if err != nil || !reflect.DeepEqual(r, r2) {
+			t.Fatalf("round trip changed the record: %+v -> %+v (%v)", r, r2, err)
 		}
 	})
 }
