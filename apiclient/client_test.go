@@ -181,6 +181,22 @@ func TestNewNeedsAServer(t *testing.T) {
 	}
 }
 
+// TestNewRefusesMalformedPin: a mistyped pin is the caller's error, reported
+// at once, not a mismatch against every server.
+func TestNewRefusesMalformedPin(t *testing.T) {
+	good := newCA(t).pin
+	for _, pin := range []string{"sha256:abc", "md5:" + good[7:], good[7:], "sha256:" + strings.Repeat("g", 64), good + "0"} {
+		if c, err := New(Options{Servers: []string{"127.0.0.1:1"}, CAPin: pin}); !errors.Is(err, pki.ErrBadPin) || c != nil {
+			t.Errorf("New with pin %q = %v, %v; want pki.ErrBadPin", pin, c, err)
+		}
+	}
+	if c, err := New(Options{Servers: []string{"127.0.0.1:1"}, CAPin: "sha256:" + strings.ToUpper(good[7:])}); err != nil {
+		t.Errorf("upper-case hex pin refused: %v", err)
+	} else {
+		c.Close()
+	}
+}
+
 func TestDoSendsRequestAndDecodesAnswer(t *testing.T) {
 	ca := newCA(t)
 	s := startServer(t, serverCert(t, ca, nil), ok("s1"))
@@ -377,7 +393,8 @@ func TestNotLeaderHopsBounded(t *testing.T) {
 	for _, tc := range []struct {
 		maxRedirects, wantRequests int
 	}{
-		{0, 4}, // the default is 3 hops
+		{-1, 1}, // negative: not_leader is not followed at all
+		{0, 4},  // the default is 3 hops
 		{1, 2},
 		{5, 6},
 	} {
@@ -455,8 +472,6 @@ func TestCAPinRefusal(t *testing.T) {
 			return serverCert(t, other, func(leaf []byte) [][]byte { return [][]byte{leaf, pinned.der} })
 		}, func(tls.Certificate) string { return pinned.pin }, false},
 		{"node client certificate under the pinned cluster CA", nodeLeaf, clusterPin, false},
-		{"malformed pin", func(t *testing.T) tls.Certificate { return serverCert(t, pinned, nil) },
-			func(tls.Certificate) string { return "sha256:abc" }, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -312,6 +312,9 @@ func TestPin(t *testing.T) {
 	if want := "sha256:" + hex.EncodeToString(sum[:]); pin != want {
 		t.Fatalf("Pin = %s, want %s", pin, want)
 	}
+	if err := ValidatePin(pin); err != nil {
+		t.Errorf("ValidatePin(Pin(ca)) = %v", err)
+	}
 	if p, err := PinDER(a.der); err != nil || p != pin {
 		t.Errorf("PinDER = %q, %v; want %q", p, err, pin)
 	}
@@ -341,7 +344,8 @@ func TestPin(t *testing.T) {
 		{"upper-case prefix", "SHA256:" + strings.TrimPrefix(pin, "sha256:"), ErrBadPin},
 		{"truncated", pin[:len(pin)-2], ErrBadPin},
 		{"too long", pin + "00", ErrBadPin},
-		{"not hex, right length", "sha256:" + strings.Repeat("z", 64), ErrPinMismatch},
+		{"not hex, right length", "sha256:" + strings.Repeat("z", 64), ErrBadPin},
+		{"hex with a space", "sha256: " + strings.TrimPrefix(pin, "sha256:")[1:], ErrBadPin},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
