@@ -53,7 +53,8 @@ type Options struct {
 	Certificate *tls.Certificate
 	// Timeout bounds one HTTP exchange; 0 means 10 s.
 	Timeout time.Duration
-	// MaxRedirects bounds not_leader hops; 0 means 3.
+	// MaxRedirects bounds not_leader hops; 0 means 3, a negative value means
+	// a not_leader answer is returned, not followed.
 	MaxRedirects int
 }
 
@@ -78,6 +79,9 @@ func New(o Options) (*Client, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: o.ServerName}
 	if o.CAPin != "" {
+		if err := pki.ValidatePin(o.CAPin); err != nil {
+			return nil, fmt.Errorf("apiclient: CA pin %q: %w", o.CAPin, err)
+		}
 		// The chain is checked here against the pinned CA instead of the system
 		// roots: the server must present [leaf, CA] with CA matching the pin.
 		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rap-fabric/core/agent/meshrun"
 	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/internal/testwait"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/mesh/e2e"
 	"github.com/rap-fabric/core/snapshot"
@@ -93,22 +94,6 @@ func realEndpoint(nodes map[string]*benchNode) func(of, peer string) netip.AddrP
 	return func(_, peer string) netip.AddrPort { return nodes[peer].n.LocalAddr() }
 }
 
-// waitMesh polls cond until it holds or fails the benchmark after d.
-func waitMesh(b *testing.B, d time.Duration, what string, cond func() (bool, string)) {
-	b.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out waiting for %s: %s", what, detail)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func nextHop(n *meshrun.Node, dst string) string {
 	for _, r := range n.Status().Routes {
 		if r.Destination == dst {
@@ -131,7 +116,7 @@ func linkUp(n *meshrun.Node, peer string) bool {
 // message comes back over it.
 func dialEcho(b *testing.B, from *benchNode, dst string) *e2e.Conn {
 	var c *e2e.Conn
-	waitMesh(b, 10*time.Second, from.id+" echoes with "+dst, func() (bool, string) {
+	testwait.For(b, 10*time.Second, from.id+" echoes with "+dst, func() (bool, string) {
 		if c == nil {
 			var err error
 			if c, err = from.n.DialEcho(dst); err != nil {
@@ -230,7 +215,7 @@ func usOf(d time.Duration) float64 { return float64(d) / float64(time.Microsecon
 func BenchmarkMeshEchoRTT(b *testing.B) {
 	nodes := startMesh(b, []string{"a", "b", "c"}, map[string][]string{"b": {"c"}, "c": {"b"}})
 	runMesh(b, nodes, realEndpoint(nodes))
-	waitMesh(b, 10*time.Second, "routes b→a direct and b→c via a", func() (bool, string) {
+	testwait.For(b, 10*time.Second, "routes b→a direct and b→c via a", func() (bool, string) {
 		return nextHop(nodes["b"].n, "a") == "a" && nextHop(nodes["b"].n, "c") == "a" && nextHop(nodes["c"].n, "b") == "a",
 			fmt.Sprintf("%+v", nodes["b"].n.Status().Routes)
 	})
@@ -362,7 +347,7 @@ func BenchmarkMeshFailover(b *testing.B) {
 		return linkUp(nodes["b"].n, "c") && nextHop(nodes["b"].n, "c") == "c" && nextHop(nodes["c"].n, "b") == "b",
 			fmt.Sprintf("b routes %+v; c routes %+v", nodes["b"].n.Status().Routes, nodes["c"].n.Status().Routes)
 	}
-	waitMesh(b, 15*time.Second, "direct routes b↔c and links to a", func() (bool, string) {
+	testwait.For(b, 15*time.Second, "direct routes b↔c and links to a", func() (bool, string) {
 		ok, d := direct()
 		return ok && linkUp(nodes["b"].n, "a") && linkUp(nodes["c"].n, "a"), d
 	})
@@ -373,7 +358,7 @@ func BenchmarkMeshFailover(b *testing.B) {
 	seq := uint64(0)
 	msg := make([]byte, 64)
 	for trial := range trials {
-		waitMesh(b, 15*time.Second, fmt.Sprintf("direct b↔c before trial %d", trial), direct)
+		testwait.For(b, 15*time.Second, fmt.Sprintf("direct b↔c before trial %d", trial), direct)
 		seq++
 		binary.BigEndian.PutUint64(msg, seq)
 		if _, err := echoOnce(conn, msg, time.Second); err != nil {
@@ -438,7 +423,7 @@ func BenchmarkMeshFailover(b *testing.B) {
 		}
 		bc.drop.Store(false)
 	}
-	waitMesh(b, 15*time.Second, "direct b↔c after the last trial", direct)
+	testwait.For(b, 15*time.Second, "direct b↔c after the last trial", direct)
 	var healed []time.Duration
 	for b.Loop() {
 		seq++

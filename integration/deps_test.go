@@ -16,6 +16,7 @@ func TestProductionCodeDoesNotImportTesting(t *testing.T) {
 	allowed := map[string]bool{
 		"github.com/rap-fabric/core/internal/pgtest":   true,
 		"github.com/rap-fabric/core/internal/authtest": true,
+		"github.com/rap-fabric/core/internal/testwait": true,
 		"github.com/rap-fabric/core/integration/chaos": true,
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/internal/pgtest"
+	"github.com/rap-fabric/core/internal/testwait"
 )
 
 var (
@@ -87,18 +88,6 @@ func startAuthority(t *testing.T, bin, dbURL string, p *proc, extra ...string) {
 	})
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %v waiting for %s", timeout, what)
-}
-
 type status struct {
 	NodeID   string `json:"node_id"`
 	State    string `json:"state"`
@@ -125,7 +114,7 @@ func TestThreeAuthorityProcesses(t *testing.T) {
 		OwnerToken string `json:"owner_token"`
 		CAPin      string `json:"ca_pin"`
 	}
-	waitFor(t, 30*time.Second, "bootstrap output", func() bool {
+	testwait.Until(t, 30*time.Second, "bootstrap output", func() bool {
 		sc := bufio.NewScanner(strings.NewReader(ps[0].out.String()))
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "{") && json.Unmarshal(sc.Bytes(), &boot) == nil && boot.OwnerToken != "" {
@@ -155,7 +144,7 @@ func TestThreeAuthorityProcesses(t *testing.T) {
 	}
 	var leader string
 	var epoch uint64
-	waitFor(t, 30*time.Second, "three members, one leader, one epoch, all healthy", func() bool {
+	testwait.Until(t, 30*time.Second, "three members, one leader, one epoch, all healthy", func() bool {
 		leaders := map[string]bool{}
 		epochs := map[uint64]bool{}
 		for _, p := range ps {
@@ -227,7 +216,7 @@ func TestThreeAuthorityProcesses(t *testing.T) {
 		}
 	}
 	var firstWrite time.Duration
-	waitFor(t, 20*time.Second, "a write after the leader was killed", func() bool {
+	testwait.Until(t, 20*time.Second, "a write after the leader was killed", func() bool {
 		_, err := rapctl("cluster", "create", "After Kill", "--slug", "after-kill")
 		if err == nil {
 			firstWrite = time.Since(killed)
@@ -245,7 +234,7 @@ func TestThreeAuthorityProcesses(t *testing.T) {
 	// The killed authority restarts from its data dir and rejoins as a follower.
 	lp.cmd = nil
 	startAuthority(t, bin, dbURL, lp)
-	waitFor(t, 20*time.Second, "restarted authority follows the new leader", func() bool {
+	testwait.Until(t, 20*time.Second, "restarted authority follows the new leader", func() bool {
 		s, err := statusOf(lp)
 		return err == nil && s.LeaderID == st.LeaderID && s.Epoch >= st.Epoch && s.State == "Follower"
 	})

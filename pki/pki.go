@@ -98,10 +98,24 @@ func PinDER(der []byte) (string, error) {
 	return Pin(c), nil
 }
 
-// CheckPin reports whether cert matches pin, in constant time.
-func CheckPin(cert *x509.Certificate, pin string) error {
-	if !strings.HasPrefix(pin, "sha256:") || len(pin) != len("sha256:")+64 {
+// ValidatePin returns ErrBadPin unless pin is "sha256:" followed by 64 hex
+// digits (either case), the form Pin produces.
+func ValidatePin(pin string) error {
+	h, ok := strings.CutPrefix(pin, "sha256:")
+	if !ok || len(h) != 64 {
 		return ErrBadPin
+	}
+	if _, err := hex.DecodeString(h); err != nil {
+		return ErrBadPin
+	}
+	return nil
+}
+
+// CheckPin reports whether cert matches pin, in constant time. A malformed pin
+// is ErrBadPin, a well-formed one that does not match ErrPinMismatch.
+func CheckPin(cert *x509.Certificate, pin string) error {
+	if err := ValidatePin(pin); err != nil {
+		return err
 	}
 	if subtle.ConstantTimeCompare([]byte(Pin(cert)), []byte(strings.ToLower(pin))) != 1 {
 		return ErrPinMismatch

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/internal/testwait"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/mesh/gossip"
 	"github.com/rap-fabric/core/snapshot"
@@ -105,7 +106,7 @@ func TestGossipInMeshNodes(t *testing.T) {
 		}
 	}
 	for _, id := range []string{"a", "b", "c"} {
-		waitFor(t, 15*time.Second, id+" gossips with 2 verified peers", func() (bool, string) {
+		testwait.For(t, 15*time.Second, id+" gossips with 2 verified peers", func() (bool, string) {
 			s := nodes[id].n.Status()
 			return s.GossipDetail.On && s.GossipDetail.Verified == 2 && s.GossipDetail.Members == 3, s.Gossip
 		})
@@ -123,7 +124,7 @@ func TestGossipInMeshNodes(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = rogue.Shutdown() })
 	_, _ = rogue.Join([]string{strings.TrimPrefix(nodes["a"].n.gossipEndpoint(), GossipEndpointPrefix)})
-	waitFor(t, 10*time.Second, "a rejects the forged record", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "a rejects the forged record", func() (bool, string) {
 		s := nodes["a"].n.Status().GossipDetail
 		return s.Rejected > 0, fmt.Sprintf("%+v", s)
 	})
@@ -137,7 +138,7 @@ func TestGossipInMeshNodes(t *testing.T) {
 	}
 
 	// A numbered echo stream b→c crosses a; nothing is delivered twice.
-	waitFor(t, 10*time.Second, "route b→c", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "route b→c", func() (bool, string) {
 		_, _, _, err := nodes["b"].n.r.Lookup("c")
 		return err == nil, fmt.Sprint(err)
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/internal/testwait"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/snapshot"
 )
@@ -19,21 +20,6 @@ type tnode struct {
 	priv channel.Key
 	pub  channel.Key
 	n    *Node
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %s", what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func fastTimers() channel.Timers {
@@ -105,7 +91,7 @@ func linkState(n *Node, peer string) string {
 
 func TestDirectAndRelayedEchoOverLoopbackUDP(t *testing.T) {
 	nodes := startTrio(t)
-	waitFor(t, 10*time.Second, "links a–b and a–c up", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "links a–b and a–c up", func() (bool, string) {
 		for _, p := range [][2]string{{"a", "b"}, {"a", "c"}, {"b", "a"}, {"c", "a"}} {
 			if linkState(nodes[p[0]].n, p[1]) != "up" {
 				return false, fmt.Sprintf("%s→%s %+v", p[0], p[1], nodes[p[0]].n.Status().Links)
@@ -120,7 +106,7 @@ func TestDirectAndRelayedEchoOverLoopbackUDP(t *testing.T) {
 	defer cancel()
 	// Direct.
 	var res ProbeResult
-	waitFor(t, 10*time.Second, "ping b→a", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "ping b→a", func() (bool, string) {
 		pctx, pc := context.WithTimeout(ctx, time.Second)
 		defer pc()
 		var err error
@@ -133,7 +119,7 @@ func TestDirectAndRelayedEchoOverLoopbackUDP(t *testing.T) {
 		t.Fatalf("direct ping: %+v", res)
 	}
 	// Relayed: b and c are not linked, the route crosses a.
-	waitFor(t, 10*time.Second, "ping b→c via a", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "ping b→c via a", func() (bool, string) {
 		pctx, pc := context.WithTimeout(ctx, time.Second)
 		defer pc()
 		var err error

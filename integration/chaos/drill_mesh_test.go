@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rap-fabric/core/agent/meshrun"
+	"github.com/rap-fabric/core/internal/testwait"
 )
 
 const (
@@ -157,7 +158,7 @@ func TestDrillMeshFiveAgents(t *testing.T) {
 	directRoutes := func() bool {
 		return directRoute(e1, node["e2"]) && directRoute(e2, node["e1"])
 	}
-	waitFor(t, 15*time.Second, "direct routes e1↔e2", directRoutes)
+	testwait.Until(t, 15*time.Second, "direct routes e1↔e2", directRoutes)
 	rep, err := e1.Stream(node["e2"], 50, meshEvery)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +208,7 @@ func TestDrillMeshFiveAgents(t *testing.T) {
 		r := <-ch
 		return r.r, at, r.err
 	}
-	waitFor(t, 15*time.Second, "direct routes e1↔e2 before the cut", directRoutes)
+	testwait.Until(t, 15*time.Second, "direct routes e1↔e2 before the cut", directRoutes)
 	downCh := make(chan linkDown, 1)
 	rep, cutAt, err := faultStream(func() {
 		cut(true)
@@ -391,17 +392,6 @@ func directRoute(a *Agent, dst string) bool {
 	}
 	r, ok := RouteTo(m, dst)
 	return ok && r.Hops == 1 && r.NextHop == dst
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // echoGap is the time from the last echo received before t to to (0 when

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/rap-fabric/core/internal/testwait"
 )
 
 // testDir is a mutable in-memory Directory.
@@ -136,25 +138,9 @@ func others(all []string, self string) []string {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %s", what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func waitCandidates(t *testing.T, gs []*Gossip, want func(self string) []string, needRTT bool) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "candidates", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "candidates", func() (bool, string) {
 		for _, g := range gs {
 			cs := g.Candidates()
 			if w := want(g.cfg.NodeID); !slices.Equal(ids(cs), w) {
@@ -199,7 +185,7 @@ func TestFiveNodesConverge(t *testing.T) {
 	if err := gs[3].Update([]netip.AddrPort{newEP}, 0.9, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "update", func() (bool, string) {
+	testwait.For(t, 5*time.Second, "update", func() (bool, string) {
 		for _, c := range gs[0].Candidates() {
 			if c.NodeID == "n3" {
 				return len(c.Endpoints) == 1 && c.Endpoints[0] == newEP && c.Load > 0.89, fmt.Sprint(c)
@@ -296,7 +282,7 @@ func TestForgedRecordsIgnored(t *testing.T) {
 	// with its reason. n2 hears of them only if an attacker happens to
 	// gossip with it (the seeds never pass a refused member on), so it must
 	// have refused whatever it heard, with the right reason.
-	waitFor(t, 20*time.Second, "rejections", func() (bool, string) {
+	testwait.For(t, 20*time.Second, "rejections", func() (bool, string) {
 		for i, g := range gs {
 			for name, want := range cases {
 				err := g.LastRejection(name)
@@ -339,7 +325,7 @@ func TestGarbageMetaDoesNotCrash(t *testing.T) {
 	for name, m := range metas {
 		startRaw(t, name, m, seeds)
 	}
-	waitFor(t, 10*time.Second, "rejections", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "rejections", func() (bool, string) {
 		for name := range metas {
 			if err := gs[0].LastRejection(name); !errors.Is(err, ErrMalformed) {
 				return false, fmt.Sprintf("%s: %v", name, err)
@@ -378,7 +364,7 @@ func TestRevokedNodeDropped(t *testing.T) {
 	if err := gs[3].Update([]netip.AddrPort{meshEP(33)}, 0.5, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "revoked rejection", func() (bool, string) {
+	testwait.For(t, 5*time.Second, "revoked rejection", func() (bool, string) {
 		for _, g := range gs[:3] {
 			if err := g.LastRejection("n3"); !errors.Is(err, ErrRevoked) {
 				return false, fmt.Sprintf("%s: %v", g.cfg.NodeID, err)

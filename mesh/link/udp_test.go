@@ -14,25 +14,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/rap-fabric/core/internal/testwait"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/mesh/gossip"
 )
-
-// waitReal polls cond in real time until it holds or d passes.
-func waitReal(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %s", what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 type udpNode struct {
 	id    string
@@ -134,7 +119,7 @@ func TestUDPLoopbackWithGossip(t *testing.T) {
 		go func() { defer wg.Done(); _ = n.m.Run(ctx) }()
 	}
 
-	waitReal(t, 15*time.Second, "all links up", func() (bool, string) {
+	testwait.For(t, 15*time.Second, "all links up", func() (bool, string) {
 		for _, a := range list {
 			for _, b := range ids {
 				if b != a.id && a.state(b) != LinkUp {
@@ -155,7 +140,7 @@ func TestUDPLoopbackWithGossip(t *testing.T) {
 		}
 	}
 	// Data both ways on every link.
-	waitReal(t, 5*time.Second, "data delivered", func() (bool, string) {
+	testwait.For(t, 5*time.Second, "data delivered", func() (bool, string) {
 		for _, a := range list {
 			for _, b := range ids {
 				if b != a.id && nodes[b].count(a.id) == 0 {
@@ -185,7 +170,7 @@ func TestUDPLoopbackWithGossip(t *testing.T) {
 		}
 	}
 	before := nodes["u0"].count("u2")
-	waitReal(t, 10*time.Second, "u0 refuses u2", func() (bool, string) {
+	testwait.For(t, 10*time.Second, "u0 refuses u2", func() (bool, string) {
 		_ = nodes["u2"].m.Send("u0", []byte("after revocation"))
 		st, _ := nodes["u0"].m.ChannelStats("c1")
 		return st.RefusedRevoked > 0, fmt.Sprintf("%+v", st)
