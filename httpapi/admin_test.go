@@ -21,7 +21,7 @@ import (
 
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"

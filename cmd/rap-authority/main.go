@@ -32,7 +32,7 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/migrations"
 	"github.com/rap-fabric/core/store"
 )

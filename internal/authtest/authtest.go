@@ -19,7 +19,7 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/authority/raftnode/rafttest"
 	"github.com/rap-fabric/core/internal/pgtest"
 )

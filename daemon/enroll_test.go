@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/jointoken"

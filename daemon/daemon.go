@@ -1,8 +1,9 @@
 // Package daemon is the composition root of rap-authority: it wires the store,
 // the Raft node and FSM, the authority service and the HTTP API into one
 // running process, and implements bootstrap and joining of authority members.
-// Both cmd/rap-authority and multi-authority tests use it; nothing else may
-// import it.
+// It is the only package that imports both authority and httpapi. Only
+// cmd/rap-authority and test harnesses (internal/authtest, tests) may import
+// it; deps_test.go enforces both rules.
 package daemon
 
 import (
