@@ -8,7 +8,9 @@
 // transaction that PostgreSQL itself refuses if the epoch went stale.
 //
 // Usage, in order:
-//  1. New(Config, Consensus, *fsm.FSM, *store.DB) — wiring only, no I/O.
+//  1. New(Config, Consensus, *fsm.FSM, *store.DB) validates the Config and
+//     builds the subsystems (Admin, Heartbeats, snapshots) as fields — wiring
+//     only, no I/O. The composition root (package daemon) runs their loops.
 //  2. The Raft node calls OnLeader(epoch) after it has committed a ClaimEpoch
 //     for its term; the authority claims the PostgreSQL fence with that epoch and
 //     only then serves fenced writes. OnFollower() stops them at once.
@@ -86,6 +88,14 @@ type Config struct {
 	JoinRequestTTL time.Duration
 	// CALifetime is the lifetime of a new cluster CA; 0 means 10 years.
 	CALifetime time.Duration
+
+	// Admin configures the platform admin security service (Authority.Admin).
+	Admin AdminOptions
+	// Heartbeats configures heartbeat ingest (Authority.Heartbeats).
+	Heartbeats HeartbeatConfig
+	// Snapshots configures snapshot building and serving (RunSnapshots,
+	// WaitSnapshot).
+	Snapshots SnapshotOptions
 }
 
 func (c *Config) defaults() {
@@ -136,14 +146,36 @@ type Authority struct {
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
 	caKeys sync.Map
+
+	// Subsystems, built by New from the Config.
+	admin      *Admin
+	heartbeats *Heartbeats
+	snapshots  *snapshotService
 }
 
-// New wires an Authority. It performs no I/O.
-func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) *Authority {
+// New validates cfg and wires an Authority with its subsystems. It performs no
+// I/O; an invalid cfg is refused with a *ConfigError naming the field.
+func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
-	return &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
+	a := &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
 		limiter: newFailureLimiter(cfg.Clock)}
+	var err error
+	if a.admin, err = newAdmin(a, cfg.Admin); err != nil {
+		return nil, &ConfigError{Field: "Admin", Reason: err.Error()}
+	}
+	a.heartbeats = NewHeartbeats(a, cfg.Heartbeats, nil)
+	a.snapshots = newSnapshotService(cfg.Snapshots)
+	return a, nil
 }
+
+// Admin returns the platform admin security service.
+func (a *Authority) Admin() *Admin { return a.admin }
+
+// Heartbeats returns this authority's heartbeat ingest.
+func (a *Authority) Heartbeats() *Heartbeats { return a.heartbeats }
 
 // DB returns the store (for read paths of other packages).
 func (a *Authority) DB() *store.DB { return a.db }

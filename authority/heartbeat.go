@@ -20,9 +20,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -104,29 +102,6 @@ func (c *HeartbeatConfig) defaults() {
 	if c.RetentionBatch <= 0 {
 		c.RetentionBatch = 10_000
 	}
-}
-
-// HeartbeatConfigFromEnv reads thresholds from the environment, following
-// rap-authority's RAP_<FLAG> convention: RAP_HEARTBEAT_LATE_AFTER,
-// RAP_HEARTBEAT_STALE_AFTER, RAP_HEARTBEAT_OFFLINE_AFTER,
-// RAP_HEARTBEAT_RETENTION, RAP_HEARTBEAT_FLUSH_INTERVAL (Go durations) and
-// RAP_HEARTBEAT_MAX_BATCH. Unset or malformed values keep the defaults.
-func HeartbeatConfigFromEnv() HeartbeatConfig {
-	var c HeartbeatConfig
-	dur := func(name string, d *time.Duration) {
-		if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
-			*d = v
-		}
-	}
-	dur("RAP_HEARTBEAT_LATE_AFTER", &c.LateAfter)
-	dur("RAP_HEARTBEAT_STALE_AFTER", &c.StaleAfter)
-	dur("RAP_HEARTBEAT_OFFLINE_AFTER", &c.OfflineAfter)
-	dur("RAP_HEARTBEAT_RETENTION", &c.Retention)
-	dur("RAP_HEARTBEAT_FLUSH_INTERVAL", &c.FlushInterval)
-	if n, err := strconv.Atoi(os.Getenv("RAP_HEARTBEAT_MAX_BATCH")); err == nil && n > 0 {
-		c.MaxBatch = n
-	}
-	return c
 }
 
 // DeriveHealth maps the age of the last heartbeat to a health value; a zero
@@ -319,23 +294,10 @@ func NewHeartbeats(a *Authority, cfg HeartbeatConfig, w HeartbeatWriter) *Heartb
 	return h
 }
 
-var heartbeatsOf sync.Map // *Authority → *Heartbeats
-
-// Heartbeats returns this authority's heartbeat ingest, created on first use
-// with HeartbeatConfigFromEnv.
-func (a *Authority) Heartbeats() *Heartbeats {
-	if h, ok := heartbeatsOf.Load(a); ok {
-		return h.(*Heartbeats)
-	}
-	h, _ := heartbeatsOf.LoadOrStore(a, NewHeartbeats(a, HeartbeatConfigFromEnv(), nil))
-	return h.(*Heartbeats)
-}
-
 // RunHeartbeats runs this authority's heartbeat batcher, health sweeper and
 // retention until stop is closed, then flushes what is pending and returns.
 func (a *Authority) RunHeartbeats(stop <-chan struct{}) {
-	a.Heartbeats().Run(stop)
-	heartbeatsOf.Delete(a)
+	a.heartbeats.Run(stop)
 }
 
 // Config returns the effective configuration.

@@ -90,10 +90,11 @@ func (o SnapshotOptions) withDefaults() SnapshotOptions {
 	return o
 }
 
-// snapState is the per-Authority snapshot machinery (kept beside the
-// Authority so that authority.go stays untouched).
-type snapState struct {
-	opts      atomic.Pointer[SnapshotOptions]
+// snapshotService is the snapshot machinery of one Authority (a field built
+// by New): its options, the build lock, the long-poll waiters and the
+// rebuild loop's wake-up channel.
+type snapshotService struct {
+	opts      SnapshotOptions
 	buildMu   sync.Mutex
 	mu        sync.Mutex
 	waiters   map[string]chan struct{}
@@ -101,28 +102,11 @@ type snapState struct {
 	listening atomic.Bool
 }
 
-var snapStates sync.Map // *Authority → *snapState
-
-func (a *Authority) snaps() *snapState {
-	if v, ok := snapStates.Load(a); ok {
-		return v.(*snapState)
-	}
-	st := &snapState{waiters: map[string]chan struct{}{}, kick: make(chan struct{}, 1)}
-	o := SnapshotOptions{}.withDefaults()
-	st.opts.Store(&o)
-	v, _ := snapStates.LoadOrStore(a, st)
-	return v.(*snapState)
+func newSnapshotService(o SnapshotOptions) *snapshotService {
+	return &snapshotService{opts: o.withDefaults(), waiters: map[string]chan struct{}{}, kick: make(chan struct{}, 1)}
 }
 
-// SetSnapshotOptions replaces the snapshot options (before RunSnapshots).
-func (a *Authority) SetSnapshotOptions(o SnapshotOptions) {
-	o = o.withDefaults()
-	a.snaps().opts.Store(&o)
-}
-
-func (a *Authority) snapOpts() SnapshotOptions { return *a.snaps().opts.Load() }
-
-func (st *snapState) kickLoop() {
+func (st *snapshotService) kickLoop() {
 	select {
 	case st.kick <- struct{}{}:
 	default:
@@ -130,7 +114,7 @@ func (st *snapState) kickLoop() {
 }
 
 // waitChan returns a channel closed at the next stored snapshot of key.
-func (st *snapState) waitChan(key string) chan struct{} {
+func (st *snapshotService) waitChan(key string) chan struct{} {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	ch, ok := st.waiters[key]
@@ -141,7 +125,7 @@ func (st *snapState) waitChan(key string) chan struct{} {
 	return ch
 }
 
-func (st *snapState) wake(key string) {
+func (st *snapshotService) wake(key string) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if ch, ok := st.waiters[key]; ok {
@@ -284,7 +268,7 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 	for _, e := range entry {
 		s.EntryPolicies = append(s.EntryPolicies, snapshot.EntryPolicy{OrganizationID: e.OrganizationID, Policy: e.Policy})
 	}
-	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapOpts().StorageFanout)
+	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapshots.opts.StorageFanout)
 	return s, nil
 }
 
@@ -403,14 +387,14 @@ type RebuildResult struct {
 // rebuild signs and stores the snapshots of the cluster's nodes whose content
 // changed (all of them with force). Leader only; the store is fenced.
 func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (RebuildResult, error) {
-	st := a.snaps()
+	st := a.snapshots
 	st.buildMu.Lock()
 	defer st.buildMu.Unlock()
 	epoch, err := a.ensureLeader()
 	if err != nil {
 		return RebuildResult{}, err
 	}
-	opts := a.snapOpts()
+	opts := a.snapshots.opts
 	state, err := a.loadState(ctx, clusterID)
 	if err != nil {
 		return RebuildResult{}, asError(err)
@@ -553,7 +537,7 @@ func (a *Authority) afterChange(ctx context.Context, clusterID string) {
 	if _, err := a.rebuildMarked(ctx, clusterID); err != nil {
 		a.log.Warn("snapshot rebuild after a change failed; the rebuild loop retries", "cluster_id", clusterID, "error", err)
 	}
-	a.snaps().kickLoop()
+	a.snapshots.kickLoop()
 }
 
 // RebuildSnapshots rebuilds a cluster's snapshots now (leader only, fenced);
@@ -593,7 +577,7 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 		}
 		cancel()
 	}()
-	st := a.snaps()
+	st := a.snapshots
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -601,7 +585,7 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 		a.listen(ctx)
 	}()
 	defer wg.Wait()
-	opts := a.snapOpts()
+	opts := a.snapshots.opts
 	tick := time.NewTicker(opts.DirtyPoll)
 	defer tick.Stop()
 	var lastEpoch uint64
@@ -657,7 +641,7 @@ func (a *Authority) fullPass(ctx context.Context) bool {
 // listen holds a LISTEN connection for 'rap_snapshot' (wake long polls) and
 // 'rap_snapshot_dirty' (wake the rebuild loop), reconnecting with backoff.
 func (a *Authority) listen(ctx context.Context) {
-	st := a.snaps()
+	st := a.snapshots
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := func() error {
@@ -705,8 +689,8 @@ func (a *Authority) listen(ctx context.Context) {
 // nothing newer appeared in time. A read: any authority answers from
 // PostgreSQL.
 func (a *Authority) WaitSnapshot(ctx context.Context, node NodePrincipal, after uint64, wait time.Duration) (store.StoredSnapshot, bool, error) {
-	st := a.snaps()
-	opts := a.snapOpts()
+	st := a.snapshots
+	opts := a.snapshots.opts
 	if wait <= 0 || wait > opts.MaxLongPoll {
 		wait = opts.MaxLongPoll
 	}
@@ -987,7 +971,7 @@ func (a *Authority) afterFlag(ctx context.Context, f store.TelemetryFlag) {
 		a.afterChange(ctx, *f.ClusterID)
 		return
 	}
-	a.snaps().kickLoop() // every cluster: the loop rebuilds them
+	a.snapshots.kickLoop() // every cluster: the loop rebuilds them
 }
 
 // DeleteTelemetryFlag removes a flag (fenced, audited).
