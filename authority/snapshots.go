@@ -36,7 +36,6 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -422,54 +421,24 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 	ids := idx.Nodes()
 	res := RebuildResult{ClusterID: state.Cluster.ID, Version: top + 1, Checked: len(ids)}
 	bopts := snapshot.BuildOptions{Version: top + 1, Epoch: epoch, IssuedAt: now, TTL: opts.TTL}
-	type built struct {
-		stored store.StoredSnapshot
-		skip   bool
-		err    error
-	}
-	out := make([]built, len(ids))
-	parallel(len(ids), func(i int) {
-		id := ids[i]
-		d, err := idx.Digest(id)
-		if err != nil {
-			out[i].err = err
-			return
-		}
+	unchanged := func(id string, d [32]byte) bool {
 		h, ok := heads[id]
-		if !force && ok && bytes.Equal(h.Digest, d[:]) && h.KeyID == kid && h.ExpiresAt.Sub(now) > opts.TTL/2 {
-			out[i].skip = true
-			return
-		}
-		s, err := idx.Build(id, bopts)
-		if err != nil {
-			out[i].err = err
-			return
-		}
-		signed, err := snapshot.Sign(s, key, opts.Builder.MaxSize)
-		if err != nil {
-			out[i].err = err
-			return
-		}
-		wire, err := signed.MarshalBinary()
-		if err != nil {
-			out[i].err = err
-			return
-		}
-		out[i].stored = store.StoredSnapshot{ClusterID: s.ClusterID, NodeID: id, Version: s.Version, Epoch: s.Epoch, KeyID: signed.KeyID,
-			Scope: strings.Join(s.Scope, ","), Digest: d[:], Signed: wire, IssuedAt: s.IssuedAt, ExpiresAt: s.ExpiresAt}
-	})
+		return !force && ok && bytes.Equal(h.Digest, d[:]) && h.KeyID == kid && h.ExpiresAt.Sub(now) > opts.TTL/2
+	}
 	var batch []store.StoredSnapshot
-	for i, b := range out {
+	for _, b := range idx.Rebuild(ids, bopts, key, 0, unchanged) {
 		switch {
-		case b.err != nil:
+		case b.Err != nil:
 			if res.Failed == nil {
 				res.Failed = map[string]string{}
 			}
-			res.Failed[ids[i]] = b.err.Error()
-			a.log.Error("snapshot build failed", "cluster_id", state.Cluster.ID, "node_id", ids[i], "error", b.err)
-		case !b.skip:
-			batch = append(batch, b.stored)
-			res.Nodes = append(res.Nodes, ids[i])
+			res.Failed[b.NodeID] = b.Err.Error()
+			a.log.Error("snapshot build failed", "cluster_id", state.Cluster.ID, "node_id", b.NodeID, "error", b.Err)
+		case !b.Skipped:
+			s := b.Header
+			batch = append(batch, store.StoredSnapshot{ClusterID: s.ClusterID, NodeID: b.NodeID, Version: s.Version, Epoch: s.Epoch, KeyID: b.Signed.KeyID,
+				Scope: strings.Join(s.Scope, ","), Digest: b.Digest[:], Signed: b.Wire, IssuedAt: s.IssuedAt, ExpiresAt: s.ExpiresAt})
+			res.Nodes = append(res.Nodes, b.NodeID)
 		}
 	}
 	if len(batch) == 0 {
@@ -483,26 +452,6 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 		return RebuildResult{}, err
 	}
 	return res, nil
-}
-
-func parallel(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 }
 
 // rebuildMarked rebuilds a cluster and clears its dirty mark if nothing marked
