@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/x509"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/pki"
@@ -14,14 +15,9 @@ import (
 )
 
 // DesiredState is what a node should run in one cluster (GET
-// /v1/agent/desired): its membership status and active role assignments. The
-// signed snapshot replaces this path later.
-type DesiredState struct {
-	ClusterID        string                 `json:"cluster_id"`
-	NodeID           string                 `json:"node_id"`
-	MembershipStatus string                 `json:"membership_status"`
-	Roles            []store.RoleAssignment `json:"roles"`
-}
+// /v1/agent/desired; the agentapi contract). The signed snapshot replaces
+// this path later.
+type DesiredState = agentapi.DesiredState
 
 // Desired returns the node's desired state in its cluster (a read: any
 // authority answers).
@@ -34,27 +30,28 @@ func (a *Authority) Desired(ctx context.Context, p NodePrincipal) (DesiredState,
 	if err != nil {
 		return DesiredState{}, asError(err)
 	}
+	out := DesiredState{ClusterID: p.ClusterID, NodeID: p.NodeID, MembershipStatus: m.Status, Roles: []agentapi.RoleAssignment{}}
 	if m.Status != string(domain.MembershipActive) {
-		roles = []store.RoleAssignment{}
+		return out, nil
 	}
-	return DesiredState{ClusterID: p.ClusterID, NodeID: p.NodeID, MembershipStatus: m.Status, Roles: roles}, nil
+	for _, r := range roles {
+		out.Roles = append(out.Roles, agentapi.RoleAssignment{ID: r.ID, ClusterID: r.ClusterID, NodeID: r.NodeID, Role: domain.Role(r.Role),
+			OrganizationID: r.OrganizationID, Status: r.Status, Policy: r.Policy, AssignedBy: r.AssignedBy, AssignedAt: r.AssignedAt, UpdatedAt: r.UpdatedAt})
+	}
+	return out, nil
 }
 
 // Certificate states answered by CertificateStatus.
 const (
-	CertGood    = "good"
-	CertRevoked = "revoked"
-	CertExpired = "expired"
-	CertUnknown = "unknown"
+	CertGood    = agentapi.CertGood
+	CertRevoked = agentapi.CertRevoked
+	CertExpired = agentapi.CertExpired
+	CertUnknown = agentapi.CertUnknown
 )
 
-// CertificateStatusResult is the answer of CertificateStatus.
-type CertificateStatusResult struct {
-	Status    string `json:"status"`
-	ClusterID string `json:"cluster_id,omitempty"`
-	NodeID    string `json:"node_id,omitempty"`
-	Serial    string `json:"serial,omitempty"`
-}
+// CertificateStatusResult is the answer of CertificateStatus (the agentapi
+// contract).
+type CertificateStatusResult = agentapi.CertStatus
 
 // CertificateStatus tells whether a node certificate issued by a cluster CA is
 // good, revoked or expired — public information, like a CRL entry. An agent

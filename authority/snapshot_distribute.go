@@ -12,6 +12,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/snapshot"
 	"github.com/rap-fabric/core/store"
@@ -121,23 +122,12 @@ func (a *Authority) WaitSnapshot(ctx context.Context, node NodePrincipal, after 
 	}
 }
 
-// CAKeyView is a cluster CA public key for snapshot verification.
-type CAKeyView struct {
-	KeyID     string    `json:"key_id"`
-	PublicKey []byte    `json:"public_key"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-}
+// CAKeyView is a cluster CA public key for snapshot verification (the
+// agentapi contract).
+type CAKeyView = agentapi.CAKey
 
-// TrustedCA is the body of GET /v1/agent/ca: the keys an agent trusts for
-// snapshots of its cluster (Keys: the current CA key) and the rotated-out
-// ones it must no longer trust (Rotated), with the CA certificate.
-type TrustedCA struct {
-	ClusterID string      `json:"cluster_id"`
-	Keys      []CAKeyView `json:"keys"`
-	Rotated   []CAKeyView `json:"rotated,omitempty"`
-	CACert    []byte      `json:"ca_certificate"`
-}
+// TrustedCA is the body of GET /v1/agent/ca (the agentapi contract).
+type TrustedCA = agentapi.TrustedCA
 
 // ClusterTrust returns the cluster's snapshot verification keys from the
 // replicated state.

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 )
 
@@ -165,10 +166,10 @@ func (s *Server) routes() {
 
 	owner("audit.list", http.MethodGet, "/v1/audit", s.listAudit)
 
-	public("agent.join", http.MethodPost, "/v1/agent/join", s.agentJoin)
-	public("agent.join.poll", http.MethodPost, "/v1/agent/join/{id}/poll", s.agentPoll)
-	agent("agent.whoami", http.MethodGet, "/v1/agent/whoami", s.agentWhoami)
-	agent("agent.renew", http.MethodPost, "/v1/agent/certificate", s.agentRenew)
+	public("agent.join", http.MethodPost, agentapi.PathJoin, s.agentJoin)
+	public("agent.join.poll", http.MethodPost, agentapi.PathJoinPoll, s.agentPoll)
+	agent("agent.whoami", http.MethodGet, agentapi.PathWhoAmI, s.agentWhoami)
+	agent("agent.renew", http.MethodPost, agentapi.PathRenew, s.agentRenew)
 
 	// Node management and snapshots (manage.go, snapshots.go).
 	owner("organizations.create", http.MethodPost, "/v1/organizations", s.createOrganization)
@@ -197,9 +198,9 @@ func (s *Server) routes() {
 	owner("snapshots.status", http.MethodGet, "/v1/clusters/{cluster}/snapshots", s.listSnapshotStatus)
 	owner("snapshots.rebuild", http.MethodPost, "/v1/clusters/{cluster}/snapshots/rebuild", s.rebuildSnapshots)
 	owner("snapshots.node", http.MethodGet, "/v1/clusters/{cluster}/nodes/{id}/snapshot", s.getNodeSnapshot)
-	agent("agent.snapshot", http.MethodGet, "/v1/agent/snapshot", s.agentSnapshot)
-	agent("agent.ca", http.MethodGet, "/v1/agent/ca", s.agentCA)
-	agent("agent.storage", http.MethodGet, "/v1/agent/storage/snapshots", s.agentStorageSnapshots)
+	agent("agent.snapshot", http.MethodGet, agentapi.PathSnapshot, s.agentSnapshot)
+	agent("agent.ca", http.MethodGet, agentapi.PathCA, s.agentCA)
+	agent("agent.storage", http.MethodGet, agentapi.PathStorageSnapshots, s.agentStorageSnapshots)
 	s.heartbeatRoutes(r)
 	// Platform admin authentication, accounts and the console (login.go).
 	s.adminRoutes(r)

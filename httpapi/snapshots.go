@@ -33,23 +33,14 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/store"
 )
 
 // AgentSnapshot is one signed snapshot as served to agents and config-storage
-// nodes. Snapshot is the signed wire envelope; the other fields are a
-// convenience copy of its header and carry no authority.
-type AgentSnapshot struct {
-	ClusterID string    `json:"cluster_id"`
-	NodeID    string    `json:"node_id"`
-	Version   uint64    `json:"version"`
-	Epoch     uint64    `json:"epoch"`
-	KeyID     string    `json:"key_id"`
-	IssuedAt  time.Time `json:"issued_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Snapshot  []byte    `json:"snapshot"`
-}
+// nodes (the agentapi contract).
+type AgentSnapshot = agentapi.Snapshot
 
 func agentSnapshot(s store.StoredSnapshot) AgentSnapshot {
 	return AgentSnapshot{ClusterID: s.ClusterID, NodeID: s.NodeID, Version: s.Version, Epoch: s.Epoch, KeyID: s.KeyID,

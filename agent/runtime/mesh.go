@@ -23,12 +23,11 @@ import (
 
 	"github.com/rap-fabric/core/agent/meshrun"
 	"github.com/rap-fabric/core/agent/statusclient"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/mesh/link"
 	"github.com/rap-fabric/core/snapshot"
 )
-
-const pathLinks = "/v1/agent/links"
 
 // MeshOptions configure the agent's mesh.
 type MeshOptions struct {
@@ -47,10 +46,19 @@ type MeshOptions struct {
 	ReportEvery time.Duration
 }
 
-// linkReportWire is the body of POST /v1/agent/links.
-type linkReportWire struct {
-	Links  []link.LinkReport     `json:"links"`
-	Routes []meshrun.RouteStatus `json:"routes"`
+// linkReport maps the mesh's link and route state to the body of POST
+// /v1/agent/links. DownSince stays local (status socket): the authority has
+// no column for it.
+func linkReport(links []link.LinkReport, routes []meshrun.RouteStatus) agentapi.LinkReport {
+	out := agentapi.LinkReport{Links: make([]agentapi.LinkStatus, 0, len(links)), Routes: make([]agentapi.RouteStatus, 0, len(routes))}
+	for _, l := range links {
+		out.Links = append(out.Links, agentapi.LinkStatus{ClusterID: l.ClusterID, PeerNodeID: l.PeerNodeID, State: l.State, RTTMs: l.RTTMs,
+			Loss: l.Loss, LastHandshakeAt: l.LastHandshakeAt, Set: l.Set})
+	}
+	for _, r := range routes {
+		out.Routes = append(out.Routes, agentapi.RouteStatus{Destination: r.Destination, NextHop: r.NextHop, Cost: int(r.Cost), Hops: r.Hops})
+	}
+	return out
 }
 
 func (m *member) meshEndpointsLocked() []string {
@@ -212,17 +220,9 @@ func (m *member) linkReportLoop(ctx context.Context, node *meshrun.Node, log hcl
 		m.mu.Lock()
 		client := m.client
 		m.mu.Unlock()
-		body := linkReportWire{Links: node.Reports(), Routes: node.Status().Routes}
-		if body.Links == nil {
-			body.Links = []link.LinkReport{}
-		}
-		for i := range body.Links {
-			// The authority decodes this strictly and has no down_since
-			// column yet: keep it local (status socket) for now.
-			body.Links[i].DownSince = nil
-		}
+		body := linkReport(node.Reports(), node.Status().Routes)
 		rctx, cancel := context.WithTimeout(ctx, m.a.o.RequestTimeout)
-		err := client.Do(rctx, http.MethodPost, pathLinks, body, nil, nil)
+		err := client.Do(rctx, http.MethodPost, agentapi.PathLinks, body, nil, nil)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Debug("link report failed", "error", err)
