@@ -446,7 +446,7 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 		case <-tick.C:
 		case <-st.kick:
 		}
-		e := a.epoch.Load()
+		e := a.fenceEpoch.Load()
 		if e == 0 || !a.raft.IsLeader() {
 			lastEpoch = 0
 			continue

@@ -278,7 +278,7 @@ func (d *Daemon) ensurePlatformCA(ctx context.Context) error {
 // WaitLeaderWithFence waits until this node leads and holds the fence.
 func (d *Daemon) WaitLeaderWithFence(ctx context.Context) error {
 	for {
-		if d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+		if d.Raft.IsLeader() && d.Auth.FenceEpoch() > 0 {
 			return nil
 		}
 		select {

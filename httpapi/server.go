@@ -49,18 +49,30 @@ type Members interface {
 
 // AuthorityStatus is the body of GET /v1/authority/status.
 type AuthorityStatus struct {
-	NodeID        string         `json:"node_id"`
-	State         string         `json:"state"`
-	LeaderID      string         `json:"leader_id"`
-	LeaderAPIAddr string         `json:"leader_api_addr"`
-	Epoch         uint64         `json:"epoch"`
-	FenceEpoch    uint64         `json:"fence_epoch"`
-	Term          uint64         `json:"term"`
-	CommitIndex   uint64         `json:"commit_index"`
-	AppliedIndex  uint64         `json:"applied_index"`
-	LastContact   *time.Time     `json:"last_contact"`
-	Quorum        bool           `json:"quorum"`
-	Members       []MemberStatus `json:"members"`
+	NodeID        string `json:"node_id"`
+	State         string `json:"state"`
+	LeaderID      string `json:"leader_id"`
+	LeaderAPIAddr string `json:"leader_api_addr"`
+	// AgreedEpoch is the authority epoch the Raft log agreed on (the FSM's).
+	AgreedEpoch uint64 `json:"agreed_epoch"`
+	// ClaimedEpoch is the epoch this node's own leadership claimed (0 when
+	// it does not lead).
+	ClaimedEpoch uint64 `json:"claimed_epoch"`
+	// FenceEpoch is the epoch of the PostgreSQL fence row (authority_fence);
+	// FenceEpochHeld the fence epoch this process holds for fenced writes (0
+	// when none).
+	FenceEpoch     uint64 `json:"fence_epoch"`
+	FenceEpochHeld uint64 `json:"fence_epoch_held"`
+	// Epoch is AgreedEpoch under its old name.
+	//
+	// Deprecated: read agreed_epoch.
+	Epoch        uint64         `json:"epoch"`
+	Term         uint64         `json:"term"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	LastContact  *time.Time     `json:"last_contact"`
+	Quorum       bool           `json:"quorum"`
+	Members      []MemberStatus `json:"members"`
 }
 
 // MemberStatus is one authority in the status.

@@ -194,7 +194,7 @@ func (g *Group) Leader(timeout time.Duration) *daemon.Daemon {
 	var l *daemon.Daemon
 	g.Eventually(timeout, "a leader holding the fence", func() bool {
 		for _, d := range g.DS {
-			if d != nil && d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+			if d != nil && d.Raft.IsLeader() && d.Auth.FenceEpoch() > 0 {
 				l = d
 				return true
 			}
@@ -210,7 +210,7 @@ func (g *Group) LeaderAmong(timeout time.Duration, ds ...*daemon.Daemon) *daemon
 	var l *daemon.Daemon
 	g.Eventually(timeout, "a leader among the given authorities", func() bool {
 		for _, d := range ds {
-			if d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+			if d.Raft.IsLeader() && d.Auth.FenceEpoch() > 0 {
 				l = d
 				return true
 			}
