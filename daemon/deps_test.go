@@ -79,3 +79,73 @@ func TestAuthorityDoesNotImportHTTP(t *testing.T) {
 		}
 	}
 }
+
+// layers is docs/packages.md as data: for each package (or, ending in "/",
+// every package below a prefix; the longest match wins) the module packages
+// it may import, as exact paths or "/"-ending prefixes. Test-support
+// packages (nil) may import anything; production code may not import them
+// (integration/deps_test.go).
+var layers = map[string][]string{
+	// Pure leaves.
+	"domain": {}, "audit": {}, "authn": {}, "jointoken": {}, "pki": {}, "migrations": {},
+	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
+	"agent/statusclient": {},
+	"mesh/":              {"mesh/", "domain"},
+	// Authority side, bottom up.
+	"store":              {"authn", "domain"},
+	"apiclient":          {"pki"},
+	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "snapshot", "store"},
+	"authority/raftnode": {"fsm"},
+	"httpapi":            {"agentapi", "authn", "authority", "domain", "httpapi/console", "pki", "store"},
+	"httpapi/console":    {"authority", "domain", "store"},
+	"daemon":             {"authority", "authority/raftnode", "fsm", "httpapi", "migrations", "pki", "store"},
+	// Agent side: never the authority side.
+	"agent/": {"agent/", "agentapi", "apiclient", "domain", "mesh/", "snapshot"},
+	// Binaries.
+	"cmd/rap-authority":  {"apiclient", "authority", "daemon", "fsm", "migrations", "store"},
+	"cmd/rap-node-agent": {"agent/", "domain"},
+	"cmd/rapctl":         {"agent/statusclient", "apiclient"},
+	// Test support.
+	"internal/": nil, "integration": nil, "integration/": nil, "bench": nil, "authority/raftnode/rafttest": nil,
+}
+
+func layerOf(pkg string) (allowed []string, known bool) {
+	best := -1
+	for k, v := range layers {
+		if (k == pkg || strings.HasSuffix(k, "/") && strings.HasPrefix(pkg, k)) && len(k) > best {
+			best, allowed = len(k), v
+		}
+	}
+	return allowed, best >= 0
+}
+
+// TestLayering keeps docs/packages.md true: every package imports only the
+// module packages its layer allows, and every package belongs to a layer.
+func TestLayering(t *testing.T) {
+	for pkg, imports := range listImports(t) {
+		rel := strings.TrimPrefix(pkg, module)
+		allowed, known := layerOf(rel)
+		if !known {
+			t.Errorf("%s belongs to no layer: add it to docs/packages.md and to layers in daemon/deps_test.go", rel)
+			continue
+		}
+		if allowed == nil {
+			continue // test support
+		}
+		for _, imp := range imports {
+			dep, ok := strings.CutPrefix(imp, module)
+			if !ok {
+				continue
+			}
+			permitted := false
+			for _, a := range allowed {
+				if dep == a || strings.HasSuffix(a, "/") && strings.HasPrefix(dep, a) {
+					permitted = true
+				}
+			}
+			if !permitted {
+				t.Errorf("%s imports %s, which its layer does not allow (docs/packages.md)", rel, dep)
+			}
+		}
+	}
+}
