@@ -73,7 +73,7 @@ func (c Config) Validate() error {
 	if len(c.KEK) != 0 && len(c.KEK) != 32 {
 		return fmt.Errorf("daemon: KEK must be 32 bytes (got %d)", len(c.KEK))
 	}
-	return c.authorityConfig(nil, nil, 0).Validate()
+	return c.authorityConfig(nil, nil, c.QuorumTimeout).Validate()
 }
 
 // authorityConfig is the authority.Config this daemon builds its service from.

@@ -89,6 +89,9 @@ commands:
   bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
   version      print the version
+
+rap-authority run --help lists every flag of run (addresses, data dir, database,
+Raft timing, heartbeat thresholds and retention).
 `)
 }
 

@@ -17,6 +17,10 @@ func TestRunRefusesInvalidSettingsByFlag(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--heartbeat-late-after") {
 		t.Fatalf("want an error naming --heartbeat-late-after, got %v", err)
 	}
+	err = run(append(base, "--quorum-timeout", "-1s"), false)
+	if err == nil || !strings.Contains(err.Error(), "--quorum-timeout") {
+		t.Fatalf("want an error naming --quorum-timeout, got %v", err)
+	}
 	t.Setenv("RAP_HEARTBEAT_MAX_BATCH", "-3")
 	err = run(base, false)
 	if err == nil || !strings.Contains(err.Error(), "--heartbeat-max-batch") {
