@@ -103,11 +103,11 @@ func (s *Server) agentStorageSnapshots(w http.ResponseWriter, r *http.Request, n
 	if err != nil {
 		return err
 	}
-	out := make([]AgentSnapshot, 0, len(ss))
+	out := agentapi.SnapshotList{Items: make([]AgentSnapshot, 0, len(ss))}
 	for _, x := range ss {
-		out = append(out, agentSnapshot(x))
+		out.Items = append(out.Items, agentSnapshot(x))
 	}
-	writeJSON(w, http.StatusOK, listOf(out, store.Page{Limit: len(out) + 1}))
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
