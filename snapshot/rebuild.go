@@ -41,21 +41,28 @@ func (x *Index) Rebuild(nodeIDs []string, opts BuildOptions, key ed25519.Private
 		nodeIDs = x.buildable
 	}
 	out := make([]Result, len(nodeIDs))
+	optsErr := opts.validate()
 	parallel(len(nodeIDs), workers, func(i int) {
 		r := &out[i]
 		r.NodeID = nodeIDs[i]
-		if r.Digest, r.Err = x.Digest(r.NodeID); r.Err != nil {
+		// The body is built once: its digest decides, and it is what is signed.
+		body, scope, err := x.body(r.NodeID)
+		if err != nil {
+			r.Err = err
+			return
+		}
+		if r.Digest, r.Err = digest(body, scope); r.Err != nil {
 			return
 		}
 		if unchanged != nil && unchanged(r.NodeID, r.Digest) {
 			r.Skipped = true
 			return
 		}
-		s, err := x.Build(r.NodeID, opts)
-		if err != nil {
-			r.Err = err
+		if optsErr != nil {
+			r.Err = optsErr
 			return
 		}
+		s := x.snapshot(r.NodeID, body, scope, opts)
 		if r.Signed, r.Err = Sign(s, key, x.cfg.MaxSize); r.Err != nil {
 			return
 		}
