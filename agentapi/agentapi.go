@@ -1,7 +1,8 @@
-// Package agentapi is the wire contract of the agent routes of the authority
-// API: the JSON request and response types and the TLS server names an agent
-// sends. The authority (httpapi, authority) and the node agent (agent/runtime)
-// both use it, so the two sides cannot drift apart. It imports only domain and
+// Package agentapi is the whole wire contract of the agent routes of the
+// authority API: every path, the JSON request and response types and the TLS
+// server names an agent sends. The authority (httpapi, authority) and the
+// node agent (agent/runtime) both use these types and no copies of them, so
+// the two sides cannot drift apart. It imports only domain and
 // the standard library: the agent binary must stay free of the authority side.
 package agentapi
 
@@ -13,14 +14,24 @@ import (
 	"github.com/rap-fabric/core/domain"
 )
 
-// API paths of the agent routes.
+// API paths of the agent routes. PathJoinPoll is a route template; agents
+// use JoinPollPath.
 const (
-	PathJoin       = "/v1/agent/join"
-	PathHeartbeat  = "/v1/agent/heartbeat"
-	PathDesired    = "/v1/agent/desired"
-	PathRenew      = "/v1/agent/certificate"
-	PathCertStatus = "/v1/agent/certificate/status"
+	PathJoin             = "/v1/agent/join"
+	PathJoinPoll         = "/v1/agent/join/{id}/poll"
+	PathWhoAmI           = "/v1/agent/whoami"
+	PathHeartbeat        = "/v1/agent/heartbeat"
+	PathDesired          = "/v1/agent/desired"
+	PathRenew            = "/v1/agent/certificate"
+	PathCertStatus       = "/v1/agent/certificate/status"
+	PathSnapshot         = "/v1/agent/snapshot"
+	PathCA               = "/v1/agent/ca"
+	PathStorageSnapshots = "/v1/agent/storage/snapshots"
+	PathLinks            = "/v1/agent/links"
 )
+
+// JoinPollPath is the path an agent polls for the outcome of join request id.
+func JoinPollPath(id string) string { return PathJoin + "/" + id + "/poll" }
 
 // TLS server names (SNI) an agent sends, so the authority presents a server
 // certificate signed by the right cluster CA.
@@ -124,4 +135,140 @@ type RenewedCert struct {
 	Serial      string    `json:"serial"`
 	NotAfter    time.Time `json:"not_after"`
 	Certificate []byte    `json:"certificate"`
+}
+
+// JoinPoll is the body of POST /v1/agent/join/{id}/poll.
+type JoinPoll struct {
+	PollSecret []byte `json:"poll_secret"`
+}
+
+// WhoAmI is the body of GET /v1/agent/whoami.
+type WhoAmI struct {
+	ClusterID string `json:"cluster_id"`
+	NodeID    string `json:"node_id"`
+	Serial    string `json:"certificate_serial"`
+}
+
+// RenewRequest is the body of POST /v1/agent/certificate: new keys to
+// certify, or none to renew the current ones.
+type RenewRequest struct {
+	PublicKey      []byte `json:"public_key,omitempty"`
+	NoisePublicKey []byte `json:"noise_public_key,omitempty"`
+}
+
+// RoleAssignment is one role assignment of a node as the agent routes show it.
+type RoleAssignment struct {
+	ID             string          `json:"id"`
+	ClusterID      string          `json:"cluster_id"`
+	NodeID         string          `json:"node_id"`
+	Role           domain.Role     `json:"role"`
+	OrganizationID *string         `json:"organization_id,omitempty"`
+	Status         string          `json:"status"`
+	Policy         json.RawMessage `json:"policy"`
+	AssignedBy     string          `json:"assigned_by"`
+	AssignedAt     time.Time       `json:"assigned_at"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+}
+
+// DesiredState is what a node should run in one cluster (GET
+// /v1/agent/desired): its membership status and active role assignments.
+type DesiredState struct {
+	ClusterID        string           `json:"cluster_id"`
+	NodeID           string           `json:"node_id"`
+	MembershipStatus string           `json:"membership_status"`
+	Roles            []RoleAssignment `json:"roles"`
+}
+
+// Certificate states of CertStatus.Status.
+const (
+	CertGood    = "good"
+	CertRevoked = "revoked"
+	CertExpired = "expired"
+	CertUnknown = "unknown"
+)
+
+// CertStatusRequest is the body of POST /v1/agent/certificate/status.
+type CertStatusRequest struct {
+	Certificate []byte `json:"certificate"`
+}
+
+// CertStatus answers POST /v1/agent/certificate/status.
+type CertStatus struct {
+	Status    string `json:"status"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	NodeID    string `json:"node_id,omitempty"`
+	Serial    string `json:"serial,omitempty"`
+}
+
+// Snapshot is one signed snapshot as served to agents (GET
+// /v1/agent/snapshot) and config-storage nodes. Snapshot is the signed wire
+// envelope; the other fields are a convenience copy of its header and carry
+// no authority.
+type Snapshot struct {
+	ClusterID string    `json:"cluster_id"`
+	NodeID    string    `json:"node_id"`
+	Version   uint64    `json:"version"`
+	Epoch     uint64    `json:"epoch"`
+	KeyID     string    `json:"key_id"`
+	IssuedAt  time.Time `json:"issued_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Snapshot  []byte    `json:"snapshot"`
+}
+
+// SnapshotList is the body of GET /v1/agent/storage/snapshots: the newest
+// signed snapshots of the nodes a config-storage node caches and serves.
+type SnapshotList struct {
+	Items      []Snapshot `json:"items"`
+	NextOffset *int       `json:"next_offset"`
+}
+
+// CAKey is a cluster CA public key for snapshot verification.
+type CAKey struct {
+	KeyID     string    `json:"key_id"`
+	PublicKey []byte    `json:"public_key"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// TrustedCA is the body of GET /v1/agent/ca: the keys an agent trusts for
+// snapshots of its cluster (Keys: the current CA key) and the rotated-out
+// ones it must no longer trust (Rotated), with the CA certificate.
+type TrustedCA struct {
+	ClusterID string  `json:"cluster_id"`
+	Keys      []CAKey `json:"keys"`
+	Rotated   []CAKey `json:"rotated,omitempty"`
+	CACert    []byte  `json:"ca_certificate"`
+}
+
+// LinkReport is the body of POST /v1/agent/links: a node's mesh link and
+// route health.
+type LinkReport struct {
+	Links  []LinkStatus  `json:"links"`
+	Routes []RouteStatus `json:"routes"`
+}
+
+// LinkStatus is one mesh link of a LinkReport.
+type LinkStatus struct {
+	// ClusterID is ignored: the cluster is the certificate's.
+	ClusterID       string     `json:"cluster_id,omitempty"`
+	PeerNodeID      string     `json:"peer_node_id"`
+	State           string     `json:"state"`
+	RTTMs           float64    `json:"rtt_ms"`
+	Loss            float64    `json:"loss"`
+	LastHandshakeAt *time.Time `json:"last_handshake_at,omitempty"`
+	Set             string     `json:"set"`
+}
+
+// RouteStatus is one mesh route of a LinkReport.
+type RouteStatus struct {
+	Destination string `json:"destination"`
+	NextHop     string `json:"next_hop"`
+	Cost        int    `json:"cost"`
+	Hops        int    `json:"hops"`
+}
+
+// LinkReportAck answers a link report with the counts stored.
+type LinkReportAck struct {
+	Links  int `json:"links"`
+	Routes int `json:"routes"`
 }

@@ -1,6 +1,9 @@
 package agentapi
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,4 +20,22 @@ func TestServerNamesRoundTrip(t *testing.T) {
 	require.Empty(t, PinPrefixOf(c))
 	require.Empty(t, PinPrefixOf("short.pin.rap-fabric"))
 	require.Empty(t, ClusterOf("authority.example.com"))
+}
+
+// TestNoAgentPathOutsideTheContract: the agent and the authority spell agent
+// route paths only through this package (no string copies that could drift).
+func TestNoAgentPathOutsideTheContract(t *testing.T) {
+	for _, dir := range []string{"../agent/runtime", "../httpapi", "../authority"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		require.NoError(t, err)
+		require.NotEmpty(t, files, dir)
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			require.NotContains(t, string(data), `"/v1/agent`, "%s spells an agent route path; use the agentapi constant", f)
+		}
+	}
 }

@@ -12,11 +12,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"net/netip"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,37 +59,11 @@ type Admin struct {
 	CSRFKey []byte
 }
 
-// admins holds the lazily built Admin of each Authority.
-var admins sync.Map // *Authority -> *Admin
-
 type authnClock struct{ now func() time.Time }
 
 func (c authnClock) Now() time.Time { return c.now() }
 
-// ConfigureAdmin builds the admin service with opts. It must be called before
-// the first request that needs it (Admin builds one with defaults otherwise).
-func (a *Authority) ConfigureAdmin(opts AdminOptions) (*Admin, error) {
-	ad, err := newAdmin(a, opts)
-	if err != nil {
-		return nil, err
-	}
-	admins.Store(a, ad)
-	return ad, nil
-}
-
-// Admin returns the admin security service (built with defaults on first use).
-func (a *Authority) Admin() *Admin {
-	if v, ok := admins.Load(a); ok {
-		return v.(*Admin)
-	}
-	ad, err := newAdmin(a, AdminOptions{})
-	if err != nil {
-		panic(fmt.Sprintf("authority: default admin options invalid: %v", err)) // defaults always validate
-	}
-	v, _ := admins.LoadOrStore(a, ad)
-	return v.(*Admin)
-}
-
+// newAdmin builds the admin service of a (New calls it with Config.Admin).
 func newAdmin(a *Authority, o AdminOptions) (*Admin, error) {
 	if o.SetupTTL == 0 {
 		o.SetupTTL = 72 * time.Hour

@@ -8,7 +8,9 @@
 // transaction that PostgreSQL itself refuses if the epoch went stale.
 //
 // Usage, in order:
-//  1. New(Config, Consensus, *fsm.FSM, *store.DB) — wiring only, no I/O.
+//  1. New(Config, Consensus, *fsm.FSM, *store.DB) validates the Config and
+//     builds the subsystems (Admin, Heartbeats, snapshots) as fields — wiring
+//     only, no I/O. The composition root (package daemon) runs their loops.
 //  2. The Raft node calls OnLeader(epoch) after it has committed a ClaimEpoch
 //     for its term; the authority claims the PostgreSQL fence with that epoch and
 //     only then serves fenced writes. OnFollower() stops them at once.
@@ -86,6 +88,14 @@ type Config struct {
 	JoinRequestTTL time.Duration
 	// CALifetime is the lifetime of a new cluster CA; 0 means 10 years.
 	CALifetime time.Duration
+
+	// Admin configures the platform admin security service (Authority.Admin).
+	Admin AdminOptions
+	// Heartbeats configures heartbeat ingest (Authority.Heartbeats).
+	Heartbeats HeartbeatConfig
+	// Snapshots configures snapshot building and serving (RunSnapshots,
+	// WaitSnapshot).
+	Snapshots SnapshotOptions
 }
 
 func (c *Config) defaults() {
@@ -123,9 +133,9 @@ type Authority struct {
 	db    *store.DB
 	log   hclog.Logger
 
-	// epoch is the authority epoch whose PostgreSQL fence this process holds,
-	// or 0 when it is not a leader with a claimed fence.
-	epoch atomic.Uint64
+	// fenceEpoch is the authority epoch whose PostgreSQL fence this process
+	// holds, or 0 when it is not a leader with a claimed fence.
+	fenceEpoch atomic.Uint64
 	// claimMu serializes fence claims.
 	claimMu sync.Mutex
 
@@ -136,14 +146,36 @@ type Authority struct {
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
 	caKeys sync.Map
+
+	// Subsystems, built by New from the Config.
+	admin      *Admin
+	heartbeats *Heartbeats
+	snapshots  *snapshotService
 }
 
-// New wires an Authority. It performs no I/O.
-func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) *Authority {
+// New validates cfg and wires an Authority with its subsystems. It performs no
+// I/O; an invalid cfg is refused with a *ConfigError naming the field.
+func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
-	return &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
+	a := &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
 		limiter: newFailureLimiter(cfg.Clock)}
+	var err error
+	if a.admin, err = newAdmin(a, cfg.Admin); err != nil {
+		return nil, &ConfigError{Field: "Admin", Reason: err.Error()}
+	}
+	a.heartbeats = NewHeartbeats(a, cfg.Heartbeats, nil)
+	a.snapshots = newSnapshotService(cfg.Snapshots)
+	return a, nil
 }
+
+// Admin returns the platform admin security service.
+func (a *Authority) Admin() *Admin { return a.admin }
+
+// Heartbeats returns this authority's heartbeat ingest.
+func (a *Authority) Heartbeats() *Heartbeats { return a.heartbeats }
 
 // DB returns the store (for read paths of other packages).
 func (a *Authority) DB() *store.DB { return a.db }
@@ -154,8 +186,10 @@ func (a *Authority) FSM() *fsm.FSM { return a.state }
 // Now returns the authority's clock.
 func (a *Authority) Now() time.Time { return a.cfg.Clock() }
 
-// Epoch returns the epoch whose fence this process holds, or 0.
-func (a *Authority) Epoch() uint64 { return a.epoch.Load() }
+// FenceEpoch returns the epoch whose PostgreSQL fence this process holds, or
+// 0. It trails the FSM's AgreedEpoch: a new leader claims the fence with the
+// epoch the log agreed on.
+func (a *Authority) FenceEpoch() uint64 { return a.fenceEpoch.Load() }
 
 // OnLeader is called by the Raft node after it committed a ClaimEpoch for its
 // term. It claims the PostgreSQL fence with epoch, retrying while this node
@@ -166,7 +200,7 @@ func (a *Authority) OnLeader(epoch uint64) {
 
 // OnFollower is called when this node stops leading: fenced writes stop at once.
 func (a *Authority) OnFollower() {
-	a.epoch.Store(0)
+	a.fenceEpoch.Store(0)
 }
 
 // startVerifier starts the loop that runs quorum confirmations in rounds: it
@@ -202,12 +236,12 @@ func (a *Authority) claim(epoch uint64) {
 	a.claimMu.Lock()
 	defer a.claimMu.Unlock()
 	backoff := 50 * time.Millisecond
-	for a.raft.IsLeader() && a.state.Epoch() == epoch {
+	for a.raft.IsLeader() && a.state.AgreedEpoch() == epoch {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ok, err := a.db.ClaimFence(ctx, epoch, a.cfg.NodeID)
 		cancel()
 		if err == nil && ok {
-			a.epoch.Store(epoch)
+			a.fenceEpoch.Store(epoch)
 			a.log.Info("claimed authority fence", "epoch", epoch)
 			return
 		}
@@ -252,7 +286,7 @@ func (a *Authority) ensureLeader() (uint64, error) {
 	if !a.raft.IsLeader() {
 		return 0, a.notLeader()
 	}
-	e := a.epoch.Load()
+	e := a.fenceEpoch.Load()
 	if e == 0 {
 		return 0, Errf(CodeNoQuorum, "this authority is taking leadership; retry shortly")
 	}
@@ -291,7 +325,7 @@ func (a *Authority) verifyQuorum(ctx context.Context) error {
 	}
 	if err != nil {
 		if errors.Is(err, ErrConsensusNotLeader) {
-			a.epoch.Store(0)
+			a.fenceEpoch.Store(0)
 			return a.notLeader()
 		}
 		return &Error{Code: CodeNoQuorum, Message: "leadership could not be confirmed by a quorum of authorities; nothing was written", Err: err}
@@ -391,7 +425,7 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 	if err != nil {
 		ae := asError(err)
 		if ae.Code == CodeStaleEpoch {
-			a.epoch.CompareAndSwap(epoch, 0)
+			a.fenceEpoch.CompareAndSwap(epoch, 0)
 		}
 		if ae.Code != CodeNoQuorum && ae.Code != CodeNotLeader && ae.Code != CodeUnavailable && !replayed {
 			a.auditFailure(ctx, op, ae)

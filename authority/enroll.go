@@ -408,7 +408,7 @@ func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident
 		return store.Certificate{}, err
 	}
 	err = a.appendAudit(ctx, tx, Op{Action: "certificate.issue", Actor: actor, ClusterID: ident.ClusterID, TargetKind: "node", TargetID: ident.NodeID,
-		Details: map[string]any{"serial": serial, "not_after": cert.NotAfter}}, "ok", int64(a.epoch.Load()), nil)
+		Details: map[string]any{"serial": serial, "not_after": cert.NotAfter}}, "ok", int64(a.fenceEpoch.Load()), nil)
 	return cert, err
 }
 

@@ -8,21 +8,14 @@ package authority
 //
 // The leader additionally derives health (healthy / late / stale / offline)
 // from the last heartbeat time, records changes in node_heartbeat_latest and
-// audits them, and deletes append-log rows older than Retention in batches.
-//
-// Authentication of the heartbeat route is cached per certificate for
-// AuthCacheTTL; one background statement per refresh re-checks every cached
-// serial, so a revoked node is refused within about AuthCacheTTL even on a
-// kept-alive connection (new connections are refused at the TLS handshake).
+// audits them (heartbeat_health.go), and deletes append-log rows older than
+// Retention in batches (heartbeat_retention.go). The route's authentication
+// cache is in heartbeat_auth.go.
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/json"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,21 +23,7 @@ import (
 
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
-	"github.com/rap-fabric/core/fsm"
-	"github.com/rap-fabric/core/pki"
 	"github.com/rap-fabric/core/store"
-)
-
-// Health is the health an authority derives from the last heartbeat time.
-type Health string
-
-// Derived health values (the node_heartbeat_latest.derived_health spellings).
-const (
-	HealthHealthy Health = "healthy"
-	HealthLate    Health = "late"
-	HealthStale   Health = "stale"
-	HealthOffline Health = "offline"
-	HealthUnknown Health = "unknown"
 )
 
 // HeartbeatConfig configures heartbeat ingest. Zero values take the defaults
@@ -103,48 +82,6 @@ func (c *HeartbeatConfig) defaults() {
 	}
 	if c.RetentionBatch <= 0 {
 		c.RetentionBatch = 10_000
-	}
-}
-
-// HeartbeatConfigFromEnv reads thresholds from the environment, following
-// rap-authority's RAP_<FLAG> convention: RAP_HEARTBEAT_LATE_AFTER,
-// RAP_HEARTBEAT_STALE_AFTER, RAP_HEARTBEAT_OFFLINE_AFTER,
-// RAP_HEARTBEAT_RETENTION, RAP_HEARTBEAT_FLUSH_INTERVAL (Go durations) and
-// RAP_HEARTBEAT_MAX_BATCH. Unset or malformed values keep the defaults.
-func HeartbeatConfigFromEnv() HeartbeatConfig {
-	var c HeartbeatConfig
-	dur := func(name string, d *time.Duration) {
-		if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
-			*d = v
-		}
-	}
-	dur("RAP_HEARTBEAT_LATE_AFTER", &c.LateAfter)
-	dur("RAP_HEARTBEAT_STALE_AFTER", &c.StaleAfter)
-	dur("RAP_HEARTBEAT_OFFLINE_AFTER", &c.OfflineAfter)
-	dur("RAP_HEARTBEAT_RETENTION", &c.Retention)
-	dur("RAP_HEARTBEAT_FLUSH_INTERVAL", &c.FlushInterval)
-	if n, err := strconv.Atoi(os.Getenv("RAP_HEARTBEAT_MAX_BATCH")); err == nil && n > 0 {
-		c.MaxBatch = n
-	}
-	return c
-}
-
-// DeriveHealth maps the age of the last heartbeat to a health value; a zero
-// last time is unknown.
-func DeriveHealth(last, now time.Time, c HeartbeatConfig) Health {
-	c.defaults()
-	if last.IsZero() {
-		return HealthUnknown
-	}
-	switch age := now.Sub(last); {
-	case age <= c.LateAfter:
-		return HealthHealthy
-	case age <= c.StaleAfter:
-		return HealthLate
-	case age <= c.OfflineAfter:
-		return HealthStale
-	default:
-		return HealthOffline
 	}
 }
 
@@ -241,12 +178,6 @@ type latestEntry struct {
 	capsDirty  bool
 }
 
-type authEntry struct {
-	p        NodePrincipal
-	notAfter time.Time
-	checked  time.Time
-}
-
 // HeartbeatStats are counters of one authority's ingest.
 type HeartbeatStats struct {
 	Ingested    uint64 `json:"ingested"`
@@ -319,23 +250,10 @@ func NewHeartbeats(a *Authority, cfg HeartbeatConfig, w HeartbeatWriter) *Heartb
 	return h
 }
 
-var heartbeatsOf sync.Map // *Authority → *Heartbeats
-
-// Heartbeats returns this authority's heartbeat ingest, created on first use
-// with HeartbeatConfigFromEnv.
-func (a *Authority) Heartbeats() *Heartbeats {
-	if h, ok := heartbeatsOf.Load(a); ok {
-		return h.(*Heartbeats)
-	}
-	h, _ := heartbeatsOf.LoadOrStore(a, NewHeartbeats(a, HeartbeatConfigFromEnv(), nil))
-	return h.(*Heartbeats)
-}
-
 // RunHeartbeats runs this authority's heartbeat batcher, health sweeper and
 // retention until stop is closed, then flushes what is pending and returns.
 func (a *Authority) RunHeartbeats(stop <-chan struct{}) {
-	a.Heartbeats().Run(stop)
-	heartbeatsOf.Delete(a)
+	a.heartbeats.Run(stop)
 }
 
 // Config returns the effective configuration.
@@ -589,299 +507,4 @@ func (h *Heartbeats) recycleLocked(rows []store.HeartbeatRow, sent []time.Time, 
 		clear(latest)
 		h.spareLatest = latest[:0]
 	}
-}
-
-// Authenticate verifies a node certificate for the heartbeat route, reusing a
-// verification for up to AuthCacheTTL (refreshed in the background with one
-// statement for all cached certificates).
-func (h *Heartbeats) Authenticate(ctx context.Context, cert *x509.Certificate, source string) (NodePrincipal, error) {
-	if p, ok := h.CachedPrincipal(cert, source); ok {
-		return p, nil
-	}
-	key := sha256.Sum256(cert.Raw)
-	now := h.cfg.Clock()
-	h.authChecks.Add(1)
-	p, err := h.a.AuthenticateNode(ctx, cert, source)
-	if err != nil {
-		h.authMu.Lock()
-		delete(h.auth, key)
-		h.authMu.Unlock()
-		return p, err
-	}
-	h.authMu.Lock()
-	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: p.ClusterID, NodeID: p.NodeID, Serial: p.Serial}, notAfter: cert.NotAfter, checked: now}
-	h.authMu.Unlock()
-	return p, nil
-}
-
-// CachedPrincipal returns the node of cert when a full check verified it less
-// than AuthCacheTTL ago (and it has not expired): the cache-hit half of
-// Authenticate, which never touches the database. ok false means Authenticate
-// must check it.
-func (h *Heartbeats) CachedPrincipal(cert *x509.Certificate, source string) (p NodePrincipal, ok bool) {
-	key := sha256.Sum256(cert.Raw)
-	now := h.cfg.Clock()
-	// Copy the entry under the lock: refreshAuth moves checked forward while
-	// requests read it.
-	h.authMu.RLock()
-	var e authEntry
-	hit := false
-	if pe := h.auth[key]; pe != nil {
-		e, hit = *pe, true
-	}
-	h.authMu.RUnlock()
-	if !hit || !now.Before(e.notAfter) || now.Sub(e.checked) >= h.cfg.AuthCacheTTL {
-		return NodePrincipal{}, false
-	}
-	p = e.p
-	p.SourceAddr = source
-	return p, true
-}
-
-// refreshAuth re-checks every cached certificate with one statement; revoked
-// ones leave the cache (their next request is refused by the full check).
-func (h *Heartbeats) refreshAuth(ctx context.Context) {
-	h.authMu.RLock()
-	serials := make([]string, 0, len(h.auth))
-	for _, e := range h.auth {
-		serials = append(serials, e.p.Serial)
-	}
-	h.authMu.RUnlock()
-	if len(serials) == 0 {
-		return
-	}
-	start := h.cfg.Clock()
-	good, err := store.GoodCertificateSerials(ctx, h.a.db.Pool, serials)
-	if err != nil {
-		return // entries age out; requests fall back to the full check
-	}
-	h.authMu.Lock()
-	for k, e := range h.auth {
-		switch {
-		case !good[e.p.Serial] || !start.Before(e.notAfter):
-			delete(h.auth, k)
-		case e.checked.Before(start):
-			e.checked = start
-		}
-	}
-	h.authMu.Unlock()
-}
-
-// sweepIfLeader derives health for every membership with a heartbeat,
-// records changes and audits them. Only the leader sweeps, so a change is
-// audited once.
-func (h *Heartbeats) sweepIfLeader(ctx context.Context) {
-	if !h.a.raft.IsLeader() {
-		return
-	}
-	if _, err := h.Sweep(ctx); err != nil {
-		h.a.log.Warn("heartbeat health sweep failed", "error", err)
-	}
-}
-
-// HealthChange is one derived-health transition found by a sweep.
-type HealthChange struct {
-	ClusterID     string    `json:"cluster_id"`
-	NodeID        string    `json:"node_id"`
-	From          Health    `json:"from"`
-	To            Health    `json:"to"`
-	LastHeartbeat time.Time `json:"last_heartbeat"`
-}
-
-// Sweep derives the health of every membership with a heartbeat, records the
-// changes in one statement and audits each (action node.health).
-func (h *Heartbeats) Sweep(ctx context.Context) ([]HealthChange, error) {
-	rows, err := store.ListHeartbeatHealth(ctx, h.a.db.Pool)
-	if err != nil {
-		return nil, err
-	}
-	now := h.cfg.Clock()
-	var changes []HealthChange
-	var upd []store.HealthRow
-	var from []string
-	for _, r := range rows {
-		d := DeriveHealth(r.ReceivedAt, now, h.cfg)
-		if string(d) == r.DerivedHealth {
-			continue
-		}
-		changes = append(changes, HealthChange{ClusterID: r.ClusterID, NodeID: r.NodeID, From: Health(r.DerivedHealth), To: d, LastHeartbeat: r.ReceivedAt})
-		upd = append(upd, store.HealthRow{ClusterID: r.ClusterID, NodeID: r.NodeID, DerivedHealth: string(d)})
-		from = append(from, r.DerivedHealth)
-	}
-	if len(upd) == 0 {
-		return nil, nil
-	}
-	if _, err := store.SetDerivedHealth(ctx, h.a.db.Pool, upd, from); err != nil {
-		return nil, err
-	}
-	for _, c := range changes {
-		outcome := "ok"
-		if err := h.a.Audit(ctx, Op{Action: "node.health", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: c.ClusterID, TargetKind: "node", TargetID: c.NodeID,
-			Details: map[string]any{"from": string(c.From), "to": string(c.To), "last_heartbeat": c.LastHeartbeat.UTC().Format(time.RFC3339Nano)}}, outcome); err != nil {
-			h.a.log.Warn("auditing a health change failed", "node_id", c.NodeID, "error", err)
-		}
-	}
-	return changes, nil
-}
-
-func (h *Heartbeats) pruneIfLeader(ctx context.Context) {
-	if !h.a.raft.IsLeader() {
-		return
-	}
-	if _, err := h.Prune(ctx); err != nil {
-		h.a.log.Warn("heartbeat retention failed", "error", err)
-	}
-}
-
-// Prune deletes append-log rows older than Retention, RetentionBatch rows per
-// statement, and returns how many it deleted.
-func (h *Heartbeats) Prune(ctx context.Context) (int64, error) {
-	cut := h.cfg.Clock().Add(-h.cfg.Retention)
-	var total int64
-	for {
-		n, err := store.DeleteHeartbeatsBefore(ctx, h.a.db.Pool, cut, h.cfg.RetentionBatch)
-		total += n
-		if err != nil || n < int64(h.cfg.RetentionBatch) {
-			return total, err
-		}
-	}
-}
-
-// NodeHeartbeat is a node's latest heartbeat in one cluster with its health
-// derived now.
-type NodeHeartbeat struct {
-	store.LatestHeartbeat
-	Health Health `json:"health_state"`
-	// AgeSeconds is the age of the heartbeat when read.
-	AgeSeconds float64 `json:"age_seconds"`
-}
-
-// LatestHeartbeats returns a node's latest heartbeat per cluster. A newer
-// heartbeat this authority holds in memory (not flushed yet) wins over the
-// database row.
-func (h *Heartbeats) LatestHeartbeats(ctx context.Context, nodeID string) ([]NodeHeartbeat, error) {
-	if _, err := store.GetNode(ctx, h.a.db.Pool, nodeID); err != nil {
-		return nil, asError(err)
-	}
-	rows, err := store.LatestHeartbeats(ctx, h.a.db.Pool, nodeID)
-	if err != nil {
-		return nil, asError(err)
-	}
-	now := h.cfg.Clock()
-	out := make([]NodeHeartbeat, 0, len(rows))
-	h.mu.Lock()
-	for _, r := range rows {
-		if e := h.latest[hbKey{r.ClusterID, r.NodeID}]; e != nil && e.row.ReceivedAt.After(r.ReceivedAt) {
-			facts, dh := r.Facts, r.DerivedHealth
-			r = e.row
-			r.Facts, r.DerivedHealth = facts, dh
-			if e.facts != nil {
-				r.Facts = e.facts
-			}
-		}
-		out = append(out, NodeHeartbeat{LatestHeartbeat: r, Health: DeriveHealth(r.ReceivedAt, now, h.cfg), AgeSeconds: now.Sub(r.ReceivedAt).Seconds()})
-	}
-	h.mu.Unlock()
-	return out, nil
-}
-
-// History pages through a node's heartbeat log, newest first.
-func (h *Heartbeats) History(ctx context.Context, cluster, nodeID string, p store.Page) ([]store.HeartbeatRow, error) {
-	clusterID := ""
-	if cluster != "" {
-		c, err := h.a.GetCluster(ctx, cluster)
-		if err != nil {
-			return nil, err
-		}
-		clusterID = c.ID
-	}
-	rows, err := store.ListHeartbeats(ctx, h.a.db.Pool, clusterID, nodeID, p)
-	return rows, asErrorOrNil(err)
-}
-
-// DesiredState is what a node should run in one cluster (GET
-// /v1/agent/desired): its membership status and active role assignments. The
-// signed snapshot replaces this path later.
-type DesiredState struct {
-	ClusterID        string                 `json:"cluster_id"`
-	NodeID           string                 `json:"node_id"`
-	MembershipStatus string                 `json:"membership_status"`
-	Roles            []store.RoleAssignment `json:"roles"`
-}
-
-// Desired returns the node's desired state in its cluster (a read: any
-// authority answers).
-func (a *Authority) Desired(ctx context.Context, p NodePrincipal) (DesiredState, error) {
-	m, err := store.GetMembership(ctx, a.db.Pool, p.ClusterID, p.NodeID)
-	if err != nil {
-		return DesiredState{}, asError(err)
-	}
-	roles, err := store.ActiveRoleAssignments(ctx, a.db.Pool, p.ClusterID, p.NodeID)
-	if err != nil {
-		return DesiredState{}, asError(err)
-	}
-	if m.Status != string(domain.MembershipActive) {
-		roles = []store.RoleAssignment{}
-	}
-	return DesiredState{ClusterID: p.ClusterID, NodeID: p.NodeID, MembershipStatus: m.Status, Roles: roles}, nil
-}
-
-// Certificate states answered by CertificateStatus.
-const (
-	CertGood    = "good"
-	CertRevoked = "revoked"
-	CertExpired = "expired"
-	CertUnknown = "unknown"
-)
-
-// CertificateStatusResult is the answer of CertificateStatus.
-type CertificateStatusResult struct {
-	Status    string `json:"status"`
-	ClusterID string `json:"cluster_id,omitempty"`
-	NodeID    string `json:"node_id,omitempty"`
-	Serial    string `json:"serial,omitempty"`
-}
-
-// CertificateStatus tells whether a node certificate issued by a cluster CA is
-// good, revoked or expired — public information, like a CRL entry. An agent
-// whose TLS handshakes are refused asks this (without a client certificate)
-// to tell revocation from an authority that cannot check right now.
-func (a *Authority) CertificateStatus(ctx context.Context, der []byte) (CertificateStatusResult, error) {
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return CertificateStatusResult{}, Errf(CodeInvalid, "certificate must be DER")
-	}
-	id, err := pki.NodeIdentityOf(cert)
-	if err != nil {
-		return CertificateStatusResult{}, Errf(CodeInvalid, "not a node certificate")
-	}
-	ca, ok := a.state.ClusterCA(id.ClusterID)
-	if !ok {
-		return CertificateStatusResult{Status: CertUnknown}, nil
-	}
-	issued := false
-	for _, k := range append([]fsm.CAKey{ca.Current}, ca.History...) {
-		if caCert, err := x509.ParseCertificate(k.CertDER); err == nil && cert.CheckSignatureFrom(caCert) == nil {
-			issued = true
-			break
-		}
-	}
-	res := CertificateStatusResult{Status: CertUnknown, ClusterID: id.ClusterID, NodeID: id.NodeID, Serial: id.Serial}
-	if !issued {
-		return CertificateStatusResult{Status: CertUnknown}, nil
-	}
-	err = a.CheckNodeCertificate(ctx, id.ClusterID, id.NodeID, id.Serial)
-	switch {
-	case CodeOf(err) == CodeRevoked:
-		res.Status = CertRevoked
-	case err != nil && CodeOf(err) != CodeUnauthorized:
-		return CertificateStatusResult{}, asError(err)
-	case err != nil:
-		res.Status = CertUnknown
-	case !a.cfg.Clock().Before(cert.NotAfter):
-		res.Status = CertExpired
-	default:
-		res.Status = CertGood
-	}
-	return res, nil
 }

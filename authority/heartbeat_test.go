@@ -294,7 +294,8 @@ func TestHeartbeatInputValidation(t *testing.T) {
 func TestSweepDerivesAndAuditsHealthChanges(t *testing.T) {
 	db, _, cluster, nodes := hbDB(t, 3)
 	clock := &fakeClock{t: time.Now().UTC()}
-	a := New(Config{NodeID: "a1", Clock: clock.Now}, nil, fsm.New(fsm.Options{}), db)
+	a, err := New(Config{NodeID: "a1", Clock: clock.Now}, nil, fsm.New(fsm.Options{}), db)
+	require.NoError(t, err)
 	h := NewHeartbeats(a, HeartbeatConfig{Clock: clock.Now, LateAfter: 10 * time.Second, StaleAfter: 30 * time.Second, OfflineAfter: time.Minute}, nil)
 	ctx := context.Background()
 	for _, n := range nodes {
@@ -346,7 +347,8 @@ func TestSweepDerivesAndAuditsHealthChanges(t *testing.T) {
 func TestPruneDeletesOldRowsInBatches(t *testing.T) {
 	db, counter, cluster, nodes := hbDB(t, 2)
 	clock := &fakeClock{t: time.Now().UTC().Add(-3 * time.Hour)}
-	a := New(Config{NodeID: "a1", Clock: clock.Now}, nil, fsm.New(fsm.Options{}), db)
+	a, err := New(Config{NodeID: "a1", Clock: clock.Now}, nil, fsm.New(fsm.Options{}), db)
+	require.NoError(t, err)
 	h := NewHeartbeats(a, HeartbeatConfig{Clock: clock.Now, Retention: time.Hour, RetentionBatch: 7}, nil)
 	ctx := context.Background()
 	for i := 0; i < 25; i++ {
@@ -376,7 +378,8 @@ func TestPruneDeletesOldRowsInBatches(t *testing.T) {
 func TestAuthCacheRefreshWhileServing(t *testing.T) {
 	db, _, cluster, nodes := hbDB(t, 1)
 	ctx := context.Background()
-	a := New(Config{NodeID: "a1"}, nil, fsm.New(fsm.Options{}), db)
+	a, err := New(Config{NodeID: "a1"}, nil, fsm.New(fsm.Options{}), db)
+	require.NoError(t, err)
 	h := NewHeartbeats(a, HeartbeatConfig{AuthCacheTTL: time.Hour}, nil)
 	now := time.Now()
 	require.NoError(t, db.Fenced(ctx, 1, func(tx pgx.Tx) error {

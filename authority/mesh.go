@@ -3,8 +3,8 @@ package authority
 import (
 	"context"
 	"math"
-	"time"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -22,31 +22,12 @@ const (
 	maxReportRoutes = 4096
 )
 
-// LinkReportInput is the body of POST /v1/agent/links.
-type LinkReportInput struct {
-	Links []struct {
-		// ClusterID is ignored: the cluster is the certificate's.
-		ClusterID       string     `json:"cluster_id,omitempty"`
-		PeerNodeID      string     `json:"peer_node_id"`
-		State           string     `json:"state"`
-		RTTMs           float64    `json:"rtt_ms"`
-		Loss            float64    `json:"loss"`
-		LastHandshakeAt *time.Time `json:"last_handshake_at,omitempty"`
-		Set             string     `json:"set"`
-	} `json:"links"`
-	Routes []struct {
-		Destination string `json:"destination"`
-		NextHop     string `json:"next_hop"`
-		Cost        int    `json:"cost"`
-		Hops        int    `json:"hops"`
-	} `json:"routes"`
-}
+// LinkReportInput is the body of POST /v1/agent/links (the agentapi
+// contract).
+type LinkReportInput = agentapi.LinkReport
 
-// LinkReportAck answers a link report.
-type LinkReportAck struct {
-	Links  int `json:"links"`
-	Routes int `json:"routes"`
-}
+// LinkReportAck answers a link report (the agentapi contract).
+type LinkReportAck = agentapi.LinkReportAck
 
 func okID(s string) bool { return s != "" && len(s) <= 255 }
 

@@ -129,7 +129,7 @@ func (a *Authority) RevokeNode(ctx context.Context, actor Actor, cluster, nodeID
 				return store.Membership{}, err
 			}
 			if err := a.appendAudit(ctx, tx, Op{Action: "certificate.revoke", Actor: actor, ClusterID: c.ID, TargetKind: "node", TargetID: nodeID,
-				Details: map[string]any{"identities": n}}, "ok", int64(a.epoch.Load()), nil); err != nil {
+				Details: map[string]any{"identities": n}}, "ok", int64(a.fenceEpoch.Load()), nil); err != nil {
 				return store.Membership{}, err
 			}
 			return store.GetMembership(ctx, tx, c.ID, nodeID)

@@ -192,7 +192,7 @@ func (a *Authority) SetPartition(ctx context.Context, actor Actor, idOrSlug stri
 	_, err = Fenced(ctx, a, op, func(tx pgx.Tx) (store.PartitionEvent, error) {
 		return store.RecordPartition(ctx, tx, store.Partition{ClusterID: c.ID, State: string(now.State), Reason: now.Reason, SetBy: now.Actor, RaftIndex: now.Index},
 			store.PartitionEvent{ClusterID: c.ID, Action: string(req.Action), FromState: string(from), ToState: string(mv.to), Reason: req.Reason,
-				Actor: actor.ID, Epoch: int64(a.epoch.Load())})
+				Actor: actor.ID, Epoch: int64(a.fenceEpoch.Load())})
 	})
 	if err != nil {
 		return PartitionView{}, err

@@ -2,8 +2,10 @@ package authority
 
 // Signed need-to-know snapshots on the authority side: building
 // snapshot.State from PostgreSQL, deciding which nodes changed, signing with
-// the cluster CA key from the FSM, storing under the fence, and serving them
-// to agents (long poll) and config-storage nodes.
+// the cluster CA key from the FSM and storing under the fence (this file);
+// serving them to agents by long poll (snapshot_distribute.go) and to
+// config-storage nodes (snapshot_storage.go); the owner documents they carry
+// (snapshot_inputs.go).
 //
 // Rebuilds. Every table a snapshot is built from carries a trigger
 // (migrations/004_snapshots.sql) that marks the cluster dirty in
@@ -34,10 +36,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
-	"hash/fnv"
-	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +44,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rap-fabric/core/domain"
-	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/snapshot"
 	"github.com/rap-fabric/core/store"
 )
@@ -90,10 +87,11 @@ func (o SnapshotOptions) withDefaults() SnapshotOptions {
 	return o
 }
 
-// snapState is the per-Authority snapshot machinery (kept beside the
-// Authority so that authority.go stays untouched).
-type snapState struct {
-	opts      atomic.Pointer[SnapshotOptions]
+// snapshotService is the snapshot machinery of one Authority (a field built
+// by New): its options, the build lock, the long-poll waiters and the
+// rebuild loop's wake-up channel.
+type snapshotService struct {
+	opts      SnapshotOptions
 	buildMu   sync.Mutex
 	mu        sync.Mutex
 	waiters   map[string]chan struct{}
@@ -101,52 +99,14 @@ type snapState struct {
 	listening atomic.Bool
 }
 
-var snapStates sync.Map // *Authority → *snapState
-
-func (a *Authority) snaps() *snapState {
-	if v, ok := snapStates.Load(a); ok {
-		return v.(*snapState)
-	}
-	st := &snapState{waiters: map[string]chan struct{}{}, kick: make(chan struct{}, 1)}
-	o := SnapshotOptions{}.withDefaults()
-	st.opts.Store(&o)
-	v, _ := snapStates.LoadOrStore(a, st)
-	return v.(*snapState)
+func newSnapshotService(o SnapshotOptions) *snapshotService {
+	return &snapshotService{opts: o.withDefaults(), waiters: map[string]chan struct{}{}, kick: make(chan struct{}, 1)}
 }
 
-// SetSnapshotOptions replaces the snapshot options (before RunSnapshots).
-func (a *Authority) SetSnapshotOptions(o SnapshotOptions) {
-	o = o.withDefaults()
-	a.snaps().opts.Store(&o)
-}
-
-func (a *Authority) snapOpts() SnapshotOptions { return *a.snaps().opts.Load() }
-
-func (st *snapState) kickLoop() {
+func (st *snapshotService) kickLoop() {
 	select {
 	case st.kick <- struct{}{}:
 	default:
-	}
-}
-
-// waitChan returns a channel closed at the next stored snapshot of key.
-func (st *snapState) waitChan(key string) chan struct{} {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	ch, ok := st.waiters[key]
-	if !ok {
-		ch = make(chan struct{})
-		st.waiters[key] = ch
-	}
-	return ch
-}
-
-func (st *snapState) wake(key string) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if ch, ok := st.waiters[key]; ok {
-		close(ch)
-		delete(st.waiters, key)
 	}
 }
 
@@ -284,7 +244,7 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 	for _, e := range entry {
 		s.EntryPolicies = append(s.EntryPolicies, snapshot.EntryPolicy{OrganizationID: e.OrganizationID, Policy: e.Policy})
 	}
-	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapOpts().StorageFanout)
+	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapshots.opts.StorageFanout)
 	return s, nil
 }
 
@@ -312,83 +272,6 @@ func (a *Authority) identityKeys(ctx context.Context, clusterID string) (map[str
 	return out, store.MapError(rows.Err())
 }
 
-// storageAssignments picks, for every member that gets a snapshot, the
-// config-storage nodes that cache and serve it: the StorageFanout active
-// config-storage nodes with the highest rendezvous score, among those whose
-// role policy either lists no "groups" or lists a group on the member's group
-// path. A storage node never serves itself.
-func storageAssignments(members []store.SnapshotMember, roles []store.RoleAssignment, groupOf, parent map[string]string, fanout int) []snapshot.StorageAssignment {
-	type storage struct {
-		id     string
-		groups []string
-	}
-	active := map[string]bool{}
-	for _, m := range members {
-		if m.MembershipStatus == string(domain.MembershipActive) {
-			active[m.NodeID] = true
-		}
-	}
-	var stores []storage
-	for _, r := range roles {
-		if r.Role != string(domain.RoleConfigStorage) || r.Status != "active" || !active[r.NodeID] {
-			continue
-		}
-		var p struct {
-			Groups []string `json:"groups"`
-		}
-		_ = json.Unmarshal(r.Policy, &p)
-		stores = append(stores, storage{id: r.NodeID, groups: p.Groups})
-	}
-	if len(stores) == 0 {
-		return nil
-	}
-	served := map[string][]string{}
-	for _, m := range members {
-		if m.MembershipStatus == string(domain.MembershipRevoked) {
-			continue
-		}
-		path := map[string]bool{}
-		for g, i := groupOf[m.NodeID], 0; g != "" && i < 1000; g, i = parent[g], i+1 {
-			path[g] = true
-		}
-		type cand struct {
-			id    string
-			score uint64
-		}
-		var cands []cand
-		for _, s := range stores {
-			if s.id == m.NodeID {
-				continue
-			}
-			if len(s.groups) > 0 && !slices.ContainsFunc(s.groups, func(g string) bool { return path[g] }) {
-				continue
-			}
-			h := fnv.New64a()
-			h.Write([]byte(s.id + "|" + m.NodeID))
-			cands = append(cands, cand{s.id, h.Sum64()})
-		}
-		slices.SortFunc(cands, func(x, y cand) int {
-			if x.score != y.score {
-				if x.score > y.score {
-					return -1
-				}
-				return 1
-			}
-			return strings.Compare(x.id, y.id)
-		})
-		for i := 0; i < len(cands) && i < fanout; i++ {
-			served[cands[i].id] = append(served[cands[i].id], m.NodeID)
-		}
-	}
-	var out []snapshot.StorageAssignment
-	for _, s := range stores {
-		if ids := served[s.id]; len(ids) > 0 {
-			out = append(out, snapshot.StorageAssignment{StorageNodeID: s.id, NodeIDs: ids})
-		}
-	}
-	return out
-}
-
 // ---------------------------------------------------------------- rebuild
 
 // RebuildResult says what one rebuild pass of a cluster signed.
@@ -403,14 +286,14 @@ type RebuildResult struct {
 // rebuild signs and stores the snapshots of the cluster's nodes whose content
 // changed (all of them with force). Leader only; the store is fenced.
 func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (RebuildResult, error) {
-	st := a.snaps()
+	st := a.snapshots
 	st.buildMu.Lock()
 	defer st.buildMu.Unlock()
 	epoch, err := a.ensureLeader()
 	if err != nil {
 		return RebuildResult{}, err
 	}
-	opts := a.snapOpts()
+	opts := a.snapshots.opts
 	state, err := a.loadState(ctx, clusterID)
 	if err != nil {
 		return RebuildResult{}, asError(err)
@@ -438,54 +321,24 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 	ids := idx.Nodes()
 	res := RebuildResult{ClusterID: state.Cluster.ID, Version: top + 1, Checked: len(ids)}
 	bopts := snapshot.BuildOptions{Version: top + 1, Epoch: epoch, IssuedAt: now, TTL: opts.TTL}
-	type built struct {
-		stored store.StoredSnapshot
-		skip   bool
-		err    error
-	}
-	out := make([]built, len(ids))
-	parallel(len(ids), func(i int) {
-		id := ids[i]
-		d, err := idx.Digest(id)
-		if err != nil {
-			out[i].err = err
-			return
-		}
+	unchanged := func(id string, d [32]byte) bool {
 		h, ok := heads[id]
-		if !force && ok && bytes.Equal(h.Digest, d[:]) && h.KeyID == kid && h.ExpiresAt.Sub(now) > opts.TTL/2 {
-			out[i].skip = true
-			return
-		}
-		s, err := idx.Build(id, bopts)
-		if err != nil {
-			out[i].err = err
-			return
-		}
-		signed, err := snapshot.Sign(s, key, opts.Builder.MaxSize)
-		if err != nil {
-			out[i].err = err
-			return
-		}
-		wire, err := signed.MarshalBinary()
-		if err != nil {
-			out[i].err = err
-			return
-		}
-		out[i].stored = store.StoredSnapshot{ClusterID: s.ClusterID, NodeID: id, Version: s.Version, Epoch: s.Epoch, KeyID: signed.KeyID,
-			Scope: strings.Join(s.Scope, ","), Digest: d[:], Signed: wire, IssuedAt: s.IssuedAt, ExpiresAt: s.ExpiresAt}
-	})
+		return !force && ok && bytes.Equal(h.Digest, d[:]) && h.KeyID == kid && h.ExpiresAt.Sub(now) > opts.TTL/2
+	}
 	var batch []store.StoredSnapshot
-	for i, b := range out {
+	for _, b := range idx.Rebuild(ids, bopts, key, 0, unchanged) {
 		switch {
-		case b.err != nil:
+		case b.Err != nil:
 			if res.Failed == nil {
 				res.Failed = map[string]string{}
 			}
-			res.Failed[ids[i]] = b.err.Error()
-			a.log.Error("snapshot build failed", "cluster_id", state.Cluster.ID, "node_id", ids[i], "error", b.err)
-		case !b.skip:
-			batch = append(batch, b.stored)
-			res.Nodes = append(res.Nodes, ids[i])
+			res.Failed[b.NodeID] = b.Err.Error()
+			a.log.Error("snapshot build failed", "cluster_id", state.Cluster.ID, "node_id", b.NodeID, "error", b.Err)
+		case !b.Skipped:
+			s := b.Header
+			batch = append(batch, store.StoredSnapshot{ClusterID: s.ClusterID, NodeID: b.NodeID, Version: s.Version, Epoch: s.Epoch, KeyID: b.Signed.KeyID,
+				Scope: strings.Join(s.Scope, ","), Digest: b.Digest[:], Signed: b.Wire, IssuedAt: s.IssuedAt, ExpiresAt: s.ExpiresAt})
+			res.Nodes = append(res.Nodes, b.NodeID)
 		}
 	}
 	if len(batch) == 0 {
@@ -499,26 +352,6 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 		return RebuildResult{}, err
 	}
 	return res, nil
-}
-
-func parallel(n int, f func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 }
 
 // rebuildMarked rebuilds a cluster and clears its dirty mark if nothing marked
@@ -553,7 +386,7 @@ func (a *Authority) afterChange(ctx context.Context, clusterID string) {
 	if _, err := a.rebuildMarked(ctx, clusterID); err != nil {
 		a.log.Warn("snapshot rebuild after a change failed; the rebuild loop retries", "cluster_id", clusterID, "error", err)
 	}
-	a.snaps().kickLoop()
+	a.snapshots.kickLoop()
 }
 
 // RebuildSnapshots rebuilds a cluster's snapshots now (leader only, fenced);
@@ -593,7 +426,7 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 		}
 		cancel()
 	}()
-	st := a.snaps()
+	st := a.snapshots
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -601,7 +434,7 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 		a.listen(ctx)
 	}()
 	defer wg.Wait()
-	opts := a.snapOpts()
+	opts := a.snapshots.opts
 	tick := time.NewTicker(opts.DirtyPoll)
 	defer tick.Stop()
 	var lastEpoch uint64
@@ -613,7 +446,7 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 		case <-tick.C:
 		case <-st.kick:
 		}
-		e := a.epoch.Load()
+		e := a.fenceEpoch.Load()
 		if e == 0 || !a.raft.IsLeader() {
 			lastEpoch = 0
 			continue
@@ -652,416 +485,4 @@ func (a *Authority) fullPass(ctx context.Context) bool {
 			return ok
 		}
 	}
-}
-
-// listen holds a LISTEN connection for 'rap_snapshot' (wake long polls) and
-// 'rap_snapshot_dirty' (wake the rebuild loop), reconnecting with backoff.
-func (a *Authority) listen(ctx context.Context) {
-	st := a.snaps()
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := func() error {
-			pc, err := a.db.Pool.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			conn := pc.Hijack()
-			defer conn.Close(context.WithoutCancel(ctx))
-			if _, err := conn.Exec(ctx, `LISTEN rap_snapshot; LISTEN rap_snapshot_dirty`); err != nil {
-				return err
-			}
-			st.listening.Store(true)
-			defer st.listening.Store(false)
-			backoff = 100 * time.Millisecond
-			for {
-				n, err := conn.WaitForNotification(ctx)
-				if err != nil {
-					return err
-				}
-				switch n.Channel {
-				case "rap_snapshot":
-					st.wake(n.Payload)
-				case "rap_snapshot_dirty":
-					st.kickLoop()
-				}
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		a.log.Warn("snapshot LISTEN connection lost; long polls fall back to polling", "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// ---------------------------------------------------------------- serving
-
-// WaitSnapshot returns the node's newest signed snapshot once its version is
-// above after, waiting up to wait (at most MaxLongPoll). ok is false when
-// nothing newer appeared in time. A read: any authority answers from
-// PostgreSQL.
-func (a *Authority) WaitSnapshot(ctx context.Context, node NodePrincipal, after uint64, wait time.Duration) (store.StoredSnapshot, bool, error) {
-	st := a.snaps()
-	opts := a.snapOpts()
-	if wait <= 0 || wait > opts.MaxLongPoll {
-		wait = opts.MaxLongPoll
-	}
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	key := node.ClusterID + "/" + node.NodeID
-	for {
-		ch := st.waitChan(key)
-		s, err := store.LatestSnapshot(ctx, a.db.Pool, node.ClusterID, node.NodeID)
-		switch {
-		case err == nil && s.Version > after:
-			return s, true, nil
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return store.StoredSnapshot{}, false, asError(err)
-		}
-		poll := 500 * time.Millisecond
-		if st.listening.Load() {
-			poll = 5 * time.Second
-		}
-		select {
-		case <-ch:
-		case <-time.After(poll):
-		case <-deadline.C:
-			return store.StoredSnapshot{}, false, nil
-		case <-ctx.Done():
-			return store.StoredSnapshot{}, false, asError(store.MapError(ctx.Err()))
-		}
-	}
-}
-
-// CAKeyView is a cluster CA public key for snapshot verification.
-type CAKeyView struct {
-	KeyID     string    `json:"key_id"`
-	PublicKey []byte    `json:"public_key"`
-	Status    string    `json:"status"`
-	CreatedAt time.Time `json:"created_at"`
-}
-
-// TrustedCA is the body of GET /v1/agent/ca: the keys an agent trusts for
-// snapshots of its cluster (Keys: the current CA key) and the rotated-out
-// ones it must no longer trust (Rotated), with the CA certificate.
-type TrustedCA struct {
-	ClusterID string      `json:"cluster_id"`
-	Keys      []CAKeyView `json:"keys"`
-	Rotated   []CAKeyView `json:"rotated,omitempty"`
-	CACert    []byte      `json:"ca_certificate"`
-}
-
-// ClusterTrust returns the cluster's snapshot verification keys from the
-// replicated state.
-func (a *Authority) ClusterTrust(clusterID string) (TrustedCA, error) {
-	ca, ok := a.state.ClusterCA(clusterID)
-	if !ok {
-		return TrustedCA{}, Errf(CodeNotFound, "unknown cluster")
-	}
-	view := func(k fsm.CAKey) CAKeyView {
-		return CAKeyView{KeyID: snapshot.KeyID(ed25519.PublicKey(k.PublicKey)), PublicKey: k.PublicKey, Status: string(k.Status), CreatedAt: k.CreatedAt}
-	}
-	t := TrustedCA{ClusterID: clusterID, Keys: []CAKeyView{view(ca.Current)}, CACert: ca.Current.CertDER}
-	for _, k := range ca.History {
-		t.Rotated = append(t.Rotated, view(k))
-	}
-	return t, nil
-}
-
-// StorageSnapshots returns the newest signed snapshots a config-storage node
-// caches and serves: those of the nodes listed in its own snapshot's
-// cache_nodes. The node must hold an active config-storage role.
-func (a *Authority) StorageSnapshots(ctx context.Context, node NodePrincipal) ([]store.StoredSnapshot, error) {
-	roles, err := store.ListRoleAssignments(ctx, a.db.Pool, node.ClusterID, node.NodeID, store.Page{Limit: 500})
-	if err != nil {
-		return nil, asError(err)
-	}
-	if !slices.ContainsFunc(roles, func(r store.RoleAssignment) bool {
-		return r.Role == string(domain.RoleConfigStorage) && r.Status == "active"
-	}) {
-		return nil, Errf(CodeForbidden, "this node holds no active config-storage role in this cluster")
-	}
-	own, err := store.LatestSnapshot(ctx, a.db.Pool, node.ClusterID, node.NodeID)
-	if errors.Is(err, store.ErrNotFound) {
-		return []store.StoredSnapshot{}, nil
-	}
-	if err != nil {
-		return nil, asError(err)
-	}
-	signed, err := snapshot.Decode(bytes.NewReader(own.Signed), snapshot.DefaultMaxSize)
-	if err != nil {
-		return nil, &Error{Code: CodeInternal, Message: "stored snapshot does not decode", Err: err}
-	}
-	s, err := snapshot.DecodeSnapshot(signed.Payload)
-	if err != nil {
-		return nil, &Error{Code: CodeInternal, Message: "stored snapshot does not decode", Err: err}
-	}
-	if len(s.Body.CacheNodes) == 0 {
-		return []store.StoredSnapshot{}, nil
-	}
-	out, err := store.LatestSnapshots(ctx, a.db.Pool, node.ClusterID, s.Body.CacheNodes)
-	return out, asErrorOrNil(err)
-}
-
-// SnapshotStatus lists desired (issued) versus applied (reported) snapshot
-// versions of a cluster's members; laggingOnly keeps the nodes behind.
-func (a *Authority) SnapshotStatus(ctx context.Context, cluster, nodeID string, laggingOnly bool, p store.Page) ([]store.SnapshotStatus, error) {
-	c, err := a.GetCluster(ctx, cluster)
-	if err != nil {
-		return nil, err
-	}
-	out, err := store.ListSnapshotStatus(ctx, a.db.Pool, c.ID, nodeID, laggingOnly, p)
-	return out, asErrorOrNil(err)
-}
-
-// NodeSnapshotView is one node's snapshot as the owner inspects it.
-type NodeSnapshotView struct {
-	Status   store.SnapshotStatus   `json:"status"`
-	Versions []store.StoredSnapshot `json:"versions"`
-	Snapshot *snapshot.Snapshot     `json:"snapshot,omitempty"`
-}
-
-// NodeSnapshot shows a node's desired and applied versions, the versions kept
-// and the content of the newest one.
-func (a *Authority) NodeSnapshot(ctx context.Context, cluster, nodeID string) (NodeSnapshotView, error) {
-	c, err := a.GetCluster(ctx, cluster)
-	if err != nil {
-		return NodeSnapshotView{}, err
-	}
-	st, err := store.ListSnapshotStatus(ctx, a.db.Pool, c.ID, nodeID, false, store.Page{Limit: 1})
-	if err != nil {
-		return NodeSnapshotView{}, asError(err)
-	}
-	if len(st) == 0 {
-		return NodeSnapshotView{}, Errf(CodeNotFound, "node %s is not a member of cluster %s", nodeID, c.Slug)
-	}
-	vs, err := store.ListSnapshotVersions(ctx, a.db.Pool, c.ID, nodeID)
-	if err != nil {
-		return NodeSnapshotView{}, asError(err)
-	}
-	v := NodeSnapshotView{Status: st[0], Versions: vs}
-	if len(vs) > 0 {
-		if signed, err := snapshot.Decode(bytes.NewReader(vs[0].Signed), snapshot.DefaultMaxSize); err == nil {
-			if s, err := snapshot.DecodeSnapshot(signed.Payload); err == nil {
-				v.Snapshot = &s
-			}
-		}
-	}
-	return v, nil
-}
-
-// snapshotVersion returns the newest issued version of a node (0 for none).
-func (a *Authority) snapshotVersion(ctx context.Context, clusterID, nodeID string) uint64 {
-	s, err := store.LatestSnapshot(ctx, a.db.Pool, clusterID, nodeID)
-	if err != nil {
-		return 0
-	}
-	return s.Version
-}
-
-// ---------------------------------------------------------------- documents
-
-// MaxDocumentBytes bounds policy and config documents.
-const MaxDocumentBytes = 64 << 10
-
-// checkDocument validates a JSON object that will be embedded in snapshots
-// with the builder's own rules (valid JSON, no credential-like keys), so that
-// a bad document is refused at the API instead of breaking a cluster's
-// rebuild. It returns the document ("{}" when empty).
-func checkDocument(what string, doc json.RawMessage, wantArray bool) (json.RawMessage, error) {
-	doc = bytes.TrimSpace(doc)
-	if len(doc) == 0 || string(doc) == "null" {
-		if wantArray {
-			return json.RawMessage(`[]`), nil
-		}
-		return json.RawMessage(`{}`), nil
-	}
-	if len(doc) > MaxDocumentBytes {
-		return nil, Errf(CodeTooLarge, "%s must be at most %d bytes", what, MaxDocumentBytes)
-	}
-	open := byte('{')
-	if wantArray {
-		open = '['
-	}
-	if doc[0] != open || !json.Valid(doc) {
-		kind := "a JSON object"
-		if wantArray {
-			kind = "a JSON array"
-		}
-		return nil, Errf(CodeInvalid, "%s must be %s", what, kind)
-	}
-	probe := &snapshot.State{Cluster: snapshot.Cluster{ID: "probe"}, Nodes: []snapshot.Node{{ID: "probe",
-		Memberships: []snapshot.NodeMembership{{ClusterID: "probe", Status: domain.MembershipActive}}}}}
-	if wantArray {
-		var entries []struct {
-			OrganizationID string          `json:"organization_id"`
-			Policy         json.RawMessage `json:"policy"`
-		}
-		dec := json.NewDecoder(bytes.NewReader(doc))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&entries); err != nil {
-			return nil, Errf(CodeInvalid, "%s must be a list of {organization_id, policy}: %v", what, err)
-		}
-		for _, e := range entries {
-			probe.EntryPolicies = append(probe.EntryPolicies, snapshot.EntryPolicy{OrganizationID: e.OrganizationID, Policy: e.Policy})
-		}
-	} else {
-		probe.RoutePolicy = doc
-	}
-	if _, err := snapshot.NewIndex(probe, snapshot.DefaultConfig()); err != nil {
-		msg := strings.TrimPrefix(err.Error(), snapshot.ErrInvalidState.Error()+": ")
-		return nil, Errf(CodeInvalid, "%s: %s", what, strings.ReplaceAll(msg, "route policy", what))
-	}
-	return doc, nil
-}
-
-// ---------------------------------------------------------------- telemetry and cluster policy
-
-// TelemetryFlagRequest sets a test telemetry flag. Scope "cluster" needs
-// Cluster; "node" needs Cluster and Node; "organization" needs Organization
-// (and optionally Cluster to limit it to one cluster).
-type TelemetryFlagRequest struct {
-	Scope        string `json:"scope"`
-	Cluster      string `json:"cluster,omitempty"`
-	Node         string `json:"node,omitempty"`
-	Organization string `json:"organization,omitempty"`
-	Name         string `json:"name"`
-	Enabled      bool   `json:"enabled"`
-}
-
-// SetTelemetryFlag creates or changes a test telemetry flag (fenced, audited);
-// the affected snapshots are rebuilt.
-func (a *Authority) SetTelemetryFlag(ctx context.Context, actor Actor, req TelemetryFlagRequest, idemKey string) (store.TelemetryFlag, error) {
-	f := store.TelemetryFlag{ID: store.NewID(), Scope: req.Scope, Name: strings.TrimSpace(req.Name), Enabled: req.Enabled, UpdatedBy: actor.ID}
-	var clusterID string
-	if req.Cluster != "" {
-		c, err := a.GetCluster(ctx, req.Cluster)
-		if err != nil {
-			return store.TelemetryFlag{}, err
-		}
-		clusterID = c.ID
-		f.ClusterID = &clusterID
-	}
-	switch req.Scope {
-	case "cluster":
-		if clusterID == "" || req.Node != "" || req.Organization != "" {
-			return store.TelemetryFlag{}, Errf(CodeInvalid, "a cluster flag needs cluster and no node or organization")
-		}
-	case "node":
-		if clusterID == "" || req.Node == "" || req.Organization != "" {
-			return store.TelemetryFlag{}, Errf(CodeInvalid, "a node flag needs cluster and node")
-		}
-		if _, err := store.GetMembership(ctx, a.db.Pool, clusterID, req.Node); err != nil {
-			return store.TelemetryFlag{}, Errf(CodeNotFound, "node %s is not a member of this cluster", req.Node)
-		}
-		n := req.Node
-		f.NodeID = &n
-	case "organization":
-		if req.Organization == "" || req.Node != "" {
-			return store.TelemetryFlag{}, Errf(CodeInvalid, "an organization flag needs organization (and optionally cluster)")
-		}
-		o, err := store.GetOrganization(ctx, a.db.Pool, req.Organization)
-		if err != nil {
-			return store.TelemetryFlag{}, Errf(CodeNotFound, "no organization %q", req.Organization)
-		}
-		f.OrganizationID = &o.ID
-	default:
-		return store.TelemetryFlag{}, Errf(CodeInvalid, "scope must be cluster, node or organization")
-	}
-	out, err := Fenced(ctx, a, Op{Action: "telemetry_flag.set", Actor: actor, ClusterID: clusterID, TargetKind: "telemetry_flag", TargetID: f.Name,
-		IdempotencyKey: idemKey, Details: map[string]any{"scope": req.Scope, "node": req.Node, "organization": req.Organization, "enabled": req.Enabled}},
-		func(tx pgx.Tx) (store.TelemetryFlag, error) { return store.UpsertTelemetryFlag(ctx, tx, f) })
-	if err != nil {
-		return out, err
-	}
-	a.afterFlag(ctx, out)
-	return out, nil
-}
-
-func (a *Authority) afterFlag(ctx context.Context, f store.TelemetryFlag) {
-	if f.ClusterID != nil {
-		a.afterChange(ctx, *f.ClusterID)
-		return
-	}
-	a.snaps().kickLoop() // every cluster: the loop rebuilds them
-}
-
-// DeleteTelemetryFlag removes a flag (fenced, audited).
-func (a *Authority) DeleteTelemetryFlag(ctx context.Context, actor Actor, id, idemKey string) (store.TelemetryFlag, error) {
-	cur, err := store.GetTelemetryFlag(ctx, a.db.Pool, id)
-	if err != nil {
-		return store.TelemetryFlag{}, asError(err)
-	}
-	cid := ""
-	if cur.ClusterID != nil {
-		cid = *cur.ClusterID
-	}
-	out, err := Fenced(ctx, a, Op{Action: "telemetry_flag.delete", Actor: actor, ClusterID: cid, TargetKind: "telemetry_flag", TargetID: id, IdempotencyKey: idemKey},
-		func(tx pgx.Tx) (store.TelemetryFlag, error) { return store.DeleteTelemetryFlag(ctx, tx, id) })
-	if err != nil {
-		return out, err
-	}
-	a.afterFlag(ctx, out)
-	return out, nil
-}
-
-// ListTelemetryFlags lists the flags that apply in a cluster ("" for all).
-func (a *Authority) ListTelemetryFlags(ctx context.Context, cluster string) ([]store.TelemetryFlag, error) {
-	id := ""
-	if cluster != "" {
-		c, err := a.GetCluster(ctx, cluster)
-		if err != nil {
-			return nil, err
-		}
-		id = c.ID
-	}
-	out, err := store.ListTelemetryFlags(ctx, a.db.Pool, id)
-	return out, asErrorOrNil(err)
-}
-
-// ClusterPolicyRequest replaces a cluster's route, QoS and entry policies.
-type ClusterPolicyRequest struct {
-	RoutePolicy   json.RawMessage `json:"route_policy,omitempty"`
-	QoSPolicy     json.RawMessage `json:"qos_policy,omitempty"`
-	EntryPolicies json.RawMessage `json:"entry_policies,omitempty"`
-}
-
-// SetClusterPolicy replaces a cluster's policies (fenced, audited); mesh and
-// entry nodes' snapshots are rebuilt.
-func (a *Authority) SetClusterPolicy(ctx context.Context, actor Actor, cluster string, req ClusterPolicyRequest, idemKey string) (store.ClusterPolicy, error) {
-	c, err := a.GetCluster(ctx, cluster)
-	if err != nil {
-		return store.ClusterPolicy{}, err
-	}
-	p := store.ClusterPolicy{ClusterID: c.ID, UpdatedBy: actor.ID}
-	if p.RoutePolicy, err = checkDocument("route_policy", req.RoutePolicy, false); err != nil {
-		return p, err
-	}
-	if p.QoSPolicy, err = checkDocument("qos_policy", req.QoSPolicy, false); err != nil {
-		return p, err
-	}
-	if p.EntryPolicies, err = checkDocument("entry_policies", req.EntryPolicies, true); err != nil {
-		return p, err
-	}
-	out, err := Fenced(ctx, a, Op{Action: "cluster.policy.set", Actor: actor, ClusterID: c.ID, TargetKind: "cluster", TargetID: c.ID, IdempotencyKey: idemKey},
-		func(tx pgx.Tx) (store.ClusterPolicy, error) { return store.SetClusterPolicy(ctx, tx, p) })
-	if err != nil {
-		return out, err
-	}
-	a.afterChange(ctx, c.ID)
-	return out, nil
-}
-
-// GetClusterPolicy returns a cluster's policies.
-func (a *Authority) GetClusterPolicy(ctx context.Context, cluster string) (store.ClusterPolicy, error) {
-	c, err := a.GetCluster(ctx, cluster)
-	if err != nil {
-		return store.ClusterPolicy{}, err
-	}
-	p, err := store.GetClusterPolicy(ctx, a.db.Pool, c.ID)
-	return p, asErrorOrNil(err)
 }

@@ -157,7 +157,7 @@ func BenchmarkFailover(b *testing.B) {
 		for {
 			var ok bool
 			for _, d := range g.DS {
-				if d == nil || !d.Raft.IsLeader() || d.Auth.Epoch() == 0 {
+				if d == nil || !d.Raft.IsLeader() || d.Auth.FenceEpoch() == 0 {
 					continue
 				}
 				id := store.NewID()

@@ -448,8 +448,11 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 // Release implements raft.FSMSnapshot; the copy needs no release.
 func (s *snapshot) Release() {}
 
-// Epoch returns the current authority epoch (0 before the first claim).
-func (f *FSM) Epoch() uint64 {
+// AgreedEpoch returns the authority epoch the Raft log agreed on: the epoch
+// of the last applied ClaimEpoch (0 before the first claim). Compare
+// raftnode's ClaimedEpoch (this node's own leadership) and the authority's
+// FenceEpoch (the PostgreSQL fence this process holds).
+func (f *FSM) AgreedEpoch() uint64 {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.Epoch

@@ -81,7 +81,7 @@ func TestApply(t *testing.T) {
 		{name: "first claim takes the term", cmd: ClaimEpoch{LeaderID: "a", Term: 5, At: t0},
 			check: func(t *testing.T, f *FSM, r Result) {
 				require.Equal(t, uint64(5), r.Epoch)
-				require.Equal(t, uint64(5), f.Epoch())
+				require.Equal(t, uint64(5), f.AgreedEpoch())
 				require.Equal(t, EpochClaim{Epoch: 5, LeaderID: "a", Term: 5, Index: 1, At: t0}, f.LastClaim())
 			}},
 		{name: "claim in same term still increases", prior: []Command{ClaimEpoch{LeaderID: "a", Term: 5}},
@@ -92,7 +92,7 @@ func TestApply(t *testing.T) {
 			check: func(t *testing.T, f *FSM, r Result) { require.Equal(t, uint64(9), r.Epoch) }},
 		{name: "stale claim rejected", prior: []Command{ClaimEpoch{LeaderID: "a", Term: 7}},
 			cmd: ClaimEpoch{LeaderID: "b", Term: 6}, wantErr: ErrStaleClaim,
-			check: func(t *testing.T, f *FSM, r Result) { require.Equal(t, uint64(7), f.Epoch()) }},
+			check: func(t *testing.T, f *FSM, r Result) { require.Equal(t, uint64(7), f.AgreedEpoch()) }},
 		{name: "create CA", cmd: ca("c1", "k1", t0),
 			check: func(t *testing.T, f *FSM, r Result) {
 				got, ok := f.ClusterCA("c1")
@@ -254,7 +254,7 @@ func TestIdempotency(t *testing.T) {
 	require.True(t, again.Replayed)
 	require.Equal(t, first.Index, again.Index)
 	require.Equal(t, first.Epoch, again.Epoch)
-	require.Equal(t, uint64(3), a.f.Epoch(), "a retried claim must not claim again")
+	require.Equal(t, uint64(3), a.f.AgreedEpoch(), "a retried claim must not claim again")
 
 	// A failure is remembered too: the retry gets the same answer.
 	f1 := a.apply("req-2", RemoveMember{ID: "ghost"})
@@ -266,7 +266,7 @@ func TestIdempotency(t *testing.T) {
 	// Same id, different command: refused, nothing applied.
 	c := a.apply("req-1", ClaimEpoch{LeaderID: "b", Term: 9})
 	require.ErrorIs(t, c.Err, ErrRequestIDConflict)
-	require.Equal(t, uint64(3), a.f.Epoch())
+	require.Equal(t, uint64(3), a.f.AgreedEpoch())
 
 	// Without a request id every command applies.
 	require.Equal(t, uint64(4), a.apply("", ClaimEpoch{LeaderID: "a", Term: 3}).Epoch)
@@ -276,7 +276,7 @@ func TestIdempotency(t *testing.T) {
 	g := snapshotRestore(t, a.f)
 	a.f = g
 	require.True(t, a.apply("req-1", ClaimEpoch{LeaderID: "a", Term: 3}).Replayed)
-	require.Equal(t, uint64(5), a.f.Epoch())
+	require.Equal(t, uint64(5), a.f.AgreedEpoch())
 }
 
 func TestIdempotencyBounded(t *testing.T) {
@@ -285,11 +285,11 @@ func TestIdempotencyBounded(t *testing.T) {
 		r := a.apply(id, ClaimEpoch{LeaderID: "a", Term: 1})
 		require.False(t, r.Replayed, "step %d", i)
 	}
-	require.Equal(t, uint64(5), a.f.Epoch())
+	require.Equal(t, uint64(5), a.f.AgreedEpoch())
 	// r1, r2 were evicted: applying them again claims again; r5 is remembered.
 	require.True(t, a.apply("r5", ClaimEpoch{LeaderID: "a", Term: 1}).Replayed)
 	require.False(t, a.apply("r1", ClaimEpoch{LeaderID: "a", Term: 1}).Replayed)
-	require.Equal(t, uint64(6), a.f.Epoch())
+	require.Equal(t, uint64(6), a.f.AgreedEpoch())
 	require.Contains(t, a.f.Dump(), "idempotency 3\n")
 	// Many evictions keep the index consistent.
 	for i := range 1000 {
@@ -328,7 +328,7 @@ func TestRestoreRejects(t *testing.T) {
 	require.ErrorIs(t, err, ErrSnapshotVersion)
 	err = f.Restore(io.NopCloser(strings.NewReader(`{"version":`)))
 	require.Error(t, err)
-	require.Equal(t, uint64(0), f.Epoch())
+	require.Equal(t, uint64(0), f.AgreedEpoch())
 }
 
 // TestConcurrentReads runs readers beside Apply; -race checks the locking.
@@ -345,7 +345,7 @@ func TestConcurrentReads(t *testing.T) {
 					return
 				default:
 				}
-				_ = a.f.Epoch()
+				_ = a.f.AgreedEpoch()
 				c, _ := a.f.ClusterCA("c1")
 				_ = len(c.History)
 				_, _ = a.f.Partition("c1")

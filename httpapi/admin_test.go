@@ -21,7 +21,7 @@ import (
 
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
@@ -57,11 +57,12 @@ type adminEnv struct {
 }
 
 func newAdminEnv(t *testing.T) *adminEnv {
-	g := authtest.New(t, 1)
-	d := g.Leader(15 * time.Second)
 	clock := &fakeClock{t: time.Now()}
-	ad, err := d.Auth.ConfigureAdmin(authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params(), Clock: clock.Now})
-	require.NoError(t, err)
+	g := authtest.NewWithConfig(t, 1, func(_ int, c *daemon.Config) {
+		c.Admin = authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params(), Clock: clock.Now}
+	})
+	d := g.Leader(15 * time.Second)
+	ad := d.Auth.Admin()
 	ctx := context.Background()
 	_, setup, err := ad.BootstrapOwner(ctx, "owner")
 	require.NoError(t, err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 )
 
@@ -30,12 +31,8 @@ func (s *Server) agentJoin(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-type pollBody struct {
-	PollSecret []byte `json:"poll_secret"`
-}
-
 func (s *Server) agentPoll(w http.ResponseWriter, r *http.Request) error {
-	var b pollBody
+	var b agentapi.JoinPoll
 	if err := decodeJSON(w, r, &b); err != nil {
 		return err
 	}
@@ -47,25 +44,16 @@ func (s *Server) agentPoll(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// WhoAmI is the body of GET /v1/agent/whoami.
-type WhoAmI struct {
-	ClusterID string `json:"cluster_id"`
-	NodeID    string `json:"node_id"`
-	Serial    string `json:"certificate_serial"`
-}
+// WhoAmI is the body of GET /v1/agent/whoami (the agentapi contract).
+type WhoAmI = agentapi.WhoAmI
 
 func (s *Server) agentWhoami(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
 	writeJSON(w, http.StatusOK, WhoAmI{ClusterID: n.ClusterID, NodeID: n.NodeID, Serial: n.Serial})
 	return nil
 }
 
-type renewBody struct {
-	PublicKey      []byte `json:"public_key,omitempty"`
-	NoisePublicKey []byte `json:"noise_public_key,omitempty"`
-}
-
 func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
-	var b renewBody
+	var b agentapi.RenewRequest
 	if err := decodeJSON(w, r, &b); err != nil {
 		return err
 	}

@@ -31,8 +31,8 @@ import (
 // the body into a pooled buffer.
 func (s *Server) heartbeatRoutes(r *mux.Router) {
 	r.Handle(agentapi.PathHeartbeat, s.wrapHot("agent.heartbeat", s.heartbeatAuth(s.agentHeartbeat))).Methods(http.MethodPost).Name(heartbeatRoute)
-	r.Handle("/v1/agent/desired", s.wrap("agent.desired", s.nodeAuth(s.agentDesired))).Methods(http.MethodGet)
-	r.Handle("/v1/agent/certificate/status", s.wrap("agent.certificate.status", s.agentCertStatus)).Methods(http.MethodPost)
+	r.Handle(agentapi.PathDesired, s.wrap("agent.desired", s.nodeAuth(s.agentDesired))).Methods(http.MethodGet)
+	r.Handle(agentapi.PathCertStatus, s.wrap("agent.certificate.status", s.agentCertStatus)).Methods(http.MethodPost)
 	r.Handle("/v1/nodes/{id}/heartbeat", s.wrap("nodes.heartbeat", s.ownerAuth(s.nodeHeartbeat))).Methods(http.MethodGet)
 	r.Handle("/v1/nodes/{id}/heartbeats", s.wrap("nodes.heartbeats", s.ownerAuth(s.nodeHeartbeats))).Methods(http.MethodGet)
 }
@@ -182,12 +182,8 @@ func (s *Server) agentDesired(w http.ResponseWriter, r *http.Request, n authorit
 	return nil
 }
 
-type certStatusBody struct {
-	Certificate []byte `json:"certificate"`
-}
-
 func (s *Server) agentCertStatus(w http.ResponseWriter, r *http.Request) error {
-	var b certStatusBody
+	var b agentapi.CertStatusRequest
 	if err := decodeJSON(w, r, &b); err != nil {
 		return err
 	}

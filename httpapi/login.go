@@ -109,14 +109,14 @@ type LoginRequest struct {
 
 // LoginResponse answers a successful login or setup.
 type LoginResponse struct {
-	User             authority.AdminAccount `json:"user"`
-	SessionToken     string                 `json:"session_token,omitempty"`
-	ExpiresAt        time.Time              `json:"expires_at"`
-	IdleTimeout      string                 `json:"idle_timeout"`
-	Trusted          bool                   `json:"trusted_session"`
-	UsedRecoveryCode bool                   `json:"used_recovery_code,omitempty"`
-	RecoveryCodes    []string               `json:"recovery_codes,omitempty"`
-	Risk             map[string]string      `json:"risk,omitempty"`
+	User             AdminUser         `json:"user"`
+	SessionToken     string            `json:"session_token,omitempty"`
+	ExpiresAt        time.Time         `json:"expires_at"`
+	IdleTimeout      string            `json:"idle_timeout"`
+	Trusted          bool              `json:"trusted_session"`
+	UsedRecoveryCode bool              `json:"used_recovery_code,omitempty"`
+	RecoveryCodes    []string          `json:"recovery_codes,omitempty"`
+	Risk             map[string]string `json:"risk,omitempty"`
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
@@ -136,7 +136,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := LoginResponse{User: u, ExpiresAt: res.Session.ExpiresAt, IdleTimeout: res.Session.IdleTimeout.String(), Trusted: res.Session.Trusted,
+	out := LoginResponse{User: newAdminUser(u), ExpiresAt: res.Session.ExpiresAt, IdleTimeout: res.Session.IdleTimeout.String(), Trusted: res.Session.Trusted,
 		UsedRecoveryCode: res.UsedRecoveryCode, Risk: res.Decision.RiskMap()}
 	if b.Token {
 		out.SessionToken = res.Token
@@ -201,7 +201,7 @@ func (s *Server) setupComplete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := LoginResponse{User: u, ExpiresAt: res.Login.Session.ExpiresAt, IdleTimeout: res.Login.Session.IdleTimeout.String(), RecoveryCodes: res.RecoveryCodes}
+	out := LoginResponse{User: newAdminUser(u), ExpiresAt: res.Login.Session.ExpiresAt, IdleTimeout: res.Login.Session.IdleTimeout.String(), RecoveryCodes: res.RecoveryCodes}
 	if b.Token {
 		out.SessionToken = res.Login.Token
 	} else {
@@ -237,14 +237,14 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, actor authority.
 
 // Me answers GET /v1/auth/me.
 type Me struct {
-	User                authority.AdminAccount `json:"user"`
-	ExpiresAt           time.Time              `json:"expires_at"`
-	IdleTimeout         string                 `json:"idle_timeout"`
-	MFAAt               *time.Time             `json:"mfa_at"`
-	TrustedSession      bool                   `json:"trusted_session"`
-	CSRFToken           string                 `json:"csrf_token,omitempty"`
-	RecoveryCodesLeft   int                    `json:"recovery_codes_left"`
-	OwnerTokensDisabled bool                   `json:"owner_tokens_disabled"`
+	User                AdminUser  `json:"user"`
+	ExpiresAt           time.Time  `json:"expires_at"`
+	IdleTimeout         string     `json:"idle_timeout"`
+	MFAAt               *time.Time `json:"mfa_at"`
+	TrustedSession      bool       `json:"trusted_session"`
+	CSRFToken           string     `json:"csrf_token,omitempty"`
+	RecoveryCodesLeft   int        `json:"recovery_codes_left"`
+	OwnerTokensDisabled bool       `json:"owner_tokens_disabled"`
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
@@ -253,7 +253,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request, _ authority.Actor) e
 		return err
 	}
 	ad := s.a.Admin()
-	out := Me{User: p.User, ExpiresAt: p.Session.ExpiresAt, IdleTimeout: p.Session.IdleTimeout.String(), TrustedSession: p.Session.Trusted}
+	out := Me{User: newAdminUser(p.User), ExpiresAt: p.Session.ExpiresAt, IdleTimeout: p.Session.IdleTimeout.String(), TrustedSession: p.Session.Trusted}
 	if !p.Session.MFAAt.IsZero() {
 		t := p.Session.MFAAt
 		out.MFAAt = &t
@@ -428,7 +428,8 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, _ authority.A
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, listOf(us, pg))
+	out, _ := many(newAdminUser)(us, nil)
+	writeJSON(w, http.StatusOK, listOf(out, pg))
 	return nil
 }
 
@@ -448,8 +449,8 @@ type createUserBody struct {
 
 // CreatedUser answers POST /v1/admin/users: the one-time setup secret is shown once.
 type CreatedUser struct {
-	User        authority.AdminAccount `json:"user"`
-	SetupSecret string                 `json:"setup_secret"`
+	User        AdminUser `json:"user"`
+	SetupSecret string    `json:"setup_secret"`
 }
 
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
@@ -464,7 +465,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, actor author
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, CreatedUser{User: u, SetupSecret: secret})
+	writeJSON(w, http.StatusCreated, CreatedUser{User: newAdminUser(u), SetupSecret: secret})
 	return nil
 }
 
@@ -481,7 +482,7 @@ func (s *Server) setUserDisabled(disabled bool) ownerHandler {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, u)
+		writeJSON(w, http.StatusOK, newAdminUser(u))
 		return nil
 	}
 }

@@ -16,11 +16,12 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 )
 
 func (s *Server) meshRoutes(r *mux.Router) {
-	r.Handle("/v1/agent/links", s.wrap("agent.links", s.nodeAuth(s.agentLinks))).Methods(http.MethodPost)
+	r.Handle(agentapi.PathLinks, s.wrap("agent.links", s.nodeAuth(s.agentLinks))).Methods(http.MethodPost)
 	r.Handle("/v1/clusters/{cluster}/links", s.wrap("mesh.links", s.ownerAuth(s.listMeshLinks))).Methods(http.MethodGet)
 	r.Handle("/v1/clusters/{cluster}/routes", s.wrap("mesh.routes", s.ownerAuth(s.listMeshRoutes))).Methods(http.MethodGet)
 }

@@ -70,26 +70,26 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request, actor auth
 }
 
 func (s *Server) createCluster(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return write(http.StatusCreated, func(r *http.Request, a authority.Actor, b authority.CreateClusterRequest, k string) (authority.ClusterView, error) {
-		return s.a.CreateCluster(r.Context(), a, b, k)
+	return write(http.StatusCreated, func(r *http.Request, a authority.Actor, b authority.CreateClusterRequest, k string) (Cluster, error) {
+		return one(newCluster)(s.a.CreateCluster(r.Context(), a, b, k))
 	})(w, r, actor)
 }
 
 func (s *Server) listClusters(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return list(func(r *http.Request, p store.Page) ([]authority.ClusterView, error) {
-		return s.a.ListClusters(r.Context(), p)
+	return list(func(r *http.Request, p store.Page) ([]Cluster, error) {
+		return many(newCluster)(s.a.ListClusters(r.Context(), p))
 	})(w, r, actor)
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return read(func(r *http.Request) (authority.ClusterView, error) {
-		return s.a.GetCluster(r.Context(), mux.Vars(r)["cluster"])
+	return read(func(r *http.Request) (Cluster, error) {
+		return one(newCluster)(s.a.GetCluster(r.Context(), mux.Vars(r)["cluster"]))
 	})(w, r, actor)
 }
 
 func (s *Server) setClusterStatus(status string) ownerHandler {
-	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (authority.ClusterView, error) {
-		return s.a.SetClusterStatus(r.Context(), a, mux.Vars(r)["cluster"], status, k)
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (Cluster, error) {
+		return one(newCluster)(s.a.SetClusterStatus(r.Context(), a, mux.Vars(r)["cluster"], status, k))
 	})
 }
 
@@ -101,39 +101,39 @@ func (s *Server) listRevocations(w http.ResponseWriter, r *http.Request, actor a
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return write(http.StatusCreated, func(r *http.Request, a authority.Actor, b authority.CreateTokenRequest, k string) (authority.CreatedToken, error) {
-		return s.a.CreateJoinToken(r.Context(), a, b, k)
+	return write(http.StatusCreated, func(r *http.Request, a authority.Actor, b authority.CreateTokenRequest, k string) (CreatedToken, error) {
+		return one(newCreatedToken)(s.a.CreateJoinToken(r.Context(), a, b, k))
 	})(w, r, actor)
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return list(func(r *http.Request, p store.Page) ([]store.JoinToken, error) {
-		return s.a.ListJoinTokens(r.Context(), r.URL.Query().Get("cluster"), p)
+	return list(func(r *http.Request, p store.Page) ([]JoinToken, error) {
+		return many(newJoinToken)(s.a.ListJoinTokens(r.Context(), r.URL.Query().Get("cluster"), p))
 	})(w, r, actor)
 }
 
 func (s *Server) getToken(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return read(func(r *http.Request) (store.JoinToken, error) {
-		return s.a.GetJoinToken(r.Context(), mux.Vars(r)["id"])
+	return read(func(r *http.Request) (JoinToken, error) {
+		return one(newJoinToken)(s.a.GetJoinToken(r.Context(), mux.Vars(r)["id"]))
 	})(w, r, actor)
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (store.JoinToken, error) {
-		return s.a.RevokeJoinToken(r.Context(), a, mux.Vars(r)["id"], k)
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (JoinToken, error) {
+		return one(newJoinToken)(s.a.RevokeJoinToken(r.Context(), a, mux.Vars(r)["id"], k))
 	})(w, r, actor)
 }
 
 func (s *Server) listJoins(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return list(func(r *http.Request, p store.Page) ([]authority.JoinRequestView, error) {
+	return list(func(r *http.Request, p store.Page) ([]JoinRequest, error) {
 		q := r.URL.Query()
-		return s.a.ListJoinRequests(r.Context(), q.Get("cluster"), q.Get("status"), p)
+		return many(newJoinRequest)(s.a.ListJoinRequests(r.Context(), q.Get("cluster"), q.Get("status"), p))
 	})(w, r, actor)
 }
 
 func (s *Server) getJoin(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return read(func(r *http.Request) (authority.JoinRequestView, error) {
-		return s.a.GetJoinRequest(r.Context(), mux.Vars(r)["id"])
+	return read(func(r *http.Request) (JoinRequest, error) {
+		return one(newJoinRequest)(s.a.GetJoinRequest(r.Context(), mux.Vars(r)["id"]))
 	})(w, r, actor)
 }
 
@@ -148,8 +148,8 @@ type rejectBody struct {
 }
 
 func (s *Server) rejectJoin(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
-	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b rejectBody, k string) (authority.JoinRequestView, error) {
-		return s.a.RejectJoinRequest(r.Context(), a, mux.Vars(r)["id"], b.Reason, k)
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b rejectBody, k string) (JoinRequest, error) {
+		return one(newJoinRequest)(s.a.RejectJoinRequest(r.Context(), a, mux.Vars(r)["id"], b.Reason, k))
 	})(w, r, actor)
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 )
 
@@ -48,18 +49,30 @@ type Members interface {
 
 // AuthorityStatus is the body of GET /v1/authority/status.
 type AuthorityStatus struct {
-	NodeID        string         `json:"node_id"`
-	State         string         `json:"state"`
-	LeaderID      string         `json:"leader_id"`
-	LeaderAPIAddr string         `json:"leader_api_addr"`
-	Epoch         uint64         `json:"epoch"`
-	FenceEpoch    uint64         `json:"fence_epoch"`
-	Term          uint64         `json:"term"`
-	CommitIndex   uint64         `json:"commit_index"`
-	AppliedIndex  uint64         `json:"applied_index"`
-	LastContact   *time.Time     `json:"last_contact"`
-	Quorum        bool           `json:"quorum"`
-	Members       []MemberStatus `json:"members"`
+	NodeID        string `json:"node_id"`
+	State         string `json:"state"`
+	LeaderID      string `json:"leader_id"`
+	LeaderAPIAddr string `json:"leader_api_addr"`
+	// AgreedEpoch is the authority epoch the Raft log agreed on (the FSM's).
+	AgreedEpoch uint64 `json:"agreed_epoch"`
+	// ClaimedEpoch is the epoch this node's own leadership claimed (0 when
+	// it does not lead).
+	ClaimedEpoch uint64 `json:"claimed_epoch"`
+	// FenceEpoch is the epoch of the PostgreSQL fence row (authority_fence);
+	// FenceEpochHeld the fence epoch this process holds for fenced writes (0
+	// when none).
+	FenceEpoch     uint64 `json:"fence_epoch"`
+	FenceEpochHeld uint64 `json:"fence_epoch_held"`
+	// Epoch is AgreedEpoch under its old name.
+	//
+	// Deprecated: read agreed_epoch.
+	Epoch        uint64         `json:"epoch"`
+	Term         uint64         `json:"term"`
+	CommitIndex  uint64         `json:"commit_index"`
+	AppliedIndex uint64         `json:"applied_index"`
+	LastContact  *time.Time     `json:"last_contact"`
+	Quorum       bool           `json:"quorum"`
+	Members      []MemberStatus `json:"members"`
 }
 
 // MemberStatus is one authority in the status.
@@ -165,10 +178,10 @@ func (s *Server) routes() {
 
 	owner("audit.list", http.MethodGet, "/v1/audit", s.listAudit)
 
-	public("agent.join", http.MethodPost, "/v1/agent/join", s.agentJoin)
-	public("agent.join.poll", http.MethodPost, "/v1/agent/join/{id}/poll", s.agentPoll)
-	agent("agent.whoami", http.MethodGet, "/v1/agent/whoami", s.agentWhoami)
-	agent("agent.renew", http.MethodPost, "/v1/agent/certificate", s.agentRenew)
+	public("agent.join", http.MethodPost, agentapi.PathJoin, s.agentJoin)
+	public("agent.join.poll", http.MethodPost, agentapi.PathJoinPoll, s.agentPoll)
+	agent("agent.whoami", http.MethodGet, agentapi.PathWhoAmI, s.agentWhoami)
+	agent("agent.renew", http.MethodPost, agentapi.PathRenew, s.agentRenew)
 
 	// Node management and snapshots (manage.go, snapshots.go).
 	owner("organizations.create", http.MethodPost, "/v1/organizations", s.createOrganization)
@@ -197,9 +210,9 @@ func (s *Server) routes() {
 	owner("snapshots.status", http.MethodGet, "/v1/clusters/{cluster}/snapshots", s.listSnapshotStatus)
 	owner("snapshots.rebuild", http.MethodPost, "/v1/clusters/{cluster}/snapshots/rebuild", s.rebuildSnapshots)
 	owner("snapshots.node", http.MethodGet, "/v1/clusters/{cluster}/nodes/{id}/snapshot", s.getNodeSnapshot)
-	agent("agent.snapshot", http.MethodGet, "/v1/agent/snapshot", s.agentSnapshot)
-	agent("agent.ca", http.MethodGet, "/v1/agent/ca", s.agentCA)
-	agent("agent.storage", http.MethodGet, "/v1/agent/storage/snapshots", s.agentStorageSnapshots)
+	agent("agent.snapshot", http.MethodGet, agentapi.PathSnapshot, s.agentSnapshot)
+	agent("agent.ca", http.MethodGet, agentapi.PathCA, s.agentCA)
+	agent("agent.storage", http.MethodGet, agentapi.PathStorageSnapshots, s.agentStorageSnapshots)
 	s.heartbeatRoutes(r)
 	// Platform admin authentication, accounts and the console (login.go).
 	s.adminRoutes(r)

@@ -33,23 +33,14 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/store"
 )
 
 // AgentSnapshot is one signed snapshot as served to agents and config-storage
-// nodes. Snapshot is the signed wire envelope; the other fields are a
-// convenience copy of its header and carry no authority.
-type AgentSnapshot struct {
-	ClusterID string    `json:"cluster_id"`
-	NodeID    string    `json:"node_id"`
-	Version   uint64    `json:"version"`
-	Epoch     uint64    `json:"epoch"`
-	KeyID     string    `json:"key_id"`
-	IssuedAt  time.Time `json:"issued_at"`
-	ExpiresAt time.Time `json:"expires_at"`
-	Snapshot  []byte    `json:"snapshot"`
-}
+// nodes (the agentapi contract).
+type AgentSnapshot = agentapi.Snapshot
 
 func agentSnapshot(s store.StoredSnapshot) AgentSnapshot {
 	return AgentSnapshot{ClusterID: s.ClusterID, NodeID: s.NodeID, Version: s.Version, Epoch: s.Epoch, KeyID: s.KeyID,
@@ -112,11 +103,11 @@ func (s *Server) agentStorageSnapshots(w http.ResponseWriter, r *http.Request, n
 	if err != nil {
 		return err
 	}
-	out := make([]AgentSnapshot, 0, len(ss))
+	out := agentapi.SnapshotList{Items: make([]AgentSnapshot, 0, len(ss))}
 	for _, x := range ss {
-		out = append(out, agentSnapshot(x))
+		out.Items = append(out.Items, agentSnapshot(x))
 	}
-	writeJSON(w, http.StatusOK, listOf(out, store.Page{Limit: len(out) + 1}))
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/store"
@@ -64,13 +65,14 @@ func chromiumPath(t *testing.T) string {
 // to out/screenshots/.
 func TestConsoleInBrowser(t *testing.T) {
 	exe := chromiumPath(t)
-	g := authtest.New(t, 1)
-	d := g.Leader(15 * time.Second)
 	clock := &consoleClock{t: time.Now()}
-	ad, err := d.Auth.ConfigureAdmin(authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params(), Clock: clock.Now})
-	require.NoError(t, err)
+	g := authtest.NewWithConfig(t, 1, func(_ int, c *daemon.Config) {
+		c.Admin = authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params(), Clock: clock.Now}
+	})
+	d := g.Leader(15 * time.Second)
+	ad := d.Auth.Admin()
 	ctx := context.Background()
-	_, _, err = ad.BootstrapOwner(ctx, "owner")
+	_, _, err := ad.BootstrapOwner(ctx, "owner")
 	require.NoError(t, err)
 	const password = "console test password"
 	secret, err := ad.DemoEnroll(ctx, "owner", password)

@@ -79,8 +79,9 @@ func benchRebuild(b *testing.B, n int) {
 	key := testKey(1)
 	var count int
 	for b.Loop() {
-		// a cluster-wide policy change: re-index the new state, build and
-		// sign every node
+		// a cluster-wide policy change: re-index the new state, then the
+		// authority's pipeline (Index.Rebuild: digest, build, sign, encode)
+		// over every node
 		res, err := BuildAll(st, DefaultConfig(), opts(2), key, 0)
 		if err != nil {
 			b.Fatal(err)

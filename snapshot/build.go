@@ -395,11 +395,16 @@ func (x *Index) Build(nodeID string, opts BuildOptions) (Snapshot, error) {
 	if err != nil {
 		return Snapshot{}, err
 	}
+	return x.snapshot(nodeID, body, scope, opts), nil
+}
+
+// snapshot wraps a built body in its header (opts already validated).
+func (x *Index) snapshot(nodeID string, body Body, scope []string, opts BuildOptions) Snapshot {
 	issued := opts.IssuedAt.UTC()
 	return Snapshot{
 		ClusterID: x.clusterID, NodeID: nodeID, Version: opts.Version, Epoch: opts.Epoch,
 		IssuedAt: issued, ExpiresAt: issued.Add(opts.TTL), Scope: scope, Body: body,
-	}, nil
+	}
 }
 
 // Digest returns sha256 of the canonical encoding of nodeID's scope and body
@@ -410,6 +415,11 @@ func (x *Index) Digest(nodeID string) ([32]byte, error) {
 	if err != nil {
 		return [32]byte{}, err
 	}
+	return digest(body, scope)
+}
+
+// digest is Digest of a built body.
+func digest(body Body, scope []string) ([32]byte, error) {
 	b, err := json.Marshal(struct {
 		Scope []string `json:"scope"`
 		Body  Body     `json:"body"`

@@ -519,3 +519,39 @@ func TestBuildAll(t *testing.T) {
 	_, err = BuildAll(st, DefaultConfig(), BuildOptions{}, key, 2)
 	require.ErrorIs(t, err, ErrInvalidOptions)
 }
+
+// TestRebuildSkipsUnchanged: the pipeline the authority runs digests every
+// node, skips the ones the caller reports unchanged and builds, signs and
+// encodes the others.
+func TestRebuildSkipsUnchanged(t *testing.T) {
+	st := genState(rand.New(rand.NewSource(5)), 60, 3)
+	key := testKey(1)
+	x, err := NewIndex(st, DefaultConfig())
+	require.NoError(t, err)
+	ids := x.Nodes()
+	skip := map[string]bool{ids[0]: true, ids[len(ids)/2]: true}
+	res := x.Rebuild(nil, opts(9), key, 2, func(id string, d [32]byte) bool {
+		want, err := x.Digest(id)
+		return err == nil && want == d && skip[id]
+	})
+	require.Len(t, res, len(ids))
+	for i, r := range res {
+		require.NoError(t, r.Err)
+		require.Equal(t, ids[i], r.NodeID)
+		d, err := x.Digest(r.NodeID)
+		require.NoError(t, err)
+		require.Equal(t, d, r.Digest)
+		if skip[r.NodeID] {
+			require.True(t, r.Skipped)
+			require.Empty(t, r.Wire)
+			continue
+		}
+		require.False(t, r.Skipped)
+		require.Equal(t, uint64(9), r.Header.Version)
+		require.Equal(t, Body{}, r.Header.Body, "results keep the header only")
+		dec, err := Unmarshal(r.Wire, 0)
+		require.NoError(t, err)
+		require.Equal(t, r.Signed, dec)
+		require.Equal(t, mustSigned(t, x, r.NodeID, 9, key).Payload, r.Signed.Payload)
+	}
+}

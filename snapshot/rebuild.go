@@ -6,36 +6,77 @@ import (
 	"sync"
 )
 
-// Result is the outcome of building and signing one node's snapshot.
+// Result is the outcome of one node of a rebuild (Index.Rebuild).
 type Result struct {
 	NodeID string
+	// Digest is the node's Index.Digest; set whenever Err is nil.
+	Digest [32]byte
+	// Skipped: the caller's unchanged func reported the digest unchanged, so
+	// nothing was built or signed; Header, Signed and Wire are empty.
+	Skipped bool
+	// Header is the built snapshot without its Body (which is not kept, to
+	// keep the results of a large cluster small).
+	Header Snapshot
+	// Signed is the signed snapshot and Wire its MarshalBinary encoding (what
+	// the authority stores and serves).
 	Signed Signed
+	Wire   []byte
 	Err    error
 }
 
-// BuildAll builds and signs the snapshots of nodeIDs (nil means every node
-// of x.Nodes()) on a pool of workers (<= 0 means GOMAXPROCS). Results are in
-// the order of nodeIDs; a failure of one node does not stop the others.
-func (x *Index) BuildAll(nodeIDs []string, opts BuildOptions, key ed25519.PrivateKey, workers int) []Result {
+// Unchanged tells Rebuild that a node's stored snapshot with this digest
+// needs no new signature (e.g. same digest, same key, far from expiry). It is
+// called from several goroutines at once and must not block.
+type Unchanged func(nodeID string, digest [32]byte) bool
+
+// Rebuild is the one build-and-sign pipeline of cluster rebuilds: for each of
+// nodeIDs (nil means every node of x.Nodes()) on a pool of workers (<= 0
+// means GOMAXPROCS) it computes the Digest, skips the node when unchanged
+// (nil: never) reports true, and otherwise builds, signs (with the Index's
+// MaxSize) and encodes its snapshot. The authority's rebuild runs it and the
+// rebuild benchmarks time it. Results are in the order of nodeIDs; a failure
+// of one node does not stop the others.
+func (x *Index) Rebuild(nodeIDs []string, opts BuildOptions, key ed25519.PrivateKey, workers int, unchanged Unchanged) []Result {
 	if nodeIDs == nil {
 		nodeIDs = x.buildable
 	}
 	out := make([]Result, len(nodeIDs))
+	optsErr := opts.validate()
 	parallel(len(nodeIDs), workers, func(i int) {
-		id := nodeIDs[i]
-		out[i].NodeID = id
-		s, err := x.Build(id, opts)
+		r := &out[i]
+		r.NodeID = nodeIDs[i]
+		// The body is built once: its digest decides, and it is what is signed.
+		body, scope, err := x.body(r.NodeID)
 		if err != nil {
-			out[i].Err = err
+			r.Err = err
 			return
 		}
-		out[i].Signed, out[i].Err = Sign(s, key, x.cfg.MaxSize)
+		if r.Digest, r.Err = digest(body, scope); r.Err != nil {
+			return
+		}
+		if unchanged != nil && unchanged(r.NodeID, r.Digest) {
+			r.Skipped = true
+			return
+		}
+		if optsErr != nil {
+			r.Err = optsErr
+			return
+		}
+		s := x.snapshot(r.NodeID, body, scope, opts)
+		if r.Signed, r.Err = Sign(s, key, x.cfg.MaxSize); r.Err != nil {
+			return
+		}
+		if r.Wire, r.Err = r.Signed.MarshalBinary(); r.Err != nil {
+			return
+		}
+		s.Body = Body{}
+		r.Header = s
 	})
 	return out
 }
 
-// BuildAll indexes state and builds and signs every node's snapshot: the
-// cluster-wide rebuild after a policy change.
+// BuildAll indexes state and rebuilds every node's snapshot (Index.Rebuild
+// with nothing skipped): the cluster-wide rebuild after a policy change.
 func BuildAll(state *State, cfg Config, opts BuildOptions, key ed25519.PrivateKey, workers int) ([]Result, error) {
 	x, err := NewIndex(state, cfg)
 	if err != nil {
@@ -44,7 +85,7 @@ func BuildAll(state *State, cfg Config, opts BuildOptions, key ed25519.PrivateKe
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return x.BuildAll(nil, opts, key, workers), nil
+	return x.Rebuild(nil, opts, key, workers, nil), nil
 }
 
 // Dirty is the outcome of Affected.

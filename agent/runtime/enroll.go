@@ -20,6 +20,7 @@ import (
 	"github.com/rap-fabric/core/agent/facts"
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/domain"
 )
@@ -173,7 +174,7 @@ func Enroll(ctx context.Context, st *state.Store, o EnrollOptions) (EnrollResult
 		case <-time.After(o.PollInterval):
 		}
 		var next joinStatus
-		if err := client.Do(ctx, http.MethodPost, pathJoin+"/"+st0.RequestID+"/poll", map[string][]byte{"poll_secret": pollSecret(keys)}, &next, nil); err != nil {
+		if err := client.Do(ctx, http.MethodPost, agentapi.JoinPollPath(st0.RequestID), agentapi.JoinPoll{PollSecret: pollSecret(keys)}, &next, nil); err != nil {
 			var ae *apiclient.Error
 			if errors.As(err, &ae) && ae.Code == "not_found" {
 				return EnrollResult{}, fmt.Errorf("%w: the authority no longer knows request %s", ErrExpired, st0.RequestID)

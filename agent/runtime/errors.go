@@ -1,6 +1,10 @@
 package runtime
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/rap-fabric/core/agent/statusclient"
+)
 
 // Errors of the agent runtime, recognized with errors.Is.
 var (
@@ -18,6 +22,7 @@ var (
 	ErrBadEnrollment = errors.New("enrollment answer did not verify")
 	// ErrNoMemberships: the state holds no enrolled membership to run.
 	ErrNoMemberships = errors.New("no enrolled memberships in the state file")
-	// ErrAgentNotRunning: the status socket does not answer.
-	ErrAgentNotRunning = errors.New("agent is not running")
+	// ErrAgentNotRunning: the status socket does not answer (the same error
+	// as statusclient.ErrAgentNotRunning).
+	ErrAgentNotRunning = statusclient.ErrAgentNotRunning
 )

@@ -8,13 +8,11 @@ package runtime
 // the status socket.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -24,12 +22,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/rap-fabric/core/agent/meshrun"
+	"github.com/rap-fabric/core/agent/statusclient"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/mesh/channel"
 	"github.com/rap-fabric/core/mesh/link"
 	"github.com/rap-fabric/core/snapshot"
 )
-
-const pathLinks = "/v1/agent/links"
 
 // MeshOptions configure the agent's mesh.
 type MeshOptions struct {
@@ -48,10 +46,19 @@ type MeshOptions struct {
 	ReportEvery time.Duration
 }
 
-// linkReportWire is the body of POST /v1/agent/links.
-type linkReportWire struct {
-	Links  []link.LinkReport     `json:"links"`
-	Routes []meshrun.RouteStatus `json:"routes"`
+// linkReport maps the mesh's link and route state to the body of POST
+// /v1/agent/links. DownSince stays local (status socket): the authority has
+// no column for it.
+func linkReport(links []link.LinkReport, routes []meshrun.RouteStatus) agentapi.LinkReport {
+	out := agentapi.LinkReport{Links: make([]agentapi.LinkStatus, 0, len(links)), Routes: make([]agentapi.RouteStatus, 0, len(routes))}
+	for _, l := range links {
+		out.Links = append(out.Links, agentapi.LinkStatus{ClusterID: l.ClusterID, PeerNodeID: l.PeerNodeID, State: l.State, RTTMs: l.RTTMs,
+			Loss: l.Loss, LastHandshakeAt: l.LastHandshakeAt, Set: l.Set})
+	}
+	for _, r := range routes {
+		out.Routes = append(out.Routes, agentapi.RouteStatus{Destination: r.Destination, NextHop: r.NextHop, Cost: int(r.Cost), Hops: r.Hops})
+	}
+	return out
 }
 
 func (m *member) meshEndpointsLocked() []string {
@@ -213,17 +220,9 @@ func (m *member) linkReportLoop(ctx context.Context, node *meshrun.Node, log hcl
 		m.mu.Lock()
 		client := m.client
 		m.mu.Unlock()
-		body := linkReportWire{Links: node.Reports(), Routes: node.Status().Routes}
-		if body.Links == nil {
-			body.Links = []link.LinkReport{}
-		}
-		for i := range body.Links {
-			// The authority decodes this strictly and has no down_since
-			// column yet: keep it local (status socket) for now.
-			body.Links[i].DownSince = nil
-		}
+		body := linkReport(node.Reports(), node.Status().Routes)
 		rctx, cancel := context.WithTimeout(ctx, m.a.o.RequestTimeout)
-		err := client.Do(rctx, http.MethodPost, pathLinks, body, nil, nil)
+		err := client.Do(rctx, http.MethodPost, agentapi.PathLinks, body, nil, nil)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			log.Debug("link report failed", "error", err)
@@ -238,20 +237,12 @@ type MeshStatus struct {
 	meshrun.Status
 }
 
-// PingRequest is the body of POST /v1/mesh/ping on the status socket.
-type PingRequest struct {
-	ClusterID string `json:"cluster_id,omitempty"`
-	Node      string `json:"node"`
-	// TimeoutMs bounds the ping; 0 means 5 s.
-	TimeoutMs int `json:"timeout_ms,omitempty"`
-}
-
-// PingResult is a mesh ping through the running agent.
-type PingResult struct {
-	ClusterID string `json:"cluster_id"`
-	From      string `json:"from"`
-	meshrun.ProbeResult
-}
+// PingRequest and PingResult are the status socket's mesh ping types
+// (agent/statusclient owns them, so the CLIs need not link the mesh).
+type (
+	PingRequest = statusclient.PingRequest
+	PingResult  = statusclient.PingResult
+)
 
 // meshMembers returns the members running a mesh, optionally of one
 // cluster.
@@ -288,7 +279,8 @@ func (a *Agent) MeshPing(ctx context.Context, req PingRequest) (PingResult, erro
 	if err != nil {
 		return PingResult{}, err
 	}
-	return PingResult{ClusterID: m.cluster, From: m.status().NodeID, ProbeResult: r}, nil
+	return PingResult{ClusterID: m.cluster, From: m.status().NodeID, Destination: r.Destination, Path: r.Path, Reverse: r.Reverse,
+		SetupRTTMs: r.SetupRTTMs, RTTMs: r.RTTMs, EchoRTTMs: r.EchoRTTMs}, nil
 }
 
 // StreamRequest is the body of POST /v1/mesh/stream on the status socket: a
@@ -332,11 +324,11 @@ func (a *Agent) MeshStatuses() []MeshStatus {
 
 // meshRoutes adds the mesh routes to the status socket's mux.
 func (a *Agent) meshRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/mesh", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+statusclient.PathMesh, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.MeshStatuses())
 	})
-	mux.HandleFunc("POST /v1/mesh/stream", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+statusclient.PathMeshStream, func(w http.ResponseWriter, r *http.Request) {
 		var req StreamRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Node == "" {
 			http.Error(w, "body must be {\"node\": NODE_ID, \"count\": N, \"interval_ms\": MS}", http.StatusBadRequest)
@@ -350,7 +342,7 @@ func (a *Agent) meshRoutes(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(res)
 	})
-	mux.HandleFunc("POST /v1/mesh/ping", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+statusclient.PathMeshPing, func(w http.ResponseWriter, r *http.Request) {
 		var req PingRequest
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Node == "" {
 			http.Error(w, "body must be {\"node\": NODE_ID}", http.StatusBadRequest)
@@ -366,41 +358,11 @@ func (a *Agent) meshRoutes(mux *http.ServeMux) {
 	})
 }
 
-func socketClient(socket string, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		}}}
-}
-
-// MeshPingVia asks the running agent behind the status socket to ping node.
-func MeshPingVia(ctx context.Context, socket string, req PingRequest) (PingResult, error) {
-	hc := socketClient(socket, 30*time.Second)
-	defer hc.CloseIdleConnections()
-	body, _ := json.Marshal(req)
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/mesh/ping", bytes.NewReader(body))
-	if err != nil {
-		return PingResult{}, err
-	}
-	resp, err := hc.Do(hr)
-	if err != nil {
-		return PingResult{}, fmt.Errorf("%w: %w", ErrAgentNotRunning, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return PingResult{}, fmt.Errorf("mesh ping: %s", strings.TrimSpace(string(data)))
-	}
-	var out PingResult
-	err = json.Unmarshal(data, &out)
-	return out, err
-}
-
 // MeshStatusVia reads the running agent's mesh status.
 func MeshStatusVia(ctx context.Context, socket string) ([]MeshStatus, error) {
-	hc := socketClient(socket, 5*time.Second)
+	hc := statusclient.HTTPClient(socket, 5*time.Second)
 	defer hc.CloseIdleConnections()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/v1/mesh", nil)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+statusclient.PathMesh, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -412,35 +374,6 @@ func MeshStatusVia(ctx context.Context, socket string) ([]MeshStatus, error) {
 	var out []MeshStatus
 	err = json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&out)
 	return out, err
-}
-
-// Ping is `mesh ping` for the CLIs (rap-node-agent and rapctl): it asks the
-// agent behind socket to probe node (timeout bounds the probe) and prints the
-// result to w, as JSON when asJSON.
-func Ping(socket, cluster, node string, timeout time.Duration, asJSON bool, w io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout+5*time.Second)
-	defer cancel()
-	r, err := MeshPingVia(ctx, socket, PingRequest{ClusterID: cluster, Node: node, TimeoutMs: int(timeout.Milliseconds())})
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
-	}
-	WritePing(w, r)
-	return nil
-}
-
-// WritePing prints a ping result for people.
-func WritePing(w io.Writer, r PingResult) {
-	fmt.Fprintf(w, "mesh ping %s → %s (cluster %s)\n", r.From, r.Destination, r.ClusterID)
-	fmt.Fprintf(w, "  path:    %s\n", strings.Join(r.Path, " → "))
-	if len(r.Reverse) > 0 {
-		fmt.Fprintf(w, "  reverse: %s\n", strings.Join(r.Reverse, " → "))
-	}
-	fmt.Fprintf(w, "  rtt %.3f ms (first probe with e2e handshake %.3f ms, echo %.3f ms)\n", r.RTTMs, r.SetupRTTMs, r.EchoRTTMs)
 }
 
 // WriteMeshTable prints the mesh statuses for people.

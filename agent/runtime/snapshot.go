@@ -35,9 +35,6 @@ import (
 
 // API paths of the snapshot loop.
 const (
-	pathSnapshot        = "/v1/agent/snapshot"
-	pathCA              = "/v1/agent/ca"
-	pathStorageSnaps    = "/v1/agent/storage/snapshots"
 	pathStorageServe    = "/v1/storage/snapshot"
 	storageEndpointPref = "https://"
 )
@@ -91,25 +88,6 @@ type SnapshotStatus struct {
 	// set it (degraded, promoted, fenced), from the applied snapshot; empty
 	// when normal.
 	AuthorityState string `json:"authority_state,omitempty"`
-}
-
-// agentSnapshotWire mirrors httpapi.AgentSnapshot (not imported).
-type agentSnapshotWire struct {
-	NodeID   string `json:"node_id"`
-	Version  uint64 `json:"version"`
-	Snapshot []byte `json:"snapshot"`
-}
-
-type trustedCAWire struct {
-	ClusterID string `json:"cluster_id"`
-	Keys      []struct {
-		KeyID     string `json:"key_id"`
-		PublicKey []byte `json:"public_key"`
-	} `json:"keys"`
-	Rotated []struct {
-		KeyID string `json:"key_id"`
-	} `json:"rotated"`
-	CACert []byte `json:"ca_certificate"`
 }
 
 // snapRun is a membership's snapshot state (the member holds a pointer).

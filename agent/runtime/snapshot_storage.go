@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/rap-fabric/core/agent/identity"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/snapshot"
 )
 
@@ -217,9 +218,7 @@ func (m *member) refreshStorage(ctx context.Context, ss *storageServer) error {
 	m.mu.Lock()
 	client := m.client
 	m.mu.Unlock()
-	var l struct {
-		Items []agentSnapshotWire `json:"items"`
-	}
+	var l agentapi.SnapshotList
 	if err := client.Do(ctx, http.MethodGet, pathStorageSnaps, nil, &l, nil); err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/pki"
 	"github.com/rap-fabric/core/snapshot"
@@ -107,15 +108,10 @@ func (f *fakeCA) set(current []testCA, rotated ...testCA) {
 	var a trustedCAWire
 	a.ClusterID = tCluster
 	for _, c := range current {
-		a.Keys = append(a.Keys, struct {
-			KeyID     string `json:"key_id"`
-			PublicKey []byte `json:"public_key"`
-		}{snapshot.KeyID(c.pub()), c.pub()})
+		a.Keys = append(a.Keys, agentapi.CAKey{KeyID: snapshot.KeyID(c.pub()), PublicKey: c.pub()})
 	}
 	for _, c := range rotated {
-		a.Rotated = append(a.Rotated, struct {
-			KeyID string `json:"key_id"`
-		}{snapshot.KeyID(c.pub())})
+		a.Rotated = append(a.Rotated, agentapi.CAKey{KeyID: snapshot.KeyID(c.pub())})
 	}
 	if len(current) > 0 {
 		a.CACert = current[0].der

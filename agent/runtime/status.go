@@ -16,6 +16,7 @@ import (
 
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/agent/statusclient"
 )
 
 // StatusReport is the body of the local status endpoint (GET /v1/status on
@@ -102,7 +103,7 @@ func serveStatus(path string, a *Agent) (*statusServer, error) {
 		return nil, fmt.Errorf("status socket: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+statusclient.PathStatus, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.Status())
 	})
@@ -119,7 +120,7 @@ func ReadStatus(ctx context.Context, socket string) (StatusReport, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		}}}
 	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://agent"+statusclient.PathStatus, nil)
 	if err != nil {
 		return StatusReport{}, err
 	}

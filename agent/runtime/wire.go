@@ -2,17 +2,19 @@ package runtime
 
 import (
 	"github.com/rap-fabric/core/agentapi"
-	"github.com/rap-fabric/core/domain"
 )
 
 // The agent-route contract shared with the authority lives in agentapi; the
 // short local names keep this package readable.
 const (
-	pathJoin       = agentapi.PathJoin
-	pathHeartbeat  = agentapi.PathHeartbeat
-	pathDesired    = agentapi.PathDesired
-	pathRenew      = agentapi.PathRenew
-	pathCertStatus = agentapi.PathCertStatus
+	pathJoin         = agentapi.PathJoin
+	pathHeartbeat    = agentapi.PathHeartbeat
+	pathDesired      = agentapi.PathDesired
+	pathRenew        = agentapi.PathRenew
+	pathCertStatus   = agentapi.PathCertStatus
+	pathSnapshot     = agentapi.PathSnapshot
+	pathCA           = agentapi.PathCA
+	pathStorageSnaps = agentapi.PathStorageSnapshots
 )
 
 func serverNameForPin(pin string) string { return agentapi.ServerNameForPin(pin) }
@@ -25,19 +27,10 @@ type (
 	heartbeat    = agentapi.Heartbeat
 	heartbeatAck = agentapi.HeartbeatAck
 	renewedCert  = agentapi.RenewedCert
+	desiredState = agentapi.DesiredState
+	certStatus   = agentapi.CertStatus
+	// agentSnapshotWire is a signed snapshot as the authority (and a
+	// config-storage node) serves it.
+	agentSnapshotWire = agentapi.Snapshot
+	trustedCAWire     = agentapi.TrustedCA
 )
-
-type desiredState struct {
-	ClusterID        string `json:"cluster_id"`
-	NodeID           string `json:"node_id"`
-	MembershipStatus string `json:"membership_status"`
-	Roles            []struct {
-		ID     string      `json:"id"`
-		Role   domain.Role `json:"role"`
-		Status string      `json:"status"`
-	} `json:"roles"`
-}
-
-type certStatus struct {
-	Status string `json:"status"`
-}

@@ -42,7 +42,7 @@ func TestElectionApplyAndRedirect(t *testing.T) {
 	for _, m := range c.Others(leader) {
 		require.False(t, m.Node().IsLeader())
 	}
-	require.Equal(t, []uint64{ln.Epoch()}, leader.Epochs())
+	require.Equal(t, []uint64{ln.ClaimedEpoch()}, leader.Epochs())
 
 	require.NoError(t, ln.VerifyLeader(t.Context()))
 	res, err := ln.Apply(t.Context(), "ca-1", createCA("c1", "k1"))
@@ -77,13 +77,13 @@ func TestElectionApplyAndRedirect(t *testing.T) {
 
 	st := ln.Stats()
 	require.Equal(t, "Leader", st.State)
-	require.Equal(t, ln.Epoch(), st.Epoch)
+	require.Equal(t, ln.ClaimedEpoch(), st.ClaimedEpoch)
 	require.GreaterOrEqual(t, st.CommitIndex, res.Index)
-	require.GreaterOrEqual(t, ln.Epoch(), st.Term)
+	require.GreaterOrEqual(t, ln.ClaimedEpoch(), st.Term)
 	fs := f.Stats()
 	require.Equal(t, "Follower", fs.State)
 	require.False(t, fs.LastContact.IsZero())
-	require.Equal(t, uint64(0), fs.Epoch)
+	require.Equal(t, uint64(0), fs.ClaimedEpoch)
 
 	// Membership changes go through the leader.
 	victim := c.Others(leader)[1]
@@ -104,7 +104,7 @@ func TestElectionApplyAndRedirect(t *testing.T) {
 func TestLeaderIsolated(t *testing.T) {
 	c := rafttest.New(t, rafttest.Options{})
 	old := c.WaitLeader(waitLeader)
-	oldEpoch := old.Node().Epoch()
+	oldEpoch := old.Node().ClaimedEpoch()
 	_, err := old.Node().Apply(t.Context(), "m1", fsm.UpsertMember{ID: old.ID, RaftAddr: old.Addr, Suffrage: fsm.SuffrageVoter})
 	require.NoError(t, err)
 
@@ -139,7 +139,7 @@ func TestLeaderIsolated(t *testing.T) {
 	// The majority elects a new leader with a higher epoch, and keeps working.
 	majority := c.Others(old)
 	nl := c.WaitLeaderAmong(waitLeader, majority...)
-	require.Greater(t, nl.Node().Epoch(), oldEpoch)
+	require.Greater(t, nl.Node().ClaimedEpoch(), oldEpoch)
 	_, err = nl.Node().Apply(t.Context(), "ca-1", createCA("c1", "k1"))
 	require.NoError(t, err)
 	require.False(t, old.Node().IsLeader())
@@ -161,7 +161,7 @@ func TestLeaderIsolated(t *testing.T) {
 	c.WaitConverged(10 * time.Second)
 	_, ok := old.FSM().ClusterCA("c2")
 	require.True(t, ok)
-	require.Greater(t, old.FSM().Epoch(), oldEpoch)
+	require.Greater(t, old.FSM().AgreedEpoch(), oldEpoch)
 	_, ok = old.FSM().Partition("c1")
 	require.False(t, ok, "the write refused during isolation must not appear")
 }
@@ -187,7 +187,7 @@ func TestRestartAllFromDisk(t *testing.T) {
 	}
 	require.NoError(t, l.Snapshot())
 	c.WaitConverged(5 * time.Second)
-	epochBefore := l.FSM().Epoch()
+	epochBefore := l.FSM().AgreedEpoch()
 	caBefore, _ := l.FSM().ClusterCA("c1")
 	membersBefore := l.FSM().Members()
 
@@ -198,7 +198,7 @@ func TestRestartAllFromDisk(t *testing.T) {
 		c.Restart(m)
 	}
 	nl := c.WaitLeader(waitLeader)
-	require.Greater(t, nl.Node().Epoch(), epochBefore, "a new leadership claims a newer epoch")
+	require.Greater(t, nl.Node().ClaimedEpoch(), epochBefore, "a new leadership claims a newer epoch")
 	c.WaitConverged(10 * time.Second)
 	for _, m := range c.Members {
 		f := m.FSM()
@@ -208,7 +208,7 @@ func TestRestartAllFromDisk(t *testing.T) {
 		require.Equal(t, membersBefore, f.Members())
 		p, _ := f.Partition("c1")
 		require.Equal(t, "19", p.Reason)
-		require.Equal(t, nl.Node().Epoch(), f.Epoch())
+		require.Equal(t, nl.Node().ClaimedEpoch(), f.AgreedEpoch())
 	}
 	// Idempotency keys survived too.
 	res, err := nl.Node().Apply(ctx, "p3", fsm.SetPartition{ClusterID: "c1", State: domain.PartitionDegraded,
@@ -222,7 +222,7 @@ func TestLeaderKilled(t *testing.T) {
 	old := c.WaitLeader(waitLeader)
 	_, err := old.Node().Apply(t.Context(), "", createCA("c1", "k1"))
 	require.NoError(t, err)
-	oldEpoch := old.Node().Epoch()
+	oldEpoch := old.Node().ClaimedEpoch()
 
 	start := time.Now()
 	c.Kill(old)
@@ -231,7 +231,7 @@ func TestLeaderKilled(t *testing.T) {
 	_, err = nl.Node().Apply(t.Context(), "", fsm.RotateClusterCA(createCA("c1", "k2")))
 	require.NoError(t, err)
 	t.Logf("leader killed → first Apply on the new leader: %v", time.Since(start))
-	require.Greater(t, nl.Node().Epoch(), oldEpoch)
+	require.Greater(t, nl.Node().ClaimedEpoch(), oldEpoch)
 
 	c.Restart(old)
 	c.WaitConverged(10 * time.Second)

@@ -79,8 +79,8 @@ func TestSingleNodeTCP(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no leadership")
 	}
-	require.Equal(t, epochs[0], n.Epoch())
-	require.Equal(t, epochs[0], n.FSM().Epoch())
+	require.Equal(t, epochs[0], n.ClaimedEpoch())
+	require.Equal(t, epochs[0], n.FSM().AgreedEpoch())
 	res, err := n.Apply(t.Context(), "m1", fsm.UpsertMember{ID: "solo", RaftAddr: n.Addr(), Suffrage: fsm.SuffrageVoter})
 	require.NoError(t, err)
 	require.False(t, res.Replayed)
@@ -98,5 +98,5 @@ func TestSingleNodeTCP(t *testing.T) {
 	// The state is back from the snapshot before any election.
 	_, ok := n.FSM().Member("solo")
 	require.True(t, ok)
-	require.Equal(t, epochs[0], n.FSM().Epoch())
+	require.Equal(t, epochs[0], n.FSM().AgreedEpoch())
 }

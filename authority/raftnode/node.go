@@ -51,9 +51,9 @@ type Stats struct {
 	LastContact time.Time
 	LeaderID    string
 	LeaderAddr  string
-	// Epoch is the authority epoch claimed by this node's current leadership,
-	// 0 when it does not lead (or has not claimed yet).
-	Epoch uint64
+	// ClaimedEpoch is the authority epoch claimed by this node's current
+	// leadership, 0 when it does not lead (or has not claimed yet).
+	ClaimedEpoch uint64
 }
 
 // Node is one Raft member. Its methods are safe for concurrent use.
@@ -296,9 +296,9 @@ func (n *Node) Leader() (addr, id string) {
 // State returns the Raft state: Follower, Candidate, Leader or Shutdown.
 func (n *Node) State() raft.RaftState { return n.raft.State() }
 
-// Epoch returns the authority epoch this node claimed in its current
-// leadership, or 0.
-func (n *Node) Epoch() uint64 { return n.epoch.Load() }
+// ClaimedEpoch returns the authority epoch this node claimed in its current
+// leadership (committed through the log as a ClaimEpoch), or 0.
+func (n *Node) ClaimedEpoch() uint64 { return n.epoch.Load() }
 
 // Stats returns a snapshot of indexes, term, contact and leader.
 func (n *Node) Stats() Stats {
@@ -314,7 +314,7 @@ func (n *Node) Stats() Stats {
 		LastContact:  n.raft.LastContact(),
 		LeaderID:     id,
 		LeaderAddr:   addr,
-		Epoch:        n.epoch.Load(),
+		ClaimedEpoch: n.epoch.Load(),
 	}
 }
 

@@ -32,7 +32,7 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/migrations"
 	"github.com/rap-fabric/core/store"
 )
@@ -89,6 +89,9 @@ commands:
   bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
   version      print the version
+
+rap-authority run --help lists every flag of run (addresses, data dir, database,
+Raft timing, heartbeat thresholds and retention).
 `)
 }
 
@@ -99,6 +102,21 @@ type runFlags struct {
 	bootstrap                                           *bool
 	heartbeat, election, lease, quorum                  *time.Duration
 	logLevel                                            *string
+	// Heartbeat ingest (authority.HeartbeatConfig).
+	hbLate, hbStale, hbOffline, hbRetention, hbFlush *time.Duration
+	hbMaxBatch                                       *int
+}
+
+// flagOfField names the flag that sets an authority.Config field, so that an
+// invalid value is reported by the flag the operator typed.
+var flagOfField = map[string]string{
+	"QuorumTimeout":            "quorum-timeout",
+	"Heartbeats.LateAfter":     "heartbeat-late-after",
+	"Heartbeats.StaleAfter":    "heartbeat-stale-after",
+	"Heartbeats.OfflineAfter":  "heartbeat-offline-after",
+	"Heartbeats.Retention":     "heartbeat-retention",
+	"Heartbeats.FlushInterval": "heartbeat-flush-interval",
+	"Heartbeats.MaxBatch":      "heartbeat-max-batch",
 }
 
 func newRunFlags(name string) *runFlags {
@@ -123,6 +141,13 @@ func newRunFlags(name string) *runFlags {
 	r.lease = fs.Duration("leader-lease-timeout", 500*time.Millisecond, "Raft leader lease timeout")
 	r.quorum = fs.Duration("quorum-timeout", 1500*time.Millisecond, "how long a fenced request waits for a quorum")
 	r.logLevel = fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	hb := authority.DefaultConfig().Heartbeats
+	r.hbLate = fs.Duration("heartbeat-late-after", hb.LateAfter, "derived health: a node whose last heartbeat is older is late")
+	r.hbStale = fs.Duration("heartbeat-stale-after", hb.StaleAfter, "derived health: older than this is stale (must exceed --heartbeat-late-after)")
+	r.hbOffline = fs.Duration("heartbeat-offline-after", hb.OfflineAfter, "derived health: older than this is offline (must exceed --heartbeat-stale-after)")
+	r.hbRetention = fs.Duration("heartbeat-retention", hb.Retention, "how long the heartbeat append log keeps rows")
+	r.hbFlush = fs.Duration("heartbeat-flush-interval", hb.FlushInterval, "longest a heartbeat waits in memory before it is written")
+	r.hbMaxBatch = fs.Int("heartbeat-max-batch", hb.MaxBatch, "heartbeat rows that trigger an early flush")
 	return r
 }
 
@@ -193,11 +218,17 @@ func run(args []string, bootstrap bool) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := daemon.Start(ctx, daemon.Config{NodeID: *r.id, DataDir: *r.dataDir, DatabaseURL: *r.dbURL, RaftBind: *r.raftBind, RaftAdvertise: *r.raftAdv,
+	cfg := daemon.Config{NodeID: *r.id, DataDir: *r.dataDir, DatabaseURL: *r.dbURL, RaftBind: *r.raftBind, RaftAdvertise: *r.raftAdv,
 		APIListen: *r.apiListen, APIAdvertise: *r.apiAdv, Hosts: hosts, KEK: kek, Logger: logger,
-		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum})
-	if err != nil {
+		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum,
+		Heartbeats: authority.HeartbeatConfig{LateAfter: *r.hbLate, StaleAfter: *r.hbStale, OfflineAfter: *r.hbOffline,
+			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch}}
+	if err := flagError(cfg.Validate()); err != nil {
 		return err
+	}
+	d, err := daemon.Start(ctx, cfg)
+	if err != nil {
+		return flagError(err)
 	}
 	defer d.Close()
 	if *r.bootstrap {
@@ -219,6 +250,17 @@ func run(args []string, bootstrap bool) error {
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return nil
+}
+
+// flagError names the flag behind an invalid authority setting.
+func flagError(err error) error {
+	var ce *authority.ConfigError
+	if errors.As(err, &ce) {
+		if name, ok := flagOfField[ce.Field]; ok {
+			return fmt.Errorf("--%s: %s", name, ce.Reason)
+		}
+	}
+	return err
 }
 
 func firstNonEmpty(s ...string) string {
@@ -324,7 +366,10 @@ func auditVerify(args []string) error {
 		return err
 	}
 	defer db.Close()
-	a := authority.New(authority.Config{}, nil, nil, db)
+	a, err := authority.New(authority.Config{}, nil, nil, db)
+	if err != nil {
+		return err
+	}
 	res, err := a.VerifyAudit(ctx)
 	if err != nil {
 		return err

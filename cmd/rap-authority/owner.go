@@ -56,7 +56,10 @@ func bootstrapOwner(args []string) error {
 		return err
 	}
 	defer db.Close()
-	a := authority.New(authority.Config{Sealer: sealer}, nil, nil, db)
+	a, err := authority.New(authority.Config{Sealer: sealer}, nil, nil, db)
+	if err != nil {
+		return err
+	}
 	u, secret, err := a.Admin().BootstrapOwner(ctx, *name)
 	if err != nil {
 		return err

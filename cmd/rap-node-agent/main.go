@@ -34,6 +34,7 @@ import (
 
 	"github.com/rap-fabric/core/agent/runtime"
 	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/agent/statusclient"
 	"github.com/rap-fabric/core/domain"
 )
 
@@ -294,7 +295,7 @@ func meshCmd(args []string) error {
 		if node == "" {
 			return fmt.Errorf("%w: mesh ping NODE", flag.ErrHelp)
 		}
-		return runtime.Ping(*socket, *cluster, node, *timeout, *out == "json", os.Stdout)
+		return statusclient.Ping(*socket, *cluster, node, *timeout, *out == "json", os.Stdout)
 	case "links":
 		ms, err := runtime.MeshStatusVia(ctx, *socket)
 		if err != nil {

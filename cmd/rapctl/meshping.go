@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rap-fabric/core/agent/runtime"
+	"github.com/rap-fabric/core/agent/statusclient"
 )
 
 // meshPingCmd is `rapctl mesh ping NODE`: it asks the node agent running on
@@ -42,7 +42,7 @@ func meshPingCmd(args []string) error {
 	if *socket == "" {
 		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
 	}
-	return runtime.Ping(*socket, *cluster, node, *timeout, output == "json", os.Stdout)
+	return statusclient.Ping(*socket, *cluster, node, *timeout, output == "json", os.Stdout)
 }
 
 func envOr(name, def string) string {

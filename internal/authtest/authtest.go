@@ -19,8 +19,8 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
-	"github.com/rap-fabric/core/authority/daemon"
 	"github.com/rap-fabric/core/authority/raftnode/rafttest"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/pgtest"
 )
 
@@ -43,6 +43,8 @@ type Group struct {
 	plain bool
 	// dbURL, when set, picks each authority's database URL.
 	dbURL func(int, string) string
+	// configure, when set, adjusts each authority's daemon.Config before start.
+	configure func(int, *daemon.Config)
 }
 
 // Logs collects every authority's log output (Info and up) so tests can
@@ -93,7 +95,7 @@ func (g *Group) Start(i int) *daemon.Daemon {
 	if g.dbURL != nil {
 		dbURL = g.dbURL(i, g.DBURL)
 	}
-	d, err := daemon.Start(context.Background(), daemon.Config{
+	cfg := daemon.Config{
 		NodeID: fmt.Sprintf("a%d", i+1), DataDir: g.dirs[i], DatabaseURL: dbURL, RaftBind: addr,
 		APIListen: api, StreamLayer: sl, Logger: hclog.New(&hclog.LoggerOptions{Name: fmt.Sprintf("a%d", i+1), Level: hclog.Info, Output: g.Logs}),
 		// The "500 ms timeouts" profile of PERFORMANCE.md: fast failover, but
@@ -101,7 +103,11 @@ func (g *Group) Start(i int) *daemon.Daemon {
 		// packages and the chaos drills on 2 cores) does not step down.
 		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 500 * time.Millisecond,
 		QuorumTimeout: time.Second,
-	})
+	}
+	if g.configure != nil {
+		g.configure(i, &cfg)
+	}
+	d, err := daemon.Start(context.Background(), cfg)
 	require.NoError(t, err)
 	g.DS[i] = d
 	if layer != nil {
@@ -113,22 +119,30 @@ func (g *Group) Start(i int) *daemon.Daemon {
 
 // New starts n authorities: the first bootstraps, the others are added. Their
 // Raft links run over rafttest stream layers, so Isolate and Heal work.
-func New(t testing.TB, n int) *Group { return newGroup(t, n, false, nil) }
+func New(t testing.TB, n int) *Group { return newGroup(t, n, false, nil, nil) }
+
+// NewWithConfig is New with each authority's daemon.Config adjusted by
+// configure (given the authority's index) before it starts, e.g. to set the
+// authority subsystems' options (fast Argon2, a fake admin clock).
+func NewWithConfig(t testing.TB, n int, configure func(i int, c *daemon.Config)) *Group {
+	return newGroup(t, n, false, nil, configure)
+}
 
 // NewWithDB is New with each authority's database URL chosen by dbURL (given
 // the authority's index and the test database's URL), e.g. to put a fault
 // proxy between one authority and PostgreSQL.
 func NewWithDB(t testing.TB, n int, dbURL func(i int, url string) string) *Group {
-	return newGroup(t, n, false, dbURL)
+	return newGroup(t, n, false, dbURL, nil)
 }
 
 // NewPlain is New with the production Raft transport (mutual TLS over plain
 // TCP listeners), for tests that probe the Raft port itself. Isolate, Heal and
 // restarting on the same Raft address are not available.
-func NewPlain(t testing.TB, n int) *Group { return newGroup(t, n, true, nil) }
+func NewPlain(t testing.TB, n int) *Group { return newGroup(t, n, true, nil, nil) }
 
-func newGroup(t testing.TB, n int, plain bool, dbURL func(int, string) string) *Group {
-	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n), plain: plain, dbURL: dbURL}
+func newGroup(t testing.TB, n int, plain bool, dbURL func(int, string) string, configure func(int, *daemon.Config)) *Group {
+	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n), plain: plain, dbURL: dbURL,
+		configure: configure}
 	for i := range g.dirs {
 		g.dirs[i] = t.TempDir()
 	}
@@ -180,7 +194,7 @@ func (g *Group) Leader(timeout time.Duration) *daemon.Daemon {
 	var l *daemon.Daemon
 	g.Eventually(timeout, "a leader holding the fence", func() bool {
 		for _, d := range g.DS {
-			if d != nil && d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+			if d != nil && d.Raft.IsLeader() && d.Auth.FenceEpoch() > 0 {
 				l = d
 				return true
 			}
@@ -196,7 +210,7 @@ func (g *Group) LeaderAmong(timeout time.Duration, ds ...*daemon.Daemon) *daemon
 	var l *daemon.Daemon
 	g.Eventually(timeout, "a leader among the given authorities", func() bool {
 		for _, d := range ds {
-			if d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+			if d.Raft.IsLeader() && d.Auth.FenceEpoch() > 0 {
 				l = d
 				return true
 			}

@@ -221,7 +221,7 @@ func LeaderAmong(ms []*Member) *Member {
 	var leader *Member
 	for _, m := range ms {
 		n := m.Node()
-		if n != nil && n.IsLeader() && n.Epoch() > 0 {
+		if n != nil && n.IsLeader() && n.ClaimedEpoch() > 0 {
 			if leader != nil {
 				return nil
 			}

@@ -21,7 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/jointoken"
@@ -315,7 +315,7 @@ func TestE2E3BadTokensReplaysAndMinority(t *testing.T) {
 	}
 
 	expired := mkToken(t, owner, "east", 5)
-	require.NoError(t, l.DB.Fenced(ctx, l.Auth.Epoch(), func(tx pgx.Tx) error {
+	require.NoError(t, l.DB.Fenced(ctx, l.Auth.FenceEpoch(), func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE node_join_tokens SET created_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' WHERE id = $1`, expired.ID)
 		return err
 	}))

@@ -71,8 +71,9 @@ func (d *Daemon) healthLoop() {
 func (d *Daemon) Status() httpapi.AuthorityStatus {
 	st := d.Raft.Stats()
 	fence, _ := d.DB.Fence(context.Background())
-	out := httpapi.AuthorityStatus{NodeID: d.cfg.NodeID, State: st.State, LeaderID: st.LeaderID, Epoch: d.FSM.Epoch(), FenceEpoch: fence.Epoch,
-		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Members: []httpapi.MemberStatus{}}
+	out := httpapi.AuthorityStatus{NodeID: d.cfg.NodeID, State: st.State, LeaderID: st.LeaderID, AgreedEpoch: d.FSM.AgreedEpoch(), ClaimedEpoch: st.ClaimedEpoch, FenceEpoch: fence.Epoch, FenceEpochHeld: d.Auth.FenceEpoch(),
+		Epoch: d.FSM.AgreedEpoch(),
+		Term:  st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Members: []httpapi.MemberStatus{}}
 	if !st.LastContact.IsZero() {
 		lc := st.LastContact
 		out.LastContact = &lc
@@ -112,6 +113,6 @@ func (d *Daemon) registerMetrics() {
 	})
 	gauge("rap_raft_term", "Current Raft term.", func() float64 { return float64(d.Raft.Stats().Term) })
 	gauge("rap_raft_commit_index", "Raft commit index.", func() float64 { return float64(d.Raft.Stats().CommitIndex) })
-	gauge("rap_authority_epoch", "Authority epoch in the replicated state.", func() float64 { return float64(d.FSM.Epoch()) })
-	gauge("rap_fence_epoch_held", "Epoch of the PostgreSQL fence this authority holds (0 when none).", func() float64 { return float64(d.Auth.Epoch()) })
+	gauge("rap_authority_epoch", "Agreed authority epoch in the replicated state (FSM).", func() float64 { return float64(d.FSM.AgreedEpoch()) })
+	gauge("rap_fence_epoch_held", "Epoch of the PostgreSQL fence this authority holds (0 when none).", func() float64 { return float64(d.Auth.FenceEpoch()) })
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
-	"github.com/rap-fabric/core/authority/daemon"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/store"
@@ -37,9 +37,12 @@ func TestQuorumElectionFencingAndFailover(t *testing.T) {
 	require.Equal(t, "Leader", st.State)
 	require.True(t, st.Quorum)
 	require.Len(t, st.Members, 3)
-	require.NotZero(t, st.Epoch)
-	require.Equal(t, st.Epoch, st.FenceEpoch)
-	epoch1 := st.Epoch
+	require.NotZero(t, st.AgreedEpoch)
+	require.Equal(t, st.AgreedEpoch, st.FenceEpoch)
+	require.Equal(t, st.AgreedEpoch, st.ClaimedEpoch, "the leader claimed the agreed epoch")
+	require.Equal(t, st.AgreedEpoch, st.FenceEpochHeld, "and holds its fence")
+	require.Equal(t, st.AgreedEpoch, st.Epoch, "epoch stays as the deprecated name of agreed_epoch")
+	epoch1 := st.AgreedEpoch
 
 	// A fenced write on the leader.
 	_, err := authtest.CreateCluster(ctx, g.Client(l), "east")
@@ -68,7 +71,7 @@ func TestQuorumElectionFencingAndFailover(t *testing.T) {
 	g.DS[g.Index(l)] = nil
 	l2 := g.Leader(10 * time.Second)
 	require.NotEqual(t, l.Node(), l2.Node())
-	require.Greater(t, l2.Auth.Epoch(), epoch1)
+	require.Greater(t, l2.Auth.FenceEpoch(), epoch1)
 	_, err = authtest.CreateCluster(ctx, g.Client(g.Followers(nil)...), "south")
 	require.NoError(t, err)
 
@@ -84,7 +87,7 @@ func TestIsolatedLeaderCannotWrite(t *testing.T) {
 	g := authtest.New(t, 3)
 	ctx := context.Background()
 	old := g.Leader(10 * time.Second)
-	oldEpoch := old.Auth.Epoch()
+	oldEpoch := old.Auth.FenceEpoch()
 	_, err := authtest.CreateCluster(ctx, g.Client(old), "before")
 	require.NoError(t, err)
 
@@ -100,7 +103,7 @@ func TestIsolatedLeaderCannotWrite(t *testing.T) {
 
 	// The majority elects a new leader with a higher epoch and keeps working.
 	var nl = g.LeaderAmong(10*time.Second, g.Followers(old)...)
-	require.Greater(t, nl.Auth.Epoch(), oldEpoch)
+	require.Greater(t, nl.Auth.FenceEpoch(), oldEpoch)
 	_, err = authtest.CreateCluster(ctx, g.Client(nl), "majority")
 	require.NoError(t, err)
 
@@ -112,7 +115,7 @@ func TestIsolatedLeaderCannotWrite(t *testing.T) {
 	})
 	require.ErrorIs(t, err, store.ErrStaleEpoch)
 	var claimedAt time.Time
-	require.NoError(t, nl.DB.Pool.QueryRow(ctx, `SELECT claimed_at FROM cluster_authority_terms WHERE epoch = $1`, int64(nl.Auth.Epoch())).Scan(&claimedAt))
+	require.NoError(t, nl.DB.Pool.QueryRow(ctx, `SELECT claimed_at FROM cluster_authority_terms WHERE epoch = $1`, int64(nl.Auth.FenceEpoch())).Scan(&claimedAt))
 	var late int
 	require.NoError(t, nl.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM clusters WHERE fence_epoch = $1 AND created_at > $2`, int64(oldEpoch), claimedAt).Scan(&late))
 	require.Zero(t, late)
@@ -122,7 +125,7 @@ func TestIsolatedLeaderCannotWrite(t *testing.T) {
 
 	// Heal: the old leader rejoins as a follower and the states converge.
 	g.Heal()
-	g.Eventually(10*time.Second, "old leader follows", func() bool { return !old.Raft.IsLeader() && old.FSM.Epoch() == nl.FSM.Epoch() })
+	g.Eventually(10*time.Second, "old leader follows", func() bool { return !old.Raft.IsLeader() && old.FSM.AgreedEpoch() == nl.FSM.AgreedEpoch() })
 	// The epoch can match before the last entries are applied.
 	g.Eventually(10*time.Second, "the states converge", func() bool { return old.FSM.Dump() == nl.FSM.Dump() })
 }
@@ -134,7 +137,7 @@ func TestRestartFromDiskKeepsState(t *testing.T) {
 	_, err := authtest.CreateCluster(ctx, g.Client(l), "persist")
 	require.NoError(t, err)
 	before := l.FSM.Dump()
-	epochBefore := l.FSM.Epoch()
+	epochBefore := l.FSM.AgreedEpoch()
 	for i, d := range g.DS {
 		require.NoError(t, d.Close())
 		g.DS[i] = nil
@@ -145,7 +148,7 @@ func TestRestartFromDiskKeepsState(t *testing.T) {
 	nl := g.Leader(15 * time.Second)
 	g.Eventually(10*time.Second, "replayed state", func() bool {
 		for _, d := range g.DS {
-			if d.FSM.Epoch() <= epochBefore {
+			if d.FSM.AgreedEpoch() <= epochBefore {
 				return false
 			}
 		}

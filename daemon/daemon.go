@@ -1,8 +1,9 @@
 // Package daemon is the composition root of rap-authority: it wires the store,
 // the Raft node and FSM, the authority service and the HTTP API into one
 // running process, and implements bootstrap and joining of authority members.
-// Both cmd/rap-authority and multi-authority tests use it; nothing else may
-// import it.
+// It is the only package that imports both authority and httpapi. Only
+// cmd/rap-authority and test harnesses (internal/authtest, tests) may import
+// it; deps_test.go enforces both rules.
 package daemon
 
 import (
@@ -53,6 +54,32 @@ type Config struct {
 	Logger             hclog.Logger
 	// StreamLayer replaces the Raft TCP transport (tests inject partitions).
 	StreamLayer raft.StreamLayer
+
+	// Admin, Heartbeats and Snapshots configure the authority's subsystems
+	// (authority.Config fields of the same names); zero values take the
+	// defaults of authority.DefaultConfig. A new authority subsystem adds its
+	// config here and to authority.Config.
+	Admin      authority.AdminOptions
+	Heartbeats authority.HeartbeatConfig
+	Snapshots  authority.SnapshotOptions
+}
+
+// Validate reports a missing required field or an invalid authority setting
+// (a *authority.ConfigError naming the field) before anything is started.
+func (c Config) Validate() error {
+	if c.NodeID == "" || c.DataDir == "" || c.DatabaseURL == "" || c.RaftBind == "" || c.APIListen == "" {
+		return errors.New("daemon: node id, data dir, database URL, raft bind and API listen addresses are required")
+	}
+	if len(c.KEK) != 0 && len(c.KEK) != 32 {
+		return fmt.Errorf("daemon: KEK must be 32 bytes (got %d)", len(c.KEK))
+	}
+	return c.authorityConfig(nil, nil, c.QuorumTimeout).Validate()
+}
+
+// authorityConfig is the authority.Config this daemon builds its service from.
+func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time.Duration) authority.Config {
+	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
+		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots}
 }
 
 // Daemon is a running authority.
@@ -74,15 +101,24 @@ type Daemon struct {
 	wg        sync.WaitGroup
 }
 
-// Start migrates the database and starts Raft and the API.
-func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+// Start validates cfg, migrates the database and starts Raft and the API. On
+// an error it releases everything it started (one deferred cleanup).
+func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "rap-authority", Level: hclog.Info})
 	}
 	log := cfg.Logger.With("node_id", cfg.NodeID)
-	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.DatabaseURL == "" || cfg.RaftBind == "" || cfg.APIListen == "" {
-		return nil, errors.New("daemon: node id, data dir, database URL, raft bind and API listen addresses are required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	var cleanup []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				cleanup[i]()
+			}
+		}
+	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -93,11 +129,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	cleanup = append(cleanup, db.Close)
 	var sealer fsm.Sealer = fsm.NoopSealer{}
 	if len(cfg.KEK) > 0 {
 		s, err := fsm.NewAESGCMSealer(cfg.KEK, nil)
 		if err != nil {
-			db.Close()
 			return nil, err
 		}
 		sealer = s
@@ -125,7 +161,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	mt, err := loadMemberTLS(cfg.DataDir, d.FSM)
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	d.member = mt
@@ -133,7 +168,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if inner == nil {
 		tl, err := newTCPLayer(cfg.RaftBind, cfg.RaftAdvertise)
 		if err != nil {
-			db.Close()
 			return nil, fmt.Errorf("daemon: raft listen: %w", err)
 		}
 		inner = tl
@@ -144,19 +178,19 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	rc.OnFollower = func() { auth.OnFollower() }
 	rn, err := raftnode.New(rc)
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
+	cleanup = append(cleanup, func() { _ = rn.Shutdown() })
 	d.Raft = rn
-	auth = authority.New(authority.Config{NodeID: cfg.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: rc.QuorumTimeout}, consensus{rn}, d.FSM, db)
+	if auth, err = authority.New(cfg.authorityConfig(log, sealer, rc.QuorumTimeout), consensus{rn}, d.FSM, db); err != nil {
+		return nil, err
+	}
 	d.Auth = auth
 	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
 	d.registerMetrics()
 
 	ln, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
-		_ = rn.Shutdown()
-		db.Close()
 		return nil, fmt.Errorf("daemon: API listen: %w", err)
 	}
 	d.ln = ln
@@ -244,7 +278,7 @@ func (d *Daemon) ensurePlatformCA(ctx context.Context) error {
 // WaitLeaderWithFence waits until this node leads and holds the fence.
 func (d *Daemon) WaitLeaderWithFence(ctx context.Context) error {
 	for {
-		if d.Raft.IsLeader() && d.Auth.Epoch() > 0 {
+		if d.Raft.IsLeader() && d.Auth.FenceEpoch() > 0 {
 			return nil
 		}
 		select {

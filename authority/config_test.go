@@ -1,0 +1,54 @@
+package authority
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/fsm"
+	"github.com/rap-fabric/core/snapshot"
+)
+
+func TestDefaultConfigValidates(t *testing.T) {
+	require.NoError(t, DefaultConfig().Validate())
+	require.NoError(t, Config{}.Validate(), "a zero Config means the defaults")
+}
+
+func TestConfigValidateNamesTheField(t *testing.T) {
+	for _, tc := range []struct {
+		field string
+		cfg   Config
+	}{
+		{"QuorumTimeout", Config{QuorumTimeout: -time.Second}},
+		{"Admin.SetupTTL", Config{Admin: AdminOptions{SetupTTL: -1}}},
+		{"Heartbeats.MaxBatch", Config{Heartbeats: HeartbeatConfig{MaxBatch: -1}}},
+		{"Heartbeats.LateAfter", Config{Heartbeats: HeartbeatConfig{LateAfter: 2 * time.Minute}}},
+		{"Heartbeats.StaleAfter", Config{Heartbeats: HeartbeatConfig{StaleAfter: 10 * time.Minute}}},
+		{"Heartbeats.MaxBatch", Config{Heartbeats: HeartbeatConfig{MaxBatch: 10, MaxPending: 5}}},
+		{"Snapshots.TTL", Config{Snapshots: SnapshotOptions{TTL: -time.Hour}}},
+		{"Snapshots.Builder", Config{Snapshots: SnapshotOptions{Builder: snapshot.Config{MeshFanout: -1}}}},
+	} {
+		err := tc.cfg.Validate()
+		var ce *ConfigError
+		require.True(t, errors.As(err, &ce), "%s: %v", tc.field, err)
+		require.Equal(t, tc.field, ce.Field)
+		require.ErrorIs(t, err, ErrInvalidConfig)
+		_, err = New(tc.cfg, nil, fsm.New(fsm.Options{}), nil)
+		require.ErrorAs(t, err, &ce, "New refuses what Validate refuses")
+	}
+}
+
+func TestNewBuildsSubsystems(t *testing.T) {
+	a, err := New(Config{Heartbeats: HeartbeatConfig{LateAfter: 5 * time.Second}}, nil, fsm.New(fsm.Options{}), nil)
+	require.NoError(t, err)
+	require.NotNil(t, a.Admin())
+	require.NotNil(t, a.Heartbeats())
+	require.Equal(t, 5*time.Second, a.Heartbeats().Config().LateAfter)
+	require.Equal(t, DefaultConfig().Snapshots, a.snapshots.opts)
+	b, err := New(Config{}, nil, fsm.New(fsm.Options{}), nil)
+	require.NoError(t, err)
+	require.NotSame(t, a.Admin(), b.Admin(), "each Authority owns its subsystems")
+	require.NotSame(t, a.Heartbeats(), b.Heartbeats())
+}

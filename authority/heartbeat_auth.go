@@ -1,0 +1,97 @@
+package authority
+
+// Authentication of the heartbeat route, cached per certificate for
+// AuthCacheTTL; one background statement per refresh re-checks every cached
+// serial, so a revoked node is refused within about AuthCacheTTL even on a
+// kept-alive connection (new connections are refused at the TLS handshake).
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"time"
+
+	"github.com/rap-fabric/core/store"
+)
+
+type authEntry struct {
+	p        NodePrincipal
+	notAfter time.Time
+	checked  time.Time
+}
+
+// Authenticate verifies a node certificate for the heartbeat route, reusing a
+// verification for up to AuthCacheTTL (refreshed in the background with one
+// statement for all cached certificates).
+func (h *Heartbeats) Authenticate(ctx context.Context, cert *x509.Certificate, source string) (NodePrincipal, error) {
+	if p, ok := h.CachedPrincipal(cert, source); ok {
+		return p, nil
+	}
+	key := sha256.Sum256(cert.Raw)
+	now := h.cfg.Clock()
+	h.authChecks.Add(1)
+	p, err := h.a.AuthenticateNode(ctx, cert, source)
+	if err != nil {
+		h.authMu.Lock()
+		delete(h.auth, key)
+		h.authMu.Unlock()
+		return p, err
+	}
+	h.authMu.Lock()
+	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: p.ClusterID, NodeID: p.NodeID, Serial: p.Serial}, notAfter: cert.NotAfter, checked: now}
+	h.authMu.Unlock()
+	return p, nil
+}
+
+// CachedPrincipal returns the node of cert when a full check verified it less
+// than AuthCacheTTL ago (and it has not expired): the cache-hit half of
+// Authenticate, which never touches the database. ok false means Authenticate
+// must check it.
+func (h *Heartbeats) CachedPrincipal(cert *x509.Certificate, source string) (p NodePrincipal, ok bool) {
+	key := sha256.Sum256(cert.Raw)
+	now := h.cfg.Clock()
+	// Copy the entry under the lock: refreshAuth moves checked forward while
+	// requests read it.
+	h.authMu.RLock()
+	var e authEntry
+	hit := false
+	if pe := h.auth[key]; pe != nil {
+		e, hit = *pe, true
+	}
+	h.authMu.RUnlock()
+	if !hit || !now.Before(e.notAfter) || now.Sub(e.checked) >= h.cfg.AuthCacheTTL {
+		return NodePrincipal{}, false
+	}
+	p = e.p
+	p.SourceAddr = source
+	return p, true
+}
+
+// refreshAuth re-checks every cached certificate with one statement; revoked
+// ones leave the cache (their next request is refused by the full check).
+func (h *Heartbeats) refreshAuth(ctx context.Context) {
+	h.authMu.RLock()
+	serials := make([]string, 0, len(h.auth))
+	for _, e := range h.auth {
+		serials = append(serials, e.p.Serial)
+	}
+	h.authMu.RUnlock()
+	if len(serials) == 0 {
+		return
+	}
+	start := h.cfg.Clock()
+	good, err := store.GoodCertificateSerials(ctx, h.a.db.Pool, serials)
+	if err != nil {
+		return // entries age out; requests fall back to the full check
+	}
+	h.authMu.Lock()
+	for k, e := range h.auth {
+		switch {
+		case !good[e.p.Serial] || !start.Before(e.notAfter):
+			delete(h.auth, k)
+		case e.checked.Before(start):
+			e.checked = start
+		}
+	}
+	h.authMu.Unlock()
+}
