@@ -1,0 +1,123 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/workloadspec"
+)
+
+func TestBackoffDoublesCapsAndJitters(t *testing.T) {
+	b := Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2, CrashLoopAfter: 3, StableAfter: 10 * time.Second}
+	require.Equal(t, 100*time.Millisecond, b.Delay(1, 0.5))
+	require.Equal(t, 200*time.Millisecond, b.Delay(2, 0.5))
+	require.Equal(t, 800*time.Millisecond, b.Delay(4, 0.5))
+	require.Equal(t, time.Second, b.Delay(5, 0.5))
+	require.Equal(t, time.Second, b.Delay(50, 0.5))
+	require.Equal(t, 80*time.Millisecond, b.Delay(1, 0))
+	require.Equal(t, 120*time.Millisecond, b.Delay(1, 1))
+	require.Equal(t, time.Second, b.Delay(9, 0.999), "jitter never exceeds the cap")
+	require.Equal(t, 800*time.Millisecond, b.Delay(9, 0))
+}
+
+func TestTrackerCrashLoopAndReset(t *testing.T) {
+	tr := &tracker{b: Backoff{Initial: 100 * time.Millisecond, Max: time.Second, CrashLoopAfter: 3, StableAfter: 10 * time.Second}}
+	d, loop := tr.exited(time.Second, 0.5)
+	require.False(t, loop)
+	require.Equal(t, 100*time.Millisecond, d)
+	_, loop = tr.exited(time.Second, 0.5)
+	require.False(t, loop)
+	d, loop = tr.exited(time.Second, 0.5)
+	require.True(t, loop)
+	require.Equal(t, 400*time.Millisecond, d)
+	// A run that lasted StableAfter starts the count over.
+	d, loop = tr.exited(time.Minute, 0.5)
+	require.False(t, loop)
+	require.Equal(t, 100*time.Millisecond, d)
+}
+
+func TestAuthorize(t *testing.T) {
+	a := Assignment{ServiceID: "s1", Type: "vpn-exit", Role: domain.RoleVPNExit, OrganizationID: "org1"}
+	require.Empty(t, Authorize(a, []Grant{{Role: domain.RoleVPNExit}}))
+	require.Empty(t, Authorize(a, []Grant{{Role: domain.RoleVPNExit, OrganizationID: "org1"}}))
+	require.Contains(t, Authorize(a, []Grant{{Role: domain.RoleVPNExit, OrganizationID: "org2"}}), "restricted to another organization")
+	require.Contains(t, Authorize(a, []Grant{{Role: domain.RoleEgressNode}}), "no active role")
+	require.Contains(t, Authorize(a, nil), "no active role")
+	bad := a
+	bad.Role = domain.RoleEgressNode
+	require.Contains(t, Authorize(bad, []Grant{{Role: domain.RoleEgressNode}}), "does not match its role")
+}
+
+func TestRotateAndTail(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, OutputLog)
+	var sb strings.Builder
+	for i := 0; i < 100; i++ {
+		sb.WriteString("line " + strconv.Itoa(i) + "\n")
+	}
+	require.NoError(t, os.WriteFile(p, []byte(sb.String()), 0o600))
+	lines, err := TailLines(p, 3)
+	require.NoError(t, err)
+	require.Equal(t, []string{"line 97", "line 98", "line 99"}, lines)
+
+	require.NoError(t, rotate(p, 100, 3))
+	fi, err := os.Stat(p)
+	require.NoError(t, err)
+	require.Zero(t, fi.Size())
+	old, err := os.ReadFile(p + ".1")
+	require.NoError(t, err)
+	require.Equal(t, sb.String(), string(old))
+	require.NoError(t, os.WriteFile(p, []byte("new 1\n"), 0o600))
+	lines, err = TailLines(p, 3)
+	require.NoError(t, err)
+	require.Equal(t, []string{"line 98", "line 99", "new 1"}, lines, "the tail continues into the rotated file")
+	require.NoError(t, rotate(p, 1, 3))
+	_, err = os.Stat(p + ".2")
+	require.NoError(t, err, "older files shift")
+	missing, err := TailLines(filepath.Join(dir, "none"), 5)
+	require.NoError(t, err)
+	require.Empty(t, missing)
+}
+
+type execFunc func(context.Context, []string) error
+
+func (f execFunc) Exec(ctx context.Context, argv []string) error { return f(ctx, argv) }
+
+func TestHealthChecks(t *testing.T) {
+	ok := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	h := &workloadspec.Health{Kind: workloadspec.CheckHTTP, URL: srv.URL + "/healthz"}
+	require.NoError(t, Check(ctx, h, nil))
+	ok = false
+	require.ErrorContains(t, Check(ctx, h, nil), "503")
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	tcp := &workloadspec.Health{Kind: workloadspec.CheckTCP, Address: l.Addr().String()}
+	require.NoError(t, Check(ctx, tcp, nil))
+	l.Close()
+	require.Error(t, Check(ctx, tcp, nil))
+
+	ex := &workloadspec.Health{Kind: workloadspec.CheckExec, Command: []string{"true"}, Timeout: workloadspec.Duration(time.Second)}
+	require.NoError(t, Check(ctx, ex, execFunc(func(context.Context, []string) error { return nil })))
+	require.Error(t, Check(ctx, ex, execFunc(func(context.Context, []string) error { return errors.New("exit status 1") })))
+	require.Error(t, Check(ctx, ex, nil))
+}
