@@ -10,6 +10,7 @@ import (
 
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/store"
+	"github.com/rap-fabric/core/workloadspec"
 )
 
 // ServiceRemoteAccess is the product service "Remote Server/Desktop Access".
@@ -124,6 +125,9 @@ func (a *Authority) SetService(ctx context.Context, actor Actor, cluster, nodeID
 	cfg, err := checkDocument("config", req.Config, false)
 	if err != nil {
 		return ServiceView{}, err
+	}
+	if _, err := workloadspec.FromConfig(cfg); err != nil {
+		return ServiceView{}, Errf(CodeInvalid, "config.%v", err)
 	}
 	c, err := a.GetCluster(ctx, cluster)
 	if err != nil {

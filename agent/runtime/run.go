@@ -55,6 +55,9 @@ type RunOptions struct {
 	// (snapshot.go); Mesh the mesh (mesh.go).
 	Snapshot SnapshotOptions
 	Mesh     MeshOptions
+	// Workloads supervises the assigned service workloads; nil runs none
+	// (the heartbeat then reports an empty list).
+	Workloads Workloads
 }
 
 func (o *RunOptions) defaults() {
@@ -129,6 +132,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		n++
 		if m.mode() == state.ModeRevoked {
 			a.log.Warn("membership is revoked; not starting it (enroll again with a new token)", "cluster_id", c)
+			m.stopWorkloads("membership revoked")
 			continue
 		}
 		wg.Add(1)
@@ -375,7 +379,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	m.mu.Lock()
 	m.seq++
 	hb := heartbeat{Seq: m.seq, SentAt: m.a.o.Now().UTC(), AgentVersion: m.a.o.AgentVersion, AppliedVersion: int64(m.st.AppliedVersion),
-		State: m.st.Mode, Services: json.RawMessage(`[]`)}
+		State: m.st.Mode}
 	if hb.State != string(state.ModeDegraded) {
 		hb.State = string(state.ModeNormal)
 	}
@@ -387,6 +391,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	}
 	client := m.client
 	m.mu.Unlock()
+	hb.Services = m.workloadReport()
 
 	var ack heartbeatAck
 	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)
@@ -486,6 +491,7 @@ func (m *member) revoke(cause error) {
 	m.st.MembershipStatus = string(domain.MembershipRevoked)
 	m.mu.Unlock()
 	m.putMode(state.ModeRevoked, now, reason)
+	m.stopWorkloads(reason)
 	if ms, err := m.a.st.Membership(m.cluster); err == nil {
 		ms.Status = domain.MembershipRevoked
 		_ = m.a.st.PutMembership(m.cluster, ms)

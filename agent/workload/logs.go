@@ -4,8 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -130,4 +133,48 @@ func Follow(ctx context.Context, path string, from int64, w io.Writer, poll time
 		case <-t.C:
 		}
 	}
+}
+
+// meta names an instance directory's service, so that `rap-node-agent logs`
+// finds it by service id or type without the (locked) state file.
+type meta struct {
+	Cluster   string `json:"cluster"`
+	ServiceID string `json:"service_id"`
+	Type      string `json:"type"`
+}
+
+const metaFile = "service.json"
+
+func writeMeta(inst *Instance) {
+	b, _ := json.Marshal(meta{Cluster: inst.Cluster, ServiceID: inst.ServiceID, Type: inst.Type})
+	_ = os.WriteFile(filepath.Join(inst.Dir, metaFile), b, 0o644)
+}
+
+// FindLog returns the output log of the instance under root whose service id
+// or type is service, in cluster ("" for any). Several matches are an error
+// naming them.
+func FindLog(root, cluster, service string) (string, error) {
+	dirs, _ := filepath.Glob(filepath.Join(root, "*", "*", metaFile))
+	var found, names []string
+	for _, p := range dirs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var m meta
+		if json.Unmarshal(b, &m) != nil || (cluster != "" && m.Cluster != cluster) {
+			continue
+		}
+		if m.ServiceID == service || m.Type == service {
+			found = append(found, filepath.Join(filepath.Dir(p), OutputLog))
+			names = append(names, m.Cluster+"/"+m.ServiceID)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("no workload %q under %s", service, root)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%q names several workloads (%s); give the service id or --cluster", service, strings.Join(names, ", "))
 }

@@ -171,6 +171,7 @@ func (r *runner) run() {
 		r.idle()
 		return
 	}
+	writeMeta(r.inst)
 	b := BackoffFor(r.spec)
 	tr := &tracker{b: b}
 	stopTimeout := r.spec.StopTimeout.D(workloadspec.DefaultStopTimeout)
@@ -269,7 +270,9 @@ func (r *runner) run() {
 		} else if why != endUnhealthy {
 			reason = ex.String()
 		}
-		r.set(state, reason, func(st *Status) { st.LastExit, st.Restarts, st.PID, st.ContainerID, st.Adopted = &ex, restarts, 0, "", false })
+		r.set(state, reason, func(st *Status) {
+			st.LastExit, st.Restarts, st.PID, st.ContainerID, st.Adopted = &ex, restarts, 0, "", false
+		})
 		h = nil
 		if !r.wait(delay) {
 			if r.stopping() {

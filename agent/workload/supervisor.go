@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -210,26 +209,6 @@ func (s *Supervisor) Statuses(cluster string) []Status {
 	}
 	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.ServiceID, b.ServiceID) })
 	return out
-}
-
-// LogPath returns the output log of the instance of cluster whose service id
-// or type is service ("" cluster: any cluster).
-func (s *Supervisor) LogPath(cluster, service string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var found []string
-	for _, r := range s.runners {
-		if (cluster == "" || r.cluster == cluster) && (r.a.ServiceID == service || r.a.Type == service) {
-			found = append(found, r.inst.LogPath())
-		}
-	}
-	switch len(found) {
-	case 0:
-		return "", fmt.Errorf("no supervised service %q", service)
-	case 1:
-		return found[0], nil
-	}
-	return "", fmt.Errorf("%q names %d instances; give the service id", service, len(found))
 }
 
 // InstanceDir is where the instance of serviceID in cluster keeps its
