@@ -14,6 +14,7 @@ import (
 type ServiceReport struct {
 	ServiceID string             `json:"service_id"`
 	Type      string             `json:"type,omitempty"`
+	Instance  string             `json:"instance,omitempty"`
 	Driver    string             `json:"driver,omitempty"`
 	State     string             `json:"state"`
 	Health    string             `json:"health"`
@@ -86,6 +87,7 @@ func normalizeServiceReports(raw json.RawMessage) (json.RawMessage, error) {
 		case r.Since.IsZero():
 			return nil, bad("since is required")
 		}
+		r.Instance = clip(r.Instance, 200)
 		r.Type, r.Driver, r.Version, r.Reason = clip(r.Type, 63), clip(r.Driver, 16), clip(r.Version, 100), clip(r.Reason, 1000)
 		r.Container, r.User = clip(r.Container, 128), clip(r.User, 200)
 		if e := r.LastExit; e != nil {

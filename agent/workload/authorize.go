@@ -9,8 +9,10 @@ import (
 // Assignment is one service assignment of a verified snapshot.
 type Assignment struct {
 	// ServiceID is the service instance id (unique per cluster).
-	ServiceID      string
-	Type           string
+	ServiceID string
+	Type      string
+	// Instance is the instance name of Type on the node ("default", "web").
+	Instance       string
 	Role           domain.Role
 	OrganizationID string
 	// Config is the signed service config; its "workload" object is the

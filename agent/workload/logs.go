@@ -141,17 +141,18 @@ type meta struct {
 	Cluster   string `json:"cluster"`
 	ServiceID string `json:"service_id"`
 	Type      string `json:"type"`
+	Instance  string `json:"instance,omitempty"`
 }
 
 const metaFile = "service.json"
 
 func writeMeta(inst *Instance) {
-	b, _ := json.Marshal(meta{Cluster: inst.Cluster, ServiceID: inst.ServiceID, Type: inst.Type})
+	b, _ := json.Marshal(meta{Cluster: inst.Cluster, ServiceID: inst.ServiceID, Type: inst.Type, Instance: inst.Instance})
 	_ = os.WriteFile(filepath.Join(inst.Dir, metaFile), b, 0o644)
 }
 
-// FindLog returns the output log of the instance under root whose service id
-// or type is service, in cluster ("" for any). Several matches are an error
+// FindLog returns the output log of the instance under root whose service id,
+// type, instance name or "type/instance" is service, in cluster ("" for any). Several matches are an error
 // naming them.
 func FindLog(root, cluster, service string) (string, error) {
 	dirs, _ := filepath.Glob(filepath.Join(root, "*", "*", metaFile))
@@ -165,7 +166,7 @@ func FindLog(root, cluster, service string) (string, error) {
 		if json.Unmarshal(b, &m) != nil || (cluster != "" && m.Cluster != cluster) {
 			continue
 		}
-		if m.ServiceID == service || m.Type == service {
+		if m.ServiceID == service || m.Type == service || (m.Instance != "" && (m.Instance == service || m.Type+"/"+m.Instance == service)) {
 			found = append(found, filepath.Join(filepath.Dir(p), OutputLog))
 			names = append(names, m.Cluster+"/"+m.ServiceID)
 		}

@@ -42,7 +42,7 @@ func newRunner(s *Supervisor, cluster string, a Assignment, grants []Grant) *run
 	r := &runner{s: s, cluster: cluster, a: a, stop: make(chan struct{}), detach: make(chan struct{}), done: make(chan struct{})}
 	r.inst = &Instance{Key: cluster + "/" + a.ServiceID, Name: dirName(a.ServiceID), Cluster: cluster, Assignment: a,
 		Dir: InstanceDir(s.o.Root, cluster, a.ServiceID)}
-	r.st = Status{ServiceID: a.ServiceID, Type: a.Type, State: StatePending, Health: HealthUnknown, Since: s.o.Now().UTC()}
+	r.st = Status{ServiceID: a.ServiceID, Type: a.Type, Instance: a.Instance, State: StatePending, Health: HealthUnknown, Since: s.o.Now().UTC()}
 	spec, err := workloadspec.FromConfig(a.Config)
 	switch {
 	case err != nil:

@@ -64,6 +64,7 @@ type Status struct {
 	// ServiceID is the node_service_instances id the snapshot names.
 	ServiceID string `json:"service_id"`
 	Type      string `json:"type"`
+	Instance  string `json:"instance,omitempty"`
 	Driver    string `json:"driver,omitempty"`
 	State     State  `json:"state"`
 	Health    string `json:"health"`

@@ -72,7 +72,7 @@ func logsCmd(args []string) error {
 		service = fs.Arg(0)
 	}
 	if service == "" {
-		return fmt.Errorf("%w: logs SERVICE (a service id or type)", flag.ErrHelp)
+		return fmt.Errorf("%w: logs SERVICE (a service id, type, instance name or TYPE/INSTANCE)", flag.ErrHelp)
 	}
 	root := *dir
 	if root == "" {
