@@ -173,9 +173,9 @@ func TestServiceWorkloadsInAgent(t *testing.T) {
 	workload := func(sha string) map[string]any {
 		return map[string]any{"workload": map[string]any{
 			"driver": "native", "artifact": map[string]any{"path": art, "sha256": sha, "version": "1.0.0"},
-			"args":   []string{"-listen", addr, "-control", control}, "version_probe": []string{"-version"}, "stop_timeout": "2s",
-			"limits": map[string]any{"memory_bytes": 128 << 20, "pids": 64},
-			"health": map[string]any{"kind": "http", "url": "http://" + addr + "/healthz", "interval": "200ms", "failure_threshold": 2},
+			"args": []string{"-listen", addr, "-control", control}, "version_probe": []string{"-version"}, "stop_timeout": "2s",
+			"limits":  map[string]any{"memory_bytes": 128 << 20, "pids": 64},
+			"health":  map[string]any{"kind": "http", "url": "http://" + addr + "/healthz", "interval": "200ms", "failure_threshold": 2},
 			"restart": map[string]any{"initial_backoff": "200ms", "max_backoff": "1s", "crash_loop_after": 3, "stable_after": "3s"},
 		}}
 	}
