@@ -125,6 +125,9 @@ type Spec struct {
 	// HostNetwork (container only) runs in the host's network namespace; it
 	// must be declared, never assumed.
 	HostNetwork bool `json:"host_network,omitempty"`
+	// Ports (container only, not with host_network) are published ports,
+	// "HOST_IP:HOST_PORT:CONTAINER_PORT[/tcp|/udp]".
+	Ports []string `json:"ports,omitempty"`
 	// VersionProbe (native only) are arguments that make the binary print
 	// its version (first line of output, 2 s at most).
 	VersionProbe []string `json:"version_probe,omitempty"`
@@ -155,6 +158,7 @@ var (
 	hexRE    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	imageRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._/:-]{0,254}@sha256:[0-9a-f]{64}$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	portRE   = regexp.MustCompile(`^[0-9.]{7,15}:[0-9]{1,5}:[0-9]{1,5}(/tcp|/udp)?$`)
 )
 
 // FromConfig extracts the workload spec from a service config document. It
@@ -202,8 +206,8 @@ func (s *Spec) Validate() error {
 		if !hexRE.MatchString(a.SHA256) {
 			return errf("artifact.sha256", "must be 64 lowercase hex digits")
 		}
-		if s.Image != "" || s.HostNetwork {
-			return errf("image", "image and host_network are container fields")
+		if s.Image != "" || s.HostNetwork || len(s.Ports) > 0 {
+			return errf("image", "image, host_network and ports are container fields")
 		}
 	case DriverContainer:
 		if !imageRE.MatchString(s.Image) {
@@ -211,6 +215,17 @@ func (s *Spec) Validate() error {
 		}
 		if s.Artifact != nil || len(s.VersionProbe) > 0 {
 			return errf("artifact", "artifact and version_probe are native fields")
+		}
+		if s.HostNetwork && len(s.Ports) > 0 {
+			return errf("ports", "a host-network container publishes no ports")
+		}
+		if len(s.Ports) > 32 {
+			return errf("ports", "at most 32 ports")
+		}
+		for _, p := range s.Ports {
+			if !portRE.MatchString(p) {
+				return errf("ports", "%q is not HOST_IP:HOST_PORT:CONTAINER_PORT[/tcp|/udp]", p)
+			}
 		}
 	default:
 		return errf("driver", "must be native or container")

@@ -315,7 +315,9 @@ func (r *runner) monitor(h Handle, started time.Time) endReason {
 			return endDetach
 		case <-r.s.o.After(interval):
 		}
-		_ = rotate(r.inst.LogPath(), r.s.o.MaxLogBytes, r.s.o.MaxLogFiles)
+		if r.spec.Driver == workloadspec.DriverNative { // podman rotates its own log
+			_ = rotate(r.inst.LogPath(), r.s.o.MaxLogBytes, r.s.o.MaxLogFiles)
+		}
 		if hc == nil {
 			continue
 		}

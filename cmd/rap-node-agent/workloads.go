@@ -48,7 +48,8 @@ func (w *wlFlags) supervisor(log hclog.Logger) (*workload.Supervisor, error) {
 		return nil, nil
 	}
 	drivers := map[string]workload.Driver{
-		"native": workload.NewNative(workload.NativeOptions{Users: *w.users, CgroupRoot: *w.cgroupRoot, CgroupParent: *w.cgroupParent}),
+		"native":    workload.NewNative(workload.NativeOptions{Users: *w.users, CgroupRoot: *w.cgroupRoot, CgroupParent: *w.cgroupParent}),
+		"container": workload.NewContainer(workload.ContainerOptions{Podman: *w.podman}),
 	}
 	return workload.New(workload.Options{Root: w.root(), Drivers: drivers, Logger: log.Named("workload")})
 }
