@@ -198,10 +198,13 @@ type member struct {
 	desiredAt    time.Time
 	loopsStopped bool
 	snap         *snapRun
+	// kick asks the heartbeat loop for an early round (a workload changed
+	// state); see WorkloadsChanged.
+	kick chan struct{}
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
-	m := &member{a: a, cluster: cluster, sendFacts: true}
+	m := &member{a: a, cluster: cluster, sendFacts: true, kick: make(chan struct{}, 1)}
 	if err := m.load(id); err != nil {
 		return nil, err
 	}
@@ -283,6 +286,7 @@ func (m *member) loop(ctx context.Context) {
 		c.Close()
 	}()
 	first := true
+	var last time.Time
 	for {
 		if !first {
 			wait := jitter(m.a.o.Interval)
@@ -290,9 +294,19 @@ func (m *member) loop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			case <-m.kick:
+				// Early, but at most one extra round per minKickGap.
+				if gap := minKickGap - time.Since(last); gap > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(gap):
+					}
+				}
 			}
 		}
 		first = false
+		last = time.Now()
 		if ctx.Err() != nil {
 			return
 		}
@@ -300,6 +314,26 @@ func (m *member) loop(ctx context.Context) {
 			log.Warn("membership revoked: its loops stop and are not retried; enroll again with a new token")
 			return
 		}
+	}
+}
+
+// minKickGap is the shortest time between two heartbeat rounds when
+// workload changes ask for early ones.
+const minKickGap = 200 * time.Millisecond
+
+// WorkloadsChanged asks cluster's membership for an early heartbeat, so a
+// workload's new state reaches the authority without waiting a full
+// interval (agent/workload Options.OnChange). It never blocks.
+func (a *Agent) WorkloadsChanged(cluster string) {
+	a.mu.Lock()
+	m := a.members[cluster]
+	a.mu.Unlock()
+	if m == nil {
+		return
+	}
+	select {
+	case m.kick <- struct{}{}:
+	default:
 	}
 }
 

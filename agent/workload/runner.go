@@ -305,6 +305,9 @@ func (r *runner) monitor(h Handle, started time.Time) endReason {
 		}
 	}
 	fails := 0
+	// The first check comes soon after the start (a workload is reported
+	// healthy without waiting a whole interval), then every interval.
+	next := min(interval, 100*time.Millisecond)
 	for {
 		select {
 		case <-h.Done():
@@ -313,7 +316,12 @@ func (r *runner) monitor(h Handle, started time.Time) endReason {
 			return endStop
 		case <-r.detach:
 			return endDetach
-		case <-r.s.o.After(interval):
+		case <-r.s.o.After(next):
+		}
+		next = interval
+		if hc != nil && fails == 0 && r.status().State == StateRunning {
+			// Until the first success, check at a quicker pace.
+			next = min(interval, 250*time.Millisecond)
 		}
 		if r.spec.Driver == workloadspec.DriverNative { // podman rotates its own log
 			_ = rotate(r.inst.LogPath(), r.s.o.MaxLogBytes, r.s.o.MaxLogFiles)

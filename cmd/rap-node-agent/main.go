@@ -223,7 +223,14 @@ func run(args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sup, err := wl.supervisor(log)
+	// The agent is built after the supervisor; state changes of workloads
+	// ask it for an early heartbeat.
+	var a *runtime.Agent
+	sup, err := wl.supervisor(log, func(cluster string) {
+		if a != nil {
+			a.WorkloadsChanged(cluster)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -234,7 +241,7 @@ func run(args []string) error {
 		defer sup.Close()
 		workloads = sup
 	}
-	a := runtime.NewAgent(st, runtime.RunOptions{Workloads: workloads, Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
+	a = runtime.NewAgent(st, runtime.RunOptions{Workloads: workloads, Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
 		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport}})

@@ -43,7 +43,9 @@ func (w *wlFlags) root() string {
 	return filepath.Join(filepath.Dir(*w.statePath), "workloads")
 }
 
-func (w *wlFlags) supervisor(log hclog.Logger) (*workload.Supervisor, error) {
+// supervisor builds the workload supervisor; onChange (may be nil) is called
+// when an instance changes state.
+func (w *wlFlags) supervisor(log hclog.Logger, onChange func(cluster string)) (*workload.Supervisor, error) {
 	if *w.disabled {
 		return nil, nil
 	}
@@ -51,7 +53,7 @@ func (w *wlFlags) supervisor(log hclog.Logger) (*workload.Supervisor, error) {
 		"native":    workload.NewNative(workload.NativeOptions{Users: *w.users, CgroupRoot: *w.cgroupRoot, CgroupParent: *w.cgroupParent}),
 		"container": workload.NewContainer(workload.ContainerOptions{Podman: *w.podman}),
 	}
-	return workload.New(workload.Options{Root: w.root(), Drivers: drivers, Logger: log.Named("workload")})
+	return workload.New(workload.Options{Root: w.root(), Drivers: drivers, Logger: log.Named("workload"), OnChange: onChange})
 }
 
 func logsCmd(args []string) error {
