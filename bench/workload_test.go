@@ -30,8 +30,12 @@ type lockedBuf struct {
 	b  bytes.Buffer
 }
 
-func (l *lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *lockedBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // procUsage returns a process's CPU time (user+system) and resident memory.
 func procUsage(pid int) (time.Duration, int64) {
@@ -174,7 +178,7 @@ func BenchmarkServiceWorkloads(b *testing.B) {
 			body["config"] = map[string]any{"workload": map[string]any{"driver": "native",
 				"artifact": map[string]any{"path": art, "sha256": hex.EncodeToString(sum[:]), "version": "1"},
 				"args":     []string{"-listen", addr}, "stop_timeout": "2s",
-				"health":   map[string]any{"kind": "http", "url": "http://" + addr + "/healthz", "interval": "1s"}}}
+				"health": map[string]any{"kind": "http", "url": "http://" + addr + "/healthz", "interval": "1s"}}}
 		}
 		return cl.Do(ctx, http.MethodPut, "/v1/clusters/wl/nodes/"+node+"/services/vpn-exit", body, nil, nil)
 	}
