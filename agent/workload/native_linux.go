@@ -184,6 +184,7 @@ func (n *Native) probe(inst *Instance) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, artifactPath(inst), inst.Spec.VersionProbe...)
+	cmd.Args[0] = filepath.Base(inst.Spec.Artifact.Path) // multi-call binaries (busybox) dispatch on it
 	cmd.Dir, cmd.Env = w, n.env(inst)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: n.credential(inst)}
 	out, err := cmd.Output()
@@ -217,7 +218,7 @@ func (n *Native) Start(inst *Instance) (Handle, error) {
 	} else if inst.Spec.Limits != (workloadspec.Limits{}) {
 		return nil, errors.New("resource limits requested but cgroups are disabled on this agent")
 	}
-	cmd := &exec.Cmd{Path: artifactPath(inst), Args: append([]string{inst.Type}, inst.Spec.Args...), Dir: w, Env: n.env(inst), Stdout: logf, Stderr: logf}
+	cmd := &exec.Cmd{Path: artifactPath(inst), Args: append([]string{filepath.Base(inst.Spec.Artifact.Path)}, inst.Spec.Args...), Dir: w, Env: n.env(inst), Stdout: logf, Stderr: logf}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: n.credential(inst)}
 	if err := cmd.Start(); err != nil {
 		removeCgroups(dirs)
