@@ -126,8 +126,12 @@ func (a *Authority) SetService(ctx context.Context, actor Actor, cluster, nodeID
 	if err != nil {
 		return ServiceView{}, err
 	}
-	if _, err := workloadspec.FromConfig(cfg); err != nil {
+	spec, err := workloadspec.FromConfig(cfg)
+	if err != nil {
 		return ServiceView{}, Errf(CodeInvalid, "config.%v", err)
+	}
+	if spec != nil && workloadspec.NativeOnly(serviceType) && spec.Driver != workloadspec.DriverNative {
+		return ServiceView{}, Errf(CodeInvalid, "config.workload.driver: %s runs natively on the host, never in a container", serviceType)
 	}
 	c, err := a.GetCluster(ctx, cluster)
 	if err != nil {

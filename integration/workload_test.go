@@ -21,17 +21,19 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/internal/testimage"
 )
 
 // wlAgent is a rap-node-agent process that supervises workloads.
 type wlAgent struct {
 	*agentProc
 	workloads string
+	caps      string
 }
 
 func (a *wlAgent) run() {
 	a.cmd = exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("run", "--interval", "300ms", "--desired-every", "600ms", "--request-timeout", "1s",
-		"--log-level", "debug", "--snapshot-wait", "2s", "--no-mesh", "--capability", "can_run_vpn_exit", "--workloads-dir", a.workloads,
+		"--log-level", "debug", "--snapshot-wait", "2s", "--no-mesh", "--capability", a.caps, "--workloads-dir", a.workloads,
 		"--cgroup-parent", "rap-itest-"+strconv.Itoa(os.Getpid()))...)
 	a.out = &syncBuf{}
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
@@ -157,7 +159,7 @@ func TestServiceWorkloadsInAgent(t *testing.T) {
 	require.NoError(t, os.Chmod(control, 0o777))
 	machineID := filepath.Join(dir, "machine-id")
 	require.NoError(t, os.WriteFile(machineID, []byte("abcdefabcdefabcdefabcdefabcdef01\n"), 0o644))
-	ag := &wlAgent{agentProc: &agentProc{t: t, bin: bin, state: filepath.Join(dir, "state.db")}, workloads: filepath.Join(dir, "workloads")}
+	ag := &wlAgent{agentProc: &agentProc{t: t, bin: bin, state: filepath.Join(dir, "state.db")}, workloads: filepath.Join(dir, "workloads"), caps: "can_run_vpn_exit"}
 	t.Cleanup(func() { cleanupWorkloads(ag.workloads) })
 	nodeID := enroll(t, ag.agentProc, g, owner, apiAddrs(g), "svc", token, cl.pin, machineID)
 	ag.run()
@@ -311,4 +313,101 @@ func TestServiceWorkloadsInAgent(t *testing.T) {
 		return r.ReportedState == "stopped" && r.DesiredState == "disabled"
 	})
 	g.Eventually(10*time.Second, "the process gone", func() bool { return len(workloadPIDs(inst)) == 0 })
+}
+
+// TestContainerWorkloadInAgent is the container cycle through the real agent
+// and PostgreSQL: a locally built image by digest → healthy; the container
+// killed → restarted; agent kill -9 → the same container re-adopted;
+// unassigned → stopped and removed. Without podman it fails under CI.
+func TestContainerWorkloadInAgent(t *testing.T) {
+	podman, err := exec.LookPath("podman")
+	if err != nil || func() bool { _, e := os.Stat("/bin/busybox"); return e != nil }() {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("podman and busybox-static are required under CI (scripts/install-podman.sh)")
+		}
+		t.Skip("podman or busybox-static missing")
+	}
+	ref, tag, err := testimage.Busybox(podman, t.TempDir())
+	if tag != "" {
+		t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() })
+	}
+	require.NoError(t, err)
+
+	bin := binaries(t)
+	g := authtest.New(t, 1)
+	ctx := context.Background()
+	g.Leader(10 * time.Second)
+	owner := g.Client(g.DS...)
+	cl, token := mkClusterToken(t, owner, "ctr")
+	dir := t.TempDir()
+	machineID := filepath.Join(dir, "machine-id")
+	require.NoError(t, os.WriteFile(machineID, []byte("c0ffeec0ffeec0ffeec0ffeec0ffee01\n"), 0o644))
+	ag := &wlAgent{agentProc: &agentProc{t: t, bin: bin, state: filepath.Join(dir, "state.db")}, workloads: filepath.Join(dir, "workloads"), caps: "can_run_update_cache"}
+	nodeID := enroll(t, ag.agentProc, g, owner, apiAddrs(g), "ctr", token, cl.pin, machineID)
+	ag.run()
+	g.Eventually(20*time.Second, "the capability reported", func() bool {
+		var n map[string]any
+		return owner.Do(ctx, http.MethodGet, "/v1/nodes/"+nodeID, nil, &n, nil) == nil && strings.Contains(fmt.Sprint(n["capabilities"]), "can_run_update_cache")
+	})
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/ctr/nodes/"+nodeID+"/roles", map[string]any{"role": "update-cache"}, nil, nil))
+	addr := freePort(t)
+	cfg := map[string]any{"workload": map[string]any{"driver": "container", "image": ref, "image_version": "bb-1", "host_network": true,
+		"args": []string{"/bin/httpd", "-f", "-p", addr, "-h", "/www"}, "stop_timeout": "2s",
+		"limits":  map[string]any{"memory_bytes": 64 << 20, "pids": 32},
+		"health":  map[string]any{"kind": "http", "url": "http://" + addr + "/healthz", "interval": "300ms", "failure_threshold": 2},
+		"restart": map[string]any{"initial_backoff": "300ms", "max_backoff": "2s"}}}
+	set := func(enabled bool) error {
+		return owner.Do(ctx, http.MethodPut, "/v1/clusters/ctr/nodes/"+nodeID+"/services/update-cache", map[string]any{"instance": "cache", "enabled": enabled, "config": cfg}, nil, nil)
+	}
+	// A VPN service never runs in a container.
+	var apiErr *apiclient.Error
+	require.ErrorAs(t, owner.Do(ctx, http.MethodPut, "/v1/clusters/ctr/nodes/"+nodeID+"/services/vpn-exit", map[string]any{"enabled": false, "config": cfg}, nil, nil), &apiErr)
+	require.Equal(t, http.StatusBadRequest, apiErr.Status)
+
+	require.NoError(t, set(true))
+	g.Eventually(60*time.Second, "the container reported healthy", func() bool { return services(owner, "ctr", nodeID)["cache"].ReportedState == "healthy" })
+	require.Equal(t, "bb-1", services(owner, "ctr", nodeID)["cache"].Version)
+	containerID := func() string {
+		var l struct {
+			Items []struct {
+				Services []struct {
+					ContainerID string `json:"container_id"`
+					Adopted     bool   `json:"adopted"`
+					State       string `json:"state"`
+				} `json:"services"`
+			} `json:"items"`
+		}
+		if owner.Do(ctx, http.MethodGet, "/v1/nodes/"+nodeID+"/heartbeat", nil, &l, nil) != nil || len(l.Items) == 0 || len(l.Items[0].Services) == 0 {
+			return ""
+		}
+		s := l.Items[0].Services[0]
+		if s.State != "healthy" {
+			return ""
+		}
+		return s.ContainerID + map[bool]string{true: "+adopted"}[s.Adopted]
+	}
+	var id string
+	g.Eventually(20*time.Second, "the container id reported", func() bool { id = containerID(); return id != "" })
+	out, err := exec.Command(podman, "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Privileged}}", id).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Equal(t, "true false", strings.TrimSpace(string(out)))
+
+	// The container is killed: restarted as a new container.
+	require.NoError(t, exec.Command(podman, "kill", id).Run())
+	g.Eventually(60*time.Second, "restarted and healthy", func() bool {
+		r := services(owner, "ctr", nodeID)["cache"]
+		return r.ReportedState == "healthy" && r.Restarts >= 1
+	})
+	g.Eventually(20*time.Second, "the new container id", func() bool { id = containerID(); return id != "" && !strings.HasSuffix(id, "+adopted") })
+
+	// The agent is killed (-9) and restarted: the same container is adopted.
+	require.NoError(t, ag.cmd.Process.Kill())
+	_ = ag.cmd.Wait()
+	ag.run()
+	g.Eventually(60*time.Second, "the same container re-adopted", func() bool { return containerID() == id+"+adopted" })
+
+	// Unassigned: stopped and removed.
+	require.NoError(t, set(false))
+	g.Eventually(60*time.Second, "reported stopped", func() bool { return services(owner, "ctr", nodeID)["cache"].ReportedState == "stopped" })
+	require.Error(t, exec.Command(podman, "inspect", id).Run(), "the container is removed")
 }

@@ -142,6 +142,13 @@ const (
 	DefaultStopTimeout    = 10 * time.Second
 )
 
+// NativeOnly reports whether a service type must run as a native process
+// (the spec's "Node Runtime Expectations": VPN workloads own host routes and
+// tun devices, which containers must not be privileged for).
+func NativeOnly(serviceType string) bool {
+	return serviceType == "vpn-exit" || serviceType == "vpn-connector"
+}
+
 // Error is a validation error: Field names the offending field.
 type Error struct {
 	Field   string

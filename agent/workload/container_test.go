@@ -1,11 +1,8 @@
 package workload
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/internal/testimage"
 )
 
 // podmanOrSkip returns podman's path; without podman the test fails under
@@ -34,40 +32,16 @@ func podmanOrSkip(t *testing.T) string {
 	return ""
 }
 
-// testImage imports a rootfs made of busybox-static (httpd, sh) as a local
-// image and returns its reference by digest.
+// testImage imports the busybox-static image and returns its reference by
+// digest.
 func testImage(t *testing.T, podman string) string {
 	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
+	ref, tag, err := testimage.Busybox(podman, t.TempDir())
+	if tag != "" {
+		t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() })
+	}
 	require.NoError(t, err)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(h *tar.Header, body []byte) {
-		h.ModTime = time.Unix(0, 0)
-		require.NoError(t, tw.WriteHeader(h))
-		if len(body) > 0 {
-			_, err := tw.Write(body)
-			require.NoError(t, err)
-		}
-	}
-	for _, d := range []string{"bin/", "tmp/", "www/"} {
-		add(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755}, nil)
-	}
-	add(&tar.Header{Name: "bin/busybox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(bb))}, bb)
-	for _, l := range []string{"sh", "httpd", "cat", "echo", "sleep"} {
-		add(&tar.Header{Name: "bin/" + l, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777}, nil)
-	}
-	add(&tar.Header{Name: "www/healthz", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}, []byte("ok\n"))
-	require.NoError(t, tw.Close())
-	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")
-	require.NoError(t, os.WriteFile(tarPath, buf.Bytes(), 0o644))
-	tag := fmt.Sprintf("localhost/rap-workload-test:%d", time.Now().UnixNano())
-	out, err := exec.Command(podman, "import", tarPath, tag).CombinedOutput()
-	require.NoError(t, err, string(out))
-	t.Cleanup(func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() })
-	dig, err := exec.Command(podman, "image", "inspect", "--format", "{{.Digest}}", tag).Output()
-	require.NoError(t, err)
-	return "localhost/rap-workload-test@" + strings.TrimSpace(string(dig))
+	return ref
 }
 
 func containerAssignment(t *testing.T, id, image string, w map[string]any) Assignment {

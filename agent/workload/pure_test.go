@@ -121,3 +121,24 @@ func TestHealthChecks(t *testing.T) {
 	require.Error(t, Check(ctx, ex, execFunc(func(context.Context, []string) error { return errors.New("exit status 1") })))
 	require.Error(t, Check(ctx, ex, nil))
 }
+
+func TestStoppedInstancesAreForgotten(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, err := New(Options{Root: t.TempDir(), Now: func() time.Time { return now }, ForgetAfter: time.Minute})
+	require.NoError(t, err)
+	defer s.Close()
+	// No driver: the instance fails at once, then is stopped by the unassignment.
+	cfg := []byte(`{"workload":{"driver":"native","artifact":{"path":"/bin/true","sha256":"` + strings.Repeat("a", 64) + `"}}}`)
+	s.Apply("c1", []Assignment{{ServiceID: "s1", Type: "vpn-exit", Role: domain.RoleVPNExit, Config: cfg}}, []Grant{{Role: domain.RoleVPNExit}})
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.Statuses("c1")) == 0 || s.Statuses("c1")[0].State != StateFailed {
+		require.True(t, time.Now().Before(deadline))
+		time.Sleep(5 * time.Millisecond)
+	}
+	require.Contains(t, s.Statuses("c1")[0].Reason, "no native driver")
+	s.Apply("c1", nil, nil)
+	require.NoError(t, s.Wait(context.Background(), "c1"))
+	require.Equal(t, StateStopped, s.Statuses("c1")[0].State)
+	now = now.Add(2 * time.Minute)
+	require.Empty(t, s.Statuses("c1"), "forgotten after ForgetAfter")
+}

@@ -57,6 +57,9 @@ func newRunner(s *Supervisor, cluster string, a Assignment, grants []Grant) *run
 		}
 	}
 	r.block = Authorize(a, grants)
+	if r.block == "" && spec != nil && spec.Driver != workloadspec.DriverNative && workloadspec.NativeOnly(a.Type) {
+		r.block = a.Type + " runs natively on the host, never in a container"
+	}
 	h := "-"
 	if spec != nil {
 		h = spec.Hash()

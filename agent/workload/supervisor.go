@@ -38,6 +38,9 @@ type Options struct {
 	MaxLogFiles int
 	// OutputLines is how many last lines of output an exit reports (0: 20).
 	OutputLines int
+	// ForgetAfter is how long a stopped instance is still reported (so the
+	// authority learns it stopped) before it is forgotten (0: 10 min).
+	ForgetAfter time.Duration
 	// OnChange, when set, is called (without locks held) after an instance
 	// changed state.
 	OnChange func(cluster string)
@@ -81,6 +84,9 @@ func New(o Options) (*Supervisor, error) {
 	}
 	if o.OutputLines <= 0 {
 		o.OutputLines = 20
+	}
+	if o.ForgetAfter <= 0 {
+		o.ForgetAfter = 10 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
@@ -193,7 +199,7 @@ func (s *Supervisor) start(r *runner) {
 }
 
 // Statuses are the reported states of cluster's instances, sorted by
-// service id.
+// service id. Instances stopped longer than ForgetAfter ago are forgotten.
 func (s *Supervisor) Statuses(cluster string) []Status {
 	s.mu.Lock()
 	rs := make([]*runner, 0, len(s.runners))
@@ -204,8 +210,18 @@ func (s *Supervisor) Statuses(cluster string) []Status {
 	}
 	s.mu.Unlock()
 	out := make([]Status, 0, len(rs))
+	now := s.o.Now()
 	for _, r := range rs {
-		out = append(out, r.status())
+		st := r.status()
+		if st.State == StateStopped && now.Sub(st.Since) > s.o.ForgetAfter {
+			s.mu.Lock()
+			if s.runners[r.inst.Key] == r {
+				delete(s.runners, r.inst.Key)
+			}
+			s.mu.Unlock()
+			continue
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.ServiceID, b.ServiceID) })
 	return out
