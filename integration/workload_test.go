@@ -287,6 +287,9 @@ func TestServiceWorkloadsInAgent(t *testing.T) {
 		return false
 	})
 	require.Equal(t, before, workloadPIDs(inst), "no duplicate process after re-adoption")
+	st, err := exec.Command(filepath.Join(bin, "rap-node-agent"), "status", "--state", ag.state).CombinedOutput()
+	require.NoError(t, err, string(st))
+	require.Contains(t, string(st), "workload vpn-exit/web: healthy")
 
 	// 7. Every authority stops: the agent is degraded, the workload keeps
 	// running and answering.

@@ -272,6 +272,9 @@ func (m *member) status() MemberStatus {
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
 	m.mu.Unlock()
 	s.Snapshot = m.snapshotStatus()
+	if w := m.a.o.Workloads; w != nil {
+		s.Workloads = w.Statuses(m.cluster)
+	}
 	m.mu.Lock()
 	return s
 }
