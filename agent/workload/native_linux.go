@@ -213,7 +213,13 @@ func (n *Native) Start(inst *Instance) (Handle, error) {
 	if n.cg != nil {
 		if dirs, err = n.cg.create(dirName(inst.Key), inst.Spec.Limits); err != nil {
 			removeCgroups(dirs)
-			return nil, fmt.Errorf("cgroup: %w", err)
+			dirs = nil
+			// Without limits the cgroup only helps to find stragglers: an
+			// agent that may not create one (not root) runs the workload
+			// without it; requested limits are never silently dropped.
+			if inst.Spec.Limits != (workloadspec.Limits{}) {
+				return nil, fmt.Errorf("cgroup: %w", err)
+			}
 		}
 	} else if inst.Spec.Limits != (workloadspec.Limits{}) {
 		return nil, errors.New("resource limits requested but cgroups are disabled on this agent")
