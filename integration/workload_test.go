@@ -316,6 +316,14 @@ func TestServiceWorkloadsInAgent(t *testing.T) {
 		return r.ReportedState == "stopped" && r.DesiredState == "disabled"
 	})
 	g.Eventually(10*time.Second, "the process gone", func() bool { return len(workloadPIDs(inst)) == 0 })
+
+	// 9. Assigned again, then the node is revoked: the agent stops it.
+	require.NoError(t, setService("web", true, workload(sum)))
+	g.Eventually(30*time.Second, "healthy again", func() bool { return services(owner, "svc", nodeID)["web"].ReportedState == "healthy" })
+	require.Len(t, workloadPIDs(inst), 1)
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/svc/nodes/"+nodeID+"/revoke", map[string]any{"reason": "test"}, nil, nil))
+	g.Eventually(30*time.Second, "the workload of a revoked node stopped", func() bool { return len(workloadPIDs(inst)) == 0 })
+	require.Contains(t, ag.out.String(), "state=stopped")
 }
 
 // TestContainerWorkloadInAgent is the container cycle through the real agent
