@@ -302,3 +302,17 @@ func TestOrphanRecordStopped(t *testing.T) {
 	}
 	require.False(t, alive(pid), "an unassigned workload found on disk is stopped")
 }
+
+func TestNativeExecHealthCheck(t *testing.T) {
+	f := newFixture(t)
+	marker := filepath.Join(f.control, "unhealthy")
+	a := f.assignment("svc-exec", "", map[string]any{"health": map[string]any{"kind": "exec", "command": []string{"/bin/sh", "-c", "test ! -e " + marker},
+		"interval": "200ms", "failure_threshold": 3}})
+	f.sup.Apply("c1", []Assignment{a}, grants)
+	f.waitFor("svc-exec", "healthy", func(s Status) bool { return s.State == StateHealthy })
+	require.NoError(t, os.WriteFile(marker, nil, 0o644))
+	s := f.waitFor("svc-exec", "unhealthy", func(s Status) bool { return s.State == StateUnhealthy })
+	require.Contains(t, s.Reason, "health check failed")
+	require.NoError(t, os.Remove(marker))
+	f.waitFor("svc-exec", "healthy again", func(s Status) bool { return s.State == StateHealthy })
+}
