@@ -142,3 +142,22 @@ func TestStoppedInstancesAreForgotten(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	require.Empty(t, s.Statuses("c1"), "forgotten after ForgetAfter")
 }
+
+func TestAssignmentWithoutSpecStaysPending(t *testing.T) {
+	s, err := New(Options{Root: t.TempDir()})
+	require.NoError(t, err)
+	defer s.Close()
+	s.Apply("c1", []Assignment{{ServiceID: "s1", Type: "remote-access", Role: domain.RoleRemoteAccess, Config: []byte(`{"adapters":["ssh"]}`)}},
+		[]Grant{{Role: domain.RoleRemoteAccess}})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := s.Statuses("c1")
+		if len(st) == 1 && st[0].Reason != "" {
+			require.Equal(t, StatePending, st[0].State)
+			require.Contains(t, st[0].Reason, "no workload spec")
+			return
+		}
+		require.True(t, time.Now().Before(deadline))
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -21,8 +21,9 @@ type runner struct {
 	drv     Driver
 	inst    *Instance
 	// block is why the instance must not run ("" when it may); fail why it
-	// cannot (bad spec, no driver).
-	block, fail string
+	// cannot (bad spec, no driver); idleReason why it has nothing to run (no
+	// workload spec: the service is assigned but not yet packaged).
+	block, fail, idleReason string
 	// ident changes whenever the instance must be replaced.
 	ident string
 	prev  *runner
@@ -48,7 +49,7 @@ func newRunner(s *Supervisor, cluster string, a Assignment, grants []Grant) *run
 	case err != nil:
 		r.fail = "invalid workload spec: " + err.Error()
 	case spec == nil:
-		r.fail = "the service config has no workload spec"
+		r.idleReason = "the assignment has no workload spec; nothing to run"
 	default:
 		r.spec, r.inst.Spec = spec, spec
 		r.st.Driver, r.st.Version = spec.Driver, spec.Version()
@@ -64,7 +65,7 @@ func newRunner(s *Supervisor, cluster string, a Assignment, grants []Grant) *run
 	if spec != nil {
 		h = spec.Hash()
 	}
-	r.ident = h + "|" + r.block + "|" + r.fail + "|" + a.Type + "|" + string(a.Role) + "|" + a.OrganizationID
+	r.ident = h + "|" + r.block + "|" + r.fail + "|" + r.idleReason + "|" + a.Type + "|" + string(a.Role) + "|" + a.OrganizationID
 	return r
 }
 
@@ -166,6 +167,11 @@ func (r *runner) run() {
 	}
 	if r.fail != "" {
 		r.set(StateFailed, r.fail, nil)
+		r.idle()
+		return
+	}
+	if r.idleReason != "" {
+		r.set(StatePending, r.idleReason, nil)
 		r.idle()
 		return
 	}
