@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,4 +161,49 @@ func TestAssignmentWithoutSpecStaysPending(t *testing.T) {
 		require.True(t, time.Now().Before(deadline))
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+func (w *syncWriter) String() string { w.mu.Lock(); defer w.mu.Unlock(); return w.b.String() }
+
+func TestFollowAndFindLog(t *testing.T) {
+	root := t.TempDir()
+	inst := &Instance{Key: "c1/s1", Cluster: "c1", Assignment: Assignment{ServiceID: "s1", Type: "vpn-exit", Instance: "web"}, Dir: InstanceDir(root, "c1", "s1")}
+	require.NoError(t, os.MkdirAll(inst.Dir, 0o700))
+	writeMeta(inst)
+	for _, name := range []string{"s1", "vpn-exit", "web", "vpn-exit/web"} {
+		p, err := FindLog(root, "", name)
+		require.NoError(t, err, name)
+		require.Equal(t, inst.LogPath(), p)
+	}
+	_, err := FindLog(root, "other-cluster", "web")
+	require.Error(t, err)
+
+	require.NoError(t, os.WriteFile(inst.LogPath(), []byte("old\n"), 0o600))
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncWriter
+	done := make(chan struct{})
+	go func() { _ = Follow(ctx, inst.LogPath(), 4, &out, 10*time.Millisecond); close(done) }()
+	f, err := os.OpenFile(inst.LogPath(), os.O_APPEND|os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, _ = f.WriteString("new 1\n")
+	require.Eventually(t, func() bool { return out.String() == "new 1\n" }, 10*time.Second, 10*time.Millisecond)
+	// Rotated (truncated): following starts over at the beginning.
+	// (What is written after it stays shorter than what was read: a file
+	// that grew past the old offset again before a poll is indistinguishable.)
+	require.NoError(t, os.Truncate(inst.LogPath(), 0))
+	_, _ = f.WriteString("r\n")
+	f.Close()
+	require.Eventually(t, func() bool { return out.String() == "new 1\nr\n" }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	<-done
 }
