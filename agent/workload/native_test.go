@@ -205,8 +205,11 @@ func TestNativeLifecycle(t *testing.T) {
 	require.Contains(t, strings.Join(out, "\n"), "testworkload started pid")
 
 	// Killed: restarted after its backoff, with a new pid.
+	killed := time.Now()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	f.waitFor("svc-a", "restarting", func(s Status) bool { return s.Restarts == 1 })
 	s = f.waitFor("svc-a", "restarted and healthy", func(s Status) bool { return s.State == StateHealthy && s.PID != pid && s.Restarts == 1 })
+	require.GreaterOrEqual(t, s.Since.Sub(killed), 80*time.Millisecond, "the restart waited its backoff (100 ms ± 20 %)")
 	require.NotNil(t, s.LastExit)
 	require.Equal(t, "SIGKILL", s.LastExit.Signal)
 	require.False(t, alive(pid))
