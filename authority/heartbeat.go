@@ -335,9 +335,11 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	if len(in.Health) == 0 || string(in.Health) == "null" {
 		in.Health = json.RawMessage(`{}`)
 	}
-	if len(in.Services) == 0 || string(in.Services) == "null" {
-		in.Services = json.RawMessage(`[]`)
+	services, err := normalizeServiceReports(in.Services)
+	if err != nil {
+		return HeartbeatAck{}, err
 	}
+	in.Services = services
 	row := store.HeartbeatRow{ClusterID: p.ClusterID, NodeID: p.NodeID, ReceivedAt: now, Seq: in.Seq, AppliedVersion: in.AppliedVersion,
 		AgentVersion: in.AgentVersion, State: in.State, Health: in.Health, AuthorityID: authorityID}
 	k := hbKey{p.ClusterID, p.NodeID}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/store"
+	"github.com/rap-fabric/core/workloadspec"
 )
 
 // ServiceRemoteAccess is the product service "Remote Server/Desktop Access".
@@ -124,6 +125,13 @@ func (a *Authority) SetService(ctx context.Context, actor Actor, cluster, nodeID
 	cfg, err := checkDocument("config", req.Config, false)
 	if err != nil {
 		return ServiceView{}, err
+	}
+	spec, err := workloadspec.FromConfig(cfg)
+	if err != nil {
+		return ServiceView{}, Errf(CodeInvalid, "config.%v", err)
+	}
+	if spec != nil && workloadspec.NativeOnly(serviceType) && spec.Driver != workloadspec.DriverNative {
+		return ServiceView{}, Errf(CodeInvalid, "config.workload.driver: %s runs natively on the host, never in a container", serviceType)
 	}
 	c, err := a.GetCluster(ctx, cluster)
 	if err != nil {

@@ -216,7 +216,7 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 		s.Assignments = append(s.Assignments, ra)
 	}
 	for _, sv := range services {
-		ss := snapshot.ServiceState{ID: sv.ID, NodeID: sv.NodeID, Type: sv.ServiceType, Role: domain.Role(sv.ServiceType),
+		ss := snapshot.ServiceState{ID: sv.ID, NodeID: sv.NodeID, Type: sv.ServiceType, Instance: sv.ServiceInstanceID, Role: domain.Role(sv.ServiceType),
 			Enabled: sv.DesiredState == "enabled", Config: sv.Config}
 		if sv.OrganizationID != nil {
 			ss.OrganizationID = *sv.OrganizationID

@@ -89,18 +89,18 @@ var layers = map[string][]string{
 	// Pure leaves.
 	"domain": {}, "audit": {}, "authn": {}, "jointoken": {}, "pki": {}, "migrations": {},
 	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
-	"agent/statusclient": {},
-	"mesh/":              {"mesh/", "domain"},
+	"agent/statusclient": {}, "workloadspec": {},
+	"mesh/": {"mesh/", "domain"},
 	// Authority side, bottom up.
 	"store":              {"authn", "domain"},
 	"apiclient":          {"pki"},
-	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "snapshot", "store"},
+	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "snapshot", "store", "workloadspec"},
 	"authority/raftnode": {"fsm"},
 	"httpapi":            {"agentapi", "authn", "authority", "domain", "httpapi/console", "pki", "store"},
 	"httpapi/console":    {"authority", "domain", "store"},
 	"daemon":             {"authority", "authority/raftnode", "fsm", "httpapi", "migrations", "pki", "store"},
 	// Agent side: never the authority side.
-	"agent/": {"agent/", "agentapi", "apiclient", "domain", "mesh/", "snapshot"},
+	"agent/": {"agent/", "agentapi", "apiclient", "domain", "mesh/", "snapshot", "workloadspec"},
 	// Binaries.
 	"cmd/rap-authority":  {"apiclient", "authority", "daemon", "fsm", "migrations", "store"},
 	"cmd/rap-node-agent": {"agent/", "domain"},

@@ -39,7 +39,7 @@ func binaries(t *testing.T) string {
 			return
 		}
 		binDir = dir
-		cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/rap-authority", "../cmd/rapctl", "../cmd/rap-node-agent")
+		cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/rap-authority", "../cmd/rapctl", "../cmd/rap-node-agent", "../internal/testworkload")
 		cmd.Stderr = os.Stderr
 		buildErr = cmd.Run()
 	})

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh — `make bench`: every benchmark, each printing its figures beside a
 # baseline measured in the same run (raw UDP vs Noise, plain INSERT vs fenced
-# mutation, raw Raft apply vs ours, Ed25519 vs snapshot signing, …).
+# mutation, raw Raft apply vs ours, Ed25519 vs snapshot signing, service
+# assignment → healthy in PostgreSQL vs the heartbeat interval, agent CPU and
+# memory with 50 native workloads vs idle, …).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -326,7 +326,7 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 			}
 		}
 		x.services[s.NodeID] = append(x.services[s.NodeID], ServiceConfig{
-			ID: s.ID, Type: s.Type, Role: role, OrganizationID: s.OrganizationID, Config: cfgDoc,
+			ID: s.ID, Type: s.Type, Instance: s.Instance, Role: role, OrganizationID: s.OrganizationID, Config: cfgDoc,
 			ResourceRefs: sortedCopy(res), ConnectorRefs: sortedCopy(con),
 		})
 	}

@@ -209,8 +209,11 @@ type TokenKey struct {
 
 // ServiceConfig is one desired service workload of the node.
 type ServiceConfig struct {
-	ID             string          `json:"id"`
-	Type           string          `json:"type"`
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	// Instance names the instance of Type on this node (for the node's own
+	// logs and status; absent in snapshots built before it existed).
+	Instance       string          `json:"instance,omitempty"`
 	Role           domain.Role     `json:"role"`
 	OrganizationID string          `json:"organization_id,omitempty"`
 	Config         json.RawMessage `json:"config,omitempty"`

@@ -95,6 +95,8 @@ type ServiceState struct {
 	ID     string
 	NodeID string
 	Type   string
+	// Instance is the instance name of the type on the node ("default").
+	Instance string
 	// Role is the role that authorizes the workload; empty means
 	// domain.Role(Type).
 	Role           domain.Role

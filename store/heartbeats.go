@@ -67,7 +67,9 @@ func jsonText(b json.RawMessage, def string) string {
 
 // HeartbeatBatch queues, on b, ONE statement appending rows to the heartbeat
 // log (INSERT … SELECT FROM unnest) and, when latest is not empty, ONE upsert
-// of node_heartbeat_latest (unnest … ON CONFLICT, newest wins). latest must not
+// of node_heartbeat_latest (unnest … ON CONFLICT, newest wins) and, when a
+// latest heartbeat reports service workloads, ONE update of their rows in
+// node_service_instances (service_reports.go). latest must not
 // hold the same (cluster, node) twice. Sent with SendBatch, both run in one
 // round trip and one implicit transaction.
 func HeartbeatBatch(b *pgx.Batch, rows []HeartbeatRow, latest []LatestHeartbeat) {
@@ -96,6 +98,7 @@ func HeartbeatBatch(b *pgx.Batch, rows []HeartbeatRow, latest []LatestHeartbeat)
 			}
 		}
 		b.Queue(upsertLatestSQL, c, nd, r, s, av, ag, st, h, f, sv, sa, au)
+		queueServiceReports(b, latest)
 	}
 }
 

@@ -18,14 +18,30 @@ type ServiceInstance struct {
 	DesiredState      string          `json:"desired_state"`
 	Config            json.RawMessage `json:"config"`
 	ReportedState     string          `json:"reported_state"`
-	UpdatedAt         time.Time       `json:"updated_at"`
+	// Health, Version, Restarts, ReportedSince (when the instance entered
+	// ReportedState), Reason (why it is not healthy), LastExit and
+	// ReportedAt (the heartbeat that carried the report) are what the node's
+	// supervisor reported; zero until it reported.
+	Health        string          `json:"health"`
+	Version       string          `json:"version"`
+	Restarts      int             `json:"restarts"`
+	ReportedSince *time.Time      `json:"reported_since,omitempty"`
+	Reason        string          `json:"reason,omitempty"`
+	LastExit      json.RawMessage `json:"last_exit,omitempty"`
+	ReportedAt    *time.Time      `json:"reported_at,omitempty"`
+	UpdatedAt     time.Time       `json:"updated_at"`
 }
 
-const serviceCols = `id::text, cluster_id::text, node_id::text, service_type, service_instance_id, organization_id::text, desired_state, config, reported_state, updated_at`
+const serviceCols = `id::text, cluster_id::text, node_id::text, service_type, service_instance_id, organization_id::text, desired_state, config, reported_state,
+	health, version, restarts, reported_since, reason, last_exit, last_heartbeat_at, updated_at`
 
 func scanService(row scanner) (ServiceInstance, error) {
 	var s ServiceInstance
-	err := row.Scan(&s.ID, &s.ClusterID, &s.NodeID, &s.ServiceType, &s.ServiceInstanceID, &s.OrganizationID, &s.DesiredState, &s.Config, &s.ReportedState, &s.UpdatedAt)
+	err := row.Scan(&s.ID, &s.ClusterID, &s.NodeID, &s.ServiceType, &s.ServiceInstanceID, &s.OrganizationID, &s.DesiredState, &s.Config, &s.ReportedState,
+		&s.Health, &s.Version, &s.Restarts, &s.ReportedSince, &s.Reason, &s.LastExit, &s.ReportedAt, &s.UpdatedAt)
+	if string(s.LastExit) == "null" {
+		s.LastExit = nil
+	}
 	return s, mapErr(err)
 }
 

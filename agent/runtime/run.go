@@ -55,6 +55,9 @@ type RunOptions struct {
 	// (snapshot.go); Mesh the mesh (mesh.go).
 	Snapshot SnapshotOptions
 	Mesh     MeshOptions
+	// Workloads supervises the assigned service workloads; nil runs none
+	// (the heartbeat then reports an empty list).
+	Workloads Workloads
 }
 
 func (o *RunOptions) defaults() {
@@ -129,6 +132,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		n++
 		if m.mode() == state.ModeRevoked {
 			a.log.Warn("membership is revoked; not starting it (enroll again with a new token)", "cluster_id", c)
+			m.stopWorkloads("membership revoked")
 			continue
 		}
 		wg.Add(1)
@@ -194,10 +198,13 @@ type member struct {
 	desiredAt    time.Time
 	loopsStopped bool
 	snap         *snapRun
+	// kick asks the heartbeat loop for an early round (a workload changed
+	// state); see WorkloadsChanged.
+	kick chan struct{}
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
-	m := &member{a: a, cluster: cluster, sendFacts: true}
+	m := &member{a: a, cluster: cluster, sendFacts: true, kick: make(chan struct{}, 1)}
 	if err := m.load(id); err != nil {
 		return nil, err
 	}
@@ -265,6 +272,9 @@ func (m *member) status() MemberStatus {
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
 	m.mu.Unlock()
 	s.Snapshot = m.snapshotStatus()
+	if w := m.a.o.Workloads; w != nil {
+		s.Workloads = w.Statuses(m.cluster)
+	}
 	m.mu.Lock()
 	return s
 }
@@ -279,6 +289,7 @@ func (m *member) loop(ctx context.Context) {
 		c.Close()
 	}()
 	first := true
+	var last time.Time
 	for {
 		if !first {
 			wait := jitter(m.a.o.Interval)
@@ -286,9 +297,19 @@ func (m *member) loop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			case <-m.kick:
+				// Early, but at most one extra round per minKickGap.
+				if gap := minKickGap - time.Since(last); gap > 0 {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(gap):
+					}
+				}
 			}
 		}
 		first = false
+		last = time.Now()
 		if ctx.Err() != nil {
 			return
 		}
@@ -296,6 +317,26 @@ func (m *member) loop(ctx context.Context) {
 			log.Warn("membership revoked: its loops stop and are not retried; enroll again with a new token")
 			return
 		}
+	}
+}
+
+// minKickGap is the shortest time between two heartbeat rounds when
+// workload changes ask for early ones.
+const minKickGap = 200 * time.Millisecond
+
+// WorkloadsChanged asks cluster's membership for an early heartbeat, so a
+// workload's new state reaches the authority without waiting a full
+// interval (agent/workload Options.OnChange). It never blocks.
+func (a *Agent) WorkloadsChanged(cluster string) {
+	a.mu.Lock()
+	m := a.members[cluster]
+	a.mu.Unlock()
+	if m == nil {
+		return
+	}
+	select {
+	case m.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -375,7 +416,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	m.mu.Lock()
 	m.seq++
 	hb := heartbeat{Seq: m.seq, SentAt: m.a.o.Now().UTC(), AgentVersion: m.a.o.AgentVersion, AppliedVersion: int64(m.st.AppliedVersion),
-		State: m.st.Mode, Services: json.RawMessage(`[]`)}
+		State: m.st.Mode}
 	if hb.State != string(state.ModeDegraded) {
 		hb.State = string(state.ModeNormal)
 	}
@@ -387,6 +428,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	}
 	client := m.client
 	m.mu.Unlock()
+	hb.Services = m.workloadReport()
 
 	var ack heartbeatAck
 	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)
@@ -486,6 +528,7 @@ func (m *member) revoke(cause error) {
 	m.st.MembershipStatus = string(domain.MembershipRevoked)
 	m.mu.Unlock()
 	m.putMode(state.ModeRevoked, now, reason)
+	m.stopWorkloads(reason)
 	if ms, err := m.a.st.Membership(m.cluster); err == nil {
 		ms.Status = domain.MembershipRevoked
 		_ = m.a.st.PutMembership(m.cluster, ms)

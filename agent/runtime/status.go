@@ -17,6 +17,7 @@ import (
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
 	"github.com/rap-fabric/core/agent/statusclient"
+	"github.com/rap-fabric/core/agent/workload"
 )
 
 // StatusReport is the body of the local status endpoint (GET /v1/status on
@@ -56,6 +57,8 @@ type MemberStatus struct {
 	DesiredPolledAt   time.Time `json:"desired_polled_at,omitzero"`
 	// Snapshot is the snapshot loop's view (running agent only).
 	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// Workloads are the supervised service instances (running agent only).
+	Workloads []workload.Status `json:"workloads,omitempty"`
 }
 
 // Health summarizes a membership for people: ok, degraded, revoked, failing
@@ -184,6 +187,17 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 			fmt.Fprintf(tw, "\t  reason: %s\n", m.ModeReason)
 		}
 		writeSnapshotLine(tw, m.Snapshot)
+		for _, s := range m.Workloads {
+			name := s.Type
+			if s.Instance != "" {
+				name += "/" + s.Instance
+			}
+			fmt.Fprintf(tw, "	  workload %s: %s since %s, health %s, version %s, restarts %d", name, s.State, s.Since.Local().Format(time.RFC3339), s.Health, dash(s.Version), s.Restarts)
+			if s.Reason != "" {
+				fmt.Fprintf(tw, " (%s)", s.Reason)
+			}
+			fmt.Fprintln(tw)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -5,6 +5,7 @@
 //	rap-node-agent status [--state PATH] [--status-socket PATH] [-o table|json]
 //	rap-node-agent mesh ping NODE [--cluster ID] [--state PATH] [--status-socket PATH] [-o table|json]
 //	rap-node-agent mesh links [--state PATH] [--status-socket PATH] [-o table|json]
+//	rap-node-agent logs SERVICE [--follow] [--tail N] [--cluster ID] [--state PATH]
 //	rap-node-agent version
 //
 // enroll joins one cluster (run it again with another token and pin for a
@@ -12,6 +13,12 @@
 // while it runs). run heartbeats every enrolled membership until SIGINT or
 // SIGTERM. status asks the running agent over its unix socket (mode 0600) and
 // falls back to reading the state file when no agent runs.
+//
+// run supervises the service workloads the verified snapshots assign (see
+// agent/workload): their directories, records and output logs live under
+// --workloads-dir (default: workloads/ next to the state file). logs prints
+// (and with --follow keeps printing) a workload's output, by service id or
+// type; it reads the files, so it works whether or not the agent runs.
 //
 // Defaults come from the environment: RAP_STATE (state file),
 // RAP_AUTHORITIES, RAP_CA_PIN, RAP_TOKEN, RAP_CAPABILITIES (comma-separated).
@@ -58,6 +65,8 @@ func main() {
 		err = status(os.Args[2:])
 	case "mesh":
 		err = meshCmd(os.Args[2:])
+	case "logs":
+		err = logsCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println(version)
 		return
@@ -84,6 +93,7 @@ func usage() {
   rap-node-agent status [--state PATH] [--status-socket PATH] [-o table|json]
   rap-node-agent mesh ping NODE [--cluster ID] [--state PATH] [--status-socket PATH] [-o table|json]
   rap-node-agent mesh links [--state PATH] [--status-socket PATH] [-o table|json]
+  rap-node-agent logs SERVICE [--follow] [--tail N] [--cluster ID] [--state PATH]
   rap-node-agent version
 `)
 }
@@ -195,6 +205,7 @@ func run(args []string) error {
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
 	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
+	wl := workloadFlags(fs, statePath)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -213,7 +224,25 @@ func run(args []string) error {
 	defer st.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a := runtime.NewAgent(st, runtime.RunOptions{Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
+	// The agent is built after the supervisor; state changes of workloads
+	// ask it for an early heartbeat.
+	var a *runtime.Agent
+	sup, err := wl.supervisor(log, func(cluster string) {
+		if a != nil {
+			a.WorkloadsChanged(cluster)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var workloads runtime.Workloads
+	if sup != nil {
+		// On exit the agent stops supervising but leaves the workloads
+		// running: the next agent re-adopts them.
+		defer sup.Close()
+		workloads = sup
+	}
+	a = runtime.NewAgent(st, runtime.RunOptions{Workloads: workloads, Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
 		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport}})

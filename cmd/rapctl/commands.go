@@ -223,7 +223,7 @@ var commands = []cmd{
 			m, p, body, err := b()
 			return m, strings.Replace(p, "/X", "/v1/clusters/"+c+"/services", 1), body, err
 		}
-	}, table: []string{"id", "node_id", "service_type", "service_instance_id", "organization_id", "desired_state", "reported_state"}},
+	}, table: []string{"id", "node_id", "service_type", "service_instance_id", "desired_state", "reported_state", "health", "version", "restarts", "reason"}},
 	{path: "service enable-all", args: "CLUSTER TYPE", help: "enable every instance of a service type in a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/services/{type}/enable", "cluster", "type")},
 	{path: "service disable-all", args: "CLUSTER TYPE", help: "disable every instance of a service type in a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/services/{type}/disable", "cluster", "type")},
 	{path: "group create", args: "CLUSTER NAME", help: "create a node group (--parent GROUP for a child group; fenced)", flags: func(fs *flag.FlagSet) builder {

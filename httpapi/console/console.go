@@ -72,7 +72,9 @@ type console struct {
 }
 
 // New returns the console handler (mount it at /console/).
-func New(o Options) http.Handler {
+func New(o Options) http.Handler { return http.HandlerFunc(newConsole(o).serve) }
+
+func newConsole(o Options) *console {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
@@ -114,7 +116,7 @@ func New(o Options) http.Handler {
 	m.HandleFunc("GET /console/trust", c.page("trust", c.trust))
 	m.HandleFunc("GET /console/account", c.page("account", c.account))
 	c.mux = m
-	return http.HandlerFunc(c.serve)
+	return c
 }
 
 func (c *console) serve(w http.ResponseWriter, r *http.Request) {
