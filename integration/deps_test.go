@@ -17,6 +17,7 @@ func TestProductionCodeDoesNotImportTesting(t *testing.T) {
 		"github.com/rap-fabric/core/internal/pgtest":   true,
 		"github.com/rap-fabric/core/internal/authtest": true,
 		"github.com/rap-fabric/core/internal/testwait": true,
+		"github.com/rap-fabric/core/internal/testport": true,
 		"github.com/rap-fabric/core/integration/chaos": true,
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

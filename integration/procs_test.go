@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/internal/pgtest"
+	"github.com/rap-fabric/core/internal/testport"
 	"github.com/rap-fabric/core/internal/testwait"
 )
 
@@ -47,12 +47,10 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
+// freePort is a loopback address whose port lies below the ephemeral range,
+// so that a process restarted on it cannot find it taken by an outgoing
+// connection (see internal/testport).
+func freePort(t *testing.T) string { return testport.Stable(t) }
 
 // proc is one running rap-authority process.
 type proc struct {

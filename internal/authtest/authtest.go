@@ -22,6 +22,7 @@ import (
 	"github.com/rap-fabric/core/authority/raftnode/rafttest"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/pgtest"
+	"github.com/rap-fabric/core/internal/testport"
 )
 
 // Group is a harness of in-process authorities over real TCP (Raft and TLS API)
@@ -79,7 +80,9 @@ func (l *Logs) String() string {
 // Start starts authority i (again, after a stop: same addresses and data dir).
 func (g *Group) Start(i int) *daemon.Daemon {
 	t := g.t
-	addr, api := "127.0.0.1:0", "127.0.0.1:0"
+	// Ports below the ephemeral range: a restart listens on the same
+	// addresses again, and no outgoing connection can take them meanwhile.
+	addr, api := testport.Stable(t), testport.Stable(t)
 	if g.layers[i] != nil { // a restart keeps its addresses
 		addr, api = g.layers[i].Addr().String(), g.apis[i]
 	}
