@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +34,11 @@ import (
 // (joinMissing: the snapshot's peer list, i.e. every directory peer not yet a
 // verified member, retried every 2 s). The baselines are plain memberlist
 // with DefaultLANConfig: once seeded exactly like ours, once the classic way
-// (every member joins one seed; join burst only, capped at benchOneSeedCap).
+// (every member joins one seed; join burst only, capped at benchOneSeedCap),
+// and once with our transport settings (key, label) but no delegates (join
+// burst only). Each kill trial also prints when the first member saw the
+// victim dead (the rest is propagation) and memberlist's Lifeguard health
+// scores at the kill (a high score means slowed probing after missed acks).
 //
 // One run per invocation: go test -run '^$' -bench BenchmarkGossip50 -benchtime 1x ./mesh/gossip/
 func BenchmarkGossip50(b *testing.B) {
@@ -41,6 +47,7 @@ func BenchmarkGossip50(b *testing.B) {
 		ours := runScenario(b, "ours", startOurs, true, true)
 		base := runScenario(b, "memberlist", startPlain, true, true)
 		one := runScenario(b, "memberlist-1seed", startPlain, false, false)
+		keyed := runScenario(b, "memberlist+key", startKeyed, true, false)
 		load1 := loadAvg()
 
 		// A figure that did not converge is reported as its cap.
@@ -56,12 +63,13 @@ func BenchmarkGossip50(b *testing.B) {
 		b.ReportMetric(base.deadMax, "ml_dead_by_all_max_s")
 		b.ReportMetric(finite(one.join.pairs99, benchOneSeedCap), "ml1seed_join_99pct_pairs_s")
 		b.ReportMetric(float64(one.join.missingPairs), "ml1seed_pairs_missing_at_cap")
+		b.ReportMetric(finite(keyed.join.max, benchJoinCap), "mlkey_join_all_max_s")
 		b.ReportMetric(finite(ours.join.max, benchJoinCap)/2, "join_max/goal_2s")
 		b.ReportMetric(ours.deadMax/8, "dead_max/goal_8s")
 
 		fmt.Printf("gossip %d nodes, loopback, DefaultLANConfig (load average %s → %s); goals: convergence ≤ 2 s, dead seen by all ≤ 8 s\n",
 			benchN, load0, load1)
-		for _, r := range []scenarioResult{ours, base, one} {
+		for _, r := range []scenarioResult{ours, base, one, keyed} {
 			fmt.Println("gossip   " + r.String())
 		}
 	}
@@ -75,7 +83,7 @@ const (
 	// (30 s in DefaultLANConfig): it is reported as "not converged by".
 	benchJoinCap    = 30 * time.Second
 	benchOneSeedCap = 10 * time.Second
-	benchDeadCap    = 40 * time.Second
+	benchDeadCap    = 25 * time.Second
 	// agentJoinRetry and agentTick mirror agent/meshrun: joinMissing runs
 	// every Tick (default 100 ms) and joins at most every joinRetry.
 	agentJoinRetry = 2 * time.Second
@@ -156,6 +164,10 @@ type benchMember struct {
 	id, addr string
 	v        *view
 	join     func([]string) (int, error)
+	joinErrs atomic.Int64  // seeds that did not answer
+	rejected func() uint64 // records refused (ours only)
+	meta     int           // signed record size (ours only)
+	health   func() int    // memberlist's Lifeguard health score (0 is best)
 	shutdown func()
 	stopOnce sync.Once
 	stop     chan struct{} // ends the member's seeder and watcher
@@ -170,15 +182,29 @@ func (m *benchMember) kill() {
 
 type starter func(b *testing.B, n int) []*benchMember
 
+// benchDir is an immutable Directory, lock-free like agent/meshrun's view
+// of the signed directory (an atomic pointer to a map).
+type benchDir map[string]ed25519.PublicKey
+
+func (d benchDir) Lookup(id string) (ed25519.PublicKey, []byte, bool) {
+	k, ok := d[id]
+	return k, nil, ok
+}
+
+func (d benchDir) Revoked(string) bool { return false }
+
 // startOurs starts n members of this package configured as agent/meshrun
 // does (Base nil: memberlist.DefaultLANConfig; cluster key and label).
 func startOurs(b *testing.B, n int) []*benchMember {
-	dir := newTestDir()
+	dir := benchDir{}
+	for i := range n {
+		id := fmt.Sprintf("n%02d", i)
+		dir[id] = key(id).Public().(ed25519.PublicKey)
+	}
 	ms := make([]*benchMember, 0, n)
 	for i := range n {
 		id := fmt.Sprintf("n%02d", i)
 		k := key(id)
-		dir.add(id, k.Public().(ed25519.PublicKey))
 		g, err := New(Config{
 			NodeID: id, ClusterID: "bench", IdentityKey: k, GossipKey: gossipKey, Directory: dir,
 			Endpoints: []netip.AddrPort{meshEP(i)}, Region: "r1", Load: 0.5,
@@ -187,7 +213,7 @@ func startOurs(b *testing.B, n int) []*benchMember {
 		if err != nil {
 			b.Fatal(err)
 		}
-		m := &benchMember{id: id, addr: g.Addr(), v: newView(), join: g.Join, stop: make(chan struct{}),
+		m := &benchMember{id: id, addr: g.Addr(), v: newView(), join: g.Join, health: g.ml.GetHealthScore, rejected: func() uint64 { return g.Stats().Rejected }, meta: len(g.delegateMeta()), stop: make(chan struct{}),
 			shutdown: func() { _ = g.Shutdown() }}
 		go func() { // the candidate list as the agent's link manager reads it
 			for {
@@ -231,7 +257,14 @@ func (e *plainEvents) NotifyLeave(n *memberlist.Node) {
 func (e *plainEvents) NotifyUpdate(*memberlist.Node) {}
 
 // startPlain starts n plain memberlist members with DefaultLANConfig.
-func startPlain(b *testing.B, n int) []*benchMember {
+func startPlain(b *testing.B, n int) []*benchMember { return startMemberlist(b, n, false) }
+
+// startKeyed starts n plain memberlist members with DefaultLANConfig plus
+// what New adds to the transport (cluster key, verified gossip, label) but
+// none of its delegates: it separates transport cost from record handling.
+func startKeyed(b *testing.B, n int) []*benchMember { return startMemberlist(b, n, true) }
+
+func startMemberlist(b *testing.B, n int, keyed bool) []*benchMember {
 	ms := make([]*benchMember, 0, n)
 	for i := range n {
 		id := fmt.Sprintf("n%02d", i)
@@ -239,12 +272,17 @@ func startPlain(b *testing.B, n int) []*benchMember {
 		c := memberlist.DefaultLANConfig()
 		c.Name, c.BindAddr, c.BindPort = id, "127.0.0.1", 0
 		c.LogOutput = io.Discard
+		if keyed {
+			c.SecretKey = gossipKey
+			c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+			c.Label = "rap-fabric/bench"
+		}
 		c.Events = &plainEvents{self: id, v: v}
 		ml, err := memberlist.Create(c)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ms = append(ms, &benchMember{id: id, addr: ml.LocalNode().Address(), v: v, join: ml.Join,
+		ms = append(ms, &benchMember{id: id, addr: ml.LocalNode().Address(), v: v, join: ml.Join, health: ml.GetHealthScore,
 			stop: make(chan struct{}), shutdown: func() { _ = ml.Shutdown() }})
 	}
 	return ms
@@ -267,7 +305,11 @@ func seedLikeAgent(m *benchMember, all []*benchMember) {
 				}
 			}
 			if len(addrs) > 0 {
-				go func() { _, _ = m.join(addrs) }()
+				go func() {
+					if n, _ := m.join(addrs); n < len(addrs) {
+						m.joinErrs.Add(int64(len(addrs) - n))
+					}
+				}()
 			}
 		}
 		select {
@@ -289,6 +331,12 @@ type scenarioResult struct {
 	join                joinResult
 	joinCap             time.Duration
 	dead                []float64 // seconds, per trial: seen dead by all
+	deadFirst           []float64 // seconds, per trial: seen dead by the first member
+	health              []string  // per trial at the kill: sum/max of the live members' health scores
+	joinErrs            int64     // seed contacts that failed during the join burst
+	rejected            uint64    // records refused by verification (ours)
+	metaBytes           int       // size of one signed record (ours)
+	cpuJoin, cpuAll     float64   // process CPU seconds: join burst, whole scenario
 	deadMedian, deadMax float64
 	deadErr             string
 }
@@ -297,12 +345,21 @@ func (r scenarioResult) String() string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "%-17s join burst: all %d peers known p50 %.2f s, max %s; 99 %% of pairs %s",
 		r.name, benchN-1, r.join.p50, capped(r.join.max, r.join.capped, r.joinCap), capped(r.join.pairs99, math.IsInf(r.join.pairs99, 1), r.joinCap))
+	fmt.Fprintf(&s, " (failed seed contacts %d", r.joinErrs)
+	if r.metaBytes > 0 {
+		fmt.Fprintf(&s, ", records rejected %d, %d-byte signed record per member", r.rejected, r.metaBytes)
+	}
+	fmt.Fprintf(&s, "; CPU %.1f s", r.cpuJoin)
+	s.WriteString(")")
 	if r.join.missingPairs > 0 {
 		fmt.Fprintf(&s, " (%d of %d pairs unknown at the cap)", r.join.missingPairs, benchN*(benchN-1))
 	}
 	if len(r.dead) > 0 {
-		fmt.Fprintf(&s, "; killed member dead for all: median %.2f s, max %.2f s (trials %v)", r.deadMedian, r.deadMax, secs(r.dead))
+		fmt.Fprintf(&s, "; killed member dead for all: median %.2f s, max %.2f s (trials %v; first member saw it dead at %v)",
+			r.deadMedian, r.deadMax, secs(r.dead), secs(r.deadFirst))
+		fmt.Fprintf(&s, "; Lifeguard health score sum/max at each kill %v", r.health)
 	}
+	fmt.Fprintf(&s, "; process CPU for the scenario %.1f s", r.cpuAll)
 	if r.deadErr != "" {
 		s.WriteString("; " + r.deadErr)
 	}
@@ -335,8 +392,11 @@ func secs(v []float64) []string {
 // runScenario starts benchN members, runs a join burst (seeded like the
 // agent, or every member joining member 0 once) and, if kills, benchKill
 // failure trials, then shuts everything down.
-func runScenario(b *testing.B, name string, start starter, agentSeeding, kills bool) scenarioResult {
+func runScenario(b *testing.B, name string, start starter, agentSeeding, kills bool) (res scenarioResult) {
+	cpu0 := cpuSeconds()
 	ms := start(b, benchN)
+	res = scenarioResult{name: name, joinCap: benchJoinCap, metaBytes: ms[0].meta}
+	defer func() { res.cpuAll = cpuSeconds() - cpu0 }()
 	defer func() {
 		for _, m := range ms {
 			if !m.dead {
@@ -344,7 +404,6 @@ func runScenario(b *testing.B, name string, start starter, agentSeeding, kills b
 			}
 		}
 	}()
-	res := scenarioResult{name: name, joinCap: benchJoinCap}
 	t0 := time.Now()
 	if agentSeeding {
 		for _, m := range ms {
@@ -357,6 +416,13 @@ func runScenario(b *testing.B, name string, start starter, agentSeeding, kills b
 		}
 	}
 	res.join = measureJoin(ms, t0, res.joinCap)
+	res.cpuJoin = cpuSeconds() - cpu0
+	for _, m := range ms {
+		res.joinErrs += m.joinErrs.Load()
+		if m.rejected != nil {
+			res.rejected += m.rejected()
+		}
+	}
 	if !kills {
 		return res
 	}
@@ -366,12 +432,21 @@ func runScenario(b *testing.B, name string, start starter, agentSeeding, kills b
 			res.deadErr = fmt.Sprintf("trial %d: %s not listed by every member before the kill", trial, victim.id)
 			break
 		}
-		d, ok := measureKill(ms, victim)
+		sum, worst := 0, 0
+		for _, m := range ms {
+			if !m.dead {
+				h := m.health()
+				sum, worst = sum+h, max(worst, h)
+			}
+		}
+		res.health = append(res.health, fmt.Sprintf("%d/%d", sum, worst))
+		d, first, ok := measureKill(ms, victim)
 		if !ok {
 			res.deadErr = fmt.Sprintf("trial %d: %s still listed %.0f s after the kill", trial, victim.id, benchDeadCap.Seconds())
 			d = benchDeadCap.Seconds()
 		}
 		res.dead = append(res.dead, d)
+		res.deadFirst = append(res.deadFirst, first)
 	}
 	if len(res.dead) > 0 {
 		s := slices.Sorted(slices.Values(res.dead))
@@ -449,11 +524,12 @@ func measureJoin(ms []*benchMember, t0 time.Time, limit time.Duration) joinResul
 }
 
 // measureKill shuts victim down without leaving and returns the seconds
-// until no live member lists it any more.
-func measureKill(ms []*benchMember, victim *benchMember) (float64, bool) {
+// until no live member lists it any more, and until the first one stopped
+// listing it (the rest is propagation of the dead message).
+func measureKill(ms []*benchMember, victim *benchMember) (all, first float64, ok bool) {
 	tk := time.Now()
 	victim.kill()
-	ok := waitUntil(benchDeadCap, func() bool {
+	ok = waitUntil(benchDeadCap, func() bool {
 		for _, m := range ms {
 			if !m.dead && m.v.has(victim.id) {
 				return false
@@ -461,16 +537,26 @@ func measureKill(ms []*benchMember, victim *benchMember) (float64, bool) {
 		}
 		return true
 	})
-	if !ok {
-		return 0, false
-	}
-	worst := 0.0
+	first = math.Inf(1)
 	for _, m := range ms {
-		if !m.dead {
-			worst = max(worst, m.v.goneAt(victim.id).Sub(tk).Seconds())
+		if m.dead {
+			continue
+		}
+		if at := m.v.goneAt(victim.id); !at.IsZero() {
+			d := at.Sub(tk).Seconds()
+			all, first = max(all, d), min(first, d)
 		}
 	}
-	return worst, true
+	return all, first, ok
+}
+
+// cpuSeconds is this process's user+system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 func loadAvg() string {
