@@ -94,10 +94,15 @@ type Stats struct {
 	Accepted uint64 // records accepted (join or update)
 	Rejected uint64 // records ignored (any verification failure)
 	Left     uint64 // members seen leaving or dead
+	// SigChecks counts Ed25519 record verifications performed; a record
+	// byte-identical to the one already accepted for its member is not
+	// checked again (see verify).
+	SigChecks uint64
 }
 
 type member struct {
 	rec     Record
+	meta    []byte // the accepted signed record, as received
 	pub     ed25519.PublicKey
 	addr    string
 	rtt     time.Duration
@@ -118,8 +123,8 @@ type Gossip struct {
 	lastErr  map[string]error  // last rejection per member name (bounded)
 	shutdown bool
 
-	changes                  chan struct{}
-	accepted, rejected, left atomic.Uint64
+	changes                             chan struct{}
+	accepted, rejected, left, sigChecks atomic.Uint64
 }
 
 // rttAlpha is the EWMA weight of a new RTT sample.
@@ -346,7 +351,7 @@ func (g *Gossip) LastRejection(name string) error {
 
 // Stats returns the counters.
 func (g *Gossip) Stats() Stats {
-	return Stats{Accepted: g.accepted.Load(), Rejected: g.rejected.Load(), Left: g.left.Load()}
+	return Stats{Accepted: g.accepted.Load(), Rejected: g.rejected.Load(), Left: g.left.Load(), SigChecks: g.sigChecks.Load()}
 }
 
 // NumMembers returns memberlist's count of alive members, this node
@@ -381,9 +386,22 @@ func (g *Gossip) notify() {
 }
 
 // verify checks a member's meta; it does not store anything.
+//
+// memberlist hands every member's meta to NotifyAlive for each alive
+// message and for every member in every push/pull merge (a join pushes and
+// pulls the whole membership), holding its node lock: at 50 members a join
+// burst delivers hundreds of thousands of copies of unchanged records. Meta
+// byte-identical to the record already accepted for that member (or to this
+// node's own) is therefore not verified again, as long as the Directory
+// still holds the key it was verified with and does not revoke the node.
+// Anything else, including every older or changed record, takes the full
+// check.
 func (g *Gossip) verify(n *memberlist.Node) (Record, ed25519.PublicKey, error) {
 	if len(n.Meta) == 0 || len(n.Meta) > memberlist.MetaMaxSize {
 		return Record{}, nil, fmt.Errorf("%w: meta is %d bytes", ErrMalformed, len(n.Meta))
+	}
+	if rec, pub, ok := g.alreadyVerified(n); ok {
+		return rec, pub, nil
 	}
 	claimed, _, _, err := DecodeRecord(n.Meta)
 	if err != nil {
@@ -406,6 +424,7 @@ func (g *Gossip) verify(n *memberlist.Node) (Record, ed25519.PublicKey, error) {
 			return Record{}, nil, fmt.Errorf("%w: %q", ErrUnknownNode, n.Name)
 		}
 	}
+	g.sigChecks.Add(1)
 	rec, err := VerifyRecord(n.Meta, pub)
 	if err != nil {
 		return Record{}, nil, err
@@ -417,6 +436,25 @@ func (g *Gossip) verify(n *memberlist.Node) (Record, ed25519.PublicKey, error) {
 		return Record{}, nil, fmt.Errorf("%w: %q incarnation %d < %d", ErrStale, n.Name, rec.Incarnation, seen)
 	}
 	return rec, pub, nil
+}
+
+// alreadyVerified returns the stored record when n carries exactly the meta
+// already accepted for it (this node's own current meta included) and the
+// Directory still vouches for the key it was verified with.
+func (g *Gossip) alreadyVerified(n *memberlist.Node) (Record, ed25519.PublicKey, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n.Name == g.cfg.NodeID {
+		if bytes.Equal(n.Meta, g.meta) {
+			return g.rec, g.self, true
+		}
+		return Record{}, nil, false
+	}
+	m := g.members[n.Name]
+	if m == nil || !bytes.Equal(n.Meta, m.meta) || !g.stillValid(n.Name, m) {
+		return Record{}, nil, false
+	}
+	return m.rec, m.pub, true
 }
 
 func (g *Gossip) reject(name string, err error) {
@@ -457,6 +495,9 @@ func (g *Gossip) upsert(n *memberlist.Node) {
 		g.members[n.Name] = m
 	}
 	m.rec, m.pub, m.addr = rec, pub, n.Address()
+	if !bytes.Equal(m.meta, n.Meta) {
+		m.meta = bytes.Clone(n.Meta)
+	}
 	if rec.Incarnation > g.seen[n.Name] {
 		g.seen[n.Name] = rec.Incarnation
 	}

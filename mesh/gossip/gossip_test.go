@@ -468,3 +468,99 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("too many endpoints: %v", err)
 	}
 }
+
+// memberlist re-delivers every member's unchanged meta in each alive message
+// and push/pull merge, under its node lock; a record byte-identical to the
+// accepted one must not cost another signature check, while every changed,
+// older, tampered, revoked or re-keyed record still gets the full check.
+func TestUnchangedRecordsNotReverified(t *testing.T) {
+	dir := newTestDir()
+	g := startNode(t, dir, "n0", 0)
+	k1 := key("n1")
+	dir.add("n1", k1.Public().(ed25519.PublicKey))
+	d := &delegate{g: g}
+	node := func(inc uint64) *memberlist.Node {
+		m, err := EncodeRecord(Record{ClusterID: "c1", NodeID: "n1", Endpoints: []netip.AddrPort{meshEP(1)}, Incarnation: inc}, k1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &memberlist.Node{Name: "n1", Addr: []byte{127, 0, 0, 1}, Port: 1, Meta: m}
+	}
+	checks := func() uint64 { return g.Stats().SigChecks }
+	expect := func(what string, before, more uint64) {
+		t.Helper()
+		if got := checks() - before; got != more {
+			t.Errorf("%s: %d signature checks, want %d", what, got, more)
+		}
+	}
+
+	// Own meta, as every push/pull carries it: checked at most once.
+	self := &memberlist.Node{Name: "n0", Meta: g.delegateMeta()}
+	c0 := checks()
+	for range 100 {
+		if err := d.NotifyAlive(self); err != nil {
+			t.Fatalf("own record: %v", err)
+		}
+	}
+	expect("own unchanged record ×100", c0, 0)
+
+	// First sight of n1: one check for NotifyAlive and one for the NotifyJoin
+	// that stores it (once per new record), none for 100 re-deliveries.
+	n100 := node(100)
+	c0 = checks()
+	if err := d.NotifyAlive(n100); err != nil {
+		t.Fatal(err)
+	}
+	d.NotifyJoin(n100)
+	expect("first alive+join", c0, 2)
+	c0 = checks()
+	for range 100 {
+		if err := d.NotifyAlive(&memberlist.Node{Name: "n1", Meta: bytes.Clone(n100.Meta)}); err != nil {
+			t.Fatalf("unchanged record refused: %v", err)
+		}
+	}
+	expect("unchanged record ×100", c0, 0)
+
+	// A tampered copy differs in bytes: full check, refused, n1 kept.
+	bad := bytes.Clone(n100.Meta)
+	bad[len(bad)-1] ^= 1
+	c0 = checks()
+	if err := d.NotifyAlive(&memberlist.Node{Name: "n1", Meta: bad}); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("tampered: %v", err)
+	}
+	expect("tampered", c0, 1)
+	// The same bytes under another member's name are not the cached record.
+	if err := d.NotifyAlive(&memberlist.Node{Name: "n2", Meta: n100.Meta}); err == nil {
+		t.Error("n1's record accepted for member n2")
+	}
+
+	// Newer record: checked; the older one is then stale (checked, refused).
+	n200 := node(200)
+	c0 = checks()
+	d.NotifyUpdate(n200)
+	if err := d.NotifyAlive(n100); !errors.Is(err, ErrStale) {
+		t.Errorf("replayed older record: %v", err)
+	}
+	expect("newer then replayed older", c0, 2)
+	if got := g.Candidates(); len(got) != 1 || got[0].Incarnation != 200 {
+		t.Fatalf("candidates %+v", got)
+	}
+
+	// Re-keyed in the directory: the cached record no longer passes.
+	dir.add("n1", key("n1-new").Public().(ed25519.PublicKey))
+	if err := d.NotifyAlive(n200); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("record under the old key after a key change: %v", err)
+	}
+	dir.add("n1", k1.Public().(ed25519.PublicKey))
+	if err := d.NotifyAlive(n200); err != nil {
+		t.Errorf("key restored: %v", err)
+	}
+	// Revoked: refused even though the bytes are the accepted ones.
+	dir.revoke("n1")
+	if err := d.NotifyAlive(n200); !errors.Is(err, ErrRevoked) {
+		t.Errorf("revoked: %v", err)
+	}
+	if got := g.Candidates(); len(got) != 0 {
+		t.Errorf("revoked node still a candidate: %+v", got)
+	}
+}
