@@ -1,0 +1,359 @@
+package meshtransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rap-fabric/core/mesh/e2e"
+)
+
+// ServicePrefix starts the e2e service name of every VPN connection.
+const ServicePrefix = "vpn/"
+
+// Service returns the e2e service name of a connection.
+func Service(connectionID string) string { return ServicePrefix + connectionID }
+
+// Errors of the package; match with errors.Is.
+var (
+	// ErrConfig means the Config is invalid.
+	ErrConfig = errors.New("meshtransport: invalid config")
+	// ErrNoPeer means there is no peer to send to yet: no exit set, or no
+	// connector has opened a flow to this exit.
+	ErrNoPeer = errors.New("meshtransport: no peer")
+	// ErrClosed means the transport was closed.
+	ErrClosed = errors.New("meshtransport: closed")
+)
+
+// Mesh is what the transport needs from the node's mesh; agent/meshrun's
+// Node implements it.
+type Mesh interface {
+	DialService(dst, service string) (*e2e.Conn, error)
+	HandleService(service string, h e2e.Handler)
+	UnhandleService(service string)
+}
+
+// Config configures a transport.
+type Config struct {
+	// ConnectionID names the connection (service "vpn/<id>"). Required.
+	ConnectionID string
+	// MaxPacket is the largest packet carried (default 1500; the tunnel's
+	// MTU is enough). Larger received packets are dropped.
+	MaxPacket int
+	// Queue is the number of received packets buffered for Recv (default 1024).
+	Queue int
+	// IdleRedial (connector): when nothing arrived from the exit for this
+	// long while packets are being sent, the flow is dialled again — the
+	// exit may have restarted and lost it (default 5 s).
+	IdleRedial time.Duration
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+}
+
+func (c *Config) validate() error {
+	if c.ConnectionID == "" {
+		return fmt.Errorf("%w: connection id is required", ErrConfig)
+	}
+	if c.MaxPacket <= 0 {
+		c.MaxPacket = 1500
+	}
+	if c.MaxPacket > e2e.MaxFrameLen-1024 {
+		return fmt.Errorf("%w: max packet %d too large", ErrConfig, c.MaxPacket)
+	}
+	if c.Queue <= 0 {
+		c.Queue = 1024
+	}
+	if c.IdleRedial <= 0 {
+		c.IdleRedial = 5 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return nil
+}
+
+// Stats count what a transport dropped on receive.
+type Stats struct {
+	// DroppedQueue: the ring was full. DroppedTooLarge: a packet exceeded
+	// MaxPacket. DroppedUnauthorized (exit): a flow from a node that is not
+	// a connector of the connection. Redials (connector): flows dialled
+	// again.
+	DroppedQueue, DroppedTooLarge, DroppedUnauthorized, Redials uint64
+}
+
+// ring hands received packets from the mesh goroutine to Recv through
+// preallocated buffers.
+type ring struct {
+	free, full chan []byte
+	last       []byte
+	done       chan struct{}
+	once       sync.Once
+	max        int
+	queue      atomic.Uint64
+	tooLarge   atomic.Uint64
+}
+
+func newRing(n, size int) *ring {
+	r := &ring{free: make(chan []byte, n), full: make(chan []byte, n), done: make(chan struct{}), max: size}
+	for range n {
+		r.free <- make([]byte, 0, size)
+	}
+	return r
+}
+
+// push copies msg into a free buffer; it never blocks.
+func (r *ring) push(msg []byte) {
+	if len(msg) > r.max {
+		r.tooLarge.Add(1)
+		return
+	}
+	select {
+	case b := <-r.free:
+		b = append(b[:0], msg...)
+		select {
+		case r.full <- b:
+		default:
+			r.free <- b
+			r.queue.Add(1)
+		}
+	default:
+		r.queue.Add(1)
+	}
+}
+
+// pop returns the next packet; the previous one's buffer is recycled.
+func (r *ring) pop(ctx context.Context) ([]byte, error) {
+	if r.last != nil {
+		r.free <- r.last
+		r.last = nil
+	}
+	select {
+	case <-r.done:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case b := <-r.full:
+		r.last = b
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-r.done:
+		return nil, ErrClosed
+	}
+}
+
+func (r *ring) close() { r.once.Do(func() { close(r.done) }) }
+
+// Connector is the connector end: it dials the exit's service and follows
+// the exit as the lease moves (SetExit). Implements tunnel.Transport.
+type Connector struct {
+	m       Mesh
+	cfg     Config
+	service string
+	r       *ring
+	redials atomic.Uint64
+	recvAt  atomic.Int64 // unix nanos of the last packet from the exit
+
+	mu       sync.Mutex
+	exit     string
+	conn     *e2e.Conn
+	dialedAt time.Time
+	closed   bool
+}
+
+// NewConnector returns the connector end of cfg.ConnectionID. exit may be
+// empty until the lease holder is known: Send then fails with ErrNoPeer.
+func NewConnector(m Mesh, cfg Config, exit string) (*Connector, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: mesh is required", ErrConfig)
+	}
+	return &Connector{m: m, cfg: cfg, service: Service(cfg.ConnectionID), r: newRing(cfg.Queue, cfg.MaxPacket), exit: exit}, nil
+}
+
+// SetExit points the connector at the node now holding the connection's
+// lease; the flow to the previous exit is closed and the next Send dials
+// the new one. Empty means no exit (Send fails with ErrNoPeer).
+func (c *Connector) SetExit(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if node == c.exit {
+		return
+	}
+	c.exit = node
+	c.dropLocked()
+}
+
+// Exit returns the node the connector sends to.
+func (c *Connector) Exit() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exit
+}
+
+func (c *Connector) dropLocked() {
+	if c.conn != nil {
+		old := c.conn
+		c.conn = nil
+		old.SetHandler(nil)
+		go old.Close() // sends an authenticated close; never on the packet path
+	}
+}
+
+// current returns the flow to the exit, dialling when there is none, the
+// last one closed, or the exit has been silent for IdleRedial.
+func (c *Connector) current() (*e2e.Conn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return nil, ErrClosed
+	case c.exit == "":
+		return nil, ErrNoPeer
+	}
+	if c.conn != nil && c.conn.Err() == nil {
+		now := c.cfg.Clock()
+		last := time.Unix(0, c.recvAt.Load())
+		if now.Sub(c.dialedAt) < c.cfg.IdleRedial || now.Sub(last) < c.cfg.IdleRedial {
+			return c.conn, nil
+		}
+	}
+	if c.conn != nil {
+		c.redials.Add(1)
+	}
+	c.dropLocked()
+	conn, err := c.m.DialService(c.exit, c.service)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetHandler(func(from *e2e.Conn, msg []byte) {
+		c.recvAt.Store(c.cfg.Clock().UnixNano())
+		c.r.push(msg)
+	})
+	c.conn, c.dialedAt = conn, c.cfg.Clock()
+	return conn, nil
+}
+
+// Send seals pkt for the exit.
+func (c *Connector) Send(pkt []byte) error {
+	conn, err := c.current()
+	if err != nil {
+		return err
+	}
+	return conn.Send(pkt)
+}
+
+// Recv returns the next packet from the exit (valid until the next Recv).
+func (c *Connector) Recv(ctx context.Context) ([]byte, error) { return c.r.pop(ctx) }
+
+// Stats returns the counters.
+func (c *Connector) Stats() Stats {
+	return Stats{DroppedQueue: c.r.queue.Load(), DroppedTooLarge: c.r.tooLarge.Load(), Redials: c.redials.Load()}
+}
+
+// Close closes the flow; Recv returns ErrClosed.
+func (c *Connector) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.dropLocked()
+	c.mu.Unlock()
+	c.r.close()
+	return nil
+}
+
+// Exit is the exit end: it serves the connection's service for the
+// connectors of the connection and answers on the flow the last packet
+// came in on. Implements tunnel.Transport.
+type Exit struct {
+	m            Mesh
+	cfg          Config
+	service      string
+	r            *ring
+	unauthorized atomic.Uint64
+	conn         atomic.Pointer[e2e.Conn]
+
+	mu         sync.Mutex
+	connectors []string
+	closed     bool
+}
+
+// NewExit registers the exit end of cfg.ConnectionID on m, accepting flows
+// only from the given connector nodes. One connector at a time carries the
+// connection: replies go to the flow that last delivered a packet.
+func NewExit(m Mesh, cfg Config, connectors []string) (*Exit, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, fmt.Errorf("%w: mesh is required", ErrConfig)
+	}
+	e := &Exit{m: m, cfg: cfg, service: Service(cfg.ConnectionID), r: newRing(cfg.Queue, cfg.MaxPacket), connectors: slices.Clone(connectors)}
+	m.HandleService(e.service, e.handle)
+	return e, nil
+}
+
+// SetConnectors replaces the nodes allowed to send into the connection.
+func (e *Exit) SetConnectors(nodes []string) {
+	e.mu.Lock()
+	e.connectors = slices.Clone(nodes)
+	e.mu.Unlock()
+	if c := e.conn.Load(); c != nil && !slices.Contains(nodes, c.Remote()) {
+		e.conn.CompareAndSwap(c, nil)
+	}
+}
+
+func (e *Exit) handle(c *e2e.Conn, msg []byte) {
+	if cur := e.conn.Load(); cur != c {
+		e.mu.Lock()
+		ok := !e.closed && slices.Contains(e.connectors, c.Remote())
+		e.mu.Unlock()
+		if !ok {
+			e.unauthorized.Add(1)
+			return
+		}
+		e.conn.Store(c)
+	}
+	e.r.push(msg)
+}
+
+// Send seals pkt for the connector on the current flow.
+func (e *Exit) Send(pkt []byte) error {
+	c := e.conn.Load()
+	if c == nil {
+		return ErrNoPeer
+	}
+	err := c.Send(pkt)
+	if errors.Is(err, e2e.ErrClosed) {
+		e.conn.CompareAndSwap(c, nil)
+	}
+	return err
+}
+
+// Recv returns the next packet from a connector (valid until the next Recv).
+func (e *Exit) Recv(ctx context.Context) ([]byte, error) { return e.r.pop(ctx) }
+
+// Stats returns the counters.
+func (e *Exit) Stats() Stats {
+	return Stats{DroppedQueue: e.r.queue.Load(), DroppedTooLarge: e.r.tooLarge.Load(), DroppedUnauthorized: e.unauthorized.Load()}
+}
+
+// Close stops serving the connection: the service is unregistered and the
+// current flow closed; Recv returns ErrClosed.
+func (e *Exit) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	e.m.UnhandleService(e.service)
+	if c := e.conn.Swap(nil); c != nil {
+		_ = c.Close()
+	}
+	e.r.close()
+	return nil
+}

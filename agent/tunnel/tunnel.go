@@ -1,0 +1,180 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+)
+
+// Tunnel is one connection's running data path on this node. Safe for
+// concurrent use.
+type Tunnel struct {
+	cfg  Config
+	name string
+	tun  *os.File
+	tr   Transport
+	flt  filter
+	c    counters
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start brings the connection's data path up on this node: the TUN named
+// Name(cfg.Prefix, cfg.ConnectionID) with cfg.Address and cfg.MTU, routes
+// for the far side's prefixes (connector: RemotePrefixes, exit:
+// ClientPrefixes) into it, forwarding and masquerade rules where
+// cfg.Policy says so, and two goroutines moving packets between the TUN
+// and tr. On error nothing it created is left behind. The caller keeps
+// ownership of tr (Stop does not close it).
+func Start(cfg Config, tr Transport) (*Tunnel, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if tr == nil {
+		return nil, fmt.Errorf("%w: transport is required", ErrConfig)
+	}
+	t := &Tunnel{cfg: cfg, name: Name(cfg.Prefix, cfg.ConnectionID), tr: tr, flt: newFilter(cfg)}
+	if err := t.setup(); err != nil {
+		t.teardown()
+		return nil, fmt.Errorf("%w: %s: %w", ErrSetup, t.name, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.cancel = cancel
+	t.wg.Add(2)
+	go t.fromTUN()
+	go t.toTUN(ctx)
+	return t, nil
+}
+
+func (t *Tunnel) setup() error {
+	cfg := t.cfg
+	// A link or table of this name is a leftover (this process holds no
+	// other tunnel of the same connection): remove it first.
+	if err := deleteLink(cfg.NetNS, t.name); err != nil {
+		return err
+	}
+	if err := deleteTable(cfg.NetNS, t.name); err != nil {
+		return err
+	}
+	var err error
+	if t.tun, err = openTUN(cfg.NetNS, t.name); err != nil {
+		return err
+	}
+	h, err := netlinkHandle(cfg.NetNS)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	routes := cfg.ClientPrefixes
+	if cfg.Role == RoleConnector {
+		routes = cfg.RemotePrefixes
+	}
+	if err := configureLink(h, t.name, cfg, routes); err != nil {
+		return err
+	}
+	if cfg.Policy.Forward {
+		v6 := slices.ContainsFunc(slices.Concat(cfg.ClientPrefixes, cfg.RemotePrefixes, []netip.Prefix{cfg.Address}), func(p netip.Prefix) bool { return p.Addr().Is6() })
+		if err := enableForwarding(cfg.NetNS, v6); err != nil {
+			return fmt.Errorf("enable forwarding: %w", err)
+		}
+		if err := addRules(cfg.NetNS, t.name, cfg.Policy.Masquerade); err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+	}
+	return nil
+}
+
+// teardown closes the TUN (which removes the device and its routes) and
+// deletes the link if it still exists and the nftables table.
+func (t *Tunnel) teardown() error {
+	var errs []error
+	if t.tun != nil {
+		if err := t.tun.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, deleteLink(t.cfg.NetNS, t.name), deleteTable(t.cfg.NetNS, t.name))
+	return errors.Join(errs...)
+}
+
+// Name returns the TUN interface name.
+func (t *Tunnel) Name() string { return t.name }
+
+// Stats returns the counters.
+func (t *Tunnel) Stats() Stats { return t.c.snapshot(t.name) }
+
+// Stop stops forwarding at once and removes the interface, its routes and
+// the nftables table. It is idempotent and returns the first Stop's error.
+func (t *Tunnel) Stop() error {
+	t.stopOnce.Do(func() {
+		t.cancel()
+		// Closing the TUN unblocks fromTUN's Read; cancel unblocks Recv.
+		err := t.teardown()
+		t.wg.Wait()
+		t.stopErr = err
+	})
+	return t.stopErr
+}
+
+// fromTUN reads packets the kernel routed into the tunnel and sends those
+// the policy allows to the peer. One buffer, no allocation per packet.
+func (t *Tunnel) fromTUN() {
+	defer t.wg.Done()
+	buf := make([]byte, t.cfg.MTU+64)
+	for {
+		n, err := t.tun.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue // a transient read error (EINTR-like); the device is still ours
+		}
+		pkt := buf[:n]
+		if r, ok := t.flt.outbound(pkt); !ok {
+			t.c.drops[r].Add(1)
+			continue
+		}
+		if err := t.tr.Send(pkt); err != nil {
+			t.c.drops[DropTransport].Add(1)
+			continue
+		}
+		t.c.txPkts.Add(1)
+		t.c.txBytes.Add(uint64(n))
+	}
+}
+
+// toTUN writes packets from the peer that the policy allows to the TUN.
+func (t *Tunnel) toTUN(ctx context.Context) {
+	defer t.wg.Done()
+	for {
+		pkt, err := t.tr.Recv(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// The transport is closed or broken: wait for Stop rather than spin.
+			<-ctx.Done()
+			return
+		}
+		if r, ok := t.flt.inbound(pkt); !ok {
+			t.c.drops[r].Add(1)
+			continue
+		}
+		if _, err := t.tun.Write(pkt); err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return
+			}
+			t.c.drops[DropWrite].Add(1)
+			continue
+		}
+		t.c.rxPkts.Add(1)
+		t.c.rxBytes.Add(uint64(len(pkt)))
+	}
+}
