@@ -397,6 +397,7 @@ func TestDrillTunnelDirect(t *testing.T) {
 		t.Fatalf("plaintext on the mesh link: marker in %d frames, inner header in %d", ms.Found[0], ms.Found[1])
 	}
 
+	t.Logf("transport receive drops: exit %+v connector %+v", w.exitTr.Stats(), w.conTr.Stats())
 	cs, es := w.conTun.Stats(), w.exitTun.Stats()
 	t.Logf("connector %+v\nexit %+v", cs, es)
 	if cs.TxBytes < size || es.RxBytes < size || es.TxPackets == 0 || cs.RxPackets == 0 {
