@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh — `make bench`: every benchmark, each printing its figures beside a
-# baseline measured in the same run (raw UDP vs Noise, plain INSERT vs fenced
+# baseline measured in the same run (raw UDP vs Noise, bare veth vs the
+# VPN tunnel vs wireguard-go and Nebula, plain INSERT vs fenced
 # mutation, raw Raft apply vs ours, Ed25519 vs snapshot signing, …).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,4 +16,8 @@ runb -benchtime 1000x ./bench/
 runb -benchtime 2000x ./authority/raftnode/
 runb ./snapshot/
 runb -benchtime 2s ./mesh/...
+# Tunnel vs wireguard-go vs Nebula vs bare veth, same run, same namespaces
+# (needs root; iperf3, wireguard-go, wireguard-tools, nebula from Debian).
+scripts/install-tools.sh ping:iputils-ping iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula
+runb -bench TunnelVsPeers -benchtime 1x -timeout 10m ./integration/chaos/
 echo "figures saved in $out"

@@ -62,7 +62,7 @@ const (
 var tunMarker = []byte("RAP-TUNNEL-PLAINTEXT-MARKER/")
 
 type tunWorld struct {
-	t                                *testing.T
+	t                                testing.TB
 	net                              *Network
 	client, con, exit, remote, relay *Host
 	nodes                            map[string]*meshrun.Node
@@ -72,7 +72,7 @@ type tunWorld struct {
 	conCfg, exitCfg                  tunnel.Config
 }
 
-func requireTools(t *testing.T, tools ...string) {
+func requireTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -83,7 +83,7 @@ func requireTools(t *testing.T, tools ...string) {
 
 // newTunWorld builds the hosts and the mesh; relayed keeps connector and
 // exit from linking directly, so their flow crosses the relay host.
-func newTunWorld(t *testing.T, relayed bool) *tunWorld {
+func newTunWorld(t testing.TB, relayed bool) *tunWorld {
 	requireNetns(t)
 	requireTools(t, "ping")
 	n, err := NewNetwork(t)

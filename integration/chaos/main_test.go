@@ -43,7 +43,7 @@ func requireChaos(t *testing.T) {
 
 // requireNetns skips (or, under CI, fails) a drill that needs root and
 // network namespaces but no PostgreSQL.
-func requireNetns(t *testing.T) {
+func requireNetns(t testing.TB) {
 	t.Helper()
 	ci := os.Getenv("CI") != ""
 	if os.Geteuid() != 0 {
