@@ -41,6 +41,15 @@ type Transport interface {
 	Recv(ctx context.Context) ([]byte, error)
 }
 
+// Receiver is implemented by transports that can deliver packets by
+// calling a function on their own receive goroutine (pkt valid only during
+// the call; fn must not block), sparing a copy and a goroutine hand-off per
+// packet. Start uses it instead of Recv when the transport has it; nil
+// detaches.
+type Receiver interface {
+	SetReceiver(fn func(pkt []byte))
+}
+
 // Policy is the route policy of a connection as enforced on this node.
 type Policy struct {
 	// Allowed are the destination prefixes clients may reach. Empty means

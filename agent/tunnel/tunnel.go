@@ -30,9 +30,10 @@ type Tunnel struct {
 // Name(cfg.Prefix, cfg.ConnectionID) with cfg.Address and cfg.MTU, routes
 // for the far side's prefixes (connector: RemotePrefixes, exit:
 // ClientPrefixes) into it, forwarding and masquerade rules where
-// cfg.Policy says so, and two goroutines moving packets between the TUN
-// and tr. On error nothing it created is left behind. The caller keeps
-// ownership of tr (Stop does not close it).
+// cfg.Policy says so, a goroutine reading the TUN into tr and, unless tr
+// is a Receiver, one writing tr.Recv's packets to the TUN. On error
+// nothing it created is left behind. The caller keeps ownership of tr
+// (Stop does not close it).
 func Start(cfg Config, tr Transport) (*Tunnel, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -47,9 +48,14 @@ func Start(cfg Config, tr Transport) (*Tunnel, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
-	t.wg.Add(2)
+	t.wg.Add(1)
 	go t.fromTUN()
-	go t.toTUN(ctx)
+	if r, ok := tr.(Receiver); ok {
+		r.SetReceiver(func(pkt []byte) { _ = t.deliver(pkt) })
+	} else {
+		t.wg.Add(1)
+		go t.toTUN(ctx)
+	}
 	return t, nil
 }
 
@@ -114,6 +120,9 @@ func (t *Tunnel) Stats() Stats { return t.c.snapshot(t.name) }
 // the nftables table. It is idempotent and returns the first Stop's error.
 func (t *Tunnel) Stop() error {
 	t.stopOnce.Do(func() {
+		if r, ok := t.tr.(Receiver); ok {
+			r.SetReceiver(nil)
+		}
 		t.cancel()
 		// Closing the TUN unblocks fromTUN's Read; cancel unblocks Recv.
 		err := t.teardown()
@@ -163,18 +172,27 @@ func (t *Tunnel) toTUN(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
-		if r, ok := t.flt.inbound(pkt); !ok {
-			t.c.drops[r].Add(1)
-			continue
+		if t.deliver(pkt) == os.ErrClosed {
+			return
 		}
-		if _, err := t.tun.Write(pkt); err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			t.c.drops[DropWrite].Add(1)
-			continue
-		}
-		t.c.rxPkts.Add(1)
-		t.c.rxBytes.Add(uint64(len(pkt)))
 	}
+}
+
+// deliver checks a packet from the peer against the policy and writes it
+// to the TUN; it returns os.ErrClosed once the TUN is closed.
+func (t *Tunnel) deliver(pkt []byte) error {
+	if r, ok := t.flt.inbound(pkt); !ok {
+		t.c.drops[r].Add(1)
+		return nil
+	}
+	if _, err := t.tun.Write(pkt); err != nil {
+		if errors.Is(err, os.ErrClosed) {
+			return os.ErrClosed
+		}
+		t.c.drops[DropWrite].Add(1)
+		return nil
+	}
+	t.c.rxPkts.Add(1)
+	t.c.rxBytes.Add(uint64(len(pkt)))
+	return nil
 }

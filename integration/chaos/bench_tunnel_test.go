@@ -33,7 +33,7 @@ import (
 func BenchmarkTunnelVsPeers(b *testing.B) {
 	requireTools(b, "iperf3", "ping", "wireguard-go", "wg", "nebula", "nebula-cert", "ip")
 	w := newTunWorld(b, false)
-	w.start()
+	w.start(false)
 	w.waitPing()
 	dir := b.TempDir()
 	if _, err := w.exit.Start("iperf3-server", "iperf3", "-s", "-p", "5201"); err != nil {
@@ -60,7 +60,7 @@ func BenchmarkTunnelVsPeers(b *testing.B) {
 	}
 	b.Run("rap-tunnel-relayed", func(b *testing.B) {
 		r := newTunWorld(b, true)
-		r.start()
+		r.start(false)
 		r.waitPing()
 		if _, err := r.exit.Start("iperf3-server", "iperf3", "-s", "-p", "5201"); err != nil {
 			b.Fatal(err)

@@ -177,9 +177,14 @@ func newTunWorld(t testing.TB, relayed bool) *tunWorld {
 	return w
 }
 
+// recvOnly hides the transport's tunnel.Receiver, so the tunnel takes
+// packets through Recv (its other delivery path).
+type recvOnly struct{ tunnel.Transport }
+
 // start brings up both ends (exit first, so the connector's first flow
-// finds its service), after removing leftovers of earlier runs.
-func (w *tunWorld) start() {
+// finds its service), after removing leftovers of earlier runs. pull makes
+// the tunnels use Transport.Recv instead of the push receiver.
+func (w *tunWorld) start(pull bool) {
 	t := w.t
 	for _, h := range []*Host{w.con, w.exit} {
 		if _, err := tunnel.Cleanup(h.NS(), ""); err != nil {
@@ -194,7 +199,11 @@ func (w *tunWorld) start() {
 	t.Cleanup(func() { _ = w.exitTr.Close() })
 	w.exitCfg = tunnel.Config{ConnectionID: tunConnID, Role: tunnel.RoleExit, Address: tunExitAddr, ClientPrefixes: []netip.Prefix{tunClientNet},
 		RemotePrefixes: []netip.Prefix{tunRemoteNet}, Policy: tunnel.Policy{Allowed: []netip.Prefix{tunAllowed}, Forward: true, Masquerade: true}, NetNS: w.exit.NS()}
-	if w.exitTun, err = tunnel.Start(w.exitCfg, w.exitTr); err != nil {
+	var exitTr, conTr tunnel.Transport = w.exitTr, nil
+	if pull {
+		exitTr = recvOnly{w.exitTr}
+	}
+	if w.exitTun, err = tunnel.Start(w.exitCfg, exitTr); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.exitTun.Stop() })
@@ -204,7 +213,11 @@ func (w *tunWorld) start() {
 	t.Cleanup(func() { _ = w.conTr.Close() })
 	w.conCfg = tunnel.Config{ConnectionID: tunConnID, Role: tunnel.RoleConnector, Address: tunConAddr, ClientPrefixes: []netip.Prefix{tunClientNet},
 		RemotePrefixes: []netip.Prefix{tunRemoteNet}, Policy: tunnel.Policy{Allowed: []netip.Prefix{tunAllowed}, Forward: true}, NetNS: w.con.NS()}
-	if w.conTun, err = tunnel.Start(w.conCfg, w.conTr); err != nil {
+	conTr = w.conTr
+	if pull {
+		conTr = recvOnly{w.conTr}
+	}
+	if w.conTun, err = tunnel.Start(w.conCfg, conTr); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.conTun.Stop() })
@@ -358,7 +371,7 @@ func TestDrillTunnelDirect(t *testing.T) {
 	if out, err := w.ping(w.client, tunRemoteIP.Addr(), 1); err == nil {
 		t.Fatalf("remote reachable without the tunnel:\n%s", out)
 	}
-	w.start() // runs Cleanup first
+	w.start(false) // runs Cleanup first
 	if links, tables, _ := tunnel.Leftovers(w.exit.NS(), ""); slices.Contains(links, tunnel.DefaultPrefix+"stale1") || slices.Contains(tables, tunnel.DefaultPrefix+"stale1") {
 		t.Fatalf("Cleanup left %v %v", links, tables)
 	}
@@ -433,7 +446,7 @@ func TestDrillTunnelDirect(t *testing.T) {
 // the frames, and its wire shows no plaintext.
 func TestDrillTunnelRelayed(t *testing.T) {
 	w := newTunWorld(t, true)
-	w.start()
+	w.start(true) // the Recv path, while the direct drill uses the receiver
 	capRelay, err := w.relay.StartCapture("eth0", tunMarker, innerHeader())
 	if err != nil {
 		t.Fatal(err)

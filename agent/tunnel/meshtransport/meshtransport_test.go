@@ -141,6 +141,25 @@ func TestConnectorExitOverRelayedMesh(t *testing.T) {
 	exchange(t, con, exit2, []byte("to-new-exit"))
 	exchange(t, exit2, con, []byte("back-from-new-exit"))
 
+	// With a receiver set, packets bypass Recv.
+	got := make(chan []byte, 16)
+	con.SetReceiver(func(pkt []byte) {
+		select {
+		case got <- append([]byte(nil), pkt...):
+		default:
+		}
+	})
+	testwait.For(t, 10*time.Second, "packet to the receiver", func() (bool, string) {
+		_ = exit2.Send([]byte("pushed"))
+		select {
+		case p := <-got:
+			return bytes.Equal(p, []byte("pushed")), string(p)
+		case <-time.After(200 * time.Millisecond):
+			return false, "nothing"
+		}
+	})
+	con.SetReceiver(nil)
+
 	// Too large packets are dropped by the receiver, not delivered cut.
 	big := bytes.Repeat([]byte{1}, 1401)
 	_ = con.Send(big)
