@@ -23,10 +23,13 @@ const (
 	DropTransport
 	// DropWrite: writing the packet to the TUN failed.
 	DropWrite
+	// DropLocalScope: a multicast or link-local destination (the kernel's
+	// own neighbour discovery, MLD or IGMP on the TUN); never carried.
+	DropLocalScope
 	numDrops
 )
 
-var dropNames = [numDrops]string{"malformed", "destination_not_allowed", "source_not_allowed", "transport", "tun_write"}
+var dropNames = [numDrops]string{"malformed", "destination_not_allowed", "source_not_allowed", "transport", "tun_write", "local_scope"}
 
 // String returns the reason as reported in status ("destination_not_allowed", …).
 func (r DropReason) String() string {
@@ -90,6 +93,8 @@ func (f *filter) outbound(pkt []byte) (DropReason, bool) {
 	switch {
 	case !ok:
 		return DropMalformed, false
+	case dst.IsMulticast() || dst.IsLinkLocalUnicast():
+		return DropLocalScope, false
 	case !inAny(dst, f.far):
 		return DropDestination, false
 	case !inAny(src, f.near):

@@ -62,6 +62,8 @@ func TestFilterConnectorAndExit(t *testing.T) {
 		{RoleExit, ip4("198.18.3.2", "198.18.2.2"), true, true, 0},
 		{RoleExit, ip4("198.18.3.2", "198.18.8.8"), true, false, DropDestination},
 		{RoleExit, ip6("2001:db8:3::2", "2001:db8:3::3"), true, false, DropDestination},
+		{RoleExit, ip6("fe80::1", "ff02::16"), true, false, DropLocalScope},
+		{RoleConnector, ip4("198.18.4.1", "224.0.0.22"), true, false, DropLocalScope},
 	} {
 		cfg := testConfig(tc.role)
 		if err := cfg.validate(); err != nil {

@@ -32,7 +32,7 @@ import (
 // covers forwarding and masquerade.
 func BenchmarkTunnelVsPeers(b *testing.B) {
 	requireTools(b, "iperf3", "ping", "wireguard-go", "wg", "nebula", "nebula-cert", "ip")
-	w := newTunWorld(b, false)
+	w := newTunWorld(b, false, false)
 	w.start(false)
 	w.waitPing()
 	dir := b.TempDir()
@@ -59,7 +59,7 @@ func BenchmarkTunnelVsPeers(b *testing.B) {
 		b.Run(sys.name, func(b *testing.B) { measure(b, w.con, sys.dst) })
 	}
 	b.Run("rap-tunnel-relayed", func(b *testing.B) {
-		r := newTunWorld(b, true)
+		r := newTunWorld(b, true, false)
 		r.start(false)
 		r.waitPing()
 		if _, err := r.exit.Start("iperf3-server", "iperf3", "-s", "-p", "5201"); err != nil {

@@ -47,6 +47,8 @@ var (
 	tunExitLAN   = netip.MustParsePrefix("198.18.3.1/24")
 	tunRemoteIP  = netip.MustParsePrefix("198.18.3.2/24")
 	tunForbidden = netip.MustParsePrefix("198.18.3.200/24") // routed into the tunnel, outside the policy
+	tunExit2LAN  = netip.MustParsePrefix("198.18.7.1/24")
+	tunRemoteIP2 = netip.MustParsePrefix("198.18.7.2/24")
 	tunConAddr   = netip.MustParsePrefix("198.18.4.1/30")
 	tunExitAddr  = netip.MustParsePrefix("198.18.4.2/30")
 )
@@ -65,6 +67,7 @@ type tunWorld struct {
 	t                                testing.TB
 	net                              *Network
 	client, con, exit, remote, relay *Host
+	exit2                            *Host
 	nodes                            map[string]*meshrun.Node
 	conTun, exitTun                  *tunnel.Tunnel
 	conTr                            *meshtransport.Connector
@@ -82,8 +85,10 @@ func requireTools(t testing.TB, tools ...string) {
 }
 
 // newTunWorld builds the hosts and the mesh; relayed keeps connector and
-// exit from linking directly, so their flow crosses the relay host.
-func newTunWorld(t testing.TB, relayed bool) *tunWorld {
+// exit from linking directly, so their flow crosses the relay host; exit2
+// adds a second exit host with its own link to the remote host (the lease
+// can move to it).
+func newTunWorld(t testing.TB, relayed, exit2 bool) *tunWorld {
 	requireNetns(t)
 	requireTools(t, "ping")
 	n, err := NewNetwork(t)
@@ -104,6 +109,12 @@ func newTunWorld(t testing.TB, relayed bool) *tunWorld {
 		}
 		meshHosts = append(meshHosts, w.relay)
 	}
+	if exit2 {
+		if w.exit2, err = n.AddHost("exit2", 64); err != nil {
+			t.Fatal(err)
+		}
+		meshHosts = append(meshHosts, w.exit2)
+	}
 	if w.client, err = n.AddLinkedHost("client", tunClientIP, w.con, "to-client", tunConLAN); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +123,16 @@ func newTunWorld(t testing.TB, relayed bool) *tunWorld {
 	}
 	if err := w.remote.AddAddress("eth0", tunForbidden); err != nil {
 		t.Fatal(err)
+	}
+	if exit2 {
+		// exit2 reaches the remote host over its own link (198.18.7.0/24)
+		// and routes the remote network through it.
+		if err := n.LinkHosts(w.exit2, "to-remote", tunExit2LAN, w.remote, "eth1", tunRemoteIP2); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.exit2.AddRoute(tunRemoteNet, tunRemoteIP2.Addr()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// The client's only way out is its connector; the remote host has no
 	// route beyond its own network (the exit masquerades).
@@ -186,34 +207,19 @@ type recvOnly struct{ tunnel.Transport }
 // the tunnels use Transport.Recv instead of the push receiver.
 func (w *tunWorld) start(pull bool) {
 	t := w.t
-	for _, h := range []*Host{w.con, w.exit} {
-		if _, err := tunnel.Cleanup(h.NS(), ""); err != nil {
-			t.Fatal(err)
-		}
+	if _, err := tunnel.Cleanup(w.con.NS(), ""); err != nil {
+		t.Fatal(err)
 	}
+	w.exitTun, w.exitTr, w.exitCfg = w.startExit(w.exit, pull)
 	trCfg := meshtransport.Config{ConnectionID: tunConnID, MaxPacket: tunnel.DefaultMTU}
 	var err error
-	if w.exitTr, err = meshtransport.NewExit(w.nodes["exit"], trCfg, []string{"con"}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.exitTr.Close() })
-	w.exitCfg = tunnel.Config{ConnectionID: tunConnID, Role: tunnel.RoleExit, Address: tunExitAddr, ClientPrefixes: []netip.Prefix{tunClientNet},
-		RemotePrefixes: []netip.Prefix{tunRemoteNet}, Policy: tunnel.Policy{Allowed: []netip.Prefix{tunAllowed}, Forward: true, Masquerade: true}, NetNS: w.exit.NS()}
-	var exitTr, conTr tunnel.Transport = w.exitTr, nil
-	if pull {
-		exitTr = recvOnly{w.exitTr}
-	}
-	if w.exitTun, err = tunnel.Start(w.exitCfg, exitTr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = w.exitTun.Stop() })
-	if w.conTr, err = meshtransport.NewConnector(w.nodes["con"], trCfg, "exit"); err != nil {
+	if w.conTr, err = meshtransport.NewConnector(w.nodes["con"], trCfg, w.exit.Name); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.conTr.Close() })
 	w.conCfg = tunnel.Config{ConnectionID: tunConnID, Role: tunnel.RoleConnector, Address: tunConAddr, ClientPrefixes: []netip.Prefix{tunClientNet},
 		RemotePrefixes: []netip.Prefix{tunRemoteNet}, Policy: tunnel.Policy{Allowed: []netip.Prefix{tunAllowed}, Forward: true}, NetNS: w.con.NS()}
-	conTr = w.conTr
+	var conTr tunnel.Transport = w.conTr
 	if pull {
 		conTr = recvOnly{w.conTr}
 	}
@@ -221,6 +227,32 @@ func (w *tunWorld) start(pull bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.conTun.Stop() })
+}
+
+// startExit brings up the exit end on h (what the lease holder does when
+// it acquires the lease), after removing leftovers there.
+func (w *tunWorld) startExit(h *Host, pull bool) (*tunnel.Tunnel, *meshtransport.Exit, tunnel.Config) {
+	t := w.t
+	if _, err := tunnel.Cleanup(h.NS(), ""); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := meshtransport.NewExit(w.nodes[h.Name], meshtransport.Config{ConnectionID: tunConnID, MaxPacket: tunnel.DefaultMTU}, []string{w.con.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	cfg := tunnel.Config{ConnectionID: tunConnID, Role: tunnel.RoleExit, Address: tunExitAddr, ClientPrefixes: []netip.Prefix{tunClientNet},
+		RemotePrefixes: []netip.Prefix{tunRemoteNet}, Policy: tunnel.Policy{Allowed: []netip.Prefix{tunAllowed}, Forward: true, Masquerade: true}, NetNS: h.NS()}
+	var ttr tunnel.Transport = tr
+	if pull {
+		ttr = recvOnly{tr}
+	}
+	tun, err := tunnel.Start(cfg, ttr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tun.Stop() })
+	return tun, tr, cfg
 }
 
 // ping runs `ping` from h to dst and returns its output.
@@ -342,7 +374,7 @@ func (w *tunWorld) checkStopped() {
 // counted; Stop removes interfaces, routes and nftables tables; Cleanup
 // removes leftovers named by the prefix.
 func TestDrillTunnelDirect(t *testing.T) {
-	w := newTunWorld(t, false)
+	w := newTunWorld(t, false, false)
 
 	// Leftovers of a "previous run" in the exit's namespace: a link with a
 	// route and an nftables table named by the prefix.
@@ -423,6 +455,9 @@ func TestDrillTunnelDirect(t *testing.T) {
 	if out, err := w.ping(w.exit, tunForbidden.Addr(), 1); err != nil {
 		t.Fatalf("the forbidden address does not answer even from the exit: %v\n%s", err, out)
 	}
+	if d := w.conTun.Stats().Drops["destination_not_allowed"] + w.exitTun.Stats().Drops["destination_not_allowed"]; d != 0 {
+		t.Fatalf("%d policy drops of legitimate traffic: connector %+v exit %+v", d, w.conTun.Stats(), w.exitTun.Stats())
+	}
 	before := w.conTun.Stats().Drops["destination_not_allowed"]
 	if out, err := w.ping(w.client, tunForbidden.Addr(), 3); err == nil {
 		t.Fatalf("ping outside the route policy passed:\n%s", out)
@@ -445,7 +480,7 @@ func TestDrillTunnelDirect(t *testing.T) {
 // flow crosses a relay; ping and the TCP transfer pass, the relay forwards
 // the frames, and its wire shows no plaintext.
 func TestDrillTunnelRelayed(t *testing.T) {
-	w := newTunWorld(t, true)
+	w := newTunWorld(t, true, false)
 	w.start(true) // the Recv path, while the direct drill uses the receiver
 	capRelay, err := w.relay.StartCapture("eth0", tunMarker, innerHeader())
 	if err != nil {
@@ -482,4 +517,116 @@ func lastLines(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, "\n")
+}
+
+// TestDrillTunnelExitMoves: the data-path half of failover. The exit's
+// mesh node dies (socket closed, no goodbye) while a UDP probe stream runs
+// client → remote every 20 ms; the old exit's tunnel is stopped, the next
+// holder (exit2, with its own link to the remote host) starts its end and
+// the connector is pointed at it — what the lease logic of issue 19 will do
+// on a lease move, done here by the test at once. The probe stream resumes
+// through exit2; the gap (last reply before the kill → first reply after)
+// is reported. It excludes lease expiry and election, which belong to the
+// control plane.
+func TestDrillTunnelExitMoves(t *testing.T) {
+	w := newTunWorld(t, false, true)
+	w.start(false)
+	w.waitPing()
+
+	pc, err := w.remote.ListenPacket("udp", net.JoinHostPort(tunRemoteIP.Addr().String(), "7007"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() { // echo
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := w.client.DialContext(ctx, "udp", net.JoinHostPort(tunRemoteIP.Addr().String(), "7007"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var replies []time.Time
+	go func() { // receive
+		buf := make([]byte, 64)
+		for {
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, err := c.Read(buf); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			mu.Lock()
+			replies = append(replies, time.Now())
+			mu.Unlock()
+		}
+	}()
+	stop := make(chan struct{})
+	var sent sync.WaitGroup
+	sent.Add(1)
+	go func() { // send
+		defer sent.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_, _ = c.Write([]byte(fmt.Sprintf("probe %d", i)))
+			}
+		}
+	}()
+	defer func() { close(stop); sent.Wait() }()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(replies) }
+	testwait.Until(t, 10*time.Second, "probe replies through exit", func() bool { return count() >= 20 })
+
+	// The exit dies: its mesh node's socket closes without a word.
+	killed := time.Now()
+	if err := w.nodes["exit"].Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Its end is torn down (the agent's Stop; a dead agent's TUN goes with
+	// the process and the next start's Cleanup removes the rest), the next
+	// holder starts and the connector follows.
+	if err := w.exitTun.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.exitTr.Close()
+	tun2, _, _ := w.startExit(w.exit2, false)
+	w.conTr.SetExit(w.exit2.Name)
+	moved := time.Now()
+
+	testwait.For(t, 20*time.Second, "probe replies through exit2", func() (bool, string) {
+		return tun2.Stats().RxPackets > 0 && count() > 0, fmt.Sprintf("exit2 %+v connector %+v", tun2.Stats(), w.conTun.Stats())
+	})
+	mu.Lock()
+	var before, after time.Time
+	for _, r := range replies {
+		if r.Before(killed) {
+			before = r
+		} else if after.IsZero() {
+			after = r
+		}
+	}
+	mu.Unlock()
+	if after.IsZero() || tun2.Stats().RxPackets == 0 {
+		t.Fatalf("no reply after the move: exit2 %+v", tun2.Stats())
+	}
+	t.Logf("exit moved: gap %v (last reply before the kill → first reply via exit2); tunnel move itself (stop, start exit2, SetExit) took %v; exit2 %+v",
+		after.Sub(before).Round(time.Millisecond), moved.Sub(killed).Round(time.Millisecond), tun2.Stats())
+	if links, tables, err := tunnel.Leftovers(w.exit.NS(), ""); err != nil || len(links)+len(tables) > 0 {
+		t.Fatalf("old exit keeps %v %v (%v)", links, tables, err)
+	}
 }

@@ -123,3 +123,30 @@ func (h *Host) Routes() ([]netip.Prefix, error) {
 
 // NS returns the host's namespace handle (owned by the Network: do not close).
 func (h *Host) NS() netns.NsHandle { return h.ns }
+
+// LinkHosts joins two existing hosts with a veth pair: aIf with aAddr in
+// a's namespace, bIf with bAddr in b's (both in 198.18.0.0/15).
+func (n *Network) LinkHosts(a *Host, aIf string, aAddr netip.Prefix, b *Host, bIf string, bAddr netip.Prefix) error {
+	bench := netip.MustParsePrefix("198.18.0.0/15")
+	if !bench.Contains(aAddr.Addr()) || !bench.Contains(bAddr.Addr()) {
+		return fmt.Errorf("chaos: %v and %v must lie in %v", aAddr, bAddr, bench)
+	}
+	ah, err := netlink.NewHandleAt(a.ns)
+	if err != nil {
+		return err
+	}
+	defer ah.Close()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: aIf}, PeerName: bIf, PeerNamespace: netlink.NsFd(int(b.ns))}
+	if err := ah.LinkAdd(veth); err != nil {
+		return fmt.Errorf("%w: veth %s–%s: %w", ErrNoNamespaces, a.Name, b.Name, err)
+	}
+	if err := addrUp(ah, aIf, aAddr); err != nil {
+		return err
+	}
+	bh, err := netlink.NewHandleAt(b.ns)
+	if err != nil {
+		return err
+	}
+	defer bh.Close()
+	return addrUp(bh, bIf, bAddr)
+}
