@@ -533,64 +533,9 @@ func TestDrillTunnelExitMoves(t *testing.T) {
 	w.start(false)
 	w.waitPing()
 
-	pc, err := w.remote.ListenPacket("udp", net.JoinHostPort(tunRemoteIP.Addr().String(), "7007"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	go func() { // echo
-		buf := make([]byte, 64)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := w.client.DialContext(ctx, "udp", net.JoinHostPort(tunRemoteIP.Addr().String(), "7007"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	var mu sync.Mutex
-	var replies []time.Time
-	go func() { // receive
-		buf := make([]byte, 64)
-		for {
-			_ = c.SetReadDeadline(time.Now().Add(time.Second))
-			if _, err := c.Read(buf); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				continue
-			}
-			mu.Lock()
-			replies = append(replies, time.Now())
-			mu.Unlock()
-		}
-	}()
-	stop := make(chan struct{})
-	var sent sync.WaitGroup
-	sent.Add(1)
-	go func() { // send
-		defer sent.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				_, _ = c.Write([]byte(fmt.Sprintf("probe %d", i)))
-			}
-		}
-	}()
-	defer func() { close(stop); sent.Wait() }()
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(replies) }
-	testwait.Until(t, 10*time.Second, "probe replies through exit", func() bool { return count() >= 20 })
+	ps := startProbeStream(t, w)
+	defer ps.close()
+	testwait.Until(t, 10*time.Second, "probe replies through exit", func() bool { return ps.count() >= 20 })
 
 	// The exit dies: its mesh node's socket closes without a word.
 	killed := time.Now()
@@ -608,25 +553,113 @@ func TestDrillTunnelExitMoves(t *testing.T) {
 	w.conTr.SetExit(w.exit2.Name)
 	moved := time.Now()
 
+	var gap time.Duration
 	testwait.For(t, 20*time.Second, "probe replies through exit2", func() (bool, string) {
-		return tun2.Stats().RxPackets > 0 && count() > 0, fmt.Sprintf("exit2 %+v connector %+v", tun2.Stats(), w.conTun.Stats())
+		var ok bool
+		gap, ok = ps.gapAround(killed)
+		return ok && tun2.Stats().RxPackets > 0, fmt.Sprintf("exit2 %+v connector %+v", tun2.Stats(), w.conTun.Stats())
 	})
-	mu.Lock()
-	var before, after time.Time
-	for _, r := range replies {
-		if r.Before(killed) {
-			before = r
-		} else if after.IsZero() {
-			after = r
-		}
-	}
-	mu.Unlock()
-	if after.IsZero() || tun2.Stats().RxPackets == 0 {
-		t.Fatalf("no reply after the move: exit2 %+v", tun2.Stats())
-	}
 	t.Logf("exit moved: gap %v (last reply before the kill → first reply via exit2); tunnel move itself (stop, start exit2, SetExit) took %v; exit2 %+v",
-		after.Sub(before).Round(time.Millisecond), moved.Sub(killed).Round(time.Millisecond), tun2.Stats())
+		gap.Round(time.Millisecond), moved.Sub(killed).Round(time.Millisecond), tun2.Stats())
 	if links, tables, err := tunnel.Leftovers(w.exit.NS(), ""); err != nil || len(links)+len(tables) > 0 {
 		t.Fatalf("old exit keeps %v %v (%v)", links, tables, err)
 	}
+}
+
+// probeStream sends a numbered UDP datagram from the client to an echo on
+// the remote host every 20 ms and records when replies arrive.
+type probeStream struct {
+	pc      net.PacketConn
+	c       net.Conn
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	replies []time.Time
+}
+
+func startProbeStream(t testing.TB, w *tunWorld) *probeStream {
+	pc, err := w.remote.ListenPacket("udp", net.JoinHostPort(tunRemoteIP.Addr().String(), "7007"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := w.client.DialContext(ctx, "udp", net.JoinHostPort(tunRemoteIP.Addr().String(), "7007"))
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	p := &probeStream{pc: pc, c: c, stop: make(chan struct{})}
+	p.wg.Add(3)
+	go func() { // echo on the remote host
+		defer p.wg.Done()
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}()
+	go func() { // replies at the client
+		defer p.wg.Done()
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				select {
+				case <-p.stop:
+					return
+				default:
+					continue
+				}
+			}
+			p.mu.Lock()
+			p.replies = append(p.replies, time.Now())
+			p.mu.Unlock()
+		}
+	}()
+	go func() { // probes from the client
+		defer p.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-p.stop:
+				return
+			case <-tick.C:
+				_, _ = c.Write([]byte(fmt.Sprintf("probe %d", i)))
+			}
+		}
+	}()
+	return p
+}
+
+func (p *probeStream) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.replies)
+}
+
+// gapAround returns the time from the last reply before at to the first
+// reply after it; ok is false while there is none after.
+func (p *probeStream) gapAround(at time.Time) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var before time.Time
+	for _, r := range p.replies {
+		if r.Before(at) {
+			before = r
+		} else if !before.IsZero() {
+			return r.Sub(before), true
+		}
+	}
+	return 0, false
+}
+
+func (p *probeStream) close() {
+	close(p.stop)
+	p.pc.Close()
+	p.c.Close()
+	p.wg.Wait()
 }
