@@ -85,11 +85,7 @@ func ipNet(p netip.Prefix) *net.IPNet {
 }
 
 // configureLink sets MTU, address and routes of the TUN and brings it up.
-func configureLink(h *netlink.Handle, name string, cfg Config, routes []netip.Prefix) error {
-	l, err := h.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("find %s: %w", name, err)
-	}
+func configureLink(h *netlink.Handle, l netlink.Link, cfg Config, routes []netip.Prefix) error {
 	if err := h.LinkSetMTU(l, cfg.MTU); err != nil {
 		return fmt.Errorf("mtu: %w", err)
 	}
@@ -250,6 +246,24 @@ func deleteLink(ns netns.NsHandle, name string) error {
 			return nil
 		}
 		return fmt.Errorf("find %s: %w", name, err)
+	}
+	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("delete link %s: %w", name, err)
+	}
+	return nil
+}
+
+// deleteLinkIndex removes link name if it exists with index idx (a link
+// of the same name created by someone else since is left alone).
+func deleteLinkIndex(ns netns.NsHandle, name string, idx int) error {
+	h, err := netlinkHandle(ns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	l, err := h.LinkByIndex(idx)
+	if err != nil || l.Attrs().Name != name {
+		return nil // gone (closing the TUN removes it) or not ours
 	}
 	if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete link %s: %w", name, err)

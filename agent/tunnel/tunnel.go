@@ -14,8 +14,9 @@ import (
 // concurrent use.
 type Tunnel struct {
 	cfg  Config
-	name string
-	tun  *os.File
+	name    string
+	ifindex int // of the TUN this Tunnel created (0 before)
+	tun     *os.File
 	tr   Transport
 	flt  filter
 	c    counters
@@ -26,7 +27,9 @@ type Tunnel struct {
 	stopErr  error
 }
 
-// Start brings the connection's data path up on this node: the TUN named
+// Start brings the connection's data path up on this node (at most one
+// Tunnel per connection and namespace: a link or table of the same name is
+// taken for a leftover and removed first): the TUN named
 // Name(cfg.Prefix, cfg.ConnectionID) with cfg.Address and cfg.MTU, routes
 // for the far side's prefixes (connector: RemotePrefixes, exit:
 // ClientPrefixes) into it, forwarding and masquerade rules where
@@ -82,7 +85,12 @@ func (t *Tunnel) setup() error {
 	if cfg.Role == RoleConnector {
 		routes = cfg.RemotePrefixes
 	}
-	if err := configureLink(h, t.name, cfg, routes); err != nil {
+	l, err := h.LinkByName(t.name)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", t.name, err)
+	}
+	t.ifindex = l.Attrs().Index
+	if err := configureLink(h, l, cfg, routes); err != nil {
 		return err
 	}
 	if cfg.Policy.Forward {
@@ -97,8 +105,9 @@ func (t *Tunnel) setup() error {
 	return nil
 }
 
-// teardown closes the TUN (which removes the device and its routes) and
-// deletes the link if it still exists and the nftables table.
+// teardown closes the TUN (which removes the device and its routes),
+// deletes the link if it is still there and still the one this Tunnel
+// created, and deletes the nftables table.
 func (t *Tunnel) teardown() error {
 	var errs []error
 	if t.tun != nil {
@@ -106,7 +115,10 @@ func (t *Tunnel) teardown() error {
 			errs = append(errs, err)
 		}
 	}
-	errs = append(errs, deleteLink(t.cfg.NetNS, t.name), deleteTable(t.cfg.NetNS, t.name))
+	if t.ifindex != 0 {
+		errs = append(errs, deleteLinkIndex(t.cfg.NetNS, t.name, t.ifindex))
+	}
+	errs = append(errs, deleteTable(t.cfg.NetNS, t.name))
 	return errors.Join(errs...)
 }
 
@@ -140,10 +152,9 @@ func (t *Tunnel) fromTUN() {
 	for {
 		n, err := t.tun.Read(buf)
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			continue // a transient read error (EINTR-like); the device is still ours
+			// Closed by Stop, or the device was deleted under us (the Go
+			// poller already retries EINTR and EAGAIN): nothing more to read.
+			return
 		}
 		pkt := buf[:n]
 		if r, ok := t.flt.outbound(pkt); !ok {
