@@ -13,13 +13,13 @@ import (
 // Tunnel is one connection's running data path on this node. Safe for
 // concurrent use.
 type Tunnel struct {
-	cfg  Config
+	cfg     Config
 	name    string
 	ifindex int // of the TUN this Tunnel created (0 before)
 	tun     *os.File
-	tr   Transport
-	flt  filter
-	c    counters
+	tr      Transport
+	flt     filter
+	c       counters
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
