@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -288,24 +289,31 @@ func (c *Connector) Close() error {
 }
 
 // Exit is the exit end: it serves the connection's service for the
-// connectors of the connection and answers on the flow the last packet
-// came in on. Implements tunnel.Transport.
+// connectors of the connection. Several connectors may carry it at once:
+// a reply goes to the flow its destination address was last seen coming
+// from, else to the flow that delivered the last packet. Implements
+// tunnel.Transport and tunnel.Receiver.
 type Exit struct {
 	m            Mesh
 	cfg          Config
 	service      string
 	r            *ring
 	unauthorized atomic.Uint64
-	conn         atomic.Pointer[e2e.Conn]
+	conn         atomic.Pointer[e2e.Conn] // flow of the last packet
 
-	mu         sync.Mutex
+	mu         sync.RWMutex
 	connectors []string
+	flows      map[*e2e.Conn]bool       // authorized flows
+	bySrc      map[netip.Addr]*e2e.Conn // learned: client address → its flow
 	closed     bool
 }
 
+// maxLearned bounds the learned address table; beyond it the table starts
+// over (replies then go to the last flow until relearned).
+const maxLearned = 4096
+
 // NewExit registers the exit end of cfg.ConnectionID on m, accepting flows
-// only from the given connector nodes. One connector at a time carries the
-// connection: replies go to the flow that last delivered a packet.
+// only from the given connector nodes.
 func NewExit(m Mesh, cfg Config, connectors []string) (*Exit, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -313,38 +321,90 @@ func NewExit(m Mesh, cfg Config, connectors []string) (*Exit, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: mesh is required", ErrConfig)
 	}
-	e := &Exit{m: m, cfg: cfg, service: Service(cfg.ConnectionID), r: newRing(cfg.Queue, cfg.MaxPacket), connectors: slices.Clone(connectors)}
+	e := &Exit{m: m, cfg: cfg, service: Service(cfg.ConnectionID), r: newRing(cfg.Queue, cfg.MaxPacket), connectors: slices.Clone(connectors),
+		flows: map[*e2e.Conn]bool{}, bySrc: map[netip.Addr]*e2e.Conn{}}
 	m.HandleService(e.service, e.handle)
 	return e, nil
 }
 
-// SetConnectors replaces the nodes allowed to send into the connection.
+// SetConnectors replaces the nodes allowed to send into the connection;
+// flows of nodes no longer listed stop being heard or answered.
 func (e *Exit) SetConnectors(nodes []string) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.connectors = slices.Clone(nodes)
-	e.mu.Unlock()
-	if c := e.conn.Load(); c != nil && !slices.Contains(nodes, c.Remote()) {
+	for c := range e.flows {
+		if !slices.Contains(nodes, c.Remote()) {
+			delete(e.flows, c)
+		}
+	}
+	for a, c := range e.bySrc {
+		if !e.flows[c] {
+			delete(e.bySrc, a)
+		}
+	}
+	if c := e.conn.Load(); c != nil && !e.flows[c] {
 		e.conn.CompareAndSwap(c, nil)
 	}
 }
 
-func (e *Exit) handle(c *e2e.Conn, msg []byte) {
-	if cur := e.conn.Load(); cur != c {
-		e.mu.Lock()
-		ok := !e.closed && slices.Contains(e.connectors, c.Remote())
-		e.mu.Unlock()
-		if !ok {
-			e.unauthorized.Add(1)
-			return
+// authorize admits a new flow from a listed connector.
+func (e *Exit) authorize(c *e2e.Conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || !slices.Contains(e.connectors, c.Remote()) {
+		return false
+	}
+	for f := range e.flows { // forget closed flows (redials)
+		if f.Err() != nil {
+			delete(e.flows, f)
 		}
+	}
+	e.flows[c] = true
+	return true
+}
+
+func (e *Exit) handle(c *e2e.Conn, msg []byte) {
+	e.mu.RLock()
+	known := e.flows[c]
+	e.mu.RUnlock()
+	if !known && !e.authorize(c) {
+		e.unauthorized.Add(1)
+		return
+	}
+	if e.conn.Load() != c {
 		e.conn.Store(c)
+	}
+	if src, ok := srcAddr(msg); ok {
+		e.mu.RLock()
+		cur := e.bySrc[src]
+		e.mu.RUnlock()
+		if cur != c {
+			e.mu.Lock()
+			if len(e.bySrc) >= maxLearned {
+				clear(e.bySrc)
+			}
+			if e.flows[c] {
+				e.bySrc[src] = c
+			}
+			e.mu.Unlock()
+		}
 	}
 	e.r.push(msg)
 }
 
-// Send seals pkt for the connector on the current flow.
+// Send seals pkt for the connector its destination was last seen behind,
+// else for the connector of the last packet.
 func (e *Exit) Send(pkt []byte) error {
-	c := e.conn.Load()
+	var c *e2e.Conn
+	if dst, ok := dstAddr(pkt); ok {
+		e.mu.RLock()
+		c = e.bySrc[dst]
+		e.mu.RUnlock()
+	}
+	if c == nil || c.Err() != nil {
+		c = e.conn.Load()
+	}
 	if c == nil {
 		return ErrNoPeer
 	}
@@ -368,16 +428,41 @@ func (e *Exit) Stats() Stats {
 	return Stats{DroppedQueue: e.r.queue.Load(), DroppedTooLarge: e.r.tooLarge.Load(), DroppedUnauthorized: e.unauthorized.Load()}
 }
 
-// Close stops serving the connection: the service is unregistered and the
-// current flow closed; Recv returns ErrClosed.
+// Close stops serving the connection: the service is unregistered and its
+// flows closed (each connector hears an authenticated close and dials
+// again on its next packet); Recv returns ErrClosed.
 func (e *Exit) Close() error {
 	e.mu.Lock()
 	e.closed = true
+	flows := e.flows
+	e.flows, e.bySrc = map[*e2e.Conn]bool{}, map[netip.Addr]*e2e.Conn{}
 	e.mu.Unlock()
 	e.m.UnhandleService(e.service)
-	if c := e.conn.Swap(nil); c != nil {
+	e.conn.Store(nil)
+	for c := range flows {
 		_ = c.Close()
 	}
 	e.r.close()
 	return nil
+}
+
+// srcAddr and dstAddr read an IP packet's addresses without allocating.
+func srcAddr(pkt []byte) (netip.Addr, bool) {
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		return netip.AddrFrom4([4]byte(pkt[12:16])), true
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		return netip.AddrFrom16([16]byte(pkt[8:24])), true
+	}
+	return netip.Addr{}, false
+}
+
+func dstAddr(pkt []byte) (netip.Addr, bool) {
+	switch {
+	case len(pkt) >= 20 && pkt[0]>>4 == 4:
+		return netip.AddrFrom4([4]byte(pkt[16:20])), true
+	case len(pkt) >= 40 && pkt[0]>>4 == 6:
+		return netip.AddrFrom16([16]byte(pkt[24:40])), true
+	}
+	return netip.Addr{}, false
 }

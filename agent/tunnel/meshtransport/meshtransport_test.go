@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -200,5 +201,59 @@ func TestRingRecvAllocatesNothing(t *testing.T) {
 	}
 	if err := (&Config{}).validate(); !errors.Is(err, ErrConfig) {
 		t.Fatal(err)
+	}
+}
+
+func ipPkt(src, dst string, payload string) []byte {
+	p := make([]byte, 20, 20+len(payload))
+	p[0] = 0x45
+	s, d := netip.MustParseAddr(src).As4(), netip.MustParseAddr(dst).As4()
+	copy(p[12:], s[:])
+	copy(p[16:], d[:])
+	return append(p, payload...)
+}
+
+// Two connectors carry one connection: the exit answers each client
+// through the connector it was seen behind; a connector removed from the
+// connection is no longer heard.
+func TestExitServesTwoConnectors(t *testing.T) {
+	nodes := startMesh(t)
+	cfg := Config{ConnectionID: "conn-2", MaxPacket: 1400, Queue: 64}
+	exit, err := NewExit(nodes["exit"], cfg, []string{"con", "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exit.Close()
+	a, err := NewConnector(nodes["con"], cfg, "exit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := NewConnector(nodes["r"], cfg, "exit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	exchange(t, a, exit, ipPkt("198.18.2.2", "198.18.3.2", "from a"))
+	exchange(t, b, exit, ipPkt("198.18.2.3", "198.18.3.2", "from b"))
+	// b sent last, yet the reply to a's client goes to a.
+	exchange(t, exit, a, ipPkt("198.18.3.2", "198.18.2.2", "to a"))
+	exchange(t, exit, b, ipPkt("198.18.3.2", "198.18.2.3", "to b"))
+
+	exit.SetConnectors([]string{"con"})
+	before := exit.Stats().DroppedUnauthorized
+	testwait.For(t, 5*time.Second, "removed connector not heard", func() (bool, string) {
+		_ = b.Send(ipPkt("198.18.2.3", "198.18.3.2", "still b"))
+		return exit.Stats().DroppedUnauthorized > before, fmt.Sprintf("%+v", exit.Stats())
+	})
+	// b's flow was the last heard: with it gone there is no fallback flow
+	// until a sends again.
+	if err := exit.Send(ipPkt("198.18.3.2", "198.18.2.3", "to removed b")); !errors.Is(err, ErrNoPeer) {
+		t.Fatalf("send to a removed connector's client: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if got, err := b.Recv(ctx); err == nil {
+		t.Fatalf("removed connector still answered: %q", got)
 	}
 }
