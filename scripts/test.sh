@@ -22,6 +22,7 @@ echo "using $DATABASE_URL"
 
 scripts/install-chromium.sh # console browser test (chromedp) needs Debian's chromium; fails under CI when missing
 scripts/install-podman.sh # container workload test needs podman, runc and busybox-static; fails under CI when missing
+scripts/install-tools.sh ping:iputils-ping # tunnel drills (integration/chaos) ping through the tunnel; fails under CI when missing
 
 step "gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.rap/*'))

@@ -144,6 +144,9 @@ func ParseEndpoints(ss []string) []netip.AddrPort {
 	return out
 }
 
+// socketBuffer is the receive and send buffer requested for the mesh socket.
+const socketBuffer = 4 << 20
+
 // Node is one membership's running mesh.
 type Node struct {
 	cfg  Config
@@ -195,6 +198,13 @@ func New(cfg Config) (*Node, error) {
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("%w: mesh listen %s: %w", ErrConfig, cfg.Listen, err)
+	}
+	if uc, ok := pc.(*net.UDPConn); ok {
+		// Tunnelled TCP bursts overflow the default buffer (about 200 KiB)
+		// and every overflow is a lost packet; the kernel caps the request
+		// at net.core.rmem_max / wmem_max.
+		_ = uc.SetReadBuffer(socketBuffer)
+		_ = uc.SetWriteBuffer(socketBuffer)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, keys: map[string]channel.Key{}, known: map[string]channel.Key{},
 		linkSet: map[string]routing.Metric{}, linkUp: map[string]bool{}, nodi: map[string]bool{}}

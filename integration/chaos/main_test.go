@@ -32,8 +32,18 @@ var (
 )
 
 // requireChaos skips (or, under CI, fails) a drill that cannot run here: the
-// drills need root and network namespaces.
+// drills need root and network namespaces, and PostgreSQL.
 func requireChaos(t *testing.T) {
+	t.Helper()
+	requireNetns(t)
+	if _, err := FindPGBinDir(); err != nil {
+		t.Fatal(err) // scripts/pg.sh installs PostgreSQL for `make test`; the drills need it too
+	}
+}
+
+// requireNetns skips (or, under CI, fails) a drill that needs root and
+// network namespaces but no PostgreSQL.
+func requireNetns(t testing.TB) {
 	t.Helper()
 	ci := os.Getenv("CI") != ""
 	if os.Geteuid() != 0 {
@@ -55,9 +65,6 @@ func requireChaos(t *testing.T) {
 			t.Fatalf("%v: %v (CI is set: this must work)", ErrNoNamespaces, probeErr)
 		}
 		t.Skipf("%v: %v; CI unset, so skipped", ErrNoNamespaces, probeErr)
-	}
-	if _, err := FindPGBinDir(); err != nil {
-		t.Fatal(err) // scripts/pg.sh installs PostgreSQL for `make test`; the drills need it too
 	}
 }
 

@@ -131,6 +131,17 @@ func (c *Conn) sendSealed(s *session, t Type, msg []byte) error {
 	return f.route(c.remote, frame)
 }
 
+// SetHandler makes h receive this flow's later messages on the goroutine
+// that calls HandleFrame (msg valid only during the call, h must not block)
+// instead of the receive queue: a dialled flow can then be served without a
+// copy per message, as accepted flows with a registered Handle are. Messages
+// already queued stay for Recv. A nil h restores queueing.
+func (c *Conn) SetHandler(h Handler) {
+	c.mu.Lock()
+	c.handler = h
+	c.mu.Unlock()
+}
+
 // Recv returns the next message, blocking until one arrives, the Conn
 // closes (ErrClosed, after queued messages are drained) or ctx ends.
 func (c *Conn) Recv(ctx context.Context) ([]byte, error) {

@@ -172,6 +172,14 @@ func (f *Forwarder) Handle(service string, h Handler) {
 	f.handlers[service] = h
 }
 
+// Unhandle removes the handler of service: later flows for it go to Accept.
+// Flows already accepted keep their handler until they close.
+func (f *Forwarder) Unhandle(service string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.handlers, service)
+}
+
 // Stats returns the counters.
 func (f *Forwarder) Stats() Stats {
 	c := &f.c
