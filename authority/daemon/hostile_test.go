@@ -292,8 +292,21 @@ func TestNonJSONBodiesAre415(t *testing.T) {
 	routes := apiRoutes(t, e.l)
 	count := func() int {
 		var n int
-		require.NoError(t, e.l.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM cluster_audit_events WHERE outcome = 'ok'`).Scan(&n))
+		// Successful changes made by this test's requests (httptest's client
+		// address); background work (health sweeps) audits changes too.
+		require.NoError(t, e.l.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM cluster_audit_events
+			WHERE outcome = 'ok' AND source_addr = '192.0.2.1'`).Scan(&n))
 		return n
+	}
+	// The control: the same kind of request, declared JSON, is applied and
+	// counted.
+	before := count()
+	ctl := e.serve(e.ownerToken(), http.MethodPost, "/v1/clusters/east/groups", []byte(`{"name":"control"}`), "application/json", nil)
+	require.Equal(t, http.StatusCreated, ctl.status, ctl.body)
+	require.Equal(t, before+1, count())
+	for _, ct := range []string{"text/plain", ""} {
+		a := e.serve(e.ownerToken(), http.MethodPost, "/v1/clusters/east/groups", []byte(`{"name":"as-text"}`), ct, nil)
+		require.Equal(t, http.StatusUnsupportedMediaType, a.status, a.body)
 	}
 	walk := func(cred credential) {
 		before := count()
