@@ -111,6 +111,9 @@ func (w *guardWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *guardWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // cleanText reports whether s is valid UTF-8 without NUL bytes.
 func cleanText(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
 
