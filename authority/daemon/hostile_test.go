@@ -233,7 +233,7 @@ var badText = []string{"%00", "a%00b", "%FF", "%C3%28", "x%FE%FF"}
 func TestNULAndInvalidUTF8InEveryParameter(t *testing.T) {
 	e := newAPIEnv(t)
 	routes := apiRoutes(t, e.l)
-	queryKeys := []string{"limit", "offset", "cluster", "action", "node", "status", "since", "target"}
+	queryKeys := queryParams(t)
 	walk := func(cred credential) {
 		n := 0
 		for _, rt := range routes {
@@ -266,7 +266,7 @@ func TestNULAndInvalidUTF8InEveryParameter(t *testing.T) {
 				n++
 			}
 		}
-		t.Logf("%s: %d requests with NUL or invalid UTF-8, each 400 invalid_argument", cred.name, n)
+		t.Logf("%s: %d requests with NUL or invalid UTF-8 (query parameters %v), each 400 invalid_argument", cred.name, n, queryKeys)
 	}
 	for _, c := range []credential{anonymous(), e.ownerToken(), e.agentCert()} {
 		walk(c)
@@ -339,6 +339,35 @@ func TestNonJSONBodiesAre415(t *testing.T) {
 	e.enableSession()
 	walk(e.session())
 	requireNoPanics(t, e)
+}
+
+// queryParams gathers the query parameters the API reads, from the httpapi
+// sources (Query().Get / q.Get calls), so a new parameter is covered as soon
+// as a handler reads it.
+func queryParams(t *testing.T) []string {
+	re := regexp.MustCompile(`(?:Query\(\)|\bq)\.Get\("([a-z_0-9]+)"\)`)
+	seen := map[string]bool{"limit": true, "offset": true}
+	for _, pattern := range []string{"../../httpapi/*.go", "../../httpapi/console/*.go"} {
+		files, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			data, err := os.ReadFile(f)
+			require.NoError(t, err)
+			for _, m := range re.FindAllSubmatch(data, -1) {
+				seen[string(m[1])] = true
+			}
+		}
+	}
+	var out []string
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	require.Greater(t, len(out), 10, "query parameters found: %v", out)
+	return out
 }
 
 // hostileBodies are JSON bodies no route accepts as they are: empty,
@@ -458,6 +487,14 @@ func TestHostileInputWalk(t *testing.T) {
 	queries := []string{"", "?limit=0", "?limit=-1", "?limit=99999999999999999999", "?offset=-5", "?offset=1e999", "?limit=x&offset=y",
 		"?cluster=" + strings.Repeat("c", 5000), "?since=yesterday", "?since=99999-01-01T00:00:00Z", "?limit=1&limit=2", "?wait=-1",
 		"?version=-1", "?version=18446744073709551616", "?action=" + strings.Repeat("%C3%A9", 3000)}
+	// Every query parameter a handler reads, at once, at each extreme.
+	for _, v := range []string{"-1", "0", "99999999999999999999", "1e999", "true", "%5B%5D", strings.Repeat("z", 3000)} {
+		var kv []string
+		for _, k := range queryParams(t) {
+			kv = append(kv, k+"="+v)
+		}
+		queries = append(queries, "?"+strings.Join(kv, "&"))
+	}
 	walk := func(cred credential) {
 		n := 0
 		classes := map[int]int{}
