@@ -427,9 +427,17 @@ func (p Principal) Risk(now time.Time) map[string]string {
 func (ad *Admin) Authenticate(ctx context.Context, token string, source netip.Addr) (Principal, error) {
 	s, err := ad.Sessions.Validate(ctx, token, source)
 	if err != nil {
+		if authn.ErrorCode(err) == "internal" {
+			// Not a verdict on the session: the lookup failed (PostgreSQL
+			// down → unavailable).
+			return Principal{}, asError(err)
+		}
 		return Principal{}, err
 	}
 	u, err := ad.User(ctx, s.UserID)
+	if err != nil && CodeOf(err) != CodeNotFound {
+		return Principal{}, asError(err)
+	}
 	if err != nil || u.Disabled || !u.Platform() {
 		return Principal{}, authn.ErrNoSession
 	}

@@ -396,11 +396,15 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 	// same transaction.
 	err = a.db.FencedBatch(ctx, epoch, first, func(tx pgx.Tx, last *pgx.Batch) error {
 		if op.IdempotencyKey != "" && !inserted {
-			var resp []byte
-			if err := tx.QueryRow(ctx, `SELECT response FROM idempotency_keys WHERE key = $1`, key).Scan(&resp); err != nil {
+			var stored []byte
+			if err := tx.QueryRow(ctx, `SELECT response FROM idempotency_keys WHERE key = $1`, key).Scan(&stored); err != nil {
 				return err
 			}
 			replayed = true
+			hash, resp, wrapped := unwrapResponse(stored)
+			if wrapped && hash != requestHashFrom(ctx) {
+				return idempotencyReused(op)
+			}
 			return json.Unmarshal(resp, &out)
 		}
 		v, err := fn(tx)
@@ -414,7 +418,7 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 		}
 		store.QueueAudit(last, ev)
 		if op.IdempotencyKey != "" {
-			resp, err := json.Marshal(v)
+			resp, err := wrapResponse(requestHashFrom(ctx), v)
 			if err != nil {
 				return err
 			}

@@ -33,6 +33,9 @@ const (
 	CodeClusterFenced Code = "cluster_fenced"
 	// CodeClusterSplit: the owner declared the cluster split; admissions wait.
 	CodeClusterSplit Code = "cluster_split"
+	// CodeIdempotencyReused: an Idempotency-Key was sent again with a
+	// different request (method, path or body) than the one it first named.
+	CodeIdempotencyReused Code = "idempotency_key_reused"
 )
 
 // Error is the typed error every authority operation returns.
@@ -59,14 +62,22 @@ func Errf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// CodeOf returns the code of err, mapping store errors; unknown errors are internal.
+// CodeOf returns the code of err, mapping store errors; unknown errors are
+// internal. A nil error has the empty code.
 func CodeOf(err error) Code {
+	if err == nil {
+		return ""
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Code
 	}
 	return asError(err).Code
 }
+
+// AsError converts any error into an *Error (nil for nil): typed errors keep
+// their code, store and PostgreSQL errors are mapped, anything else is internal.
+func AsError(err error) *Error { return asError(err) }
 
 // asError converts any error into an *Error, mapping the store's typed errors.
 func asError(err error) *Error {
@@ -77,6 +88,7 @@ func asError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
+	err = store.MapError(err) // raw pgx/PostgreSQL errors too (idempotent)
 	switch {
 	case errors.Is(err, store.ErrOutcomeUnknown):
 		return &Error{Code: CodeUnknownOutcome, Message: "the database connection failed during commit; the change may or may not be applied — retry with the same Idempotency-Key", Err: err}

@@ -236,8 +236,10 @@ type NodePrincipal struct {
 func (a *Authority) CheckNodeCertificate(ctx context.Context, clusterID, nodeID, serial string) error {
 	st, err := store.CertificateStanding(ctx, a.db.Pool, serial, clusterID, nodeID)
 	switch {
-	case err != nil:
+	case err != nil && CodeOf(err) == CodeNotFound:
 		return Errf(CodeUnauthorized, "unknown certificate")
+	case err != nil:
+		return asError(err) // the check failed (database unavailable): not a verdict
 	case st.Revoked:
 		return Errf(CodeRevoked, "certificate revoked")
 	case st.IdentityStatus != string(domain.IdentityActive):

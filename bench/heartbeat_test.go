@@ -627,6 +627,7 @@ func BenchmarkHeartbeatRoute(b *testing.B) {
 	rd := bytes.NewReader(body)
 	req := httptest.NewRequest(http.MethodPost, "https://127.0.0.1/v1/agent/heartbeat", io.NopCloser(rd))
 	req.RemoteAddr = "127.0.0.1:40000"
+	req.Header.Set("Content-Type", "application/json")
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()

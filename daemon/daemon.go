@@ -266,6 +266,19 @@ func (d *Daemon) InstallMemberCert(cert, ca []byte) error { return d.member.inst
 // HasMemberCert reports whether this authority may take part in Raft.
 func (d *Daemon) HasMemberCert() bool { return d.member.has() }
 
+// IsRestartedMember reports, from durable local state only, whether this
+// authority already is a member of its group: it holds a member certificate
+// and Raft state on disk (it was bootstrapped or replicated to). A restarted
+// member rejoins through Raft alone and must not call the join routes (its
+// join credential may be long invalid). The FSM's member list cannot decide
+// this right after start: the log has not been replayed yet.
+func (d *Daemon) IsRestartedMember() (bool, error) {
+	if !d.member.has() {
+		return false, nil
+	}
+	return d.Raft.HasExistingState()
+}
+
 // ensurePlatformCA creates the platform CA (which signs the owner API's server
 // certificates) once.
 func (d *Daemon) ensurePlatformCA(ctx context.Context) error {

@@ -103,6 +103,9 @@ func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor 
 		p, hasSession, err := s.authenticateSession(r)
 		if hasSession {
 			if err != nil {
+				if authn.ErrorCode(err) == "internal" {
+					return err // the lookup failed (database unavailable): not a refusal
+				}
 				s.refuse(ctx, r, anon, authn.ErrorCode(err))
 				if errors.Is(err, authn.ErrSessionExpired) || errors.Is(err, authn.ErrNoSession) {
 					clearCookie(w, authn.SessionCookieName)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/store"
@@ -42,6 +43,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // decodeBody decodes body (bounded, not blank, depth checked) into v: no
 // unknown fields, one value only.
 func decodeBody(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		// JSON is UTF-8 (RFC 8259); encoding/json would silently turn the
+		// bad bytes into U+FFFD and store that.
+		return authority.Errf(authority.CodeInvalid, "invalid JSON body: not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -29,12 +29,16 @@ var statusOf = map[authority.Code]int{
 	authority.CodeInternal:       http.StatusInternalServerError,
 	authority.CodeClusterFenced:  http.StatusConflict,
 	authority.CodeClusterSplit:   http.StatusConflict,
+	// A reused Idempotency-Key names a different request: 422, as the IETF
+	// Idempotency-Key draft and payment APIs answer.
+	authority.CodeIdempotencyReused: http.StatusUnprocessableEntity,
 }
 
 // Codes used only by the HTTP layer.
 const (
 	codeMethodNotAllowed authority.Code = "method_not_allowed"
 	codeNotFoundRoute    authority.Code = "route_not_found"
+	codeUnsupportedMedia authority.Code = "unsupported_media_type"
 )
 
 // ErrorBody is the one error shape of the API.
@@ -61,7 +65,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *authority.Error
 	if !errors.As(err, &ae) {
-		ae = &authority.Error{Code: authority.CodeInternal, Message: "internal error", Err: err}
+		// Map what a handler passed through unconverted (a store or
+		// PostgreSQL error: unavailable, bad input); anything else is internal.
+		ae = authority.AsError(err)
 	}
 	status, ok := statusOf[ae.Code]
 	if !ok {
@@ -70,6 +76,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusMethodNotAllowed
 		case codeNotFoundRoute:
 			status = http.StatusNotFound
+		case codeUnsupportedMedia:
+			status = http.StatusUnsupportedMediaType
 		default:
 			status = http.StatusInternalServerError
 		}

@@ -71,7 +71,9 @@ func (s *Server) wrapHot(name string, h handlerFunc) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		sw.Header().Set("X-Content-Type-Options", "nosniff")
-		if err := h(sw, r); err != nil {
+		if err := checkMediaType(r); err != nil {
+			s.writeError(sw, r, err)
+		} else if err := h(sw, r); err != nil {
 			s.writeError(sw, r, err)
 		}
 		if sw.code > 0 && sw.code < len(codes) {

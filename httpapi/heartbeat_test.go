@@ -138,8 +138,8 @@ func TestHeartbeatFastPathMatchesTheRouter(t *testing.T) {
 	}
 	// Without a client certificate the fast path answers as the router does.
 	want, got := httptest.NewRecorder(), httptest.NewRecorder()
-	s.router.ServeHTTP(want, httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(`{}`)))
-	s.Handler().ServeHTTP(got, httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(`{}`)))
+	s.router.ServeHTTP(want, jsonRequest(http.MethodPost, agentapi.PathHeartbeat, `{}`))
+	s.Handler().ServeHTTP(got, jsonRequest(http.MethodPost, agentapi.PathHeartbeat, `{}`))
 	require.Equal(t, http.StatusUnauthorized, got.Code)
 	require.Equal(t, want.Code, got.Code)
 	require.Equal(t, want.Header(), got.Header())
@@ -151,7 +151,7 @@ func TestHeartbeatFastPathMatchesTheRouter(t *testing.T) {
 func TestHeartbeatRouteMetrics(t *testing.T) {
 	s := New(Options{})
 	for range 3 {
-		s.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(`{}`)))
+		s.Handler().ServeHTTP(httptest.NewRecorder(), jsonRequest(http.MethodPost, agentapi.PathHeartbeat, `{}`))
 	}
 	mfs, err := s.Registry().Gather()
 	require.NoError(t, err)
@@ -175,4 +175,11 @@ func TestHeartbeatRouteMetrics(t *testing.T) {
 		}
 	}
 	require.Len(t, found, 2)
+}
+
+// jsonRequest is a test request with a JSON body, declared as such.
+func jsonRequest(method, path, body string) *http.Request {
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	return r
 }

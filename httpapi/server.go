@@ -105,6 +105,7 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	panics   prometheus.Counter // recovered handler panics (guard.go)
 }
 
 // New builds the API router.
@@ -119,12 +120,13 @@ func New(o Options) *Server {
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
+	s.panics = newPanicCounter(o.Registry)
 	s.routes()
 	return s
 }
 
 // Handler returns the root handler.
-func (s *Server) Handler() http.Handler { return withHotRoutes(s.router) }
+func (s *Server) Handler() http.Handler { return s.guard(withHotRoutes(s.router)) }
 
 // Registry returns the metrics registry (so other components can add metrics).
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
@@ -249,7 +251,9 @@ func (s *Server) wrap(name string, h handlerFunc) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		sw.Header().Set("X-Content-Type-Options", "nosniff")
-		if err := h(sw, r); err != nil {
+		if err := checkMediaType(r); err != nil {
+			s.writeError(sw, r, err)
+		} else if err := h(sw, r); err != nil {
 			s.writeError(sw, r, err)
 		}
 		s.requests.WithLabelValues(name, http.StatusText(sw.code)).Inc()

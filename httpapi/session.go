@@ -153,8 +153,8 @@ func (s *Server) authenticateSession(r *http.Request) (p authority.Principal, ok
 // status authn maps it to (and Retry-After for rate limits and lockouts).
 func (s *Server) writeAuthnError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *authority.Error
-	if errors.As(err, &ae) {
-		s.writeError(w, r, err)
+	if errors.As(err, &ae) || authn.ErrorCode(err) == "internal" {
+		s.writeError(w, r, err) // typed, or mapped there (database unavailable)
 		return
 	}
 	var re *authn.RetryError

@@ -26,15 +26,32 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 declare -a RAFT API
 for i in 1 2 3; do RAFT[$i]=127.0.0.1:$(free_port); API[$i]=127.0.0.1:$(free_port); done
 
-start() { # start N [extra args…]
+start() { # start N [extra args…]: record authority N's command line in $demo/aN.sh, then run it
 	local i=$1; shift
 	mkdir -p "$demo/a$i"
-	nohup "$bin/rap-authority" run --id "auth-$i" --data-dir "$demo/a$i" --database-url "$db" \
-		--raft-bind "${RAFT[$i]}" --api-listen "${API[$i]}" \
-		--heartbeat-timeout 500ms --election-timeout 500ms --leader-lease-timeout 250ms "$@" \
-		>"$demo/a$i.log" 2>&1 &
+	{
+		echo '#!/usr/bin/env bash'
+		echo "# auth-$i exactly as make demo started it. Run it again to restart auth-$i (after a crash,"
+		echo "# kill or make demo-stop): a member that joined keeps its --join flags and never needs them again."
+		printf 'cd %q && exec nohup' "$root"
+		printf ' %q' "$bin/rap-authority" run --id "auth-$i" --data-dir "$demo/a$i" --database-url "$db" \
+			--raft-bind "${RAFT[$i]}" --api-listen "${API[$i]}" \
+			--heartbeat-timeout 500ms --election-timeout 500ms --leader-lease-timeout 250ms "$@"
+		printf ' >>%q 2>&1\n' "$demo/a$i.log"
+	} >"$demo/a$i.sh"
+	chmod 700 "$demo/a$i.sh" # it holds the join token
+	restart "$i"
+}
+
+restart() { # restart N: run authority N's recorded command line (the one start used)
+	local i=$1
+	"$demo/a$i.sh" &
 	echo $! >"$demo/a$i.pid"
 	disown
+}
+
+healthy_members() { # healthy members in the authority status (0 without a leader)
+	"$bin/rapctl" -o json authority status 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(1 for m in d["members"] if m["healthy"]) if d.get("leader_id") else 0)' 2>/dev/null || echo 0
 }
 
 say "three authorities: auth-1 bootstraps the group, auth-2 and auth-3 join it"
@@ -53,8 +70,7 @@ export RAPCTL_CONFIG=$root/$demo/rapctl.json
 rapctl() { "$bin/rapctl" "$@"; }
 
 for _ in $(seq 1 150); do
-	n=$(rapctl -o json authority status 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(1 for m in d["members"] if m["healthy"]) if d.get("leader_id") else 0)' 2>/dev/null || echo 0)
-	[ "$n" = 3 ] && break
+	[ "$(healthy_members)" = 3 ] && break
 	sleep 0.2
 done
 say "authority status as seen by each member (one leader, one epoch)"
@@ -83,7 +99,7 @@ t0=$(date +%s%N)
 until rapctl cluster create "After Failover" --slug after-failover >/dev/null 2>&1; do sleep 0.05; done
 t1=$(date +%s%N)
 echo "killed $leader (epoch $old_epoch); first fenced write succeeded $(( (t1 - t0) / 1000000 )) ms later"
-start "$li"
+restart "$li"
 sleep 1
 rapctl authority status
 rapctl audit list --limit 8
@@ -221,8 +237,21 @@ pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 chmod 600 "$demo/owner.txt"
 echo "(the bootstrap owner API token stops working now that an owner has MFA; use 'rapctl login')"
 
+say "a joined authority restarts with the command it was started with (its join token no longer works, and is not needed)"
+a2=$(cat "$demo/a2.pid")
+kill -TERM "$a2"
+while kill -0 "$a2" 2>/dev/null; do sleep 0.1; done
+restart 2
+for _ in $(seq 1 150); do
+	[ "$(healthy_members)" = 3 ] && break
+	sleep 0.2
+done
+"$bin/rapctl" --server "${API[2]}" authority status | sed -n 2p
+[ "$(healthy_members)" = 3 ] || { echo "auth-2 did not come back:"; tail -20 "$demo/a2.log"; exit 1; }
+
 say "demo is running"
 echo "authorities: ${API[1]} ${API[2]} ${API[3]}   logs: $demo/a*.log"
+echo "restart:     $demo/a1.sh  $demo/a2.sh  $demo/a3.sh  (each authority's own command line, exactly as started above)"
 echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list"
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"

@@ -122,7 +122,11 @@ def main():
         "openapi": "3.1.0",
         "info": {"title": "RAP Fabric Core authority API", "version": "v1",
                  "description": "Owner, agent and status routes of rap-authority. Errors: {error: {code, message, details}}. "
-                                "A follower answers fenced writes with 421 not_leader and details.leader_api_addr."},
+                                "A follower answers fenced writes with 421 not_leader and details.leader_api_addr. "
+                                "Every route: a path or query that is not valid UTF-8 or holds a NUL answers 400 invalid_argument; "
+                                "a write whose body is not declared Content-Type application/json answers 415 unsupported_media_type; "
+                                "an Idempotency-Key reused for a different request (method, path, query or body) answers 422 idempotency_key_reused; "
+                                "a handler failure answers 500 internal with details.request_id; PostgreSQL unreachable answers 503 unavailable."},
         "paths": paths,
         "components": {
             "securitySchemes": {

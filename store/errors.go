@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -66,6 +69,15 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %s", ErrAppendOnly, pgErr.Message)
 		case "55P03", "57014", "40P01":
 			return fmt.Errorf("%w: %s", ErrTimeout, pgErr.Message)
+		case "54000":
+			// program_limit_exceeded: e.g. a value too large for an index row.
+			return fmt.Errorf("%w: %s", ErrConstraint, pgErr.Message)
+		}
+		if strings.HasPrefix(pgErr.Code, "22") {
+			// Class 22, data exception: the input itself is bad (a NUL or an
+			// invalid byte sequence in text (22021), a number out of range,
+			// a malformed value). The client's fault, never the server's.
+			return fmt.Errorf("%w: %s", ErrConstraint, pgErr.Message)
 		}
 		if len(pgErr.Code) == 2 || (len(pgErr.Code) >= 2 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "57")) {
 			return fmt.Errorf("%w: %s", ErrUnavailable, pgErr.Message)
@@ -74,6 +86,13 @@ func mapErr(err error) error {
 	}
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	// The connection broke mid-request (PostgreSQL restarted or the network
+	// dropped): outside COMMIT (which Fenced maps to ErrOutcomeUnknown
+	// itself) nothing was written, so the database is simply unavailable.
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err

@@ -222,6 +222,9 @@ type GossipStatus struct {
 	// Accepted and Rejected count received records.
 	Accepted uint64 `json:"accepted"`
 	Rejected uint64 `json:"rejected"`
+	// LogSuppressed counts gossip log lines dropped by the log rate limit
+	// (junk at the gossip port is logged a few lines per interval only).
+	LogSuppressed uint64 `json:"log_suppressed"`
 	// JoinError is the last join failure, if any.
 	JoinError string `json:"join_error,omitempty"`
 }
@@ -242,7 +245,7 @@ func (n *Node) gossipStatus() (GossipStatus, string) {
 	}
 	s := st.g.Stats()
 	gs := GossipStatus{On: true, Addr: st.g.Addr(), KeyID: st.keyID, Members: st.g.NumMembers(), Verified: len(st.g.Candidates()),
-		Accepted: s.Accepted, Rejected: s.Rejected, JoinError: joinErr}
+		Accepted: s.Accepted, Rejected: s.Rejected, LogSuppressed: s.LogSuppressed, JoinError: joinErr}
 	return gs, fmt.Sprintf("on: %d members, %d verified peers (key %s)", gs.Members, gs.Verified, gs.KeyID)
 }
 

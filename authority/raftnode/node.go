@@ -166,6 +166,17 @@ func (n *Node) Addr() string { return string(n.trans.LocalAddr()) }
 // FSM returns the state machine this node applies to.
 func (n *Node) FSM() *fsm.FSM { return n.cfg.FSM }
 
+// HasExistingState reports whether this node has Raft state on disk (a log,
+// a snapshot or a term): it was bootstrapped or has been replicated to as a
+// member, so a restart needs neither a bootstrap nor a join.
+func (n *Node) HasExistingState() (bool, error) {
+	has, err := raft.HasExistingState(n.store, n.store, n.snaps)
+	if err != nil {
+		return false, fmt.Errorf("raftnode: check existing state: %w", err)
+	}
+	return has, nil
+}
+
 // Bootstrap writes the initial configuration. It only works on a node with no
 // Raft state on disk; otherwise it returns ErrAlreadyBootstrapped, which a
 // restarting process may ignore.

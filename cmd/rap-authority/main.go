@@ -292,8 +292,12 @@ func printBootstrap(ctx context.Context, d *daemon.Daemon) error {
 
 // joinGroup asks an existing member (following not_leader) to add this node.
 func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) error {
-	if d.HasMemberCert() && len(d.FSM.Members()) > 0 {
-		return nil // already a member (restart)
+	member, err := d.IsRestartedMember()
+	if err != nil {
+		return err
+	}
+	if member {
+		return nil // a restart: Raft brings this member back; the join token may be long invalid
 	}
 	if token == "" || pin == "" {
 		return errors.New("--join needs --join-token and --ca-pin")

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/netip"
 	"sort"
@@ -67,8 +68,12 @@ type Config struct {
 	// default memberlist.DefaultLANConfig()). Name, addresses, SecretKey,
 	// Label, delegates and logging are always overwritten.
 	Base *memberlist.Config
-	// Logger receives memberlist's log lines (levels inferred). Default: none.
-	Logger hclog.Logger
+	// Logger receives memberlist's log lines (levels inferred), at most
+	// LogBurst lines per LogInterval (defaults DefaultLogBurst,
+	// DefaultLogInterval); Stats.LogSuppressed counts the rest. Default: none.
+	Logger      hclog.Logger
+	LogBurst    int
+	LogInterval time.Duration
 	// Clock supplies record incarnations. Default time.Now.
 	Clock func() time.Time
 }
@@ -98,6 +103,9 @@ type Stats struct {
 	// byte-identical to the one already accepted for its member is not
 	// checked again (see verify).
 	SigChecks uint64
+	// LogSuppressed counts memberlist log lines dropped by the log rate
+	// limit (e.g. one per junk packet at the gossip port).
+	LogSuppressed uint64
 }
 
 type member struct {
@@ -114,6 +122,7 @@ type Gossip struct {
 	cfg  Config
 	ml   *memberlist.Memberlist
 	self ed25519.PublicKey
+	logs *logThrottle
 
 	mu       sync.Mutex
 	meta     []byte
@@ -217,7 +226,8 @@ func New(cfg Config) (*Gossip, error) {
 	mc.Delegate, mc.Events, mc.Ping, mc.Alive = d, d, d, d
 	mc.Merge, mc.Conflict = nil, nil
 	mc.LogOutput = nil
-	mc.Logger = cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	g.logs = newLogThrottle(cfg.Logger, cfg.Clock, cfg.LogBurst, cfg.LogInterval)
+	mc.Logger = log.New(g.logs, "", 0)
 
 	ml, err := memberlist.Create(mc)
 	if err != nil {
@@ -351,7 +361,7 @@ func (g *Gossip) LastRejection(name string) error {
 
 // Stats returns the counters.
 func (g *Gossip) Stats() Stats {
-	return Stats{Accepted: g.accepted.Load(), Rejected: g.rejected.Load(), Left: g.left.Load(), SigChecks: g.sigChecks.Load()}
+	return Stats{Accepted: g.accepted.Load(), Rejected: g.rejected.Load(), Left: g.left.Load(), SigChecks: g.sigChecks.Load(), LogSuppressed: g.logs.total.Load()}
 }
 
 // NumMembers returns memberlist's count of alive members, this node
