@@ -33,6 +33,17 @@ const (
 	CodeClusterFenced Code = "cluster_fenced"
 	// CodeClusterSplit: the owner declared the cluster split; admissions wait.
 	CodeClusterSplit Code = "cluster_split"
+	// CodeNotEligible: the node may not own this VPN connection's lease
+	// (membership, allowed-node policy or VPN role missing; see vpn.go).
+	CodeNotEligible Code = "not_eligible"
+	// CodeLeaseHeld: another node holds the VPN connection's active lease (or
+	// a fenced holder's term has not run out yet).
+	CodeLeaseHeld Code = "lease_held"
+	// CodeLeaseLost: the caller's VPN lease is no longer active (expired,
+	// released, fenced, revoked or superseded): stop using it.
+	CodeLeaseLost Code = "lease_lost"
+	// CodeConnectionDisabled: the VPN connection's desired state is disabled.
+	CodeConnectionDisabled Code = "connection_disabled"
 )
 
 // Error is the typed error every authority operation returns.

@@ -29,6 +29,11 @@ var statusOf = map[authority.Code]int{
 	authority.CodeInternal:       http.StatusInternalServerError,
 	authority.CodeClusterFenced:  http.StatusConflict,
 	authority.CodeClusterSplit:   http.StatusConflict,
+	// VPN leases (authority/vpn.go).
+	authority.CodeNotEligible:        http.StatusForbidden,
+	authority.CodeLeaseHeld:          http.StatusConflict,
+	authority.CodeLeaseLost:          http.StatusConflict,
+	authority.CodeConnectionDisabled: http.StatusConflict,
 }
 
 // Codes used only by the HTTP layer.

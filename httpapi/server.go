@@ -20,6 +20,7 @@ package httpapi
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -76,7 +77,9 @@ type Options struct {
 	Authority *authority.Authority
 	Status    StatusSource
 	Members   Members
-	Logger    hclog.Logger
+	// VPN serves the VPN routes; nil means one built with default settings.
+	VPN    *authority.VPN
+	Logger hclog.Logger
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
 }
@@ -86,6 +89,7 @@ type Server struct {
 	a       *authority.Authority
 	status  StatusSource
 	members Members
+	vpn     *authority.VPN
 	log     hclog.Logger
 	reg     *prometheus.Registry
 	router  *mux.Router
@@ -102,7 +106,14 @@ func New(o Options) *Server {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
+	s := &Server{a: o.Authority, status: o.Status, members: o.Members, vpn: o.VPN, log: o.Logger.Named("api"), reg: o.Registry}
+	if s.vpn == nil && o.Authority != nil {
+		v, err := authority.NewVPN(o.Authority, authority.VPNConfig{})
+		if err != nil {
+			panic(fmt.Sprintf("httpapi: default VPN config invalid: %v", err)) // defaults always validate
+		}
+		s.vpn = v
+	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
@@ -209,6 +220,8 @@ func (s *Server) routes() {
 	s.intentRoutes(r)
 	// Partition decisions (partition.go).
 	s.partitionRoutes(r)
+	// VPN connections and leases (vpn.go).
+	s.vpnRoutes(r)
 	s.router = r
 }
 

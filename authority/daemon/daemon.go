@@ -51,6 +51,9 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	QuorumTimeout      time.Duration
 	Logger             hclog.Logger
+	// VPNReclaimInterval is how often the leader ends expired VPN leases;
+	// 0 means 1 s.
+	VPNReclaimInterval time.Duration
 	// StreamLayer replaces the Raft TCP transport (tests inject partitions).
 	StreamLayer raft.StreamLayer
 }
@@ -62,6 +65,7 @@ type Daemon struct {
 	FSM    *fsm.FSM
 	Raft   *raftnode.Node
 	Auth   *authority.Authority
+	VPN    *authority.VPN
 	API    *httpapi.Server
 	http   *http.Server
 	ln     net.Listener
@@ -150,7 +154,14 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.Raft = rn
 	auth = authority.New(authority.Config{NodeID: cfg.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: rc.QuorumTimeout}, consensus{rn}, d.FSM, db)
 	d.Auth = auth
-	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
+	vpn, err := authority.NewVPN(auth, authority.VPNConfig{ReclaimInterval: cfg.VPNReclaimInterval})
+	if err != nil {
+		_ = rn.Shutdown()
+		db.Close()
+		return nil, err
+	}
+	d.VPN = vpn
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, VPN: vpn, Logger: log})
 	d.registerMetrics()
 
 	ln, err := net.Listen("tcp", cfg.APIListen)
@@ -186,6 +197,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	go func() { defer d.wg.Done(); auth.RunHeartbeats(d.stop) }() // heartbeat batcher, health sweeper, retention
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.RunSnapshots(d.stop) }() // snapshot rebuild loop (leader) and long-poll wakeups
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); vpn.Run(d.stop) }() // stale VPN lease reclaimer (leader)
 	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
 	return d, nil
 }
