@@ -125,3 +125,84 @@ type RenewedCert struct {
 	NotAfter    time.Time `json:"not_after"`
 	Certificate []byte    `json:"certificate"`
 }
+
+// VPN agent routes (authority/vpn.go). Lease paths take the connection id.
+const (
+	PathVPNAssignments = "/v1/agent/vpn/assignments"
+	pathVPNConnections = "/v1/agent/vpn/connections/"
+)
+
+// PathVPNLease is the acquire route of a connection's lease.
+func PathVPNLease(connectionID string) string { return pathVPNConnections + connectionID + "/lease" }
+
+// PathVPNRenew is the renew route of a connection's lease.
+func PathVPNRenew(connectionID string) string { return PathVPNLease(connectionID) + "/renew" }
+
+// PathVPNRelease is the release route of a connection's lease.
+func PathVPNRelease(connectionID string) string { return PathVPNLease(connectionID) + "/release" }
+
+// PathVPNStatus is the status report route of a connection.
+func PathVPNStatus(connectionID string) string { return pathVPNConnections + connectionID + "/status" }
+
+// VPNAssignments is the body of GET PathVPNAssignments.
+type VPNAssignments struct {
+	Items []VPNAssignment `json:"items"`
+}
+
+// VPNAssignment is what a node agent learns of a connection it may run:
+// everything but the credential (only whether a reference exists).
+type VPNAssignment struct {
+	ConnectionID     string            `json:"connection_id"`
+	Name             string            `json:"name"`
+	DesiredState     string            `json:"desired_state"`
+	AddressFamily    string            `json:"address_family"`
+	ClientPrefixes   []string          `json:"client_prefixes"`
+	RemotePrefixes   []string          `json:"remote_prefixes"`
+	DNSServers       []string          `json:"dns_servers"`
+	MTU              int               `json:"mtu"`
+	HasCredentialRef bool              `json:"has_credential_ref"`
+	LeaseTTLSeconds  int               `json:"lease_ttl_seconds"`
+	RoutePolicies    []VPNAssignedPath `json:"route_policies"`
+	// Eligible: the node may acquire the lease now (it may also be the
+	// holder of a lease it is no longer eligible for: it must stop).
+	Eligible bool `json:"eligible"`
+	// Lease is the node's own active lease, nil when it holds none.
+	Lease *VPNLeaseGrant `json:"lease"`
+	// LeaseHeldByOther: another node holds the connection.
+	LeaseHeldByOther bool `json:"lease_held_by_other"`
+}
+
+// VPNAssignedPath is a route policy as an agent sees it.
+type VPNAssignedPath struct {
+	Name     string   `json:"name"`
+	Prefixes []string `json:"prefixes"`
+	Priority int      `json:"priority"`
+}
+
+// VPNLeaseGrant is a lease as its holder sees it. The holder must stop using
+// it at ExpiresAt unless a renewal succeeded; TTLSeconds lets an agent count
+// the term from when it sent the request, on its own clock.
+type VPNLeaseGrant struct {
+	ConnectionID string    `json:"connection_id"`
+	Generation   int64     `json:"generation"`
+	Epoch        int64     `json:"epoch"`
+	AcquiredAt   time.Time `json:"acquired_at"`
+	RenewedAt    time.Time `json:"renewed_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	TTLSeconds   int       `json:"ttl_seconds"`
+	// AlreadyHeld: an acquire found this node's lease active and returned it.
+	AlreadyHeld bool `json:"already_held,omitempty"`
+}
+
+// VPNLeaseRequest names the lease generation an agent holds (renew, release).
+type VPNLeaseRequest struct {
+	Generation int64 `json:"generation"`
+}
+
+// VPNStatusRequest is an agent's status report about one assignment: status
+// is not_started, assigned, lease_required, blocked or unknown.
+type VPNStatusRequest struct {
+	Status          string `json:"status"`
+	Detail          string `json:"detail,omitempty"`
+	LeaseGeneration int64  `json:"lease_generation,omitempty"`
+}

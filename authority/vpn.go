@@ -43,6 +43,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/store"
 	"github.com/rap-fabric/core/vpnrules"
 )
@@ -671,50 +672,19 @@ func health(c store.VPNConnection, l *store.VPNLease, holderStatus string, now t
 
 // ---------------------------------------------------------------- agents: assignments and leases
 
-// VPNAssignment is what a node agent learns of a connection it may run:
-// everything but the credential (only whether a reference exists).
-type VPNAssignment struct {
-	ConnectionID     string            `json:"connection_id"`
-	Name             string            `json:"name"`
-	DesiredState     string            `json:"desired_state"`
-	AddressFamily    string            `json:"address_family"`
-	ClientPrefixes   []string          `json:"client_prefixes"`
-	RemotePrefixes   []string          `json:"remote_prefixes"`
-	DNSServers       []string          `json:"dns_servers"`
-	MTU              int               `json:"mtu"`
-	HasCredentialRef bool              `json:"has_credential_ref"`
-	LeaseTTLSeconds  int               `json:"lease_ttl_seconds"`
-	RoutePolicies    []VPNAssignedPath `json:"route_policies"`
-	// Eligible: the node may acquire the lease now (it may also be the
-	// holder of a lease it is no longer eligible for: it must stop).
-	Eligible bool `json:"eligible"`
-	// Lease is the node's own active lease, nil when it holds none.
-	Lease *VPNLeaseGrant `json:"lease"`
-	// LeaseHeldByOther: another node holds the connection.
-	LeaseHeldByOther bool `json:"lease_held_by_other"`
-}
-
-// VPNAssignedPath is a route policy as an agent sees it.
-type VPNAssignedPath struct {
-	Name     string   `json:"name"`
-	Prefixes []string `json:"prefixes"`
-	Priority int      `json:"priority"`
-}
-
-// VPNLeaseGrant is a lease as its holder sees it. The holder must stop using
-// it at ExpiresAt unless a renewal succeeded; TTLSeconds lets an agent count
-// the term from when it sent the request, on its own clock.
-type VPNLeaseGrant struct {
-	ConnectionID string    `json:"connection_id"`
-	Generation   int64     `json:"generation"`
-	Epoch        int64     `json:"epoch"`
-	AcquiredAt   time.Time `json:"acquired_at"`
-	RenewedAt    time.Time `json:"renewed_at"`
-	ExpiresAt    time.Time `json:"expires_at"`
-	TTLSeconds   int       `json:"ttl_seconds"`
-	// AlreadyHeld: an acquire found this node's lease active and returned it.
-	AlreadyHeld bool `json:"already_held,omitempty"`
-}
+// Agent wire types (the contract shared with the node agent lives in agentapi).
+type (
+	// VPNAssignment is what a node agent learns of a connection it may run.
+	VPNAssignment = agentapi.VPNAssignment
+	// VPNAssignedPath is a route policy as an agent sees it.
+	VPNAssignedPath = agentapi.VPNAssignedPath
+	// VPNLeaseGrant is a lease as its holder sees it.
+	VPNLeaseGrant = agentapi.VPNLeaseGrant
+	// LeaseRequest names the lease generation an agent holds.
+	LeaseRequest = agentapi.VPNLeaseRequest
+	// VPNStatusRequest is an agent's status report about one assignment.
+	VPNStatusRequest = agentapi.VPNStatusRequest
+)
 
 func grantOf(l store.VPNLease, ttl int) VPNLeaseGrant {
 	return VPNLeaseGrant{ConnectionID: l.ConnectionID, Generation: l.Generation, Epoch: l.Epoch, AcquiredAt: l.AcquiredAt, RenewedAt: l.RenewedAt,
@@ -852,11 +822,6 @@ func (v *VPN) AcquireLease(ctx context.Context, n NodePrincipal, id string) (VPN
 	})
 }
 
-// LeaseRequest names the lease generation an agent holds.
-type LeaseRequest struct {
-	Generation int64 `json:"generation"`
-}
-
 // RenewLease extends node n's lease of the given generation (fenced,
 // audited). It answers lease_lost when that lease is not active any more or
 // already past its expiry, and revokes it when n is no longer eligible or
@@ -971,13 +936,6 @@ func (v *VPN) ReleaseLease(ctx context.Context, n NodePrincipal, id string, req 
 		}
 		return ReleaseResult{Released: true, Lease: l}, nil
 	})
-}
-
-// VPNStatusRequest is an agent's status report about one assignment.
-type VPNStatusRequest struct {
-	Status          string `json:"status"`
-	Detail          string `json:"detail,omitempty"`
-	LeaseGeneration int64  `json:"lease_generation,omitempty"`
 }
 
 // ReportStatus records node n's observed status of a connection it may see

@@ -30,6 +30,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/store"
 )
@@ -119,7 +120,7 @@ func (s *Server) vpnRoutes(r *mux.Router) {
 		})(w, r, actor)
 	})
 
-	agent("agent.vpn.assignments", http.MethodGet, "/v1/agent/vpn/assignments", func(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
+	agent("agent.vpn.assignments", http.MethodGet, agentapi.PathVPNAssignments, func(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
 		out, err := s.vpn.Assignments(r.Context(), n)
 		if err != nil {
 			return err
@@ -178,9 +179,7 @@ func (s *Server) vpnRoutes(r *mux.Router) {
 }
 
 // AgentVPNAssignments is the body of GET /v1/agent/vpn/assignments.
-type AgentVPNAssignments struct {
-	Items []authority.VPNAssignment `json:"items"`
-}
+type AgentVPNAssignments = agentapi.VPNAssignments
 
 // requirePlatformOwner refuses platform admins (sessions of another role);
 // owner API tokens carry the owner role.

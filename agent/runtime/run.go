@@ -55,6 +55,8 @@ type RunOptions struct {
 	// (snapshot.go); Mesh the mesh (mesh.go).
 	Snapshot SnapshotOptions
 	Mesh     MeshOptions
+	// VPN configures the VPN lease loop (vpn.go).
+	VPN VPNOptions
 }
 
 func (o *RunOptions) defaults() {
@@ -83,6 +85,7 @@ func (o *RunOptions) defaults() {
 		o.Now = time.Now
 	}
 	o.Snapshot.defaults()
+	o.VPN.defaults()
 }
 
 // Agent runs every membership of a state file.
@@ -136,6 +139,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if !a.o.Snapshot.Disabled {
 			wg.Add(1)
 			go func() { defer wg.Done(); m.snapshotLoop(ctx) }()
+		}
+		if !a.o.VPN.Disabled {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.vpnLoop(ctx) }()
 		}
 	}
 	if n == 0 {
@@ -262,6 +269,7 @@ func (m *member) status() MemberStatus {
 	s := m.st
 	s.Authorities = slices.Clone(s.Authorities)
 	s.Roles = slices.Clone(s.Roles)
+	s.VPN = slices.Clone(s.VPN)
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
 	m.mu.Unlock()
 	s.Snapshot = m.snapshotStatus()

@@ -55,6 +55,8 @@ type MemberStatus struct {
 	DesiredPolledAt   time.Time `json:"desired_polled_at,omitzero"`
 	// Snapshot is the snapshot loop's view (running agent only).
 	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// VPN lists the node's VPN assignments and leases (running agent only).
+	VPN []VPNLeaseStatus `json:"vpn,omitempty"`
 }
 
 // Health summarizes a membership for people: ok, degraded, revoked, failing
@@ -183,6 +185,13 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 			fmt.Fprintf(tw, "\t  reason: %s\n", m.ModeReason)
 		}
 		writeSnapshotLine(tw, m.Snapshot)
+		for _, v := range m.VPN {
+			until := ""
+			if !v.ValidUntil.IsZero() {
+				until = " until " + v.ValidUntil.Local().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "	  vpn %s: %s generation %d%s (reported %s; acquired %d, lost %d)\n", v.Name, v.State, v.Generation, until, dash(v.Reported), v.Acquired, v.Lost)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err
