@@ -201,6 +201,8 @@ type member struct {
 	desiredAt    time.Time
 	loopsStopped bool
 	snap         *snapRun
+	// vpnLoopRun is the VPN loop's state (vpn.go; its goroutine only).
+	vpnLoopRun *vpnRun
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {

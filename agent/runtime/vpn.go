@@ -35,7 +35,9 @@ type VPNOptions struct {
 	// Disabled: no VPN loop (the node never holds a lease).
 	Disabled bool
 	// Every is the loop period (renewals and acquisitions); 0 means 500 ms.
-	// A lease is renewed after a third of its term.
+	// A lease is renewed after a third of its term; it is suspended a margin
+	// (a tenth of the term, at most 500 ms) before its local term ends, and
+	// no network call of the loop outlasts the term of a held lease.
 	Every time.Duration
 	// PollEvery is how often assignments are polled; 0 means 2 s.
 	PollEvery time.Duration
@@ -118,6 +120,7 @@ func (m *member) vpnLoop(ctx context.Context) {
 	o := m.a.o.VPN
 	log := m.a.log.With("cluster_id", m.cluster, "loop", "vpn")
 	run := &vpnRun{conns: map[string]*vpnConn{}}
+	m.vpnLoopRun = run // touched by the loop goroutine only
 	var nextPoll time.Time
 	t := time.NewTicker(o.Every)
 	defer t.Stop()
@@ -146,6 +149,28 @@ func (m *member) vpnLoop(ctx context.Context) {
 	}
 }
 
+// termMargin is how much earlier than its local term the agent stops using a
+// lease: the loop's tick and the authority's reclaimer must not let two
+// holders overlap.
+func termMargin(ttl time.Duration) time.Duration {
+	return min(ttl/10, 500*time.Millisecond)
+}
+
+// callCtx bounds a network call of the loop by the earliest local term of a
+// held lease, so an unreachable authority never delays a suspension.
+func (m *member) callCtx(ctx context.Context, run *vpnRun) (context.Context, context.CancelFunc) {
+	var first time.Time
+	for _, c := range run.conns {
+		if c.holding && (first.IsZero() || c.deadline.Before(first)) {
+			first = c.deadline
+		}
+	}
+	if first.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, first)
+}
+
 func (m *member) vpnClient() *apiclient.Client {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -155,6 +180,8 @@ func (m *member) vpnClient() *apiclient.Client {
 // vpnPoll refreshes the assignments. A connection the node may no longer see
 // while holding its lease is lost (it is neither eligible nor the holder).
 func (m *member) vpnPoll(ctx context.Context, run *vpnRun, log hclog.Logger) error {
+	ctx, cancel := m.callCtx(ctx, run)
+	defer cancel()
 	var out agentapi.VPNAssignments
 	if err := m.vpnClient().Do(ctx, http.MethodGet, agentapi.PathVPNAssignments, nil, &out, nil); err != nil {
 		return err
@@ -186,25 +213,29 @@ func (m *member) vpnPoll(ctx context.Context, run *vpnRun, log hclog.Logger) err
 }
 
 func (m *member) vpnTick(ctx context.Context, run *vpnRun, log hclog.Logger) {
+	m.vpnEnforce(run, log)
 	for _, c := range run.conns {
 		now := m.a.o.Now()
+		cctx, cancel := m.callCtx(ctx, run)
 		switch {
 		case c.holding || c.suspended:
-			if c.holding && !now.Before(c.deadline) {
-				m.vpnSuspend(c, log)
-			}
 			if c.as.DesiredState != "enabled" && c.holding {
 				m.vpnReleaseOne(ctx, c, log)
 				break
 			}
 			if c.suspended || now.Sub(c.renewedAt) >= c.ttl/3 {
-				m.vpnRenew(ctx, c, log)
+				m.vpnRenew(cctx, c, log)
 			}
 		case c.as.DesiredState == "enabled" && c.as.Eligible && !c.as.LeaseHeldByOther && !now.Before(c.nextAcquire):
-			m.vpnAcquire(ctx, c, log)
+			m.vpnAcquire(cctx, c, log)
 		}
-		m.vpnReport(ctx, c, log)
+		cancel()
+		m.vpnEnforce(run, log)
+		cctx, cancel = m.callCtx(ctx, run)
+		m.vpnReport(cctx, c, log)
+		cancel()
 	}
+	m.vpnEnforce(run, log)
 }
 
 func (m *member) vpnAcquire(ctx context.Context, c *vpnConn, log hclog.Logger) {
@@ -227,7 +258,7 @@ func (m *member) vpnAcquire(ctx context.Context, c *vpnConn, log hclog.Logger) {
 	}
 	c.gen, c.ttl = g.Generation, time.Duration(g.TTLSeconds)*time.Second
 	c.holding, c.suspended = true, false
-	c.renewedAt, c.deadline = sent, sent.Add(c.ttl)
+	c.renewedAt, c.deadline = sent, sent.Add(c.ttl-termMargin(c.ttl))
 	if g.AlreadyHeld {
 		// Held from before (a restart): its remaining term is unknown here,
 		// so renew at once.
@@ -243,7 +274,10 @@ func (m *member) vpnRenew(ctx context.Context, c *vpnConn, log hclog.Logger) {
 	err := m.vpnClient().Do(ctx, http.MethodPost, agentapi.PathVPNRenew(c.as.ConnectionID), agentapi.VPNLeaseRequest{Generation: c.gen}, &g, nil)
 	if err == nil {
 		c.ttl = time.Duration(g.TTLSeconds) * time.Second
-		c.renewedAt, c.deadline = sent, sent.Add(c.ttl)
+		c.renewedAt, c.deadline = sent, sent.Add(c.ttl-termMargin(c.ttl))
+		if !m.a.o.Now().Before(c.deadline) {
+			return // the answer came too late to resume on
+		}
 		if c.suspended {
 			c.suspended, c.holding = false, true
 			m.vpnEvent(c, LeaseResumed, "renewed before the authority's expiry", log)
@@ -256,6 +290,16 @@ func (m *member) vpnRenew(ctx context.Context, c *vpnConn, log hclog.Logger) {
 		return
 	}
 	log.Debug("VPN lease renewal failed; retrying", "connection_id", c.as.ConnectionID, "generation", c.gen, "error", err)
+}
+
+// vpnEnforce suspends every held lease whose local term ended.
+func (m *member) vpnEnforce(run *vpnRun, log hclog.Logger) {
+	now := m.a.o.Now()
+	for _, c := range run.conns {
+		if c.holding && !now.Before(c.deadline) {
+			m.vpnSuspend(c, log)
+		}
+	}
 }
 
 func (m *member) vpnSuspend(c *vpnConn, log hclog.Logger) {
@@ -318,6 +362,9 @@ func (m *member) vpnEventGen(c *vpnConn, kind string, gen int64, reason string, 
 	}
 	if f := m.a.o.VPN.OnLease; f != nil {
 		f(ev)
+	}
+	if m.vpnLoopRun != nil {
+		m.publishVPN(m.vpnLoopRun) // at once: the status endpoint must not lag a stop
 	}
 }
 
