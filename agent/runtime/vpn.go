@@ -131,7 +131,8 @@ func (m *member) vpnLoop(ctx context.Context) {
 			return
 		}
 		now := m.a.o.Now()
-		if !now.Before(nextPoll) {
+		// Only nodes with a VPN role (or an assignment still known) ask.
+		if !now.Before(nextPoll) && (m.hasVPNRole() || len(run.conns) > 0) {
 			if err := m.vpnPoll(ctx, run, log); err != nil {
 				log.Debug("VPN assignments poll failed", "error", err)
 			}
@@ -169,6 +170,14 @@ func (m *member) callCtx(ctx context.Context, run *vpnRun) (context.Context, con
 		return context.WithCancel(ctx)
 	}
 	return context.WithDeadline(ctx, first)
+}
+
+// hasVPNRole reports whether the membership's desired roles include
+// vpn-exit or vpn-connector.
+func (m *member) hasVPNRole() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Contains(m.st.Roles, "vpn-exit") || slices.Contains(m.st.Roles, "vpn-connector")
 }
 
 func (m *member) vpnClient() *apiclient.Client {
