@@ -102,6 +102,7 @@ func (v *VPN) AcquireLease(ctx context.Context, n NodePrincipal, id string) (VPN
 	if err != nil {
 		return VPNLeaseGrant{}, err
 	}
+	v.expireIfDue(ctx, c.ID, "missed renewals (found at an acquire)")
 	op := Op{Action: "vpn_lease.acquire", Actor: nodeActor(n), ClusterID: c.ClusterID, TargetKind: "vpn_connection", TargetID: c.ID,
 		Details: map[string]any{"node_id": n.NodeID}}
 	return Fenced(ctx, v.a, op, func(tx pgx.Tx) (VPNLeaseGrant, error) {
@@ -185,6 +186,7 @@ func (v *VPN) RenewLease(ctx context.Context, n NodePrincipal, id string, req Le
 		Lost   string
 		Status string
 	}
+	v.expireIfDue(ctx, c.ID, "missed renewals (found at a late renewal)")
 	op := Op{Action: "vpn_lease.renew", Actor: nodeActor(n), ClusterID: c.ClusterID, TargetKind: "vpn_connection", TargetID: c.ID,
 		Details: map[string]any{"node_id": n.NodeID, "generation": req.Generation}}
 	res, err := Fenced(ctx, v.a, op, func(tx pgx.Tx) (res result, err error) {
@@ -341,34 +343,58 @@ func (v *VPN) ReclaimExpired(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, l := range exp {
-		op := Op{Action: "vpn_lease.expire", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: l.ClusterID, TargetKind: "vpn_connection",
-			TargetID: l.ConnectionID, Details: map[string]any{"generation": l.Generation, "owner_node_id": l.OwnerNodeID, "expired_at": l.ExpiresAt}}
-		ended, err := Fenced(ctx, v.a, op, func(tx pgx.Tx) (bool, error) {
-			if _, err := store.LockVPNConnection(ctx, tx, l.ClusterID, l.ConnectionID); err != nil {
-				return false, err
-			}
-			cur, err := store.GetVPNLease(ctx, tx, l.ConnectionID, l.Generation)
-			if err != nil {
-				return false, err
-			}
-			if cur.Status != "active" || cur.ExpiresAt.After(v.a.Now()) {
-				// Renewed or ended meanwhile: nothing to reclaim (the audit
-				// event says so).
-				op.Details["skipped"] = "renewed or ended meanwhile"
-				return false, nil
-			}
-			_, err = store.EndVPNLease(ctx, tx, l.ConnectionID, l.Generation, "expired", cur.ExpiresAt, "missed renewals", "system")
-			return err == nil, err
-		})
+		ended, err := v.expire(ctx, l, "missed renewals")
 		if err != nil {
 			return n, err
 		}
 		if ended {
 			n++
-			v.log.Info("VPN lease expired", "cluster_id", l.ClusterID, "connection_id", l.ConnectionID, "generation", l.Generation, "peer", l.OwnerNodeID)
 		}
 	}
 	return n, nil
+}
+
+// expire ends lease l as expired if it is still active and past its expiry
+// (fenced; audited as vpn_lease.expire). The reclaimer calls it, and so do
+// acquire and renew when they meet an expired lease first, so every expiry
+// has its own audit event.
+func (v *VPN) expire(ctx context.Context, l store.VPNLease, reason string) (bool, error) {
+	op := Op{Action: "vpn_lease.expire", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: l.ClusterID, TargetKind: "vpn_connection",
+		TargetID: l.ConnectionID, Details: map[string]any{"generation": l.Generation, "owner_node_id": l.OwnerNodeID, "expired_at": l.ExpiresAt, "reason": reason}}
+	ended, err := Fenced(ctx, v.a, op, func(tx pgx.Tx) (bool, error) {
+		if _, err := store.LockVPNConnection(ctx, tx, l.ClusterID, l.ConnectionID); err != nil {
+			return false, err
+		}
+		cur, err := store.GetVPNLease(ctx, tx, l.ConnectionID, l.Generation)
+		if err != nil {
+			return false, err
+		}
+		if cur.Status != "active" || cur.ExpiresAt.After(v.a.Now()) {
+			// Renewed or ended meanwhile: nothing to reclaim (the audit
+			// event says so).
+			op.Details["skipped"] = "renewed or ended meanwhile"
+			return false, nil
+		}
+		_, err = store.EndVPNLease(ctx, tx, l.ConnectionID, l.Generation, "expired", cur.ExpiresAt, reason, "system")
+		return err == nil, err
+	})
+	if err == nil && ended {
+		v.log.Info("VPN lease expired", "cluster_id", l.ClusterID, "connection_id", l.ConnectionID, "generation", l.Generation, "peer", l.OwnerNodeID)
+	}
+	return ended, err
+}
+
+// expireIfDue ends the connection's active lease first when it is past its
+// expiry (see expire); errors are left to the caller's own transaction,
+// which checks again.
+func (v *VPN) expireIfDue(ctx context.Context, connID, reason string) {
+	l, err := store.ActiveVPNLease(ctx, v.a.db.Pool, connID)
+	if err != nil || l.ExpiresAt.After(v.a.Now()) {
+		return
+	}
+	if _, err := v.expire(ctx, l, reason); err != nil {
+		v.log.Debug("expiring a VPN lease before the request failed; the request checks again", "connection_id", connID, "error", err)
+	}
 }
 
 // Run reclaims expired leases every ReclaimInterval while this authority
