@@ -272,3 +272,93 @@ type LinkReportAck struct {
 	Links  int `json:"links"`
 	Routes int `json:"routes"`
 }
+
+// VPN agent routes (authority/vpn.go). The lease and status paths are route
+// templates with the connection id as {vid}; agents fill it in with VPNPath.
+const (
+	PathVPNAssignments  = "/v1/agent/vpn/assignments"
+	PathVPNLeaseAcquire = "/v1/agent/vpn/connections/{vid}/lease"
+	PathVPNLeaseRenew   = "/v1/agent/vpn/connections/{vid}/lease/renew"
+	PathVPNLeaseRelease = "/v1/agent/vpn/connections/{vid}/lease/release"
+	PathVPNStatusReport = "/v1/agent/vpn/connections/{vid}/status"
+)
+
+// VPNPath is a VPN route template with the connection id filled in.
+func VPNPath(template, connectionID string) string {
+	return strings.Replace(template, "{vid}", connectionID, 1)
+}
+
+// PathVPNLease is the acquire route of a connection's lease.
+func PathVPNLease(connectionID string) string { return VPNPath(PathVPNLeaseAcquire, connectionID) }
+
+// PathVPNRenew is the renew route of a connection's lease.
+func PathVPNRenew(connectionID string) string { return VPNPath(PathVPNLeaseRenew, connectionID) }
+
+// PathVPNRelease is the release route of a connection's lease.
+func PathVPNRelease(connectionID string) string { return VPNPath(PathVPNLeaseRelease, connectionID) }
+
+// PathVPNStatus is the status report route of a connection.
+func PathVPNStatus(connectionID string) string { return VPNPath(PathVPNStatusReport, connectionID) }
+
+// VPNAssignments is the body of GET PathVPNAssignments.
+type VPNAssignments struct {
+	Items []VPNAssignment `json:"items"`
+}
+
+// VPNAssignment is what a node agent learns of a connection it may run:
+// everything but the credential (only whether a reference exists).
+type VPNAssignment struct {
+	ConnectionID     string            `json:"connection_id"`
+	Name             string            `json:"name"`
+	DesiredState     string            `json:"desired_state"`
+	AddressFamily    string            `json:"address_family"`
+	ClientPrefixes   []string          `json:"client_prefixes"`
+	RemotePrefixes   []string          `json:"remote_prefixes"`
+	DNSServers       []string          `json:"dns_servers"`
+	MTU              int               `json:"mtu"`
+	HasCredentialRef bool              `json:"has_credential_ref"`
+	LeaseTTLSeconds  int               `json:"lease_ttl_seconds"`
+	RoutePolicies    []VPNAssignedPath `json:"route_policies"`
+	// Eligible: the node may acquire the lease now (it may also be the
+	// holder of a lease it is no longer eligible for: it must stop).
+	Eligible bool `json:"eligible"`
+	// Lease is the node's own active lease, nil when it holds none.
+	Lease *VPNLeaseGrant `json:"lease"`
+	// LeaseHeldByOther: another node holds the connection.
+	LeaseHeldByOther bool `json:"lease_held_by_other"`
+}
+
+// VPNAssignedPath is a route policy as an agent sees it.
+type VPNAssignedPath struct {
+	Name     string   `json:"name"`
+	Prefixes []string `json:"prefixes"`
+	Priority int      `json:"priority"`
+}
+
+// VPNLeaseGrant is a lease as its holder sees it. The holder must stop using
+// it at ExpiresAt unless a renewal succeeded; TTLSeconds lets an agent count
+// the term from when it sent the request, on its own clock.
+type VPNLeaseGrant struct {
+	ConnectionID string    `json:"connection_id"`
+	Generation   int64     `json:"generation"`
+	Epoch        int64     `json:"epoch"`
+	AcquiredAt   time.Time `json:"acquired_at"`
+	RenewedAt    time.Time `json:"renewed_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	TTLSeconds   int       `json:"ttl_seconds"`
+	// AlreadyHeld: an acquire found this node's lease active and returned it.
+	AlreadyHeld bool `json:"already_held,omitempty"`
+}
+
+// VPNLeaseRequest names the lease generation an agent holds (renew, release).
+type VPNLeaseRequest struct {
+	Generation int64 `json:"generation"`
+}
+
+// VPNStatusRequest is an agent's status report about one assignment: status
+// is not_started, assigned, lease_required, blocked or unknown.
+type VPNStatusRequest struct {
+	Status          string `json:"status"`
+	Detail          string `json:"detail,omitempty"`
+	LeaseGeneration int64  `json:"lease_generation,omitempty"`
+}

@@ -28,6 +28,7 @@ const (
 	ActionPlatformRoleAssign Action = "platform.role.assign" // grant or remove a platform admin role
 	ActionMFAReset           Action = "user.mfa.reset"       // reset another user's MFA or devices
 	ActionAPITokenCreate     Action = "apitoken.create"      // mint an API token
+	ActionLeaseFence         Action = "vpn.lease.fence"      // fence a VPN connection's lease (recovery)
 )
 
 var highRisk = []Action{
@@ -35,6 +36,7 @@ var highRisk = []Action{
 	ActionTrustRootRotate, ActionPartitionPromote, ActionPartitionRecover,
 	ActionCrossClusterTrust, ActionSecretsAccess, ActionUpdatePolicy,
 	ActionJoinTokenCreate, ActionPlatformRoleAssign, ActionMFAReset, ActionAPITokenCreate,
+	ActionLeaseFence,
 }
 
 // HighRiskActions returns the actions that need step-up, in a stable order.

@@ -135,5 +135,5 @@ func TestStepUpActions(t *testing.T) {
 		require.True(t, a.HighRisk(), a)
 		require.ErrorIs(t, f.su.Require(ctx, f.sess, a, "x"), ErrStepUpRequired, a)
 	}
-	require.Len(t, HighRiskActions(), 14)
+	require.Len(t, HighRiskActions(), 15)
 }

@@ -96,6 +96,8 @@ type Config struct {
 	// Snapshots configures snapshot building and serving (RunSnapshots,
 	// WaitSnapshot).
 	Snapshots SnapshotOptions
+	// VPN configures the VPN control plane (vpn.go).
+	VPN VPNConfig
 }
 
 func (c *Config) defaults() {
@@ -151,6 +153,7 @@ type Authority struct {
 	admin      *Admin
 	heartbeats *Heartbeats
 	snapshots  *snapshotService
+	vpn        *VPN
 }
 
 // New validates cfg and wires an Authority with its subsystems. It performs no
@@ -168,8 +171,14 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	}
 	a.heartbeats = NewHeartbeats(a, cfg.Heartbeats, nil)
 	a.snapshots = newSnapshotService(cfg.Snapshots)
+	if a.vpn, err = newVPN(a, cfg.VPN); err != nil {
+		return nil, &ConfigError{Field: "VPN", Reason: err.Error()}
+	}
 	return a, nil
 }
+
+// VPN returns the VPN control-plane subsystem.
+func (a *Authority) VPN() *VPN { return a.vpn }
 
 // Admin returns the platform admin security service.
 func (a *Authority) Admin() *Admin { return a.admin }

@@ -69,6 +69,13 @@ func (c Config) Validate() error {
 		}
 		return err
 	}
+	if err := c.VPN.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return &ConfigError{Field: "VPN." + ce.Field, Reason: ce.Reason}
+		}
+		return err
+	}
 	return nil
 }
 

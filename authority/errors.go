@@ -36,6 +36,17 @@ const (
 	// CodeIdempotencyReused: an Idempotency-Key was sent again with a
 	// different request (method, path or body) than the one it first named.
 	CodeIdempotencyReused Code = "idempotency_key_reused"
+	// CodeNotEligible: the node may not own this VPN connection's lease
+	// (membership, allowed-node policy or VPN role missing; see vpn.go).
+	CodeNotEligible Code = "not_eligible"
+	// CodeLeaseHeld: another node holds the VPN connection's active lease (or
+	// a fenced holder's term has not run out yet).
+	CodeLeaseHeld Code = "lease_held"
+	// CodeLeaseLost: the caller's VPN lease is no longer active (expired,
+	// released, fenced, revoked or superseded): stop using it.
+	CodeLeaseLost Code = "lease_lost"
+	// CodeConnectionDisabled: the VPN connection's desired state is disabled.
+	CodeConnectionDisabled Code = "connection_disabled"
 )
 
 // Error is the typed error every authority operation returns.

@@ -206,6 +206,9 @@ func (a *Authority) SetPartition(ctx context.Context, actor Actor, idOrSlug stri
 var allowedWhenFenced = map[string]bool{
 	"node.revoke": true, "join_token.revoke": true, "certificate.renew": true, "certificate.rotate": true,
 	"snapshot.publish": true, "cluster.disable": true,
+	// A running VPN keeps its lease; ending leases and disabling connections
+	// only tighten.
+	"vpn_lease.renew": true, "vpn_lease.release": true, "vpn_lease.expire": true, "vpn_lease.fence": true, "vpn_connection.disable": true,
 }
 
 // Actions a split (degraded) cluster refuses: admissions.

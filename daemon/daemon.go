@@ -55,13 +55,14 @@ type Config struct {
 	// StreamLayer replaces the Raft TCP transport (tests inject partitions).
 	StreamLayer raft.StreamLayer
 
-	// Admin, Heartbeats and Snapshots configure the authority's subsystems
+	// Admin, Heartbeats, Snapshots and VPN configure the authority's subsystems
 	// (authority.Config fields of the same names); zero values take the
 	// defaults of authority.DefaultConfig. A new authority subsystem adds its
 	// config here and to authority.Config.
 	Admin      authority.AdminOptions
 	Heartbeats authority.HeartbeatConfig
 	Snapshots  authority.SnapshotOptions
+	VPN        authority.VPNConfig
 }
 
 // Validate reports a missing required field or an invalid authority setting
@@ -79,7 +80,7 @@ func (c Config) Validate() error {
 // authorityConfig is the authority.Config this daemon builds its service from.
 func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time.Duration) authority.Config {
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
-		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots}
+		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN}
 }
 
 // Daemon is a running authority.
@@ -89,6 +90,7 @@ type Daemon struct {
 	FSM    *fsm.FSM
 	Raft   *raftnode.Node
 	Auth   *authority.Authority
+	VPN    *authority.VPN
 	API    *httpapi.Server
 	http   *http.Server
 	ln     net.Listener
@@ -186,6 +188,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.Auth = auth
+	d.VPN = auth.VPN()
 	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
 	d.registerMetrics()
 
@@ -220,6 +223,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	go func() { defer d.wg.Done(); auth.RunHeartbeats(d.stop) }() // heartbeat batcher, health sweeper, retention
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.RunSnapshots(d.stop) }() // snapshot rebuild loop (leader) and long-poll wakeups
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.VPN.Run(d.stop) }() // stale VPN lease reclaimer (leader)
 	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
 	return d, nil
 }

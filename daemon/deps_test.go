@@ -89,12 +89,12 @@ var layers = map[string][]string{
 	// Pure leaves.
 	"domain": {}, "audit": {}, "authn": {}, "jointoken": {}, "pki": {}, "migrations": {},
 	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
-	"agent/statusclient": {}, "workloadspec": {},
+	"agent/statusclient": {}, "workloadspec": {}, "vpnrules": {},
 	"mesh/": {"mesh/", "domain"},
 	// Authority side, bottom up.
 	"store":              {"authn", "domain"},
 	"apiclient":          {"pki"},
-	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "snapshot", "store", "workloadspec"},
+	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "snapshot", "store", "vpnrules", "workloadspec"},
 	"authority/raftnode": {"fsm"},
 	"httpapi":            {"agentapi", "authn", "authority", "domain", "httpapi/console", "pki", "store"},
 	"httpapi/console":    {"authority", "domain", "store"},

@@ -32,6 +32,11 @@ var statusOf = map[authority.Code]int{
 	// A reused Idempotency-Key names a different request: 422, as the IETF
 	// Idempotency-Key draft and payment APIs answer.
 	authority.CodeIdempotencyReused: http.StatusUnprocessableEntity,
+	// VPN leases (authority/vpn.go).
+	authority.CodeNotEligible:        http.StatusForbidden,
+	authority.CodeLeaseHeld:          http.StatusConflict,
+	authority.CodeLeaseLost:          http.StatusConflict,
+	authority.CodeConnectionDisabled: http.StatusConflict,
 }
 
 // Codes used only by the HTTP layer.

@@ -59,7 +59,7 @@ func (s *Server) adminRoutes(r *mux.Router) {
 	owner("admin.users.enable", http.MethodPost, "/v1/admin/users/{id}/enable", s.setUserDisabled(false))
 
 	if s.a != nil {
-		c := console.New(console.Options{Authority: s.a, Auth: consoleAuth{s}, Status: s.consoleStatus, Logger: s.log})
+		c := console.New(console.Options{Authority: s.a, VPN: s.vpn, Auth: consoleAuth{s}, Status: s.consoleStatus, Logger: s.log})
 		r.PathPrefix("/console/").Handler(s.wrapHTTP("console", c))
 		r.Path("/console").Handler(http.RedirectHandler("/console/", http.StatusFound))
 	}

@@ -99,6 +99,7 @@ type Server struct {
 	a       *authority.Authority
 	status  StatusSource
 	members Members
+	vpn     *authority.VPN
 	log     hclog.Logger
 	reg     *prometheus.Registry
 	router  *mux.Router
@@ -117,6 +118,10 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
+	if o.Authority != nil {
+		s.vpn = o.Authority.VPN()
+	}
+
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
@@ -224,6 +229,8 @@ func (s *Server) routes() {
 	s.intentRoutes(r)
 	// Partition decisions (partition.go).
 	s.partitionRoutes(r)
+	// VPN connections and leases (vpn.go).
+	s.vpnRoutes(r)
 	s.router = r
 }
 

@@ -231,6 +231,43 @@ else
 	echo "(busybox-static is missing: apt-get install -y busybox-static to see a supervised service)"
 fi
 
+say "VPN control plane: one connection, two eligible exits, a single fenced lease that fails over"
+rapctl role assign demo "$(node_id edge-1)" vpn-exit | tail -n +2
+[ -n "${edge2:-}" ] || rapctl role assign demo "$(node_id edge-2)" vpn-exit | tail -n +2 # (the workload section gave edge-2 vpn-exit already)
+rapctl vpn create demo office --family ipv4 --client-prefixes 100.64.0.0/24 --remote-prefixes 192.168.50.0/24 --dns 192.168.50.53 \
+	--credential-ref vault:kv/vpn/office --lease-ttl 4 --enabled | tail -n +2
+rapctl vpn allowed-nodes demo office "$(node_id edge-1)" "$(node_id edge-2)" | tail -n +2
+rapctl vpn route-policy add demo office office-lan --prefixes 192.168.50.0/24 | tail -n +2
+echo "a default route without allow-default-route is refused:"
+rapctl vpn route-policy add demo office everything --prefixes 0.0.0.0/0 || true
+holder() { rapctl -o json vpn lease demo office | python3 -c 'import json,sys; a=json.load(sys.stdin)["active"]; print(a["owner_node_id"] if a else "")'; }
+h=""
+for _ in $(seq 1 60); do h=$(holder) && [ -n "$h" ] && break; sleep 0.5; done
+rapctl vpn list demo
+if [ -z "$h" ]; then
+	echo "no agent holds the lease yet (see .rap/demo/agent1/run.log)"
+else
+	hname=$(python3 -c 'import json,sys; print(json.loads(sys.argv[2])[sys.argv[1]])' "$h" "$names")
+	echo "$hname holds the lease; kill -9 $hname: its renewals stop, the lease expires, the other exit takes it"
+	kill -9 "$(cat "$demo/agent${hname#edge-}/run.pid")"
+	t0=$(date +%s%N)
+	for _ in $(seq 1 100); do n=$(holder) && [ -n "$n" ] && [ "$n" != "$h" ] && break; sleep 0.2; done
+	nname=$(python3 -c 'import json,sys; print(json.loads(sys.argv[2]).get(sys.argv[1], sys.argv[1] or "nobody"))' "$n" "$names")
+	echo "$nname holds the lease $(( ($(date +%s%N) - t0) / 1000000 )) ms after the kill"
+	rapctl vpn list demo
+	echo "lease history (newest first; no two holders overlap):"
+	rapctl -o json vpn lease demo office | python3 -c '
+import json, sys
+names = json.loads(sys.argv[1])
+for l in json.load(sys.stdin)["history"]:
+    print("  generation %d  %-7s  %-8s epoch %d  %s → %s" % (l["generation"], names.get(l["owner_node_id"], l["owner_node_id"][:8]), l["status"], l["epoch"], l["acquired_at"][11:23], (l.get("ended_at") or l["expires_at"])[11:23]))' "$names"
+	ad=$demo/agent${hname#edge-}
+	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s --capability "$caps" >>"$ad/run.log" 2>&1 &
+	echo $! >"$ad/run.pid"
+	disown
+	echo "($hname restarted: it stands by)"
+fi
+
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "$bin/rap-authority" bootstrap-owner --database-url "$db" --name owner --demo-password "$pw" --console-url "https://${API[1]}/console/" | tee "$demo/owner.txt"
@@ -254,5 +291,6 @@ echo "authorities: ${API[1]} ${API[2]} ${API[3]}   logs: $demo/a*.log"
 echo "restart:     $demo/a1.sh  $demo/a2.sh  $demo/a3.sh  (each authority's own command line, exactly as started above)"
 echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list"
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
+echo "VPN:         bin/rapctl vpn list demo; console page https://${API[1]}/console/vpn"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
 echo "stop with:   make demo-stop"

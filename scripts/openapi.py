@@ -99,6 +99,23 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/partition/merge", "owner", "clusters", "Merge, degraded or promoted to normal (fenced, step-up; body {reason})", 200),
     ("POST", "/v1/clusters/{cluster}/partition/fence", "owner", "clusters", "Fence (freeze) the cluster: every change refused except revocations and renewals (fenced, step-up; body {reason})", 200),
     ("POST", "/v1/clusters/{cluster}/partition/recover", "owner", "clusters", "Recover a fenced cluster to normal (fenced, step-up; body {reason})", 200),
+    ("POST", "/v1/clusters/{cluster}/vpn-connections", "owner", "vpn", "Create a VPN connection: address family, client/remote prefixes, DNS, MTU, credential_ref, lease TTL (fenced)", 201),
+    ("GET", "/v1/clusters/{cluster}/vpn-connections", "owner", "vpn", "List VPN connections with lease holder, epoch and health", 200),
+    ("GET", "/v1/clusters/{cluster}/vpn-connections/{vid}", "owner", "vpn", "Show a VPN connection: allowed nodes, route policies, lease history, agent statuses", 200),
+    ("PATCH", "/v1/clusters/{cluster}/vpn-connections/{vid}", "owner", "vpn", "Change a VPN connection's network settings, credential_ref or lease TTL (fenced)", 200),
+    ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/enable", "owner", "vpn", "Set desired state enabled (fenced)", 200),
+    ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/disable", "owner", "vpn", "Set desired state disabled; revokes the active lease (fenced)", 200),
+    ("PUT", "/v1/clusters/{cluster}/vpn-connections/{vid}/allowed-nodes", "owner", "vpn", "Replace the allowed-node list {node_ids}; normalized, same cluster only (fenced)", 200),
+    ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies", "owner", "vpn", "Add a route policy {name, prefixes, priority, allow_default_route, allow_overlap} (fenced)", 201),
+    ("GET", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies", "owner", "vpn", "List a VPN connection's route policies", 200),
+    ("DELETE", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies/{pid}", "owner", "vpn", "Delete a route policy (fenced)", 200),
+    ("GET", "/v1/clusters/{cluster}/vpn-connections/{vid}/lease", "owner", "vpn", "The active lease and the lease history", 200),
+    ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/lease/fence", "owner", "vpn", "Fence the active lease (platform owner, recovery action, step-up; body {reason}; idempotent)", 200),
+    ("GET", "/v1/agent/vpn/assignments", "node", "agent", "VPN assignments this node may see (eligible candidate or holder); never credential_ref", 200),
+    ("POST", "/v1/agent/vpn/connections/{vid}/lease", "node", "agent", "Acquire the connection's lease (fenced; idempotent for the holder)", 200),
+    ("POST", "/v1/agent/vpn/connections/{vid}/lease/renew", "node", "agent", "Renew the lease {generation}; lease_lost means stop (fenced)", 200),
+    ("POST", "/v1/agent/vpn/connections/{vid}/lease/release", "node", "agent", "Release the lease {generation} (fenced; idempotent)", 200),
+    ("POST", "/v1/agent/vpn/connections/{vid}/status", "node", "agent", "Report the observed assignment status: not_started, assigned, lease_required, blocked or unknown", 200),
 ]
 
 def main():

@@ -58,6 +58,8 @@ type RunOptions struct {
 	// Workloads supervises the assigned service workloads; nil runs none
 	// (the heartbeat then reports an empty list).
 	Workloads Workloads
+	// VPN configures the VPN lease loop (vpn.go).
+	VPN VPNOptions
 }
 
 func (o *RunOptions) defaults() {
@@ -86,6 +88,7 @@ func (o *RunOptions) defaults() {
 		o.Now = time.Now
 	}
 	o.Snapshot.defaults()
+	o.VPN.defaults()
 }
 
 // Agent runs every membership of a state file.
@@ -140,6 +143,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if !a.o.Snapshot.Disabled {
 			wg.Add(1)
 			go func() { defer wg.Done(); m.snapshotLoop(ctx) }()
+		}
+		if !a.o.VPN.Disabled {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.vpnLoop(ctx) }()
 		}
 	}
 	if n == 0 {
@@ -201,6 +208,8 @@ type member struct {
 	// kick asks the heartbeat loop for an early round (a workload changed
 	// state); see WorkloadsChanged.
 	kick chan struct{}
+	// vpnLoopRun is the VPN loop's state (vpn.go; its goroutine only).
+	vpnLoopRun *vpnRun
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
@@ -269,6 +278,7 @@ func (m *member) status() MemberStatus {
 	s := m.st
 	s.Authorities = slices.Clone(s.Authorities)
 	s.Roles = slices.Clone(s.Roles)
+	s.VPN = slices.Clone(s.VPN)
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
 	m.mu.Unlock()
 	s.Snapshot = m.snapshotStatus()

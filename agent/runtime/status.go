@@ -59,6 +59,8 @@ type MemberStatus struct {
 	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
 	// Workloads are the supervised service instances (running agent only).
 	Workloads []workload.Status `json:"workloads,omitempty"`
+	// VPN lists the node's VPN assignments and leases (running agent only).
+	VPN []VPNLeaseStatus `json:"vpn,omitempty"`
 }
 
 // Health summarizes a membership for people: ok, degraded, revoked, failing
@@ -197,6 +199,13 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 				fmt.Fprintf(tw, " (%s)", s.Reason)
 			}
 			fmt.Fprintln(tw)
+		}
+		for _, v := range m.VPN {
+			until := ""
+			if !v.ValidUntil.IsZero() {
+				until = " until " + v.ValidUntil.Local().Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "	  vpn %s: %s generation %d%s (reported %s; acquired %d, lost %d)\n", v.Name, v.State, v.Generation, until, dash(v.Reported), v.Acquired, v.Lost)
 		}
 	}
 	if err := tw.Flush(); err != nil {

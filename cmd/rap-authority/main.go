@@ -105,6 +105,8 @@ type runFlags struct {
 	// Heartbeat ingest (authority.HeartbeatConfig).
 	hbLate, hbStale, hbOffline, hbRetention, hbFlush *time.Duration
 	hbMaxBatch                                       *int
+	// VPN control plane (authority.VPNConfig).
+	vpnReclaim, vpnLeaseTTL *time.Duration
 }
 
 // flagOfField names the flag that sets an authority.Config field, so that an
@@ -117,6 +119,8 @@ var flagOfField = map[string]string{
 	"Heartbeats.Retention":     "heartbeat-retention",
 	"Heartbeats.FlushInterval": "heartbeat-flush-interval",
 	"Heartbeats.MaxBatch":      "heartbeat-max-batch",
+	"VPN.ReclaimInterval":      "vpn-reclaim-interval",
+	"VPN.DefaultLeaseTTL":      "vpn-default-lease-ttl",
 }
 
 func newRunFlags(name string) *runFlags {
@@ -148,6 +152,8 @@ func newRunFlags(name string) *runFlags {
 	r.hbRetention = fs.Duration("heartbeat-retention", hb.Retention, "how long the heartbeat append log keeps rows")
 	r.hbFlush = fs.Duration("heartbeat-flush-interval", hb.FlushInterval, "longest a heartbeat waits in memory before it is written")
 	r.hbMaxBatch = fs.Int("heartbeat-max-batch", hb.MaxBatch, "heartbeat rows that trigger an early flush")
+	r.vpnReclaim = fs.Duration("vpn-reclaim-interval", time.Second, "how often the leader ends expired VPN leases")
+	r.vpnLeaseTTL = fs.Duration("vpn-default-lease-ttl", 30*time.Second, "VPN lease term of a connection created without one (2s..1h)")
 	return r
 }
 
@@ -222,7 +228,8 @@ func run(args []string, bootstrap bool) error {
 		APIListen: *r.apiListen, APIAdvertise: *r.apiAdv, Hosts: hosts, KEK: kek, Logger: logger,
 		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum,
 		Heartbeats: authority.HeartbeatConfig{LateAfter: *r.hbLate, StaleAfter: *r.hbStale, OfflineAfter: *r.hbOffline,
-			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch}}
+			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch},
+		VPN: authority.VPNConfig{ReclaimInterval: *r.vpnReclaim, DefaultLeaseTTL: *r.vpnLeaseTTL}}
 	if err := flagError(cfg.Validate()); err != nil {
 		return err
 	}

@@ -202,6 +202,9 @@ func run(args []string) error {
 	meshListen := fs.String("mesh-listen", env("RAP_MESH_LISTEN", "0.0.0.0:0"), "UDP address of the mesh socket (started when the snapshot carries peers)")
 	noMesh := fs.Bool("no-mesh", false, "never start the mesh")
 	meshReport := fs.Duration("mesh-report-every", 0, "link report period (default 3 heartbeat intervals)")
+	noVPN := fs.Bool("no-vpn", false, "never hold VPN leases")
+	vpnEvery := fs.Duration("vpn-every", 0, "VPN lease loop period (default 500ms)")
+	vpnPoll := fs.Duration("vpn-poll-every", 0, "VPN assignments poll period (default 2s)")
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
 	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
@@ -245,7 +248,8 @@ func run(args []string) error {
 	a = runtime.NewAgent(st, runtime.RunOptions{Workloads: workloads, Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
 		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
-		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport}})
+		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
+		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll}})
 	return a.Run(ctx)
 }
 

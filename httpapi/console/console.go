@@ -57,9 +57,11 @@ type Status struct {
 // Options configure the console.
 type Options struct {
 	Authority *authority.Authority
-	Auth      Auth
-	Status    func() Status
-	Logger    hclog.Logger
+	// VPN serves the VPN page; nil shows the page without connections.
+	VPN    *authority.VPN
+	Auth   Auth
+	Status func() Status
+	Logger hclog.Logger
 }
 
 // ErrNoPage is returned for unknown console paths.
@@ -112,6 +114,7 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/roles", c.page("roles", c.roles))
 	m.HandleFunc("GET /console/services", c.page("services", c.services))
 	m.HandleFunc("GET /console/health", c.page("health", c.health))
+	m.HandleFunc("GET /console/vpn", c.page("vpn", c.vpn))
 	m.HandleFunc("GET /console/audit", c.page("audit", c.audit))
 	m.HandleFunc("GET /console/trust", c.page("trust", c.trust))
 	m.HandleFunc("GET /console/account", c.page("account", c.account))

@@ -431,3 +431,31 @@ func (c *console) account(ctx context.Context, r *http.Request, v *view) error {
 	v.Data["Users"] = maps(us)
 	return nil
 }
+
+// vpn lists each cluster's VPN connections with their lease holder, epoch,
+// expiry and health; enable/disable and the lease fence (step-up) are API
+// calls from the page.
+func (c *console) vpn(ctx context.Context, r *http.Request, v *view) error {
+	type group struct {
+		Cluster     map[string]any
+		Connections []map[string]any
+	}
+	var groups []group
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		g := group{Cluster: cl}
+		if c.o.VPN != nil {
+			cs, err := c.o.VPN.ListConnections(ctx, id, store.Page{Limit: 500})
+			if err != nil {
+				return err
+			}
+			g.Connections = maps(cs)
+		}
+		groups = append(groups, g)
+	}
+	v.Data["Groups"] = groups
+	return nil
+}

@@ -21,24 +21,41 @@ type Agent struct {
 	Dir   string
 	State string
 	Proc  *Process
+	// Caps are configured capabilities passed to enroll and run.
+	Caps []string
+	// RunArgs are extra `rap-node-agent run` flags.
+	RunArgs []string
 
 	env *Env
 }
 
 // AgentMembership is the part of `rap-node-agent status -o json` the drills read.
 type AgentMembership struct {
-	ClusterID         string    `json:"cluster_id"`
-	NodeID            string    `json:"node_id"`
-	MembershipStatus  string    `json:"membership_status"`
-	CertificateSerial string    `json:"certificate_serial"`
-	Mode              string    `json:"mode"`
-	ModeReason        string    `json:"mode_reason"`
-	Running           bool      `json:"running"`
-	LastHeartbeatAck  time.Time `json:"last_heartbeat_ack"`
-	HeartbeatsAcked   uint64    `json:"heartbeats_acked"`
-	ConsecutiveErrors int       `json:"consecutive_errors"`
-	AppliedVersion    uint64    `json:"applied_version"`
-	Roles             []string  `json:"roles"`
+	ClusterID         string     `json:"cluster_id"`
+	NodeID            string     `json:"node_id"`
+	MembershipStatus  string     `json:"membership_status"`
+	CertificateSerial string     `json:"certificate_serial"`
+	Mode              string     `json:"mode"`
+	ModeReason        string     `json:"mode_reason"`
+	Running           bool       `json:"running"`
+	LastHeartbeatAck  time.Time  `json:"last_heartbeat_ack"`
+	HeartbeatsAcked   uint64     `json:"heartbeats_acked"`
+	ConsecutiveErrors int        `json:"consecutive_errors"`
+	AppliedVersion    uint64     `json:"applied_version"`
+	Roles             []string   `json:"roles"`
+	VPN               []AgentVPN `json:"vpn"`
+}
+
+// AgentVPN is one VPN assignment as the running agent reports it.
+type AgentVPN struct {
+	ConnectionID string `json:"connection_id"`
+	Name         string `json:"name"`
+	State        string `json:"state"`
+	Generation   int64  `json:"generation"`
+	Reported     string `json:"reported"`
+	Acquired     int    `json:"acquired"`
+	Lost         int    `json:"lost"`
+	LastEvent    string `json:"last_event"`
 }
 
 // AgentStatus is `rap-node-agent status -o json`.
@@ -93,8 +110,12 @@ func (e *Env) CreateClusterAndToken(slug string, n int) (string, string, error) 
 // it took.
 func (a *Agent) Enroll(token, pin string, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
-	out, err := a.Host.Exec(timeout, filepath.Join(a.env.Bin, "rap-node-agent"), "enroll", "--authority", a.env.APIAddrs(), "--token", token,
-		"--ca-pin", pin, "--state", a.State, "--name", a.Name, "--machine-id-file", filepath.Join(a.Dir, "machine-id"), "--poll-interval", "500ms")
+	args := []string{"enroll", "--authority", a.env.APIAddrs(), "--token", token,
+		"--ca-pin", pin, "--state", a.State, "--name", a.Name, "--machine-id-file", filepath.Join(a.Dir, "machine-id"), "--poll-interval", "500ms"}
+	if len(a.Caps) > 0 {
+		args = append(args, "--capability", strings.Join(a.Caps, ","))
+	}
+	out, err := a.Host.Exec(timeout, filepath.Join(a.env.Bin, "rap-node-agent"), args...)
 	took := time.Since(start)
 	_ = os.WriteFile(filepath.Join(a.env.Net.LogDir, a.Name+"-enroll.log"), out, 0o600)
 	if err != nil {
@@ -106,8 +127,12 @@ func (a *Agent) Enroll(token, pin string, timeout time.Duration) (time.Duration,
 // Run starts `rap-node-agent run` with a 1 s heartbeat interval, degraded
 // after 2 failed rounds.
 func (a *Agent) Run() error {
-	p, err := a.Host.Start(a.Name, filepath.Join(a.env.Bin, "rap-node-agent"), "run", "--state", a.State, "--interval", "1s",
-		"--degraded-after", "2", "--request-timeout", "1s", "--status-socket", filepath.Join(a.Dir, "agent.sock"))
+	args := []string{"run", "--state", a.State, "--interval", "1s",
+		"--degraded-after", "2", "--request-timeout", "1s", "--status-socket", filepath.Join(a.Dir, "agent.sock")}
+	if len(a.Caps) > 0 {
+		args = append(args, "--capability", strings.Join(a.Caps, ","))
+	}
+	p, err := a.Host.Start(a.Name, filepath.Join(a.env.Bin, "rap-node-agent"), append(args, a.RunArgs...)...)
 	a.Proc = p
 	return err
 }
