@@ -110,6 +110,11 @@ func realMain(args []string) error {
 	if len(rest) >= 2 && rest[0] == "mesh" && rest[1] == "ping" {
 		return meshPingCmd(rest[2:])
 	}
+	if len(rest) >= 2 && rest[0] == "release" {
+		if f, ok := offlineReleaseCommands[rest[1]]; ok {
+			return f(rest[2:], os.Stdout)
+		}
+	}
 	var chosen *cmd
 	var pos []string
 	for i := range commands {
@@ -218,6 +223,7 @@ func printHelp() {
 	fmt.Fprintln(os.Stderr, "\ncommands:")
 	fmt.Fprintln(os.Stderr, "  config set|show                 save or show connection settings")
 	fmt.Fprintln(os.Stderr, "  mesh ping NODE                  on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --cluster, --timeout)")
+	fmt.Fprintln(os.Stderr, offlineReleaseHelp)
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-31s %s\n", strings.TrimSpace(c.path+" "+c.args), c.help)
 	}
