@@ -47,6 +47,8 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/partition/merge":     authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/partition/fence":     authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/partition/recover":   authn.ActionPartitionRecover,
+	"PUT /v1/releases/roots":                          authn.ActionTrustRootRotate,
+	"POST /v1/releases/key-sets":                      authn.ActionTrustRootRotate,
 }
 
 // HighRiskRoutes returns the routes that need step-up ("METHOD template" → action).

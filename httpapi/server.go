@@ -79,6 +79,9 @@ type Options struct {
 	Logger    hclog.Logger
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// Releases is the version storage service; nil answers its routes with
+	// unavailable.
+	Releases *authority.Releases
 }
 
 // Server is the HTTP API of one authority.
@@ -92,6 +95,10 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	// releases is the version storage service (nil: its routes answer
+	// unavailable).
+	releases *authority.Releases
 }
 
 // New builds the API router.
@@ -103,6 +110,7 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
+	s.releases = o.Releases
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
@@ -209,6 +217,8 @@ func (s *Server) routes() {
 	s.intentRoutes(r)
 	// Partition decisions (partition.go).
 	s.partitionRoutes(r)
+	// Version storage (releases.go).
+	s.releaseRoutes(r)
 	s.router = r
 }
 
@@ -222,7 +232,7 @@ const (
 )
 
 // longPoll names the routes that wait on purpose.
-var longPoll = map[string]bool{"agent.snapshot": true, "agent.storage": true}
+var longPoll = map[string]bool{"agent.snapshot": true, "agent.storage": true, "agent.release.artifact": true}
 
 func (s *Server) wrap(name string, h handlerFunc) http.Handler {
 	timeout := RequestTimeout

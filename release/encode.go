@@ -82,21 +82,34 @@ func Decode(r io.Reader, maxSize int64) (Envelope, error) {
 	if err := strictJSON(b, &e); err != nil {
 		return Envelope{}, rerr(ErrMalformed, "envelope: %v", err)
 	}
+	if err := e.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	return e, nil
+}
+
+// Validate checks the envelope's shape (what Decode checks after parsing
+// JSON): a known kind, a payload, at most MaxSignatures signatures, each
+// with a 16-hex-digit key id and 64 bytes. It does not verify signatures.
+func (e Envelope) Validate() error {
 	if e.Kind != KindKeySet && e.Kind != KindManifest {
-		return Envelope{}, rerr(ErrMalformed, "envelope kind %q unknown", e.Kind)
+		return rerr(ErrMalformed, "envelope kind %q unknown", e.Kind)
 	}
 	if len(e.Payload) == 0 {
-		return Envelope{}, rerr(ErrMalformed, "empty payload")
+		return rerr(ErrMalformed, "empty payload")
+	}
+	if int64(len(e.Payload)) > DefaultMaxSize {
+		return rerr(ErrTooLarge, "payload exceeds %d bytes", DefaultMaxSize)
 	}
 	if len(e.Signatures) > MaxSignatures {
-		return Envelope{}, rerr(ErrMalformed, "%d signatures, limit %d", len(e.Signatures), MaxSignatures)
+		return rerr(ErrMalformed, "%d signatures, limit %d", len(e.Signatures), MaxSignatures)
 	}
 	for i, s := range e.Signatures {
 		if len(s.KeyID) != 16 || !token(s.KeyID, 16) || len(s.Sig) != 64 {
-			return Envelope{}, rerr(ErrMalformed, "signature %d: key id %q, %d bytes", i, s.KeyID, len(s.Sig))
+			return rerr(ErrMalformed, "signature %d: key id %q, %d bytes", i, s.KeyID, len(s.Sig))
 		}
 	}
-	return e, nil
+	return nil
 }
 
 // Unmarshal decodes an envelope held in memory (see Decode).

@@ -106,38 +106,50 @@ type Expect struct {
 	KeySet KeySet
 }
 
-// VerifyManifest checks a manifest envelope and returns the manifest and the
-// artifact for e.OS/e.Arch. Order: kind, exactly one signature, key (revoked
-// before unknown), signature, payload decoding, product, validity window,
-// blocklist, channel, architecture, downgrade, upgrade path. Each failure
-// is a *Error wrapping one sentinel.
-func VerifyManifest(env Envelope, e Expect) (Manifest, Artifact, error) {
+// VerifyManifestSignature checks what every holder of a manifest checks,
+// whatever it runs: kind, exactly one signature, key (revoked before
+// unknown), signature, payload decoding and the validity window at now. The
+// authority calls it on publish; agents call VerifyManifest.
+func VerifyManifestSignature(env Envelope, ks KeySet, now time.Time, skew time.Duration) (Manifest, error) {
 	if env.Kind != KindManifest {
-		return Manifest{}, Artifact{}, rerr(ErrMalformed, "envelope kind %q, want %q", env.Kind, KindManifest)
+		return Manifest{}, rerr(ErrMalformed, "envelope kind %q, want %q", env.Kind, KindManifest)
 	}
 	if len(env.Signatures) != 1 {
-		return Manifest{}, Artifact{}, rerr(ErrMalformed, "manifest has %d signatures, want 1", len(env.Signatures))
+		return Manifest{}, rerr(ErrMalformed, "manifest has %d signatures, want 1", len(env.Signatures))
 	}
 	s := env.Signatures[0]
-	if e.KeySet.IsRevoked(s.KeyID) {
-		return Manifest{}, Artifact{}, rerr(ErrRevokedKey, "signing key %s", s.KeyID)
+	if ks.IsRevoked(s.KeyID) {
+		return Manifest{}, rerr(ErrRevokedKey, "signing key %s", s.KeyID)
 	}
-	k, ok := e.KeySet.Key(s.KeyID)
+	k, ok := ks.Key(s.KeyID)
 	if !ok {
-		return Manifest{}, Artifact{}, rerr(ErrUnknownKey, "signing key %s not in key set v%d", s.KeyID, e.KeySet.Version)
+		return Manifest{}, rerr(ErrUnknownKey, "signing key %s not in key set v%d", s.KeyID, ks.Version)
 	}
 	if ed25519.VerifyWithOptions(k.Public, env.Payload, s.Sig, signOptions(KindManifest)) != nil {
-		return Manifest{}, Artifact{}, rerr(ErrBadSignature, "signing key %s", s.KeyID)
+		return Manifest{}, rerr(ErrBadSignature, "signing key %s", s.KeyID)
 	}
 	m, err := DecodeManifest(env.Payload)
+	if err != nil {
+		return Manifest{}, err
+	}
+	if err := checkWindow(m.IssuedAt, m.ExpiresAt, now, skew, "manifest "+m.Version); err != nil {
+		return Manifest{}, err
+	}
+	return m, nil
+}
+
+// VerifyManifest checks a manifest envelope and returns the manifest and the
+// artifact for e.OS/e.Arch. Order: VerifyManifestSignature (kind, one
+// signature, key, signature, decoding, validity window), product,
+// blocklist, channel, architecture, downgrade, upgrade path. Each failure is
+// a *Error wrapping one sentinel.
+func VerifyManifest(env Envelope, e Expect) (Manifest, Artifact, error) {
+	m, err := VerifyManifestSignature(env, e.KeySet, e.Now, e.ClockSkew)
 	if err != nil {
 		return Manifest{}, Artifact{}, err
 	}
 	if m.Product != e.Product {
 		return Manifest{}, Artifact{}, rerr(ErrWrongProduct, "manifest for %q, want %q", m.Product, e.Product)
-	}
-	if err := checkWindow(m.IssuedAt, m.ExpiresAt, e.Now, e.ClockSkew, "manifest "+m.Version); err != nil {
-		return Manifest{}, Artifact{}, err
 	}
 	v, _ := ParseVersion(m.Version) // validated by DecodeManifest
 	for _, b := range e.Blocklist {

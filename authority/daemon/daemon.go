@@ -150,7 +150,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	d.Raft = rn
 	auth = authority.New(authority.Config{NodeID: cfg.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: rc.QuorumTimeout}, consensus{rn}, d.FSM, db)
 	d.Auth = auth
-	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
+	releases, err := authority.NewReleases(auth, authority.ReleasesConfig{})
+	if err != nil {
+		_ = rn.Shutdown()
+		db.Close()
+		return nil, err
+	}
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log, Releases: releases})
 	d.registerMetrics()
 
 	ln, err := net.Listen("tcp", cfg.APIListen)
