@@ -21,17 +21,17 @@ import (
 // offlineReleaseCommands run without any server: keys are made and used only
 // on the host that runs them (release private keys stay offline).
 var offlineReleaseCommands = map[string]func(args []string, out io.Writer) error{
-	"keygen":   releaseKeygen,
-	"keyset":   releaseKeysetCreate,
-	"manifest": releaseManifestCreate,
-	"sign":     releaseSign,
-	"verify":   releaseVerify,
-	"inspect":  releaseInspect,
+	"keygen":          releaseKeygen,
+	"keyset create":   releaseKeysetCreate,
+	"manifest create": releaseManifestCreate,
+	"sign":            releaseSign,
+	"verify":          releaseVerify,
+	"inspect":         releaseInspect,
 }
 
 const offlineReleaseHelp = `  release keygen --role root|signing --out PATH     offline: new Ed25519 key; PATH (0600, private) and PATH.pub
-  release keyset --version N --signing-key A.pub,… [--revoke ID,…] [--ttl D] --out FILE   offline: unsigned key set
-  release manifest --product P --version V --channels C,… --artifact OS/ARCH=FILE … --source-revision R --out FILE   offline: unsigned manifest (--min-upgrade-from, --migration JSON-FILE, --build-time, --builder, --ttl)
+  release keyset create --version N --signing-key A.pub,… [--revoke ID,…] [--ttl D] --out FILE   offline: unsigned key set
+  release manifest create --product P --version V --channels C,… --artifact OS/ARCH=FILE … --source-revision R --out FILE   offline: unsigned manifest (--min-upgrade-from, --migration JSON-FILE, --build-time, --builder, --ttl)
   release sign --key PRIVATE DOC [--out FILE]        offline: add a signature (root key on a key set, signing key on a manifest)
   release verify --roots A.pub,… --threshold N --keyset FILE [--manifest FILE --os --arch --current V --channel C --blocklist V,…] [ARTIFACT]   offline verification
   release inspect DOC                                offline: print a document's decoded payload`
@@ -180,7 +180,7 @@ func writeEnvelope(path string, e release.Envelope, out io.Writer, what string) 
 }
 
 func releaseKeysetCreate(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("release keyset", flag.ContinueOnError)
+	fs := flag.NewFlagSet("release keyset create", flag.ContinueOnError)
 	version := fs.Uint64("version", 0, "key set version (higher than the last published)")
 	signing := fs.String("signing-key", "", "comma-separated release-signing public key files")
 	revoke := fs.String("revoke", "", "comma-separated key ids to revoke")
@@ -190,7 +190,7 @@ func releaseKeysetCreate(args []string, out io.Writer) error {
 		return err
 	}
 	if *version == 0 || *signing == "" || *path == "" {
-		return errors.New("usage: rapctl release keyset --version N --signing-key A.pub,… [--revoke ID,…] [--ttl D] --out FILE")
+		return errors.New("usage: rapctl release keyset create --version N --signing-key A.pub,… [--revoke ID,…] [--ttl D] --out FILE")
 	}
 	keys, roles, err := readPublicKeys(*signing)
 	if err != nil {
@@ -232,7 +232,7 @@ func hashFile(path string) (string, int64, error) {
 }
 
 func releaseManifestCreate(args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("release manifest", flag.ContinueOnError)
+	fs := flag.NewFlagSet("release manifest create", flag.ContinueOnError)
 	product := fs.String("product", release.ProductNodeAgent, "rap-node-agent or a service type")
 	version := fs.String("version", "", "semantic version")
 	channels := fs.String("channels", "candidate", "comma-separated eligible channels: stable,current,candidate")
@@ -249,7 +249,7 @@ func releaseManifestCreate(args []string, out io.Writer) error {
 		return err
 	}
 	if *version == "" || len(arts) == 0 || *path == "" || *rev == "" {
-		return errors.New("usage: rapctl release manifest --product P --version V --channels C,… --artifact OS/ARCH=FILE … --source-revision R --out FILE")
+		return errors.New("usage: rapctl release manifest create --product P --version V --channels C,… --artifact OS/ARCH=FILE … --source-revision R --out FILE")
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	m := release.Manifest{Product: *product, Version: *version, MinUpgradeFrom: *minFrom,

@@ -47,9 +47,9 @@ func TestReleaseOfflineCeremony(t *testing.T) {
 	require.Error(t, err, "an existing key is never overwritten")
 
 	// Key set v1 with sign1 and sign2; signed by root1 and root3.
-	_, err = run(t, "keyset", "--version", "1", "--signing-key", p("sign1.pub")+","+p("sign2.pub"), "--out", p("keyset.json"))
+	_, err = run(t, "keyset create", "--version", "1", "--signing-key", p("sign1.pub")+","+p("sign2.pub"), "--out", p("keyset.json"))
 	require.NoError(t, err)
-	_, err = run(t, "keyset", "--version", "1", "--signing-key", p("root1.pub"), "--out", p("bad.json"))
+	_, err = run(t, "keyset create", "--version", "1", "--signing-key", p("root1.pub"), "--out", p("bad.json"))
 	require.ErrorContains(t, err, "not a signing key")
 	_, err = run(t, "sign", "--key", p("sign1"), p("keyset.json"))
 	require.ErrorContains(t, err, "root keys")
@@ -69,7 +69,7 @@ func TestReleaseOfflineCeremony(t *testing.T) {
 	require.NoError(t, os.WriteFile(art, bytes.Repeat([]byte("rap-node-agent "), 4096), 0o755))
 	mig := p("mig.json")
 	require.NoError(t, os.WriteFile(mig, []byte(`{"postgres_schema":11,"node_state":{"from":1,"to":2,"backup_required":true,"rollback":"restore_backup","downgradable":false}}`), 0o644))
-	_, err = run(t, "manifest", "--version", "1.4.0", "--channels", "candidate,current", "--artifact", "linux/amd64="+art,
+	_, err = run(t, "manifest create", "--version", "1.4.0", "--channels", "candidate,current", "--artifact", "linux/amd64="+art,
 		"--min-upgrade-from", "1.2.0", "--migration", mig, "--source-revision", "abc123", "--out", p("m.json"))
 	require.NoError(t, err)
 	_, err = run(t, "sign", "--key", p("root1"), p("m.json"))
@@ -111,7 +111,7 @@ func TestReleaseOfflineCeremony(t *testing.T) {
 	require.NoError(t, err)
 	_, sign2, err := release.ParsePublicKey(mustRead(t, p("sign2.pub")))
 	require.NoError(t, err)
-	_, err = run(t, "keyset", "--version", "2", "--signing-key", p("sign1.pub")+","+p("sign3.pub"), "--revoke", release.KeyID(sign2), "--out", p("keyset.json"))
+	_, err = run(t, "keyset create", "--version", "2", "--signing-key", p("sign1.pub")+","+p("sign3.pub"), "--revoke", release.KeyID(sign2), "--out", p("keyset.json"))
 	require.NoError(t, err)
 	for _, r := range []string{"root2", "root3"} {
 		_, err = run(t, "sign", "--key", p(r), p("keyset.json"))
