@@ -199,17 +199,20 @@ CREATE TABLE node_update_runs (
     cluster_id     uuid NOT NULL REFERENCES clusters (id),
     node_id        uuid NOT NULL,
     product        text NOT NULL CHECK (product ~ '^[a-z][a-z0-9-]{0,63}$'),
-    from_version   text NOT NULL DEFAULT '',
-    to_version     text NOT NULL,
+    current_version text NOT NULL DEFAULT '' CHECK (length(current_version) <= 64),
+    from_version   text NOT NULL DEFAULT '' CHECK (length(from_version) <= 64),
+    to_version     text NOT NULL CHECK (length(to_version) BETWEEN 1 AND 64),
     wave           integer NOT NULL DEFAULT 0,
     state          text NOT NULL CHECK (state IN ('idle', 'checking', 'downloading', 'verifying', 'staging', 'migrating', 'starting',
                        'health_checking', 'promoting', 'running', 'rollback_required', 'rolling_back', 'rolled_back', 'failed', 'fenced')),
     last_failure   text NOT NULL DEFAULT '' CHECK (length(last_failure) <= 500),
     started_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
-    finished_at    timestamptz
+    finished_at    timestamptz,
+    -- One row per attempt at a version: later reports of it update the row.
+    UNIQUE (cluster_id, node_id, product, to_version)
 );
-CREATE INDEX node_update_runs_node ON node_update_runs (cluster_id, node_id, id DESC);
+CREATE INDEX node_update_runs_node ON node_update_runs (cluster_id, node_id, updated_at DESC);
 CREATE INDEX node_update_runs_rollout ON node_update_runs (rollout_id, wave);
 
 CREATE TRIGGER fence BEFORE INSERT OR UPDATE OR DELETE ON release_key_sets            FOR EACH ROW EXECUTE FUNCTION rap_fence_check();
@@ -220,6 +223,12 @@ CREATE TRIGGER fence BEFORE INSERT OR UPDATE OR DELETE ON release_platforms     
 CREATE TRIGGER fence BEFORE INSERT OR UPDATE OR DELETE ON release_channels            FOR EACH ROW EXECUTE FUNCTION rap_fence_check();
 CREATE TRIGGER fence BEFORE INSERT OR UPDATE OR DELETE ON release_channel_assignments FOR EACH ROW EXECUTE FUNCTION rap_fence_check();
 CREATE TRIGGER fence BEFORE INSERT OR UPDATE OR DELETE ON rollout_policies            FOR EACH ROW EXECUTE FUNCTION rap_fence_check();
+
+-- Desired versions and the blocklist travel in signed snapshots: a rollout
+-- change marks its cluster dirty, a release status change (blocklist) every
+-- cluster.
+CREATE TRIGGER snapshot_dirty AFTER INSERT OR UPDATE OR DELETE ON rollout_policies FOR EACH ROW EXECUTE FUNCTION rap_snapshot_dirty();
+CREATE TRIGGER snapshot_dirty AFTER UPDATE OF status ON releases FOR EACH STATEMENT EXECUTE FUNCTION rap_snapshot_dirty_all();
 
 ---- create above / drop below ----
 DROP TABLE node_update_runs;
