@@ -82,6 +82,9 @@ type Options struct {
 	// Releases is the version storage service; nil answers its routes with
 	// unavailable.
 	Releases *authority.Releases
+	// Rollouts is the rollout service; nil answers its routes with
+	// unavailable.
+	Rollouts *authority.Rollouts
 }
 
 // Server is the HTTP API of one authority.
@@ -96,9 +99,10 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 
-	// releases is the version storage service (nil: its routes answer
-	// unavailable).
+	// releases and rollouts are the version storage and rollout services
+	// (nil: their routes answer unavailable).
 	releases *authority.Releases
+	rollouts *authority.Rollouts
 }
 
 // New builds the API router.
@@ -110,7 +114,7 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
-	s.releases = o.Releases
+	s.releases, s.rollouts = o.Releases, o.Rollouts
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
@@ -219,6 +223,8 @@ func (s *Server) routes() {
 	s.partitionRoutes(r)
 	// Version storage (releases.go).
 	s.releaseRoutes(r)
+	// Rollouts (rollouts.go).
+	s.rolloutRoutes(r)
 	s.router = r
 }
 

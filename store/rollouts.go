@@ -222,3 +222,17 @@ func AppliedSchemaVersion(ctx context.Context, q Querier) (int, error) {
 	err := q.QueryRow(ctx, `SELECT version FROM rap_schema_version`).Scan(&v)
 	return v, mapErr(err)
 }
+
+// NodeUpdateRuns returns a node's newest run per product in a cluster.
+func NodeUpdateRuns(ctx context.Context, q Querier, clusterID, nodeID string) ([]UpdateRun, error) {
+	return collect(ctx, q, scanRun, `SELECT DISTINCT ON (product) `+runCols+` FROM node_update_runs
+		WHERE cluster_id::text = $1 AND node_id::text = $2 ORDER BY product, updated_at DESC, id DESC`, clusterID, nodeID)
+}
+
+// HaltRolloutsTargeting halts every running or paused rollout whose target
+// is releaseID (fenced).
+func HaltRolloutsTargeting(ctx context.Context, q Querier, releaseID, reason string) error {
+	_, err := q.Exec(ctx, `UPDATE rollout_policies SET state = 'halted', state_reason = $2, updated_at = now()
+		WHERE target_release_id::text = $1 AND state IN ('running', 'paused')`, releaseID, reason)
+	return mapErr(err)
+}

@@ -53,6 +53,9 @@ type Config struct {
 	Logger             hclog.Logger
 	// StreamLayer replaces the Raft TCP transport (tests inject partitions).
 	StreamLayer raft.StreamLayer
+	// RolloutInterval is how often the leader evaluates running rollouts;
+	// zero means the rollout service's default (2 s).
+	RolloutInterval time.Duration
 }
 
 // Daemon is a running authority.
@@ -156,7 +159,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		db.Close()
 		return nil, err
 	}
-	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log, Releases: releases})
+	rollouts, err := authority.NewRollouts(auth, authority.RolloutsConfig{Interval: cfg.RolloutInterval})
+	if err != nil {
+		_ = rn.Shutdown()
+		db.Close()
+		return nil, err
+	}
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log, Releases: releases, Rollouts: rollouts})
 	d.registerMetrics()
 
 	ln, err := net.Listen("tcp", cfg.APIListen)
@@ -192,6 +201,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	go func() { defer d.wg.Done(); auth.RunHeartbeats(d.stop) }() // heartbeat batcher, health sweeper, retention
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.RunSnapshots(d.stop) }() // snapshot rebuild loop (leader) and long-poll wakeups
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); rollouts.Run(d.stop) }() // rollout reconcile loop (leader)
 	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
 	return d, nil
 }
