@@ -240,7 +240,8 @@ type Decision struct {
 	Succeeded, Failed, Pending []string
 }
 
-// Evaluate decides what a running rollout does next: halt when the current
+// Evaluate decides what a running rollout does next (nothing while the
+// cluster has no active node): halt when the current
 // wave's failures reach the threshold (reported rollback or failure of the
 // target, or no success within the deadline), advance (or complete after the
 // last wave) when every node of the wave runs the target and the wave has
@@ -250,7 +251,9 @@ func Evaluate(r Rollout, waves [][]string, reports map[string]Report, now time.T
 		return Decision{Action: ActionNone, Reason: "rollout is " + string(r.State)}
 	}
 	if len(waves) == 0 {
-		return Decision{Action: ActionComplete, Reason: "no nodes"}
+		// Nothing proves the release yet: an empty cluster waits for nodes
+		// instead of declaring an untried version last-known-good.
+		return Decision{Action: ActionNone, Reason: "no active nodes in the cluster yet"}
 	}
 	if r.CurrentWave >= len(waves) {
 		return Decision{Action: ActionComplete, Reason: "every wave done"}

@@ -144,7 +144,7 @@ func TestEvaluate(t *testing.T) {
 	require.Equal(t, ActionNone, d.Action)
 	require.Equal(t, []string{"b"}, d.Failed)
 	require.Equal(t, []string{"c"}, d.Pending)
-	require.Equal(t, ActionComplete, Evaluate(run(0), nil, nil, t0).Action, "an empty cluster completes at once")
+	require.Equal(t, ActionNone, Evaluate(run(0), nil, nil, t0.Add(time.Hour)).Action, "an empty cluster proves nothing: it waits")
 	require.True(t, ValidUpdateState(UpdateHealthChecking))
 	require.False(t, ValidUpdateState("exploded"))
 }

@@ -104,4 +104,25 @@ func TestReleasePublishResumes(t *testing.T) {
 	require.Contains(t, progress.String(), "already stored")
 	require.NoError(t, cli("release", "list"))
 	require.NoError(t, cli("release", "show", "rap-node-agent@1.0.0"))
+
+	// Rollout commands.
+	require.NoError(t, cli("cluster", "create", "fleet"))
+	require.NoError(t, cli("rollout", "start", "fleet", "rap-node-agent", "1.0.0", "--canary", "2", "--wave-percent", "50", "--soak", "0s", "--deadline", "30s"))
+	var ro struct {
+		Items []store.Rollout `json:"items"`
+	}
+	require.NoError(t, c.Do(context.Background(), http.MethodGet, "/v1/clusters/fleet/rollouts", nil, &ro, nil))
+	require.Len(t, ro.Items, 1)
+	x := ro.Items[0]
+	require.Equal(t, 2, x.CanaryCount)
+	require.Equal(t, 0, x.SoakSeconds, "--soak 0s is honoured, not the default")
+	require.Equal(t, 30, x.DeadlineSeconds)
+	require.NoError(t, cli("rollout", "status", "fleet", x.ID))
+	require.Error(t, cli("rollout", "pause", "fleet", x.ID), "--reason is required")
+	require.NoError(t, cli("rollout", "pause", "fleet", x.ID, "--reason", "hold"))
+	require.NoError(t, cli("rollout", "list", "fleet"))
+	require.NoError(t, cli("rollout", "blocklist", "rap-node-agent@1.0.0", "--reason", "bad"))
+	require.NoError(t, c.Do(context.Background(), http.MethodGet, "/v1/clusters/fleet/rollouts", nil, &ro, nil))
+	require.Equal(t, "halted", ro.Items[0].State, "blocklisting the target halts its rollout")
+	require.ErrorContains(t, cli("rollout", "rollback", "fleet", x.ID, "--reason", "x"), "no last-known-good release")
 }
