@@ -447,6 +447,7 @@ func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) 
 	m.mu.Unlock()
 	m.applyMesh(snap, log)
 	m.applyStorage(snap, log)
+	m.offerUpdates(snap.Body.Updates)
 }
 
 // fetchFromStorage asks the config-storage nodes the last good snapshot

@@ -75,7 +75,7 @@ func run(args []string) error {
 		Slots:     slots,
 		OpenState: updater.OpenStateFile(*statePath),
 		Command: func(bin string) *exec.Cmd {
-			cmd := exec.Command(bin, append([]string{"run", "--state", *statePath, "--status-socket", *socket}, agentArgs...)...)
+			cmd := exec.Command(bin, append([]string{"run", "--state", *statePath, "--status-socket", *socket, "--slots", *slotsDir}, agentArgs...)...)
 			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 			return cmd
 		},

@@ -34,6 +34,7 @@ import (
 
 	"github.com/rap-fabric/core/agent/runtime"
 	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/agent/updater"
 	"github.com/rap-fabric/core/domain"
 )
 
@@ -190,6 +191,7 @@ func run(args []string) error {
 	storageAdv := fs.String("storage-advertise", "", "advertised config-storage address host:port (default: derived from the listen address)")
 	meshListen := fs.String("mesh-listen", env("RAP_MESH_LISTEN", "0.0.0.0:0"), "UDP address of the mesh socket (started when the snapshot carries peers)")
 	noMesh := fs.Bool("no-mesh", false, "never start the mesh")
+	slotsDir := fs.String("slots", env("RAP_SLOTS", ""), "version slot directory of rap-node-agent-launcher: enables self-update")
 	meshReport := fs.Duration("mesh-report-every", 0, "link report period (default 3 heartbeat intervals)")
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
@@ -215,8 +217,15 @@ func run(args []string) error {
 	a := runtime.NewAgent(st, runtime.RunOptions{Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
 		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
-		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport}})
-	return a.Run(ctx)
+		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
+		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir}})
+	err = a.Run(ctx)
+	if errors.Is(err, runtime.ErrSwitchRequested) {
+		st.Close()
+		log.Info("exiting for the launcher to start the staged version", "exit_status", updater.ExitSwitch)
+		os.Exit(updater.ExitSwitch)
+	}
+	return err
 }
 
 func status(args []string) error {
