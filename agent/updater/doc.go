@@ -19,7 +19,7 @@
 // no agent process holds the state file; the promotion itself is the
 // atomic rename of the current pointer.
 //
-// What this package does not do (yet): the agent's runtime loop does not
-// call Stage from the desired versions in its snapshot; see
-// docs/releases.md.
+// The agent's runtime (agent/runtime/update.go) calls Stage for the desired
+// version in its signed snapshot; the launcher is cmd/rap-node-agent-launcher.
+// See docs/releases.md.
 package updater
