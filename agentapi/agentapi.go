@@ -8,6 +8,7 @@ package agentapi
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"time"
 
@@ -361,4 +362,42 @@ type VPNStatusRequest struct {
 	Status          string `json:"status"`
 	Detail          string `json:"detail,omitempty"`
 	LeaseGeneration int64  `json:"lease_generation,omitempty"`
+}
+
+// Self-update routes (authority/releases.go, rollouts.go). The release and
+// artifact paths are route templates; agents fill them in with ReleasePath
+// and ArtifactPath.
+const (
+	PathReleaseManifest = "/v1/agent/releases/{product}/{version}"
+	PathReleaseArtifact = "/v1/agent/releases/artifacts/{sha256}"
+	PathUpdates         = "/v1/agent/updates"
+)
+
+// ReleasePath is the manifest route of product at version (both path-escaped).
+func ReleasePath(product, version string) string {
+	return strings.NewReplacer("{product}", url.PathEscape(product), "{version}", url.PathEscape(version)).Replace(PathReleaseManifest)
+}
+
+// ArtifactPath is the download route of the artifact with this sha256 (hex).
+func ArtifactPath(sha256 string) string {
+	return strings.Replace(PathReleaseArtifact, "{sha256}", url.PathEscape(sha256), 1)
+}
+
+// AgentRelease is the body of GET PathReleaseManifest: the signed manifest
+// and the signed key set that vouches for its signing key (the agent
+// verifies them against the root keys pinned in its snapshot).
+type AgentRelease struct {
+	Manifest []byte `json:"manifest"`
+	KeySet   []byte `json:"key_set"`
+}
+
+// UpdateReport is the body of POST PathUpdates: an agent's update state for
+// one product.
+type UpdateReport struct {
+	Product        string `json:"product"`
+	CurrentVersion string `json:"current_version"`
+	FromVersion    string `json:"from_version,omitempty"`
+	TargetVersion  string `json:"target_version"`
+	State          string `json:"state"`
+	LastFailure    string `json:"last_failure,omitempty"`
 }

@@ -98,6 +98,10 @@ type Config struct {
 	Snapshots SnapshotOptions
 	// VPN configures the VPN control plane (vpn.go).
 	VPN VPNConfig
+	// Releases configures version storage (releases.go).
+	Releases ReleasesConfig
+	// Rollouts configures the rollout reconcile loop (rollouts.go).
+	Rollouts RolloutsConfig
 }
 
 func (c *Config) defaults() {
@@ -154,6 +158,8 @@ type Authority struct {
 	heartbeats *Heartbeats
 	snapshots  *snapshotService
 	vpn        *VPN
+	releases   *Releases
+	rollouts   *Rollouts
 }
 
 // New validates cfg and wires an Authority with its subsystems. It performs no
@@ -174,8 +180,20 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	if a.vpn, err = newVPN(a, cfg.VPN); err != nil {
 		return nil, &ConfigError{Field: "VPN", Reason: err.Error()}
 	}
+	if a.releases, err = newReleases(a, cfg.Releases); err != nil {
+		return nil, &ConfigError{Field: "Releases", Reason: err.Error()}
+	}
+	if a.rollouts, err = newRollouts(a, cfg.Rollouts); err != nil {
+		return nil, &ConfigError{Field: "Rollouts", Reason: err.Error()}
+	}
 	return a, nil
 }
+
+// Releases returns the version storage subsystem.
+func (a *Authority) Releases() *Releases { return a.releases }
+
+// Rollouts returns the rollout subsystem.
+func (a *Authority) Rollouts() *Rollouts { return a.rollouts }
 
 // VPN returns the VPN control-plane subsystem.
 func (a *Authority) VPN() *VPN { return a.vpn }

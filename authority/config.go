@@ -69,12 +69,18 @@ func (c Config) Validate() error {
 		}
 		return err
 	}
-	if err := c.VPN.Validate(); err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			return &ConfigError{Field: "VPN." + ce.Field, Reason: ce.Reason}
+	for _, sub := range []struct {
+		name string
+		err  error
+	}{{"VPN", c.VPN.Validate()}, {"Releases", c.Releases.Validate()}, {"Rollouts", c.Rollouts.Validate()}} {
+		if sub.err == nil {
+			continue
 		}
-		return err
+		var ce *ConfigError
+		if errors.As(sub.err, &ce) {
+			return &ConfigError{Field: sub.name + "." + ce.Field, Reason: ce.Reason}
+		}
+		return sub.err
 	}
 	return nil
 }

@@ -169,6 +169,9 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 		return nil, err
 	}
 	s := &snapshot.State{Cluster: snapshot.Cluster{ID: c.ID, Name: c.Name, AuthorityState: domain.PartitionState(part.State)}, RoutePolicy: route, QoSPolicy: qos}
+	if s.Updates, err = a.loadUpdates(ctx, c.ID); err != nil {
+		return nil, err
+	}
 	for _, k := range append(pubs, noises...) {
 		s.Revocations.KeyFingerprints = append(s.Revocations.KeyFingerprints, snapshot.Fingerprint(k))
 	}

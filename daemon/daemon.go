@@ -55,7 +55,8 @@ type Config struct {
 	// StreamLayer replaces the Raft TCP transport (tests inject partitions).
 	StreamLayer raft.StreamLayer
 
-	// Admin, Heartbeats, Snapshots and VPN configure the authority's subsystems
+	// Admin, Heartbeats, Snapshots, VPN, Releases and Rollouts configure the
+	// authority's subsystems
 	// (authority.Config fields of the same names); zero values take the
 	// defaults of authority.DefaultConfig. A new authority subsystem adds its
 	// config here and to authority.Config.
@@ -63,6 +64,8 @@ type Config struct {
 	Heartbeats authority.HeartbeatConfig
 	Snapshots  authority.SnapshotOptions
 	VPN        authority.VPNConfig
+	Releases   authority.ReleasesConfig
+	Rollouts   authority.RolloutsConfig
 }
 
 // Validate reports a missing required field or an invalid authority setting
@@ -80,7 +83,8 @@ func (c Config) Validate() error {
 // authorityConfig is the authority.Config this daemon builds its service from.
 func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time.Duration) authority.Config {
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
-		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN}
+		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN,
+		Releases: c.Releases, Rollouts: c.Rollouts}
 }
 
 // Daemon is a running authority.
@@ -224,7 +228,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.RunSnapshots(d.stop) }() // snapshot rebuild loop (leader) and long-poll wakeups
 	d.wg.Add(1)
-	go func() { defer d.wg.Done(); d.VPN.Run(d.stop) }() // stale VPN lease reclaimer (leader)
+	go func() { defer d.wg.Done(); d.VPN.Run(d.stop) }()           // stale VPN lease reclaimer (leader)
+	go func() { defer d.wg.Done(); auth.Rollouts().Run(d.stop) }() // rollout reconcile loop (leader)
 	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
 	return d, nil
 }

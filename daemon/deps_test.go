@@ -89,22 +89,23 @@ var layers = map[string][]string{
 	// Pure leaves.
 	"domain": {}, "audit": {}, "authn": {}, "jointoken": {}, "pki": {}, "migrations": {},
 	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
-	"agent/statusclient": {}, "workloadspec": {}, "vpnrules": {},
+	"agent/statusclient": {}, "workloadspec": {}, "vpnrules": {}, "release": {}, "rollout": {},
 	"mesh/": {"mesh/", "domain"},
 	// Authority side, bottom up.
 	"store":              {"authn", "domain"},
 	"apiclient":          {"pki"},
-	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "snapshot", "store", "vpnrules", "workloadspec"},
+	"authority":          {"agentapi", "audit", "authn", "domain", "fsm", "jointoken", "pki", "release", "rollout", "snapshot", "store", "vpnrules", "workloadspec"},
 	"authority/raftnode": {"fsm"},
-	"httpapi":            {"agentapi", "authn", "authority", "domain", "httpapi/console", "pki", "store"},
+	"httpapi":            {"agentapi", "authn", "authority", "domain", "httpapi/console", "pki", "release", "store"},
 	"httpapi/console":    {"authority", "domain", "store"},
 	"daemon":             {"authority", "authority/raftnode", "fsm", "httpapi", "migrations", "pki", "store"},
 	// Agent side: never the authority side.
-	"agent/": {"agent/", "agentapi", "apiclient", "domain", "mesh/", "snapshot", "workloadspec"},
+	"agent/": {"agent/", "agentapi", "apiclient", "domain", "mesh/", "release", "snapshot", "workloadspec"},
 	// Binaries.
-	"cmd/rap-authority":  {"apiclient", "authority", "daemon", "fsm", "migrations", "store"},
-	"cmd/rap-node-agent": {"agent/", "domain"},
-	"cmd/rapctl":         {"agent/statusclient", "apiclient"},
+	"cmd/rap-authority":           {"apiclient", "authority", "daemon", "fsm", "migrations", "store"},
+	"cmd/rap-node-agent":          {"agent/", "domain"},
+	"cmd/rapctl":                  {"agent/statusclient", "apiclient", "release"},
+	"cmd/rap-node-agent-launcher": {"agent/updater"},
 	// Test support.
 	"internal/": nil, "integration": nil, "integration/": nil, "bench": nil, "authority/raftnode/rafttest": nil,
 }

@@ -61,6 +61,8 @@ func (t CommandType) String() string {
 		return "remove-member"
 	case TypeSetGossipKey:
 		return "set-gossip-key"
+	case TypeSetReleaseRoots:
+		return "set-release-roots"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -334,6 +336,8 @@ func Decode(data []byte) (Decoded, error) {
 		cmd = &RemoveMember{}
 	case TypeSetGossipKey:
 		cmd = &SetGossipKey{}
+	case TypeSetReleaseRoots:
+		cmd = &SetReleaseRoots{}
 	default:
 		return Decoded{}, cmdErr(ErrUnknownType, fmt.Sprintf("type %d", data[1]))
 	}
@@ -426,6 +430,8 @@ func deref(c Command) Command {
 	case *RemoveMember:
 		return *v
 	case *SetGossipKey:
+		return *v
+	case *SetReleaseRoots:
 		return *v
 	}
 	return c

@@ -2,7 +2,8 @@
 // must be agreed by a quorum and must not depend on PostgreSQL — the authority
 // epoch, each cluster's CA keys and their rotation history, each cluster's
 // gossip keys (sealed, current and previous per pool), each cluster's
-// partition/authority state, and the authority member list — plus a bounded
+// partition/authority state, the authority member list and the release root
+// key set (public keys and threshold only) — plus a bounded
 // idempotency table so a retried command never applies twice.
 //
 // The FSM is a pure function of the log. Apply performs no I/O and reads no
@@ -186,6 +187,9 @@ type state struct {
 	// previous key, sorted by pool then status.
 	GossipKeys  map[string][]GossipKey `json:"gossip_keys,omitempty"`
 	Idempotency []storedResult         `json:"idempotency"`
+	// ReleaseRoots is the release root key set (nil until registered).
+	// Replaced, never mutated, so clone may share it.
+	ReleaseRoots *ReleaseRoots `json:"release_roots,omitempty"`
 }
 
 func newState() *state {
@@ -350,6 +354,8 @@ func (f *FSM) apply(index uint64, c Command) Result {
 		delete(s.Members, c.ID)
 	case SetGossipKey:
 		return applyGossipKey(s, index, c)
+	case SetReleaseRoots:
+		return applyReleaseRoots(s, index, c)
 	default:
 		return Result{Err: cmdErr(ErrUnknownType, c.Type().String())}
 	}
@@ -576,6 +582,7 @@ func (f *FSM) Dump() string {
 		fmt.Fprintf(&b, "partition %s %s reason=%q actor=%s epoch=%d at=%s index=%d\n", id, p.State, p.Reason,
 			p.Actor, p.Epoch, ts(p.At), p.Index)
 	}
+	b.WriteString(dumpReleaseRoots(s, ts))
 	for _, id := range sortedKeys(s.Members) {
 		m := s.Members[id]
 		fmt.Fprintf(&b, "member %s raft=%s api=%s %s\n", id, m.RaftAddr, m.APIAddr, m.Suffrage)

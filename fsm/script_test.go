@@ -142,6 +142,8 @@ func buildCommand(kind string, kv map[string]string) (Command, error) {
 		return UpsertMember{ID: kv["id"], RaftAddr: kv["raft"], APIAddr: kv["api"], Suffrage: Suffrage(kv["suffrage"])}, nil
 	case "remove-member":
 		return RemoveMember{ID: kv["id"]}, nil
+	case "set-release-roots":
+		return buildSetReleaseRoots(kv, u64("prev"), at())
 	}
 	return nil, fmt.Errorf("unknown command %q", kind)
 }

@@ -17,7 +17,8 @@ func TestAgentRoutesAreTheAgentapiContract(t *testing.T) {
 	contract := map[string]bool{}
 	for _, p := range []string{agentapi.PathJoin, agentapi.PathJoinPoll, agentapi.PathWhoAmI, agentapi.PathHeartbeat, agentapi.PathDesired,
 		agentapi.PathRenew, agentapi.PathCertStatus, agentapi.PathSnapshot, agentapi.PathCA, agentapi.PathStorageSnapshots, agentapi.PathLinks,
-		agentapi.PathVPNAssignments, agentapi.PathVPNLeaseAcquire, agentapi.PathVPNLeaseRenew, agentapi.PathVPNLeaseRelease, agentapi.PathVPNStatusReport} {
+		agentapi.PathVPNAssignments, agentapi.PathVPNLeaseAcquire, agentapi.PathVPNLeaseRenew, agentapi.PathVPNLeaseRelease, agentapi.PathVPNStatusReport,
+		agentapi.PathReleaseManifest, agentapi.PathReleaseArtifact, agentapi.PathUpdates} {
 		contract[p] = true
 	}
 	served := map[string]bool{}

@@ -48,6 +48,16 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/partition/fence":                   authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/partition/recover":                 authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/vpn-connections/{vid}/lease/fence": authn.ActionLeaseFence,
+
+	// Version storage and rollouts (releases.go, rollouts.go).
+	"PUT /v1/releases/roots":                              authn.ActionTrustRootRotate,
+	"POST /v1/releases/key-sets":                          authn.ActionTrustRootRotate,
+	"POST /v1/releases/{release}/blocklist":               authn.ActionUpdatePolicy,
+	"POST /v1/clusters/{cluster}/rollouts":                authn.ActionUpdatePolicy,
+	"POST /v1/clusters/{cluster}/rollouts/pin":            authn.ActionUpdatePolicy,
+	"POST /v1/clusters/{cluster}/rollouts/{rid}/pause":    authn.ActionUpdatePolicy,
+	"POST /v1/clusters/{cluster}/rollouts/{rid}/resume":   authn.ActionUpdatePolicy,
+	"POST /v1/clusters/{cluster}/rollouts/{rid}/rollback": authn.ActionUpdatePolicy,
 }
 
 // HighRiskRoutes returns the routes that need step-up ("METHOD template" → action).

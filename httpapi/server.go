@@ -107,6 +107,11 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	panics   prometheus.Counter // recovered handler panics (guard.go)
+
+	// releases and rollouts are the version storage and rollout services
+	// (from the authority).
+	releases *authority.Releases
+	rollouts *authority.Rollouts
 }
 
 // New builds the API router.
@@ -120,6 +125,7 @@ func New(o Options) *Server {
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
 	if o.Authority != nil {
 		s.vpn = o.Authority.VPN()
+		s.releases, s.rollouts = o.Authority.Releases(), o.Authority.Rollouts()
 	}
 
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
@@ -231,6 +237,10 @@ func (s *Server) routes() {
 	s.partitionRoutes(r)
 	// VPN connections and leases (vpn.go).
 	s.vpnRoutes(r)
+	// Version storage (releases.go).
+	s.releaseRoutes(r)
+	// Rollouts (rollouts.go).
+	s.rolloutRoutes(r)
 	s.router = r
 }
 
@@ -244,7 +254,7 @@ const (
 )
 
 // longPoll names the routes that wait on purpose.
-var longPoll = map[string]bool{"agent.snapshot": true, "agent.storage": true}
+var longPoll = map[string]bool{"agent.snapshot": true, "agent.storage": true, "agent.release.artifact": true}
 
 func (s *Server) wrap(name string, h handlerFunc) http.Handler {
 	timeout := RequestTimeout

@@ -151,6 +151,7 @@ type Index struct {
 	consumers      map[string][]string
 	uplinks        map[string][]string
 	revokedFinger  map[string]bool
+	updates        *UpdateState
 }
 
 // NewIndex validates and indexes state for building. It rejects a State
@@ -192,6 +193,9 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 	}
 	for _, k := range state.Cluster.GossipKeys {
 		x.gossip[k.Pool] = k
+	}
+	if x.updates, err = indexUpdates(state.Updates); err != nil {
+		return nil, err
 	}
 	revokedIDs := map[string]bool{}
 	for _, id := range state.Revocations.NodeIDs {
@@ -447,6 +451,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 		Membership:  Membership{ClusterID: x.clusterID, Status: ni.m.Status, GroupPath: ni.groupPath, AuthorityState: x.authorityState},
 		Roles:       ni.grants,
 		Revocations: x.revocations,
+		Updates:     x.updatesFor(nodeID),
 	}
 	scope := []string{ScopeBase}
 	for _, sid := range x.servedBy[nodeID] {

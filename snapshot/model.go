@@ -99,6 +99,10 @@ type Body struct {
 	// CacheNodes are the node ids whose signed snapshots this config-storage
 	// node caches and serves. Never their bodies.
 	CacheNodes []string `json:"cache_nodes,omitempty"`
+
+	// Updates: release roots, this node's desired versions and the
+	// blocklist (base scope; absent until release roots are registered).
+	Updates *Updates `json:"updates,omitempty"`
 }
 
 // Identity is a node's own identity as the authority knows it.

@@ -34,6 +34,9 @@ type State struct {
 	// Secrets maps a credential reference to its value. Present so the
 	// authority can hand State around whole; never copied into any Body.
 	Secrets map[string][]byte
+
+	// Updates is the input of each node's updates section (nil: none).
+	Updates *UpdateState
 }
 
 // Cluster is the cluster the State describes.

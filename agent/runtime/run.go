@@ -60,6 +60,8 @@ type RunOptions struct {
 	Workloads Workloads
 	// VPN configures the VPN lease loop (vpn.go).
 	VPN VPNOptions
+	// Update configures self-update (update.go); zero disables it.
+	Update UpdateOptions
 }
 
 func (o *RunOptions) defaults() {
@@ -89,6 +91,7 @@ func (o *RunOptions) defaults() {
 	}
 	o.Snapshot.defaults()
 	o.VPN.defaults()
+	o.Update.defaults()
 }
 
 // Agent runs every membership of a state file.
@@ -100,17 +103,29 @@ type Agent struct {
 
 	mu      sync.Mutex
 	members map[string]*member
+
+	// updates carries snapshot update sections to the update loop (nil:
+	// self-update disabled); reportedRunning is the version last reported
+	// as running (update loop only).
+	updates         chan updateOrder
+	reportedRunning string
 }
 
 // NewAgent builds an agent over an open state store.
 func NewAgent(st *state.Store, o RunOptions) *Agent {
 	o.defaults()
-	return &Agent{st: st, o: o, log: o.Logger, members: map[string]*member{}}
+	a := &Agent{st: st, o: o, log: o.Logger, members: map[string]*member{}}
+	if o.Update.SlotsDir != "" {
+		a.updates = make(chan updateOrder, 1)
+	}
+	return a
 }
 
 // Run runs until ctx ends: the status endpoint and, for each enrolled
 // membership that is not revoked, its heartbeat loop.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
 	a.started = a.o.Now()
 	clusters, err := a.st.Memberships()
 	if err != nil {
@@ -160,9 +175,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer srv.Close()
 	}
 	a.log.Info("agent running", "memberships", n, "interval", a.o.Interval)
-	<-ctx.Done()
+	if a.updates == nil {
+		<-ctx.Done()
+		wg.Wait()
+		return nil
+	}
+	err = a.updateLoop(ctx)
+	if errors.Is(err, ErrSwitchRequested) {
+		stopAll()
+	}
 	wg.Wait()
-	return nil
+	return err
 }
 
 // Status reports every membership as the running agent sees it.

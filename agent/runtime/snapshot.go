@@ -426,6 +426,7 @@ func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) 
 	m.applyMesh(snap, log)
 	m.applyStorage(snap, log)
 	m.applyWorkloads(snap, log)
+	m.offerUpdates(snap.Body.Updates)
 }
 
 // fetchFromStorage asks the config-storage nodes the last good snapshot

@@ -158,4 +158,9 @@ type PendingUpdate struct {
 	State           string    `json:"state"`
 	StartedAt       time.Time `json:"started_at"`
 	Attempts        int       `json:"attempts"`
+	// LastFailure says why the last attempt failed (rolled back), if it did.
+	LastFailure string `json:"last_failure,omitempty"`
+	// AllowDowngrade records that a signed rollback or pin allowed a
+	// version below the previous one.
+	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
 }

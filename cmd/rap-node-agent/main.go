@@ -42,6 +42,7 @@ import (
 	"github.com/rap-fabric/core/agent/runtime"
 	"github.com/rap-fabric/core/agent/state"
 	"github.com/rap-fabric/core/agent/statusclient"
+	"github.com/rap-fabric/core/agent/updater"
 	"github.com/rap-fabric/core/domain"
 )
 
@@ -201,6 +202,7 @@ func run(args []string) error {
 	storageAdv := fs.String("storage-advertise", "", "advertised config-storage address host:port (default: derived from the listen address)")
 	meshListen := fs.String("mesh-listen", env("RAP_MESH_LISTEN", "0.0.0.0:0"), "UDP address of the mesh socket (started when the snapshot carries peers)")
 	noMesh := fs.Bool("no-mesh", false, "never start the mesh")
+	slotsDir := fs.String("slots", env("RAP_SLOTS", ""), "version slot directory of rap-node-agent-launcher: enables self-update")
 	meshReport := fs.Duration("mesh-report-every", 0, "link report period (default 3 heartbeat intervals)")
 	noVPN := fs.Bool("no-vpn", false, "never hold VPN leases")
 	vpnEvery := fs.Duration("vpn-every", 0, "VPN lease loop period (default 500ms)")
@@ -249,8 +251,15 @@ func run(args []string) error {
 		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
-		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll}})
-	return a.Run(ctx)
+		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll},
+		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir}})
+	err = a.Run(ctx)
+	if errors.Is(err, runtime.ErrSwitchRequested) {
+		st.Close()
+		log.Info("exiting for the launcher to start the staged version", "exit_status", updater.ExitSwitch)
+		os.Exit(updater.ExitSwitch)
+	}
+	return err
 }
 
 func status(args []string) error {

@@ -110,6 +110,27 @@ func realMain(args []string) error {
 	if len(rest) >= 2 && rest[0] == "mesh" && rest[1] == "ping" {
 		return meshPingCmd(rest[2:])
 	}
+	if len(rest) >= 2 && rest[0] == "release" {
+		if len(rest) >= 3 {
+			if f, ok := offlineReleaseCommands[rest[1]+" "+rest[2]]; ok {
+				return f(rest[3:], os.Stdout)
+			}
+		}
+		if f, ok := offlineReleaseCommands[rest[1]]; ok {
+			return f(rest[2:], os.Stdout)
+		}
+		if rest[1] == "publish" {
+			if *servers == "" {
+				return errors.New("no authority address: use --server, RAP_SERVERS or `rapctl config set`")
+			}
+			c, err := apiclient.New(apiclient.Options{Servers: strings.Split(*servers, ","), Token: *token, CAPin: *pin, Timeout: 30 * time.Second})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return releasePublish(context.Background(), c, rest[2:], os.Stdout, os.Stderr)
+		}
+	}
 	var chosen *cmd
 	var pos []string
 	for i := range commands {
@@ -218,6 +239,8 @@ func printHelp() {
 	fmt.Fprintln(os.Stderr, "\ncommands:")
 	fmt.Fprintln(os.Stderr, "  config set|show                 save or show connection settings")
 	fmt.Fprintln(os.Stderr, "  mesh ping NODE                  on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --cluster, --timeout)")
+	fmt.Fprintln(os.Stderr, offlineReleaseHelp)
+	fmt.Fprintln(os.Stderr, releasePublishHelp)
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-31s %s\n", strings.TrimSpace(c.path+" "+c.args), c.help)
 	}

@@ -1,0 +1,300 @@
+package updater
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/rap-fabric/core/agent/state"
+)
+
+// StepPromoted is recorded once the new version proved itself and became
+// current (the agent reports it and clears the record).
+const StepPromoted = "running"
+
+// StateHandle is a PendingStore the launcher opens between agent runs and
+// closes before it starts one (the state file is locked by its holder).
+type StateHandle interface {
+	PendingStore
+	Close() error
+}
+
+// LauncherConfig configures a Launcher. Zero durations take the defaults.
+type LauncherConfig struct {
+	// Slots is the version slot directory (must have a current version).
+	Slots Slots
+	// OpenState opens the agent's state file.
+	OpenState func() (StateHandle, error)
+	// Command builds the command that runs the agent binary at path.
+	Command func(binary string) *exec.Cmd
+	// Probe reads the running agent's status (ProbeSocket).
+	Probe func(ctx context.Context) (AgentStatus, error)
+	// Deadline: a new version must report a heartbeat acknowledged by an
+	// authority within this long, or it is rolled back (default 60 s).
+	Deadline time.Duration
+	// MaxAttempts bounds how often a trial is restarted after the launcher
+	// itself was interrupted during it (default 2).
+	MaxAttempts int
+	// ProbeEvery is the health probe period (default 250 ms).
+	ProbeEvery time.Duration
+	// Backoff is the pause before restarting an agent that exited (default 1 s).
+	Backoff time.Duration
+	// StopTimeout bounds a graceful stop before SIGKILL (default 10 s).
+	StopTimeout time.Duration
+	// Clock; nil means time.Now.
+	Clock func() time.Time
+	// Logger; nil means a null logger.
+	Logger hclog.Logger
+}
+
+// Launcher is the watchdog process of the agent: it never runs agent code
+// itself, so a broken new binary cannot break the rollback.
+type Launcher struct {
+	cfg LauncherConfig
+	log hclog.Logger
+}
+
+// NewLauncher validates cfg and returns a Launcher.
+func NewLauncher(cfg LauncherConfig) (*Launcher, error) {
+	if cfg.Slots.Dir == "" || cfg.OpenState == nil || cfg.Command == nil || cfg.Probe == nil {
+		return nil, errors.New("updater: launcher needs Slots.Dir, OpenState, Command and Probe")
+	}
+	if cfg.Deadline == 0 {
+		cfg.Deadline = 60 * time.Second
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 2
+	}
+	if cfg.ProbeEvery == 0 {
+		cfg.ProbeEvery = 250 * time.Millisecond
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.StopTimeout == 0 {
+		cfg.StopTimeout = 10 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Deadline < 0 || cfg.MaxAttempts < 1 || cfg.ProbeEvery < 0 || cfg.Backoff < 0 {
+		return nil, errors.New("updater: negative launcher durations or attempts")
+	}
+	return &Launcher{cfg: cfg, log: cfg.Logger.Named("launcher")}, nil
+}
+
+// plan is what the launcher starts next.
+type plan struct {
+	version string
+	trial   bool
+}
+
+// decide reads the pending update (the agent is not running) and records
+// the next step before it is taken.
+func (l *Launcher) decide() (plan, error) {
+	cur, err := l.cfg.Slots.Current()
+	if err != nil {
+		return plan{}, err
+	}
+	st, err := l.cfg.OpenState()
+	if err != nil {
+		return plan{}, err
+	}
+	defer st.Close()
+	cluster, u, ok, err := FindPending(st)
+	if err != nil || !ok {
+		return plan{version: cur}, err
+	}
+	now := l.cfg.Clock().UTC()
+	switch u.State {
+	case StepSwitchRequested, StepHealthChecking:
+		switch {
+		case u.Version == cur:
+			// Promoted before the record could say so (crash right after
+			// the pointer switch): finish the record.
+			u.State = StepPromoted
+			return plan{version: cur}, st.PutPendingUpdate(cluster, u)
+		case !l.cfg.Slots.Has(u.Version):
+			u.State, u.LastFailure = StepRolledBack, "staged binary missing"
+			return plan{version: cur}, st.PutPendingUpdate(cluster, u)
+		case u.State == StepHealthChecking && u.Attempts >= l.cfg.MaxAttempts:
+			u.State, u.LastFailure = StepRolledBack, fmt.Sprintf("no healthy start of %s in %d attempts", u.Version, u.Attempts)
+			l.log.Warn("rolling back", "version", u.Version, "to", cur, "reason", u.LastFailure)
+			return plan{version: cur}, st.PutPendingUpdate(cluster, u)
+		}
+		u.State, u.Attempts, u.StartedAt, u.PreviousVersion = StepHealthChecking, u.Attempts+1, now, cur
+		if err := st.PutPendingUpdate(cluster, u); err != nil {
+			return plan{}, err
+		}
+		return plan{version: u.Version, trial: true}, nil
+	}
+	return plan{version: cur}, nil
+}
+
+// rollback records the failed trial (the agent process has exited).
+func (l *Launcher) rollback(version, reason string) error {
+	st, err := l.cfg.OpenState()
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cluster, u, ok, err := FindPending(st)
+	if err != nil || !ok || u.Version != version {
+		return err
+	}
+	u.State, u.LastFailure = StepRolledBack, reason
+	l.log.Warn("new agent version failed; rolling back", "version", version, "reason", reason)
+	return st.PutPendingUpdate(cluster, u)
+}
+
+// Run starts the agent and supervises it until ctx ends (then the agent is
+// stopped with SIGTERM, SIGKILL after StopTimeout).
+func (l *Launcher) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		p, err := l.decide()
+		if err != nil {
+			l.log.Error("cannot decide what to run", "error", err)
+			if !sleep(ctx, l.cfg.Backoff) {
+				break
+			}
+			continue
+		}
+		code, reason := l.runOnce(ctx, p)
+		switch {
+		case ctx.Err() != nil:
+		case p.trial && reason != "":
+			if err := l.rollback(p.version, reason); err != nil {
+				l.log.Error("recording the rollback failed", "error", err)
+			}
+		case code == ExitSwitch:
+			l.log.Info("agent asked for a switch")
+			continue
+		default:
+			l.log.Warn("agent exited; restarting", "version", p.version, "code", code)
+			sleep(ctx, l.cfg.Backoff)
+		}
+	}
+	return nil
+}
+
+// runOnce runs one agent process. For a trial it promotes the version once
+// healthy; reason is non-empty when the trial failed.
+func (l *Launcher) runOnce(ctx context.Context, p plan) (code int, reason string) {
+	bin := l.cfg.Slots.Binary(p.version)
+	cmd := l.cfg.Command(bin)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	setDeathSignal(cmd.SysProcAttr)
+	started := l.cfg.Clock()
+	if err := cmd.Start(); err != nil {
+		return -1, "start: " + err.Error()
+	}
+	l.log.Info("agent started", "version", p.version, "pid", cmd.Process.Pid, "trial", p.trial)
+	exited := make(chan int, 1)
+	go func() {
+		err := cmd.Wait()
+		c := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			c = ee.ExitCode()
+		} else if err != nil {
+			c = -1
+		}
+		exited <- c
+	}()
+	stop := func() int {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case c := <-exited:
+			return c
+		case <-time.After(l.cfg.StopTimeout):
+			_ = cmd.Process.Kill()
+			return <-exited
+		}
+	}
+	var deadline <-chan time.Time
+	var tick *time.Ticker
+	if p.trial {
+		deadline = time.After(l.cfg.Deadline)
+		tick = time.NewTicker(l.cfg.ProbeEvery)
+		defer tick.Stop()
+	}
+	probe := func() <-chan time.Time {
+		if tick == nil {
+			return nil
+		}
+		return tick.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return stop(), ""
+		case c := <-exited:
+			if p.trial {
+				return c, fmt.Sprintf("%s exited with status %d before it was healthy", p.version, c)
+			}
+			return c, ""
+		case <-deadline:
+			c := stop()
+			return c, fmt.Sprintf("%s did not heartbeat an authority within %s", p.version, l.cfg.Deadline)
+		case <-probe():
+			if !l.healthy(ctx, p.version, started) {
+				continue
+			}
+			if err := l.cfg.Slots.Promote(p.version); err != nil {
+				l.log.Error("promotion failed", "version", p.version, "error", err)
+				continue
+			}
+			l.log.Info("new agent version healthy; promoted", "version", p.version)
+			p.trial, deadline, tick = false, nil, nil
+		}
+	}
+}
+
+// healthy: the running agent is version, started after the launch, and an
+// authority acknowledged a heartbeat of it.
+func (l *Launcher) healthy(ctx context.Context, version string, since time.Time) bool {
+	pctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	r, err := l.cfg.Probe(pctx)
+	if err != nil || r.Source != "agent" || r.AgentVersion != version {
+		return false
+	}
+	for _, m := range r.Memberships {
+		if m.HeartbeatsAcked > 0 && m.LastHeartbeatAck.After(since) {
+			return true
+		}
+	}
+	return false
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// OpenStateFile returns an OpenState function for the agent's state file.
+func OpenStateFile(path string) func() (StateHandle, error) {
+	return func() (StateHandle, error) {
+		st, err := state.Open(path, state.Options{LockTimeout: 5 * time.Second})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+}

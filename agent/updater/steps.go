@@ -1,0 +1,135 @@
+package updater
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/release"
+)
+
+// Update steps recorded in state.PendingUpdate.State, in order. Each is
+// persisted before the step it names is taken.
+const (
+	// StepDownloading: the artifact is being fetched into a temporary file.
+	StepDownloading = "downloading"
+	// StepStaged: the verified binary is in its slot.
+	StepStaged = "staged"
+	// StepSwitchRequested: the agent asks the launcher to start the staged
+	// version (it exits with ExitSwitch, or the launcher finds it at start).
+	StepSwitchRequested = "switch_requested"
+	// StepHealthChecking: the launcher started the new version (Attempts
+	// counts the starts) and waits for it to heartbeat.
+	StepHealthChecking = "health_checking"
+	// StepRolledBack: the new version failed; the previous one runs again.
+	StepRolledBack = "rolled_back"
+)
+
+// ExitSwitch is the exit status with which the agent asks its launcher to
+// switch to the staged version recorded in pending_update.
+const ExitSwitch = 75
+
+// PendingStore is the part of the agent's state file the updater uses. It
+// is held by exactly one process at a time (the agent while it runs, the
+// launcher in between).
+type PendingStore interface {
+	// Memberships lists the enrolled clusters (sorted).
+	Memberships() ([]string, error)
+	// PendingUpdate returns cluster's pending update or an error wrapping
+	// state.ErrNotFound.
+	PendingUpdate(cluster string) (state.PendingUpdate, error)
+	// PutPendingUpdate durably records cluster's pending update.
+	PutPendingUpdate(cluster string, u state.PendingUpdate) error
+	// ClearPendingUpdate removes it.
+	ClearPendingUpdate(cluster string) error
+}
+
+// FindPending returns the pending update of the host (recorded under the
+// first membership that has one) and that membership.
+func FindPending(st PendingStore) (string, state.PendingUpdate, bool, error) {
+	ms, err := st.Memberships()
+	if err != nil {
+		return "", state.PendingUpdate{}, false, err
+	}
+	for _, c := range ms {
+		u, err := st.PendingUpdate(c)
+		if errors.Is(err, state.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", state.PendingUpdate{}, false, err
+		}
+		return c, u, true, nil
+	}
+	return "", state.PendingUpdate{}, false, nil
+}
+
+// ErrDowngrade: the requested version is below the current one and no
+// signed rollback or pin allows it.
+var ErrDowngrade = errors.New("updater: downgrade refused")
+
+// StageRequest is one agent update to stage.
+type StageRequest struct {
+	// Cluster is the membership whose snapshot ordered the update (its
+	// pending_update record is used).
+	Cluster string
+	// ReleaseID and Version name the release; Artifact is the verified
+	// manifest's artifact for this host.
+	ReleaseID string
+	Version   string
+	Artifact  release.Artifact
+	// Current is the version running now.
+	Current string
+	// AllowDowngrade: a signed rollback or pin (snapshot) allows Version <
+	// Current.
+	AllowDowngrade bool
+	// Fetch opens the artifact's bytes (from an authority or a mirror: the
+	// bytes are verified whoever serves them).
+	Fetch func() (io.ReadCloser, error)
+	// Now is the clock reading.
+	Now time.Time
+}
+
+// Stage runs the agent-owned steps: record downloading, stream and verify
+// the artifact into its slot, record staged, record switch_requested. A
+// crash anywhere leaves either the previous record or a later one; running
+// Stage again continues (a verified slot is not fetched again).
+func Stage(st PendingStore, slots Slots, req StageRequest) error {
+	c, err := release.CompareVersions(req.Version, req.Current)
+	if err != nil {
+		return err
+	}
+	if c < 0 && !req.AllowDowngrade {
+		return fmt.Errorf("%w: %s < current %s", ErrDowngrade, req.Version, req.Current)
+	}
+	u := state.PendingUpdate{ReleaseID: req.ReleaseID, Version: req.Version, PreviousVersion: req.Current, ArtifactSHA256: req.Artifact.SHA256,
+		StagedPath: slots.Binary(req.Version), State: StepDownloading, StartedAt: req.Now, AllowDowngrade: req.AllowDowngrade}
+	// Running Stage again for the same version before the switch (after a
+	// crash) keeps the record's attempt count; a new staging starts at 0.
+	if prev, err := st.PendingUpdate(req.Cluster); err == nil && prev.Version == req.Version &&
+		(prev.State == StepDownloading || prev.State == StepStaged || prev.State == StepSwitchRequested) {
+		u.Attempts = prev.Attempts
+	}
+	if err := st.PutPendingUpdate(req.Cluster, u); err != nil {
+		return err
+	}
+	if !slots.Has(req.Version) || slots.Verify(req.Version, req.Artifact) != nil {
+		rc, err := req.Fetch()
+		if err != nil {
+			return err
+		}
+		err = slots.Stage(req.Version, req.Artifact, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	u.State = StepStaged
+	if err := st.PutPendingUpdate(req.Cluster, u); err != nil {
+		return err
+	}
+	u.State = StepSwitchRequested
+	return st.PutPendingUpdate(req.Cluster, u)
+}
