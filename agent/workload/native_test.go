@@ -319,3 +319,22 @@ func TestNativeExecHealthCheck(t *testing.T) {
 	require.NoError(t, os.Remove(marker))
 	f.waitFor("svc-exec", "healthy again", func(s Status) bool { return s.State == StateHealthy })
 }
+
+// TestNativeRelativeRoot: a supervisor whose Root is relative (an agent
+// started with a relative --state path) still starts its workloads: the
+// driver runs them in their own working directories, so the root is made
+// absolute once (make demo found this: "fork/exec .rap/demo/…/artifact: no
+// such file or directory").
+func TestNativeRelativeRoot(t *testing.T) {
+	f := newFixture(t)
+	a := f.assignment("svc-rel", "", nil, "-control", f.control) // builds the test workload (needs the module's directory)
+	t.Chdir(searchableDir(t))
+	rel, err := New(Options{Root: "workloads", Drivers: map[string]Driver{"native": NewNative(NativeOptions{Users: true, CgroupParent: f.cgroup})}})
+	require.NoError(t, err)
+	f.sup.Close()
+	f.sup = rel
+	f.sup.Apply("c1", []Assignment{a}, grants)
+	s := f.waitFor("svc-rel", "running", func(s Status) bool { return s.State == StateRunning || s.State == StateHealthy })
+	require.NotZero(t, s.PID)
+	require.True(t, alive(s.PID))
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -64,6 +65,15 @@ func New(o Options) (*Supervisor, error) {
 	if o.Root == "" {
 		return nil, errors.New("workload: Options.Root is required")
 	}
+	// Workloads run in their own working directories under Root, so every
+	// path handed to a driver (artifact, logs, cgroup records) must not
+	// depend on the agent's working directory: a relative Root (a state
+	// file given as a relative path) is made absolute here, once.
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("workload: Options.Root: %w", err)
+	}
+	o.Root = root
 	if err := os.MkdirAll(o.Root, 0o711); err != nil {
 		return nil, err
 	}
