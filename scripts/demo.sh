@@ -209,7 +209,7 @@ if [ -x /bin/busybox ] || { scripts/install-podman.sh && [ -x /bin/busybox ]; };
 	wport=$(free_port)
 	cfg=$(python3 -c 'import json,sys; print(json.dumps({"workload": {"driver": "native",
 		"artifact": {"path": "/bin/busybox", "sha256": sys.argv[1], "version": "debian"}, "version_probe": ["--help"],
-		"args": ["httpd", "-f", "-p", "127.0.0.1:" + sys.argv[2], "-h", sys.argv[3]], "stop_timeout": "3s",
+		"args": ["httpd", "-f", "-v", "-p", "127.0.0.1:" + sys.argv[2], "-h", sys.argv[3]], "stop_timeout": "3s",
 		"limits": {"memory_bytes": 67108864, "pids": 32},
 		"health": {"kind": "http", "url": "http://127.0.0.1:" + sys.argv[2] + "/", "interval": "1s", "failure_threshold": 3},
 		"restart": {"initial_backoff": "500ms", "max_backoff": "10s"}}}))' "$(sha256sum /bin/busybox | cut -d' ' -f1)" "$wport" "$www")
