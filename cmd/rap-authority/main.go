@@ -107,6 +107,9 @@ type runFlags struct {
 	hbMaxBatch                                       *int
 	// VPN control plane (authority.VPNConfig).
 	vpnReclaim, vpnLeaseTTL *time.Duration
+	// Version storage and rollouts (authority.ReleasesConfig, RolloutsConfig).
+	releaseChunk    *int
+	rolloutInterval *time.Duration
 }
 
 // flagOfField names the flag that sets an authority.Config field, so that an
@@ -121,6 +124,8 @@ var flagOfField = map[string]string{
 	"Heartbeats.MaxBatch":      "heartbeat-max-batch",
 	"VPN.ReclaimInterval":      "vpn-reclaim-interval",
 	"VPN.DefaultLeaseTTL":      "vpn-default-lease-ttl",
+	"Releases.MaxChunk":        "release-max-chunk",
+	"Rollouts.Interval":        "rollout-interval",
 }
 
 func newRunFlags(name string) *runFlags {
@@ -154,6 +159,8 @@ func newRunFlags(name string) *runFlags {
 	r.hbMaxBatch = fs.Int("heartbeat-max-batch", hb.MaxBatch, "heartbeat rows that trigger an early flush")
 	r.vpnReclaim = fs.Duration("vpn-reclaim-interval", time.Second, "how often the leader ends expired VPN leases")
 	r.vpnLeaseTTL = fs.Duration("vpn-default-lease-ttl", 30*time.Second, "VPN lease term of a connection created without one (2s..1h)")
+	r.releaseChunk = fs.Int("release-max-chunk", authority.DefaultReleaseChunkSize, "largest artifact upload chunk accepted, in bytes (at most 1 MiB)")
+	r.rolloutInterval = fs.Duration("rollout-interval", 2*time.Second, "how often the leader re-evaluates running rollouts")
 	return r
 }
 
@@ -229,7 +236,9 @@ func run(args []string, bootstrap bool) error {
 		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum,
 		Heartbeats: authority.HeartbeatConfig{LateAfter: *r.hbLate, StaleAfter: *r.hbStale, OfflineAfter: *r.hbOffline,
 			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch},
-		VPN: authority.VPNConfig{ReclaimInterval: *r.vpnReclaim, DefaultLeaseTTL: *r.vpnLeaseTTL}}
+		VPN:      authority.VPNConfig{ReclaimInterval: *r.vpnReclaim, DefaultLeaseTTL: *r.vpnLeaseTTL},
+		Releases: authority.ReleasesConfig{MaxChunk: *r.releaseChunk},
+		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval}}
 	if err := flagError(cfg.Validate()); err != nil {
 		return err
 	}
