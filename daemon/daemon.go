@@ -228,7 +228,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.RunSnapshots(d.stop) }() // snapshot rebuild loop (leader) and long-poll wakeups
 	d.wg.Add(1)
-	go func() { defer d.wg.Done(); d.VPN.Run(d.stop) }()           // stale VPN lease reclaimer (leader)
+	go func() { defer d.wg.Done(); d.VPN.Run(d.stop) }() // stale VPN lease reclaimer (leader)
+	d.wg.Add(1)
 	go func() { defer d.wg.Done(); auth.Rollouts().Run(d.stop) }() // rollout reconcile loop (leader)
 	log.Info("authority started", "raft", rn.Addr(), "api", d.cfg.APIAdvertise)
 	return d, nil
