@@ -4,7 +4,7 @@
 # formatting and vet, then runs all packages with the race detector; `go test`
 # runs every fuzz target's committed seed corpus (testdata/fuzz) as ordinary
 # tests. It never explores with the fuzzer: that is `make fuzz`
-# (scripts/fuzz.sh), whose findings are fixed and committed as seeds. Under
+# (the script behind it), whose findings are fixed and committed as seeds. Under
 # CI=true a missing dependency is an error. It ends by checking that the run
 # left the work tree as it found it (no new untracked or modified files).
 set -euo pipefail
