@@ -327,13 +327,34 @@ type VPNAssignment struct {
 	Lease *VPNLeaseGrant `json:"lease"`
 	// LeaseHeldByOther: another node holds the connection.
 	LeaseHeldByOther bool `json:"lease_held_by_other"`
+	// Role is the node's part in the connection's data path: "exit" (it has
+	// the vpn-exit role: a lease candidate that runs the exit tunnel while
+	// it holds the lease) or "connector" (only the vpn-connector role: it
+	// runs the connector tunnel toward the current exit and never asks for
+	// the lease).
+	Role string `json:"role"`
+	// ExitNodeID is the node holding the connection's active lease ("" when
+	// none): connectors send their packets to it.
+	ExitNodeID string `json:"exit_node_id,omitempty"`
+	// ConnectorNodeIDs are the connection's connector nodes (allowed, active
+	// member, vpn-connector role without vpn-exit): the only peers an exit
+	// accepts tunnel flows from. Sent to exit candidates only.
+	ConnectorNodeIDs []string `json:"connector_node_ids,omitempty"`
 }
+
+// VPN data-path roles of VPNAssignment.Role.
+const (
+	VPNRoleExit      = "exit"
+	VPNRoleConnector = "connector"
+)
 
 // VPNAssignedPath is a route policy as an agent sees it.
 type VPNAssignedPath struct {
 	Name     string   `json:"name"`
 	Prefixes []string `json:"prefixes"`
 	Priority int      `json:"priority"`
+	// Masquerade: the exit source-NATs this policy's traffic.
+	Masquerade bool `json:"masquerade,omitempty"`
 }
 
 // VPNLeaseGrant is a lease as its holder sees it. The holder must stop using
@@ -362,6 +383,35 @@ type VPNStatusRequest struct {
 	Status          string `json:"status"`
 	Detail          string `json:"detail,omitempty"`
 	LeaseGeneration int64  `json:"lease_generation,omitempty"`
+	// Tunnel is the assignment's data path on the node, when one runs or
+	// ran (agent/tunnel).
+	Tunnel *VPNTunnelStatus `json:"tunnel,omitempty"`
+}
+
+// VPNTunnelStatus is a node's data path of one VPN connection: the
+// interface, packets and bytes each way (tx: from the TUN to the peer, rx:
+// from the peer into the TUN), drops by reason and the current exit.
+type VPNTunnelStatus struct {
+	// Role is exit or connector.
+	Role string `json:"role"`
+	// Running: the interface is up and packets are carried.
+	Running   bool   `json:"running"`
+	Interface string `json:"interface,omitempty"`
+	// ExitNodeID is the exit the connector sends to (the node itself on an
+	// exit).
+	ExitNodeID string `json:"exit_node_id,omitempty"`
+	TxPackets  uint64 `json:"tx_packets"`
+	TxBytes    uint64 `json:"tx_bytes"`
+	RxPackets  uint64 `json:"rx_packets"`
+	RxBytes    uint64 `json:"rx_bytes"`
+	// Drops by reason (the tunnel's and the transport's: queue, too_large,
+	// unauthorized).
+	Drops map[string]uint64 `json:"drops,omitempty"`
+	// Error is why the tunnel does not run (bad settings, no privilege).
+	Error string `json:"error,omitempty"`
+	// ExitChanges counts connector exit changes; LastExitChange is the last.
+	ExitChanges    int       `json:"exit_changes,omitempty"`
+	LastExitChange time.Time `json:"last_exit_change,omitzero"`
 }
 
 // Self-update routes (authority/releases.go, rollouts.go). The release and

@@ -416,6 +416,9 @@ type VPNRoutePolicyRequest struct {
 	Priority          *int     `json:"priority,omitempty"`
 	AllowDefaultRoute bool     `json:"allow_default_route,omitempty"`
 	AllowOverlap      bool     `json:"allow_overlap,omitempty"`
+	// Masquerade: the exit source-NATs this policy's traffic toward the
+	// remote network (docs/tunnels.md).
+	Masquerade bool `json:"masquerade,omitempty"`
 }
 
 // CreateRoutePolicy adds a route policy to a connection (fenced, audited),
@@ -426,7 +429,7 @@ func (v *VPN) CreateRoutePolicy(ctx context.Context, actor Actor, cluster, id st
 		return store.VPNRoutePolicy{}, err
 	}
 	p := store.VPNRoutePolicy{ID: store.NewID(), ConnectionID: c.ID, ClusterID: c.ClusterID, Name: strings.TrimSpace(req.Name),
-		AllowDefaultRoute: req.AllowDefaultRoute, AllowOverlap: req.AllowOverlap, CreatedBy: actor.ID}
+		AllowDefaultRoute: req.AllowDefaultRoute, AllowOverlap: req.AllowOverlap, Masquerade: req.Masquerade, CreatedBy: actor.ID}
 	if p.Priority, err = priorityOf(req.Priority); err != nil {
 		return p, err
 	}
@@ -441,7 +444,7 @@ func (v *VPN) CreateRoutePolicy(ctx context.Context, actor Actor, cluster, id st
 	p.Prefixes = vpnrules.Strings(prefixes)
 	return Fenced(ctx, v.a, Op{Action: "vpn_route_policy.create", Actor: actor, ClusterID: c.ClusterID, TargetKind: "vpn_route_policy", TargetID: p.ID,
 		IdempotencyKey: idemKey, Details: map[string]any{"connection_id": c.ID, "name": p.Name, "prefixes": p.Prefixes, "priority": p.Priority,
-			"allow_default_route": p.AllowDefaultRoute, "allow_overlap": p.AllowOverlap}},
+			"allow_default_route": p.AllowDefaultRoute, "allow_overlap": p.AllowOverlap, "masquerade": p.Masquerade}},
 		func(tx pgx.Tx) (store.VPNRoutePolicy, error) {
 			cur, err := store.LockVPNConnection(ctx, tx, c.ClusterID, c.ID)
 			if err != nil {

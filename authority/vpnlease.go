@@ -6,6 +6,7 @@ package authority
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -55,7 +56,20 @@ func (v *VPN) Assignments(ctx context.Context, n NodePrincipal) ([]VPNAssignment
 			return nil, asError(err)
 		}
 		for _, p := range ps {
-			as.RoutePolicies = append(as.RoutePolicies, VPNAssignedPath{Name: p.Name, Prefixes: p.Prefixes, Priority: p.Priority})
+			as.RoutePolicies = append(as.RoutePolicies, VPNAssignedPath{Name: p.Name, Prefixes: p.Prefixes, Priority: p.Priority, Masquerade: p.Masquerade})
+		}
+		exitRole, err := store.VPNNodeHasExitRole(ctx, v.a.db.Pool, c.ID, n.NodeID)
+		if err != nil {
+			return nil, asError(err)
+		}
+		as.Role = agentapi.VPNRoleConnector
+		if exitRole {
+			// Exit candidates learn the connectors they must accept flows
+			// from; connectors learn only the current exit (need-to-know).
+			as.Role = agentapi.VPNRoleExit
+			if as.ConnectorNodeIDs, err = store.VPNConnectorNodes(ctx, v.a.db.Pool, c.ID); err != nil {
+				return nil, asError(err)
+			}
 		}
 		el, err := store.VPNNodeEligibility(ctx, v.a.db.Pool, c, n.NodeID)
 		if err != nil {
@@ -63,6 +77,7 @@ func (v *VPN) Assignments(ctx context.Context, n NodePrincipal) ([]VPNAssignment
 		}
 		as.Eligible = el.Eligible() && c.DesiredState == "enabled"
 		if l, err := store.ActiveVPNLease(ctx, v.a.db.Pool, c.ID); err == nil && l.ExpiresAt.After(now) {
+			as.ExitNodeID = l.OwnerNodeID
 			if l.OwnerNodeID == n.NodeID {
 				g := grantOf(l, c.LeaseTTLSeconds)
 				as.Lease = &g
@@ -315,6 +330,14 @@ func (v *VPN) ReportStatus(ctx context.Context, n NodePrincipal, id string, req 
 	}
 	rep := store.VPNStatusReport{ClusterID: c.ClusterID, ConnectionID: c.ID, NodeID: n.NodeID, Status: string(st), Detail: req.Detail,
 		LeaseGeneration: req.LeaseGeneration, ReceivedAt: v.a.Now(), AuthorityID: v.a.cfg.NodeID}
+	if req.Tunnel != nil {
+		if err := checkTunnelStatus(req.Tunnel); err != nil {
+			return rep, err
+		}
+		if rep.Tunnel, err = json.Marshal(req.Tunnel); err != nil {
+			return rep, Errf(CodeInvalid, "tunnel: %v", err)
+		}
+	}
 	prev, err := store.RecordVPNStatus(ctx, v.a.db.Pool, rep)
 	if err != nil {
 		return rep, asError(err)
@@ -324,6 +347,25 @@ func (v *VPN) ReportStatus(ctx context.Context, n NodePrincipal, id string, req 
 			Details: map[string]any{"from": prev, "to": rep.Status, "lease_generation": rep.LeaseGeneration}}, "ok")
 	}
 	return rep, nil
+}
+
+// checkTunnelStatus bounds an agent's data-path report before it is stored.
+func checkTunnelStatus(t *agentapi.VPNTunnelStatus) error {
+	if t.Role != agentapi.VPNRoleExit && t.Role != agentapi.VPNRoleConnector {
+		return Errf(CodeInvalid, "tunnel.role must be exit or connector")
+	}
+	if len(t.Interface) > 15 || len(t.ExitNodeID) > 64 || len(t.Error) > 500 {
+		return Errf(CodeInvalid, "tunnel: interface at most 15, exit_node_id 64, error 500 characters")
+	}
+	if len(t.Drops) > 16 {
+		return Errf(CodeInvalid, "tunnel.drops: at most 16 reasons")
+	}
+	for k := range t.Drops {
+		if k == "" || len(k) > 32 {
+			return Errf(CodeInvalid, "tunnel.drops: reason names are 1-32 characters")
+		}
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------- reclaimer

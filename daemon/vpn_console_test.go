@@ -63,7 +63,28 @@ func TestVPNConsoleAndFenceStepUp(t *testing.T) {
 	ac := vpnClient(t, g, a)
 	var grant leaseGrant
 	require.NoError(t, ac.Do(ctx, http.MethodPost, "/v1/agent/vpn/connections/"+conn.ID+"/lease", nil, &grant, nil))
-	require.NoError(t, ac.Do(ctx, http.MethodPost, "/v1/agent/vpn/connections/"+conn.ID+"/status", map[string]any{"status": "assigned", "lease_generation": grant.Generation}, nil, nil))
+	// The data path's counters ride on the status report (issue 20).
+	tun := map[string]any{"role": "exit", "running": true, "interface": "rapt-test", "exit_node_id": a.nodeID, "tx_packets": 7, "tx_bytes": 700,
+		"rx_packets": 9, "rx_bytes": 900, "drops": map[string]any{"destination_not_allowed": 3}}
+	require.NoError(t, ac.Do(ctx, http.MethodPost, "/v1/agent/vpn/connections/"+conn.ID+"/status", map[string]any{"status": "assigned", "lease_generation": grant.Generation,
+		"tunnel": tun}, nil, nil))
+	for _, bad := range []map[string]any{{"role": "relay"}, {"role": "exit", "interface": "an-interface-name-too-long"}} {
+		err := ac.Do(ctx, http.MethodPost, "/v1/agent/vpn/connections/"+conn.ID+"/status", map[string]any{"status": "assigned", "tunnel": bad}, nil, nil)
+		require.Equal(t, "invalid_argument", apiCode(err), "%v: %v", bad, err)
+	}
+	// The assignment names the node's data-path role and the current exit.
+	var asg struct {
+		Items []struct {
+			Role       string   `json:"role"`
+			ExitNodeID string   `json:"exit_node_id"`
+			Connectors []string `json:"connector_node_ids"`
+		} `json:"items"`
+	}
+	require.NoError(t, ac.Do(ctx, http.MethodGet, "/v1/agent/vpn/assignments", nil, &asg, nil))
+	require.Len(t, asg.Items, 1)
+	require.Equal(t, "exit", asg.Items[0].Role)
+	require.Equal(t, a.nodeID, asg.Items[0].ExitNodeID)
+	require.Empty(t, asg.Items[0].Connectors, "no connector nodes")
 
 	// A platform owner with MFA; sessions from here on.
 	ad := d.Auth.Admin()
@@ -100,6 +121,21 @@ func TestVPNConsoleAndFenceStepUp(t *testing.T) {
 	require.Contains(t, page, "/console/nodes/"+a.nodeID, "the lease holder links to its node")
 	require.Contains(t, page, "<td>1</td><td>"+itoa(uint64(grant.Epoch))+"</td>", "generation and epoch shown")
 	require.Contains(t, page, "Fence lease")
+	require.Contains(t, page, "/console/vpn/", "the connection links to its page")
+
+	// The connection page: each node's data path.
+	req, err = http.NewRequest(http.MethodGet, "https://"+d.APIAddr()+"/console/vpn/tun/"+conn.ID, nil)
+	require.NoError(t, err)
+	req.AddCookie(&http.Cookie{Name: authn.SessionCookieName, Value: login.SessionToken})
+	res, err = hc.Do(req)
+	require.NoError(t, err)
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+	page = string(body)
+	require.Contains(t, page, "<code>rapt-test</code>")
+	require.Contains(t, page, "<td>7 / 700</td><td>9 / 900</td>", "packets and bytes each way")
+	require.Contains(t, page, "destination_not_allowed=3")
 
 	// Fencing with a session needs step-up.
 	fence := "/v1/clusters/tun/vpn-connections/office/lease/fence"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -50,13 +51,21 @@ type assignments struct {
 
 func auditSeen(t *testing.T, owner *apiclient.Client) map[string]int {
 	t.Helper()
-	var aud struct{ Items []map[string]any }
-	require.NoError(t, owner.Do(context.Background(), http.MethodGet, "/v1/audit?limit=500", nil, &aud, nil))
+	// Page through the whole log: a polling test can write hundreds of
+	// refused acquires, and one page would hide the newest events.
 	seen := map[string]int{}
-	for _, e := range aud.Items {
-		seen[e["action"].(string)+"/"+e["outcome"].(string)]++
+	after := int64(0)
+	for {
+		var aud struct{ Items []map[string]any }
+		require.NoError(t, owner.Do(context.Background(), http.MethodGet, fmt.Sprintf("/v1/audit?limit=500&after_id=%d", after), nil, &aud, nil))
+		for _, e := range aud.Items {
+			seen[e["action"].(string)+"/"+e["outcome"].(string)]++
+			after = int64(e["id"].(float64))
+		}
+		if len(aud.Items) < 500 {
+			return seen
+		}
 	}
-	return seen
 }
 
 // TestVPNConnectionsLeasesAndAssignments drives the VPN control plane over
@@ -213,6 +222,25 @@ func TestVPNConnectionsLeasesAndAssignments(t *testing.T) {
 	holder := clients[winner]
 	other := clients[(winner+1)%4]
 
+	// Data-path roles (issue 20): vpn-exit nodes (0, 2) are exit candidates
+	// and learn the connectors (1, 3: vpn-connector only); connectors learn
+	// only the current exit. Every allowed node sees the holder.
+	conns := []string{agents[1].nodeID, agents[3].nodeID}
+	sortStrings(conns)
+	for i := 0; i < 4; i++ {
+		var a assignments
+		require.NoError(t, clients[i].Do(ctx, http.MethodGet, "/v1/agent/vpn/assignments", nil, &a, nil))
+		require.Len(t, a.Items, 1)
+		require.Equal(t, agents[winner].nodeID, a.Items[0]["exit_node_id"], "agent %d sees the holder", i)
+		if i%2 == 0 {
+			require.Equal(t, "exit", a.Items[0]["role"])
+			require.ElementsMatch(t, conns, a.Items[0]["connector_node_ids"])
+		} else {
+			require.Equal(t, "connector", a.Items[0]["role"])
+			require.NotContains(t, a.Items[0], "connector_node_ids", "connectors do not learn the other connectors")
+		}
+	}
+
 	// Same owner: idempotent. Status reports.
 	var again leaseGrant
 	require.NoError(t, holder.Do(ctx, http.MethodPost, "/v1/agent/vpn/connections/"+conn.ID+"/lease", nil, &again, nil))
@@ -327,7 +355,7 @@ func TestVPNConnectionsLeasesAndAssignments(t *testing.T) {
 	seen = auditSeen(t, owner)
 	for _, k := range []string{"vpn_connection.create/ok", "vpn_connection.allowed_nodes/ok", "vpn_route_policy.create/ok", "vpn_connection.enable/ok",
 		"vpn_connection.disable/ok", "vpn_lease.fence/ok", "vpn_lease.release/ok", "vpn_lease.acquire/ok", "vpn_status.change/ok"} {
-		require.Positive(t, seen[k], k)
+		require.Positive(t, seen[k], "%s in %v", k, seen)
 	}
 
 	// A minority leader grants nothing.

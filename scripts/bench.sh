@@ -25,4 +25,6 @@ runb -benchtime 1x ./mesh/gossip/
 # (needs root; iperf3, wireguard-go, wireguard-tools, nebula from Debian).
 scripts/install-tools.sh ping:iputils-ping iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula
 runb -bench TunnelVsPeers -benchtime 1x -timeout 10m ./integration/chaos/
+# Lease-driven VPN failover between real agents: gap p50/max over 10 kill -9 trials.
+runb -bench VPNLeaseFailover -benchtime 1x -timeout 10m ./integration/chaos/
 echo "figures saved in $out"

@@ -132,8 +132,10 @@ for n in 1 2 3 4; do
 	extra=()
 	# edge-3 never links to edge-4 directly, so their traffic must cross a relay.
 	[ "$n" = 3 ] && extra=(--mesh-no-direct "$edge4")
+	# --no-vpn-tunnels: the demo's agents share the host's network namespace;
+	# VPN tunnels (TUN, routes, nftables) run only in the drills' namespaces.
 	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s \
-		--capability "$caps" "${extra[@]}" >"$ad/run.log" 2>&1 &
+		--capability "$caps" --no-vpn-tunnels "${extra[@]}" >"$ad/run.log" 2>&1 &
 	echo $! >"$ad/run.pid"
 	disown
 done
@@ -183,7 +185,7 @@ else
 	echo "rerouted after $(( ($(date +%s%N) - t0) / 1000000 )) ms:"
 	show "$out"
 	ad=$demo/agent${rname#edge-}
-	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s --capability "$caps" >>"$ad/run.log" 2>&1 &
+	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s --capability "$caps" --no-vpn-tunnels >>"$ad/run.log" 2>&1 &
 	echo $! >"$ad/run.pid"
 	disown
 	echo "($rname restarted)"
@@ -262,7 +264,7 @@ names = json.loads(sys.argv[1])
 for l in json.load(sys.stdin)["history"]:
     print("  generation %d  %-7s  %-8s epoch %d  %s → %s" % (l["generation"], names.get(l["owner_node_id"], l["owner_node_id"][:8]), l["status"], l["epoch"], l["acquired_at"][11:23], (l.get("ended_at") or l["expires_at"])[11:23]))' "$names"
 	ad=$demo/agent${hname#edge-}
-	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s --capability "$caps" >>"$ad/run.log" 2>&1 &
+	nohup "$bin/rap-node-agent" run --state "$ad/state.db" --status-socket "$ad/agent.sock" --interval 2s --capability "$caps" --no-vpn-tunnels >>"$ad/run.log" 2>&1 &
 	echo $! >"$ad/run.pid"
 	disown
 	echo "($hname restarted: it stands by)"

@@ -106,7 +106,7 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/enable", "owner", "vpn", "Set desired state enabled (fenced)", 200),
     ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/disable", "owner", "vpn", "Set desired state disabled; revokes the active lease (fenced)", 200),
     ("PUT", "/v1/clusters/{cluster}/vpn-connections/{vid}/allowed-nodes", "owner", "vpn", "Replace the allowed-node list {node_ids}; normalized, same cluster only (fenced)", 200),
-    ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies", "owner", "vpn", "Add a route policy {name, prefixes, priority, allow_default_route, allow_overlap} (fenced)", 201),
+    ("POST", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies", "owner", "vpn", "Add a route policy {name, prefixes, priority, allow_default_route, allow_overlap, masquerade} (fenced)", 201),
     ("GET", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies", "owner", "vpn", "List a VPN connection's route policies", 200),
     ("DELETE", "/v1/clusters/{cluster}/vpn-connections/{vid}/route-policies/{pid}", "owner", "vpn", "Delete a route policy (fenced)", 200),
     ("GET", "/v1/clusters/{cluster}/vpn-connections/{vid}/lease", "owner", "vpn", "The active lease and the lease history", 200),
@@ -115,7 +115,7 @@ ROUTES = [
     ("POST", "/v1/agent/vpn/connections/{vid}/lease", "node", "agent", "Acquire the connection's lease (fenced; idempotent for the holder)", 200),
     ("POST", "/v1/agent/vpn/connections/{vid}/lease/renew", "node", "agent", "Renew the lease {generation}; lease_lost means stop (fenced)", 200),
     ("POST", "/v1/agent/vpn/connections/{vid}/lease/release", "node", "agent", "Release the lease {generation} (fenced; idempotent)", 200),
-    ("POST", "/v1/agent/vpn/connections/{vid}/status", "node", "agent", "Report the observed assignment status: not_started, assigned, lease_required, blocked or unknown", 200),
+    ("POST", "/v1/agent/vpn/connections/{vid}/status", "node", "agent", "Report the observed assignment status: not_started, assigned, lease_required, blocked or unknown; optional tunnel {role, running, interface, exit_node_id, tx/rx packets and bytes, drops by reason}", 200),
     # Version storage and rollouts (releases.go, rollouts.go).
     ("GET", "/v1/admin/users", "owner", "admin", "List platform accounts", 200),
     ("POST", "/v1/admin/users", "owner", "admin", "Create an account (owners, step-up) \u2192 setup secret", 201),

@@ -7,6 +7,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -149,23 +150,25 @@ func ClusterMembers(ctx context.Context, q Querier, clusterID string, nodeIDs []
 
 // VPNRoutePolicy is a row of vpn_connection_route_policies.
 type VPNRoutePolicy struct {
-	ID                string    `json:"id"`
-	ConnectionID      string    `json:"connection_id"`
-	ClusterID         string    `json:"cluster_id"`
-	Name              string    `json:"name"`
-	Prefixes          []string  `json:"prefixes"`
-	Priority          int       `json:"priority"`
-	AllowDefaultRoute bool      `json:"allow_default_route"`
-	AllowOverlap      bool      `json:"allow_overlap"`
-	CreatedBy         string    `json:"created_by"`
-	CreatedAt         time.Time `json:"created_at"`
+	ID                string   `json:"id"`
+	ConnectionID      string   `json:"connection_id"`
+	ClusterID         string   `json:"cluster_id"`
+	Name              string   `json:"name"`
+	Prefixes          []string `json:"prefixes"`
+	Priority          int      `json:"priority"`
+	AllowDefaultRoute bool     `json:"allow_default_route"`
+	AllowOverlap      bool     `json:"allow_overlap"`
+	// Masquerade: the exit source-NATs this policy's traffic (migration 013).
+	Masquerade bool      `json:"masquerade"`
+	CreatedBy  string    `json:"created_by"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
-const vpnPolicyCols = `id::text, connection_id::text, cluster_id::text, name, prefixes::text[], priority, allow_default_route, allow_overlap, created_by, created_at`
+const vpnPolicyCols = `id::text, connection_id::text, cluster_id::text, name, prefixes::text[], priority, allow_default_route, allow_overlap, masquerade, created_by, created_at`
 
 func scanVPNPolicy(row scanner) (VPNRoutePolicy, error) {
 	var p VPNRoutePolicy
-	err := row.Scan(&p.ID, &p.ConnectionID, &p.ClusterID, &p.Name, &p.Prefixes, &p.Priority, &p.AllowDefaultRoute, &p.AllowOverlap, &p.CreatedBy, &p.CreatedAt)
+	err := row.Scan(&p.ID, &p.ConnectionID, &p.ClusterID, &p.Name, &p.Prefixes, &p.Priority, &p.AllowDefaultRoute, &p.AllowOverlap, &p.Masquerade, &p.CreatedBy, &p.CreatedAt)
 	return p, mapErr(err)
 }
 
@@ -173,9 +176,9 @@ func scanVPNPolicy(row scanner) (VPNRoutePolicy, error) {
 // default route without AllowDefaultRoute (ErrConstraint).
 func InsertVPNRoutePolicy(ctx context.Context, q Querier, p VPNRoutePolicy) (VPNRoutePolicy, error) {
 	return scanVPNPolicy(q.QueryRow(ctx, `INSERT INTO vpn_connection_route_policies
-		(id, connection_id, cluster_id, name, prefixes, priority, allow_default_route, allow_overlap, created_by)
-		VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7, $8, $9) RETURNING `+vpnPolicyCols,
-		p.ID, p.ConnectionID, p.ClusterID, p.Name, nonNil(p.Prefixes), p.Priority, p.AllowDefaultRoute, p.AllowOverlap, p.CreatedBy))
+		(id, connection_id, cluster_id, name, prefixes, priority, allow_default_route, allow_overlap, masquerade, created_by)
+		VALUES ($1, $2, $3, $4, $5::cidr[], $6, $7, $8, $9, $10) RETURNING `+vpnPolicyCols,
+		p.ID, p.ConnectionID, p.ClusterID, p.Name, nonNil(p.Prefixes), p.Priority, p.AllowDefaultRoute, p.AllowOverlap, p.Masquerade, p.CreatedBy))
 }
 
 // DeleteVPNRoutePolicy removes a connection's route policy by id or name (fenced).
@@ -329,6 +332,33 @@ func VisibleVPNConnections(ctx context.Context, q Querier, clusterID, nodeID str
 		ORDER BY c.name, c.id`, clusterID, nodeID)
 }
 
+// vpnRoleOrg is the SQL condition of an active role assignment r of node $2
+// that applies to connection c (its organization, or none).
+const vpnRoleOrg = `r.cluster_id = c.cluster_id AND r.status = 'active' AND (r.organization_id IS NULL OR r.organization_id IS NOT DISTINCT FROM c.organization_id)`
+
+// VPNNodeHasExitRole reports whether a node has an active vpn-exit role that
+// applies to the connection: its data-path part is then exit, else connector.
+func VPNNodeHasExitRole(ctx context.Context, q Querier, connID, nodeID string) (bool, error) {
+	var ok bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM vpn_connections c JOIN node_role_assignments r ON `+vpnRoleOrg+`
+		WHERE c.id::text = $1 AND r.node_id::text = $2 AND r.role = 'vpn-exit')`, connID, nodeID).Scan(&ok)
+	return ok, mapErr(err)
+}
+
+// VPNConnectorNodes lists a connection's connector nodes (sorted): allowed,
+// active members with an applicable vpn-connector role and no vpn-exit role.
+func VPNConnectorNodes(ctx context.Context, q Querier, connID string) ([]string, error) {
+	return collect(ctx, q, func(r scanner) (string, error) {
+		var id string
+		return id, mapErr(r.Scan(&id))
+	}, `SELECT a.node_id::text FROM vpn_connection_allowed_nodes a JOIN vpn_connections c ON c.id = a.connection_id
+		WHERE c.id::text = $1
+		AND EXISTS (SELECT 1 FROM cluster_memberships m WHERE m.cluster_id = c.cluster_id AND m.node_id = a.node_id AND m.membership_status = 'active')
+		AND EXISTS (SELECT 1 FROM node_role_assignments r WHERE r.node_id = a.node_id AND r.role = 'vpn-connector' AND `+vpnRoleOrg+`)
+		AND NOT EXISTS (SELECT 1 FROM node_role_assignments r WHERE r.node_id = a.node_id AND r.role = 'vpn-exit' AND `+vpnRoleOrg+`)
+		ORDER BY a.node_id`, connID)
+}
+
 // VPNStatusReport is one agent report about an assignment.
 type VPNStatusReport struct {
 	ClusterID       string    `json:"cluster_id"`
@@ -339,6 +369,9 @@ type VPNStatusReport struct {
 	LeaseGeneration int64     `json:"lease_generation"`
 	ReceivedAt      time.Time `json:"received_at"`
 	AuthorityID     string    `json:"-"`
+	// Tunnel is the agent's data-path report (JSON; kept with the latest
+	// status only), nil when none.
+	Tunnel json.RawMessage `json:"tunnel,omitempty"`
 }
 
 // RecordVPNStatus appends a report and makes it the node's latest for the
@@ -351,12 +384,12 @@ func RecordVPNStatus(ctx context.Context, q Querier, r VPNStatusReport) (string,
 	}
 	var prev *string
 	err := q.QueryRow(ctx, `WITH old AS (SELECT status FROM vpn_assignment_status_latest WHERE connection_id = $2 AND node_id = $3 FOR UPDATE),
-		up AS (INSERT INTO vpn_assignment_status_latest (cluster_id, connection_id, node_id, status, detail, lease_generation, received_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+		up AS (INSERT INTO vpn_assignment_status_latest (cluster_id, connection_id, node_id, status, detail, lease_generation, received_at, tunnel)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)
 			ON CONFLICT (connection_id, node_id) DO UPDATE SET status = EXCLUDED.status, detail = EXCLUDED.detail,
-				lease_generation = EXCLUDED.lease_generation, received_at = EXCLUDED.received_at
+				lease_generation = EXCLUDED.lease_generation, received_at = EXCLUDED.received_at, tunnel = EXCLUDED.tunnel
 			WHERE vpn_assignment_status_latest.received_at <= EXCLUDED.received_at)
-		SELECT (SELECT status FROM old)`, r.ClusterID, r.ConnectionID, r.NodeID, r.Status, r.Detail, r.LeaseGeneration, r.ReceivedAt).Scan(&prev)
+		SELECT (SELECT status FROM old)`, r.ClusterID, r.ConnectionID, r.NodeID, r.Status, r.Detail, r.LeaseGeneration, r.ReceivedAt, nullJSON(r.Tunnel)).Scan(&prev)
 	if err != nil {
 		return "", mapErr(err)
 	}
@@ -370,8 +403,20 @@ func RecordVPNStatus(ctx context.Context, q Querier, r VPNStatusReport) (string,
 func ListVPNStatusLatest(ctx context.Context, q Querier, connID string) ([]VPNStatusReport, error) {
 	return collect(ctx, q, func(r scanner) (VPNStatusReport, error) {
 		var s VPNStatusReport
-		err := r.Scan(&s.ClusterID, &s.ConnectionID, &s.NodeID, &s.Status, &s.Detail, &s.LeaseGeneration, &s.ReceivedAt)
+		var tun []byte
+		err := r.Scan(&s.ClusterID, &s.ConnectionID, &s.NodeID, &s.Status, &s.Detail, &s.LeaseGeneration, &s.ReceivedAt, &tun)
+		if len(tun) > 0 {
+			s.Tunnel = tun
+		}
 		return s, mapErr(err)
-	}, `SELECT cluster_id::text, connection_id::text, node_id::text, status, detail, lease_generation, received_at
+	}, `SELECT cluster_id::text, connection_id::text, node_id::text, status, detail, lease_generation, received_at, tunnel
 		FROM vpn_assignment_status_latest WHERE connection_id::text = $1 ORDER BY node_id`, connID)
+}
+
+// nullJSON is nil (SQL NULL) for an empty document, else its text.
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
 }

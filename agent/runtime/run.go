@@ -131,6 +131,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.cleanupTunnels()
 	var wg sync.WaitGroup
 	n := 0
 	for _, c := range clusters {

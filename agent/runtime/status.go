@@ -206,6 +206,14 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 				until = " until " + v.ValidUntil.Local().Format(time.RFC3339)
 			}
 			fmt.Fprintf(tw, "	  vpn %s: %s generation %d%s (reported %s; acquired %d, lost %d)\n", v.Name, v.State, v.Generation, until, dash(v.Reported), v.Acquired, v.Lost)
+			if t := v.Tunnel; t != nil {
+				fmt.Fprintf(tw, "	    tunnel %s %s running=%t exit %s: tx %d pkts/%d B, rx %d pkts/%d B, drops %v", t.Role, dash(t.Interface), t.Running,
+					dash(t.ExitNodeID), t.TxPackets, t.TxBytes, t.RxPackets, t.RxBytes, t.Drops)
+				if t.Error != "" {
+					fmt.Fprintf(tw, " (%s)", t.Error)
+				}
+				fmt.Fprintln(tw)
+			}
 		}
 	}
 	if err := tw.Flush(); err != nil {

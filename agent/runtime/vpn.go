@@ -19,7 +19,9 @@ package runtime
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -45,6 +47,14 @@ type VPNOptions struct {
 	// event: the workload supervisor starts on acquired/resumed and must stop
 	// on suspended, lost and released.
 	OnLease func(LeaseEvent)
+	// NoTunnels: run the lease loop only, no data path (vpntunnel.go).
+	NoTunnels bool
+	// TunnelNet is where tunnel interface addresses come from (a /30 per
+	// connection); the zero value means DefaultTunnelNet.
+	TunnelNet netip.Prefix
+	// ReportEvery is how often a running tunnel's counters are reported to
+	// the authority; 0 means 5 s.
+	ReportEvery time.Duration
 }
 
 func (o *VPNOptions) defaults() {
@@ -53,6 +63,12 @@ func (o *VPNOptions) defaults() {
 	}
 	if o.PollEvery <= 0 {
 		o.PollEvery = 2 * time.Second
+	}
+	if !o.TunnelNet.IsValid() {
+		o.TunnelNet = DefaultTunnelNet
+	}
+	if o.ReportEvery <= 0 {
+		o.ReportEvery = 5 * time.Second
 	}
 }
 
@@ -88,6 +104,12 @@ type VPNLeaseStatus struct {
 	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// Reported is the status last reported to the authority.
 	Reported string `json:"reported,omitempty"`
+	// Role is the node's data-path part: exit or connector.
+	Role string `json:"role,omitempty"`
+	// ExitNodeID is the current lease holder as last polled.
+	ExitNodeID string `json:"exit_node_id,omitempty"`
+	// Tunnel is the data path (interface, counters, drops, current exit).
+	Tunnel *agentapi.VPNTunnelStatus `json:"tunnel,omitempty"`
 	// Acquired and Lost count this process's lease acquisitions and losses.
 	Acquired  int    `json:"acquired"`
 	Lost      int    `json:"lost"`
@@ -109,23 +131,28 @@ type vpnConn struct {
 	lost        int
 	lastEvent   string
 	eligibleNow bool
+	// tunnelAt and tunnelSent: when and what data-path report was sent last.
+	tunnelAt   time.Time
+	tunnelSent agentapi.VPNTunnelStatus
 }
 
 // vpnRun is a membership's VPN loop state.
 type vpnRun struct {
 	conns map[string]*vpnConn
+	data  *vpnData
 }
 
 func (m *member) vpnLoop(ctx context.Context) {
 	o := m.a.o.VPN
 	log := m.a.log.With("cluster_id", m.cluster, "loop", "vpn")
-	run := &vpnRun{conns: map[string]*vpnConn{}}
+	run := &vpnRun{conns: map[string]*vpnConn{}, data: newVPNData()}
 	m.vpnLoopRun = run // touched by the loop goroutine only
 	var nextPoll time.Time
 	t := time.NewTicker(o.Every)
 	defer t.Stop()
 	for {
 		if m.mode() == "revoked" {
+			m.vpnDataStopAll(run, "membership revoked", log)
 			m.vpnStopAll(run, "membership revoked")
 			m.publishVPN(run)
 			return
@@ -139,9 +166,14 @@ func (m *member) vpnLoop(ctx context.Context) {
 			nextPoll = now.Add(o.PollEvery)
 		}
 		m.vpnTick(ctx, run, log)
+		m.vpnDataReconcile(run, log)
+		m.publishVPN(run) // before the reports: a stop must show at once
+		m.vpnReportTunnels(ctx, run, log)
 		m.publishVPN(run)
 		select {
 		case <-ctx.Done():
+			// Forwarding stops before the lease is released.
+			m.vpnDataStopAll(run, "agent stopping", log)
 			m.vpnRelease(run, log)
 			m.publishVPN(run)
 			return
@@ -161,15 +193,33 @@ func termMargin(ttl time.Duration) time.Duration {
 // held lease, so an unreachable authority never delays a suspension.
 func (m *member) callCtx(ctx context.Context, run *vpnRun) (context.Context, context.CancelFunc) {
 	var first time.Time
+	now := m.now()
 	for _, c := range run.conns {
-		if c.holding && (first.IsZero() || c.deadline.Before(first)) {
-			first = c.deadline
+		if !c.holding {
+			continue
+		}
+		end := c.deadline
+		// The exit stops forwarding when a renewal has been overdue for a
+		// renewal interval (vpntunnel.go): no call may delay that either.
+		if fd := c.renewedAt.Add(2 * c.ttl / 3); !c.renewedAt.IsZero() && fd.After(now) && fd.Before(end) {
+			end = fd
+		}
+		if first.IsZero() || end.Before(first) {
+			first = end
 		}
 	}
 	if first.IsZero() {
 		return context.WithCancel(ctx)
 	}
 	return context.WithDeadline(ctx, first)
+}
+
+// now is the agent's clock (time.Now when the member has no agent: tests).
+func (m *member) now() time.Time {
+	if m.a == nil {
+		return time.Now()
+	}
+	return m.a.o.Now()
 }
 
 // hasVPNRole reports whether the membership's desired roles include
@@ -235,7 +285,8 @@ func (m *member) vpnTick(ctx context.Context, run *vpnRun, log hclog.Logger) {
 			if c.suspended || now.Sub(c.renewedAt) >= c.ttl/3 {
 				m.vpnRenew(cctx, c, log)
 			}
-		case c.as.DesiredState == "enabled" && c.as.Eligible && !c.as.LeaseHeldByOther && !now.Before(c.nextAcquire):
+		case c.as.DesiredState == "enabled" && c.as.Eligible && !c.as.LeaseHeldByOther && !now.Before(c.nextAcquire) &&
+			c.as.Role != agentapi.VPNRoleConnector: // connectors follow the lease, never hold it
 			m.vpnAcquire(cctx, c, log)
 		}
 		cancel()
@@ -364,6 +415,17 @@ func (m *member) vpnEventGen(c *vpnConn, kind string, gen int64, reason string, 
 	ev := LeaseEvent{ClusterID: m.cluster, ConnectionID: c.as.ConnectionID, Name: c.as.Name, Kind: kind, Generation: gen, Reason: reason, At: m.a.o.Now().UTC()}
 	c.lastEvent = kind + " generation " + itoa64(gen) + " at " + ev.At.Format(time.RFC3339Nano)
 	switch kind {
+	case LeaseSuspended, LeaseLost, LeaseReleased:
+		// Only the lease holder forwards: stop in this very step.
+		m.vpnDataStop(m.vpnLoopRun, c.as.ConnectionID, "lease "+kind, log)
+	case LeaseAcquired, LeaseResumed:
+		// Start the exit at once: connectors may already see this node as
+		// the holder.
+		if m.vpnLoopRun != nil {
+			m.vpnDataReconcile(m.vpnLoopRun, log)
+		}
+	}
+	switch kind {
 	case LeaseLost, LeaseSuspended:
 		log.Warn("VPN lease "+kind+": the connection must stop", "connection_id", ev.ConnectionID, "name", ev.Name, "generation", gen, "reason", reason)
 	default:
@@ -385,13 +447,18 @@ func (m *member) vpnReport(ctx context.Context, c *vpnConn, log hclog.Logger) {
 		st = "assigned"
 	case c.as.DesiredState != "enabled":
 		st = "not_started"
+	case c.as.Role == agentapi.VPNRoleConnector:
+		st = "not_started"
+		if t := m.tunnelStatus(m.vpnLoopRun, c.as.ConnectionID); t != nil && t.Running {
+			st = "assigned"
+		}
 	case !c.as.Eligible:
 		st = "blocked"
 	}
 	if st == c.reported {
 		return
 	}
-	req := agentapi.VPNStatusRequest{Status: st, LeaseGeneration: c.gen}
+	req := agentapi.VPNStatusRequest{Status: st, LeaseGeneration: c.gen, Tunnel: m.tunnelStatus(m.vpnLoopRun, c.as.ConnectionID)}
 	if c.suspended {
 		req.Detail = "lease suspended: renewing"
 	}
@@ -400,6 +467,35 @@ func (m *member) vpnReport(ctx context.Context, c *vpnConn, log hclog.Logger) {
 		return
 	}
 	c.reported = st
+	if req.Tunnel != nil {
+		c.tunnelAt, c.tunnelSent = m.a.o.Now(), *req.Tunnel
+	}
+}
+
+// vpnReportTunnels sends the data-path counters of each assignment whose
+// tunnel changed since the last report, at most every ReportEvery.
+func (m *member) vpnReportTunnels(ctx context.Context, run *vpnRun, log hclog.Logger) {
+	now := m.a.o.Now()
+	for _, c := range run.conns {
+		t := m.tunnelStatus(run, c.as.ConnectionID)
+		if t == nil || c.reported == "" || now.Sub(c.tunnelAt) < m.a.o.VPN.ReportEvery || sameTunnel(*t, c.tunnelSent) {
+			continue
+		}
+		cctx, cancel := m.callCtx(ctx, run)
+		err := m.vpnClient().Do(cctx, http.MethodPost, agentapi.PathVPNStatus(c.as.ConnectionID),
+			agentapi.VPNStatusRequest{Status: c.reported, LeaseGeneration: c.gen, Tunnel: t}, nil, nil)
+		cancel()
+		if err != nil {
+			log.Debug("VPN tunnel report failed; retrying", "connection_id", c.as.ConnectionID, "error", err)
+			continue
+		}
+		c.tunnelAt, c.tunnelSent = now, *t
+	}
+}
+
+func sameTunnel(a, b agentapi.VPNTunnelStatus) bool {
+	return a.Running == b.Running && a.Interface == b.Interface && a.ExitNodeID == b.ExitNodeID && a.TxPackets == b.TxPackets &&
+		a.RxPackets == b.RxPackets && a.Error == b.Error && maps.Equal(a.Drops, b.Drops)
 }
 
 // publishVPN publishes the loop's view for the status endpoint (only the
@@ -408,7 +504,8 @@ func (m *member) publishVPN(run *vpnRun) {
 	out := make([]VPNLeaseStatus, 0, len(run.conns))
 	for _, c := range run.conns {
 		s := VPNLeaseStatus{ConnectionID: c.as.ConnectionID, Name: c.as.Name, Generation: c.gen, Reported: c.reported,
-			Acquired: c.acquired, Lost: c.lost, LastEvent: c.lastEvent}
+			Acquired: c.acquired, Lost: c.lost, LastEvent: c.lastEvent, Role: c.as.Role, ExitNodeID: c.as.ExitNodeID,
+			Tunnel: m.tunnelStatus(run, c.as.ConnectionID)}
 		switch {
 		case c.holding:
 			s.State, s.ValidUntil = "holding", c.deadline
@@ -416,6 +513,8 @@ func (m *member) publishVPN(run *vpnRun) {
 			s.State = "suspended"
 		case c.as.DesiredState != "enabled":
 			s.State = "disabled"
+		case c.as.Role == agentapi.VPNRoleConnector:
+			s.State = "connector"
 		case !c.as.Eligible:
 			s.State = "blocked"
 		default:

@@ -31,6 +31,22 @@ func TestCallCtxBoundedByHeldTerms(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, now.Add(time.Second), dl)
 
+	// A held lease renewed 1.5 s ago (term 3 s): calls end when its renewal
+	// has been overdue for a renewal interval (2 s after it), before the
+	// term's end; once that moment has passed, the term bounds them again.
+	renewed := time.Now().Add(-1500 * time.Millisecond)
+	run = &vpnRun{conns: map[string]*vpnConn{"a": {holding: true, ttl: 3 * time.Second, renewedAt: renewed, deadline: renewed.Add(2700 * time.Millisecond)}}}
+	ctx, cancel = m.callCtx(context.Background(), run)
+	dl, _ = ctx.Deadline()
+	cancel()
+	require.Equal(t, renewed.Add(2*time.Second), dl)
+	run.conns["a"].renewedAt = time.Now().Add(-2500 * time.Millisecond)
+	run.conns["a"].deadline = run.conns["a"].renewedAt.Add(2700 * time.Millisecond)
+	ctx, cancel = m.callCtx(context.Background(), run)
+	dl, _ = ctx.Deadline()
+	cancel()
+	require.Equal(t, run.conns["a"].deadline, dl)
+
 	ctx, cancel = m.callCtx(context.Background(), &vpnRun{conns: map[string]*vpnConn{"c": {suspended: true}}})
 	_, ok = ctx.Deadline()
 	cancel()

@@ -66,6 +66,10 @@ type Policy struct {
 	// tunnel toward the remote network to the exit's address, so the
 	// remote network needs no route back to the client prefixes.
 	Masquerade bool
+	// MasqueradeOnly, when not empty, limits Masquerade to packets whose
+	// destination lies in one of these prefixes (each inside Allowed): the
+	// route policies that ask for it. Empty masquerades all.
+	MasqueradeOnly []netip.Prefix
 }
 
 // Config describes one connection on this node.
@@ -157,6 +161,14 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Policy.Masquerade && (cfg.Role != RoleExit || !cfg.Policy.Forward) {
 		return bad("masquerade needs role exit and forward")
+	}
+	if len(cfg.Policy.MasqueradeOnly) > 0 && !cfg.Policy.Masquerade {
+		return bad("masquerade_only needs masquerade")
+	}
+	for _, p := range cfg.Policy.MasqueradeOnly {
+		if !p.IsValid() || p != p.Masked() || !coveredBy(p, cfg.Policy.Allowed) {
+			return bad("masquerade prefix %v: want a network prefix inside the allowed prefixes", p)
+		}
 	}
 	if cfg.NetNS == 0 {
 		cfg.NetNS = netns.None()

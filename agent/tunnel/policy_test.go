@@ -115,6 +115,10 @@ func TestConfigValidation(t *testing.T) {
 		"masq at connector":  func(c *Config) { c.Role, c.Policy.Forward, c.Policy.Masquerade = RoleConnector, true, true },
 		"masq w/o forward":   func(c *Config) { c.Policy.Masquerade = true },
 		"long prefix":        func(c *Config) { c.Prefix = "toolong-" },
+		"masq only w/o masq": func(c *Config) { c.Policy.Forward, c.Policy.MasqueradeOnly = true, c.Policy.Allowed },
+		"masq only outside": func(c *Config) {
+			c.Policy.Forward, c.Policy.Masquerade, c.Policy.MasqueradeOnly = true, true, pfx("198.18.9.0/24")
+		},
 	} {
 		c := testConfig(RoleExit)
 		mut(&c)

@@ -131,8 +131,8 @@ func ifname(s string) []byte {
 // addRules creates table inet <name>: a forward chain accepting packets
 // into and out of the TUN and, with masquerade, a source-NAT chain
 // masquerading packets that came out of the TUN and leave by another
-// interface.
-func addRules(ns netns.NsHandle, name string, masquerade bool) error {
+// interface — only those to a prefix of only, when it is not empty.
+func addRules(ns netns.NsHandle, name string, masquerade bool, only []netip.Prefix) error {
 	c, err := nftConn(ns)
 	if err != nil {
 		return err
@@ -152,16 +152,36 @@ func addRules(ns netns.NsHandle, name string, masquerade bool) error {
 	if masquerade {
 		nat := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT, Hooknum: nftables.ChainHookPostrouting,
 			Priority: nftables.ChainPriorityNATSource, Policy: &accept})
-		c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: []expr.Any{
+		ifs := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(name)},
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(name)},
-			&expr.Counter{},
-			&expr.Masq{},
-		}})
+		}
+		if len(only) == 0 {
+			c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: append(ifs, &expr.Counter{}, &expr.Masq{})})
+		}
+		for _, p := range only {
+			c.AddRule(&nftables.Rule{Table: t, Chain: nat, Exprs: append(append([]expr.Any{}, ifs...), append(daddrIn(p), &expr.Counter{}, &expr.Masq{})...)})
+		}
 	}
 	return c.Flush()
+}
+
+// daddrIn matches packets whose destination address lies in p.
+func daddrIn(p netip.Prefix) []expr.Any {
+	proto, off, n := byte(unix.NFPROTO_IPV4), uint32(16), 4
+	if p.Addr().Is6() {
+		proto, off, n = unix.NFPROTO_IPV6, 24, 16
+	}
+	mask := net.CIDRMask(p.Bits(), n*8)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(n)},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: uint32(n), Mask: mask, Xor: make([]byte, n)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
+	}
 }
 
 // Leftovers lists the links and nftables tables in ns whose name starts

@@ -98,7 +98,7 @@ func (t *Tunnel) setup() error {
 		if err := enableForwarding(cfg.NetNS, v6); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
 		}
-		if err := addRules(cfg.NetNS, t.name, cfg.Policy.Masquerade); err != nil {
+		if err := addRules(cfg.NetNS, t.name, cfg.Policy.Masquerade, cfg.Policy.MasqueradeOnly); err != nil {
 			return fmt.Errorf("nftables: %w", err)
 		}
 	}

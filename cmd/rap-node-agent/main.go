@@ -30,6 +30,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -207,6 +208,8 @@ func run(args []string) error {
 	noVPN := fs.Bool("no-vpn", false, "never hold VPN leases")
 	vpnEvery := fs.Duration("vpn-every", 0, "VPN lease loop period (default 500ms)")
 	vpnPoll := fs.Duration("vpn-poll-every", 0, "VPN assignments poll period (default 2s)")
+	noTunnels := fs.Bool("no-vpn-tunnels", false, "hold VPN leases but run no tunnel (no TUN, routes or nftables)")
+	tunnelNet := fs.String("vpn-tunnel-net", runtime.DefaultTunnelNet.String(), "IPv4 prefix tunnel interface addresses come from (a /30 per connection)")
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
 	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
@@ -217,6 +220,10 @@ func run(args []string) error {
 	caps, err := capsOf(capList)
 	if err != nil {
 		return err
+	}
+	tunNet, err := netip.ParsePrefix(*tunnelNet)
+	if err != nil || !tunNet.Addr().Is4() || tunNet.Bits() > 30 {
+		return fmt.Errorf("--vpn-tunnel-net %q: want an IPv4 prefix of /30 or wider", *tunnelNet)
 	}
 	if *socket == "" {
 		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
@@ -251,7 +258,7 @@ func run(args []string) error {
 		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
-		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll},
+		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll, NoTunnels: *noTunnels, TunnelNet: tunNet},
 		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir}})
 	err = a.Run(ctx)
 	if errors.Is(err, runtime.ErrSwitchRequested) {

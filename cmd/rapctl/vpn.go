@@ -107,21 +107,22 @@ var vpnCommands = []cmd{
 			return http.MethodPut, vpnPath(positional[0], positional[1], "/allowed-nodes"), map[string]any{"node_ids": nodes}, nil
 		}
 	}, table: []string{"id", "name", "allowed_nodes"}, single: true},
-	{path: "vpn route-policy add", args: "CLUSTER CONNECTION NAME", help: "route prefixes through the connection (--prefixes, --priority, --allow-default-route, --allow-overlap; fenced)", flags: func(fs *flag.FlagSet) builder {
+	{path: "vpn route-policy add", args: "CLUSTER CONNECTION NAME", help: "route prefixes through the connection (--prefixes, --priority, --allow-default-route, --allow-overlap, --masquerade; fenced)", flags: func(fs *flag.FlagSet) builder {
 		prefixes := fs.String("prefixes", "", "comma-separated prefixes (required)")
 		prio := fs.Int("priority", 100, "priority (0-10000, lower first)")
 		def := fs.Bool("allow-default-route", false, "allow 0.0.0.0/0 or ::/0")
 		overlap := fs.Bool("allow-overlap", false, "allow overlaps with other policies that allow them too")
+		masq := fs.Bool("masquerade", false, "the exit source-NATs this policy's traffic toward the remote network")
 		return func() (string, string, any, error) {
 			if len(positional) != 3 {
 				return "", "", nil, errArgs("CLUSTER CONNECTION NAME")
 			}
-			body := map[string]any{"name": positional[2], "prefixes": splitList(*prefixes), "priority": *prio, "allow_default_route": *def, "allow_overlap": *overlap}
+			body := map[string]any{"name": positional[2], "prefixes": splitList(*prefixes), "priority": *prio, "allow_default_route": *def, "allow_overlap": *overlap, "masquerade": *masq}
 			return http.MethodPost, vpnPath(positional[0], positional[1], "/route-policies"), body, nil
 		}
-	}, table: []string{"id", "name", "prefixes", "priority", "allow_default_route", "allow_overlap"}, single: true},
+	}, table: []string{"id", "name", "prefixes", "priority", "allow_default_route", "allow_overlap", "masquerade"}, single: true},
 	{path: "vpn route-policy list", args: "CLUSTER CONNECTION", help: "a VPN connection's route policies", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/vpn-connections/{conn}/route-policies", "cluster", "conn"),
-		table: []string{"id", "name", "prefixes", "priority", "allow_default_route", "allow_overlap", "created_by"}},
+		table: []string{"id", "name", "prefixes", "priority", "allow_default_route", "allow_overlap", "masquerade", "created_by"}},
 	{path: "vpn route-policy delete", args: "CLUSTER CONNECTION POLICY", help: "delete a route policy (id or name; fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/vpn-connections/{conn}/route-policies/{policy}", "cluster", "conn", "policy"),
 		table: []string{"id", "name"}, single: true},
 	{path: "vpn lease", args: "CLUSTER CONNECTION", help: "the connection's active lease (holder, generation, epoch, expiry); -o json adds the history", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/vpn-connections/{conn}/lease", "cluster", "conn"),

@@ -115,6 +115,7 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/services", c.page("services", c.services))
 	m.HandleFunc("GET /console/health", c.page("health", c.health))
 	m.HandleFunc("GET /console/vpn", c.page("vpn", c.vpn))
+	m.HandleFunc("GET /console/vpn/{cluster}/{id}", c.page("vpnconn", c.vpnConn))
 	m.HandleFunc("GET /console/audit", c.page("audit", c.audit))
 	m.HandleFunc("GET /console/trust", c.page("trust", c.trust))
 	m.HandleFunc("GET /console/account", c.page("account", c.account))

@@ -459,3 +459,17 @@ func (c *console) vpn(ctx context.Context, r *http.Request, v *view) error {
 	v.Data["Groups"] = groups
 	return nil
 }
+
+// vpnConn shows one VPN connection: settings, route policies, each node's
+// data path (interface, counters, drops, current exit) and the lease history.
+func (c *console) vpnConn(ctx context.Context, r *http.Request, v *view) error {
+	if c.o.VPN == nil {
+		return ErrNoPage
+	}
+	d, err := c.o.VPN.GetConnection(ctx, r.PathValue("cluster"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	v.Data["Conn"] = toMap(d)
+	return nil
+}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rap-fabric/core/agentapi"
 )
 
 // Agent is a rap-node-agent on its own host.
@@ -56,6 +58,10 @@ type AgentVPN struct {
 	Acquired     int    `json:"acquired"`
 	Lost         int    `json:"lost"`
 	LastEvent    string `json:"last_event"`
+	Role         string `json:"role"`
+	ExitNodeID   string `json:"exit_node_id"`
+	// Tunnel is the data path (interface, counters, drops, current exit).
+	Tunnel *agentapi.VPNTunnelStatus `json:"tunnel"`
 }
 
 // AgentStatus is `rap-node-agent status -o json`.

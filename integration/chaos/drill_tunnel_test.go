@@ -575,6 +575,7 @@ type probeStream struct {
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	replies []time.Time
+	once    sync.Once
 }
 
 func startProbeStream(t testing.TB, w *tunWorld) *probeStream {
@@ -657,9 +658,12 @@ func (p *probeStream) gapAround(at time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
+// close stops the stream (idempotent).
 func (p *probeStream) close() {
-	close(p.stop)
-	p.pc.Close()
-	p.c.Close()
-	p.wg.Wait()
+	p.once.Do(func() {
+		close(p.stop)
+		p.pc.Close()
+		p.c.Close()
+		p.wg.Wait()
+	})
 }
