@@ -129,7 +129,7 @@ func validateHeartbeat(in *HeartbeatInput) error {
 			return Errf(CodeInvalid, "unknown capability %q", c)
 		}
 	}
-	return nil
+	return validateHeartbeatUpdates(in.Updates)
 }
 
 // jsonKind checks that raw (when present) is valid JSON starting with open.
@@ -340,6 +340,9 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 		return HeartbeatAck{}, err
 	}
 	in.Services = services
+	if in.Health, err = withUpdates(in.Health, in.Updates); err != nil {
+		return HeartbeatAck{}, err
+	}
 	row := store.HeartbeatRow{ClusterID: p.ClusterID, NodeID: p.NodeID, ReceivedAt: now, Seq: in.Seq, AppliedVersion: in.AppliedVersion,
 		AgentVersion: in.AgentVersion, State: in.State, Health: in.Health, AuthorityID: authorityID}
 	k := hbKey{p.ClusterID, p.NodeID}

@@ -109,6 +109,11 @@ type Agent struct {
 	// as running (update loop only).
 	updates         chan updateOrder
 	reportedRunning string
+
+	// upMu guards upState, the update state heartbeats carry (set by every
+	// update report; computed from the slots and pending_update at start).
+	upMu    sync.Mutex
+	upState *updateReport
 }
 
 // NewAgent builds an agent over an open state store.
@@ -463,6 +468,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	client := m.client
 	m.mu.Unlock()
 	hb.Services = m.workloadReport()
+	hb.Updates = m.a.updateStatus()
 
 	var ack heartbeatAck
 	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)

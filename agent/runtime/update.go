@@ -145,6 +145,11 @@ func (a *Agent) settle(ctx context.Context, m *member, reported map[string]bool,
 }
 
 func (a *Agent) report(ctx context.Context, m *member, r updateReport, log hclog.Logger) {
+	r.PreviousVersion = a.previousVersion()
+	a.upMu.Lock()
+	st := r
+	a.upState = &st
+	a.upMu.Unlock()
 	m.mu.Lock()
 	c := m.client
 	m.mu.Unlock()
@@ -292,6 +297,64 @@ func (a *Agent) fetchArtifact(ctx context.Context, m *member, art release.Artifa
 		last = errors.New("no authority address")
 	}
 	return nil, last
+}
+
+// previousVersion is the launcher's previous slot ("" without slots or
+// before a first update).
+func (a *Agent) previousVersion() string {
+	if a.o.Update.SlotsDir == "" {
+		return ""
+	}
+	v, err := (updater.Slots{Dir: a.o.Update.SlotsDir}).Previous()
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
+// updateStatus is the update state every heartbeat carries: the last
+// report, or (before any) what the slots and pending_update say: a trial
+// not yet promoted is health_checking, an attempt that was rolled back is
+// rolled_back with its failure, otherwise the agent runs its version.
+func (a *Agent) updateStatus() []updateReport {
+	if !reportableVersion(a.o.AgentVersion) {
+		return nil // the authority would refuse it: send no update state
+	}
+	a.upMu.Lock()
+	defer a.upMu.Unlock()
+	if a.upState == nil {
+		cur := a.o.AgentVersion
+		st := updateReport{Product: release.ProductNodeAgent, CurrentVersion: cur, State: "running", PreviousVersion: a.previousVersion()}
+		if a.o.Update.SlotsDir != "" {
+			if _, u, ok, err := updater.FindPending(a.st); err == nil && ok {
+				switch {
+				case u.State == updater.StepRolledBack:
+					st.State, st.TargetVersion, st.FromVersion, st.LastFailure = "rolled_back", u.Version, u.PreviousVersion, u.LastFailure
+				case u.Version == cur && (u.State == updater.StepHealthChecking || u.State == updater.StepSwitchRequested):
+					st.State, st.TargetVersion, st.FromVersion = "health_checking", cur, u.PreviousVersion
+				}
+			}
+		}
+		if len(st.LastFailure) > 500 {
+			st.LastFailure = st.LastFailure[:500]
+		}
+		a.upState = &st
+	}
+	return []updateReport{*a.upState}
+}
+
+// reportableVersion: 1..64 printable characters without spaces (what the
+// authority accepts in a heartbeat's update state).
+func reportableVersion(v string) bool {
+	if v == "" || len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] <= ' ' || v[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *UpdateOptions) defaults() {

@@ -473,3 +473,56 @@ func (c *console) vpnConn(ctx context.Context, r *http.Request, v *view) error {
 	v.Data["Conn"] = toMap(d)
 	return nil
 }
+
+// maxConsoleRollouts bounds the rollouts (with their waves) one Releases
+// page shows per cluster.
+const maxConsoleRollouts = 10
+
+// releases shows the published releases with their channels and artifacts,
+// the channel heads and assignments, and each cluster's recent rollouts with
+// per-wave progress (succeeded / failed / pending of each wave's nodes).
+func (c *console) releases(ctx context.Context, r *http.Request, v *view) error {
+	a := c.o.Authority
+	rels, err := a.Releases().ListReleases(ctx, r.URL.Query().Get("product"), store.Page{Limit: 200})
+	if err != nil {
+		return err
+	}
+	v.Data["Releases"] = maps(rels)
+	heads, err := a.Releases().ChannelHeads(ctx)
+	if err != nil {
+		return err
+	}
+	v.Data["Heads"] = maps(heads)
+	type group struct {
+		Cluster     map[string]any
+		Rollouts    []map[string]any
+		Assignments []map[string]any
+	}
+	var groups []group
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		g := group{Cluster: cl}
+		rs, err := a.Rollouts().List(ctx, id, store.Page{Limit: maxConsoleRollouts})
+		if err != nil {
+			return err
+		}
+		for _, x := range rs {
+			rv, err := a.Rollouts().Get(ctx, id, x.ID)
+			if err != nil {
+				return err
+			}
+			g.Rollouts = append(g.Rollouts, toMap(rv))
+		}
+		as, err := a.Rollouts().ListChannelAssignments(ctx, id)
+		if err != nil {
+			return err
+		}
+		g.Assignments = maps(as)
+		groups = append(groups, g)
+	}
+	v.Data["Groups"] = groups
+	return nil
+}
