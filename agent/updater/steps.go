@@ -86,8 +86,15 @@ type StageRequest struct {
 	// Current.
 	AllowDowngrade bool
 	// Fetch opens the artifact's bytes (from an authority or a mirror: the
-	// bytes are verified whoever serves them).
+	// bytes are verified whoever serves them). Used when Sources is empty.
 	Fetch func() (io.ReadCloser, error)
+	// Sources are tried in order (update-cache mirrors first, then the
+	// authorities): a source that cannot be reached, or whose bytes do not
+	// match the signed size and sha256, is skipped for the next one.
+	Sources []Source
+	// OnSource, when set, is told how each source tried went (nil error:
+	// it served the staged bytes).
+	OnSource func(name string, err error)
 	// Now is the clock reading.
 	Now time.Time
 }
@@ -116,13 +123,7 @@ func Stage(st PendingStore, slots Slots, req StageRequest) error {
 		return err
 	}
 	if !slots.Has(req.Version) || slots.Verify(req.Version, req.Artifact) != nil {
-		rc, err := req.Fetch()
-		if err != nil {
-			return err
-		}
-		err = slots.Stage(req.Version, req.Artifact, rc)
-		rc.Close()
-		if err != nil {
+		if err := stageFromSources(slots, req); err != nil {
 			return err
 		}
 	}
@@ -132,4 +133,41 @@ func Stage(st PendingStore, slots Slots, req StageRequest) error {
 	}
 	u.State = StepSwitchRequested
 	return st.PutPendingUpdate(req.Cluster, u)
+}
+
+// Source is one place an artifact's bytes may come from. Every source is
+// untrusted: Stage verifies the bytes against the signed manifest.
+type Source struct {
+	// Name says where (for reports and logs), e.g. "update-cache <node>".
+	Name string
+	// Open starts the download.
+	Open func() (io.ReadCloser, error)
+}
+
+// ErrNoSource: no source served bytes that verify.
+var ErrNoSource = errors.New("updater: no source served the artifact")
+
+// stageFromSources stages the artifact from the first source whose bytes
+// verify; the error names every source that failed and why.
+func stageFromSources(slots Slots, req StageRequest) error {
+	srcs := req.Sources
+	if len(srcs) == 0 && req.Fetch != nil {
+		srcs = []Source{{Name: "fetch", Open: req.Fetch}}
+	}
+	errs := []error{ErrNoSource}
+	for _, src := range srcs {
+		rc, err := src.Open()
+		if err == nil {
+			err = slots.Stage(req.Version, req.Artifact, rc)
+			rc.Close()
+		}
+		if req.OnSource != nil {
+			req.OnSource(src.Name, err)
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", src.Name, err))
+	}
+	return errors.Join(errs...)
 }
