@@ -311,6 +311,13 @@ func (m *member) status() MemberStatus {
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
 	m.mu.Unlock()
 	s.Snapshot = m.snapshotStatus()
+	sn := m.sn()
+	sn.mu.Lock()
+	c := sn.cache
+	sn.mu.Unlock()
+	if c != nil {
+		s.UpdateCache = c.status()
+	}
 	if w := m.a.o.Workloads; w != nil {
 		s.Workloads = w.Statuses(m.cluster)
 	}

@@ -39,6 +39,12 @@ type UpdateOptions struct {
 	SlotsDir string
 	// OS and Arch select the artifact; "" means this build's GOOS/GOARCH.
 	OS, Arch string
+	// CacheListen is the TCP address of the update-cache endpoint, served
+	// only while the node holds the update-cache role (update_cache.go);
+	// "" never serves. CacheAdvertise is the address other nodes use
+	// (default: derived from the listener). CacheDir holds the mirrored
+	// artifacts (default: update-cache/ next to the state file).
+	CacheListen, CacheAdvertise, CacheDir string
 }
 
 // ErrSwitchRequested: Run returns it when a new version is staged and the
@@ -203,8 +209,14 @@ func (a *Agent) update(ctx context.Context, o updateOrder, log hclog.Logger) err
 	a.report(ctx, o.m, rep, log)
 	slots := updater.Slots{Dir: a.o.Update.SlotsDir}
 	err = updater.Stage(a.st, slots, updater.StageRequest{Cluster: o.m.cluster, ReleaseID: want.ManifestDigest, Version: m.Version, Artifact: art,
-		Current: cur, AllowDowngrade: want.AllowDowngrade, Now: a.o.Now(),
-		Fetch: func() (io.ReadCloser, error) { return a.fetchArtifact(ctx, o.m, art) }})
+		Current: cur, AllowDowngrade: want.AllowDowngrade, Now: a.o.Now(), Sources: a.artifactSources(ctx, o.m, o.u, art),
+		OnSource: func(name string, err error) {
+			if err != nil {
+				log.Warn("artifact source refused; trying the next", "source", name, "version", m.Version, "error", err)
+				return
+			}
+			log.Info("artifact fetched and verified", "source", name, "version", m.Version, "sha256", art.SHA256)
+		}})
 	if err != nil {
 		return fail("stage", err)
 	}
