@@ -32,11 +32,17 @@ func rootKey(n byte) ed25519.PrivateKey {
 // publishBinary publishes rap-node-agent@version with binary as this
 // platform's artifact (signed by key 10) and uploads it in chunks.
 func publishBinary(t *testing.T, owner *apiclient.Client, version, binary string) {
+	publishProduct(t, owner, release.ProductNodeAgent, version, binary)
+}
+
+// publishProduct publishes product@version (the agent or a service type)
+// with binary as this platform's artifact.
+func publishProduct(t *testing.T, owner *apiclient.Client, product, version, binary string) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	a := artifactOf(t, binary)
 	a.OS, a.Arch = goruntime.GOOS, goruntime.GOARCH
-	m := release.Manifest{Product: release.ProductNodeAgent, Version: version, Channels: []release.Channel{release.ChannelCandidate},
+	m := release.Manifest{Product: product, Version: version, Channels: []release.Channel{release.ChannelCandidate},
 		Artifacts: []release.Artifact{a}, Provenance: release.Provenance{SourceRevision: "test-" + version, BuildTime: now},
 		IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
 	env, err := release.NewManifestEnvelope(m)

@@ -114,6 +114,8 @@ type Agent struct {
 	// update report; computed from the slots and pending_update at start).
 	upMu    sync.Mutex
 	upState *updateReport
+	// wlStatus is the update state of each service workload product.
+	wlStatus map[string]updateReport
 }
 
 // NewAgent builds an agent over an open state store.
@@ -164,6 +166,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if !a.o.Snapshot.Disabled {
 			wg.Add(1)
 			go func() { defer wg.Done(); m.snapshotLoop(ctx) }()
+			if a.o.Workloads != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); m.workloadUpdateLoop(ctx) }()
+			}
 		}
 		if !a.o.VPN.Disabled {
 			wg.Add(1)
@@ -239,6 +245,8 @@ type member struct {
 	kick chan struct{}
 	// vpnLoopRun is the VPN loop's state (vpn.go; its goroutine only).
 	vpnLoopRun *vpnRun
+	// wlState is the workload update records (workload_updates.go).
+	wlState *wlState
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {

@@ -429,6 +429,9 @@ func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) 
 	m.applyStorage(snap, log)
 	m.applyUpdateCache(snap, log)
 	m.applyWorkloads(snap, log)
+	if m.a.o.Workloads != nil {
+		m.noteWorkloadSnapshot(snap)
+	}
 	m.offerUpdates(snap.Body.Updates)
 }
 

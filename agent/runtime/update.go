@@ -18,8 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -229,9 +231,16 @@ func (a *Agent) update(ctx context.Context, o updateOrder, log hclog.Logger) err
 // verifyRelease fetches and verifies the desired release: key set against
 // the snapshot's release roots, manifest against the key set and this host.
 func (a *Agent) verifyRelease(ctx context.Context, o updateOrder, d snapshot.DesiredVersion) (release.Manifest, release.Artifact, error) {
-	o.m.mu.Lock()
-	c := o.m.client
-	o.m.mu.Unlock()
+	return a.verifyProductRelease(ctx, o.m, o.u, d, release.ProductNodeAgent, a.o.AgentVersion)
+}
+
+// verifyProductRelease fetches and verifies the desired release of product
+// (the agent or a service type) for this host, current being the version
+// it replaces (downgrade protection; "" or a development build: none).
+func (a *Agent) verifyProductRelease(ctx context.Context, m *member, u snapshot.Updates, d snapshot.DesiredVersion, product, current string) (release.Manifest, release.Artifact, error) {
+	m.mu.Lock()
+	c := m.client
+	m.mu.Unlock()
 	if c == nil {
 		return release.Manifest{}, release.Artifact{}, errors.New("no authority client")
 	}
@@ -241,8 +250,8 @@ func (a *Agent) verifyRelease(ctx context.Context, o updateOrder, d snapshot.Des
 	if err := c.Do(rctx, http.MethodGet, agentapi.ReleasePath(d.Product, d.Version), nil, &ar, nil); err != nil {
 		return release.Manifest{}, release.Artifact{}, err
 	}
-	roots := release.Roots{Threshold: o.u.ReleaseRoots.Threshold}
-	for _, k := range o.u.ReleaseRoots.Keys {
+	roots := release.Roots{Threshold: u.ReleaseRoots.Threshold}
+	for _, k := range u.ReleaseRoots.Keys {
 		roots.Keys = append(roots.Keys, ed25519.PublicKey(k))
 	}
 	now := a.o.Now()
@@ -261,12 +270,12 @@ func (a *Agent) verifyRelease(ctx context.Context, o updateOrder, d snapshot.Des
 	if me.Digest() != d.ManifestDigest {
 		return release.Manifest{}, release.Artifact{}, fmt.Errorf("manifest %s is not the one the snapshot names (%s)", me.Digest(), d.ManifestDigest)
 	}
-	e := release.Expect{Product: release.ProductNodeAgent, OS: a.o.Update.OS, Arch: a.o.Update.Arch, Current: a.o.AgentVersion, Now: now, KeySet: ks}
+	e := release.Expect{Product: product, OS: a.o.Update.OS, Arch: a.o.Update.Arch, Current: current, Now: now, KeySet: ks}
 	if d.AllowDowngrade {
 		e.AllowDowngradeTo = d.Version
 	}
-	for _, b := range o.u.Blocklist {
-		if b.Product == release.ProductNodeAgent {
+	for _, b := range u.Blocklist {
+		if b.Product == product {
 			e.Blocklist = append(e.Blocklist, b.Version)
 		}
 	}
@@ -329,9 +338,21 @@ func (a *Agent) previousVersion() string {
 // not yet promoted is health_checking, an attempt that was rolled back is
 // rolled_back with its failure, otherwise the agent runs its version.
 func (a *Agent) updateStatus() []updateReport {
-	if !reportableVersion(a.o.AgentVersion) {
-		return nil // the authority would refuse it: send no update state
+	a.upMu.Lock()
+	var out []updateReport
+	for _, p := range slices.Sorted(maps.Keys(a.wlStatus)) {
+		if p != release.ProductNodeAgent && len(out) < agentapi.MaxHeartbeatUpdates-1 {
+			out = append(out, a.wlStatus[p])
+		}
 	}
+	a.upMu.Unlock()
+	if !reportableVersion(a.o.AgentVersion) {
+		return out // the authority would refuse it: no agent entry
+	}
+	return append(a.agentUpdateStatus(), out...)
+}
+
+func (a *Agent) agentUpdateStatus() []updateReport {
 	a.upMu.Lock()
 	defer a.upMu.Unlock()
 	if a.upState == nil {

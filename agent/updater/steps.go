@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rap-fabric/core/agent/state"
@@ -170,4 +172,71 @@ func stageFromSources(slots Slots, req StageRequest) error {
 		errs = append(errs, fmt.Errorf("%s: %w", src.Name, err))
 	}
 	return errors.Join(errs...)
+}
+
+// StageFile downloads an artifact to path from the first source whose bytes
+// match a (size and sha256, checked while they stream into a temporary file
+// next to path, fsynced, made read-only executable and renamed into place);
+// a file already at path that matches is kept. Workload releases use it.
+func StageFile(path string, a release.Artifact, sources []Source, onSource func(string, error)) error {
+	if f, err := os.Open(path); err == nil {
+		d := release.NewDigester(a)
+		_, err = io.Copy(d, f)
+		f.Close()
+		if err == nil && d.Verify() == nil {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	errs := []error{ErrNoSource}
+	for _, src := range sources {
+		err := stageOneFile(path, a, src)
+		if onSource != nil {
+			onSource(src.Name, err)
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", src.Name, err))
+	}
+	return errors.Join(errs...)
+}
+
+func stageOneFile(path string, a release.Artifact, src Source) error {
+	rc, err := src.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".stage-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	d := release.NewDigester(a)
+	if _, err := io.Copy(io.MultiWriter(tmp, d), rc); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := d.Verify(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o555); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
