@@ -176,6 +176,11 @@ type latestEntry struct {
 	factsDirty bool
 	caps       []domain.Capability
 	capsDirty  bool
+	// updates is the last update state the node sent; updatesDirty marks
+	// a change not yet recorded as update runs (heartbeat_updates.go).
+	updates      []agentapi.UpdateReport
+	updatesDirty bool
+	updatesAt    time.Time
 }
 
 // HeartbeatStats are counters of one authority's ingest.
@@ -360,6 +365,9 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	if in.Capabilities != nil {
 		e.caps, e.capsDirty = in.Capabilities, true
 	}
+	if len(in.Updates) > 0 && !slices.Equal(e.updates, in.Updates) {
+		e.updates, e.updatesDirty, e.updatesAt = in.Updates, true, now
+	}
 	needFacts := e.facts == nil
 	if len(h.pending) >= h.cfg.MaxPending {
 		h.pending, h.sent = h.pending[1:], h.sent[1:]
@@ -410,9 +418,14 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 	}
 	var caps []capUpdate
 	var factsSent []hbKey
+	var runs []updateRuns
 	for k := range keys {
 		e := h.latest[k]
 		l := e.row
+		if e.updatesDirty {
+			runs = append(runs, updateRuns{key: k, reports: e.updates, at: e.updatesAt})
+			e.updatesDirty = false
+		}
 		if e.factsDirty {
 			l.Facts = e.facts
 			e.factsDirty = false
@@ -441,6 +454,16 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 				h.a.log.Warn("recording reported capabilities failed", "node_id", c.node, "error", cerr)
 			}
 		}
+		h.recordUpdateRuns(ctx, runs)
+	}
+	if err != nil && len(runs) > 0 {
+		h.mu.Lock()
+		for _, r := range runs {
+			if e := h.latest[r.key]; e != nil && slices.Equal(e.updates, r.reports) {
+				e.updatesDirty = true
+			}
+		}
+		h.mu.Unlock()
 	}
 	committed := h.cfg.Clock()
 	if err != nil {

@@ -9,10 +9,17 @@ package authority
 // node_heartbeat_latest and the history in the heartbeat log, with no
 // statement more per flush. LatestHeartbeats lifts it out again
 // (NodeHeartbeat.Updates, UpdateState).
+//
+// When a node's update state changes, the flush also records it as the
+// node's update runs (node_update_runs, the rollout engine's input, as
+// POST /v1/agent/updates does): a report the agent could not deliver on
+// its own reaches the rollout engine with its next heartbeat.
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/release"
@@ -128,4 +135,36 @@ func UpdateSummary(us []agentapi.UpdateReport) string {
 		return s
 	}
 	return ""
+}
+
+// updateRuns are a membership's changed update reports awaiting a flush.
+type updateRuns struct {
+	key     hbKey
+	reports []agentapi.UpdateReport
+	at      time.Time // when the heartbeat that changed them arrived
+}
+
+// recordUpdateRuns records changed heartbeat update states as update runs
+// (only reports the run table can hold: semantic current and target
+// versions). Failures are logged; the agent's own reports remain.
+func (h *Heartbeats) recordUpdateRuns(ctx context.Context, runs []updateRuns) {
+	if h.a == nil || h.a.rollouts == nil {
+		return
+	}
+	for _, r := range runs {
+		for _, rep := range r.reports {
+			if rep.TargetVersion == "" {
+				continue
+			}
+			if _, err := release.ParseVersion(rep.CurrentVersion); err != nil {
+				continue
+			}
+			if _, err := release.ParseVersion(rep.TargetVersion); err != nil {
+				continue
+			}
+			if _, err := h.a.rollouts.report(ctx, NodePrincipal{ClusterID: r.key.cluster, NodeID: r.key.node}, rep, r.at); err != nil {
+				h.a.log.Debug("recording a heartbeat's update state failed", "node_id", r.key.node, "product", rep.Product, "error", err)
+			}
+		}
+	}
 }

@@ -484,6 +484,12 @@ type UpdateReport = agentapi.UpdateReport
 // Report records a node's update report (an observation, like a heartbeat:
 // not fenced, any authority accepts it) and wakes the reconcile loop.
 func (s *Rollouts) Report(ctx context.Context, node NodePrincipal, rep UpdateReport) (store.UpdateRun, error) {
+	return s.report(ctx, node, rep, time.Time{})
+}
+
+// report records rep as observed at (zero: now); an observation older than
+// what is recorded for the same version changes nothing.
+func (s *Rollouts) report(ctx context.Context, node NodePrincipal, rep UpdateReport, at time.Time) (store.UpdateRun, error) {
 	switch {
 	case !release.ValidProduct(rep.Product):
 		return store.UpdateRun{}, Errf(CodeInvalid, "product invalid")
@@ -503,7 +509,7 @@ func (s *Rollouts) Report(ctx context.Context, node NodePrincipal, rep UpdateRep
 		}
 	}
 	run := store.UpdateRun{ClusterID: node.ClusterID, NodeID: node.NodeID, Product: rep.Product, CurrentVersion: rep.CurrentVersion,
-		FromVersion: rep.FromVersion, ToVersion: rep.TargetVersion, State: rep.State, LastFailure: rep.LastFailure, Wave: -1}
+		FromVersion: rep.FromVersion, ToVersion: rep.TargetVersion, State: rep.State, LastFailure: rep.LastFailure, Wave: -1, UpdatedAt: at}
 	if open, err := store.OpenRollout(ctx, s.a.db.Pool, node.ClusterID, rep.Product); err == nil && open.TargetVersion == rep.TargetVersion {
 		run.RolloutID = &open.ID
 		if members, err := store.ActiveMemberIDs(ctx, s.a.db.Pool, node.ClusterID); err == nil {

@@ -48,6 +48,7 @@ func consolePage(t *testing.T, addr, session, path string) string {
 // error. Channel assignments (cluster, group, node) are written through the
 // owner API (fenced, audited, step-up with a session) and decide the
 // desired version in the node's signed snapshot where no open rollout does.
+// A changed update state in a heartbeat also feeds the rollout engine.
 func TestUpdateStateVisible(t *testing.T) {
 	clock := &stepClock{t: time.Now()}
 	g := authtest.NewWithConfig(t, 1, func(_ int, c *daemon.Config) {
@@ -214,4 +215,12 @@ func TestUpdateStateVisible(t *testing.T) {
 	require.NoError(t, sess.Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "PUT", "path": path, "totp_code": clock.code(t, secret)}, nil, nil))
 	require.NoError(t, sess.Do(ctx, http.MethodPut, path, body, nil, nil))
 	desiredOf(other, "1.0.0") // current's head is 1.0.0 too
+
+	// A report the agent could not deliver reaches the rollout engine with
+	// its next heartbeat: the canary's heartbeat alone (no POST
+	// /v1/agent/updates) completes the canary wave.
+	require.NoError(t, canary.c.Do(ctx, http.MethodPost, agentapi.PathHeartbeat, agentapi.Heartbeat{Seq: 10, SentAt: time.Now().UTC(), AgentVersion: "1.1.0",
+		State: "normal", Updates: []agentapi.UpdateReport{{Product: release.ProductNodeAgent, CurrentVersion: "1.1.0", PreviousVersion: "1.0.0",
+			TargetVersion: "1.1.0", State: "running"}}}, nil, nil))
+	waitRollout(t, g, sess, r1.ID, "running", 1)
 }
