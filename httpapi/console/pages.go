@@ -478,6 +478,10 @@ func (c *console) vpnConn(ctx context.Context, r *http.Request, v *view) error {
 // page shows per cluster.
 const maxConsoleRollouts = 10
 
+// maxConsoleReleasePlatforms bounds the releases whose artifacts the
+// Releases page looks up.
+const maxConsoleReleasePlatforms = 50
+
 // releases shows the published releases with their channels and artifacts,
 // the channel heads and assignments, and each cluster's recent rollouts with
 // per-wave progress (succeeded / failed / pending of each wave's nodes).
@@ -487,7 +491,18 @@ func (c *console) releases(ctx context.Context, r *http.Request, v *view) error 
 	if err != nil {
 		return err
 	}
-	v.Data["Releases"] = maps(rels)
+	rows := maps(rels)
+	// The list carries no platforms; the newest releases get theirs (with
+	// each artifact's upload progress).
+	for i, rel := range rels {
+		if i >= maxConsoleReleasePlatforms {
+			break
+		}
+		if full, err := a.Releases().GetRelease(ctx, rel.ID); err == nil {
+			rows[i]["platforms"] = toMap(full)["platforms"]
+		}
+	}
+	v.Data["Releases"] = rows
 	heads, err := a.Releases().ChannelHeads(ctx)
 	if err != nil {
 		return err
