@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,8 @@ type updateCache struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 	kick       chan struct{}
+	// revoked tells whether the snapshot's revocation list names a node.
+	revoked func(node string) bool
 
 	mu      sync.Mutex
 	want    []snapshot.DesiredVersion
@@ -223,7 +226,12 @@ func (m *member) startCache(log hclog.Logger) (*updateCache, error) {
 	tc := m.nodeServerTLS()
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &updateCache{advertised: m.advertise(ln, m.a.o.Update.CacheAdvertise), dir: dir, cancel: cancel, done: make(chan struct{}),
-		kick: make(chan struct{}, 1), ready: map[string]int64{}}
+		kick: make(chan struct{}, 1), ready: map[string]int64{}, revoked: func(node string) bool {
+			s := m.sn()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.cur != nil && slices.Contains(s.cur.Body.Revocations.NodeIDs, node)
+		}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathReleaseArtifact, c.serveArtifact)
 	c.srv = &http.Server{Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 5 * time.Second}
@@ -243,6 +251,14 @@ func httpErr(w http.ResponseWriter, status int, code, msg string) {
 
 // serveArtifact streams a mirrored artifact (from ?offset=).
 func (c *updateCache) serveArtifact(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || len(r.TLS.PeerCertificates[0].URIs) != 1 {
+		httpErr(w, http.StatusUnauthorized, "unauthenticated", "a node client certificate is required")
+		return
+	}
+	if _, node, err := identity.ParseNodeURI(r.TLS.PeerCertificates[0].URIs[0]); err != nil || c.revoked(node) {
+		httpErr(w, http.StatusForbidden, "permission_denied", "this node is revoked")
+		return
+	}
 	sha := r.PathValue("sha256")
 	c.mu.Lock()
 	size, ok := c.ready[sha]
