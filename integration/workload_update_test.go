@@ -23,7 +23,8 @@ import (
 // by a rollout of its service type. A real agent process supervises a real
 // native workload pinned at 1.0.0; a rollout of vpn-exit 2.0.0 (signed,
 // verified, staged from version storage) restarts the instance on the new
-// artifact, which turns healthy and is promoted: the rollout completes. A
+// artifact, which turns healthy and is promoted: the rollout completes; a
+// kill -9 of the agent keeps it (re-adopted on the promoted artifact). A
 // broken 3.0.0 (exits at start) is rolled back by the agent to 2.0.0 (the
 // last good artifact, not the pinned one) within the deadline and the
 // rollout halts at the canary. Each step shows in the heartbeat's update
@@ -126,6 +127,22 @@ func TestWorkloadUpdates(t *testing.T) {
 	u := workloadState(func(u agentapi.UpdateReport) bool { return u.State == "running" && u.CurrentVersion == "2.0.0" })
 	require.Equal(t, "1.0.0", u.PreviousVersion)
 	require.Contains(t, ag.out.String(), "workload update promoted")
+
+	// kill -9 of the agent: the restarted agent keeps the promoted release
+	// (recorded before it was taken) and re-adopts the running instance
+	// instead of restarting it on the pinned artifact.
+	inst := filepath.Join(ag.workloads, cl.id, row.ID)
+	pids := workloadPIDs(inst)
+	require.Len(t, pids, 1)
+	require.NoError(t, ag.cmd.Process.Kill())
+	_ = ag.cmd.Wait()
+	ag.run()
+	g.Eventually(30*time.Second, "the restarted agent reports the adopted workload healthy", func() bool {
+		r := services(owner, "wup", nodeID)["web"]
+		return r.ReportedState == "healthy" && r.ReportedAt != nil && r.ReportedAt.After(time.Now().Add(-2*time.Second))
+	})
+	require.Equal(t, pids, workloadPIDs(inst), "the instance was re-adopted, not restarted")
+	require.Equal(t, fileSHA(t, v2), runs())
 
 	// 3.0.0 exits at start: rolled back to 2.0.0 by the agent, the rollout
 	// halts at the canary.
