@@ -1,0 +1,214 @@
+package authority
+
+// Group commit of fenced writes: concurrent fenced mutations on the leader are
+// queued and run together in one fenced PostgreSQL transaction
+// (store.DB.FencedGroup: one fence check, one epoch declaration, one COMMIT,
+// each mutation in its own savepoint). A mutation that arrives alone runs in
+// its own transaction as before (store.DB.FencedBatch), on the caller's
+// goroutine.
+//
+// A fenced function must not itself call Fenced: with every group slot busy
+// running it, the inner call would wait for ever.
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rap-fabric/core/store"
+)
+
+// GroupCommitOptions tunes the group commit of fenced writes. The zero value
+// is usable.
+type GroupCommitOptions struct {
+	// MaxJobs caps the mutations of one group transaction; 0 means 32, 1 turns
+	// group commit off (every mutation its own transaction). Savepoints past 64
+	// in one transaction overflow PostgreSQL's per-backend subtransaction cache,
+	// so keep it at or below 64.
+	MaxJobs int
+	// MaxGroups caps the group transactions in flight at once; 0 means 1. One
+	// group at a time means fenced mutations never wait for each other's locks
+	// across transactions; more groups use more database cores.
+	MaxGroups int
+}
+
+// Validate checks the options' ranges.
+func (o GroupCommitOptions) Validate() error {
+	if o.MaxJobs < 0 || o.MaxJobs > 1000 {
+		return &ConfigError{Field: "GroupCommit.MaxJobs", Reason: "must be between 0 and 1000"}
+	}
+	if o.MaxGroups < 0 || o.MaxGroups > 64 {
+		return &ConfigError{Field: "GroupCommit.MaxGroups", Reason: "must be between 0 and 64"}
+	}
+	return nil
+}
+
+// groupCommitter queues fenced mutations and runs them in groups.
+type groupCommitter struct {
+	db        *store.DB
+	maxJobs   int
+	maxGroups int
+
+	mu      sync.Mutex
+	queue   []*groupReq
+	running int // groups in flight (goroutines draining the queue)
+
+	// groups and grouped count the group transactions of more than one
+	// mutation and the mutations they ran.
+	groups, grouped atomic.Uint64
+}
+
+// GroupCommitStats returns how many group transactions (of more than one
+// fenced mutation) this authority ran and how many mutations they held.
+func (a *Authority) GroupCommitStats() (groups, mutations uint64) {
+	if a.groups == nil {
+		return 0, 0
+	}
+	return a.groups.groups.Load(), a.groups.grouped.Load()
+}
+
+// groupReq is one queued fenced mutation.
+type groupReq struct {
+	ctx   context.Context
+	epoch uint64
+	job   store.GroupJob
+	// state: 0 queued, 1 taken by a group, 2 given up by its caller.
+	state atomic.Int32
+	done  chan error
+}
+
+func newGroupCommitter(db *store.DB, o GroupCommitOptions) *groupCommitter {
+	if o.MaxJobs == 0 {
+		o.MaxJobs = 32
+	}
+	if o.MaxGroups == 0 {
+		o.MaxGroups = 1
+	}
+	return &groupCommitter{db: db, maxJobs: o.MaxJobs, maxGroups: o.MaxGroups}
+}
+
+// fencedWrite runs one fenced mutation with FencedBatch's contract, grouped
+// with the mutations waiting beside it.
+func (a *Authority) fencedWrite(ctx context.Context, epoch uint64, first *pgx.Batch, fn func(tx pgx.Tx, last *pgx.Batch) error) error {
+	g := a.groups
+	if g == nil || g.maxJobs <= 1 {
+		return a.db.FencedBatch(ctx, epoch, first, fn)
+	}
+	r := &groupReq{ctx: ctx, epoch: epoch, job: store.GroupJob{First: first, Fn: fn}, done: make(chan error, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, r)
+	lead := g.running < g.maxGroups
+	if lead {
+		g.running++
+	}
+	g.mu.Unlock()
+	if lead {
+		// Run one group on this goroutine (usually with this mutation in
+		// it), then hand the slot to a goroutine if more wait.
+		g.drain(true)
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+	}
+	if r.state.CompareAndSwap(0, 2) {
+		return store.ErrTimeout // not started: nothing written
+	}
+	return <-r.done // started: its outcome follows within the fenced timeout
+}
+
+// drain runs groups until the queue is empty. With once, it runs one group and
+// hands the slot to a new goroutine when more mutations wait.
+func (g *groupCommitter) drain(once bool) {
+	for {
+		batch := g.take()
+		if batch == nil {
+			return
+		}
+		g.runGroup(batch)
+		if once {
+			g.mu.Lock()
+			if len(g.queue) == 0 {
+				g.running--
+				g.mu.Unlock()
+				return
+			}
+			g.mu.Unlock()
+			go g.drain(false)
+			return
+		}
+	}
+}
+
+// take removes up to maxJobs queued mutations of the first one's epoch, or
+// gives the slot back and returns nil when none is left.
+func (g *groupCommitter) take() []*groupReq {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var batch []*groupReq
+	rest := g.queue[:0]
+	var epoch uint64
+	for _, r := range g.queue {
+		if r.state.Load() == 2 {
+			continue
+		}
+		if len(batch) < g.maxJobs && (len(batch) == 0 || r.epoch == epoch) && r.state.CompareAndSwap(0, 1) {
+			epoch = r.epoch
+			batch = append(batch, r)
+			continue
+		}
+		rest = append(rest, r)
+	}
+	for i := len(rest); i < len(g.queue); i++ {
+		g.queue[i] = nil
+	}
+	g.queue = rest
+	if len(batch) == 0 {
+		g.running--
+		return nil
+	}
+	return batch
+}
+
+// runGroup runs batch in one fenced transaction (alone: in its own, under its
+// caller's context) and answers every mutation that ran; the others go back to
+// the front of the queue.
+func (g *groupCommitter) runGroup(batch []*groupReq) {
+	if len(batch) == 1 {
+		r := batch[0]
+		r.done <- g.db.FencedBatch(r.ctx, r.epoch, r.job.First, r.job.Fn)
+		return
+	}
+	jobs := make([]*store.GroupJob, len(batch))
+	for i, r := range batch {
+		jobs[i] = &r.job
+	}
+	err := g.db.FencedGroup(context.Background(), batch[0].epoch, jobs)
+	var again []*groupReq
+	ran := 0
+	for _, r := range batch {
+		if r.job.Ran {
+			ran++
+		}
+		switch {
+		case !r.job.Ran:
+			r.job.Err = nil
+			r.state.Store(0)
+			again = append(again, r)
+		case r.job.Err != nil:
+			r.done <- r.job.Err
+		default:
+			r.done <- err
+		}
+	}
+	g.groups.Add(1)
+	g.grouped.Add(uint64(ran))
+	if len(again) > 0 {
+		g.mu.Lock()
+		g.queue = append(again, g.queue...)
+		g.mu.Unlock()
+	}
+}
