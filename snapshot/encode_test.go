@@ -37,3 +37,34 @@ func TestEncodeAwkwardValues(t *testing.T) {
 		require.ErrorIs(t, err, ErrMalformed, bad)
 	}
 }
+
+// TestDecodeMatchesEncodingJSON: on Encode's output, DecodeSnapshot (the
+// encoding/json v2 prototype) gives exactly what encoding/json gives, for the
+// snapshots of every node of a generated cluster.
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	x, err := NewIndex(benchState(300), DefaultConfig())
+	require.NoError(t, err)
+	n := 0
+	for _, id := range x.Nodes() {
+		s, err := x.Build(id, opts(1))
+		require.NoError(t, err)
+		p, err := Encode(s)
+		require.NoError(t, err)
+		var w wireSnapshot
+		require.NoError(t, json.Unmarshal(p, &w))
+		w.IssuedAt, w.ExpiresAt = w.IssuedAt.UTC(), w.ExpiresAt.UTC()
+		got, err := DecodeSnapshot(p)
+		require.NoError(t, err)
+		require.Equal(t, w.Snapshot, got, id)
+		n++
+	}
+	require.Greater(t, n, 100)
+	// Stricter than encoding/json on what Encode never writes.
+	for _, bad := range []string{
+		`{"format":1,"cluster_id":"c","cluster_id":"d","node_id":"n","version":1}`, // duplicate member
+		"{\"format\":1,\"cluster_id\":\"c\xff\",\"node_id\":\"n\",\"version\":1}",  // invalid UTF-8
+	} {
+		_, err := DecodeSnapshot([]byte(bad))
+		require.ErrorIs(t, err, ErrMalformed, bad)
+	}
+}
