@@ -21,6 +21,7 @@ AIMS = [
     (r"^BenchmarkFencedMutation/clients=(1|32)$", "fenced_ops/s", "insert_ops/s", "fenced/insert_throughput", None, None),
     (r"^BenchmarkFencedMutation/clients=1$", "fenced_p50_us", "ungrouped_p50_us", None, "<=", 2000),
     (r"^BenchmarkVerify$", "verify_us", "ed25519_verify_us", "verify/ed25519", "<=", 1.3),
+    (r"^BenchmarkBatchedNoiseVsRawUDP$", "noise_MB/s", "raw_MB/s", "noise/raw", ">=", 0.8),
 ]
 
 LINE = re.compile(r"^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$")
