@@ -112,3 +112,48 @@ func TestFencedGroupCommitConcurrentOutcomes(t *testing.T) {
 	require.Greater(t, grouped, groups)
 	t.Logf("group transactions: %d holding %d mutations", groups, grouped)
 }
+
+// TestFencedGroupCommitStaleEpoch: when a newer epoch claimed the fence (a
+// new leader elsewhere), concurrent fenced mutations queued into groups all
+// fail with stale_epoch (or, once this authority dropped its fence, are
+// refused before PostgreSQL), and none of them is written or audited as ok.
+func TestFencedGroupCommitStaleEpoch(t *testing.T) {
+	g := authtest.New(t, 3)
+	l := g.Leader(10 * time.Second)
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return l.Auth.FenceEpoch() != 0 }, 10*time.Second, 10*time.Millisecond)
+	ok, err := l.DB.ClaimFence(ctx, l.Auth.FenceEpoch()+100, "elsewhere")
+	require.NoError(t, err)
+	require.True(t, ok)
+	actor := authority.Actor{ID: "group-test", Kind: "system"}
+	var wg sync.WaitGroup
+	codes := make(chan authority.Code, 32)
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("stale-%d", i)
+			_, err := authority.Fenced(ctx, l.Auth, authority.Op{Action: "grouptest.stale", Actor: actor},
+				func(tx pgx.Tx) (store.Organization, error) {
+					return store.InsertOrganization(ctx, tx, store.Organization{ID: store.NewID(), Name: name, Slug: name})
+				})
+			codes <- authority.CodeOf(err)
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	stale := 0
+	for c := range codes {
+		require.Contains(t, []authority.Code{authority.CodeStaleEpoch, authority.CodeNoQuorum}, c)
+		if c == authority.CodeStaleEpoch {
+			stale++
+		}
+	}
+	require.NotZero(t, stale, "the fence refused at least the first group")
+	require.Zero(t, l.Auth.FenceEpoch(), "the authority stopped serving fenced writes")
+	var n int
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM organizations WHERE name LIKE 'stale-%'`).Scan(&n))
+	require.Zero(t, n)
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'grouptest.stale' AND outcome = 'ok'`).Scan(&n))
+	require.Zero(t, n)
+}
