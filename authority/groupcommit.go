@@ -12,6 +12,7 @@ package authority
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 
@@ -64,6 +65,9 @@ func (a *Authority) SetGroupCommit(o GroupCommitOptions) error {
 	return nil
 }
 
+// errFencedPanic is the error a panicking fenced function leaves in its group.
+var errFencedPanic = errors.New("authority: the fenced function panicked")
+
 // groupCommitter queues fenced mutations and runs them in groups.
 type groupCommitter struct {
 	db        *store.DB
@@ -114,7 +118,25 @@ func (a *Authority) fencedWrite(ctx context.Context, epoch uint64, first *pgx.Ba
 		g.mu.Unlock()
 		return a.db.FencedBatch(ctx, epoch, first, fn)
 	}
-	r := &groupReq{ctx: ctx, epoch: epoch, job: store.GroupJob{First: first, Fn: fn}, done: make(chan error, 1)}
+	// fn may run on another goroutine (the group's): a panic there is caught,
+	// rolls the mutation back and is raised again here, on the caller's
+	// goroutine, as it would be without group commit.
+	var panicked any
+	guarded := func(tx pgx.Tx, last *pgx.Batch) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				panicked = p
+				err = errFencedPanic
+			}
+		}()
+		return fn(tx, last)
+	}
+	defer func() {
+		if panicked != nil {
+			panic(panicked)
+		}
+	}()
+	r := &groupReq{ctx: ctx, epoch: epoch, job: store.GroupJob{First: first, Fn: guarded}, done: make(chan error, 1)}
 	g.queue = append(g.queue, r)
 	lead := g.running < g.maxGroups
 	if lead {

@@ -157,3 +157,48 @@ func TestFencedGroupCommitStaleEpoch(t *testing.T) {
 	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'grouptest.stale' AND outcome = 'ok'`).Scan(&n))
 	require.Zero(t, n)
 }
+
+// TestFencedGroupCommitPanicStaysWithItsCaller: a fenced function that panics
+// while its mutation runs in a group rolls back alone, the panic reaches its
+// caller (as without group commit), and the mutations beside it commit.
+func TestFencedGroupCommitPanicStaysWithItsCaller(t *testing.T) {
+	g := authtest.New(t, 3)
+	l := g.Leader(10 * time.Second)
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return l.Auth.FenceEpoch() != 0 }, 10*time.Second, 10*time.Millisecond)
+	actor := authority.Actor{ID: "group-test", Kind: "system"}
+	var wg sync.WaitGroup
+	recovered := make(chan any, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { recovered <- recover() }()
+			name := fmt.Sprintf("panic-%d", i)
+			_, err := authority.Fenced(ctx, l.Auth, authority.Op{Action: "grouptest.panic", Actor: actor},
+				func(tx pgx.Tx) (store.Organization, error) {
+					o, err := store.InsertOrganization(ctx, tx, store.Organization{ID: store.NewID(), Name: name, Slug: name})
+					if i%4 == 0 {
+						panic("boom " + name)
+					}
+					return o, err
+				})
+			require.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	close(recovered)
+	panics := 0
+	for p := range recovered {
+		if p != nil {
+			require.Contains(t, fmt.Sprint(p), "boom panic-")
+			panics++
+		}
+	}
+	require.Equal(t, 4, panics)
+	var n int
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM organizations WHERE name LIKE 'panic-%'`).Scan(&n))
+	require.Equal(t, 12, n)
+	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM organizations WHERE name IN ('panic-0', 'panic-4', 'panic-8', 'panic-12')`).Scan(&n))
+	require.Zero(t, n)
+}
