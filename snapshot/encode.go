@@ -49,10 +49,11 @@ func Encode(s Snapshot) ([]byte, error) {
 // call it only on a payload whose signature was verified (Verify does).
 //
 // It decodes with the encoding/json v2 prototype (github.com/go-json-experiment/json),
-// which is several times faster than encoding/json here and stricter about
-// what Encode never writes: duplicate member names, invalid UTF-8 and member
-// names in another case are refused or not matched. Encode's output decodes
-// to the same Snapshot as with encoding/json (TestDecodeMatchesEncodingJSON).
+// about twice as fast as encoding/json here (a hand-written decoder on its
+// jsontext tokenizer measured no faster) and stricter about what Encode never
+// writes: duplicate member names, invalid UTF-8 and member names in another
+// case are refused or not matched. Encode's output decodes to the same
+// Snapshot as with encoding/json (TestDecodeMatchesEncodingJSON).
 func DecodeSnapshot(payload []byte) (Snapshot, error) {
 	var w wireSnapshot
 	if err := jsonv2.Unmarshal(payload, &w); err != nil {
