@@ -129,12 +129,12 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 	// Stricter than encoding/json on what Encode never writes; malformed
 	// input is refused.
 	for _, bad := range []string{
-		`{"format":1,"cluster_id":"c","cluster_id":"d","node_id":"n","version":1}`, // duplicate member
-		"{\"format\":1,\"cluster_id\":\"c\xff\",\"node_id\":\"n\",\"version\":1}",  // invalid UTF-8
-		`{"format":1,"cluster_id":"c","node_id":"n","version":1} x`,                 // trailing data
-		`{"format":1,"cluster_id":"c","node_id":"n","version":1}{}`,                 // a second value
-		`{"format":1,"cluster_id":"c","node_id":"n","version":1.5}`,                 // not an integer
-		`{"format":1,"cluster_id":"c","node_id":"n","version":-1}`,                  // negative version
+		`{"format":1,"cluster_id":"c","cluster_id":"d","node_id":"n","version":1}`,   // duplicate member
+		"{\"format\":1,\"cluster_id\":\"c\xff\",\"node_id\":\"n\",\"version\":1}",    // invalid UTF-8
+		`{"format":1,"cluster_id":"c","node_id":"n","version":1} x`,                  // trailing data
+		`{"format":1,"cluster_id":"c","node_id":"n","version":1}{}`,                  // a second value
+		`{"format":1,"cluster_id":"c","node_id":"n","version":1.5}`,                  // not an integer
+		`{"format":1,"cluster_id":"c","node_id":"n","version":-1}`,                   // negative version
 		`{"format":1,"cluster_id":"c","node_id":"n","version":1,"body":{"self":[]}}`, // wrong type
 		`{"format":1,"cluster_id":"c","node_id":"n","version":1,"body":{"gossip_key":{"key":"%%%"}}}`,
 		`{"format":1,"cluster_id":"c","node_id":"n","version":1,"issued_at":"yesterday"}`,
