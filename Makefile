@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin
 PKGS := ./...
 
-.PHONY: all build test demo demo-stop bench fuzz lint pg pg-stop clean
+.PHONY: all build test demo demo-stop bench fuzz lint pg pg-stop clean docs
 
 all: build
 
@@ -52,3 +52,7 @@ CHAOS_REPORT ?= $(CURDIR)/out/chaos-report.txt
 chaos:
 	@mkdir -p $(dir $(CHAOS_REPORT))
 	RAP_CHAOS_REPORT=$(CHAOS_REPORT) $(GO) test ./integration/chaos/ -run Drill -v -count=1 -timeout 25m
+
+## docs: regenerate docs/cli.md from rapctl's command tree (TestCLIReferenceIsCurrent checks it).
+docs:
+	$(GO) run ./cmd/rapctl gen-docs > docs/cli.md
