@@ -154,10 +154,10 @@ func TestCLIConfigFileRefusesUnknownKeys(t *testing.T) {
 	_, errOut, code := cli("cluster", "list")
 	require.Equal(t, exitUsage, code)
 	require.Contains(t, errOut, `unknown key "tokne"`)
-	require.NoError(t, os.WriteFile(p, []byte(`{"servers":"a:1"}`), 0o600))
+	require.NoError(t, os.WriteFile(p, []byte(`{"servers":"a:1","token":{"v":1}}`), 0o600))
 	_, errOut, code = cli("cluster", "list")
 	require.Equal(t, exitUsage, code)
-	require.Contains(t, errOut, `key "servers"`)
+	require.Contains(t, errOut, `key "token": invalid value {"v":1}`)
 	// config set repairs it; the old variable names still work, with a warning.
 	_, errOut, code = cli("config", "set", "--server", "h:1", "--token", "t0k3n")
 	require.Equal(t, 0, code, errOut)

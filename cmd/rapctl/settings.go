@@ -1,13 +1,15 @@
 package main
 
-// Connection settings: flags > environment (RAPCTL_…) > the config file.
-// The file refuses unknown keys; the old RAP_SERVERS / RAP_TOKEN / RAP_CA_PIN
-// names still work with a deprecation warning.
+// Connection settings: flags > environment (RAPCTL_…) > the config file,
+// loaded by flagconf like the other binaries' settings. The file refuses
+// unknown keys; the old RAP_SERVERS / RAP_TOKEN / RAP_CA_PIN names still work
+// with a deprecation warning.
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/rap-fabric/core/flagconf"
 )
 
 type settings struct {
@@ -42,8 +46,63 @@ var envNames = []struct{ name, old string }{
 	{"RAPCTL_CA_PIN", "RAP_CA_PIN"},
 }
 
-// readSettingsFile reads the config file strictly: an unknown key or a
-// malformed value is an error naming the file and the key.
+// serverList collects servers from a comma-separated value or a JSON list.
+type serverList []string
+
+func (l *serverList) String() string { return strings.Join(*l, ",") }
+func (l *serverList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// loadSettingsChecked reads the settings with the loader the other
+// binaries use (flagconf): environment (RAPCTL_…) over the config file,
+// whose unknown keys are errors. Command-line flags are applied over this by
+// cobra. Warnings (a deprecated variable) go to stderr; a broken file is a
+// usage error that commands needing no connection (config set) ignore.
+func loadSettingsChecked(stderr io.Writer) (settings, error) {
+	fs := flag.NewFlagSet("rapctl config", flag.ContinueOnError)
+	var servers serverList
+	fs.Var(&servers, "servers", "authority API addresses")
+	token := fs.String("token", "", "API token")
+	pin := fs.String("ca-pin", "", "platform CA pin")
+	legacy := map[string]string{}
+	for _, e := range envNames {
+		legacy[strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(e.name, "RAPCTL_"), "_", "-"))] = e.old
+	}
+	err := flagconf.Load(fs, nil, flagconf.Options{EnvPrefix: "RAPCTL_", ConfigPath: configPath(), Warn: prefixed{stderr},
+		Legacy: func(name string) string { return legacy[name] }})
+	s := settings{Servers: servers, Token: *token, CAPin: *pin}
+	if err != nil {
+		err = usageError{err}
+	}
+	return s, err
+}
+
+// prefixed writes warnings as "rapctl: …" (nil: discarded).
+type prefixed struct{ w io.Writer }
+
+func (p prefixed) Write(b []byte) (int, error) {
+	if p.w == nil {
+		return len(b), nil
+	}
+	if _, err := io.WriteString(p.w, "rapctl: "); err != nil {
+		return 0, err
+	}
+	return p.w.Write(b)
+}
+
+// loadSettings is loadSettingsChecked without warnings or errors.
+func loadSettings() settings {
+	s, _ := loadSettingsChecked(nil)
+	return s
+}
+
+// readSettingsFile reads the config file alone (strictly).
 func readSettingsFile(path string) (settings, error) {
 	var s settings
 	data, err := os.ReadFile(path)
@@ -56,52 +115,9 @@ func readSettingsFile(path string) (settings, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return s, fmt.Errorf("config %s: key %q: expected %s", path, te.Field, te.Type)
-		}
-		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-			return s, fmt.Errorf("config %s: unknown key %s (known: servers, token, ca_pin)", path, strings.TrimPrefix(msg, "json: unknown field "))
-		}
 		return s, fmt.Errorf("config %s: %w", path, err)
 	}
 	return s, nil
-}
-
-// loadSettingsChecked applies the environment over the file; warnings (a
-// deprecated variable) go to stderr, a broken file is returned as an error
-// that commands needing no connection (version, config set, help) ignore.
-func loadSettingsChecked(stderr io.Writer) (settings, error) {
-	s, err := readSettingsFile(configPath())
-	for i, e := range envNames {
-		v := os.Getenv(e.name)
-		if v == "" {
-			if v = os.Getenv(e.old); v != "" && stderr != nil {
-				fmt.Fprintf(stderr, "rapctl: warning: %s is deprecated, use %s\n", e.old, e.name)
-			}
-		}
-		if v == "" {
-			continue
-		}
-		switch i {
-		case 0:
-			s.Servers = strings.Split(v, ",")
-		case 1:
-			s.Token = v
-		case 2:
-			s.CAPin = v
-		}
-	}
-	if err != nil {
-		err = usageError{err}
-	}
-	return s, err
-}
-
-// loadSettings is loadSettingsChecked without warnings or errors.
-func loadSettings() settings {
-	s, _ := loadSettingsChecked(nil)
-	return s
 }
 
 func saveSettings(s settings) (string, error) {
@@ -117,7 +133,7 @@ func saveSettings(s settings) (string, error) {
 func configCommand(stdout io.Writer) *cobra.Command {
 	c := &cobra.Command{Use: "config", Short: "save or show connection settings", Args: cobra.NoArgs,
 		Example: "  rapctl --server 10.0.0.1:7443 --token \"$T\" --ca-pin sha256:… config set\n  rapctl config show",
-		RunE: func(c *cobra.Command, _ []string) error { return usagef("config needs set or show") }}
+		RunE:    func(c *cobra.Command, _ []string) error { return usagef("config needs set or show") }}
 	c.AddCommand(&cobra.Command{
 		Use:   "set",
 		Short: "save --server, --token and --ca-pin in the config file (mode 0600)",
