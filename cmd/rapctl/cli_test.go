@@ -403,3 +403,29 @@ func uniquePrefix(id string, others []string) string {
 	}
 	return id
 }
+
+// TestCLIVersionAndCompletion: version two ways, and completion scripts for
+// the three shells.
+func TestCLIVersionAndCompletion(t *testing.T) {
+	cleanEnv(t)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, errOut, code := cli(args...)
+		require.Equal(t, 0, code, errOut)
+		require.Equal(t, "rapctl "+version+"\n", out)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, errOut, code := cli("completion", sh)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, "rapctl", sh)
+		require.Greater(t, len(out), 1000, sh)
+	}
+	// Completion of -o values and of sub-commands (what the scripts call).
+	out, _, code := cli("__complete", "cluster", "list", "-o", "")
+	require.Equal(t, 0, code)
+	for _, f := range outputFormats {
+		require.Contains(t, out, f+"\n")
+	}
+	out, _, _ = cli("__complete", "node", "")
+	require.Contains(t, out, "list\t")
+	require.Contains(t, out, "revoke\t")
+}
