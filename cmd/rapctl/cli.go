@@ -199,10 +199,15 @@ func child(parent *cobra.Command, name string) *cobra.Command {
 	if c := find(parent, name); c != nil {
 		return c
 	}
+	short := groupHelp[strings.TrimSpace(strings.TrimPrefix(parent.CommandPath()+" "+name, "rapctl"))]
+	if short == "" {
+		short = name + " commands"
+	}
 	c := &cobra.Command{
-		Use:   name,
-		Short: name + " commands",
-		Args:  cobra.ArbitraryArgs,
+		Use:         name,
+		Short:       short,
+		Annotations: map[string]string{"group": "true"},
+		Args:        cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return c.Help()
@@ -212,6 +217,31 @@ func child(parent *cobra.Command, name string) *cobra.Command {
 	}
 	parent.AddCommand(c)
 	return c
+}
+
+// groupHelp describes the command groups.
+var groupHelp = map[string]string{
+	"audit":        "the hash-chained audit log",
+	"authority":    "the authority Raft group: status and membership",
+	"cluster":      "clusters and their certificate authorities",
+	"group":        "node groups of a cluster",
+	"join-request": "enrollment requests of nodes: review, approve, reject",
+	"mesh":         "the mesh as the agents report it; ping through a local agent",
+	"node":         "physical nodes and their cluster memberships (by name or id prefix)",
+	"org":          "organizations",
+	"partition":    "a cluster's partition state and the owner's split/merge actions",
+	"policy":       "a cluster's route, QoS and entry policies",
+	"qos":          "QoS policies of a cluster",
+	"release":      "signed releases: the offline ceremony, publishing, roots and key sets",
+	"role":         "role assignments of nodes in a cluster",
+	"rollout":      "staged rollouts of releases: canary, waves, pause, rollback, pin",
+	"route-intent": "route intents of a cluster",
+	"service":      "desired services (workloads) of nodes",
+	"snapshot":     "signed need-to-know config snapshots: status and rebuilds",
+	"telemetry":    "test telemetry flags",
+	"token":        "join tokens for enrolling nodes",
+	"user":         "platform accounts",
+	"vpn":          "VPN connections: settings, allowed nodes, route policies, leases",
 }
 
 // tableCommand turns one table entry into a cobra command.

@@ -85,12 +85,18 @@ func takeGlobals(args []string) (rest []string, help bool, err error) {
 }
 
 func passthroughCommands() []passthrough {
-	help := map[string]string{}
+	// offlineReleaseHelp lines: "  release NAME SYNOPSIS   DESCRIPTION".
+	synopsis, help := map[string]string{}, map[string]string{}
 	for _, line := range strings.Split(offlineReleaseHelp, "\n") {
-		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "release "))
+		line = strings.TrimPrefix(strings.TrimSpace(line), "release ")
 		for name := range offlineReleaseCommands {
-			if strings.HasPrefix(line, name+" ") {
-				help[name] = strings.Join(strings.Fields(strings.TrimPrefix(line, name)), " ")
+			if line == name || strings.HasPrefix(line, name+" ") {
+				rest := strings.TrimSpace(strings.TrimPrefix(line, name))
+				syn, desc := rest, "offline"
+				if i := strings.Index(rest, "   "); i >= 0 {
+					syn, desc = strings.TrimSpace(rest[:i]), strings.TrimSpace(rest[i:])
+				}
+				synopsis[name], help[name] = syn, desc
 			}
 		}
 	}
@@ -102,7 +108,7 @@ func passthroughCommands() []passthrough {
 	sort.Strings(names)
 	for _, n := range names {
 		f := offlineReleaseCommands[n]
-		out = append(out, passthrough{path: "release " + n, help: "offline: " + help[n],
+		out = append(out, passthrough{path: "release " + n, args: synopsis[n], help: help[n],
 			example: releaseExamples[n],
 			run:     func(_ context.Context, args []string, stdout, _ io.Writer) error { return f(args, stdout) }})
 	}
@@ -215,7 +221,7 @@ func writeReference(w io.Writer, root *cobra.Command) error {
 }
 
 // isGroup reports whether c only lists sub-commands.
-func isGroup(c *cobra.Command) bool { return c.Short == c.Name()+" commands" }
+func isGroup(c *cobra.Command) bool { return c.Annotations["group"] == "true" }
 
 func writeCommand(b *strings.Builder, c *cobra.Command) {
 	fmt.Fprintf(b, "## %s\n\n", c.CommandPath())
