@@ -265,7 +265,26 @@ func tableCommand(tc *cmd, stdout, stderr io.Writer) *cobra.Command {
 		c.Flags().BoolVar(&g.all, "all", false, "fetch every page (the default unless --limit is given)")
 	}
 	if gofs.Lookup("node") != nil {
-		_ = c.RegisterFlagCompletionFunc("node", cobra.NoFileCompletions)
+		_ = c.RegisterFlagCompletionFunc("node", func(c *cobra.Command, _ []string, _ string) ([]string, cobra.ShellCompDirective) {
+			return completeNodes(c.Context()), cobra.ShellCompDirectiveNoFileComp
+		})
+	}
+	argWords := strings.Fields(tc.args)
+	c.ValidArgsFunction = func(c *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+		words := argWords
+		i := len(args)
+		if i >= len(words) && len(words) > 0 {
+			i = len(words) - 1
+			if _, variadic := isNodeWord(words[i]); !variadic {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+		}
+		if i < len(words) {
+			if node, _ := isNodeWord(words[i]); node {
+				return completeNodes(c.Context()), cobra.ShellCompDirectiveNoFileComp
+			}
+		}
+		return nil, cobra.ShellCompDirectiveDefault
 	}
 	return c
 }

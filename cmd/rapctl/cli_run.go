@@ -123,6 +123,28 @@ func (r *nodeResolver) resolve(ctx context.Context, ref string) (string, error) 
 	return "", fmt.Errorf("node %q: no node has this name or id prefix", ref)
 }
 
+// completeNodes lists node names for shell completion (best effort: nothing
+// when no authority answers within a few seconds).
+func completeNodes(ctx context.Context) []string {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, err := newClient(3 * time.Second)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	out, err := fetchAll(ctx, c, "/v1/nodes?limit=500", true, -1, io.Discard)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, it := range items(out) {
+		names = append(names, str(it["name"])+"\t"+str(it["id"]))
+	}
+	return names
+}
+
 func str(v any) string {
 	s, _ := v.(string)
 	return s

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -277,6 +278,29 @@ func TestCLIAgainstAuthority(t *testing.T) {
 	require.Equal(t, exitError, code, out)
 	require.Contains(t, errOut, `node "nope"`)
 
+	// Shell completion offers node names (with their ids).
+	out = ok("__complete", "node", "show", "")
+	require.Contains(t, out, "edge-a\t"+a)
+	require.Contains(t, ok("__complete", "service", "list", "east", "--node", ""), "twin\t"+dup1)
+
+	// The audit API's newest-first cursor and its refusal of a bad order.
+	owner := g.Client(d)
+	var page struct {
+		Items []struct {
+			ID int64 `json:"id"`
+		} `json:"items"`
+	}
+	require.NoError(t, owner.Do(context.Background(), http.MethodGet, "/v1/audit?order=newest&limit=2", nil, &page, nil))
+	require.Len(t, page.Items, 2)
+	first := page.Items[1].ID
+	require.NoError(t, owner.Do(context.Background(), http.MethodGet, "/v1/audit?order=newest&limit=2&before_id="+strconv.FormatInt(first, 10), nil, &page, nil))
+	require.Len(t, page.Items, 2)
+	require.Less(t, page.Items[0].ID, first)
+	err := owner.Do(context.Background(), http.MethodGet, "/v1/audit?order=sideways", nil, nil, nil)
+	var ae *apiclient.Error
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, "invalid_argument", ae.Code)
+
 	// node list: a health column (no heartbeats yet: none); wide adds fields; yaml parses.
 	out = ok("node", "list", "--cluster", "east")
 	require.Contains(t, strings.Split(out, "\n")[0], "HEALTH")
@@ -340,7 +364,7 @@ func TestCLIAgainstAuthority(t *testing.T) {
 	// A platform owner with MFA logs in from a pipe; a session's high-risk
 	// action without step-up exits 3, after step-up it succeeds.
 	ad := d.Auth.Admin()
-	_, _, err := ad.BootstrapOwner(context.Background(), "owner")
+	_, _, err = ad.BootstrapOwner(context.Background(), "owner")
 	require.NoError(t, err)
 	const password = "rapctl cli test password"
 	secret, err := ad.DemoEnroll(context.Background(), "owner", password)
