@@ -105,8 +105,8 @@ func doLogin(user, password, totp, recovery string) (loginAnswer, error) {
 }
 
 func loginFlags(fs *flag.FlagSet) builder {
-	user := fs.String("user", os.Getenv("RAP_USER"), "user name")
-	pwFile := fs.String("password-file", "", "read the password from this file (default: RAP_PASSWORD or a prompt)")
+	user := fs.String("user", envOr("RAPCTL_USER", os.Getenv("RAP_USER")), "user name (env RAPCTL_USER)")
+	pwFile := fs.String("password-file", "", "read the password from this file (default: RAPCTL_PASSWORD or a prompt without echo)")
 	totp := fs.String("totp", "", "TOTP code (default: a prompt)")
 	recovery := fs.String("recovery-code", "", "a recovery code instead of TOTP")
 	return func() (string, string, any, error) {
@@ -117,7 +117,7 @@ func loginFlags(fs *flag.FlagSet) builder {
 				return "", "", nil, err
 			}
 		}
-		pw := os.Getenv("RAP_PASSWORD")
+		pw := envOr("RAPCTL_PASSWORD", os.Getenv("RAP_PASSWORD"))
 		if *pwFile != "" {
 			b, err := os.ReadFile(*pwFile)
 			if err != nil {
