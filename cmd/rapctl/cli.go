@@ -477,7 +477,7 @@ func runTable(ctx context.Context, tc *cmd, gofs *flag.FlagSet, build builder, a
 		}
 		out, err = fetchAll(ctx, cl, path, !tc.single, limit, stderr)
 	} else {
-		err = cl.Do(ctx, method, path, body, &out, headers)
+		err = sendWrite(ctx, cl, method, path, body, &out, headers)
 	}
 	if err != nil {
 		return err

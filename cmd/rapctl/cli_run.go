@@ -123,6 +123,13 @@ func (r *nodeResolver) resolve(ctx context.Context, ref string) (string, error) 
 	return "", fmt.Errorf("node %q: no node has this name or id prefix", ref)
 }
 
+// sendWrite sends one write (anything but GET) of a table command: the
+// seam where the answer to step_up_required (prompt, grant, retry once)
+// belongs.
+func sendWrite(ctx context.Context, c *apiclient.Client, method, path string, body, out any, headers map[string]string) error {
+	return c.Do(ctx, method, path, body, out, headers)
+}
+
 // completeNodes lists node names for shell completion (best effort: nothing
 // when no authority answers within a few seconds).
 func completeNodes(ctx context.Context) []string {
