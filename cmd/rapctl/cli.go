@@ -102,8 +102,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 Connection settings come from flags (--server, --token, --ca-pin), the
 environment (RAPCTL_SERVERS, RAPCTL_TOKEN, RAPCTL_CA_PIN) or the file written by
-` + "`rapctl config set`" + ` ($RAPCTL_CONFIG or ~/.config/rapctl/config.json, mode 0600),
-in that order. A follower's not_leader answer is followed to the leader.
+` + "`rapctl config set`" + ` (--config, $RAPCTL_CONFIG or ~/.config/rapctl/config.json,
+mode 0600), in that order; an unknown key in the file is an error. A follower's not_leader answer is followed to the leader.
 Flags may appear anywhere on the command line. Nodes are addressed by name or
 by a unique prefix of their id.
 
@@ -132,6 +132,7 @@ by a unique prefix of their id.
 	pf.StringVar(&g.pin, "ca-pin", s.CAPin, "platform CA pin sha256:… (env RAPCTL_CA_PIN)")
 	pf.StringVarP(&output, "output", "o", "table", "output format: "+strings.Join(outputFormats, ", "))
 	pf.StringVar(&g.idem, "idempotency-key", "", "Idempotency-Key for a write (retry-safe)")
+	pf.StringVar(&configFlag, "config", configFlag, "settings file (env RAPCTL_CONFIG; default ~/.config/rapctl/config.json)")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return outputFormats, cobra.ShellCompDirectiveNoFileComp
 	})
@@ -375,6 +376,7 @@ func (v *goValue) Type() string {
 
 // execute runs rapctl with args and returns the exit code.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	configFlag = scanConfigFlag(args)
 	root := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -500,6 +502,7 @@ func runTable(ctx context.Context, tc *cmd, gofs *flag.FlagSet, build builder, a
 
 // realMain runs rapctl in-process (tests); it returns the command's error.
 func realMain(args []string) error {
+	configFlag = scanConfigFlag(args)
 	root := newRoot(os.Stdout, os.Stderr)
 	root.SetArgs(args)
 	err := root.ExecuteContext(context.Background())

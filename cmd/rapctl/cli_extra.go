@@ -56,7 +56,7 @@ func (p passthrough) build(stdout, stderr io.Writer) *cobra.Command {
 // takeGlobals removes the global flags from args (into g and output) and
 // reports a -h/--help.
 func takeGlobals(args []string) (rest []string, help bool, err error) {
-	targets := map[string]*string{"server": &g.servers, "token": &g.token, "ca-pin": &g.pin, "idempotency-key": &g.idem, "output": &output, "o": &output}
+	targets := map[string]*string{"config": &configFlag, "server": &g.servers, "token": &g.token, "ca-pin": &g.pin, "idempotency-key": &g.idem, "output": &output, "o": &output}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {

@@ -168,6 +168,17 @@ func TestCLIConfigFileRefusesUnknownKeys(t *testing.T) {
 	require.Contains(t, errOut, "RAP_CA_PIN is deprecated, use RAPCTL_CA_PIN")
 	require.Contains(t, out, `"ca_pin":"sha256:old"`)
 	require.Contains(t, out, `"servers":["h:1"]`)
+	// --config names another file (anywhere on the line); its mistakes count too.
+	other := filepath.Join(t.TempDir(), "other.json")
+	require.NoError(t, os.WriteFile(other, []byte(`{"servers":["o:2"],"ca_pin":"sha256:x"}`), 0o600))
+	t.Setenv("RAP_CA_PIN", "")
+	out, errOut, code = cli("config", "show", "--config", other)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"servers":["o:2"]`)
+	require.NoError(t, os.WriteFile(other, []byte(`{"server":["o:2"]}`), 0o600))
+	_, errOut, code = cli("--config="+other, "cluster", "list")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, errOut, `config `+other+`: unknown key "server"`)
 }
 
 type stepClock struct {

@@ -27,7 +27,13 @@ type settings struct {
 	CAPin   string   `json:"ca_pin"`
 }
 
+// configFlag is --config FILE of this invocation (read before the settings).
+var configFlag string
+
 func configPath() string {
+	if configFlag != "" {
+		return configFlag
+	}
 	if p := os.Getenv("RAPCTL_CONFIG"); p != "" {
 		return p
 	}
@@ -44,6 +50,23 @@ var envNames = []struct{ name, old string }{
 	{"RAPCTL_SERVERS", "RAP_SERVERS"},
 	{"RAPCTL_TOKEN", "RAP_TOKEN"},
 	{"RAPCTL_CA_PIN", "RAP_CA_PIN"},
+}
+
+// scanConfigFlag finds --config FILE (or --config=FILE) in args: the file
+// must be known before the other flags get their defaults from it.
+func scanConfigFlag(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			return v
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // serverList collects servers from a comma-separated value or a JSON list.
