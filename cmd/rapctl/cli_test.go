@@ -66,6 +66,11 @@ func TestCLIHelpGolden(t *testing.T) {
 	} {
 		out, errOut, code := cli(args...)
 		require.Equal(t, 0, code, "%v: %s", args, errOut)
+		if name == "root" {
+			// The command list grows with every new command; the golden
+			// file holds the rest (TestCLIReferenceIsCurrent covers the list).
+			out = out[:strings.Index(out, "Available Commands:")]
+		}
 		golden := filepath.Join("testdata", "help", name+".golden")
 		if *update {
 			require.NoError(t, os.WriteFile(golden, []byte(out), 0o644))
