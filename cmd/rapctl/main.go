@@ -1,10 +1,14 @@
 // Command rapctl is the platform owner's CLI over the authority JSON API. Every
-// API action has a command; output is a table by default and JSON with -o json.
+// API action has a command (the table in commands.go and the tables appended
+// to it; cli.go turns it into a cobra command tree); output is a table by
+// default, -o wide|json|yaml otherwise. docs/cli.md is generated from the tree.
 //
 // Connection settings come from flags (--server, --token, --ca-pin), the
 // environment (RAPCTL_SERVERS, RAPCTL_TOKEN, RAPCTL_CA_PIN) or the file written by
-// `rapctl config set` ($RAPCTL_CONFIG or ~/.config/rapctl/config.json, mode
-// 0600). A follower's not_leader answer is followed to the leader transparently.
+// `rapctl config set` (--config, $RAPCTL_CONFIG or ~/.config/rapctl/config.json,
+// mode 0600). A follower's not_leader answer is followed to the leader
+// transparently. Exit codes: 0 ok, 1 error, 2 usage, 3 step_up_required,
+// 4 not_leader.
 package main
 
 import (
@@ -35,15 +39,6 @@ var output = "table"
 
 func main() {
 	os.Exit(execute(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
-}
-
-func isBool(fs *flag.FlagSet, name string) bool {
-	f := fs.Lookup(name)
-	if f == nil {
-		return false
-	}
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
 }
 
 var positional []string
