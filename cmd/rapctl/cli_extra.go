@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -22,7 +23,9 @@ import (
 // passthrough is a command that parses its own flags.
 type passthrough struct {
 	path, args, help, example string
-	run                       func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	// formats are the -o values the command prints (nil: table only).
+	formats []string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func (p passthrough) build(stdout, stderr io.Writer) *cobra.Command {
@@ -43,6 +46,9 @@ func (p passthrough) build(stdout, stderr io.Writer) *cobra.Command {
 			}
 			if !validOutput(output) {
 				return usagef("invalid -o %q: use one of %s", output, strings.Join(outputFormats, ", "))
+			}
+			if formats := append([]string{"table"}, p.formats...); !slices.Contains(formats, output) {
+				return usagef("%s prints -o %s only", c.CommandPath(), strings.Join(formats, "|"))
 			}
 			err = p.run(c.Context(), rest, stdout, stderr)
 			if err != nil && !errors.Is(err, flag.ErrHelp) && (strings.HasPrefix(err.Error(), "flag provided but not defined") || strings.HasPrefix(err.Error(), "usage:") || strings.HasPrefix(err.Error(), "invalid value")) {
@@ -126,6 +132,7 @@ func passthroughCommands() []passthrough {
 	out = append(out, passthrough{path: "mesh ping", args: "NODE",
 		help:    "on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --status-socket, --cluster, --timeout)",
 		example: "  rapctl mesh ping 3f2a9c1e --state /var/lib/rap-node-agent/state.db\n  rapctl mesh ping 3f2a9c1e -o json",
+		formats: []string{"json"},
 		run:     func(_ context.Context, args []string, _, _ io.Writer) error { return meshPingCmd(args) }})
 	return out
 }

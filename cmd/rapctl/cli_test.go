@@ -125,6 +125,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{[]string{"cluster", "list", "--output=xml"}, `invalid -o "xml"`},
 		{[]string{"mesh", "ping", "n1", "-o", "csv"}, `invalid -o "csv"`},
 		{[]string{"release", "inspect", "x.json", "--output", "csv"}, `invalid -o "csv"`},
+		{[]string{"mesh", "ping", "n1", "-o", "yaml"}, "rapctl mesh ping prints -o table|json only"},
+		{[]string{"release", "inspect", "x.json", "-o", "json"}, "rapctl release inspect prints -o table only"},
 		{[]string{"nosuch"}, `unknown command "nosuch"`},
 		{[]string{"node", "nosuch"}, `unknown command "nosuch"`},
 		{[]string{"cluster", "list", "--bogus"}, "unknown flag: --bogus"},
