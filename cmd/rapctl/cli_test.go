@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/sys/unix"
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authn"
@@ -409,6 +410,49 @@ func TestCLIAgainstAuthority(t *testing.T) {
 	require.Equal(t, 0, code, "%s %s", out, errOut)
 	require.Contains(t, out, "revoked")
 
+	// On a terminal the password is read without echo (the user name and
+	// the code are echoed as typed).
+	master, slave := openPTY(t)
+	stdinFile, stdinReader = slave, nil
+	echo := func() bool {
+		tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+		require.NoError(t, err)
+		return tio.Lflag&unix.ECHO != 0
+	}
+	done := make(chan int, 1)
+	var ttyOut, ttyErr string
+	go func() {
+		var code int
+		ttyOut, ttyErr, code = cli("--server", d.APIAddr(), "--ca-pin", g.Pin, "login")
+		done <- code
+	}()
+	_, err = master.WriteString("owner\n")
+	require.NoError(t, err)
+	g.Eventually(5*time.Second, "echo off for the password", func() bool { return !echo() })
+	_, err = master.WriteString(password + "\n")
+	require.NoError(t, err)
+	g.Eventually(5*time.Second, "echo back on after the password", echo)
+	_, err = master.WriteString(clock.code(t, secret) + "\n")
+	require.NoError(t, err)
+	select {
+	case code = <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("login on a terminal did not finish")
+	}
+	require.Equal(t, 0, code, "%s %s", ttyOut, ttyErr)
+	require.NoError(t, master.SetReadDeadline(time.Now().Add(500*time.Millisecond)))
+	var seen []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := master.Read(buf)
+		seen = append(seen, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	require.Contains(t, string(seen), "owner", "the user name is echoed")
+	require.NotContains(t, string(seen), password, "the password is not echoed")
+
 	// A piped login that ends early says which answer was missing.
 	pr2, pw2, err := os.Pipe()
 	require.NoError(t, err)
@@ -470,4 +514,25 @@ func TestCLIVersionAndCompletion(t *testing.T) {
 	out, _, _ = cli("__complete", "node", "")
 	require.Contains(t, out, "list\t")
 	require.Contains(t, out, "revoke\t")
+}
+
+// openPTY opens a pseudo-terminal pair (master, slave).
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { master.Close() })
+	var n int
+	rc, err := master.SyscallConn()
+	require.NoError(t, err)
+	require.NoError(t, rc.Control(func(fd uintptr) {
+		if err = unix.IoctlSetPointerInt(int(fd), unix.TIOCSPTLCK, 0); err == nil {
+			n, err = unix.IoctlGetInt(int(fd), unix.TIOCGPTN)
+		}
+	}))
+	require.NoError(t, err)
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { slave.Close() })
+	return master, slave
 }

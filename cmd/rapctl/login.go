@@ -54,7 +54,9 @@ func readLine(prompt string) (string, error) {
 
 // readSecret prompts without echo on a terminal; from a pipe it reads a line.
 func readSecret(prompt string) (string, error) {
-	if fd := int(stdinFile.Fd()); stdinReader == nil && term.IsTerminal(fd) {
+	// On a terminal nothing is buffered ahead (a terminal hands over a line
+	// at a time), so the reader used for earlier prompts holds nothing.
+	if fd := int(stdinFile.Fd()); term.IsTerminal(fd) && (stdinReader == nil || stdinReader.Buffered() == 0) {
 		fmt.Fprint(cliErr, prompt)
 		b, err := term.ReadPassword(fd)
 		fmt.Fprintln(cliErr)
