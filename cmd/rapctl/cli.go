@@ -294,6 +294,9 @@ func tableCommand(tc *cmd, stdout, stderr io.Writer) *cobra.Command {
 func longHelp(tc *cmd) string {
 	var b strings.Builder
 	b.WriteString(strings.ToUpper(tc.help[:1]) + tc.help[1:] + ".")
+	if n := helpNotes[tc.path]; n != "" {
+		b.WriteString("\n\n" + n)
+	}
 	if strings.Contains(tc.args, "NODE") {
 		b.WriteString("\n\nNODE is a node name or a unique prefix of its id.")
 	}
@@ -301,6 +304,13 @@ func longHelp(tc *cmd) string {
 		b.WriteString("\n\nWith a login session, high-risk actions need `rapctl step-up METHOD PATH` first (exit code 3 otherwise).")
 	}
 	return b.String()
+}
+
+// helpNotes add what the CLI itself does for a command.
+var helpNotes = map[string]string{
+	"node list":    "The table adds HEALTH: the worst health of the node's latest heartbeats over its clusters (healthy, late, stale, offline; none before the first heartbeat).",
+	"token create": "The table is followed by a ready-to-run `rap-node-agent enroll` line with the servers, the token and the cluster CA pin (-o json/yaml print the API's answer only).",
+	"audit list":   "Newest first by default; --since takes a duration back from now (1h, 30m) or an RFC 3339 time.",
 }
 
 // argsFor derives the positional-argument check from the entry's args
