@@ -40,6 +40,14 @@ type Options struct {
 	ReadFile func(string) ([]byte, error)
 	// Warn receives deprecation warnings (nil: discarded).
 	Warn io.Writer
+	// StrictEnv refuses a variable under EnvPrefix that names no flag of fs
+	// (nor one of AlsoKnown): a typo in an environment file is an error.
+	StrictEnv bool
+	// AlsoKnown are flag names of other commands of the binary whose
+	// variables may share the environment.
+	AlsoKnown []string
+	// Environ lists the environment for StrictEnv (default os.Environ).
+	Environ func() []string
 }
 
 // EnvName is the environment variable of flag name under prefix.
@@ -61,6 +69,11 @@ func Load(fs *flag.FlagSet, args []string, o Options) error {
 	}
 	onCLI := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCLI[f.Name] = true })
+	if o.StrictEnv {
+		if err := checkEnv(fs, o); err != nil {
+			return err
+		}
+	}
 
 	env := func(name string) (string, string, bool) {
 		n := EnvName(o.EnvPrefix, name)
@@ -130,6 +143,31 @@ func Load(fs *flag.FlagSet, args []string, o Options) error {
 		}
 	})
 	return ferr
+}
+
+// checkEnv refuses variables under the prefix that name no known flag.
+func checkEnv(fs *flag.FlagSet, o Options) error {
+	environ := o.Environ
+	if environ == nil {
+		environ = os.Environ
+	}
+	known := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { known[EnvName(o.EnvPrefix, f.Name)] = true })
+	for _, n := range o.AlsoKnown {
+		known[EnvName(o.EnvPrefix, n)] = true
+	}
+	var unknown []string
+	for _, kv := range environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, o.EnvPrefix) && !known[k] && v != "" {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return fmt.Errorf("%s: no such setting (variables are %s + a flag name of %s in upper case)", unknown[0], o.EnvPrefix, fs.Name())
+	}
+	return nil
 }
 
 // readFile reads the JSON object at path; every key must name a flag.

@@ -115,3 +115,23 @@ func TestLegacyEnvironment(t *testing.T) {
 	require.Empty(t, warn.String())
 	require.Equal(t, "RAP_AGENT_STATUS_SOCKET", EnvName("RAP_AGENT_", "status-socket"))
 }
+
+// TestStrictEnvironment: with StrictEnv a misspelt variable under the
+// prefix is refused by name; other commands' names may be allowed.
+func TestStrictEnvironment(t *testing.T) {
+	env := map[string]string{"RAP_TEST_HEARTBEAT_EVRY": "5s", "RAP_TEST_TOKEN": "x", "OTHER": "1"}
+	o := opts(env, nil, nil)
+	o.StrictEnv = true
+	o.Environ = func() []string {
+		var l []string
+		for k, v := range env {
+			l = append(l, k+"="+v)
+		}
+		return l
+	}
+	o.AlsoKnown = []string{"token"}
+	err := Load(newFixture().fs, nil, o)
+	require.ErrorContains(t, err, "RAP_TEST_HEARTBEAT_EVRY: no such setting")
+	delete(env, "RAP_TEST_HEARTBEAT_EVRY")
+	require.NoError(t, Load(newFixture().fs, nil, o))
+}

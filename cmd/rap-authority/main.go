@@ -171,7 +171,11 @@ func newRunFlags(name string) *runFlags {
 // (RAP_AUTHORITY_<FLAG>; the old RAP_<FLAG> with a warning), config file
 // (--config); unknown keys and invalid values are errors naming them.
 func (r *runFlags) parse(args []string) error {
-	if err := loadFlags(r.fs, args); err != nil {
+	// run refuses a RAP_AUTHORITY_ variable that names no setting (a typo
+	// in authority.env); the other commands' flag names are allowed.
+	if err := flagconf.Load(r.fs, args, flagconf.Options{EnvPrefix: "RAP_AUTHORITY_", ConfigFlag: "config", Warn: warnWriter{},
+		StrictEnv: true, AlsoKnown: []string{"name", "demo-password", "console-url"},
+		Legacy: func(name string) string { return flagconf.EnvName("RAP_", name) }}); err != nil {
 		return err
 	}
 	if *r.dbURL == "" {

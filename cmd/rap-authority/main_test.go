@@ -58,6 +58,12 @@ func TestRunConfigFileRefusesMistakes(t *testing.T) {
 		t.Fatalf("want an error naming the variable, got %v", err)
 	}
 	t.Setenv("RAP_AUTHORITY_ELECTION_TIMEOUT", "")
+	t.Setenv("RAP_AUTHORITY_HEARTBEAT_LATE_AFTR", "5s")
+	r = newRunFlags("run")
+	if err := r.parse(nil); err == nil || !strings.Contains(err.Error(), "RAP_AUTHORITY_HEARTBEAT_LATE_AFTR: no such setting") {
+		t.Fatalf("want a misspelt variable refused by name, got %v", err)
+	}
+	os.Unsetenv("RAP_AUTHORITY_HEARTBEAT_LATE_AFTR")
 	// Precedence: flag > environment > file; a legacy name still applies.
 	write(`{"id":"from-file","log-level":"debug","raft-bind":"127.0.0.1:7100","heartbeat-max-batch":7}`)
 	t.Setenv("RAP_AUTHORITY_LOG_LEVEL", "warn")
