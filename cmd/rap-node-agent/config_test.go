@@ -18,11 +18,17 @@ func TestRunConfigRefusesMistakes(t *testing.T) {
 		{`{"state":"` + state + `","intervall":"5s"}`, "", `unknown key "intervall"`},
 		{`{"state":"` + state + `","interval":"often"}`, "", `key "interval": invalid value "often"`},
 		{`{"state":"` + state + `"}`, "soon", `RAP_AGENT_REQUEST_TIMEOUT="soon": invalid value for --request-timeout`},
+		{`{"state":"` + state + `"}`, "typo", `RAP_AGENT_INTERVALL: no such setting`},
 	} {
 		if err := os.WriteFile(cfg, []byte(tc.file), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		t.Setenv("RAP_AGENT_REQUEST_TIMEOUT", tc.env)
+		if tc.env == "typo" {
+			t.Setenv("RAP_AGENT_REQUEST_TIMEOUT", "")
+			t.Setenv("RAP_AGENT_INTERVALL", "5s")
+		} else {
+			t.Setenv("RAP_AGENT_REQUEST_TIMEOUT", tc.env)
+		}
 		err := run([]string{"--config", cfg})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Fatalf("%s: want %q, got %v", tc.file, tc.want, err)

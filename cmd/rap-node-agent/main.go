@@ -124,9 +124,17 @@ func loadFlags(fs *flag.FlagSet, args []string) error {
 	if fs.Lookup("config") != nil {
 		cfgFlag = "config"
 	}
+	// run (the service, reading agent.env) refuses a RAP_AGENT_ variable
+	// that names no setting of any command: a typo is an error.
 	return flagconf.Load(fs, args, flagconf.Options{EnvPrefix: "RAP_AGENT_", ConfigFlag: cfgFlag, Warn: warnWriter{},
+		StrictEnv: fs.Name() == "run", AlsoKnown: otherCommandFlags,
 		Legacy: func(name string) string { return legacyEnv[name] }})
 }
+
+// otherCommandFlags are the flags of enroll, status, mesh and logs, whose
+// variables may share run's environment.
+var otherCommandFlags = []string{"authority", "token", "ca-pin", "name", "machine-id-file", "poll-interval", "role",
+	"o", "cluster", "timeout", "follow", "f", "tail", "workloads-dir", "state", "status-socket", "capability"}
 
 // warnWriter prefixes loader warnings with the binary's name on stderr.
 type warnWriter struct{}
