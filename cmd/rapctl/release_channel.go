@@ -20,7 +20,12 @@ var channelCommands = []cmd{
 		flags: channelFlags(false), table: []string{"scope_kind", "scope_id", "product", "channel"}, single: true},
 }
 
-func init() { commands = append(commands, channelCommands...) }
+func init() {
+	commands = append(commands, channelCommands...)
+	examples["release channel set"] = "  rapctl release channel set east rap-node-agent stable --reason \"default ring\"\n" +
+		"  rapctl release channel set east rap-node-agent candidate --node 3f2a9c1e-… --reason canary"
+	examples["release channel unset"] = "  rapctl release channel unset east rap-node-agent --node 3f2a9c1e-…"
+}
 
 func channelFlags(set bool) func(fs *flag.FlagSet) builder {
 	return func(fs *flag.FlagSet) builder {
