@@ -102,6 +102,8 @@ type Config struct {
 	Releases ReleasesConfig
 	// Rollouts configures the rollout reconcile loop (rollouts.go).
 	Rollouts RolloutsConfig
+	// Audit configures the audit chain's Raft checkpoints (auditchain.go).
+	Audit AuditConfig
 }
 
 func (c *Config) defaults() {
@@ -539,7 +541,7 @@ func (a *Authority) auditEvent(op Op, outcome string, epoch int64, risk map[stri
 	if _, perr := netip.ParseAddr(ev.SourceAddr); ev.SourceAddr != "" && perr != nil {
 		ev.SourceAddr = ""
 	}
-	if _, err := audit.Normalize(toAuditEvent(ev)); err != nil {
+	if _, err := audit.Normalize(toAuditEvent(ev, 0)); err != nil {
 		return store.AuditEvent{}, fmt.Errorf("audit event: %w", err)
 	}
 	return ev, nil

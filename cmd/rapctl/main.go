@@ -131,6 +131,19 @@ func realMain(args []string) error {
 			return releasePublish(context.Background(), c, rest[2:], os.Stdout, os.Stderr)
 		}
 	}
+	if len(rest) >= 2 && rest[0] == "audit" && rest[1] == "export" {
+		if *servers == "" {
+			return errors.New("no authority address: use --server, RAP_SERVERS or `rapctl config set`")
+		}
+		c, err := apiclient.New(apiclient.Options{Servers: strings.Split(*servers, ","), Token: *token, CAPin: *pin, Timeout: 30 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, stop := signalContext()
+		defer stop()
+		return auditExportCmd(ctx, c, rest[2:], os.Stdout)
+	}
 	var chosen *cmd
 	var pos []string
 	for i := range commands {
@@ -241,6 +254,7 @@ func printHelp() {
 	fmt.Fprintln(os.Stderr, "  mesh ping NODE                  on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --cluster, --timeout)")
 	fmt.Fprintln(os.Stderr, offlineReleaseHelp)
 	fmt.Fprintln(os.Stderr, releasePublishHelp)
+	fmt.Fprintln(os.Stderr, "  audit export                    chained audit events as JSON lines in chain order (--follow, --file F appends and resumes, --after-seq N)")
 	for _, c := range commands {
 		fmt.Fprintf(os.Stderr, "  %-31s %s\n", strings.TrimSpace(c.path+" "+c.args), c.help)
 	}
