@@ -296,6 +296,9 @@ type Actor struct {
 	// Risk holds the risk signals of the request (device trust, session, MFA
 	// freshness, credential kind); every audit event of the request carries them.
 	Risk map[string]string
+	// Role is the platform role of a user session or owner API token
+	// (store.RolePlatformOwner, store.RolePlatformAdmin); empty otherwise.
+	Role string
 }
 
 // Op describes a fenced operation for the audit log and idempotency.
