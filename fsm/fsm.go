@@ -2,8 +2,9 @@
 // must be agreed by a quorum and must not depend on PostgreSQL — the authority
 // epoch, each cluster's CA keys and their rotation history, each cluster's
 // gossip keys (sealed, current and previous per pool), each cluster's
-// partition/authority state, the authority member list and the release root
-// key set (public keys and threshold only) — plus a bounded
+// partition/authority state, the authority member list, the release root
+// key set (public keys and threshold only) and the latest audit chain
+// checkpoint (the anchor of PostgreSQL's audit log) — plus a bounded
 // idempotency table so a retried command never applies twice.
 //
 // The FSM is a pure function of the log. Apply performs no I/O and reads no
