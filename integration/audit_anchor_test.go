@@ -17,6 +17,7 @@ import (
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/store"
 )
 
 // auditTamper runs SQL against cluster_audit_events with the append-only
@@ -33,6 +34,16 @@ func auditTamper(t *testing.T, ctx context.Context, conn *pgx.Conn, sql string, 
 	_, err = tx.Exec(ctx, `ALTER TABLE cluster_audit_events ENABLE TRIGGER USER`)
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
+}
+
+// waitChained waits until the chainer (every authority runs one; one at a
+// time holds its lock) has linked every committed audit event.
+func waitChained(t *testing.T, g *authtest.Group, d *daemon.Daemon) {
+	t.Helper()
+	g.Eventually(10*time.Second, "every audit event chained", func() bool {
+		n, err := store.UnchainedAudit(context.Background(), d.DB.Pool)
+		return err == nil && n == 0
+	})
 }
 
 // Every column of an audit row is in its hash, and the chain is anchored in
@@ -56,8 +67,7 @@ func TestAuditAnchorDetectsEveryEditDeletionAndTruncation(t *testing.T) {
 		require.NoError(t, d.Auth.AuditRisk(ctx, authority.Op{Action: "test.event", Actor: authority.Actor{ID: "tester", Kind: "user", SourceAddr: "127.0.0.1"},
 			TargetKind: "thing", TargetID: fmt.Sprint(i), Details: map[string]any{"n": i}}, "ok", map[string]string{"device": "unknown"}))
 	}
-	_, err = d.Auth.ChainAudit(ctx)
-	require.NoError(t, err)
+	waitChained(t, g, d)
 
 	rapctl := func(args ...string) (string, error) {
 		cmd := exec.Command(filepath.Join(bin, "rapctl"), append([]string{"--server", d.APIAddr(), "--token", g.Token, "--ca-pin", g.Pin}, args...)...)
@@ -189,10 +199,10 @@ func TestAuditAnchorDetectsEveryEditDeletionAndTruncation(t *testing.T) {
 	// seq is named (the Raft checkpoint still says newest).
 	const k = 3
 	cut := newest - k
-	auditTamper(t, ctx, conn, `DELETE FROM cluster_audit_events WHERE seq > $1`, cut)
-	_, err = conn.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = (SELECT hash FROM cluster_audit_events WHERE seq = $1),
-		max_id = (SELECT max(id) FROM cluster_audit_events WHERE seq IS NOT NULL)`, cut)
-	require.NoError(t, err)
+	// One transaction, so the chainer never sees the rows gone and the head not moved yet.
+	auditTamper(t, ctx, conn, fmt.Sprintf(`DELETE FROM cluster_audit_events WHERE seq > %[1]d;
+		UPDATE audit_chain_head SET seq = %[1]d, hash = (SELECT hash FROM cluster_audit_events WHERE seq = %[1]d),
+		max_id = (SELECT max(id) FROM cluster_audit_events WHERE seq IS NOT NULL)`, cut))
 	// Usually nothing else was chained since (truncated); an event the
 	// authority audited meanwhile is chained onto the rewound head (replaced).
 	out, code := verify()
@@ -212,8 +222,7 @@ func TestAuditAnchorDetectsEveryEditDeletionAndTruncation(t *testing.T) {
 	for i := 0; i < k+1; i++ {
 		require.NoError(t, d.Auth.Audit(ctx, authority.Op{Action: "test.after", Actor: authority.Actor{ID: "tester", Kind: "user"}}, "ok"))
 	}
-	_, err = d.Auth.ChainAudit(ctx)
-	require.NoError(t, err)
+	waitChained(t, g, d)
 	out = requireBroken("deleted rows replaced by new ones", cut+1, idAt(cut+1))
 	require.Contains(t, out, "replaced")
 	t.Logf("verify after replacing the newest rows: %s", strings.TrimSpace(out))
@@ -229,8 +238,7 @@ func TestRapctlAuditExport(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		require.NoError(t, d.Auth.Audit(ctx, authority.Op{Action: "test.export", Actor: authority.Actor{ID: "tester", Kind: "user"}, Details: map[string]any{"n": i}}, "ok"))
 	}
-	_, err := d.Auth.ChainAudit(ctx)
-	require.NoError(t, err)
+	waitChained(t, g, d)
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	export := func(args ...string) string {
 		cmd := exec.Command(filepath.Join(bin, "rapctl"), append([]string{"--server", d.APIAddr(), "--token", g.Token, "--ca-pin", g.Pin, "audit", "export"}, args...)...)
@@ -267,8 +275,7 @@ func TestRapctlAuditExport(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		require.NoError(t, d.Auth.Audit(ctx, authority.Op{Action: "test.export2", Actor: authority.Actor{ID: "tester", Kind: "user"}}, "ok"))
 	}
-	_, err = d.Auth.ChainAudit(ctx)
-	require.NoError(t, err)
+	waitChained(t, g, d)
 	export("--file", file) // resumes after the last exported seq
 	data, err := os.ReadFile(file)
 	require.NoError(t, err)
