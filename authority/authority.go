@@ -154,6 +154,9 @@ type Authority struct {
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
 	caKeys sync.Map
+	// lastAuditBreak is the audit chain break the periodic checkpointer last
+	// reported (auditchain.go), so a persisting break is audited once.
+	lastAuditBreak atomic.Pointer[string]
 
 	// Subsystems, built by New from the Config.
 	admin      *Admin
