@@ -31,7 +31,7 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/revoke", "owner", "nodes", "Revoke a node identity in one cluster (fenced, high risk)", 200),
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable", "owner", "nodes", "Disable a membership (fenced)", 200),
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/enable", "owner", "nodes", "Re-enable a disabled membership (fenced)", 200),
-    ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order", 200),
+    ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order, or newest first with ?order=newest (?since RFC 3339, ?before_id, ?after_id, ?limit, ?offset)", 200),
     ("GET", "/v1/audit/checkpoint", "owner", "audit", "The latest audit chain checkpoint committed through Raft", 200),
     ("POST", "/v1/audit/checkpoint", "owner", "audit", "Verify the chain since the last checkpoint and commit a new one through Raft", 200),
     ("GET", "/v1/audit/export", "owner", "audit", "Chained audit events after ?after_seq in chain order, every column (export stream page)", 200),

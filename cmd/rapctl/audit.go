@@ -140,7 +140,7 @@ func lastExportedSeq(path string) (int64, error) {
 	return ev.Seq, nil
 }
 
-// signalContext is cancelled on SIGINT or SIGTERM (to end --follow).
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+// signalContext is ctx, also cancelled on SIGINT or SIGTERM (to end --follow).
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
