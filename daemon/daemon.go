@@ -69,6 +69,9 @@ type Config struct {
 	// GroupCommit tunes the group commit of fenced writes
 	// (authority.Config.GroupCommit).
 	GroupCommit authority.GroupCommitOptions
+	// Audit configures the audit chain's Raft checkpoints
+	// (authority.Config.Audit).
+	Audit authority.AuditConfig
 }
 
 // Validate reports a missing required field or an invalid authority setting
@@ -88,7 +91,8 @@ func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
 		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN,
 		Releases: c.Releases, Rollouts: c.Rollouts,
-		GroupCommit: c.GroupCommit}
+		GroupCommit: c.GroupCommit,
+		Audit:       c.Audit}
 }
 
 // Daemon is a running authority.
