@@ -92,7 +92,8 @@ func highRiskAction(r *http.Request) (authn.Action, bool) {
 // Requests that a browser marks cross-site, and bodies above MaxBodyBytes, are
 // refused before any credential is looked at. A request that presents a node
 // certificate is refused outright: agent certificates are role-bound to agent
-// routes. Session requests to high-risk routes must spend a step-up grant.
+// routes. Session requests to high-risk routes must spend a step-up grant, and
+// only on the leader (see Authority.CheckLeader).
 func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
@@ -126,6 +127,12 @@ func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor 
 			}
 			actor := p.Actor(deviceLabel(r), sourceAddr(r))
 			if action, ok := highRiskAction(r); ok {
+				// Every high-risk route is executed by the leader only: a
+				// follower answers not_leader before it takes the grant, so the
+				// client's retry on the leader still finds it.
+				if err := s.a.CheckLeader(); err != nil {
+					return err
+				}
 				if err := s.a.Admin().RequireStepUp(ctx, p, actor, action, r.URL.Path); err != nil {
 					return err
 				}

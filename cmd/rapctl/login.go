@@ -31,6 +31,7 @@ func globalConn() (servers []string, pin string) {
 	p := fs.String("ca-pin", s.CAPin, "")
 	fs.String("o", "", "")
 	fs.String("idempotency-key", "", "")
+	fs.String("totp", "", "")
 	_ = fs.Parse(os.Args[1:])
 	if *sv != "" {
 		servers = strings.Split(*sv, ",")

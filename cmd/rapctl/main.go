@@ -95,6 +95,7 @@ func realMain(args []string) error {
 	pin := global.String("ca-pin", s.CAPin, "platform CA pin (sha256:…)")
 	global.StringVar(&output, "o", "table", "output: table or json")
 	idem := global.String("idempotency-key", "", "Idempotency-Key for a write (retry-safe)")
+	totp := global.String("totp", "", "authenticator code for a high-risk command's step-up (default: a prompt on a terminal)")
 	global.Usage = func() { printHelp() }
 	if err := global.Parse(args); err != nil {
 		return err
@@ -183,7 +184,7 @@ func realMain(args []string) error {
 		headers = map[string]string{"Idempotency-Key": *idem}
 	}
 	var out any
-	if err := c.Do(context.Background(), method, path, body, &out, headers); err != nil {
+	if err := doWithStepUp(context.Background(), c, method, path, body, &out, headers, totpSource(*totp, os.Stdin, os.Stderr, stdinIsTerminal())); err != nil {
 		return err
 	}
 	return render(out, chosen)
@@ -235,7 +236,7 @@ func configCmd(args []string, servers, token, pin string) error {
 }
 
 func printHelp() {
-	fmt.Fprintln(os.Stderr, "usage: rapctl [--server ADDR,…] [--token T] [--ca-pin P] [-o table|json] <command>")
+	fmt.Fprintln(os.Stderr, "usage: rapctl [--server ADDR,…] [--token T] [--ca-pin P] [--totp CODE] [-o table|json] <command>")
 	fmt.Fprintln(os.Stderr, "\ncommands:")
 	fmt.Fprintln(os.Stderr, "  config set|show                 save or show connection settings")
 	fmt.Fprintln(os.Stderr, "  mesh ping NODE                  on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --cluster, --timeout)")

@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/authn"
+	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/daemon"
+	"github.com/rap-fabric/core/httpapi"
+	"github.com/rap-fabric/core/internal/authtest"
+)
+
+// totpClock is the admin clock of every authority of a test group; code moves
+// it one TOTP step on and returns that step's code, so each step-up gets a
+// fresh code without waiting 30 s.
+type totpClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *totpClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *totpClock) code(t *testing.T, secret string) string {
+	t.Helper()
+	c.mu.Lock()
+	c.t = c.t.Add(30 * time.Second)
+	now := c.t
+	c.mu.Unlock()
+	s, err := authn.GenerateTOTPCode(secret, now, 30)
+	require.NoError(t, err)
+	return s
+}
+
+// mfaGroup starts n authorities sharing clock as their admin clock, with
+// fast (test-only) password hashing.
+func mfaGroup(t *testing.T, n int, clock *totpClock) *authtest.Group {
+	return authtest.NewWithConfig(t, n, func(_ int, c *daemon.Config) {
+		c.Admin = authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params(), Clock: clock.Now}
+	})
+}
+
+// ownerSession makes a platform owner with TOTP (which ends the owner API
+// token) and logs in; it returns the session token and the TOTP secret.
+func ownerSession(t *testing.T, g *authtest.Group, clock *totpClock) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	ad := g.Leader(15 * time.Second).Auth.Admin()
+	_, _, err := ad.BootstrapOwner(ctx, "owner")
+	require.NoError(t, err)
+	const password = "step-up group test password"
+	secret, err := ad.DemoEnroll(ctx, "owner", password)
+	require.NoError(t, err)
+	anon, err := apiclient.New(apiclient.Options{Servers: apiAddrs(g), CAPin: g.Pin})
+	require.NoError(t, err)
+	defer anon.Close()
+	var login struct {
+		SessionToken string `json:"session_token"`
+	}
+	require.NoError(t, anon.Do(ctx, http.MethodPost, "/v1/auth/login", map[string]any{"username": "owner", "password": password,
+		"totp_code": clock.code(t, secret), "token": true}, &login, nil))
+	require.NotEmpty(t, login.SessionToken)
+	return login.SessionToken, secret
+}
+
+// submitJoin sends a node's join request over the public agent route and
+// returns the answer (pending for a reviewed token).
+func submitJoin(t *testing.T, addrs []string, pin, token, name string) agentJoinStatus {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	nk, err := ecdh.X25519().GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	poll := make([]byte, 32)
+	_, _ = rand.Read(poll)
+	h := sha256.Sum256([]byte("step-up-host-" + name))
+	ec, err := apiclient.New(apiclient.Options{Servers: addrs, CAPin: pin, ServerName: httpapi.ServerNameForPin(pin)})
+	require.NoError(t, err)
+	defer ec.Close()
+	var st agentJoinStatus
+	require.NoError(t, ec.Do(context.Background(), http.MethodPost, "/v1/agent/join", map[string]any{"token": token, "node_name": name,
+		"host_fingerprint": hex.EncodeToString(h[:]), "public_key": []byte(priv.Public().(ed25519.PublicKey)), "noise_public_key": nk.PublicKey().Bytes(),
+		"facts": map[string]any{"region": "eu"}, "capabilities": []string{}, "poll_secret": poll}, &st, nil))
+	return st
+}
+
+// errCode is the API error code of err ("" when err is not an API error).
+func errCode(err error) string {
+	var ae *apiclient.Error
+	if errors.As(err, &ae) {
+		return ae.Code
+	}
+	return ""
+}
+
+type agentJoinStatus struct {
+	RequestID string `json:"request_id"`
+	Status    string `json:"status"`
+	NodeID    string `json:"node_id"`
+}
+
+// runRapctl runs the built rapctl with args and an empty config file; it
+// returns stdout, stderr and the exit code.
+func runRapctl(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, "rapctl"), args...)
+	cmd.Env = append(os.Environ(), "RAPCTL_CONFIG="+filepath.Join(t.TempDir(), "none.json"), "RAP_SERVERS=", "RAP_TOKEN=", "RAP_CA_PIN=")
+	cmd.Stdin = strings.NewReader("") // not a terminal: no prompt
+	var so, se strings.Builder
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		var ee *exec.ExitError
+		require.True(t, errors.As(err, &ee), "rapctl %v: %v", args, err)
+		code = ee.ExitCode()
+	}
+	return so.String(), se.String(), code
+}
+
+// TestStepUpThroughFollowers: three authorities, rapctl configured with the
+// followers first. `token create`, `join-request approve` and `node revoke`
+// each succeed after exactly one step-up (rapctl asks for the grant itself on
+// step_up_required and retries once), and no follower ever consumes a grant:
+// a follower answers not_leader before it takes the grant (rows counted in
+// PostgreSQL), and refuses to grant one (the code is not spent there).
+func TestStepUpThroughFollowers(t *testing.T) {
+	bin := binaries(t)
+	clock := &totpClock{t: time.Now()}
+	g := mfaGroup(t, 3, clock)
+	ctx := context.Background()
+	leader := g.Leader(15 * time.Second)
+	followers := g.Followers(leader)
+	require.Len(t, followers, 2)
+	owner := g.Client(g.DS...)
+
+	// Before MFA: a cluster and a reviewed join token, and one pending request.
+	cl, err := authtest.CreateCluster(ctx, owner, "su")
+	require.NoError(t, err)
+	pin := cl["ca_pin"].(string)
+	var tok struct {
+		Token string `json:"token"`
+	}
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "su", "max_uses": 1, "description": "reviewed"}, &tok, nil))
+	jr := submitJoin(t, apiAddrs(g), pin, tok.Token, "node-1")
+	require.Equal(t, "pending", jr.Status)
+	require.NotEmpty(t, jr.RequestID)
+
+	session, secret := ownerSession(t, g, clock)
+	conn, err := pgx.Connect(ctx, g.DBURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	count := func(q string, args ...any) int {
+		t.Helper()
+		var n int
+		require.NoError(t, conn.QueryRow(ctx, q, args...).Scan(&n))
+		return n
+	}
+	grants := func() int { return count(`SELECT count(*) FROM admin_step_up_grants`) }
+	stepUps := func() int {
+		return count(`SELECT count(*) FROM cluster_audit_events WHERE action = 'auth.step_up' AND outcome = 'ok'`)
+	}
+
+	// A follower refuses to grant (and so does not spend the code) and
+	// refuses the action before it looks for a grant.
+	only := func(addr string) *apiclient.Client {
+		c, err := apiclient.New(apiclient.Options{Servers: []string{addr}, CAPin: g.Pin, Token: session, MaxRedirects: -1})
+		require.NoError(t, err)
+		t.Cleanup(c.Close)
+		return c
+	}
+	approvePath := "/v1/join-requests/" + jr.RequestID + "/approve"
+	err = only(followers[0].APIAddr()).Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath, "totp_code": clock.code(t, secret)}, nil, nil)
+	require.Equal(t, "not_leader", errCode(err), "%v", err)
+	require.Equal(t, 0, grants())
+	require.NoError(t, only(leader.APIAddr()).Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath,
+		"totp_code": clock.code(t, secret)}, nil, nil))
+	require.Equal(t, 1, grants())
+	for _, f := range followers {
+		err := only(f.APIAddr()).Do(ctx, http.MethodPost, approvePath, map[string]any{}, nil, nil)
+		require.Equal(t, "not_leader", errCode(err), "%v", err)
+		require.Equal(t, 1, grants(), "follower %s consumed the grant", f.Node())
+	}
+	// The grant is still there for the leader; drop it (logout would too).
+	_, err = conn.Exec(ctx, `DELETE FROM admin_step_up_grants`)
+	require.NoError(t, err)
+
+	servers := strings.Join([]string{followers[0].APIAddr(), followers[1].APIAddr(), leader.APIAddr()}, ",")
+	rapctl := func(args ...string) (string, string, int) {
+		return runRapctl(t, bin, append([]string{"--server", servers, "--token", session, "--ca-pin", g.Pin}, args...)...)
+	}
+	// Without a code and without a terminal: a clear refusal, nothing spent.
+	before := stepUps()
+	_, errOut, rc := rapctl("token", "create", "--cluster", "su", "--ttl", "10m")
+	require.NotEqual(t, 0, rc)
+	require.Contains(t, errOut, "step_up_required")
+	require.Contains(t, errOut, "--totp")
+	require.Equal(t, before, stepUps())
+
+	ok := func(args ...string) map[string]any {
+		t.Helper()
+		before := stepUps()
+		out, errOut, rc := rapctl(append([]string{"--totp", clock.code(t, secret), "-o", "json"}, args...)...)
+		require.Equal(t, 0, rc, "rapctl %v\nstdout: %s\nstderr: %s", args, out, errOut)
+		var v map[string]any
+		require.NoError(t, json.Unmarshal([]byte(out), &v), out)
+		require.Equal(t, before+1, stepUps(), "rapctl %v: exactly one step-up", args)
+		require.Equal(t, 0, grants(), "rapctl %v: the grant was consumed (by the leader)", args)
+		return v
+	}
+	created := ok("token", "create", "--cluster", "su", "--ttl", "10m")
+	require.True(t, strings.HasPrefix(created["token"].(string), "rapjt."), "%v", created)
+	approved := ok("join-request", "approve", jr.RequestID)
+	node, _ := approved["node_id"].(string)
+	require.NotEmpty(t, node, "%v", approved)
+	revoked := ok("node", "revoke", "su", node, "--reason", "step-up test")
+	require.Equal(t, "revoked", revoked["membership_status"], "%v", revoked)
+
+	// What happened is in PostgreSQL: three fenced actions, each by the
+	// session's user, and no grant left behind.
+	require.Equal(t, 1, count(`SELECT count(*) FROM cluster_audit_events WHERE action = 'join_request.approve' AND outcome = 'ok'`))
+	require.Equal(t, 1, count(`SELECT count(*) FROM cluster_memberships WHERE node_id = $1 AND membership_status = 'revoked'`, node))
+	require.Equal(t, 0, grants())
+}
