@@ -27,6 +27,7 @@ import (
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/internal/testwait"
 )
 
 // totpClock is the admin clock of every authority of a test group; code moves
@@ -239,4 +240,123 @@ func TestStepUpThroughFollowers(t *testing.T) {
 	require.Equal(t, 1, count(`SELECT count(*) FROM cluster_audit_events WHERE action = 'join_request.approve' AND outcome = 'ok'`))
 	require.Equal(t, 1, count(`SELECT count(*) FROM cluster_memberships WHERE node_id = $1 AND membership_status = 'revoked'`, node))
 	require.Equal(t, 0, grants())
+}
+
+// TestAuthorityJoinsAfterMFA: once the owner has TOTP (owner API tokens
+// refused), a fourth authority — a real rap-authority process — joins the
+// group with a single-use authority join token that the owner created with
+// `rapctl authority join-token create --ttl 15m` (one step-up), through a
+// follower; the token is then dead (a fifth authority using it is refused at
+// once and says why), and the fourth authority is removed again.
+func TestAuthorityJoinsAfterMFA(t *testing.T) {
+	bin := binaries(t)
+	clock := &totpClock{t: time.Now()}
+	g := mfaGroup(t, 3, clock)
+	ctx := context.Background()
+	leader := g.Leader(15 * time.Second)
+	followers := g.Followers(leader)
+	session, secret := ownerSession(t, g, clock)
+
+	// The bootstrap owner token no longer works.
+	err := g.Client(g.DS...).Do(ctx, http.MethodGet, "/v1/authority/status", nil, nil, nil)
+	require.NoError(t, err, "status is public")
+	err = g.Client(g.DS...).Do(ctx, http.MethodPost, "/v1/authority/join-tokens", map[string]any{}, nil, nil)
+	require.Equal(t, "unauthenticated", errCode(err), "%v", err)
+
+	servers := strings.Join([]string{followers[0].APIAddr(), followers[1].APIAddr(), leader.APIAddr()}, ",")
+	rapctl := func(args ...string) string {
+		t.Helper()
+		out, errOut, rc := runRapctl(t, bin, append([]string{"--server", servers, "--token", session, "--ca-pin", g.Pin}, args...)...)
+		require.Equal(t, 0, rc, "rapctl %v\nstdout: %s\nstderr: %s", args, out, errOut)
+		return out
+	}
+	var created struct {
+		ID        string    `json:"id"`
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expires_at"`
+		CreatedAt time.Time `json:"created_at"`
+		State     string    `json:"state"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(rapctl("--totp", clock.code(t, secret), "-o", "json", "authority", "join-token", "create", "--ttl", "15m",
+		"--description", "a4")), &created))
+	require.True(t, strings.HasPrefix(created.Token, "rapmj."), "%+v", created)
+	require.Equal(t, 15*time.Minute, created.ExpiresAt.Sub(created.CreatedAt))
+	require.Equal(t, "active", created.State)
+	// Longer than an hour is refused.
+	out, errOut, rc := runRapctl(t, bin, "--server", servers, "--token", session, "--ca-pin", g.Pin, "--totp", clock.code(t, secret),
+		"authority", "join-token", "create", "--ttl", "2h")
+	require.NotEqual(t, 0, rc, out)
+	require.Contains(t, errOut, "invalid_argument")
+
+	conn, err := pgx.Connect(ctx, g.DBURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	var stored int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM authority_join_tokens WHERE id = $1 AND length(secret_hash) = 32`, created.ID).Scan(&stored))
+	require.Equal(t, 1, stored, "only the hash is stored")
+
+	// The fourth authority joins through a follower (not_leader followed).
+	a4 := &proc{id: "a4", raft: freePort(t), api: freePort(t), dir: t.TempDir()}
+	r4 := spawn(t, bin, g.DBURL, a4, "--join", followers[0].APIAddr(), "--join-token", created.Token, "--ca-pin", g.Pin)
+	g.Eventually(60*time.Second, "four members everywhere", func() bool {
+		for _, d := range g.DS {
+			if len(d.FSM.Members()) != 4 {
+				return false
+			}
+		}
+		return true
+	})
+	testwait.Until(t, 30*time.Second, "a4 logs its join", func() bool { return strings.Contains(a4.out.String(), "joined the authority group") })
+	require.False(t, r4.exited(), a4.out.String())
+	var list struct {
+		Items []struct {
+			ID       string `json:"id"`
+			State    string `json:"state"`
+			MemberID string `json:"member_id"`
+		} `json:"items"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(rapctl("-o", "json", "authority", "join-token", "list")), &list))
+	require.Len(t, list.Items, 1)
+	require.Equal(t, "joined", list.Items[0].State)
+	require.Equal(t, "a4", list.Items[0].MemberID)
+
+	// The token is spent: a fifth authority is refused at once and says why.
+	a5 := &proc{id: "a5", raft: freePort(t), api: freePort(t), dir: t.TempDir()}
+	r5 := spawn(t, bin, g.DBURL, a5, "--join", leader.APIAddr(), "--join-token", created.Token, "--ca-pin", g.Pin)
+	select {
+	case <-r5.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("a5 kept trying with a spent token:\n%s", a5.out.String())
+	}
+	require.Contains(t, a5.out.String(), "join refused; not retrying")
+	require.Contains(t, a5.out.String(), "unauthenticated")
+	for _, d := range g.DS {
+		require.Len(t, d.FSM.Members(), 4, "a5 is no member")
+	}
+
+	// Removed again (one step-up).
+	rapctl("--totp", clock.code(t, secret), "authority", "remove", "a4")
+	g.Eventually(30*time.Second, "three members everywhere", func() bool {
+		for _, d := range g.DS {
+			if len(d.FSM.Members()) != 3 {
+				return false
+			}
+			if _, ok := d.FSM.Member("a4"); ok {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Audited, and the secret is in no log and no audit row.
+	for _, action := range []string{"authority.join_token.create", "authority.join_token.use", "authority.member.add", "authority.join_token.joined", "authority.member.remove"} {
+		var n int
+		require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = $1 AND outcome = 'ok'`, action).Scan(&n))
+		require.GreaterOrEqual(t, n, 1, action)
+	}
+	var leaks int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE details::text LIKE '%' || $1 || '%'`, created.Token[strings.LastIndex(created.Token, ".")+1:]).Scan(&leaks))
+	require.Zero(t, leaks)
+	require.NotContains(t, g.Logs.String(), created.Token)
+	require.NotContains(t, a4.out.String(), created.Token)
 }
