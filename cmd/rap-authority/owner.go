@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,8 +28,16 @@ func bootstrapOwner(args []string) error {
 	kekFile := fs.String("kek-file", os.Getenv("RAP_KEK_FILE"), "the authorities' key-encryption key file (seals TOTP secrets; must match theirs)")
 	demoPassword := fs.String("demo-password", "", "LOCAL DEMO ONLY: set this password, enroll TOTP and print its secret")
 	console := fs.String("console-url", "", "console address to print (e.g. https://127.0.0.1:8443/console/)")
+	cfgFile := fs.String("config", "", "the authority's JSON config file: database-url and kek-file are read from it unless given as flags")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cfgFile != "" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if err := fromConfigFile(*cfgFile, map[string]*string{"database-url": dbURL, "kek-file": kekFile}, set); err != nil {
+			return err
+		}
 	}
 	if *dbURL == "" {
 		return errors.New("--database-url is required (or RAP_DATABASE_URL)")
@@ -80,5 +89,25 @@ func bootstrapOwner(args []string) error {
 	}
 	fmt.Printf("LOCAL DEMO ONLY — password and TOTP set without the setup flow:\n")
 	fmt.Printf("  console:     %s\n  user:        %s\n  password:    %s\n  TOTP secret: %s\n", url, u.Name, *demoPassword, totp)
+	return nil
+}
+
+// fromConfigFile sets each setting in vals that no flag set from the JSON
+// config file of `rap-authority run --config` (keys are flag names), with the
+// priority of run: flags, then the file, then the environment.
+func fromConfigFile(path string, vals map[string]*string, set map[string]bool) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var file map[string]any
+	if err := json.Unmarshal(data, &file); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for k, p := range vals {
+		if v, ok := file[k]; ok && !set[k] {
+			*p = fmt.Sprint(v)
+		}
+	}
 	return nil
 }
