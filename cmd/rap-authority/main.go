@@ -5,6 +5,7 @@
 //	rap-authority bootstrap  [flags]   run --bootstrap: start a new group, print the owner token
 //	rap-authority migrate    --database-url URL
 //	rap-authority audit verify --database-url URL
+//	rap-authority recover    --config FILE | --id ID --data-dir DIR [--dry-run]
 //	rap-authority version
 //
 // Every flag can also come from the environment (RAP_ + upper-case flag name
@@ -63,6 +64,8 @@ func main() {
 		err = bootstrapOwner(os.Args[2:])
 	case "member-key":
 		err = memberKey(os.Args[2:])
+	case "recover":
+		err = recoverCmd(os.Args[2:])
 	case "version":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -88,6 +91,7 @@ commands:
   audit verify verify the audit hash chain and name the first broken row
   bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
+  recover      lost quorum: make this stopped authority the only voter, keeping its log (--dry-run first)
   version      print the version
 
 rap-authority run --help lists every flag of run (addresses, data dir, database,
