@@ -108,6 +108,9 @@ func realMain(args []string) error {
 	if rest[0] == "config" {
 		return configCmd(rest[1:], *servers, *token, *pin)
 	}
+	if len(rest) == 2 && rest[0] == "ca" && rest[1] == "export" {
+		return caExport(*servers, *pin, os.Stdout, os.Stderr)
+	}
 	if len(rest) >= 2 && rest[0] == "mesh" && rest[1] == "ping" {
 		return meshPingCmd(rest[2:])
 	}
@@ -240,6 +243,7 @@ func printHelp() {
 	fmt.Fprintln(os.Stderr, "\ncommands:")
 	fmt.Fprintln(os.Stderr, "  config set|show                 save or show connection settings")
 	fmt.Fprintln(os.Stderr, "  mesh ping NODE                  on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --cluster, --timeout)")
+	fmt.Fprintln(os.Stderr, caExportHelp)
 	fmt.Fprintln(os.Stderr, offlineReleaseHelp)
 	fmt.Fprintln(os.Stderr, releasePublishHelp)
 	for _, c := range commands {
