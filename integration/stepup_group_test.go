@@ -189,11 +189,16 @@ func TestStepUpThroughFollowers(t *testing.T) {
 		return c
 	}
 	approvePath := "/v1/join-requests/" + jr.RequestID + "/approve"
-	err = only(followers[0].APIAddr()).Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath, "totp_code": clock.code(t, secret)}, nil, nil)
+	code := clock.code(t, secret)
+	err = only(followers[0].APIAddr()).Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath, "totp_code": code}, nil, nil)
 	require.Equal(t, "not_leader", errCode(err), "%v", err)
 	require.Equal(t, 0, grants())
+	// The follower did not spend the code (a used code is refused): the
+	// leader takes the very same one.
 	require.NoError(t, only(leader.APIAddr()).Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath,
-		"totp_code": clock.code(t, secret)}, nil, nil))
+		"totp_code": code}, nil, nil))
+	err = only(leader.APIAddr()).Do(ctx, http.MethodPost, "/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath, "totp_code": code}, nil, nil)
+	require.Error(t, err, "a spent code is refused")
 	require.Equal(t, 1, grants())
 	for _, f := range followers {
 		err := only(f.APIAddr()).Do(ctx, http.MethodPost, approvePath, map[string]any{}, nil, nil)
