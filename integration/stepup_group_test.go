@@ -1,11 +1,13 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -175,6 +177,7 @@ func TestStepUpThroughFollowers(t *testing.T) {
 		require.NoError(t, conn.QueryRow(ctx, q, args...).Scan(&n))
 		return n
 	}
+	var csrf string
 	grants := func() int { return count(`SELECT count(*) FROM admin_step_up_grants`) }
 	stepUps := func() int {
 		return count(`SELECT count(*) FROM cluster_audit_events WHERE action = 'auth.step_up' AND outcome = 'ok'`)
@@ -205,6 +208,50 @@ func TestStepUpThroughFollowers(t *testing.T) {
 		require.Equal(t, "not_leader", errCode(err), "%v", err)
 		require.Equal(t, 1, grants(), "follower %s consumed the grant", f.Node())
 	}
+	// The console on a follower (cookie session, CSRF token): the action and
+	// a new step-up both answer not_leader naming the leader; nothing spent.
+	console := func(method, addr, path string, body any) (int, map[string]any) {
+		t.Helper()
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // test only: the answers, not the TLS, are under test
+		var rd *bytes.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		} else {
+			rd = bytes.NewReader(nil)
+		}
+		req, err := http.NewRequest(method, "https://"+addr+path, rd)
+		require.NoError(t, err)
+		req.AddCookie(&http.Cookie{Name: authn.SessionCookieName, Value: session})
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-RAP-Request", "console")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		if csrf != "" {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		res, err := hc.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(res.Body).Decode(&out)
+		return res.StatusCode, out
+	}
+	_, me := console(http.MethodGet, followers[1].APIAddr(), "/v1/auth/me", nil)
+	csrf, _ = me["csrf_token"].(string)
+	require.NotEmpty(t, csrf, "%v", me)
+	for _, p := range []struct {
+		path string
+		body any
+	}{{approvePath, map[string]any{}},
+		{"/v1/auth/step-up", map[string]any{"method": "POST", "path": approvePath, "totp_code": clock.code(t, secret)}}} {
+		status, out := console(http.MethodPost, followers[1].APIAddr(), p.path, p.body)
+		e, _ := out["error"].(map[string]any)
+		require.Equal(t, "not_leader", e["code"], "console POST %s on a follower: %d %v", p.path, status, out)
+		d, _ := e["details"].(map[string]any)
+		require.Equal(t, leader.APIAddr(), d["leader_api_addr"])
+		require.Equal(t, 1, grants(), "console POST %s on a follower", p.path)
+	}
+
 	// The grant is still there for the leader; drop it (logout would too).
 	_, err = conn.Exec(ctx, `DELETE FROM admin_step_up_grants`)
 	require.NoError(t, err)
