@@ -386,6 +386,16 @@ func TestAuthorityJoinsAfterMFA(t *testing.T) {
 		require.Len(t, d.FSM.Members(), 4, "a5 is no member")
 	}
 
+	// A join that cannot get through logs each retry and its reason.
+	a6 := &proc{id: "a6", raft: freePort(t), api: freePort(t), dir: t.TempDir()}
+	r6 := spawn(t, bin, g.DBURL, a6, "--join", freePort(t), "--join-token", created.Token, "--ca-pin", g.Pin)
+	testwait.Until(t, 30*time.Second, "a6 logs its second retry", func() bool { return strings.Contains(a6.out.String(), "attempt=2") })
+	require.Contains(t, a6.out.String(), "join failed; retrying in 1s")
+	require.Contains(t, a6.out.String(), "no authority reachable")
+	require.False(t, r6.exited())
+	require.NoError(t, r6.cmd.Process.Kill())
+	<-r6.done
+
 	// Removed again (one step-up).
 	rapctl("--totp", clock.code(t, secret), "authority", "remove", "a4")
 	g.Eventually(30*time.Second, "three members everywhere", func() bool {
@@ -410,5 +420,7 @@ func TestAuthorityJoinsAfterMFA(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE details::text LIKE '%' || $1 || '%'`, created.Token[strings.LastIndex(created.Token, ".")+1:]).Scan(&leaks))
 	require.Zero(t, leaks)
 	require.NotContains(t, g.Logs.String(), created.Token)
-	require.NotContains(t, a4.out.String(), created.Token)
+	for _, p := range []*proc{a4, a5, a6} {
+		require.NotContains(t, p.out.String(), created.Token, p.id)
+	}
 }
