@@ -31,7 +31,10 @@ func TestAuthorityJoinTokenLifecycle(t *testing.T) {
 		})
 	}
 	bind := func(id, member string, key []byte, at time.Time) error {
-		return fenced(func(tx pgx.Tx) error { _, err := store.BindAuthorityJoinToken(ctx, tx, id, member, key, at); return err })
+		return fenced(func(tx pgx.Tx) error {
+			_, err := store.BindAuthorityJoinToken(ctx, tx, id, member, key, at)
+			return err
+		})
 	}
 	complete := func(id, member string, at time.Time) error {
 		return fenced(func(tx pgx.Tx) error { _, err := store.CompleteAuthorityJoinToken(ctx, tx, id, member, at); return err })
