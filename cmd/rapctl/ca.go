@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/rap-fabric/core/apiclient"
-	"github.com/rap-fabric/core/pki"
 )
 
 const caExportHelp = "  ca export                       print the platform CA certificate (PEM, verified against --ca-pin; -o json adds pin and validity)"
@@ -34,13 +33,14 @@ func caExport(servers, pin string, stdout, stderr io.Writer) error {
 		return err
 	}
 	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	// ServerCA returned the certificate that matches pin.
 	if output == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"ca_pin": pki.Pin(ca), "subject": ca.Subject.String(), "not_before": ca.NotBefore.UTC(),
+		return enc.Encode(map[string]any{"ca_pin": pin, "subject": ca.Subject.String(), "not_before": ca.NotBefore.UTC(),
 			"not_after": ca.NotAfter.UTC(), "pem": string(block)})
 	}
-	fmt.Fprintf(stderr, "platform CA %s (%s), valid until %s\n", pki.Pin(ca), ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Fprintf(stderr, "platform CA %s (%s), valid until %s\n", pin, ca.Subject, ca.NotAfter.UTC().Format(time.RFC3339))
 	_, err = stdout.Write(block)
 	return err
 }
