@@ -125,7 +125,7 @@ type agentJoinStatus struct {
 func runRapctl(t *testing.T, bin string, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, "rapctl"), args...)
-	cmd.Env = append(os.Environ(), "RAPCTL_CONFIG="+filepath.Join(t.TempDir(), "none.json"), "RAP_SERVERS=", "RAP_TOKEN=", "RAP_CA_PIN=")
+	cmd.Env = append(os.Environ(), "RAPCTL_CONFIG="+filepath.Join(t.TempDir(), "none.json"), "RAPCTL_SERVERS=", "RAPCTL_TOKEN=", "RAPCTL_CA_PIN=")
 	cmd.Stdin = strings.NewReader("") // not a terminal: no prompt
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se

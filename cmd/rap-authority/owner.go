@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/flagconf"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/migrations"
 	"github.com/rap-fabric/core/store"
@@ -23,24 +24,25 @@ import (
 // password, enrolls TOTP and prints the TOTP secret.
 func bootstrapOwner(args []string) error {
 	fs := flag.NewFlagSet("bootstrap-owner", flag.ContinueOnError)
-	dbURL := fs.String("database-url", os.Getenv("RAP_DATABASE_URL"), "PostgreSQL URL")
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL")
 	name := fs.String("name", "owner", "user name of the first platform owner")
-	kekFile := fs.String("kek-file", os.Getenv("RAP_KEK_FILE"), "the authorities' key-encryption key file (seals TOTP secrets; must match theirs)")
+	kekFile := fs.String("kek-file", "", "the authorities' key-encryption key file (seals TOTP secrets; must match theirs)")
 	demoPassword := fs.String("demo-password", "", "LOCAL DEMO ONLY: set this password, enroll TOTP and print its secret")
 	console := fs.String("console-url", "", "console address to print (e.g. https://127.0.0.1:8443/console/)")
-	cfgFile := fs.String("config", "", "the authority's JSON config file: database-url and kek-file are read from it unless given as flags")
-	if err := fs.Parse(args); err != nil {
+	cfgFile := fs.String("config", "", "the authority's JSON config file (of run): database-url and kek-file are read from it unless a flag or the environment gives them")
+	// The run config holds keys this command has no flag for: it is read
+	// below, not by the loader (which refuses unknown keys).
+	if err := flagconf.Load(fs, args, flagconf.Options{EnvPrefix: "RAP_AUTHORITY_", Warn: warnWriter{},
+		Legacy: func(name string) string { return flagconf.EnvName("RAP_", name) }}); err != nil {
 		return err
 	}
 	if *cfgFile != "" {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if err := fromConfigFile(*cfgFile, map[string]*string{"database-url": dbURL, "kek-file": kekFile}, set); err != nil {
+		if err := fromConfigFile(*cfgFile, map[string]*string{"database-url": dbURL, "kek-file": kekFile}, givenOutsideFile(fs)); err != nil {
 			return err
 		}
 	}
 	if *dbURL == "" {
-		return errors.New("--database-url is required (or RAP_DATABASE_URL)")
+		return errors.New("--database-url is required (or RAP_AUTHORITY_DATABASE_URL)")
 	}
 	var sealer fsm.Sealer = fsm.NoopSealer{}
 	if *kekFile != "" {
@@ -92,9 +94,25 @@ func bootstrapOwner(args []string) error {
 	return nil
 }
 
-// fromConfigFile sets each setting in vals that no flag set from the JSON
+// givenOutsideFile names the flags of fs set on the command line or by an
+// environment variable (RAP_AUTHORITY_…, or the deprecated RAP_…).
+func givenOutsideFile(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.VisitAll(func(f *flag.Flag) {
+		for _, n := range []string{flagconf.EnvName("RAP_AUTHORITY_", f.Name), flagconf.EnvName("RAP_", f.Name)} {
+			if os.Getenv(n) != "" {
+				set[f.Name] = true
+			}
+		}
+	})
+	return set
+}
+
+// fromConfigFile sets each setting in vals that no flag or environment
+// variable set (set, from givenOutsideFile) from the JSON
 // config file of `rap-authority run --config` (keys are flag names), with the
-// priority of run: flags, then the file, then the environment.
+// priority of run: flags, then the environment, then the file.
 func fromConfigFile(path string, vals map[string]*string, set map[string]bool) error {
 	data, err := os.ReadFile(path)
 	if err != nil {

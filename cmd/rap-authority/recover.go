@@ -4,11 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/rap-fabric/core/daemon"
+	"github.com/rap-fabric/core/flagconf"
 )
 
 // recoverCmd implements `rap-authority recover`: lost-quorum recovery of a
@@ -17,16 +17,17 @@ import (
 func recoverCmd(args []string) error {
 	fs := flag.NewFlagSet("recover", flag.ContinueOnError)
 	cfgFile := fs.String("config", "", "the authority's JSON config file (id and data-dir are read from it unless given)")
-	id := fs.String("id", os.Getenv("RAP_ID"), "this authority's node id")
-	dir := fs.String("data-dir", os.Getenv("RAP_DATA_DIR"), "this authority's data directory")
+	id := fs.String("id", "", "this authority's node id")
+	dir := fs.String("data-dir", "", "this authority's data directory")
 	dry := fs.Bool("dry-run", false, "only print what is on disk; change nothing")
-	if err := fs.Parse(args); err != nil {
+	// The run config holds keys this command has no flag for: it is read
+	// below, not by the loader (which refuses unknown keys).
+	if err := flagconf.Load(fs, args, flagconf.Options{EnvPrefix: "RAP_AUTHORITY_", Warn: warnWriter{},
+		Legacy: func(name string) string { return flagconf.EnvName("RAP_", name) }}); err != nil {
 		return err
 	}
 	if *cfgFile != "" {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if err := fromConfigFile(*cfgFile, map[string]*string{"id": id, "data-dir": dir}, set); err != nil {
+		if err := fromConfigFile(*cfgFile, map[string]*string{"id": id, "data-dir": dir}, givenOutsideFile(fs)); err != nil {
 			return err
 		}
 	}

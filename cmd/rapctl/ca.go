@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,11 +16,9 @@ import (
 	"github.com/rap-fabric/core/apiclient"
 )
 
-const caExportHelp = "  ca export                       print the platform CA certificate (PEM, verified against --ca-pin; -o json adds pin and validity)"
-
 func caExport(servers, pin string, stdout, stderr io.Writer) error {
 	if servers == "" {
-		return errors.New("no authority address: use --server, RAP_SERVERS or `rapctl config set`")
+		return usagef("no authority address: use --server, RAPCTL_SERVERS or `rapctl config set`")
 	}
 	c, err := apiclient.New(apiclient.Options{Servers: strings.Split(servers, ","), CAPin: pin, Timeout: 15 * time.Second})
 	if err != nil {

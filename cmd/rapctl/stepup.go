@@ -11,32 +11,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
+
+	"golang.org/x/term"
 
 	"github.com/rap-fabric/core/apiclient"
 )
 
 // errStepUpNeedsCode is returned when step-up is required but no code can be
 // had: no --totp and no terminal to ask on.
-var errStepUpNeedsCode = errors.New("this command needs a fresh authenticator code: pass --totp CODE (before the command) or run it on a terminal")
+var errStepUpNeedsCode = errors.New("this command needs a fresh authenticator code: pass --totp CODE or run it on a terminal")
 
 // codeSource yields one authenticator code for method+path.
 type codeSource func(method, path string) (string, error)
 
 // stdinIsTerminal reports whether standard input is a character device (a
 // terminal), where a prompt can be answered.
-func stdinIsTerminal() bool {
-	fi, err := os.Stdin.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
+func stdinIsTerminal() bool { return term.IsTerminal(int(stdinFile.Fd())) }
 
 // totpSource returns the code source of the command line: the --totp value,
-// else a prompt on a terminal, else errStepUpNeedsCode.
-func totpSource(flagCode string, in io.Reader, prompt io.Writer, terminal bool) codeSource {
+// else (on a terminal only) an answer to a prompt read with read, else
+// errStepUpNeedsCode.
+func totpSource(flagCode string, read func(prompt string) (string, error), terminal bool) codeSource {
 	return func(method, path string) (string, error) {
 		if c := strings.TrimSpace(flagCode); c != "" {
 			return c, nil
@@ -44,25 +42,14 @@ func totpSource(flagCode string, in io.Reader, prompt io.Writer, terminal bool) 
 		if !terminal {
 			return "", errStepUpNeedsCode
 		}
-		fmt.Fprintf(prompt, "%s %s is a high-risk action. Authenticator code: ", method, path)
-		var line strings.Builder
-		b := make([]byte, 1)
-		for {
-			n, err := in.Read(b)
-			if n == 1 {
-				if b[0] == '\n' {
-					break
-				}
-				line.WriteByte(b[0])
-			}
-			if err != nil {
-				if line.Len() == 0 {
-					return "", fmt.Errorf("reading the authenticator code: %w", err)
-				}
-				break
-			}
+		code, err := read(method + " " + path + " is a high-risk action. Authenticator code: ")
+		if err != nil {
+			return "", fmt.Errorf("reading the authenticator code: %w", err)
 		}
-		return strings.TrimSpace(line.String()), nil
+		if code == "" {
+			return "", errStepUpNeedsCode
+		}
+		return code, nil
 	}
 }
 

@@ -2,33 +2,40 @@ package main
 
 import (
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
 
 func TestTOTPSource(t *testing.T) {
-	// The flag wins; no prompt is written.
-	var prompt strings.Builder
-	code, err := totpSource(" 123456 ", strings.NewReader("999999\n"), &prompt, true)("POST", "/v1/join-tokens")
-	if err != nil || code != "123456" || prompt.Len() != 0 {
-		t.Fatalf("flag: %q %v %q", code, err, prompt.String())
+	var prompts []string
+	answer := func(a string, err error) func(string) (string, error) {
+		return func(p string) (string, error) { prompts = append(prompts, p); return a, err }
 	}
-	// On a terminal: a prompt naming the request, one line read.
-	code, err = totpSource("", strings.NewReader("654321\nrest"), &prompt, true)("POST", "/v1/join-tokens")
+	// The flag wins; nothing is asked.
+	code, err := totpSource(" 123456 ", answer("999999", nil), true)("POST", "/v1/join-tokens")
+	if err != nil || code != "123456" || len(prompts) != 0 {
+		t.Fatalf("flag: %q %v %q", code, err, prompts)
+	}
+	// On a terminal: a prompt naming the request.
+	code, err = totpSource("", answer("654321", nil), true)("POST", "/v1/join-tokens")
 	if err != nil || code != "654321" {
 		t.Fatalf("prompt: %q %v", code, err)
 	}
-	if !strings.Contains(prompt.String(), "POST /v1/join-tokens") {
-		t.Fatalf("prompt does not name the request: %q", prompt.String())
+	if len(prompts) != 1 || !strings.Contains(prompts[0], "POST /v1/join-tokens") {
+		t.Fatalf("prompt does not name the request: %q", prompts)
 	}
-	// Not a terminal and no flag: refused, nothing read.
-	_, err = totpSource("", strings.NewReader("111111\n"), &prompt, false)("POST", "/v1/join-tokens")
-	if !errors.Is(err, errStepUpNeedsCode) {
-		t.Fatalf("no terminal: %v", err)
+	// Not a terminal and no flag: refused, nothing asked.
+	_, err = totpSource("", answer("111111", nil), false)("POST", "/v1/join-tokens")
+	if !errors.Is(err, errStepUpNeedsCode) || len(prompts) != 1 {
+		t.Fatalf("no terminal: %v %q", err, prompts)
 	}
-	// A terminal that closes before a code: an error, not an empty code.
-	if _, err = totpSource("", strings.NewReader(""), &prompt, true)("POST", "/x"); err == nil {
-		t.Fatal("empty input accepted")
+	// A terminal that closes or an empty answer: an error, not an empty code.
+	if _, err = totpSource("", answer("", io.EOF), true)("POST", "/x"); err == nil {
+		t.Fatal("end of input accepted")
+	}
+	if _, err = totpSource("", answer("", nil), true)("POST", "/x"); !errors.Is(err, errStepUpNeedsCode) {
+		t.Fatalf("empty answer: %v", err)
 	}
 }
 
