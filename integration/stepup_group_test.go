@@ -410,6 +410,11 @@ func TestAuthorityJoinsAfterMFA(t *testing.T) {
 		return true
 	})
 
+	// The table output ends with the line that joins an authority.
+	out = rapctl("--totp", clock.code(t, secret), "authority", "join-token", "create")
+	require.Contains(t, out, "rap-authority run --join "+followers[0].APIAddr()+" --join-token rapmj.", out)
+	require.Contains(t, out, "--ca-pin "+g.Pin)
+
 	// Audited, and the secret is in no log and no audit row.
 	for _, action := range []string{"authority.join_token.create", "authority.join_token.use", "authority.member.add", "authority.join_token.joined", "authority.member.remove"} {
 		var n int

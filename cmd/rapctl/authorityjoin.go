@@ -7,7 +7,10 @@ package main
 
 import (
 	"flag"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -29,4 +32,15 @@ var authorityJoinCommands = []cmd{
 		table: []string{"id", "state", "revoked_at"}, single: true},
 }
 
-func init() { commands = append(commands, authorityJoinCommands...) }
+func init() {
+	commands = append(commands, authorityJoinCommands...)
+	afterRender["authority join-token create"] = func(w io.Writer, out any) {
+		m, _ := out.(map[string]any)
+		if str(m["token"]) == "" {
+			return
+		}
+		fmt.Fprintf(w, "\njoin a new authority with it (its first start; add --config or its other flags):\n  rap-authority run --join %s --join-token %s --ca-pin %s\n",
+			strings.Split(g.servers, ",")[0], str(m["token"]), g.pin)
+	}
+	helpNotes["authority join-token create"] = "The table is followed by a ready-to-run `rap-authority run --join` line (-o json/yaml print the API's answer only). The token joins one authority, dies with the join and expires after --ttl."
+}
