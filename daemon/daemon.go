@@ -151,6 +151,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		sealer = s
+	} else {
+		log.Warn("no key-encryption key configured (--kek-file): cluster CA private keys are kept unsealed in the Raft log and snapshots, and TOTP secrets unsealed in PostgreSQL; configure the same KEK on every authority in production")
 	}
 	d := &Daemon{cfg: cfg, DB: db, FSM: fsm.New(fsm.Options{}), log: log, stop: make(chan struct{})}
 	d.health = newMemberHealth()

@@ -165,6 +165,9 @@ func (s *Server) routes() {
 	owner("members.certificate", http.MethodPost, "/v1/authority/members/certificate", s.memberCertificate)
 	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
 	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)
+	owner("authority.join_tokens.create", http.MethodPost, "/v1/authority/join-tokens", s.createAuthorityJoinToken)
+	owner("authority.join_tokens.list", http.MethodGet, "/v1/authority/join-tokens", s.listAuthorityJoinTokens)
+	owner("authority.join_tokens.revoke", http.MethodPost, "/v1/authority/join-tokens/{id}/revoke", s.revokeAuthorityJoinToken)
 
 	owner("clusters.create", http.MethodPost, "/v1/clusters", s.createCluster)
 	owner("clusters.list", http.MethodGet, "/v1/clusters", s.listClusters)
