@@ -37,6 +37,7 @@ const (
 	octetAuth   = 11 // auth1 = .11, auth2 = .12, …
 	octetAgent  = 21 // agent1 = .21, …
 	octetOther  = 31 // attackers and helpers
+	octetPG2    = 5  // the synchronous standby (Options.Standby)
 	raftPort    = 7000
 	apiPort     = 8443
 )
@@ -54,6 +55,10 @@ type Options struct {
 	RaftProxy bool
 	// Seed seeds the drill's randomness; 0 picks one (it is logged).
 	Seed uint64
+	// Standby adds a synchronous streaming standby of PostgreSQL on host
+	// "pg2" and gives the authorities a two-host URL with
+	// target_session_attrs=read-write.
+	Standby bool
 }
 
 // Env is one drill's world: the network, PostgreSQL, the authority group, a
@@ -63,6 +68,8 @@ type Env struct {
 	Opts Options
 	Net  *Network
 	PG   *Postgres
+	// PGStandby is the synchronous standby (Options.Standby), else nil.
+	PGStandby *Postgres
 	// DB reads PostgreSQL over its unix socket (unaffected by faults).
 	DB *pgxpool.Pool
 	// Client is the host the workload and the monitor run on.
@@ -209,6 +216,13 @@ func NewEnv(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.Net.OnClose(e.DB.Close)
+	dbURL := e.PG.URL()
+	if o.Standby {
+		if e.PGStandby, err = StartStandby(e.Net, e.mustHost("pg2", octetPG2), e.PG); err != nil {
+			t.Fatal(err)
+		}
+		dbURL = MultiHostURL(e.PG, e.PGStandby)
+	}
 	for i := 0; i < o.Authorities; i++ {
 		id := fmt.Sprintf("auth%d", i+1)
 		h := e.mustHost(id, byte(octetAuth+i))
@@ -224,7 +238,7 @@ func NewEnv(t testing.TB, o Options) *Env {
 			e.Proxies[id] = p
 			a.RaftAdvertise = p.Addr()
 		}
-		a.base = []string{"run", "--id", id, "--data-dir", a.Dir, "--database-url", e.PG.URL(), "--raft-bind", a.RaftBind,
+		a.base = []string{"run", "--id", id, "--data-dir", a.Dir, "--database-url", dbURL, "--raft-bind", a.RaftBind,
 			"--raft-advertise", a.RaftAdvertise, "--api-listen", a.APIAddr,
 			"--heartbeat-timeout", o.Timing.Heartbeat.String(), "--election-timeout", o.Timing.Election.String(),
 			"--leader-lease-timeout", o.Timing.Lease.String(), "--quorum-timeout", o.Timing.Quorum.String()}
