@@ -47,6 +47,8 @@ listen_addresses = '%s'
 unix_socket_directories = '%s'
 primary_conninfo = 'host=%s port=%d user=postgres application_name=%s'
 hot_standby = on
+# retry streaming (and notice a promotion request) every 200 ms, not 5 s
+wal_retrieve_retry_interval = '200ms'
 `, host.IP, dir, primary.Host.IP, PGPort, StandbyName)
 	if err := appendFile(filepath.Join(data, "postgresql.conf"), conf); err != nil {
 		return nil, err
