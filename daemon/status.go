@@ -70,7 +70,9 @@ func (d *Daemon) healthLoop() {
 // Status implements httpapi.StatusSource.
 func (d *Daemon) Status() httpapi.AuthorityStatus {
 	st := d.Raft.Stats()
-	fence, _ := d.DB.Fence(context.Background())
+	fctx, fcancel := context.WithTimeout(context.Background(), time.Second) // bounded while PostgreSQL fails over
+	fence, _ := d.DB.Fence(fctx)
+	fcancel()
 	out := httpapi.AuthorityStatus{NodeID: d.cfg.NodeID, State: st.State, LeaderID: st.LeaderID, AgreedEpoch: d.FSM.AgreedEpoch(), ClaimedEpoch: st.ClaimedEpoch, FenceEpoch: fence.Epoch, FenceEpochHeld: d.Auth.FenceEpoch(),
 		Epoch: d.FSM.AgreedEpoch(),
 		Term:  st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Members: []httpapi.MemberStatus{}}

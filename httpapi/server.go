@@ -167,6 +167,7 @@ func (s *Server) routes() {
 	}
 
 	public("status", http.MethodGet, "/v1/authority/status", s.getStatus)
+	public("health", http.MethodGet, "/v1/health", s.getHealth)
 	owner("members.certificate", http.MethodPost, "/v1/authority/members/certificate", s.memberCertificate)
 	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
 	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)
