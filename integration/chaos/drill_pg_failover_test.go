@@ -135,6 +135,8 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 
 	statuses := map[string]Status{}
 	dbSeen := map[string]string{}
+	var healthSeen []string
+	healthy := 0
 	for _, a := range e.Auths {
 		st, raw, err := e.statusRaw(a)
 		if err != nil {
@@ -142,6 +144,21 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 		}
 		statuses[a.ID] = st
 		dbSeen[a.ID] = raw
+		var h struct {
+			Status         string   `json:"status"`
+			Problems       []string `json:"problems"`
+			DatabaseServer string   `json:"database_server"`
+		}
+		hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
+		if _, err := e.Mon.api[a.ID].Do(hctx, http.MethodGet, "/v1/health", nil, &h, nil); err != nil {
+			healthSeen = append(healthSeen, a.ID+": "+err.Error())
+		} else {
+			healthSeen = append(healthSeen, fmt.Sprintf("%s %s on %s %v", a.ID, h.Status, h.DatabaseServer, h.Problems))
+			if h.Status == "ok" && h.DatabaseServer == e.PGStandby.Host.Addr(PGPort) {
+				healthy++
+			}
+		}
+		hcancel()
 	}
 	var agentRows []string
 	heartbeatsStored := 0
@@ -233,7 +250,9 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 		ags := Check{Name: "agents keep running; their heartbeats resume and are stored on the new primary",
 			OK:     len(down) == 0 && len(agentsResumed) == len(agents) && heartbeatsStored == len(agents),
 			Detail: fmt.Sprintf("acknowledged again after the kill: %v; latest heartbeats vs promotion: %v; problems: %v", resumed, agentRows, down)}
-		return []Check{once, fence, found, fail, ags}
+		health := Check{Name: "GET /v1/health ok on every authority, naming the new primary", OK: healthy == len(e.Auths),
+			Detail: strings.Join(healthSeen, "; ")}
+		return []Check{once, fence, found, health, fail, ags}
 	})
 	r.Notes = append(r.Notes, fmt.Sprintf("failover: kill -9 → first committed fenced write %.2fs (pg_ctl promote %.2fs of it)", first.Seconds(), promoted.Sub(killed).Seconds()))
 	e.Emit(r)
