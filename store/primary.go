@@ -92,6 +92,13 @@ func (s *servers) hook(cfg *pgxpool.Config) {
 		} else {
 			info.Seen = s.latest.Seen
 		}
+		for pc := range s.byConn {
+			// Connections that left the pool without BeforeClose (hijacked
+			// for LISTEN) are dropped once closed.
+			if pc.IsClosed() {
+				delete(s.byConn, pc)
+			}
+		}
 		s.byConn[c.PgConn()] = info
 		s.mu.Unlock()
 		return nil
