@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -133,6 +135,20 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 	e.Net.OnClose(newDB.Close)
 	e.DB = newDB
 
+	// The authorities' audit chainer links the events committed on the new
+	// primary (nothing left unchained), and the whole chain verifies there.
+	var unchained, chainedAfter int
+	for end := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if err := e.DB.QueryRow(ctx, `SELECT count(*) FILTER (WHERE seq IS NULL), count(*) FILTER (WHERE seq IS NOT NULL AND at > $1)
+			FROM cluster_audit_events`, promoted).Scan(&unchained, &chainedAfter); err != nil {
+			t.Fatal(err)
+		}
+		if unchained == 0 || time.Now().After(end) {
+			break
+		}
+	}
+	verify, verifyErr := exec.Command(filepath.Join(e.Bin, "rap-authority"), "audit", "verify", "--database-url", e.PGStandby.socketURL("rap")).CombinedOutput()
+
 	statuses := map[string]Status{}
 	dbSeen := map[string]string{}
 	var healthSeen []string
@@ -252,7 +268,12 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 			Detail: fmt.Sprintf("acknowledged again after the kill: %v; latest heartbeats vs promotion: %v; problems: %v", resumed, agentRows, down)}
 		health := Check{Name: "GET /v1/health ok on every authority, naming the new primary", OK: healthy == len(e.Auths),
 			Detail: strings.Join(healthSeen, "; ")}
-		return []Check{once, fence, found, health, fail, ags}
+		chain := Check{Name: "audit chain continued on the new primary and verifies", OK: unchained == 0 && chainedAfter > 0 && verifyErr == nil,
+			Detail: fmt.Sprintf("%d events chained since the promotion, %d unchained; %s", chainedAfter, unchained, strings.TrimSpace(string(verify)))}
+		if verifyErr != nil {
+			chain.Detail += " (" + verifyErr.Error() + ")"
+		}
+		return []Check{once, fence, found, health, chain, fail, ags}
 	})
 	r.Notes = append(r.Notes, fmt.Sprintf("failover: kill -9 → first committed fenced write %.2fs (pg_ctl promote %.2fs of it)", first.Seconds(), promoted.Sub(killed).Seconds()))
 	e.Emit(r)
