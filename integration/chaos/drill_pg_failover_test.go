@@ -17,6 +17,10 @@ const (
 	p1Before  = 3 * time.Second  // workload under the synchronous pair before the kill
 	p1Recover = 30 * time.Second // first committed fenced write after the kill, at the latest
 	p1After   = 5 * time.Second  // workload on the new primary before the checks
+	// p1ReplDelay delays the streaming link each way, so every COMMIT waits
+	// ≥ 2×p1ReplDelay for the standby and the kill catches some in flight
+	// (their outcome is unknown; the Idempotency-Key resolves them).
+	p1ReplDelay = 40 * time.Millisecond
 )
 
 // P1: PostgreSQL primary failover under load (issue 25). A primary and a
@@ -34,8 +38,8 @@ const (
 // stored on the new primary again.
 func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 	requireChaos(t)
-	e := NewEnv(t, Options{Name: "P1", Standby: true})
-	e.Event("PostgreSQL: primary %s, synchronous standby %s (%s)", e.PG.Host.IP, e.PGStandby.Host.IP, StandbyName)
+	e := NewEnv(t, Options{Name: "P1", Standby: true, ReplicationDelay: p1ReplDelay})
+	e.Event("PostgreSQL: primary %s, synchronous standby %s (%s), streaming through a proxy adding %v per direction", e.PG.Host.IP, e.PGStandby.Host.IP, StandbyName, p1ReplDelay)
 	token, pin, err := e.CreateClusterAndToken("p1-agents", p1Agents)
 	if err != nil {
 		t.Fatal(err)

@@ -59,6 +59,10 @@ type Options struct {
 	// "pg2" and gives the authorities a two-host URL with
 	// target_session_attrs=read-write.
 	Standby bool
+	// ReplicationDelay delays the standby's streaming link by this much per
+	// direction (a TCPProxy on host pg2), so every synchronous COMMIT waits
+	// at least twice as long for the standby's flush.
+	ReplicationDelay time.Duration
 }
 
 // Env is one drill's world: the network, PostgreSQL, the authority group, a
@@ -70,6 +74,8 @@ type Env struct {
 	PG   *Postgres
 	// PGStandby is the synchronous standby (Options.Standby), else nil.
 	PGStandby *Postgres
+	// ReplProxy carries the standby's streaming connection (Options.Standby).
+	ReplProxy *TCPProxy
 	// DB reads PostgreSQL over its unix socket (unaffected by faults).
 	DB *pgxpool.Pool
 	// Client is the host the workload and the monitor run on.
@@ -218,7 +224,15 @@ func NewEnv(t testing.TB, o Options) *Env {
 	e.Net.OnClose(e.DB.Close)
 	dbURL := e.PG.URL()
 	if o.Standby {
-		if e.PGStandby, err = StartStandby(e.Net, e.mustHost("pg2", octetPG2), e.PG); err != nil {
+		h2 := e.mustHost("pg2", octetPG2)
+		ln, err := h2.Listen("tcp", h2.Addr(PGPort+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ReplProxy = NewTCPProxy(ln, e.PG.Host.Addr(PGPort), h2.DialContext, rand.New(rand.NewPCG(o.Seed, 11)))
+		e.Net.OnClose(e.ReplProxy.Close)
+		e.ReplProxy.Set(LinkFaults{Delay: o.ReplicationDelay})
+		if e.PGStandby, err = StartStandby(e.Net, h2, e.PG, e.ReplProxy.Addr()); err != nil {
 			t.Fatal(err)
 		}
 		dbURL = MultiHostURL(e.PG, e.PGStandby)

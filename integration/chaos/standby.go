@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,7 +27,11 @@ const StandbyName = "standby1"
 // standby's own configuration has no synchronous_standby_names (ALTER SYSTEM
 // runs after the copy), so once promoted it commits without waiting for a
 // standby it does not have. The network's teardown stops it.
-func StartStandby(n *Network, host *Host, primary *Postgres) (*Postgres, error) {
+//
+// via, when not empty, is the host:port the standby streams from instead of
+// the primary's address (a fault proxy on the replication link); the base
+// backup always copies directly.
+func StartStandby(n *Network, host *Host, primary *Postgres, via string) (*Postgres, error) {
 	dir, err := os.MkdirTemp("/var/tmp", n.Prefix+"-pg2-")
 	if err != nil {
 		return nil, err
@@ -41,15 +46,21 @@ func StartStandby(n *Network, host *Host, primary *Postgres) (*Postgres, error) 
 		"-D", data, "-X", "stream", "--checkpoint=fast", "--no-sync"); err != nil {
 		return nil, err
 	}
+	upstreamHost, upstreamPort := primary.Host.IP.String(), strconv.Itoa(PGPort)
+	if via != "" {
+		if upstreamHost, upstreamPort, err = net.SplitHostPort(via); err != nil {
+			return nil, err
+		}
+	}
 	conf := fmt.Sprintf(`
 # standby (appended after the primary's copy: the last setting wins)
 listen_addresses = '%s'
 unix_socket_directories = '%s'
-primary_conninfo = 'host=%s port=%d user=postgres application_name=%s'
+primary_conninfo = 'host=%s port=%s user=postgres application_name=%s'
 hot_standby = on
 # retry streaming (and notice a promotion request) every 200 ms, not 5 s
 wal_retrieve_retry_interval = '200ms'
-`, host.IP, dir, primary.Host.IP, PGPort, StandbyName)
+`, host.IP, dir, upstreamHost, upstreamPort, StandbyName)
 	if err := appendFile(filepath.Join(data, "postgresql.conf"), conf); err != nil {
 		return nil, err
 	}
