@@ -42,9 +42,16 @@ type ServerInfo struct {
 	Started time.Time `json:"started"`
 	// Seen is when this handle first connected to it.
 	Seen time.Time `json:"seen"`
+
+	id string // Addr@Started, computed once at connect
 }
 
-func (s ServerInfo) key() string { return s.Addr + "@" + s.Started.UTC().Format(time.RFC3339Nano) }
+func (s ServerInfo) key() string {
+	if s.id == "" && !s.Started.IsZero() {
+		return s.Addr + "@" + s.Started.UTC().Format(time.RFC3339Nano)
+	}
+	return s.id
+}
 
 // servers tracks the incarnation behind every pooled connection and the fence
 // this handle claimed and re-affirmed.
@@ -83,6 +90,7 @@ func (s *servers) hook(cfg *pgxpool.Config) {
 			return err
 		}
 		info.Seen = time.Now()
+		info.id = info.key()
 		s.mu.Lock()
 		if s.latest.key() != info.key() {
 			if !s.latest.Started.IsZero() {
@@ -217,13 +225,10 @@ func (db *DB) reaffirm(ctx context.Context, c *pgx.Conn, epoch uint64) error {
 	if s == nil {
 		return nil
 	}
-	info, ok := s.of(c)
-	if !ok {
-		return nil
-	}
+	s.mu.Lock() // one short critical section on the hot path
+	info, ok := s.byConn[c.PgConn()]
 	k := info.key()
-	s.mu.Lock()
-	leader, need := s.heldLeader, s.heldEpoch == epoch && s.verified[k] != epoch
+	leader, need := s.heldLeader, ok && s.heldEpoch == epoch && s.verified[k] != epoch
 	s.mu.Unlock()
 	if !need {
 		return nil
