@@ -100,18 +100,21 @@ func (s *servers) hook(cfg *pgxpool.Config) {
 		} else {
 			info.Seen = s.latest.Seen
 		}
-		for pc := range s.byConn {
-			// Connections that left the pool without BeforeClose (hijacked
-			// for LISTEN) are dropped once closed.
-			if pc.IsClosed() {
-				delete(s.byConn, pc)
-			}
-		}
 		s.byConn[c.PgConn()] = info
 		s.mu.Unlock()
 		return nil
 	}
 	cfg.BeforeClose = func(c *pgx.Conn) {
+		s.mu.Lock()
+		delete(s.byConn, c.PgConn())
+		s.mu.Unlock()
+	}
+}
+
+// Detach forgets a connection hijacked from the pool (the pool will not
+// report its close); call it right after pgxpool.Conn.Hijack.
+func (db *DB) Detach(c *pgx.Conn) {
+	if s := db.servers; s != nil {
 		s.mu.Lock()
 		delete(s.byConn, c.PgConn())
 		s.mu.Unlock()
