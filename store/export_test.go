@@ -16,3 +16,6 @@ func SimulateLostClaim(db *DB, epoch uint64, leader string) {
 	db.servers.verified = map[string]uint64{}
 	db.servers.mu.Unlock()
 }
+
+// PreferHost exposes preferHost.
+var PreferHost = preferHost

@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,9 @@ type servers struct {
 	verified  map[string]uint64
 	reaffirms atomic.Uint64
 	moved     atomic.Uint64
+	// lastDial is the remote address (ip:port) of the newest connection;
+	// BeforeConnect tries it first.
+	lastDial string
 }
 
 func newServers() *servers {
@@ -77,6 +81,19 @@ func newServers() *servers {
 
 // hook installs the connect and close callbacks on cfg.
 func (s *servers) hook(cfg *pgxpool.Config) {
+	prevBefore := cfg.BeforeConnect
+	cfg.BeforeConnect = func(ctx context.Context, cc *pgx.ConnConfig) error {
+		if prevBefore != nil {
+			if err := prevBefore(ctx, cc); err != nil {
+				return err
+			}
+		}
+		s.mu.Lock()
+		last := s.lastDial
+		s.mu.Unlock()
+		preferHost(&cc.Config, last)
+		return nil
+	}
 	prev := cfg.AfterConnect
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if prev != nil {
@@ -101,6 +118,9 @@ func (s *servers) hook(cfg *pgxpool.Config) {
 			info.Seen = s.latest.Seen
 		}
 		s.byConn[c.PgConn()] = info
+		if ra := c.PgConn().Conn().RemoteAddr(); ra != nil && ra.Network() == "tcp" {
+			s.lastDial = ra.String()
+		}
 		s.mu.Unlock()
 		return nil
 	}
@@ -109,6 +129,33 @@ func (s *servers) hook(cfg *pgxpool.Config) {
 		delete(s.byConn, c.PgConn())
 		s.mu.Unlock()
 	}
+}
+
+// preferHost moves the hosts of a multi-host configuration whose address is
+// addr (ip:port, the newest connection's) to the front, keeping the order
+// otherwise. pgx tries hosts in order, each within the connect timeout, so
+// once the writable server is known a dead host listed before it (a machine
+// that does not answer at all) no longer delays every new connection. Hosts
+// given by name are compared as written (no DNS lookup here).
+func preferHost(cc *pgconn.Config, addr string) {
+	if addr == "" || len(cc.Fallbacks) == 0 {
+		return
+	}
+	all := append([]*pgconn.FallbackConfig{{Host: cc.Host, Port: cc.Port, TLSConfig: cc.TLSConfig}}, cc.Fallbacks...)
+	var first, rest []*pgconn.FallbackConfig
+	for _, f := range all {
+		if net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port))) == addr {
+			first = append(first, f)
+		} else {
+			rest = append(rest, f)
+		}
+	}
+	if len(first) == 0 || first[0] == all[0] {
+		return
+	}
+	all = append(first, rest...)
+	cc.Host, cc.Port, cc.TLSConfig = all[0].Host, all[0].Port, all[0].TLSConfig
+	cc.Fallbacks = all[1:]
 }
 
 // Detach forgets a connection hijacked from the pool (the pool will not

@@ -2,9 +2,12 @@ package store_test
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/internal/pgtest"
@@ -107,4 +110,33 @@ func TestFencedReaffirmsTheFenceOnANewServer(t *testing.T) {
 	require.ErrorIs(t, db.Fenced(ctx, 7, nop), store.ErrStaleEpoch)
 	require.Equal(t, uint64(9), fenceOf(t, db).Epoch)
 	require.Equal(t, uint64(2), db.Primary().FenceReaffirms, "the refused re-affirmation is not counted")
+}
+
+// The newest connection's host is tried first; the others keep their order,
+// and each host's TLS variants stay together.
+func TestPreferHostMovesTheWritableHostFirst(t *testing.T) {
+	cc, err := pgconn.ParseConfig("postgres://u@10.0.0.1:5432,10.0.0.2:5432,10.0.0.3:5433/rap?sslmode=disable&target_session_attrs=read-write")
+	require.NoError(t, err)
+	order := func(c *pgconn.Config) []string {
+		out := []string{net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port)))}
+		for _, f := range c.Fallbacks {
+			out = append(out, net.JoinHostPort(f.Host, strconv.Itoa(int(f.Port))))
+		}
+		return out
+	}
+	require.Equal(t, []string{"10.0.0.1:5432", "10.0.0.2:5432", "10.0.0.3:5433"}, order(cc))
+	store.PreferHost(cc, "10.0.0.3:5433")
+	require.Equal(t, []string{"10.0.0.3:5433", "10.0.0.1:5432", "10.0.0.2:5432"}, order(cc))
+	store.PreferHost(cc, "10.0.0.3:5433")
+	require.Equal(t, []string{"10.0.0.3:5433", "10.0.0.1:5432", "10.0.0.2:5432"}, order(cc), "already first")
+	store.PreferHost(cc, "10.0.0.9:5432")
+	require.Equal(t, []string{"10.0.0.3:5433", "10.0.0.1:5432", "10.0.0.2:5432"}, order(cc), "unknown address: unchanged")
+
+	tls, err := pgconn.ParseConfig("postgres://u@10.0.0.1:5432,10.0.0.2:5432/rap?sslmode=prefer")
+	require.NoError(t, err)
+	store.PreferHost(tls, "10.0.0.2:5432")
+	got := order(tls)
+	require.Equal(t, "10.0.0.2:5432", got[0])
+	require.Equal(t, "10.0.0.2:5432", got[1], "both TLS variants of the host first")
+	require.Equal(t, "10.0.0.1:5432", got[2])
 }
