@@ -69,9 +69,13 @@ func (a *Authority) RunAuditChainer(ctx context.Context, interval time.Duration)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := a.ChainAudit(ctx); err != nil && ctx.Err() == nil {
+		// Bounded, so a database that stops answering (a primary lost
+		// without closing its connections) cannot stall the chainer.
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if _, err := a.ChainAudit(cctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("audit chainer", "error", err)
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return

@@ -72,6 +72,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	cfg.ConnConfig.DialFunc = dialer() // dead-peer detection (dial.go)
 	srv := newServers()
 	srv.hook(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
