@@ -36,9 +36,25 @@ const (
 // committed fenced write within p1Recover of the kill (time reported), and
 // the agents running throughout with their heartbeats acknowledged and
 // stored on the new primary again.
-func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
+func TestDrillP1PostgresPrimaryFailover(t *testing.T) { pgFailoverDrill(t, "P1", false) }
+
+// P2: as P1, but the primary is cut off from every host (nftables) instead
+// of killed: it stays up, its connections neither answer nor close, as a
+// crashed machine or a partition leaves them. The authorities must notice
+// the dead connections themselves (keepalive and TCP_USER_TIMEOUT,
+// store/dial.go) and, for new connections, not wait on the silent host first
+// (store.preferHost). Same checks as P1.
+func TestDrillP2PostgresPrimaryPartitioned(t *testing.T) { pgFailoverDrill(t, "P2", true) }
+
+// pgFailoverDrill runs P1 (isolate false: kill -9) or P2 (isolate true: the
+// primary cut off from every host).
+func pgFailoverDrill(t *testing.T, name string, isolate bool) {
 	requireChaos(t)
-	e := NewEnv(t, Options{Name: "P1", Standby: true, ReplicationDelay: p1ReplDelay})
+	e := NewEnv(t, Options{Name: name, Standby: true, ReplicationDelay: p1ReplDelay})
+	fault := "kill -9 of the PostgreSQL primary"
+	if isolate {
+		fault = "PostgreSQL primary cut off from every host"
+	}
 	e.Event("PostgreSQL: primary %s, synchronous standby %s (%s), streaming through a proxy adding %v per direction", e.PG.Host.IP, e.PGStandby.Host.IP, StandbyName, p1ReplDelay)
 	token, pin, err := e.CreateClusterAndToken("p1-agents", p1Agents)
 	if err != nil {
@@ -86,15 +102,22 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 		}
 	}
 
-	n, err := e.PG.Kill9()
-	// After every process got SIGKILL: nothing can commit on the old primary
-	// from here on, so a write invoked later and acknowledged was committed
-	// on the new one.
-	killed := time.Now()
-	if err != nil {
-		t.Fatal(err)
+	if isolate {
+		if err := e.Net.Isolate(e.PG.Host, append(e.AuthHosts(), e.PGStandby.Host, e.Client)...); err != nil {
+			t.Fatal(err)
+		}
+		e.Event("primary cut off from every host (it keeps running); leader %s at epoch %d", leader.ID, before.Epoch)
+	} else {
+		n, err := e.PG.Kill9()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Event("kill -9 of the primary (%d processes); leader %s at epoch %d", n, leader.ID, before.Epoch)
 	}
-	e.Event("kill -9 of the primary (%d processes); leader %s at epoch %d", n, leader.ID, before.Epoch)
+	// After every process got SIGKILL (or the cut), nothing the old primary
+	// commits reaches the standby, so a write invoked later and acknowledged
+	// was committed on the new primary.
+	killed := time.Now()
 	if err := e.PGStandby.Promote(); err != nil {
 		t.Fatal(err)
 	}
@@ -213,9 +236,9 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("P1: kill -9 of the PostgreSQL primary → first committed fenced write %.2fs (promotion took %.2fs)", first.Seconds(), promoted.Sub(killed).Seconds())
+	t.Logf("%s: %s → first committed fenced write %.2fs (promotion took %.2fs)", name, fault, first.Seconds(), promoted.Sub(killed).Seconds())
 
-	r := finish(t, e, w, "PostgreSQL primary killed (-9) under load, synchronous standby promoted", func(s DBState) []Check {
+	r := finish(t, e, w, fault+" under load, synchronous standby promoted", func(s DBState) []Check {
 		restarted := []string{}
 		for _, a := range e.Auths {
 			if a.Proc.Pid() != pids[a.ID] {
@@ -246,7 +269,7 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 		}
 		lst := statuses[leaderOf(statuses)]
 		fence := Check{Name: "the leader's fence held on the new primary at its epoch", OK: s.Fence > 0 && uint64(s.Fence) == lst.Epoch && lst.FenceEpoch == lst.Epoch,
-			Detail: fmt.Sprintf("fence %d on the new primary; leader %s epoch %d (before the kill: %s epoch %d)", s.Fence, lst.NodeID, lst.Epoch, leader.ID, before.Epoch)}
+			Detail: fmt.Sprintf("fence %d on the new primary; leader %s epoch %d (before the fault: %s epoch %d)", s.Fence, lst.NodeID, lst.Epoch, leader.ID, before.Epoch)}
 		var notThere []string
 		for id, addr := range dbSeen {
 			if addr != e.PGStandby.Host.Addr(PGPort) {
@@ -258,7 +281,7 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 		if len(notThere) > 0 {
 			found.Detail = "still elsewhere: " + strings.Join(notThere, ", ")
 		}
-		fail := Check{Name: fmt.Sprintf("a committed fenced write within %v of the kill", p1Recover), OK: first > 0 && first <= p1Recover,
+		fail := Check{Name: fmt.Sprintf("a committed fenced write within %v of the fault", p1Recover), OK: first > 0 && first <= p1Recover,
 			Detail: fmt.Sprintf("first after %.2fs; 20 after %.1fs", first.Seconds(), recovered.Seconds())}
 		down := []string{}
 		for name, why := range agentsDown {
@@ -272,7 +295,7 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 		}
 		ags := Check{Name: "agents keep running; their heartbeats resume and are stored on the new primary",
 			OK:     len(down) == 0 && len(agentsResumed) == len(agents) && heartbeatsStored == len(agents),
-			Detail: fmt.Sprintf("acknowledged again after the kill: %v; latest heartbeats vs promotion: %v; problems: %v", resumed, agentRows, down)}
+			Detail: fmt.Sprintf("acknowledged again after the fault: %v; latest heartbeats vs promotion: %v; problems: %v", resumed, agentRows, down)}
 		health := Check{Name: "GET /v1/health ok on every authority, naming the new primary", OK: healthy == len(e.Auths),
 			Detail: strings.Join(healthSeen, "; ")}
 		chain := Check{Name: "audit chain continued on the new primary and verifies", OK: unchained == 0 && chainedAfter > 0 && verifyErr == nil,
@@ -297,10 +320,10 @@ func TestDrillP1PostgresPrimaryFailover(t *testing.T) {
 				retryApplied++
 			}
 		}
-		r.Notes = append(r.Notes, fmt.Sprintf("unknown outcomes at the kill: %d first attempts had reached the standby (the retry returned the stored response), %d were applied by their retry, %d absent",
+		r.Notes = append(r.Notes, fmt.Sprintf("unknown outcomes at the fault: %d first attempts had reached the standby (the retry returned the stored response), %d were applied by their retry, %d absent",
 			firstTook, retryApplied, missing))
 	}
-	r.Notes = append(r.Notes, fmt.Sprintf("failover: kill -9 → first committed fenced write %.2fs (pg_ctl promote %.2fs of it)", first.Seconds(), promoted.Sub(killed).Seconds()))
+	r.Notes = append(r.Notes, fmt.Sprintf("failover: %s → first committed fenced write %.2fs (pg_ctl promote %.2fs of it)", fault, first.Seconds(), promoted.Sub(killed).Seconds()))
 	e.Emit(r)
 }
 
@@ -324,7 +347,7 @@ func (e *Env) statusRaw(a *Authority) (Status, string, error) {
 	if st.Database == nil {
 		return st.Status, "", nil
 	}
-	e.T.Logf("P1: %s database %s, %d server changes, %d fence re-affirmations", a.ID, st.Database.Server.Addr, st.Database.ServerChanges, st.Database.FenceReaffirms)
+	e.T.Logf("%s: %s database %s, %d server changes, %d fence re-affirmations", e.Opts.Name, a.ID, st.Database.Server.Addr, st.Database.ServerChanges, st.Database.FenceReaffirms)
 	return st.Status, st.Database.Server.Addr, nil
 }
 
