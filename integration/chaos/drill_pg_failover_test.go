@@ -33,9 +33,12 @@ const (
 // present, none twice, none refused but written, no row under a stale epoch),
 // every acknowledged write present exactly once, the leader's fence held
 // on the new primary at its epoch and every authority connected to it, a
-// committed fenced write within p1Recover of the kill (time reported), and
-// the agents running throughout with their heartbeats acknowledged and
-// stored on the new primary again.
+// committed fenced write within p1Recover of the kill (time reported), GET
+// /v1/health ok on every authority naming the new primary, the audit chain
+// continued there and verifying, and the agents running throughout with
+// their heartbeats acknowledged and stored on the new primary again. Like
+// every drill it fails, never skips, under CI when it cannot run (here: two
+// PostgreSQL servers, run as the postgres user inside their namespaces).
 func TestDrillP1PostgresPrimaryFailover(t *testing.T) { pgFailoverDrill(t, "P1", false) }
 
 // P2: as P1, but the primary is cut off from every host (nftables) instead
