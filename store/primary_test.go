@@ -110,6 +110,20 @@ func TestFencedReaffirmsTheFenceOnANewServer(t *testing.T) {
 	require.ErrorIs(t, db.Fenced(ctx, 7, nop), store.ErrStaleEpoch)
 	require.Equal(t, uint64(9), fenceOf(t, db).Epoch)
 	require.Equal(t, uint64(2), db.Primary().FenceReaffirms, "the refused re-affirmation is not counted")
+
+	// Group commit re-affirms the same way: refused here (the fence is at 9),
+	// and after the next leader's claim through this handle, verified once.
+	job := &store.GroupJob{Fn: func(pgx.Tx, *pgx.Batch) error { return nil }}
+	require.ErrorIs(t, db.FencedGroup(ctx, 7, []*store.GroupJob{job}), store.ErrStaleEpoch)
+	require.True(t, job.Ran)
+	ok, err = db.ClaimFence(ctx, 10, "L")
+	require.NoError(t, err)
+	require.True(t, ok)
+	store.SimulatePromotion(db)
+	job = &store.GroupJob{Fn: func(pgx.Tx, *pgx.Batch) error { return nil }}
+	require.NoError(t, db.FencedGroup(ctx, 10, []*store.GroupJob{job}))
+	require.NoError(t, job.Err)
+	require.Equal(t, uint64(3), db.Primary().FenceReaffirms)
 }
 
 // The newest connection's host is tried first; the others keep their order,
