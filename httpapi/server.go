@@ -30,6 +30,7 @@ import (
 
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/store"
 )
 
 // StatusSource reports the authority's Raft view for /v1/authority/status.
@@ -73,6 +74,10 @@ type AuthorityStatus struct {
 	LastContact  *time.Time     `json:"last_contact"`
 	Quorum       bool           `json:"quorum"`
 	Members      []MemberStatus `json:"members"`
+	// Database is the PostgreSQL server this authority's pool reaches (the
+	// primary, with a multi-host URL) and the fence re-affirmations after a
+	// change of server (docs/postgres-ha.md).
+	Database *store.PrimaryStatus `json:"database,omitempty"`
 }
 
 // MemberStatus is one authority in the status.
@@ -162,6 +167,7 @@ func (s *Server) routes() {
 	}
 
 	public("status", http.MethodGet, "/v1/authority/status", s.getStatus)
+	public("health", http.MethodGet, "/v1/health", s.getHealth)
 	owner("members.certificate", http.MethodPost, "/v1/authority/members/certificate", s.memberCertificate)
 	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
 	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)

@@ -147,7 +147,7 @@ func newRunFlags(name string) *runFlags {
 	r.cfg = fs.String("config", "", "JSON config file whose keys are flag names")
 	r.id = fs.String("id", "", "authority node id (unique in the group)")
 	r.dataDir = fs.String("data-dir", "", "directory for Raft state (log, snapshots)")
-	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth)")
+	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth); several hosts with target_session_attrs=read-write follow a failover to a promoted standby (docs/postgres-ha.md)")
 	r.raftBind = fs.String("raft-bind", "127.0.0.1:7000", "Raft TCP listen address")
 	r.raftAdv = fs.String("raft-advertise", "", "Raft address peers dial (default: raft-bind)")
 	r.apiListen = fs.String("api-listen", "127.0.0.1:8443", "HTTPS API listen address")
