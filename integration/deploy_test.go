@@ -540,6 +540,12 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 	require.NotContains(t, st, "not running", st)
 	require.NotContains(t, st, "locked", st)
 	require.Equal(t, "socket 600 root\n", agent.sh(`stat -c '%F %a %U' /run/rap-node-agent/agent.sock`))
-	out = rapctl("", "-o", "json", "node", "heartbeat", approved.NodeID)
-	require.Contains(t, out, "east")
+	// The authorities see its heartbeats.
+	testwait.Until(t, 30*time.Second, "a heartbeat of edge-1", func() bool {
+		var hb struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		out = rapctl("", "-o", "json", "node", "heartbeat", approved.NodeID)
+		return json.Unmarshal([]byte(out), &hb) == nil && len(hb.Items) == 1
+	})
 }
