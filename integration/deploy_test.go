@@ -164,6 +164,8 @@ type unit struct {
 	stateDir, stateMode     string
 	runtimeDir, runtimeMode string
 	condition               string
+	caps                    *string // CapabilityBoundingSet= (nil: not set)
+	noNewPrivs              bool
 }
 
 func parseUnit(t *testing.T, path string) unit {
@@ -196,6 +198,11 @@ func parseUnit(t *testing.T, path string) unit {
 			u.runtimeMode = v
 		case "ConditionPathExists":
 			u.condition = v
+		case "CapabilityBoundingSet":
+			c := v
+			u.caps = &c
+		case "NoNewPrivileges":
+			u.noNewPrivs = v == "yes"
 		}
 	}
 	require.NotEmpty(t, u.execStart, path)
@@ -229,11 +236,22 @@ func (u unit) script(t *testing.T) string {
 	if u.umask != "" {
 		fmt.Fprintf(&b, "umask %s\n", u.umask)
 	}
+	// User=, NoNewPrivileges= and CapabilityBoundingSet= through setpriv.
+	b.WriteString("exec setpriv")
 	if u.user != "" {
-		fmt.Fprintf(&b, "exec setpriv --reuid=%s --regid=%s --init-groups --no-new-privs %s\n", u.user, u.user, u.execStart)
-	} else {
-		fmt.Fprintf(&b, "exec %s\n", u.execStart)
+		fmt.Fprintf(&b, " --reuid=%s --regid=%s --init-groups", u.user, u.user)
 	}
+	if u.noNewPrivs {
+		b.WriteString(" --no-new-privs")
+	}
+	if u.caps != nil {
+		set := "-all"
+		for _, c := range strings.Fields(*u.caps) {
+			set += ",+" + strings.ToLower(strings.TrimPrefix(c, "CAP_"))
+		}
+		fmt.Fprintf(&b, " --bounding-set %s --inh-caps -all", set)
+	}
+	fmt.Fprintf(&b, " %s\n", u.execStart)
 	return b.String()
 }
 
@@ -399,7 +417,6 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 		return boot.exited()
 	})
 	require.NotEmpty(t, bootOut.OwnerToken, boot.out.String())
-	require.NotContains(t, boot.out.String(), "no KEK", "a KEK is configured")
 	boot.stop(syscall.SIGINT)
 	startService(auths[0])
 
@@ -497,6 +514,12 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 		require.Contains(t, out, `"`+a.name+`"`)
 	}
 
+	// The KEK is configured on every authority: no warning about it.
+	for _, a := range auths {
+		require.Contains(t, a.svc.out.String(), "authority started", a.name)
+		require.NotContains(t, a.svc.out.String(), "no key-encryption key configured", a.name)
+	}
+
 	// 5. A node agent on a fifth fresh host.
 	agent := newHost(t, "edge-1")
 	install(agent)
@@ -516,7 +539,9 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 		reqID = l.Items[0].ID
 		return true
 	})
-	require.Contains(t, enroll1.out.String(), "waiting for approval")
+	testwait.Until(t, 10*time.Second, "enroll says it waits for approval", func() bool {
+		return strings.Contains(enroll1.out.String(), "waiting for approval")
+	})
 	rapctl("", "join-request", "show", reqID)
 	out = rapctl("", "--totp", codes.code(t), "-o", "json", "join-request", "approve", reqID)
 	var approved struct {
@@ -529,7 +554,14 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 		t.Fatalf("enroll did not finish after approval:\n%s", enroll1.out.String())
 	}
 	require.True(t, enroll1.cmd.ProcessState.Success(), enroll1.out.String())
-	agent.start("rap-node-agent.service", agentUnit.script(t))
+	svc := agent.start("rap-node-agent.service", agentUnit.script(t))
+	// The unit's socket appears (status would fall back to the state file
+	// without it, so this is what proves the default socket path).
+	testwait.Until(t, 30*time.Second, "the agent's socket at /run/rap-node-agent/agent.sock", func() bool {
+		require.False(t, svc.exited(), "the agent stopped:\n%s", svc.out.String())
+		o, err := agent.command(`stat -c '%F %a %U' /run/rap-node-agent/agent.sock`).CombinedOutput()
+		return err == nil && string(o) == "socket 600 root\n"
+	})
 	// `status` without flags: the default state file and socket.
 	var st string
 	testwait.Until(t, 30*time.Second, "rap-node-agent status answers from the running agent", func() bool {
@@ -539,7 +571,7 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 	})
 	require.NotContains(t, st, "not running", st)
 	require.NotContains(t, st, "locked", st)
-	require.Equal(t, "socket 600 root\n", agent.sh(`stat -c '%F %a %U' /run/rap-node-agent/agent.sock`))
+	require.False(t, svc.exited(), svc.out.String())
 	// The authorities see its heartbeats.
 	testwait.Until(t, 30*time.Second, "a heartbeat of edge-1", func() bool {
 		var hb struct {
