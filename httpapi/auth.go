@@ -58,6 +58,11 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/pause":    authn.ActionUpdatePolicy,
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/resume":   authn.ActionUpdatePolicy,
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/rollback": authn.ActionUpdatePolicy,
+
+	// Organizations (orgs.go).
+	"POST /v1/organizations/{org}/admins":            authn.ActionOrgInvite,
+	"POST /v1/organizations/{org}/endpoints":         authn.ActionOrgEndpoint,
+	"DELETE /v1/organizations/{org}/endpoints/{eid}": authn.ActionOrgEndpoint,
 }
 
 // HighRiskRoutes returns the routes that need step-up ("METHOD template" → action).

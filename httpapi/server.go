@@ -241,6 +241,8 @@ func (s *Server) routes() {
 	s.releaseRoutes(r)
 	// Rollouts (rollouts.go).
 	s.rolloutRoutes(r)
+	// Organization API and the platform's organization routes (orgs.go).
+	s.orgRoutes(r)
 	s.router = r
 }
 
