@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rap-fabric/core/authn"
+	"github.com/rap-fabric/core/snapshot"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -764,3 +765,29 @@ func (o *Orgs) Audit(ctx context.Context, p OrgPrincipal, pg store.Page) ([]stor
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 func validUUID(s string) bool { return uuidRE.MatchString(s) }
+
+// loadOrgAccess fills the organization access inputs of a cluster's
+// snapshot state (the builder gives each node only what it backs).
+func loadOrgAccess(ctx context.Context, q store.Querier, clusterID string, s *snapshot.State) error {
+	eps, nodes, res, pols, err := store.OrgSnapshotInputs(ctx, q, clusterID)
+	if err != nil {
+		return err
+	}
+	for _, e := range eps {
+		s.OrgEndpoints = append(s.OrgEndpoints, snapshot.OrgEndpoint{ID: e.ID, OrganizationID: e.OrganizationID, Name: e.Name, Kind: e.Kind,
+			Protocol: e.Protocol, NodeIDs: nodes[e.ID]})
+	}
+	for _, r := range res {
+		s.OrgResources = append(s.OrgResources, snapshot.OrgResource{ID: r.ID, OrganizationID: r.OrganizationID, Protocol: r.Protocol,
+			Address: r.Address, Port: r.Port, EndpointID: r.EndpointID})
+	}
+	for _, p := range pols {
+		sp := snapshot.OrgPolicy{ID: p.ID, OrganizationID: p.OrganizationID, Subjects: p.Subjects, ResourceIDs: p.ResourceIDs,
+			EndpointIDs: p.EndpointIDs, WindowStart: -1, WindowEnd: -1, RequireMFA: p.RequireMFA}
+		if p.WindowStart != nil && p.WindowEnd != nil {
+			sp.WindowStart, sp.WindowEnd = *p.WindowStart, *p.WindowEnd
+		}
+		s.OrgPolicies = append(s.OrgPolicies, sp)
+	}
+	return nil
+}

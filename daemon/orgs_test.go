@@ -177,8 +177,12 @@ func (e *orgEnv) newTenant(p string, degraded bool) *tenant {
 	e.must(own, http.MethodPost, "/v1/organizations/"+p+"/endpoints", map[string]any{"name": p + "-door", "kind": "entry", "protocol": "https",
 		"region": "eu-central", "nodes": []any{edge1}}, &ep)
 	tn.entry = ep.ID
+	spare := edge2 // down: edge-2 never reports; B's is on edge-1, so edge-2 serves only A
+	if !degraded {
+		spare = edge1
+	}
 	e.must(own, http.MethodPost, "/v1/organizations/"+p+"/endpoints", map[string]any{"name": p + "-spare", "kind": "egress", "protocol": "udp",
-		"region": "eu-central", "nodes": []any{edge2}}, &ep)
+		"region": "eu-central", "nodes": []any{spare}}, &ep)
 	tn.down = ep.ID
 
 	var inv struct {
@@ -604,4 +608,62 @@ func TestOrganizationIsolationAndSessions(t *testing.T) {
 	a = e.call(plat, http.MethodGet, "/v1/orgs/alpha", nil, nil)
 	require.Equal(t, http.StatusUnauthorized, a.status, a.body)
 	require.Equal(t, http.StatusUnauthorized, e.call(adm, http.MethodGet, "/v1/auth/me", nil, nil).status)
+}
+
+// orgSession creates organization slug (owner token), invites its admin,
+// enrolls it and logs it in: the organization-session credential of the
+// hostile-input walks (real clock, like enableSession).
+func (e *apiEnv) orgSession(slug string) credential {
+	t := e.t
+	ctx := context.Background()
+	own := e.ownerToken()
+	body, _ := json.Marshal(map[string]any{"name": slug + " Org", "slug": slug})
+	a := e.serve(own, http.MethodPost, "/v1/organizations", body, "application/json", nil)
+	require.Equal(t, http.StatusCreated, a.status, a.body)
+	body, _ = json.Marshal(map[string]any{"name": "admin"})
+	a = e.serve(own, http.MethodPost, "/v1/organizations/"+slug+"/admins", body, "application/json", nil)
+	require.Equal(t, http.StatusCreated, a.status, a.body)
+	name := "admin@" + slug
+	secret, err := e.l.Auth.Admin().DemoEnroll(ctx, name, "organization walk password")
+	require.NoError(t, err)
+	code, err := authn.GenerateTOTPCode(secret, time.Now(), 30)
+	require.NoError(t, err)
+	body, _ = json.Marshal(map[string]any{"username": name, "password": "organization walk password", "totp_code": code, "token": true})
+	a = e.serve(anonymous(), http.MethodPost, "/v1/auth/login", body, "application/json", nil)
+	require.Equal(t, http.StatusOK, a.status, a.body)
+	var lr struct {
+		Token string `json:"session_token"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(a.body), &lr))
+	return bearer("org-session", lr.Token)
+}
+
+// TestOrgAccessInSignedSnapshots: policies and resources reach the nodes
+// that back the organization's endpoints in their signed snapshots, and only
+// those: edge-2 backs only organization A's endpoints and its snapshot holds
+// A's policy and resource and nothing of B; edge-1 backs both and holds both.
+func TestOrgAccessInSignedSnapshots(t *testing.T) {
+	e := newOrgEnv(t)
+	bVals := tenantValues(t, e.l, e.b.id)
+	snap := func(ag *fakeAgent) string {
+		a := e.call(e.ownerToken(), http.MethodGet, "/v1/clusters/"+ag.cluster+"/nodes/"+ag.nodeID+"/snapshot", nil, nil)
+		require.Equal(t, http.StatusOK, a.status, a.body)
+		return a.body
+	}
+	var s1, s2 string
+	e.g.Eventually(20*time.Second, "snapshots carry the organizations' policies", func() bool {
+		s1, s2 = snap(e.agent), snap(e.edge2)
+		return strings.Contains(s1, e.a.policy) && strings.Contains(s1, e.b.policy) && strings.Contains(s2, e.a.policy)
+	})
+	require.Contains(t, s2, e.a.resource)
+	require.Contains(t, s2, "alpha-db.lan")
+	for _, v := range bVals {
+		require.NotContains(t, s2, v, "edge-2 serves only organization A")
+	}
+	require.Contains(t, s1, e.b.resource)
+	// Accounts are not distributed (a policy names its subjects only).
+	for _, v := range []string{e.a.admin, e.b.admin, e.a.adminID, e.a.memberID} {
+		require.NotContains(t, s1, v)
+		require.NotContains(t, s2, v)
+	}
 }

@@ -152,6 +152,7 @@ type Index struct {
 	uplinks        map[string][]string
 	revokedFinger  map[string]bool
 	updates        *UpdateState
+	orgAccess      map[string][]OrgAccess
 }
 
 // NewIndex validates and indexes state for building. It rejects a State
@@ -195,6 +196,9 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 		x.gossip[k.Pool] = k
 	}
 	if x.updates, err = indexUpdates(state.Updates); err != nil {
+		return nil, err
+	}
+	if x.orgAccess, err = indexOrgAccess(state); err != nil {
 		return nil, err
 	}
 	revokedIDs := map[string]bool{}
@@ -521,7 +525,8 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 			}
 		}
 	}
-	if len(b.Services) > 0 || len(b.EgressPools) > 0 {
+	b.OrgAccess = x.orgAccess[nodeID]
+	if len(b.Services) > 0 || len(b.EgressPools) > 0 || len(b.OrgAccess) > 0 {
 		scope = append(scope, ScopeServices)
 	}
 	slices.SortFunc(b.Resources, func(a, c ResourceRef) int { return cmp.Compare(a.ID, c.ID) })

@@ -314,3 +314,46 @@ func ListOrgAudit(ctx context.Context, q Querier, orgID string, p Page) ([]Audit
 	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE organization_id::text = $1
 		ORDER BY id DESC LIMIT $2 OFFSET $3`, orgID, l, o)
 }
+
+// OrgSnapshotInputs returns, for one cluster, the organization endpoints
+// backed by its nodes (with those nodes) and the resources and policies of
+// the organizations that own them.
+func OrgSnapshotInputs(ctx context.Context, q Querier, clusterID string) ([]OrgEndpoint, map[string][]string, []OrgResource, []OrgPolicy, error) {
+	eps, err := collect(ctx, q, scanOrgEndpoint, `SELECT `+orgEndpointCols+` FROM org_endpoints e
+		WHERE EXISTS (SELECT 1 FROM org_endpoint_nodes n WHERE n.endpoint_id = e.id AND n.cluster_id::text = $1) ORDER BY id`, clusterID)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	nodes := map[string][]string{}
+	if len(eps) == 0 {
+		return eps, nodes, nil, nil, nil
+	}
+	ns, err := collect(ctx, q, func(row scanner) (OrgEndpointNode, error) {
+		var n OrgEndpointNode
+		err := row.Scan(&n.EndpointID, &n.NodeID)
+		return n, mapErr(err)
+	}, `SELECT endpoint_id::text, node_id::text FROM org_endpoint_nodes WHERE cluster_id::text = $1 ORDER BY endpoint_id, node_id`, clusterID)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for _, n := range ns {
+		nodes[n.EndpointID] = append(nodes[n.EndpointID], n.NodeID)
+	}
+	orgs := map[string]bool{}
+	var orgIDs []string
+	for _, e := range eps {
+		if !orgs[e.OrganizationID] {
+			orgs[e.OrganizationID] = true
+			orgIDs = append(orgIDs, e.OrganizationID)
+		}
+	}
+	res, err := collect(ctx, q, scanOrgResource, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id::text = ANY($1) ORDER BY id`, orgIDs)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	pols, err := collect(ctx, q, scanOrgPolicy, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id::text = ANY($1) ORDER BY id`, orgIDs)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return eps, nodes, res, pols, nil
+}
