@@ -41,6 +41,7 @@ import (
 
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/httpapi/console"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -102,6 +103,11 @@ func (s *Server) orgRoutes(r *mux.Router) {
 	owner("organizations.endpoints.list", http.MethodGet, "/v1/organizations/{org}/endpoints", s.platformOrgEndpoints)
 	owner("organizations.endpoints.publish", http.MethodPost, "/v1/organizations/{org}/endpoints", s.publishOrgEndpoint)
 	owner("organizations.endpoints.withdraw", http.MethodDelete, "/v1/organizations/{org}/endpoints/{eid}", s.withdrawOrgEndpoint)
+
+	// The organization console (pages; actions go to the routes above).
+	if s.a != nil {
+		r.PathPrefix("/org/").Handler(s.wrapHTTP("orgconsole", console.NewOrg(console.OrgOptions{Source: orgConsoleSource{s}, Logger: s.log})))
+	}
 }
 
 // orgAuth admits organization sessions only (cookie with CSRF checks, or a
@@ -692,4 +698,61 @@ func (s *Server) withdrawOrgEndpoint(w http.ResponseWriter, r *http.Request, act
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// --- organization console (httpapi/console, NewOrg)
+
+// orgConsoleSource implements console.OrgSource: pages show exactly what the
+// organization API answers the same session.
+type orgConsoleSource struct{ s *Server }
+
+// Principal implements console.OrgSource (session cookie only).
+func (c orgConsoleSource) Principal(r *http.Request, org string) (authority.OrgPrincipal, error) {
+	ck, err := r.Cookie(authn.SessionCookieName)
+	if err != nil || ck.Value == "" {
+		return authority.OrgPrincipal{}, authn.ErrNoSession
+	}
+	return c.s.a.Orgs().Authenticate(r.Context(), ck.Value, sourceIP(r), org)
+}
+
+// CSRFToken implements console.OrgSource.
+func (c orgConsoleSource) CSRFToken(r *http.Request, p authority.OrgPrincipal) string {
+	return c.s.CSRFToken(r, authority.Principal{Session: p.Session, User: p.User})
+}
+
+// bufferWriter collects an in-process API answer.
+type bufferWriter struct {
+	h    http.Header
+	code int
+	buf  []byte
+}
+
+func (b *bufferWriter) Header() http.Header { return b.h }
+func (b *bufferWriter) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+func (b *bufferWriter) WriteHeader(code int) { b.code = code }
+
+// Read implements console.OrgSource: it serves GET /v1/orgs/{org}{path}
+// through the router with the page request's own session and decodes it.
+func (c orgConsoleSource) Read(r *http.Request, org, path string) (any, error) {
+	p, q, _ := strings.Cut(path, "?")
+	req := r.Clone(r.Context())
+	req.Method, req.Body, req.ContentLength, req.RequestURI = http.MethodGet, http.NoBody, 0, ""
+	req.URL = &url.URL{Path: "/v1/orgs/" + url.PathEscape(org) + p, RawQuery: q}
+	bw := &bufferWriter{h: http.Header{}, code: http.StatusOK}
+	c.s.router.ServeHTTP(bw, req)
+	if bw.code != http.StatusOK {
+		var eb ErrorBody
+		if json.Unmarshal(bw.buf, &eb) == nil && eb.Error.Message != "" {
+			return nil, authority.Errf(authority.Code(eb.Error.Code), "%s", eb.Error.Message)
+		}
+		return nil, authority.Errf(authority.CodeInternal, "the organization API answered %d", bw.code)
+	}
+	var out any
+	if err := json.Unmarshal(bw.buf, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
