@@ -218,6 +218,38 @@ func TestOrgConsoleInBrowser(t *testing.T) {
 		return false
 	}(), "the invitation was made")
 
+	// Carol finishes her setup in the (shared) setup page with the secret the
+	// console showed, and continues in her organization's console.
+	flash, err := chromedp.Run(tctx, chromedp.Text(css("#flash")))
+	require.NoError(t, err)
+	i := strings.Index(flash, "raps_setup_")
+	require.GreaterOrEqual(t, i, 0)
+	carolSecret := strings.Fields(flash[i:])[0]
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/setup"),
+		chromedp.WaitVisible(css("#setup-begin")),
+		chromedp.SendKeys(css("#setup-user"), "carol@alpha"),
+		chromedp.SendKeys(css("#setup-secret"), carolSecret),
+		chromedp.Click(css("#setup-begin button")),
+		chromedp.WaitVisible(css("#setup-complete")),
+		waitText("#setup-totp-secret", ""),
+	)
+	require.NoError(t, err)
+	totp, err := chromedp.Run(tctx, chromedp.Text(css("#setup-totp-secret")))
+	require.NoError(t, err)
+	require.NotEmpty(t, totp)
+	err = chromedp.Do(tctx,
+		chromedp.SendKeys(css("#setup-password"), "carol's long password"),
+		chromedp.SendKeys(css("#setup-code"), clock.code(t, totp)),
+		chromedp.Click(css("#setup-complete button")),
+		chromedp.WaitVisible(css("#setup-done")),
+		chromedp.Click(css("#setup-open")),
+		waitText("#who", "carol@alpha (org_member)"),
+		shot("05-member-overview"),
+	)
+	require.NoError(t, err)
+	checkSource("member overview")
+
 	// B's organization in the path answers like an unknown one.
 	err = chromedp.Do(tctx, chromedp.Navigate(base+"/org/"+b.org.ID+"/"), waitText("div.banner.error", "not found"))
 	require.NoError(t, err)

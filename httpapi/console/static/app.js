@@ -136,6 +136,9 @@
     try {
       const out = await api("POST", "/v1/auth/setup/complete", { username: $("setup-user").value, setup_secret: $("setup-secret").value.trim(), password: $("setup-password").value, totp_code: $("setup-code").value.trim() });
       $("setup-codes").textContent = (out.recovery_codes || []).join("\n");
+      // An organization account continues in its organization's console.
+      const org = out.user && out.user.organization_id;
+      if (org && $("setup-open")) $("setup-open").href = "/org/" + org + "/";
       sc.hidden = true;
       $("setup-done").hidden = false;
     } catch (e) { $("setup-error2").textContent = e.message; }
