@@ -791,3 +791,41 @@ func loadOrgAccess(ctx context.Context, q store.Querier, clusterID string, s *sn
 	}
 	return nil
 }
+
+// OrgAuditVerdict is the organization's view of the audit chain's integrity:
+// whether the chain holding its events is intact and, when the first break
+// is one of its own events, which one. Nothing about other events is told.
+type OrgAuditVerdict struct {
+	Intact bool
+	// Events is how many of the organization's chained events were covered.
+	Events int
+	// BrokenEventID is the organization's event at the first break (0 when
+	// the chain is intact or the break is outside its events).
+	BrokenEventID int64
+	Reason        string
+}
+
+// VerifyAudit checks the hash chain that holds the organization's events
+// (the platform chain: every event links to the one before it, so an edited,
+// inserted or deleted event of the organization breaks it).
+func (o *Orgs) VerifyAudit(ctx context.Context, p OrgPrincipal) (OrgAuditVerdict, error) {
+	res, err := o.a.VerifyAudit(ctx)
+	if err != nil {
+		return OrgAuditVerdict{}, asError(err)
+	}
+	var v OrgAuditVerdict
+	if err := o.a.db.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE organization_id::text = $1 AND seq IS NOT NULL`, p.Org.ID).Scan(&v.Events); err != nil {
+		return OrgAuditVerdict{}, asError(err)
+	}
+	if res.OK() {
+		v.Intact = true
+		return v, nil
+	}
+	v.Reason = string(res.Break.Reason)
+	var id int64
+	err = o.a.db.Pool.QueryRow(ctx, `SELECT id FROM cluster_audit_events WHERE seq = $1 AND organization_id::text = $2`, res.Break.Seq, p.Org.ID).Scan(&id)
+	if err == nil {
+		v.BrokenEventID = id
+	}
+	return v, nil
+}

@@ -535,6 +535,31 @@ func TestOrganizationIsolationAndSessions(t *testing.T) {
 		require.True(t, actions[a], "organization audit holds %s (%v)", a, actions)
 	}
 
+	// The organization's audit is tamper-evident: intact now; an event of
+	// A edited behind the application's back (superuser, trigger disabled)
+	// is named.
+	var verdict httpapi.OrgAuditVerdict
+	e.g.Eventually(10*time.Second, "audit chained", func() bool {
+		e.must(adm, http.MethodGet, "/v1/orgs/alpha/audit/verify", nil, &verdict)
+		return verdict.Intact && verdict.Events == len(want)
+	})
+	tx, err := e.l.DB.Pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `ALTER TABLE cluster_audit_events DISABLE TRIGGER USER`)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `UPDATE cluster_audit_events SET details = '{"name":"forged"}' WHERE id = $1`, want[len(want)-2])
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `ALTER TABLE cluster_audit_events ENABLE TRIGGER USER`)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(ctx))
+	e.must(adm, http.MethodGet, "/v1/orgs/alpha/audit/verify", nil, &verdict)
+	require.False(t, verdict.Intact)
+	require.Equal(t, want[len(want)-2], verdict.BrokenEventID)
+	verdict = httpapi.OrgAuditVerdict{}
+	e.must(bearer("org-admin-B", e.b.adminTok), http.MethodGet, "/v1/orgs/bravo/audit/verify", nil, &verdict)
+	require.False(t, verdict.Intact)
+	require.Zero(t, verdict.BrokenEventID, "B is told of a break, never which event of A")
+
 	// A member cannot administer, even with a fresh second factor (refused
 	// and audited in the organization's log).
 	mem := bearer("org-member-A", e.a.memberTok)

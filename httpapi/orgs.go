@@ -18,6 +18,7 @@ package httpapi
 //	GET    /v1/orgs/{org}/resources[/{rid}]           resources;  POST create, DELETE remove (admins)
 //	GET    /v1/orgs/{org}/policies[/{pid}]            policies;   POST create, DELETE remove (admins; step-up)
 //	GET    /v1/orgs/{org}/audit                       the organization's own audit events
+//	GET    /v1/orgs/{org}/audit/verify                whether the hash chain holding them is intact
 //
 //	POST   /v1/organizations/{org}/admins             platform: invite an organization admin (step-up)
 //	GET    /v1/organizations/{org}/endpoints          platform: endpoints with their backing nodes
@@ -98,6 +99,7 @@ func (s *Server) orgRoutes(r *mux.Router) {
 	org("org.policies.get", http.MethodGet, "/v1/orgs/{org}/policies/{pid}", s.orgPolicy)
 	org("org.policies.delete", http.MethodDelete, "/v1/orgs/{org}/policies/{pid}", s.orgDeletePolicy)
 	org("org.audit", http.MethodGet, "/v1/orgs/{org}/audit", s.orgAudit)
+	org("org.audit.verify", http.MethodGet, "/v1/orgs/{org}/audit/verify", s.orgAuditVerify)
 
 	owner("organizations.admins.invite", http.MethodPost, "/v1/organizations/{org}/admins", s.inviteOrgAdmin)
 	owner("organizations.endpoints.list", http.MethodGet, "/v1/organizations/{org}/endpoints", s.platformOrgEndpoints)
@@ -634,6 +636,23 @@ func (s *Server) orgAudit(w http.ResponseWriter, r *http.Request, p authority.Or
 		return err
 	}
 	writeJSON(w, http.StatusOK, listOf(mapList(es, newOrgAuditEvent), pg))
+	return nil
+}
+
+// OrgAuditVerdict answers GET /v1/orgs/{org}/audit/verify.
+type OrgAuditVerdict struct {
+	Intact        bool   `json:"intact"`
+	Events        int    `json:"events"`
+	BrokenEventID int64  `json:"broken_event_id,omitempty"`
+	Reason        string `json:"reason,omitempty"`
+}
+
+func (s *Server) orgAuditVerify(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, _ authority.Actor) error {
+	v, err := s.a.Orgs().VerifyAudit(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, OrgAuditVerdict{Intact: v.Intact, Events: v.Events, BrokenEventID: v.BrokenEventID, Reason: v.Reason})
 	return nil
 }
 

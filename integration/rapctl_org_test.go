@@ -207,6 +207,11 @@ func TestRapctlOrg(t *testing.T) {
 		"org.session.revoke", "org.policy.delete", "org.resource.delete"} {
 		require.Contains(t, out, a)
 	}
+	var verdict struct {
+		Intact bool `json:"intact"`
+	}
+	orgJSON(&verdict, "org", "audit", "verify", "acme")
+	require.True(t, verdict.Intact)
 
 	// Refusals: the organization session cannot reach platform commands; the
 	// owner token cannot reach organization commands.

@@ -179,6 +179,7 @@ ORG_ROUTES = [
     ("GET", "/v1/orgs/{org}/policies/{pid}", "organization", "One policy", 200),
     ("DELETE", "/v1/orgs/{org}/policies/{pid}", "organization", "Delete a policy (admins, step-up; fenced)", 204),
     ("GET", "/v1/orgs/{org}/audit", "organization", "The organization's own audit events, newest first", 200),
+    ("GET", "/v1/orgs/{org}/audit/verify", "organization", "Whether the hash chain holding the organization's events is intact; the organization's event at the first break", 200),
 ]
 ROUTES += [
     ("POST", "/v1/organizations/{org}/admins", "owner", "organizations", "Invite an organization admin {name, role} (step-up; fenced) \u2192 one-time setup secret", 201),

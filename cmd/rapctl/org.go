@@ -149,6 +149,8 @@ var orgCommands = []cmd{
 	{path: "org policy delete", args: "ORG POLICY_ID", help: "delete a policy (admins, step-up)", flags: orgArgs(http.MethodDelete, "/policies/{pid}", "pid")},
 	{path: "org audit", args: "ORG", help: "the organization's own audit events, newest first", flags: orgArgs(http.MethodGet, "/audit?limit=200"),
 		table: []string{"id", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
+	{path: "org audit verify", args: "ORG", help: "check the hash chain holding the organization's audit events", flags: orgArgs(http.MethodGet, "/audit/verify"),
+		table: []string{"intact", "events", "broken_event_id", "reason"}, single: true},
 }
 
 func init() { commands = append(commands, orgCommands...) }
