@@ -531,7 +531,7 @@ func TestOrganizationIsolationAndSessions(t *testing.T) {
 		actions[ev.Action] = true
 	}
 	require.Equal(t, want, got)
-	for _, a := range []string{"org.endpoint.publish", "org.user.invite", "org.user.create", "org.resource.create", "org.policy.create", "auth.step_up"} {
+	for _, a := range []string{"org.endpoint.publish", "org.user.invite", "org.user.create", "org.resource.create", "org.policy.create", "auth.step_up", "user.setup"} {
 		require.True(t, actions[a], "organization audit holds %s (%v)", a, actions)
 	}
 
@@ -582,6 +582,10 @@ func TestOrganizationIsolationAndSessions(t *testing.T) {
 	second := e.login(e.a.member, e.a.memberTOTP)
 	sec := bearer("member-second", second)
 	e.must(sec, http.MethodGet, "/v1/orgs/alpha/me", nil, nil)
+	var logins int
+	require.NoError(t, e.l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE organization_id = $1 AND action = 'auth.login' AND actor = $2`,
+		e.a.id, e.a.memberID).Scan(&logins))
+	require.Equal(t, 1, logins, "the login is in the organization's audit")
 	var all httpapi.List[httpapi.OrgSession]
 	e.must(adm, http.MethodGet, "/v1/orgs/alpha/sessions", nil, &all)
 	sid := ""
