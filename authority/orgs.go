@@ -71,6 +71,11 @@ func (p OrgPrincipal) IsAdmin() bool {
 // principal returns the account principal (for the shared step-up and risk code).
 func (p OrgPrincipal) principal() Principal { return Principal{Session: p.Session, User: p.User} }
 
+// Account returns the principal as an account principal, for the account
+// security operations organization and platform accounts share (recovery
+// codes, trusted devices).
+func (p OrgPrincipal) Account() Principal { return p.principal() }
+
 // Actor returns the audit actor of the principal.
 func (p OrgPrincipal) Actor(device, source string) Actor {
 	return p.principal().Actor(device, source)

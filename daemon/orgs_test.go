@@ -54,7 +54,8 @@ type tenant struct {
 
 // vars returns the tenant's ids by route path variable.
 func (tn *tenant) vars() map[string]string {
-	return map[string]string{"uid": tn.memberID, "sid": tn.memberSessID, "eid": tn.egress, "rid": tn.resource, "pid": tn.policy}
+	return map[string]string{"uid": tn.memberID, "sid": tn.memberSessID, "eid": tn.egress, "rid": tn.resource, "pid": tn.policy,
+		"did": "a1b2c3d4e5f60718"} // no trusted devices in the drill: an unknown one
 }
 
 type orgEnv struct {
@@ -385,7 +386,7 @@ func TestT1OrganizationEnumeration(t *testing.T) {
 	require.GreaterOrEqual(t, len(orgRoutes), 20)
 	adm := bearer("org-admin-A", e.a.adminTok)
 	const random = "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"
-	randomVars := map[string]string{"uid": random, "sid": strings.Repeat("ab", 32), "eid": random, "rid": random, "pid": random}
+	randomVars := map[string]string{"uid": random, "sid": strings.Repeat("ab", 32), "eid": random, "rid": random, "pid": random, "did": "0f1e2d3c4b5a6978"}
 
 	bodyFor := func(rt httpapi.Route, org string, v map[string]string, b *tenant) any {
 		switch rt.Method + " " + rt.Path {
@@ -411,7 +412,9 @@ func TestT1OrganizationEnumeration(t *testing.T) {
 			if name == "org" {
 				return org
 			}
-			return v[name]
+			val, ok := v[name]
+			require.True(t, ok, "the drill has no value for path variable %s of %s", name, rt.Path)
+			return val
 		})
 	}
 	n := 0

@@ -19,6 +19,9 @@ package httpapi
 //	GET    /v1/orgs/{org}/policies[/{pid}]            policies;   POST create, DELETE remove (admins; step-up)
 //	GET    /v1/orgs/{org}/audit                       the organization's own audit events
 //	GET    /v1/orgs/{org}/audit/verify                whether the hash chain holding them is intact
+//	POST   /v1/orgs/{org}/recovery-codes              TOTP code → a new set of recovery codes (own account)
+//	GET    /v1/orgs/{org}/devices                     own trusted devices; POST trusts this browser
+//	POST   /v1/orgs/{org}/devices/{did}/revoke        end trust in a device
 //
 //	POST   /v1/organizations/{org}/admins             platform: invite an organization admin (step-up)
 //	GET    /v1/organizations/{org}/endpoints          platform: endpoints with their backing nodes
@@ -100,6 +103,10 @@ func (s *Server) orgRoutes(r *mux.Router) {
 	org("org.policies.delete", http.MethodDelete, "/v1/orgs/{org}/policies/{pid}", s.orgDeletePolicy)
 	org("org.audit", http.MethodGet, "/v1/orgs/{org}/audit", s.orgAudit)
 	org("org.audit.verify", http.MethodGet, "/v1/orgs/{org}/audit/verify", s.orgAuditVerify)
+	org("org.recovery", http.MethodPost, "/v1/orgs/{org}/recovery-codes", s.orgRecoveryCodes)
+	org("org.devices.list", http.MethodGet, "/v1/orgs/{org}/devices", s.orgDevices)
+	org("org.devices.trust", http.MethodPost, "/v1/orgs/{org}/devices", s.orgTrustDevice)
+	org("org.devices.revoke", http.MethodPost, "/v1/orgs/{org}/devices/{did}/revoke", s.orgRevokeDevice)
 
 	owner("organizations.admins.invite", http.MethodPost, "/v1/organizations/{org}/admins", s.inviteOrgAdmin)
 	owner("organizations.endpoints.list", http.MethodGet, "/v1/organizations/{org}/endpoints", s.platformOrgEndpoints)
@@ -653,6 +660,54 @@ func (s *Server) orgAuditVerify(w http.ResponseWriter, r *http.Request, p author
 		return err
 	}
 	writeJSON(w, http.StatusOK, OrgAuditVerdict{Intact: v.Intact, Events: v.Events, BrokenEventID: v.BrokenEventID, Reason: v.Reason})
+	return nil
+}
+
+// Account security of the session's own account: the same operations as
+// platform accounts (login.go), on the organization's routes.
+
+func (s *Server) orgRecoveryCodes(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, actor authority.Actor) error {
+	var b codeBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	codes, err := s.a.Admin().RegenerateRecoveryCodes(r.Context(), p.Account(), actor, b.TOTPCode)
+	if err != nil {
+		s.writeAuthnError(w, r, err)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recovery_codes": codes})
+	return nil
+}
+
+func (s *Server) orgDevices(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, _ authority.Actor) error {
+	ds, err := s.a.Admin().Devices.List(r.Context(), p.User.ID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, List[DeviceView]{Items: mapList(ds, deviceView)})
+	return nil
+}
+
+func (s *Server) orgTrustDevice(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, actor authority.Actor) error {
+	var b trustBody
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	tok, d, err := s.a.Admin().TrustDevice(r.Context(), p.Account(), actor, b.Label, sourceIP(r))
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, authn.NewSecureCookie(authn.DeviceCookieName, tok, d.ExpiresAt))
+	writeJSON(w, http.StatusCreated, deviceView(d))
+	return nil
+}
+
+func (s *Server) orgRevokeDevice(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, actor authority.Actor) error {
+	if err := s.a.Admin().RevokeDevice(r.Context(), p.Account(), actor, mux.Vars(r)["did"]); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": true})
 	return nil
 }
 

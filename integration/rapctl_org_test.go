@@ -197,6 +197,17 @@ func TestRapctlOrg(t *testing.T) {
 	require.NotEqual(t, 0, rc2)
 	require.Contains(t, errOut2, "rapctl: no_session:")
 
+	// Account security of the organization account itself.
+	var codes struct {
+		Codes []string `json:"recovery_codes"`
+	}
+	orgJSON(&codes, "org", "recovery-codes", "acme", "--totp", code(en.Secret))
+	require.NotEmpty(t, codes.Codes)
+	require.Contains(t, org("org", "devices", "acme"), "ID")
+	_, errOut, rc3 := run("org.json", false, "org", "device", "revoke", "acme", "0123456789abcdef")
+	require.NotEqual(t, 0, rc3)
+	require.Contains(t, errOut, "rapctl: not_found:")
+
 	// Deletions, then the audit shows the organization's own actions.
 	stepUp("DELETE", "/v1/orgs/acme/policies/"+pol.ID)
 	org("org", "policy", "delete", "acme", pol.ID)

@@ -179,6 +179,10 @@ ORG_ROUTES = [
     ("GET", "/v1/orgs/{org}/policies/{pid}", "organization", "One policy", 200),
     ("DELETE", "/v1/orgs/{org}/policies/{pid}", "organization", "Delete a policy (admins, step-up; fenced)", 204),
     ("GET", "/v1/orgs/{org}/audit", "organization", "The organization's own audit events, newest first", 200),
+    ("POST", "/v1/orgs/{org}/recovery-codes", "organization", "Regenerate the session account's recovery codes {totp_code}", 200),
+    ("GET", "/v1/orgs/{org}/devices", "organization", "The session account's trusted devices", 200),
+    ("POST", "/v1/orgs/{org}/devices", "organization", "Trust this browser {label} (second factor must be recent)", 201),
+    ("POST", "/v1/orgs/{org}/devices/{did}/revoke", "organization", "End trust in one of the account's devices", 200),
     ("GET", "/v1/orgs/{org}/audit/verify", "organization", "Whether the hash chain holding the organization's events is intact; the organization's event at the first break", 200),
 ]
 ROUTES += [

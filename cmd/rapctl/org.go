@@ -149,6 +149,25 @@ var orgCommands = []cmd{
 	{path: "org policy delete", args: "ORG POLICY_ID", help: "delete a policy (admins, step-up)", flags: orgArgs(http.MethodDelete, "/policies/{pid}", "pid")},
 	{path: "org audit", args: "ORG", help: "the organization's own audit events, newest first", flags: orgArgs(http.MethodGet, "/audit?limit=200"),
 		table: []string{"id", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
+	{path: "org recovery-codes", args: "ORG", help: "replace your recovery codes (--totp)", flags: func(fs *flag.FlagSet) builder {
+		totp := fs.String("totp", "", "a TOTP code (default: a prompt)")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("ORG")
+			}
+			code := *totp
+			var err error
+			if code == "" {
+				if code, err = readLine("Authenticator code: "); err != nil {
+					return "", "", nil, err
+				}
+			}
+			return http.MethodPost, orgPath(positional[0], "/recovery-codes"), map[string]any{"totp_code": code}, nil
+		}
+	}},
+	{path: "org devices", args: "ORG", help: "your trusted devices", flags: orgArgs(http.MethodGet, "/devices"),
+		table: []string{"id", "label", "created_at", "last_used_at", "expires_at", "revoked"}},
+	{path: "org device revoke", args: "ORG DEVICE_ID", help: "end trust in one of your devices", flags: orgArgs(http.MethodPost, "/devices/{did}/revoke", "did")},
 	{path: "org audit verify", args: "ORG", help: "check the hash chain holding the organization's audit events", flags: orgArgs(http.MethodGet, "/audit/verify"),
 		table: []string{"intact", "events", "broken_event_id", "reason"}, single: true},
 }
