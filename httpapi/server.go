@@ -243,6 +243,8 @@ func (s *Server) routes() {
 	s.rolloutRoutes(r)
 	// Organization API and the platform's organization routes (orgs.go).
 	s.orgRoutes(r)
+	// Cross-cluster comparison (clustercompare.go).
+	s.compareRoutes(r)
 	s.router = r
 }
 

@@ -97,7 +97,8 @@ func TestRapctlOrg(t *testing.T) {
 	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "demo", "max_uses": 1, "auto_approve": true, "description": "rapctl org"}, &tok, nil))
 	nodeID, _ := joinVPNNode(t, addrs, c.CAPin, tok.Token, "exit-1")
 
-	// Platform side.
+	// Platform side (and the cross-cluster view, C8).
+	require.Contains(t, platform("cluster", "compare"), "demo")
 	platform("org", "create", "Acme", "--slug", "acme")
 	out := platform("org", "endpoint", "publish", "acme", "acme-exit", "--kind", "egress", "--protocol", "tcp", "--region", "eu-central", "--nodes", c.ID+":"+nodeID)
 	require.Contains(t, out, "acme-exit")

@@ -98,6 +98,8 @@ var commands = []cmd{
 		}
 	}, table: []string{"id", "slug", "status", "ca_pin"}, single: true},
 	{path: "cluster list", help: "list clusters", flags: listFlags("/v1/clusters"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}},
+	{path: "cluster compare", help: "every cluster side by side: members, health, roles, agent versions, CPUs, partition state, snapshot lag", flags: noFlags(get("/v1/cluster-comparison")),
+		table: []string{"slug", "status", "partition_state", "members", "health", "roles", "agent_versions", "cpus", "snapshots_lagging"}},
 	{path: "cluster show", args: "CLUSTER", help: "show a cluster", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}", "cluster"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}, single: true},
 	{path: "cluster disable", args: "CLUSTER", help: "disable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/disable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
 	{path: "cluster enable", args: "CLUSTER", help: "enable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/enable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
