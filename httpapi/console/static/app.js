@@ -109,7 +109,9 @@
     if ($("login-totp").value) body.totp_code = $("login-totp").value.trim();
     if ($("login-recovery").value) body.recovery_code = $("login-recovery").value.trim();
     try {
-      await api("POST", "/v1/auth/login", body);
+      const out = await api("POST", "/v1/auth/login", body);
+      // An organization account belongs in its organization's console.
+      if (out && out.user && out.user.organization_id) { location.href = "/org/" + out.user.organization_id + "/"; return; }
       const next = new URLSearchParams(location.search).get("next");
       location.href = next && next.startsWith("/console/") ? next : "/console/";
     } catch (e) {
