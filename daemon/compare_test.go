@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -64,4 +65,38 @@ func TestClusterComparison(t *testing.T) {
 	for _, want := range []string{`id="compare-east"`, `id="compare-north"`, "1.2.3: 1", "relay-node: 1", "fenced", "none: 1"} {
 		require.True(t, strings.Contains(page.body, want), "console compare page shows %q", want)
 	}
+}
+
+// TestSeedRemovalGuard (spec: split/seed workflow): a node that joined a new
+// cluster while keeping its older membership seeds it; disabling it there is
+// refused with the unmet conditions listed until the new cluster stands on
+// its own, and an owner override (step-up route, reason) is audited. Its
+// older membership is not guarded.
+func TestSeedRemovalGuard(t *testing.T) {
+	e := newAPIEnv(t)
+	o := &orgEnv{apiEnv: e}
+	owner := e.g.Client(e.l)
+	_, pin := mkCluster(t, owner, "fresh")
+	seed := enrollAgent(t, e.g, owner, pin, "fresh", "edge-1") // the same host as east's edge-1
+	require.Equal(t, e.agent.nodeID, seed.nodeID, "one physical node in two clusters")
+	o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/fresh/nodes/"+seed.nodeID+"/roles", map[string]any{"role": "relay-node"}, nil)
+
+	a := o.call(e.ownerToken(), http.MethodPost, "/v1/clusters/fresh/nodes/"+seed.nodeID+"/disable", nil, nil)
+	require.Equal(t, http.StatusConflict, a.status, a.body)
+	for _, want := range []string{"healthy_node_set", "role_coverage: only the seed node holds relay-node", "admin_ingress"} {
+		require.Contains(t, a.body, want)
+	}
+	a = o.call(e.ownerToken(), http.MethodPost, "/v1/clusters/fresh/nodes/"+seed.nodeID+"/disable-seed", map[string]any{}, nil)
+	require.Equal(t, http.StatusBadRequest, a.status, "an override needs a reason: %s", a.body)
+	var m map[string]any
+	o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/fresh/nodes/"+seed.nodeID+"/disable-seed", map[string]any{"reason": "fresh is abandoned"}, &m)
+	require.Equal(t, "disabled", m["membership_status"])
+	var details string
+	require.NoError(t, e.l.DB.Pool.QueryRow(context.Background(), `SELECT details::text FROM cluster_audit_events
+		WHERE action = 'membership.disable' AND outcome = 'ok' AND target_id = $1 ORDER BY id DESC LIMIT 1`, seed.nodeID).Scan(&details))
+	require.Contains(t, details, "fresh is abandoned")
+	require.Contains(t, details, "seed_override")
+	// The older membership is no seed: disabling it is not guarded.
+	o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/east/nodes/"+e.agent.nodeID+"/disable", nil, &m)
+	require.Equal(t, "disabled", m["membership_status"])
 }

@@ -1,8 +1,9 @@
 package httpapi
 
-// Cross-cluster platform view (spec C8):
+// Cross-cluster platform view and the split/seed guard (spec C8):
 //
-//	GET /v1/cluster-comparison   every cluster side by side
+//	GET  /v1/cluster-comparison                            every cluster side by side
+//	POST /v1/clusters/{cluster}/nodes/{id}/disable-seed    override the seed guard of …/disable (step-up; body {reason})
 
 import (
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/store"
 )
 
 // ClusterComparison is one cluster of GET /v1/cluster-comparison.
@@ -44,6 +46,21 @@ func newClusterComparison(c authority.ClusterComparison) ClusterComparison {
 
 func (s *Server) compareRoutes(r *mux.Router) {
 	r.Handle("/v1/cluster-comparison", s.wrap("clusters.compare", s.ownerAuth(s.compareClusters))).Methods(http.MethodGet)
+	r.Handle("/v1/clusters/{cluster}/nodes/{id}/disable-seed", s.wrap("nodes.disable_seed", s.ownerAuth(s.disableSeed))).Methods(http.MethodPost)
+}
+
+type seedBody struct {
+	Reason string `json:"reason"`
+}
+
+// disableSeed disables a seed node's membership although the cluster does not
+// stand on its own yet (high risk: step-up; the unmet conditions and the
+// reason are audited).
+func (s *Server) disableSeed(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b seedBody, k string) (store.Membership, error) {
+		v := mux.Vars(r)
+		return s.a.DisableMembership(r.Context(), a, v["cluster"], v["id"], true, b.Reason, k)
+	})(w, r, actor)
 }
 
 func (s *Server) compareClusters(w http.ResponseWriter, r *http.Request, _ authority.Actor) error {
