@@ -54,9 +54,12 @@ type seedBody struct {
 }
 
 // disableSeed disables a seed node's membership although the cluster does not
-// stand on its own yet (high risk: step-up; the unmet conditions and the
-// reason are audited).
+// stand on its own yet (platform owners; high risk: step-up; the unmet
+// conditions and the reason are audited).
 func (s *Server) disableSeed(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	if p, ok := principalFrom(r.Context()); ok && p.User.Role != store.RolePlatformOwner {
+		return authority.Errf(authority.CodeForbidden, "only platform owners override the seed guard")
+	}
 	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b seedBody, k string) (store.Membership, error) {
 		v := mux.Vars(r)
 		return s.a.DisableMembership(r.Context(), a, v["cluster"], v["id"], true, b.Reason, k)
