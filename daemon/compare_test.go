@@ -2,6 +2,8 @@ package daemon_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"strings"
 	"testing"
@@ -96,6 +98,46 @@ func TestSeedRemovalGuard(t *testing.T) {
 		WHERE action = 'membership.disable' AND outcome = 'ok' AND target_id = $1 ORDER BY id DESC LIMIT 1`, seed.nodeID).Scan(&details))
 	require.Contains(t, details, "fresh is abandoned")
 	require.Contains(t, details, "seed_override")
+	// In another new cluster that stands on its own — a second healthy
+	// member, current snapshots, the seed's roles covered, admin ingress —
+	// the seed leaves without an override.
+	_, gpin := mkCluster(t, owner, "grown")
+	seed2 := enrollAgent(t, e.g, owner, gpin, "grown", "edge-1")
+	require.Equal(t, e.agent.nodeID, seed2.nodeID)
+	o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/grown/nodes/"+seed2.nodeID+"/roles", map[string]any{"role": "relay-node"}, nil)
+	ag := newFakeAgent("edge-9", "host-edge-9")
+	tok := mkToken(t, owner, "grown", 1)
+	body := ag.joinBody(tok.Token)
+	body["capabilities"] = []string{"can_route_mesh", "can_accept_node_ingress", "can_accept_client_ingress"}
+	var st joinStatus
+	require.NoError(t, enrollClient(t, e.g, gpin).Do(context.Background(), http.MethodPost, "/v1/agent/join", body, &st, nil))
+	require.NoError(t, owner.Do(context.Background(), http.MethodPost, "/v1/join-requests/"+st.RequestID+"/approve", nil, nil, nil))
+	require.NoError(t, enrollClient(t, e.g, gpin).Do(context.Background(), http.MethodPost, "/v1/agent/join/"+st.RequestID+"/poll", map[string]any{"poll_secret": ag.poll}, &st, nil))
+	ag.cert, ag.caCert, ag.nodeID, ag.cluster = st.Certificate, st.CACert, st.NodeID, st.ClusterID
+	for _, role := range []string{"relay-node", "admin-ingress"} {
+		o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/grown/nodes/"+ag.nodeID+"/roles", map[string]any{"role": role}, nil)
+	}
+	a = o.call(e.ownerToken(), http.MethodPost, "/v1/clusters/grown/nodes/"+seed2.nodeID+"/disable", nil, nil)
+	require.Equal(t, http.StatusConflict, a.status, "edge-9 has not reported yet: %s", a.body)
+	require.Contains(t, a.body, "healthy_node_set")
+	require.NotContains(t, a.body, "role_coverage")
+	require.NotContains(t, a.body, "admin_ingress")
+	cert, err := x509.ParseCertificate(ag.cert)
+	require.NoError(t, err)
+	nine := credential{"edge-9", func(r *http.Request) {
+		r.TLS = &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{cert}}
+	}}
+	seq := 0
+	e.g.Eventually(20*time.Second, "the grown cluster stands on its own", func() bool {
+		var head int64
+		_ = e.l.DB.Pool.QueryRow(context.Background(), `SELECT version FROM node_snapshot_heads WHERE cluster_id = $1 AND node_id = $2`, ag.cluster, ag.nodeID).Scan(&head)
+		seq++
+		o.call(nine, http.MethodPost, "/v1/agent/heartbeat", map[string]any{"seq": seq, "sent_at": time.Now().UTC(), "agent_version": "1.0.0",
+			"state": "normal", "applied_version": head}, nil)
+		a := o.call(e.ownerToken(), http.MethodPost, "/v1/clusters/grown/nodes/"+seed2.nodeID+"/disable", nil, &m)
+		return a.status == http.StatusOK && m["membership_status"] == "disabled"
+	})
+
 	// The older membership is no seed: disabling it is not guarded.
 	o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/east/nodes/"+e.agent.nodeID+"/disable", nil, &m)
 	require.Equal(t, "disabled", m["membership_status"])
