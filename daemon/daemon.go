@@ -66,6 +66,9 @@ type Config struct {
 	VPN        authority.VPNConfig
 	Releases   authority.ReleasesConfig
 	Rollouts   authority.RolloutsConfig
+	// GroupCommit tunes the group commit of fenced writes
+	// (authority.Config.GroupCommit).
+	GroupCommit authority.GroupCommitOptions
 }
 
 // Validate reports a missing required field or an invalid authority setting
@@ -84,7 +87,8 @@ func (c Config) Validate() error {
 func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time.Duration) authority.Config {
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
 		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN,
-		Releases: c.Releases, Rollouts: c.Rollouts}
+		Releases: c.Releases, Rollouts: c.Rollouts,
+		GroupCommit: c.GroupCommit}
 }
 
 // Daemon is a running authority.

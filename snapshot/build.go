@@ -152,6 +152,8 @@ type Index struct {
 	uplinks        map[string][]string
 	revokedFinger  map[string]bool
 	updates        *UpdateState
+	mirrorNodes    []string         // update-cache nodes, sorted
+	mirrorSet      []DesiredVersion // releases desired anywhere in the cluster
 	orgAccess      map[string][]OrgAccess
 }
 
@@ -376,6 +378,7 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 		}
 	}
 	x.computeTopology()
+	x.indexMirrors()
 	return x, nil
 }
 
