@@ -811,10 +811,17 @@ type OrgAuditVerdict struct {
 }
 
 // VerifyAudit checks the hash chain that holds the organization's events
-// (the platform chain: every event links to the one before it, so an edited,
-// inserted or deleted event of the organization breaks it).
+// (the platform chain: every event links to the one before it and its hash
+// covers the organization id, so an edited, moved, inserted or deleted event
+// of the organization breaks it).
 func (o *Orgs) VerifyAudit(ctx context.Context, p OrgPrincipal) (OrgAuditVerdict, error) {
-	res, err := o.a.VerifyAudit(ctx)
+	// Against the newest Raft-agreed checkpoint when there is one, so
+	// truncation and replaced rows are caught too.
+	var anchor *AuditAnchor
+	if an, err := o.a.LatestAuditCheckpoint(); err == nil {
+		anchor = &an
+	}
+	res, err := o.a.VerifyAudit(ctx, anchor)
 	if err != nil {
 		return OrgAuditVerdict{}, asError(err)
 	}
