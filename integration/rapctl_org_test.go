@@ -94,7 +94,7 @@ func TestRapctlOrg(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "demo", "max_uses": 1, "auto_approve": true, "description": "rapctl org"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "demo", "max_uses": 1, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "rapctl org"}, &tok, nil))
 	nodeID, _ := joinVPNNode(t, addrs, c.CAPin, tok.Token, "exit-1")
 
 	// Platform side (and the cross-cluster view, C8).
