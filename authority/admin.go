@@ -300,8 +300,12 @@ func (ad *Admin) CompleteSetup(ctx context.Context, name, setupSecret, password,
 	if err := ad.Store.SetPasswordHash(ctx, id, hash); err != nil {
 		return SetupResult{}, adminErr(err)
 	}
-	_ = ad.a.AuditRisk(ctx, Op{Action: "user.setup", Actor: Actor{ID: id, Kind: "user", SourceAddr: source.String()}, TargetKind: "user", TargetID: id,
-		Details: map[string]any{"name": name}}, "ok", map[string]string{"mfa": "enrolled"})
+	setupOp := Op{Action: "user.setup", Actor: Actor{ID: id, Kind: "user", SourceAddr: source.String()}, TargetKind: "user", TargetID: id,
+		Details: map[string]any{"name": name}}
+	if u, err := ad.User(ctx, id); err == nil && u.OrganizationID != nil {
+		setupOp.OrganizationID = *u.OrganizationID // also in the organization's own audit
+	}
+	_ = ad.a.AuditRisk(ctx, setupOp, "ok", map[string]string{"mfa": "enrolled"})
 	s, tok, err := ad.createSession(ctx, id, source)
 	if err != nil {
 		return SetupResult{}, err
@@ -368,7 +372,11 @@ func (ad *Admin) DoLogin(ctx context.Context, req LoginAttempt) (authn.LoginResu
 		if res.UsedRecoveryCode {
 			risk["recovery_code"] = "used"
 		}
-		_ = ad.a.AuditRisk(ctx, Op{Action: "auth.login", Actor: actor, TargetKind: "user", TargetID: res.User.ID, Details: map[string]any{"name": req.Username}}, "ok", risk)
+		op := Op{Action: "auth.login", Actor: actor, TargetKind: "user", TargetID: res.User.ID, Details: map[string]any{"name": req.Username}}
+		if u, err := ad.User(ctx, res.User.ID); err == nil && u.OrganizationID != nil {
+			op.OrganizationID = *u.OrganizationID // also in the organization's own audit
+		}
+		_ = ad.a.AuditRisk(ctx, op, "ok", risk)
 		return res, nil
 	}
 	if errors.Is(err, authn.ErrMFARequired) {

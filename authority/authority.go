@@ -106,6 +106,8 @@ type Config struct {
 	GroupCommit GroupCommitOptions
 	// Audit configures the audit chain's Raft checkpoints (auditchain.go).
 	Audit AuditConfig
+	// Orgs configures organization accounts and projections (orgs.go).
+	Orgs OrgsConfig
 }
 
 func (c *Config) defaults() {
@@ -169,6 +171,7 @@ type Authority struct {
 	rollouts   *Rollouts
 	// groups batches concurrent fenced mutations into group transactions.
 	groups *groupCommitter
+	orgs   *Orgs
 }
 
 // New validates cfg and wires an Authority with its subsystems. It performs no
@@ -196,8 +199,15 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	if a.rollouts, err = newRollouts(a, cfg.Rollouts); err != nil {
 		return nil, &ConfigError{Field: "Rollouts", Reason: err.Error()}
 	}
+	if a.orgs, err = newOrgs(a, cfg.Orgs); err != nil {
+		return nil, &ConfigError{Field: "Orgs", Reason: err.Error()}
+	}
 	return a, nil
 }
+
+// Orgs returns the organization subsystem (accounts, endpoints, resources,
+// policies, audit of tenants).
+func (a *Authority) Orgs() *Orgs { return a.orgs }
 
 // Releases returns the version storage subsystem.
 func (a *Authority) Releases() *Releases { return a.releases }
@@ -318,6 +328,9 @@ type Op struct {
 	TargetID       string
 	IdempotencyKey string
 	Details        map[string]any
+
+	// OrganizationID puts the event into that organization's own audit view.
+	OrganizationID string
 }
 
 // ensureLeader checks, without a quorum round trip, that this node leads with a
@@ -545,6 +558,10 @@ func (a *Authority) auditEvent(op Op, outcome string, epoch int64, risk map[stri
 	if op.ClusterID != "" {
 		c := op.ClusterID
 		ev.ClusterID = &c
+	}
+	if op.OrganizationID != "" {
+		o := op.OrganizationID
+		ev.OrganizationID = &o
 	}
 	if epoch > 0 {
 		ev.FenceEpoch = &epoch

@@ -248,6 +248,9 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 		s.EntryPolicies = append(s.EntryPolicies, snapshot.EntryPolicy{OrganizationID: e.OrganizationID, Policy: e.Policy})
 	}
 	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapshots.opts.StorageFanout)
+	if err := loadOrgAccess(ctx, q, c.ID, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -253,6 +253,10 @@ func (s *Server) routes() {
 	s.releaseRoutes(r)
 	// Rollouts (rollouts.go).
 	s.rolloutRoutes(r)
+	// Organization API and the platform's organization routes (orgs.go).
+	s.orgRoutes(r)
+	// Cross-cluster comparison (clustercompare.go).
+	s.compareRoutes(r)
 	s.router = r
 }
 

@@ -270,6 +270,23 @@ for l in json.load(sys.stdin)["history"]:
 	echo "($hname restarted: it stands by)"
 fi
 
+say "an organization: logical endpoints it may use, never the nodes behind them"
+rapctl org create Acme --slug acme | tail -n +2
+cid=$(rapctl -o json cluster show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rapctl org endpoint publish acme eu-egress --kind egress --protocol tcp --region eu-central \
+	--nodes "$cid:$(node_id edge-1),$cid:$(node_id edge-2)" | tail -n +2
+rapctl org endpoint publish acme eu-entry --kind entry --protocol https --region eu-central --nodes "$cid:$(node_id edge-1)" | tail -n +2
+rapctl -o json org invite acme admin >"$demo/org-acme.json"
+chmod 600 "$demo/org-acme.json"
+org_secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["setup_secret"])' "$demo/org-acme.json")
+{
+	echo "organization console: https://${API[1]}/org/login"
+	echo "login:                admin@acme — first finish the setup at https://${API[1]}/console/setup"
+	echo "                      with user admin@acme and the one-time setup secret $org_secret"
+	echo "                      (password + TOTP), then log in at the organization console"
+} | tee "$demo/org-acme.txt"
+chmod 600 "$demo/org-acme.txt"
+
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "$bin/rap-authority" bootstrap-owner --database-url "$db" --name owner --demo-password "$pw" --console-url "https://${API[1]}/console/" | tee "$demo/owner.txt"
@@ -295,4 +312,5 @@ echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
 echo "VPN:         bin/rapctl vpn list demo; console page https://${API[1]}/console/vpn"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
+echo "org console: https://${API[1]}/org/login  (organization acme: setup and login in $demo/org-acme.txt)"
 echo "stop with:   make demo-stop"

@@ -164,6 +164,46 @@ ROUTES = [
     ("DELETE", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Remove a channel assignment (fenced, step-up; body {scope_kind, scope_id, product, reason})", 200),
 ]
 
+# Organization API (httpapi/orgs.go): organization sessions only; projection
+# types that never carry nodes, clusters or addresses.
+ORG_ROUTES = [
+    ("GET", "/v1/orgs/{org}", "organization", "Overview: the organization, the session's account, endpoints with health, counts of own objects", 200),
+    ("GET", "/v1/orgs/{org}/me", "organization", "The session's account, session limits, CSRF token", 200),
+    ("POST", "/v1/orgs/{org}/logout", "organization", "End the session", 204),
+    ("POST", "/v1/orgs/{org}/step-up", "organization", "Fresh TOTP \u2192 single-use grant for one high-risk organization request {method, path, totp_code}", 200),
+    ("GET", "/v1/orgs/{org}/users", "organization", "The organization's accounts", 200),
+    ("POST", "/v1/orgs/{org}/users", "organization", "Invite an account {name, role} (admins, step-up; fenced) \u2192 one-time setup secret; login name is name@org", 201),
+    ("GET", "/v1/orgs/{org}/users/{uid}", "organization", "One account", 200),
+    ("POST", "/v1/orgs/{org}/users/{uid}/disable", "organization", "Disable an account; ends its sessions (admins, step-up; fenced)", 200),
+    ("POST", "/v1/orgs/{org}/users/{uid}/enable", "organization", "Re-enable an account (admins, step-up; fenced)", 200),
+    ("GET", "/v1/orgs/{org}/sessions", "organization", "Live sessions (admins: all accounts; members: their own)", 200),
+    ("POST", "/v1/orgs/{org}/sessions/{sid}/revoke", "organization", "End a session; effective on its next request (step-up)", 204),
+    ("GET", "/v1/orgs/{org}/endpoints", "organization", "Published endpoints: name, kind, protocol, region, health (ok|degraded|down); never nodes", 200),
+    ("GET", "/v1/orgs/{org}/endpoints/{eid}", "organization", "One endpoint (id or name)", 200),
+    ("GET", "/v1/orgs/{org}/resources", "organization", "The organization's resources", 200),
+    ("POST", "/v1/orgs/{org}/resources", "organization", "Create a resource {name, protocol, address, port, endpoint} (admins, step-up; fenced)", 201),
+    ("GET", "/v1/orgs/{org}/resources/{rid}", "organization", "One resource", 200),
+    ("DELETE", "/v1/orgs/{org}/resources/{rid}", "organization", "Delete a resource no policy uses (admins, step-up; fenced)", 204),
+    ("GET", "/v1/orgs/{org}/policies", "organization", "The organization's access policies", 200),
+    ("POST", "/v1/orgs/{org}/policies", "organization", "Create a policy {name, subjects, resources, endpoints, window, require_mfa} (admins, step-up; fenced)", 201),
+    ("GET", "/v1/orgs/{org}/policies/{pid}", "organization", "One policy", 200),
+    ("DELETE", "/v1/orgs/{org}/policies/{pid}", "organization", "Delete a policy (admins, step-up; fenced)", 204),
+    ("GET", "/v1/orgs/{org}/audit", "organization", "The organization's own audit events, newest first", 200),
+    ("POST", "/v1/orgs/{org}/recovery-codes", "organization", "Regenerate the session account's recovery codes {totp_code}", 200),
+    ("GET", "/v1/orgs/{org}/devices", "organization", "The session account's trusted devices", 200),
+    ("POST", "/v1/orgs/{org}/devices", "organization", "Trust this browser {label} (second factor must be recent)", 201),
+    ("POST", "/v1/orgs/{org}/devices/{did}/revoke", "organization", "End trust in one of the account's devices", 200),
+    ("GET", "/v1/orgs/{org}/audit/verify", "organization", "Whether the hash chain holding the organization's events is intact; the organization's event at the first break", 200),
+]
+ROUTES += [
+    ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable-seed", "owner", "nodes", "Disable a seed node's membership although the cluster does not stand on its own yet (step-up; body {reason}; the unmet conditions are audited)", 200),
+    ("GET", "/v1/cluster-comparison", "owner", "clusters", "Every cluster side by side: members by status, heartbeat health, active roles, agent versions, CPUs, partition state, snapshot lag; the fence epoch held", 200),
+    ("POST", "/v1/organizations/{org}/admins", "owner", "organizations", "Invite an organization admin {name, role} (step-up; fenced) \u2192 one-time setup secret", 201),
+    ("GET", "/v1/organizations/{org}/endpoints", "owner", "organizations", "An organization's endpoints with their backing nodes (platform view)", 200),
+    ("POST", "/v1/organizations/{org}/endpoints", "owner", "organizations", "Publish an endpoint {name, kind, protocol, region, nodes[{cluster_id, node_id}]} to an organization (step-up; fenced)", 201),
+    ("DELETE", "/v1/organizations/{org}/endpoints/{eid}", "owner", "organizations", "Withdraw an endpoint no resource uses (step-up; fenced)", 204),
+]
+
 def main():
     paths = {}
     for method, path, auth, tag, summary, status in ROUTES:
@@ -181,6 +221,15 @@ def main():
             op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128}})
         op["security"] = {"owner": [{"ownerToken": []}], "node": [{"nodeCertificate": []}], "none": []}[auth]
         paths.setdefault(path, {})[method.lower()] = op
+    for method, path, tag, summary, status in ORG_ROUTES:
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in re.findall(r"{(\w+)}", path)]
+        paths.setdefault(path, {})[method.lower()] = {
+            "summary": summary, "tags": [tag], "parameters": params, "security": [{"orgSession": []}],
+            "responses": {
+                str(status): {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "RAP Fabric Core authority API", "version": "v1",
@@ -195,6 +244,7 @@ def main():
             "securitySchemes": {
                 "ownerToken": {"type": "http", "scheme": "bearer", "description": "owner API token (rapot.…) or session"},
                 "nodeCertificate": {"type": "mutualTLS", "description": "node certificate issued by the cluster CA"},
+                "orgSession": {"type": "http", "scheme": "bearer", "description": "organization account session (cookie or bearer); never a platform credential"},
             },
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}},

@@ -100,6 +100,17 @@ var commands = []cmd{
 		}
 	}, table: []string{"id", "slug", "status", "ca_pin"}, single: true},
 	{path: "cluster list", help: "list clusters", flags: listFlags("/v1/clusters"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}},
+	{path: "cluster compare", help: "every cluster side by side: members, health, roles, agent versions, CPUs, partition state, snapshot lag", flags: noFlags(get("/v1/cluster-comparison")),
+		table: []string{"slug", "status", "partition_state", "members", "health", "roles", "agent_versions", "cpus", "snapshots_lagging"}},
+	{path: "node disable-seed", args: "CLUSTER NODE_ID", help: "disable a seed node's membership before the cluster stands on its own (--reason; step-up)", flags: func(fs *flag.FlagSet) builder {
+		reason := fs.String("reason", "", "why the guard is overridden (audited)")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("CLUSTER NODE_ID")
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/nodes/" + url.PathEscape(positional[1]) + "/disable-seed", map[string]any{"reason": *reason}, nil
+		}
+	}, table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 	{path: "cluster show", args: "CLUSTER", help: "show a cluster", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}", "cluster"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}, single: true},
 	{path: "cluster disable", args: "CLUSTER", help: "disable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/disable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
 	{path: "cluster enable", args: "CLUSTER", help: "enable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/enable", "cluster"), table: []string{"id", "slug", "status"}, single: true},

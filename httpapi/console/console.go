@@ -108,6 +108,7 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/setup", c.public("setup"))
 	m.HandleFunc("GET /console/{$}", c.page("overview", c.overview))
 	m.HandleFunc("GET /console/clusters", c.page("clusters", c.clusters))
+	m.HandleFunc("GET /console/compare", c.page("compare", c.compare))
 	m.HandleFunc("GET /console/nodes", c.page("nodes", c.nodes))
 	m.HandleFunc("GET /console/nodes/{id}", c.page("node", c.node))
 	m.HandleFunc("GET /console/join-requests", c.page("joins", c.joins))

@@ -111,7 +111,9 @@
     if ($("login-totp").value) body.totp_code = $("login-totp").value.trim();
     if ($("login-recovery").value) body.recovery_code = $("login-recovery").value.trim();
     try {
-      await api("POST", "/v1/auth/login", body);
+      const out = await api("POST", "/v1/auth/login", body);
+      // An organization account belongs in its organization's console.
+      if (out && out.user && out.user.organization_id) { location.href = "/org/" + out.user.organization_id + "/"; return; }
       const next = new URLSearchParams(location.search).get("next");
       location.href = next && next.startsWith("/console/") ? next : "/console/";
     } catch (e) {
@@ -138,6 +140,9 @@
     try {
       const out = await api("POST", "/v1/auth/setup/complete", { username: $("setup-user").value, setup_secret: $("setup-secret").value.trim(), password: $("setup-password").value, totp_code: $("setup-code").value.trim() });
       $("setup-codes").textContent = (out.recovery_codes || []).join("\n");
+      // An organization account continues in its organization's console.
+      const org = out.user && out.user.organization_id;
+      if (org && $("setup-open")) $("setup-open").href = "/org/" + org + "/";
       sc.hidden = true;
       $("setup-done").hidden = false;
     } catch (e) { $("setup-error2").textContent = e.message; }
