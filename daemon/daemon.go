@@ -193,7 +193,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.Auth = auth
 	d.VPN = auth.VPN()
-	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log, Health: d})
 	d.registerMetrics()
 
 	ln, err := net.Listen("tcp", cfg.APIListen)

@@ -92,6 +92,9 @@ type Options struct {
 	Logger    hclog.Logger
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// Health answers /v1/health, /livez and /readyz (health.go); nil
+	// reports an unknown role and no dependencies (503).
+	Health HealthSource
 }
 
 // Server is the HTTP API of one authority.
@@ -103,6 +106,7 @@ type Server struct {
 	log     hclog.Logger
 	reg     *prometheus.Registry
 	router  *mux.Router
+	health  HealthSource
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -123,6 +127,7 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
+	s.health = o.Health
 	if o.Authority != nil {
 		s.vpn = o.Authority.VPN()
 		s.releases, s.rollouts = o.Authority.Releases(), o.Authority.Rollouts()
@@ -241,6 +246,8 @@ func (s *Server) routes() {
 	s.releaseRoutes(r)
 	// Rollouts (rollouts.go).
 	s.rolloutRoutes(r)
+	// Load balancer health: /v1/health, /livez, /readyz (health.go).
+	s.healthRoutes(r)
 	s.router = r
 }
 

@@ -150,6 +150,10 @@ ROUTES = [
     ("POST", "/v1/releases/key-sets", "owner", "releases", "Publish a root-signed key set (signed envelope; verified against the roots' threshold; fenced, step-up)", 201),
     ("GET", "/v1/releases/roots", "owner", "releases", "Registered release root public keys and threshold (replicated through Raft)", 200),
     ("PUT", "/v1/releases/roots", "owner", "releases", "Register or replace the release root keys (fenced, Raft, step-up; body {prev_version, threshold, keys[base64], reason}); dropping a key revokes it", 200),
+    # Load balancer health (health.go).
+    ("GET", "/v1/health", "none", "authority", "Load balancer health: 200 on the leader holding quorum and fence, 429 on a healthy follower (200 with ?standbyok), 503 without quorum or PostgreSQL", 200),
+    ("GET", "/livez", "none", "authority", "Liveness: 200 while the process serves HTTP", 200),
+    ("GET", "/readyz", "none", "authority", "Readiness: 200 while PostgreSQL answers (reads and snapshots served), else 503", 200),
     ("GET", "/v1/releases/{release}", "owner", "releases", "One release (id or product@version) with its decoded manifest and per-artifact upload progress", 200),
     ("POST", "/v1/releases/{release}/blocklist", "owner", "releases", "Blocklist a release everywhere: agents refuse it, its bytes are no longer served, open rollouts targeting it halt (fenced, step-up; body {reason})", 200),
 ]
