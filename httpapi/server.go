@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -92,6 +93,10 @@ type Options struct {
 	Logger    hclog.Logger
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// MetricsToken, when set, opens /metrics on the API listener to
+	// "Authorization: Bearer <token>" (a Prometheus scrape token); when
+	// empty /metrics is refused there (scrape the loopback metrics listener).
+	MetricsToken string
 	// Health answers /v1/health, /livez and /readyz (health.go); nil
 	// reports an unknown role and no dependencies (503).
 	Health HealthSource
@@ -107,6 +112,8 @@ type Server struct {
 	reg     *prometheus.Registry
 	router  *mux.Router
 	health  HealthSource
+	// scrapeHash is the SHA-256 of Options.MetricsToken (nil: none).
+	scrapeHash []byte
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -128,13 +135,14 @@ func New(o Options) *Server {
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
 	s.health = o.Health
+	s.scrapeHash = scrapeTokenHash(o.MetricsToken)
 	if o.Authority != nil {
 		s.vpn = o.Authority.VPN()
 		s.releases, s.rollouts = o.Authority.Releases(), o.Authority.Rollouts()
 	}
 
-	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
-	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}) // code: the numeric HTTP status
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_duration_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
 	s.panics = newPanicCounter(o.Registry)
 	s.routes()
@@ -157,7 +165,9 @@ func (s *Server) routes() {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, authority.Errf(codeMethodNotAllowed, "method %s not allowed here", req.Method))
 	})
-	r.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	// /metrics on the API listener needs the scrape token (metrics.go); the
+	// loopback metrics listener serves MetricsHandler without one.
+	r.Handle("/metrics", s.wrap("metrics", s.scrapeAuth(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))).Methods(http.MethodGet)
 	public := func(name, method, path string, h handlerFunc) { r.Handle(path, s.wrap(name, h)).Methods(method) }
 	owner := func(name, method, path string, h func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error) {
 		r.Handle(path, s.wrap(name, s.ownerAuth(h))).Methods(method)
@@ -280,7 +290,7 @@ func (s *Server) wrap(name string, h handlerFunc) http.Handler {
 		} else if err := h(sw, r); err != nil {
 			s.writeError(sw, r, err)
 		}
-		s.requests.WithLabelValues(name, http.StatusText(sw.code)).Inc()
+		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
 }
