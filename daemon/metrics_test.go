@@ -81,6 +81,7 @@ func metricsConfig(_ int, c *daemon.Config) {
 	c.Admin = authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params()}
 	c.MetricsListen = "127.0.0.1:0"
 	c.MetricsToken = "scrape-secret-for-tests"
+	c.DebugListen = "127.0.0.1:0"
 }
 
 // apiMetrics GETs /metrics on the authority's API listener (TLS) with an
@@ -127,6 +128,14 @@ func TestMetricsNotPublicOnTheAPIListener(t *testing.T) {
 	code, body = apiMetrics(t, l, "scrape-secret-for-tests")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, body, "rap_raft_term")
+
+	// pprof on the loopback debug listener, and only there.
+	resp, err := http.Get("http://" + l.DebugAddr() + "/debug/pprof/goroutine?debug=1")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	code, _ = apiMetrics(t, l, "") // the API listener has no /debug/pprof
+	require.NotEqual(t, http.StatusOK, code)
 
 	// Without a scrape token configured, no credential opens it.
 	g2 := authtest.New(t, 1)

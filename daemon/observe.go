@@ -30,15 +30,17 @@ type observers struct {
 	metrics, debug *loopback.Server
 }
 
+// validateObserve refuses a metrics or pprof listener off the loopback
+// interface (a *authority.ConfigError naming MetricsListen or DebugListen).
 func (c Config) validateObserve() error {
 	if c.MetricsListen != "" {
 		if err := loopback.Check(c.MetricsListen); err != nil {
-			return fmt.Errorf("daemon: metrics listen: %w", err)
+			return &authority.ConfigError{Field: "MetricsListen", Reason: err.Error()}
 		}
 	}
 	if c.DebugListen != "" {
 		if err := loopback.Check(c.DebugListen); err != nil {
-			return fmt.Errorf("daemon: debug listen: %w", err)
+			return &authority.ConfigError{Field: "DebugListen", Reason: err.Error()}
 		}
 	}
 	return nil
