@@ -29,7 +29,8 @@ type FabricState struct {
 	NodesByHealth []ClusterCount
 	// RolesByRole counts active role assignments.
 	RolesByRole []ClusterCount
-	// PendingJoins counts pending, unexpired join requests (Label "").
+	// PendingJoins counts pending, unexpired join requests of every cluster
+	// (0 included; Label "").
 	PendingJoins []ClusterCount
 	SnapshotLag  []ClusterLag
 	// DirtyClusters is the snapshot rebuild queue: clusters marked dirty.
@@ -67,9 +68,10 @@ func StateMetrics(ctx context.Context, q Querier) (FabricState, error) {
 	     WHERE r.status = 'active' GROUP BY 1, 2`); err != nil {
 		return st, err
 	}
-	if st.PendingJoins, err = counts(`SELECT c.slug, '', count(*)
-	      FROM node_join_requests j JOIN clusters c ON c.id = j.cluster_id
-	     WHERE j.status = 'pending' AND j.expires_at > now() GROUP BY 1`); err != nil {
+	if st.PendingJoins, err = counts(`SELECT c.slug, '', count(j.id)
+	      FROM clusters c LEFT JOIN node_join_requests j
+	        ON j.cluster_id = c.id AND j.status = 'pending' AND j.expires_at > now()
+	     GROUP BY 1`); err != nil {
 		return st, err
 	}
 	if st.SnapshotLag, err = collect(ctx, q, func(r scanner) (ClusterLag, error) {
