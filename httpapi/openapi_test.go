@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
 	"strings"
@@ -49,4 +51,17 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	sort.Strings(extra)
 	require.Empty(t, missing, "routes missing from docs/openapi.json")
 	require.Empty(t, extra, "docs/openapi.json documents routes that do not exist")
+}
+
+// TestOpenAPIServedCopyIsTheDoc: GET /v1/openapi.json serves exactly
+// docs/openapi.json (the embedded copy is regenerated with it).
+func TestOpenAPIServedCopyIsTheDoc(t *testing.T) {
+	want, err := os.ReadFile("../docs/openapi.json")
+	require.NoError(t, err)
+	s := httpapi.New(httpapi.Options{})
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/openapi.json", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	require.Equal(t, string(want), rec.Body.String(), "run python3 scripts/openapi.py")
 }

@@ -258,6 +258,8 @@ func (s *Server) routes() {
 	s.rolloutRoutes(r)
 	// Load balancer health: /v1/health, /livez, /readyz (health.go).
 	s.healthRoutes(r)
+	// The OpenAPI document (openapi.go).
+	s.openAPIRoutes(r)
 	s.router = r
 }
 

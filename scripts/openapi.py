@@ -154,6 +154,7 @@ ROUTES = [
     ("GET", "/v1/health", "none", "authority", "Load balancer health: 200 on the leader holding quorum and fence, 429 on a healthy follower (200 with ?standbyok), 503 without quorum or PostgreSQL", 200),
     ("GET", "/livez", "none", "authority", "Liveness: 200 while the process serves HTTP", 200),
     ("GET", "/readyz", "none", "authority", "Readiness: 200 while PostgreSQL answers (reads and snapshots served), else 503", 200),
+    ("GET", "/v1/openapi.json", "none", "authority", "This OpenAPI document", 200),
     ("GET", "/v1/releases/{release}", "owner", "releases", "One release (id or product@version) with its decoded manifest and per-artifact upload progress", 200),
     ("POST", "/v1/releases/{release}/blocklist", "owner", "releases", "Blocklist a release everywhere: agents refuse it, its bytes are no longer served, open rollouts targeting it halt (fenced, step-up; body {reason})", 200),
 ]
@@ -198,6 +199,10 @@ def main():
     with open(out, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
+    # The served copy (GET /v1/openapi.json embeds it); openapi_test.go checks
+    # that the two are identical.
+    with open(out) as src, open(os.path.join(os.path.dirname(__file__), "..", "httpapi", "openapi.json"), "w") as dst:
+        dst.write(src.read())
 
 if __name__ == "__main__":
     main()
