@@ -247,6 +247,19 @@ func TestMetricsMoveWithTheWorkload(t *testing.T) {
 		return s.value("rap_join_requests_pending", "cluster", "east") == 0 && s.value("rap_enrollments_total", "result", "approved") == 2
 	})
 
+	// Step-up: a wrong code, and a high-risk action without a grant, are
+	// counted (a session needs an owner with TOTP: the owner API token ends).
+	before = scrape(t, l)
+	e.enableSession()
+	wrong, _ := json.Marshal(map[string]any{"method": "POST", "path": "/v1/join-requests/" + st.RequestID + "/reject", "totp_code": "000000"})
+	a := e.serve(e.session(), http.MethodPost, "/v1/auth/step-up", wrong, "application/json", nil)
+	require.GreaterOrEqual(t, a.status, 400, a.body)
+	a = e.serve(e.session(), http.MethodPost, "/v1/clusters/east/nodes/"+e.agent.nodeID+"/revoke", []byte(`{"reason":"test"}`), "application/json", nil)
+	require.Equal(t, "step_up_required", a.code, a.body)
+	after = scrape(t, l)
+	require.Equal(t, 1.0, after.value("rap_step_up_failures_total", "reason", "missing")-before.value("rap_step_up_failures_total", "reason", "missing"))
+	require.Greater(t, after.value("rap_step_up_failures_total"), before.value("rap_step_up_failures_total", "reason", "missing"), "the wrong code is counted too")
+
 	// Every code label is numeric; the whole scrape is promlint clean.
 	for _, m := range after["rap_api_requests_total"].GetMetric() {
 		for _, lp := range m.GetLabel() {

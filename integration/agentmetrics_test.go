@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -89,4 +91,22 @@ func requireAgentMeshMetrics(t *testing.T, relayAddr, viaRelayAddr, peer1, peer2
 	problems, err := promlint.NewWithMetricFamilies(all).Lint()
 	require.NoError(t, err)
 	require.Empty(t, problems)
+}
+
+// requireJSONLogLines checks a process's output under --log-format json:
+// every non-empty line is one JSON object with hclog's fields.
+func requireJSONLogLines(t *testing.T, out string) {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), "not a JSON log line: %q", line)
+		require.Contains(t, m, "@message")
+		require.Contains(t, m, "@level")
+		n++
+	}
+	require.Positive(t, n)
 }

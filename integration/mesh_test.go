@@ -248,6 +248,8 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 
 	// The relay's metrics show links, handshakes and the frames it forwarded.
 	requireAgentMeshMetrics(t, aMetrics, bMetrics, b.node, cc.node, func(what string, cond func() bool) { g.Eventually(20*time.Second, what, cond) })
+	// a runs with --log-format json: every line it logged is a JSON object.
+	requireJSONLogLines(t, a.out.String())
 
 	// 3. The link inventory reaches the control plane.
 	g.Eventually(15*time.Second, "link inventory", func() bool {
