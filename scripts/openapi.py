@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Writes docs/openapi.json from the table below. Keep the table in step with
-httpapi routes: httpapi/openapi_test.go fails when they differ.
+"""Writes docs/openapi.json from the table below, then runs
+internal/openapigen, which adds the request and response schemas derived from
+the Go types (and writes the served copy httpapi/openapi.json). Keep the table
+in step with httpapi routes: httpapi/openapi_test.go fails when they differ,
+when a route has no typed response schema, or when the schemas are stale.
 
 Each row: method, path, auth (owner|node|none), tag, summary, success status.
 """
-import json, re, sys, os
+import json, re, sys, os, subprocess
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
@@ -203,6 +206,9 @@ def main():
     # that the two are identical.
     with open(out) as src, open(os.path.join(os.path.dirname(__file__), "..", "httpapi", "openapi.json"), "w") as dst:
         dst.write(src.read())
+    # Request and response schemas come from the Go types the handlers decode
+    # and answer (internal/openapigen); it rewrites both copies.
+    subprocess.run(["go", "run", "./internal/openapigen/cmd/openapigen"], cwd=os.path.join(os.path.dirname(__file__), ".."), check=True)
 
 if __name__ == "__main__":
     main()
