@@ -111,6 +111,14 @@ var layers = map[string][]string{
 	"internal/": nil, "integration": nil, "integration/": nil, "bench": nil, "authority/raftnode/rafttest": nil,
 }
 
+// flagconf, the settings loader of every binary (issue 22), is a pure leaf.
+func init() {
+	layers["flagconf"] = []string{}
+	for _, b := range []string{"cmd/rap-authority", "cmd/rap-node-agent", "cmd/rapctl"} {
+		layers[b] = append(layers[b], "flagconf")
+	}
+}
+
 func layerOf(pkg string) (allowed []string, known bool) {
 	best := -1
 	for k, v := range layers {

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gorilla/mux"
 
@@ -199,6 +200,27 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, _ authority.A
 			return authority.Errf(authority.CodeInvalid, "after_id must be an integer")
 		}
 		f.AfterID = n
+	}
+	if a := q.Get("before_id"); a != "" {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			return authority.Errf(authority.CodeInvalid, "before_id must be an integer")
+		}
+		f.BeforeID = n
+	}
+	if a := q.Get("since"); a != "" {
+		t, err := time.Parse(time.RFC3339Nano, a)
+		if err != nil {
+			return authority.Errf(authority.CodeInvalid, "since must be an RFC 3339 time")
+		}
+		f.Since = t
+	}
+	switch q.Get("order") {
+	case "", "oldest":
+	case "newest":
+		f.NewestFirst = true
+	default:
+		return authority.Errf(authority.CodeInvalid, "order must be oldest or newest")
 	}
 	evs, err := s.a.ListAudit(r.Context(), f, p)
 	if err != nil {

@@ -34,7 +34,7 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/revoke", "owner", "nodes", "Revoke a node identity in one cluster (fenced, high risk)", 200),
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable", "owner", "nodes", "Disable a membership (fenced)", 200),
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/enable", "owner", "nodes", "Re-enable a disabled membership (fenced)", 200),
-    ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order", 200),
+    ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order, or newest first with ?order=newest (?since RFC 3339, ?before_id, ?after_id, ?limit, ?offset)", 200),
     ("POST", "/v1/agent/join", "none", "agent", "Send a join request with a join token (TLS verified by CA pin)", 202),
     ("POST", "/v1/agent/join/{id}/poll", "none", "agent", "Poll a join request's outcome with the poll secret", 200),
     ("GET", "/v1/agent/whoami", "node", "agent", "The node identity of the presented certificate", 200),

@@ -129,15 +129,32 @@ type AuditFilter struct {
 	Actor      string
 	// AfterID lists only events inserted after this id (a cursor).
 	AfterID int64
+	// BeforeID, when set, lists only events inserted before this id (the
+	// cursor of a newest-first listing).
+	BeforeID int64
+	// Since, when set, lists only events at or after this time.
+	Since time.Time
+	// NewestFirst orders the events newest first (default: insertion order).
+	NewestFirst bool
 }
 
-// ListAudit lists events in insertion order (chained or not yet).
+// ListAudit lists events in insertion order (chained or not yet), or newest
+// first; p.Offset skips that many matching events.
 func ListAudit(ctx context.Context, q Querier, f AuditFilter, p Page) ([]AuditEvent, error) {
-	l, _ := p.norm()
+	l, o := p.norm()
+	order := "id"
+	if f.NewestFirst {
+		order = "id DESC"
+	}
+	var since *time.Time
+	if !f.Since.IsZero() {
+		since = &f.Since
+	}
 	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events
 		WHERE ($1 = '' OR cluster_id::text = $1) AND ($2 = '' OR target_kind = $2) AND ($3 = '' OR target_id = $3)
 		  AND ($4 = '' OR action = $4) AND ($5 = '' OR actor = $5) AND id > $6
-		ORDER BY id LIMIT $7`, f.ClusterID, f.TargetKind, f.TargetID, f.Action, f.Actor, f.AfterID, l)
+		  AND ($9 = 0 OR id < $9) AND ($10::timestamptz IS NULL OR at >= $10)
+		ORDER BY `+order+` LIMIT $7 OFFSET $8`, f.ClusterID, f.TargetKind, f.TargetID, f.Action, f.Actor, f.AfterID, l, o, f.BeforeID, since)
 }
 
 // WalkAudit calls fn for every chained event in chain (seq) order, in batches,

@@ -7,10 +7,12 @@
 //	rap-authority audit verify --database-url URL
 //	rap-authority version
 //
-// Every flag can also come from the environment (RAP_ + upper-case flag name
-// with '-' as '_', e.g. RAP_DATABASE_URL) or from a JSON file given with
-// --config whose keys are the flag names. Flags win over the file, the file over
-// the environment.
+// Every flag can also come from the environment (RAP_AUTHORITY_ + upper-case
+// flag name with '-' as '_', e.g. RAP_AUTHORITY_DATABASE_URL; the old RAP_
+// names still work with a warning) or, for run, from a JSON file given with
+// --config whose keys are the flag names. Flags win over the environment, the
+// environment over the file; an unknown key or an invalid value is an error
+// naming it (package flagconf).
 package main
 
 import (
@@ -31,6 +33,7 @@ import (
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
+	"github.com/rap-fabric/core/flagconf"
 	"github.com/rap-fabric/core/migrations"
 	"github.com/rap-fabric/core/store"
 )
@@ -61,7 +64,7 @@ func main() {
 		err = bootstrapOwner(os.Args[2:])
 	case "member-key":
 		err = memberKey(os.Args[2:])
-	case "version":
+	case "version", "--version", "-v":
 		fmt.Println(version)
 	case "-h", "--help", "help":
 		usage()
@@ -145,7 +148,7 @@ func newRunFlags(name string) *runFlags {
 	r.kekFile = fs.String("kek-file", "", "file with a 64-hex-character key-encryption key sealing CA keys")
 	r.bootstrap = fs.Bool("bootstrap", false, "start a new authority group with this node as its first member")
 	r.join = fs.String("join", "", "API address of an existing authority to join through")
-	r.joinToken = fs.String("join-token", "", "owner API token used to join (or RAP_JOIN_TOKEN)")
+	r.joinToken = fs.String("join-token", "", "owner API token used to join (or RAP_AUTHORITY_JOIN_TOKEN)")
 	r.caPin = fs.String("ca-pin", "", "platform CA pin of the group to join (sha256:…)")
 	r.heartbeat = fs.Duration("heartbeat-timeout", time.Second, "Raft heartbeat timeout")
 	r.election = fs.Duration("election-timeout", time.Second, "Raft election timeout")
@@ -167,43 +170,40 @@ func newRunFlags(name string) *runFlags {
 	return r
 }
 
-// parse applies, in increasing priority: environment, config file, flags.
+// parse applies, in decreasing priority: flags, environment
+// (RAP_AUTHORITY_<FLAG>; the old RAP_<FLAG> with a warning), config file
+// (--config); unknown keys and invalid values are errors naming them.
 func (r *runFlags) parse(args []string) error {
-	if err := r.fs.Parse(args); err != nil {
+	// run refuses a RAP_AUTHORITY_ variable that names no setting (a typo
+	// in authority.env); the other commands' flag names are allowed.
+	if err := flagconf.Load(r.fs, args, flagconf.Options{EnvPrefix: "RAP_AUTHORITY_", ConfigFlag: "config", Warn: warnWriter{},
+		StrictEnv: true, AlsoKnown: []string{"name", "demo-password", "console-url"},
+		Legacy: func(name string) string { return flagconf.EnvName("RAP_", name) }}); err != nil {
 		return err
-	}
-	set := map[string]bool{}
-	r.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	fileVals := map[string]any{}
-	if *r.cfg != "" {
-		data, err := os.ReadFile(*r.cfg)
-		if err != nil {
-			return err
-		}
-		if err := json.Unmarshal(data, &fileVals); err != nil {
-			return fmt.Errorf("config %s: %w", *r.cfg, err)
-		}
-	}
-	var ferr error
-	r.fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || ferr != nil {
-			return
-		}
-		if v, ok := fileVals[f.Name]; ok {
-			ferr = f.Value.Set(fmt.Sprint(v))
-			return
-		}
-		if v, ok := os.LookupEnv("RAP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))); ok {
-			ferr = f.Value.Set(v)
-		}
-	})
-	if ferr != nil {
-		return ferr
 	}
 	if *r.dbURL == "" {
 		*r.dbURL = os.Getenv("DATABASE_URL")
 	}
 	return nil
+}
+
+// loadFlags fills fs from args, the environment and (when fs has --config)
+// the config file, with flagconf.
+func loadFlags(fs *flag.FlagSet, args []string) error {
+	cfgFlag := ""
+	if fs.Lookup("config") != nil {
+		cfgFlag = "config"
+	}
+	return flagconf.Load(fs, args, flagconf.Options{EnvPrefix: "RAP_AUTHORITY_", ConfigFlag: cfgFlag, Warn: warnWriter{},
+		Legacy: func(name string) string { return flagconf.EnvName("RAP_", name) }})
+}
+
+// warnWriter prefixes loader warnings with the binary's name on stderr.
+type warnWriter struct{}
+
+func (warnWriter) Write(b []byte) (int, error) {
+	fmt.Fprint(os.Stderr, "rap-authority: ")
+	return os.Stderr.Write(b)
 }
 
 func run(args []string, bootstrap bool) error {
@@ -369,8 +369,8 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 
 func dbFlag(args []string) (string, error) {
 	fs := flag.NewFlagSet("db", flag.ContinueOnError)
-	u := fs.String("database-url", firstNonEmpty(os.Getenv("RAP_DATABASE_URL"), os.Getenv("DATABASE_URL")), "PostgreSQL URL")
-	if err := fs.Parse(args); err != nil {
+	u := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL")
+	if err := loadFlags(fs, args); err != nil {
 		return "", err
 	}
 	if *u == "" {
@@ -421,8 +421,8 @@ func auditVerify(args []string) error {
 
 func memberKey(args []string) error {
 	fs := flag.NewFlagSet("member-key", flag.ContinueOnError)
-	dir := fs.String("data-dir", os.Getenv("RAP_DATA_DIR"), "the authority's data directory")
-	if err := fs.Parse(args); err != nil {
+	dir := fs.String("data-dir", "", "the authority's data directory")
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {

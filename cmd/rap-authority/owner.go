@@ -22,16 +22,16 @@ import (
 // password, enrolls TOTP and prints the TOTP secret.
 func bootstrapOwner(args []string) error {
 	fs := flag.NewFlagSet("bootstrap-owner", flag.ContinueOnError)
-	dbURL := fs.String("database-url", os.Getenv("RAP_DATABASE_URL"), "PostgreSQL URL")
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL")
 	name := fs.String("name", "owner", "user name of the first platform owner")
-	kekFile := fs.String("kek-file", os.Getenv("RAP_KEK_FILE"), "the authorities' key-encryption key file (seals TOTP secrets; must match theirs)")
+	kekFile := fs.String("kek-file", "", "the authorities' key-encryption key file (seals TOTP secrets; must match theirs)")
 	demoPassword := fs.String("demo-password", "", "LOCAL DEMO ONLY: set this password, enroll TOTP and print its secret")
 	console := fs.String("console-url", "", "console address to print (e.g. https://127.0.0.1:8443/console/)")
-	if err := fs.Parse(args); err != nil {
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	if *dbURL == "" {
-		return errors.New("--database-url is required (or RAP_DATABASE_URL)")
+		return errors.New("--database-url is required (or RAP_AUTHORITY_DATABASE_URL)")
 	}
 	var sealer fsm.Sealer = fsm.NoopSealer{}
 	if *kekFile != "" {

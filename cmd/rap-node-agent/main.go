@@ -20,8 +20,13 @@
 // (and with --follow keeps printing) a workload's output, by service id or
 // type; it reads the files, so it works whether or not the agent runs.
 //
-// Defaults come from the environment: RAP_STATE (state file),
-// RAP_AUTHORITIES, RAP_CA_PIN, RAP_TOKEN, RAP_CAPABILITIES (comma-separated).
+// Every flag can also come from the environment: RAP_AGENT_ + the flag name in
+// upper case with '-' as '_' (RAP_AGENT_STATE, RAP_AGENT_AUTHORITY,
+// RAP_AGENT_CAPABILITY=a,b, RAP_AGENT_INTERVAL, …); the old names (RAP_STATE,
+// RAP_AUTHORITIES, RAP_CAPABILITIES, …) still work with a warning. run also
+// takes --config FILE, a JSON object of flag names; flags win over the
+// environment, the environment over the file, and an unknown key or an
+// invalid value is an error naming it (package flagconf).
 package main
 
 import (
@@ -43,6 +48,7 @@ import (
 	"github.com/rap-fabric/core/agent/statusclient"
 	"github.com/rap-fabric/core/agent/updater"
 	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/flagconf"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -98,11 +104,42 @@ func usage() {
 `)
 }
 
-func env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// legacyEnv are the environment names used before RAP_AGENT_<FLAG>; they
+// still work, with a deprecation warning.
+var legacyEnv = map[string]string{
+	"state": "RAP_STATE", "authority": "RAP_AUTHORITIES", "token": "RAP_TOKEN", "ca-pin": "RAP_CA_PIN",
+	"capability": "RAP_CAPABILITIES", "log-level": "RAP_LOG_LEVEL", "storage-listen": "RAP_STORAGE_LISTEN",
+	"mesh-listen": "RAP_MESH_LISTEN", "slots": "RAP_SLOTS", "workloads-dir": "RAP_WORKLOADS_DIR",
+	"cgroup-parent": "RAP_CGROUP_PARENT", "podman": "RAP_PODMAN",
+}
+
+// loadFlags fills fs from args, the environment (RAP_AGENT_<FLAG>) and, when
+// fs has --config, a JSON file of flag names (package flagconf): flags win
+// over the environment, the environment over the file; unknown keys and
+// invalid values are errors naming them.
+func loadFlags(fs *flag.FlagSet, args []string) error {
+	cfgFlag := ""
+	if fs.Lookup("config") != nil {
+		cfgFlag = "config"
 	}
-	return def
+	// run (the service, reading agent.env) refuses a RAP_AGENT_ variable
+	// that names no setting of any command: a typo is an error.
+	return flagconf.Load(fs, args, flagconf.Options{EnvPrefix: "RAP_AGENT_", ConfigFlag: cfgFlag, Warn: warnWriter{},
+		StrictEnv: fs.Name() == "run", AlsoKnown: otherCommandFlags,
+		Legacy: func(name string) string { return legacyEnv[name] }})
+}
+
+// otherCommandFlags are the flags of enroll, status, mesh and logs, whose
+// variables may share run's environment.
+var otherCommandFlags = []string{"authority", "token", "ca-pin", "name", "machine-id-file", "poll-interval", "role",
+	"o", "cluster", "timeout", "follow", "f", "tail", "workloads-dir", "state", "status-socket", "capability"}
+
+// warnWriter prefixes loader warnings with the binary's name on stderr.
+type warnWriter struct{}
+
+func (warnWriter) Write(b []byte) (int, error) {
+	fmt.Fprint(os.Stderr, "rap-node-agent: ")
+	return os.Stderr.Write(b)
 }
 
 // listFlag is a repeatable, comma-separated flag.
@@ -140,18 +177,17 @@ func openState(path string) (*state.Store, error) {
 
 func enroll(args []string) error {
 	fs := flag.NewFlagSet("enroll", flag.ContinueOnError)
-	authorities := fs.String("authority", env("RAP_AUTHORITIES", ""), "authority API addresses HOST:PORT, comma-separated")
-	token := fs.String("token", env("RAP_TOKEN", ""), "join token (rapjt.…)")
-	pin := fs.String("ca-pin", env("RAP_CA_PIN", ""), "cluster CA pin (sha256:…) printed with the token")
-	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	authorities := fs.String("authority", "", "authority API addresses HOST:PORT, comma-separated")
+	token := fs.String("token", "", "join token (rapjt.…)")
+	pin := fs.String("ca-pin", "", "cluster CA pin (sha256:…) printed with the token")
+	statePath := fs.String("state", defaultState, "state file")
 	name := fs.String("name", "", "node name (default: host name)")
 	machineID := fs.String("machine-id-file", "/etc/machine-id", "file whose content identifies this host")
 	poll := fs.Duration("poll-interval", 2*time.Second, "wait between polls for the outcome")
 	var capList, roleList listFlag
-	_ = capList.Set(os.Getenv("RAP_CAPABILITIES"))
 	fs.Var(&capList, "capability", "configured capability (repeat or comma-separate)")
 	fs.Var(&roleList, "role", "role to request (repeat or comma-separate)")
-	if err := fs.Parse(args); err != nil {
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	caps, err := capsOf(capList)
@@ -185,37 +221,37 @@ func enroll(args []string) error {
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	fs.String("config", "", "JSON config file whose keys are flag names (RAP_AGENT_<FLAG> and flags win over it)")
+	statePath := fs.String("state", defaultState, "state file")
 	interval := fs.Duration("interval", 5*time.Second, "heartbeat interval (jittered ±10%)")
 	desired := fs.Duration("desired-every", 0, "desired-state poll interval (default 3 heartbeat intervals)")
 	degradedAfter := fs.Int("degraded-after", 2, "failed heartbeat rounds before degraded mode")
 	timeout := fs.Duration("request-timeout", 3*time.Second, "timeout of one exchange with one authority")
 	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
-	level := fs.String("log-level", env("RAP_LOG_LEVEL", "info"), "log level")
+	level := fs.String("log-level", "info", "log level")
 	var capList listFlag
-	_ = capList.Set(os.Getenv("RAP_CAPABILITIES"))
 	fs.Var(&capList, "capability", "configured capability (repeat or comma-separate)")
 	snapWait := fs.Duration("snapshot-wait", 20*time.Second, "long-poll wait for a new snapshot (at most 25s)")
 	noSnap := fs.Bool("no-snapshots", false, "do not fetch snapshots (and run no mesh)")
-	storageListen := fs.String("storage-listen", env("RAP_STORAGE_LISTEN", "0.0.0.0:0"), "TCP address of the config-storage endpoint (used only with the config-storage role)")
+	storageListen := fs.String("storage-listen", "0.0.0.0:0", "TCP address of the config-storage endpoint (used only with the config-storage role)")
 	storageAdv := fs.String("storage-advertise", "", "advertised config-storage address host:port (default: derived from the listen address)")
-	meshListen := fs.String("mesh-listen", env("RAP_MESH_LISTEN", "0.0.0.0:0"), "UDP address of the mesh socket (started when the snapshot carries peers)")
+	meshListen := fs.String("mesh-listen", "0.0.0.0:0", "UDP address of the mesh socket (started when the snapshot carries peers)")
 	noMesh := fs.Bool("no-mesh", false, "never start the mesh")
-	slotsDir := fs.String("slots", env("RAP_SLOTS", ""), "version slot directory of rap-node-agent-launcher: enables self-update")
+	slotsDir := fs.String("slots", "", "version slot directory of rap-node-agent-launcher: enables self-update")
 	meshReport := fs.Duration("mesh-report-every", 0, "link report period (default 3 heartbeat intervals)")
 	noVPN := fs.Bool("no-vpn", false, "never hold VPN leases")
 	vpnEvery := fs.Duration("vpn-every", 0, "VPN lease loop period (default 500ms)")
 	vpnPoll := fs.Duration("vpn-poll-every", 0, "VPN assignments poll period (default 2s)")
 	noTunnels := fs.Bool("no-vpn-tunnels", false, "hold VPN leases but run no tunnel (no TUN, routes or nftables)")
 	tunnelNet := fs.String("vpn-tunnel-net", runtime.DefaultTunnelNet.String(), "IPv4 prefix tunnel interface addresses come from (a /30 per connection)")
-	metricsListen := fs.String("metrics-listen", env("RAP_METRICS_LISTEN", ""), "loopback address of the Prometheus metrics listener (e.g. 127.0.0.1:9465); empty for none; non-loopback refused")
+	metricsListen := fs.String("metrics-listen", "", "loopback address of the Prometheus metrics listener (e.g. 127.0.0.1:9465); empty for none; non-loopback refused")
 	debugListen := fs.String("debug-listen", "", "loopback address of a pprof listener (/debug/pprof/); empty for none; non-loopback refused")
-	logFormat := fs.String("log-format", env("RAP_LOG_FORMAT", "text"), "log format: text or json")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
 	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
 	wl := workloadFlags(fs, statePath)
-	if err := fs.Parse(args); err != nil {
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	caps, err := capsOf(capList)
@@ -275,10 +311,10 @@ func run(args []string) error {
 
 func status(args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	statePath := fs.String("state", defaultState, "state file")
 	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
 	out := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args); err != nil {
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	if *socket == "" {
@@ -322,7 +358,7 @@ func meshCmd(args []string) error {
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("mesh "+sub, flag.ContinueOnError)
-	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
+	statePath := fs.String("state", defaultState, "state file")
 	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
 	out := fs.String("o", "table", "output: table or json")
 	cluster := fs.String("cluster", "", "cluster id (needed when several memberships run a mesh)")
@@ -331,7 +367,7 @@ func meshCmd(args []string) error {
 	if sub == "ping" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		node, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	if sub == "ping" && node == "" && fs.NArg() > 0 {

@@ -27,12 +27,12 @@ type wlFlags struct {
 
 func workloadFlags(fs *flag.FlagSet, statePath *string) *wlFlags {
 	return &wlFlags{statePath: statePath,
-		dir:          fs.String("workloads-dir", env("RAP_WORKLOADS_DIR", ""), "directory of the supervised workloads (default: workloads/ next to the state file)"),
+		dir:          fs.String("workloads-dir", "", "directory of the supervised workloads (default: workloads/ next to the state file)"),
 		disabled:     fs.Bool("no-workloads", false, "supervise no service workloads"),
 		users:        fs.Bool("workload-users", true, "run each native workload as its own unprivileged uid (when the agent runs as root)"),
-		cgroupParent: fs.String("cgroup-parent", env("RAP_CGROUP_PARENT", "rap-agent"), "cgroup under which native workloads are placed"),
+		cgroupParent: fs.String("cgroup-parent", "rap-agent", "cgroup under which native workloads are placed"),
 		cgroupRoot:   fs.String("cgroup-root", "/sys/fs/cgroup", `cgroup mount point ("-": no cgroups)`),
-		podman:       fs.String("podman", env("RAP_PODMAN", "podman"), "podman binary of the container driver"),
+		podman:       fs.String("podman", "podman", "podman binary of the container driver"),
 	}
 }
 
@@ -62,13 +62,13 @@ func logsCmd(args []string) error {
 		service, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	statePath := fs.String("state", env("RAP_STATE", defaultState), "state file")
-	dir := fs.String("workloads-dir", env("RAP_WORKLOADS_DIR", ""), "directory of the supervised workloads (default: workloads/ next to the state file)")
+	statePath := fs.String("state", defaultState, "state file")
+	dir := fs.String("workloads-dir", "", "directory of the supervised workloads (default: workloads/ next to the state file)")
 	cluster := fs.String("cluster", "", "cluster id (when the service runs in several clusters)")
 	follow := fs.Bool("follow", false, "keep printing what the workload writes")
 	fs.BoolVar(follow, "f", false, "short for --follow")
 	tail := fs.Int("tail", 50, "lines of the past output to print")
-	if err := fs.Parse(args); err != nil {
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	if service == "" && fs.NArg() > 0 {

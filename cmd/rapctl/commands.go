@@ -37,7 +37,7 @@ func listFlags(path string, filters ...string) func(*flag.FlagSet) builder {
 		for _, f := range filters {
 			vals[f] = fs.String(f, "", "filter by "+f)
 		}
-		limit := fs.String("limit", "", "page size (1-500)")
+		limit := fs.String("limit", "", "at most this many rows (default: every page)")
 		offset := fs.String("offset", "", "page offset")
 		return func() (string, string, any, error) {
 			q := url.Values{}
@@ -150,7 +150,7 @@ var commands = []cmd{
 	{path: "node disable", args: "CLUSTER NODE", help: "disable a node's membership in a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/nodes/{node}/disable", "cluster", "node"), table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 	{path: "node enable", args: "CLUSTER NODE", help: "re-enable a disabled membership (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/nodes/{node}/enable", "cluster", "node"), table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 
-	{path: "audit list", help: "list audit events", flags: listFlags("/v1/audit", "cluster", "action", "actor", "target_kind", "target_id", "after_id"), table: []string{"id", "seq", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
+	{path: "audit list", help: "list audit events, newest first (--since 1h or a time, --oldest-first, --limit N)", flags: auditListFlags, table: []string{"id", "seq", "at", "actor", "action", "target_kind", "target_id", "outcome"}},
 
 	// Node management and snapshots.
 	{path: "org create", args: "NAME", help: "create an organization (fenced)", flags: func(fs *flag.FlagSet) builder {
@@ -399,7 +399,7 @@ func meshList(what string) func(*flag.FlagSet) builder {
 	return func(fs *flag.FlagSet) builder {
 		cluster := fs.String("cluster", "", "cluster id or slug (required)")
 		node := fs.String("node", "", "only this node's view")
-		limit := fs.String("limit", "", "page size (1-500)")
+		limit := fs.String("limit", "", "at most this many rows (default: every page)")
 		return func() (string, string, any, error) {
 			if *cluster == "" {
 				return "", "", nil, errArgs("--cluster CLUSTER")

@@ -8,43 +8,64 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/term"
 
 	"github.com/rap-fabric/core/apiclient"
 )
 
-// globalConn re-reads the global connection flags (they precede the command).
+// globalConn returns the connection settings of this invocation.
 func globalConn() (servers []string, pin string) {
-	s := loadSettings()
-	fs := flag.NewFlagSet("rapctl", flag.ContinueOnError)
-	fs.SetOutput(new(strings.Builder))
-	sv := fs.String("server", strings.Join(s.Servers, ","), "")
-	fs.String("token", "", "")
-	p := fs.String("ca-pin", s.CAPin, "")
-	fs.String("o", "", "")
-	fs.String("idempotency-key", "", "")
-	_ = fs.Parse(os.Args[1:])
-	if *sv != "" {
-		servers = strings.Split(*sv, ",")
+	if g.servers != "" {
+		servers = strings.Split(g.servers, ",")
 	}
-	return servers, *p
+	return servers, g.pin
 }
 
+// stdin is read through one buffered reader so that piped answers (user,
+// password, code on separate lines) are not lost between prompts.
+var (
+	stdinFile   = os.Stdin
+	stdinReader *bufio.Reader
+)
+
 func readLine(prompt string) (string, error) {
-	fmt.Fprint(os.Stderr, prompt)
-	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	fmt.Fprint(cliErr, prompt)
+	if stdinReader == nil {
+		stdinReader = bufio.NewReader(stdinFile)
+	}
+	line, err := stdinReader.ReadString('\n')
 	if err != nil && line == "" {
+		if errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("no answer to %q on standard input (end of input)", strings.TrimSuffix(prompt, ": "))
+		}
 		return "", err
 	}
 	return strings.TrimSpace(line), nil
+}
+
+// readSecret prompts without echo on a terminal; from a pipe it reads a line.
+func readSecret(prompt string) (string, error) {
+	// On a terminal nothing is buffered ahead (a terminal hands over a line
+	// at a time), so the reader used for earlier prompts holds nothing.
+	if fd := int(stdinFile.Fd()); term.IsTerminal(fd) && (stdinReader == nil || stdinReader.Buffered() == 0) {
+		fmt.Fprint(cliErr, prompt)
+		b, err := term.ReadPassword(fd)
+		fmt.Fprintln(cliErr)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return readLine(prompt)
 }
 
 type loginAnswer struct {
@@ -61,7 +82,7 @@ func doLogin(user, password, totp, recovery string) (loginAnswer, error) {
 	var out loginAnswer
 	servers, pin := globalConn()
 	if len(servers) == 0 {
-		return out, errors.New("no authority address: use --server, RAP_SERVERS or `rapctl config set`")
+		return out, usagef("no authority address: use --server, RAPCTL_SERVERS or `rapctl config set`")
 	}
 	c, err := apiclient.New(apiclient.Options{Servers: servers, CAPin: pin, Timeout: 15 * time.Second})
 	if err != nil {
@@ -78,22 +99,16 @@ func doLogin(user, password, totp, recovery string) (loginAnswer, error) {
 	if err := c.Do(context.Background(), http.MethodPost, "/v1/auth/login", body, &out, nil); err != nil {
 		return out, err
 	}
-	s := loadSettings()
+	s, _ := readSettingsFile(configPath())
 	s.Servers, s.CAPin, s.Token = servers, pin, out.SessionToken
-	p := configPath()
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return out, err
-	}
-	data, _ := json.MarshalIndent(s, "", "  ")
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		return out, err
-	}
-	return out, nil
+	g.token = out.SessionToken
+	_, err = saveSettings(s)
+	return out, err
 }
 
 func loginFlags(fs *flag.FlagSet) builder {
-	user := fs.String("user", os.Getenv("RAP_USER"), "user name")
-	pwFile := fs.String("password-file", "", "read the password from this file (default: RAP_PASSWORD or a prompt)")
+	user := fs.String("user", envOr("RAPCTL_USER", os.Getenv("RAP_USER")), "user name (env RAPCTL_USER)")
+	pwFile := fs.String("password-file", "", "read the password from this file (default: RAPCTL_PASSWORD or a prompt without echo)")
 	totp := fs.String("totp", "", "TOTP code (default: a prompt)")
 	recovery := fs.String("recovery-code", "", "a recovery code instead of TOTP")
 	return func() (string, string, any, error) {
@@ -104,7 +119,7 @@ func loginFlags(fs *flag.FlagSet) builder {
 				return "", "", nil, err
 			}
 		}
-		pw := os.Getenv("RAP_PASSWORD")
+		pw := envOr("RAPCTL_PASSWORD", os.Getenv("RAP_PASSWORD"))
 		if *pwFile != "" {
 			b, err := os.ReadFile(*pwFile)
 			if err != nil {
@@ -113,7 +128,7 @@ func loginFlags(fs *flag.FlagSet) builder {
 			pw = strings.TrimRight(string(b), "\r\n")
 		}
 		if pw == "" {
-			if pw, err = readLine("Password: "); err != nil {
+			if pw, err = readSecret("Password: "); err != nil {
 				return "", "", nil, err
 			}
 		}
@@ -127,7 +142,7 @@ func loginFlags(fs *flag.FlagSet) builder {
 		if err != nil {
 			return "", "", nil, err
 		}
-		fmt.Printf("logged in as %s (%s); session until %s saved to %s\n", out.User.Name, out.User.Role, out.ExpiresAt.Format(time.RFC3339), configPath())
+		fmt.Fprintf(cliOut, "logged in as %s (%s); session until %s saved to %s\n", out.User.Name, out.User.Role, out.ExpiresAt.Format(time.RFC3339), configPath())
 		return http.MethodGet, "/v1/authority/status", nil, nil
 	}
 }

@@ -18,7 +18,7 @@ import (
 // command is the same as `rap-node-agent mesh ping`.
 func meshPingCmd(args []string) error {
 	fs := flag.NewFlagSet("mesh ping", flag.ContinueOnError)
-	statePath := fs.String("state", envOr("RAP_STATE", "/var/lib/rap-node-agent/state.db"), "the local agent's state file")
+	statePath := fs.String("state", envOr("RAP_AGENT_STATE", envOr("RAP_STATE", "/var/lib/rap-node-agent/state.db")), "the local agent's state file (env RAP_AGENT_STATE)")
 	socket := fs.String("status-socket", "", "the agent's status socket (default: agent.sock next to the state file)")
 	cluster := fs.String("cluster", "", "cluster id (needed when several memberships run a mesh)")
 	timeout := fs.Duration("timeout", 5*time.Second, "ping timeout")
