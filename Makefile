@@ -32,7 +32,7 @@ demo-stop:
 
 ## bench: benchmarks that print figures beside a baseline measured in the same run.
 bench:
-	@scripts/bench.sh
+	@scripts/bench.sh $(BENCH_STEPS)
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 10s).
 fuzz:

@@ -102,6 +102,8 @@ type Config struct {
 	Releases ReleasesConfig
 	// Rollouts configures the rollout reconcile loop (rollouts.go).
 	Rollouts RolloutsConfig
+	// GroupCommit tunes the group commit of fenced writes (groupcommit.go).
+	GroupCommit GroupCommitOptions
 }
 
 func (c *Config) defaults() {
@@ -162,6 +164,8 @@ type Authority struct {
 	rollouts   *Rollouts
 	// metrics are this process's Prometheus series (metrics.go).
 	metrics *metrics
+	// groups batches concurrent fenced mutations into group transactions.
+	groups *groupCommitter
 }
 
 // New validates cfg and wires an Authority with its subsystems. It performs no
@@ -174,6 +178,7 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	a := &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
 		limiter: newFailureLimiter(cfg.Clock)}
 	a.metrics = newMetrics()
+	a.groups = newGroupCommitter(db, cfg.GroupCommit)
 	var err error
 	if a.admin, err = newAdmin(a, cfg.Admin); err != nil {
 		return nil, &ConfigError{Field: "Admin", Reason: err.Error()}
@@ -426,7 +431,7 @@ func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) 
 	}
 	// The audit event (and the stored response) are sent with COMMIT, in the
 	// same transaction.
-	err = a.db.FencedBatch(ctx, epoch, first, func(tx pgx.Tx, last *pgx.Batch) error {
+	err = a.fencedWrite(ctx, epoch, first, func(tx pgx.Tx, last *pgx.Batch) error {
 		if op.IdempotencyKey != "" && !inserted {
 			var stored []byte
 			if err := tx.QueryRow(ctx, `SELECT response FROM idempotency_keys WHERE key = $1`, key).Scan(&stored); err != nil {

@@ -62,6 +62,9 @@ func (c Config) Validate() error {
 		}
 		return err
 	}
+	if err := c.GroupCommit.Validate(); err != nil {
+		return err
+	}
 	if err := c.Snapshots.Validate(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) {

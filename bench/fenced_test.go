@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/store"
@@ -69,15 +71,24 @@ var noopCommand = []byte{fsm.Version1, 0xff}
 
 // BenchmarkFencedMutation measures a fenced mutation (leader check, quorum
 // confirmation, PostgreSQL transaction under the fence with an audit event) on
-// three in-process authorities over real TCP, beside two baselines measured in
-// the same run with the same client count: a plain single-row INSERT+COMMIT on
-// the same database, and a raw Raft Apply of a no-op command on the same
-// three-node group. Run:
+// three in-process authorities over real TCP, with group commit (the
+// authority's defaults, or RAP_BENCH_GROUP="maxJobs,maxGroups") and without it
+// (every mutation its own transaction), beside two baselines measured in the
+// same run with the same client count: a plain single-row INSERT+COMMIT on the
+// same database, and a raw Raft Apply of a no-op command on the same
+// three-node group. The two fenced modes alternate (ABBA) so that drift in the
+// machine's load falls on both. Run:
 //
 //	export DATABASE_URL=$(scripts/pg.sh url)
 //	go test -run '^$' -bench BenchmarkFencedMutation -benchtime 1000x ./bench/
 func BenchmarkFencedMutation(b *testing.B) {
-	g := authtest.New(b, 3)
+	var gc authority.GroupCommitOptions
+	if v := os.Getenv("RAP_BENCH_GROUP"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d,%d", &gc.MaxJobs, &gc.MaxGroups); err != nil {
+			b.Fatalf("RAP_BENCH_GROUP=%q: want maxJobs,maxGroups", v)
+		}
+	}
+	g := authtest.NewWithConfig(b, 3, func(_ int, c *daemon.Config) { c.GroupCommit = gc })
 	l := g.Leader(10 * time.Second)
 	ctx := context.Background()
 	_, err := l.DB.Pool.Exec(ctx, `CREATE TABLE bench_plain (id uuid PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`)
@@ -85,6 +96,14 @@ func BenchmarkFencedMutation(b *testing.B) {
 		b.Fatal(err)
 	}
 	actor := authority.Actor{ID: "bench", Kind: "system"}
+	fencedOp := func(int) error {
+		id := store.NewID()
+		_, err := authority.Fenced(ctx, l.Auth, authority.Op{Action: "bench.write", Actor: actor, TargetKind: "organization", TargetID: id},
+			func(tx pgx.Tx) (store.Organization, error) {
+				return store.InsertOrganization(ctx, tx, store.Organization{ID: id, Name: "bench-" + id, Slug: "b" + id[:8] + id[9:13] + id[14:18]})
+			})
+		return err
+	}
 	for _, clients := range []int{1, 32, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			n := b.N
@@ -111,19 +130,35 @@ func BenchmarkFencedMutation(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			// ABBA: ungrouped, grouped, grouped, ungrouped; n/2 each.
+			var lat [2][]time.Duration
+			var took [2]time.Duration
+			var ops [2]int
+			groups0, grouped0 := l.Auth.GroupCommitStats()
 			b.ResetTimer()
-			fenced, rate, err := run(n, clients, func(i int) error {
-				id := store.NewID()
-				_, err := authority.Fenced(ctx, l.Auth, authority.Op{Action: "bench.write", Actor: actor, TargetKind: "organization", TargetID: id},
-					func(tx pgx.Tx) (store.Organization, error) {
-						return store.InsertOrganization(ctx, tx, store.Organization{ID: id, Name: "bench-" + id, Slug: "b" + id[:8] + id[9:13] + id[14:18]})
-					})
-				return err
-			})
+			for _, grouped := range []int{0, 1, 1, 0} {
+				o := authority.GroupCommitOptions{MaxJobs: 1}
+				if grouped == 1 {
+					o = gc
+				}
+				if err := l.Auth.SetGroupCommit(o); err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				d, _, err := run(n/2, clients, fencedOp)
+				if err != nil {
+					b.Fatal(err)
+				}
+				took[grouped] += time.Since(t0)
+				ops[grouped] += n / 2
+				lat[grouped] = append(lat[grouped], d...)
+			}
 			b.StopTimer()
-			if err != nil {
+			if err := l.Auth.SetGroupCommit(gc); err != nil {
 				b.Fatal(err)
 			}
+			rate := float64(ops[1]) / took[1].Seconds()
+			single := float64(ops[0]) / took[0].Seconds()
 			us := func(d time.Duration) float64 { return float64(d.Microseconds()) }
 			b.ReportMetric(us(percentile(base, 0.5)), "insert_p50_us")
 			b.ReportMetric(us(percentile(base, 0.99)), "insert_p99_us")
@@ -131,11 +166,22 @@ func BenchmarkFencedMutation(b *testing.B) {
 			b.ReportMetric(us(percentile(rft, 0.5)), "raft_p50_us")
 			b.ReportMetric(us(percentile(rft, 0.99)), "raft_p99_us")
 			b.ReportMetric(raftRate, "raft_ops/s")
-			b.ReportMetric(us(percentile(fenced, 0.5)), "fenced_p50_us")
-			b.ReportMetric(us(percentile(fenced, 0.99)), "fenced_p99_us")
+			b.ReportMetric(us(percentile(lat[1], 0.5)), "fenced_p50_us")
+			b.ReportMetric(us(percentile(lat[1], 0.99)), "fenced_p99_us")
 			b.ReportMetric(rate, "fenced_ops/s")
+			b.ReportMetric(us(percentile(lat[0], 0.5)), "ungrouped_p50_us")
+			b.ReportMetric(single, "ungrouped_ops/s")
 			b.ReportMetric(rate/baseRate, "fenced/insert_throughput")
+			b.ReportMetric(single/baseRate, "ungrouped/insert_throughput")
 			b.ReportMetric(rate/raftRate, "fenced/raft_throughput")
+			// Mean mutations per group transaction; 0 when every mutation
+			// ran alone.
+			groups, grouped := l.Auth.GroupCommitStats()
+			if groups > groups0 {
+				b.ReportMetric(float64(grouped-grouped0)/float64(groups-groups0), "mutations/group")
+			} else {
+				b.ReportMetric(0, "mutations/group")
+			}
 		})
 	}
 }

@@ -66,6 +66,9 @@ type Config struct {
 	VPN        authority.VPNConfig
 	Releases   authority.ReleasesConfig
 	Rollouts   authority.RolloutsConfig
+	// GroupCommit tunes the group commit of fenced writes
+	// (authority.Config.GroupCommit).
+	GroupCommit authority.GroupCommitOptions
 
 	// MetricsListen is the loopback address of the Prometheus metrics
 	// listener (plain HTTP, no credentials); "" runs none. A non-loopback
@@ -97,7 +100,8 @@ func (c Config) Validate() error {
 func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time.Duration) authority.Config {
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
 		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN,
-		Releases: c.Releases, Rollouts: c.Rollouts}
+		Releases: c.Releases, Rollouts: c.Rollouts,
+		GroupCommit: c.GroupCommit}
 }
 
 // Daemon is a running authority.

@@ -11,20 +11,35 @@ cd "$root"
 DATABASE_URL=$(scripts/pg.sh url)
 export DATABASE_URL
 out=${BENCH_OUT:-out/bench.txt}
+json=${BENCH_JSON:-${out%.txt}.json}
 mkdir -p "$(dirname "$out")"
 : >"$out"
-runb() { echo "== go test -bench $*" | tee -a "$out"; go test -run '^$' -bench . "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu|gossip )' | tee -a "$out"; }
-runb -benchtime 1000x ./bench/
-runb -benchtime 2000x ./authority/raftnode/
-runb ./snapshot/
+# Steps to run: the arguments (e.g. `scripts/bench.sh fenced snapshot`), or all;
+# BENCH_FILTER narrows the benchmarks of each step (a -bench pattern).
+steps=" ${*:-fenced raft snapshot mesh gossip tunnel vpn} "
+want() { [[ $steps == *" $1 "* ]]; }
+# Every package run is preceded by the machine load (figures on a shared
+# machine are only comparable with their same-run baselines).
+runb() {
+	echo "== load $(cat /proc/loadavg)" | tee -a "$out"
+	echo "== go test -bench ${BENCH_FILTER:-.} $*" | tee -a "$out"
+	go test -run '^$' -bench "${BENCH_FILTER:-.}" "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu|gossip )' | tee -a "$out"
+}
+# out/bench.json is written from out/bench.txt however the run ends.
+trap 'python3 scripts/benchjson.py "$out" "$json"' EXIT
+want fenced && runb -benchtime 1000x ./bench/
+want raft && runb -benchtime 2000x ./authority/raftnode/
+want snapshot && runb ./snapshot/
 # mesh/gossip's BenchmarkGossip50 is one ~1-minute run (50 members, join
 # burst, kill trials, plain memberlist baselines): once, not for 2 s.
-runb -benchtime 2s $(go list ./mesh/... | grep -v '/mesh/gossip$')
-runb -benchtime 1x ./mesh/gossip/
+want mesh && runb -benchtime 2s $(go list ./mesh/... | grep -v '/mesh/gossip$')
+want gossip && runb -benchtime 1x ./mesh/gossip/
 # Tunnel vs wireguard-go vs Nebula vs bare veth, same run, same namespaces
 # (needs root; iperf3, wireguard-go, wireguard-tools, nebula from Debian).
-scripts/install-tools.sh ping:iputils-ping iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula
-runb -bench TunnelVsPeers -benchtime 1x -timeout 10m ./integration/chaos/
+if want tunnel || want vpn; then
+	scripts/install-tools.sh ping:iputils-ping iperf3:iperf3 wireguard-go:wireguard-go wg:wireguard-tools nebula:nebula
+fi
+want tunnel && runb -bench TunnelVsPeers -benchtime 1x -timeout 10m ./integration/chaos/
 # Lease-driven VPN failover between real agents: gap p50/max over 10 kill -9 trials.
-runb -bench VPNLeaseFailover -benchtime 1x -timeout 10m ./integration/chaos/
-echo "figures saved in $out"
+want vpn && runb -bench VPNLeaseFailover -benchtime 1x -timeout 10m ./integration/chaos/
+echo "figures saved in $out and $json"

@@ -154,13 +154,39 @@ func BenchmarkVerify(b *testing.B) {
 	sg := mustSigned(b, x, id, 9, key)
 	e := Expect{ClusterID: "c1", NodeID: id, AppliedVersion: 8, Now: t0.Add(time.Minute),
 		TrustedKeys: TrustedKeys(key.Public().(ed25519.PublicKey))}
+	// The baseline, measured in this run alternately with Verify (blocks of
+	// 64) so that changes in the machine's load fall on both: one Ed25519ctx
+	// verify of the same payload with the same key.
+	pub := key.Public().(ed25519.PublicKey)
+	var tVerify, tRaw time.Duration
+	var nVerify, nRaw int
 	b.SetBytes(int64(len(sg.Payload)))
 	for b.Loop() {
+		t := time.Now()
 		if _, err := Verify(sg, e); err != nil {
 			b.Fatal(err)
 		}
+		tVerify += time.Since(t)
+		nVerify++
+		if nVerify%64 == 0 {
+			t = time.Now()
+			for range 64 {
+				if err := ed25519.VerifyWithOptions(pub, sg.Payload, sg.Signature, signOpts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			tRaw += time.Since(t)
+			nRaw += 64
+		}
 	}
 	b.ReportMetric(float64(len(sg.Payload)), "B/snapshot")
+	if nRaw > 0 {
+		v := float64(tVerify.Nanoseconds()) / float64(nVerify) / 1e3
+		r := float64(tRaw.Nanoseconds()) / float64(nRaw) / 1e3
+		b.ReportMetric(v, "verify_us")
+		b.ReportMetric(r, "ed25519_verify_us")
+		b.ReportMetric(v/r, "verify/ed25519")
+	}
 }
 
 // BenchmarkSnapshotSizeByRole reports the mean and max encoded size of the

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"slices"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // DefaultMaxSize is the default limit on an encoded Signed envelope (4 MiB).
@@ -45,9 +47,16 @@ func Encode(s Snapshot) ([]byte, error) {
 
 // DecodeSnapshot decodes a canonical payload. It does not verify anything:
 // call it only on a payload whose signature was verified (Verify does).
+//
+// It decodes with the encoding/json v2 prototype (github.com/go-json-experiment/json),
+// about twice as fast as encoding/json here (a hand-written decoder on its
+// jsontext tokenizer measured no faster) and stricter about what Encode never
+// writes: duplicate member names, invalid UTF-8 and member names in another
+// case are refused or not matched. Encode's output decodes to the same
+// Snapshot as with encoding/json (TestDecodeMatchesEncodingJSON).
 func DecodeSnapshot(payload []byte) (Snapshot, error) {
 	var w wireSnapshot
-	if err := json.Unmarshal(payload, &w); err != nil {
+	if err := jsonv2.Unmarshal(payload, &w); err != nil {
 		return Snapshot{}, verr(ErrMalformed, "payload: %v", err)
 	}
 	if w.Format != FormatVersion {

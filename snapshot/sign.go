@@ -104,7 +104,7 @@ func Verify(signed Signed, e Expect) (Snapshot, error) {
 	if !ok || len(pub) != ed25519.PublicKeySize {
 		return Snapshot{}, verr(ErrUnknownKey, "key %s", signed.KeyID)
 	}
-	if err := ed25519.VerifyWithOptions(pub, signed.Payload, signed.Signature, signOpts); err != nil {
+	if !verifyCtx(pub, signed.Payload, signed.Signature) {
 		return Snapshot{}, verr(ErrBadSignature, "key %s", signed.KeyID)
 	}
 	s, err := DecodeSnapshot(signed.Payload)

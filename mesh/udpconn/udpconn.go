@@ -38,6 +38,11 @@ type Options struct {
 	Readers int
 	// BufferSize is the size of pooled read buffers (default 65536).
 	BufferSize int
+	// Batch is how many datagrams one read system call may return on a
+	// *net.UDPConn (recvmmsg through golang.org/x/net/ipv4|ipv6 ReadBatch),
+	// each reader keeping Batch buffers of BufferSize; 0 means 16, 1 reads
+	// one datagram per call. Other sockets read one datagram per call.
+	Batch int
 	// OnError observes read and write errors other than the socket closing.
 	OnError func(error)
 }
@@ -72,6 +77,9 @@ type Conn struct {
 	wg      sync.WaitGroup
 
 	received, unclaimed, readErrors, writeErrors atomic.Uint64
+
+	batch batchConn // nil unless udp is set
+	msgs  sync.Pool // *[]ipv4.Message for WriteBatch
 }
 
 // New wraps pc. Call Attach, then Start; Close stops the readers and closes pc.
@@ -82,8 +90,14 @@ func New(pc net.PacketConn, opts Options) *Conn {
 	if opts.BufferSize <= 0 {
 		opts.BufferSize = 65536
 	}
+	if opts.Batch <= 0 {
+		opts.Batch = 16
+	}
 	c := &Conn{pc: pc, opts: opts}
 	c.udp, _ = pc.(*net.UDPConn)
+	if c.udp != nil {
+		c.batch = newBatchConn(c.udp)
+	}
 	c.pool.New = func() any { b := make([]byte, opts.BufferSize); return &b }
 	c.tab.Store(&table{})
 	return c
@@ -206,6 +220,10 @@ func (c *Conn) report(err error) {
 
 func (c *Conn) readLoop() {
 	defer c.wg.Done()
+	if c.batch != nil && c.opts.Batch > 1 {
+		c.readBatches()
+		return
+	}
 	for {
 		bp := c.pool.Get().(*[]byte)
 		n, from, err := c.read(*bp)

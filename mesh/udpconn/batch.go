@@ -1,0 +1,120 @@
+package udpconn
+
+// Batched socket I/O: recvmmsg / sendmmsg through golang.org/x/net/ipv4 and
+// ipv6 (ReadBatch / WriteBatch); on systems without them x/net reads and
+// writes one datagram per call.
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn share (their Message
+// types are the same type).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
+func newBatchConn(u *net.UDPConn) batchConn {
+	if la, ok := u.LocalAddr().(*net.UDPAddr); ok && la.IP.To4() == nil && len(la.IP) == net.IPv6len {
+		return ipv6.NewPacketConn(u)
+	}
+	return ipv4.NewPacketConn(u)
+}
+
+// readBatches is the read loop with batched reads: each reader owns Batch
+// buffers, reused for every batch (a handler's packet is valid only during
+// its call).
+func (c *Conn) readBatches() {
+	ms := make([]ipv4.Message, c.opts.Batch)
+	bufs := make([][]byte, len(ms))
+	for i := range ms {
+		bufs[i] = make([]byte, c.opts.BufferSize)
+		ms[i].Buffers = [][]byte{bufs[i]}
+	}
+	for {
+		n, err := c.batch.ReadBatch(ms, 0)
+		if err != nil {
+			if c.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.readErrors.Add(1)
+			c.report(err)
+			continue
+		}
+		for i := range n {
+			from := addrPort(ms[i].Addr)
+			c.received.Add(1)
+			c.Dispatch(bufs[i][:ms[i].N], from)
+			ms[i].Addr = nil
+		}
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ua, ok := a.(*net.UDPAddr); ok {
+		ap := ua.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// WriteBatch writes every packet of pkts to `to`, as few system calls as the
+// socket allows (sendmmsg on a *net.UDPConn, one WriteTo each otherwise). It
+// returns how many were written and the first error.
+func (c *Conn) WriteBatch(pkts [][]byte, to netip.AddrPort) (int, error) {
+	if c.batch == nil {
+		for i, p := range pkts {
+			if err := c.WriteTo(p, to); err != nil {
+				return i, err
+			}
+		}
+		return len(pkts), nil
+	}
+	mp, _ := c.msgs.Get().(*[]ipv4.Message)
+	if mp == nil {
+		mp = new([]ipv4.Message)
+	}
+	ms := *mp
+	if cap(ms) < len(pkts) {
+		ms = make([]ipv4.Message, len(pkts))
+	}
+	ms = ms[:len(pkts)]
+	addr := net.UDPAddrFromAddrPort(to)
+	for i, p := range pkts {
+		if cap(ms[i].Buffers) == 0 {
+			ms[i].Buffers = make([][]byte, 1)
+		}
+		ms[i].Buffers = ms[i].Buffers[:1]
+		ms[i].Buffers[0] = p
+		ms[i].Addr = addr
+	}
+	sent := 0
+	var err error
+	for sent < len(ms) {
+		var n int
+		n, err = c.batch.WriteBatch(ms[sent:], 0)
+		sent += n
+		if err == nil && n == 0 {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			break
+		}
+	}
+	for i := range ms {
+		ms[i].Buffers[0], ms[i].Addr = nil, nil
+	}
+	*mp = ms
+	c.msgs.Put(mp)
+	if err != nil && !c.closed.Load() {
+		c.writeErrors.Add(1)
+	}
+	return sent, err
+}

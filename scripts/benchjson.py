@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""benchjson.py — turn `make bench` output (out/bench.txt) into out/bench.json.
+
+Every figure a benchmark prints becomes one result: name, figure, unit, the
+same-run baseline it is compared with (when the benchmark measures one), the
+ratio, the aim (docs/BENCHMARKS.md) and whether it is met, the machine load
+when the package ran (the "== load" line bench.sh writes before it) and the
+commit. Usage: benchjson.py bench.txt bench.json
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+# Aims: (benchmark name regex, figure unit, baseline unit, ratio unit, op, aim).
+# A result whose benchmark and unit match carries its baseline, ratio and aim.
+AIMS = [
+    (r"^BenchmarkFencedMutation/clients=64$", "fenced_ops/s", "insert_ops/s", "fenced/insert_throughput", ">=", 0.5),
+    (r"^BenchmarkFencedMutation/clients=(1|32)$", "fenced_ops/s", "insert_ops/s", "fenced/insert_throughput", None, None),
+    (r"^BenchmarkFencedMutation/clients=1$", "fenced_p50_us", "ungrouped_p50_us", None, "<=", 2000),
+    (r"^BenchmarkVerify$", "verify_us", "ed25519_verify_us", "verify/ed25519", "<=", 1.3),
+    (r"^BenchmarkBatchedNoiseVsRawUDP$", "noise_MB/s", "raw_MB/s", "noise/raw", ">=", 0.8),
+]
+
+LINE = re.compile(r"^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$")
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:
+        return ""
+
+
+def parse(path):
+    load, pkg, out = None, None, []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("== load "):
+                load = line[len("== load "):].strip()
+                continue
+            if line.startswith("== go test"):
+                pkg = line.split()[-1]
+                continue
+            m = LINE.match(line)
+            if not m:
+                continue
+            name, iters, rest = m.group(1), int(m.group(2)), m.group(3).split()
+            metrics = {}
+            for i in range(0, len(rest) - 1, 2):
+                try:
+                    metrics[rest[i + 1]] = float(rest[i])
+                except ValueError:
+                    pass
+            out.append((pkg, name, iters, metrics, load))
+    return out
+
+
+def main():
+    src, dst = sys.argv[1], sys.argv[2]
+    commit = git("rev-parse", "HEAD")
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    results = []
+    for pkg, name, iters, metrics, load in parse(src):
+        used = set()
+        for rx, fig, base, ratio, op, aim in AIMS:
+            if not re.search(rx, name) or fig not in metrics:
+                continue
+            b = metrics.get(base)
+            r = metrics.get(ratio) if ratio else None
+            if r is None and b:
+                r = metrics[fig] / b
+            met = None
+            if op and r is not None:
+                v = r if ratio else metrics[fig]
+                met = v >= aim if op == ">=" else v <= aim
+            results.append({"name": f"{name}:{fig}", "package": pkg, "figure": metrics[fig], "unit": fig,
+                            "baseline": b, "baseline_unit": base, "ratio": r,
+                            "aim": f"{ratio or fig} {op} {aim}" if op else None, "met": met,
+                            "machine_load": load, "commit": commit, "iterations": iters})
+            used.update({fig, base} | ({ratio} if ratio else set()))
+        for unit, v in metrics.items():
+            if unit in used:
+                continue
+            results.append({"name": f"{name}:{unit}", "package": pkg, "figure": v, "unit": unit,
+                            "baseline": None, "baseline_unit": None, "ratio": None, "aim": None, "met": None,
+                            "machine_load": load, "commit": commit, "iterations": iters})
+    doc = {"commit": commit, "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "cpus": os.cpu_count(), "source": src, "results": results}
+    with open(dst, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"{len(results)} figures written to {dst}")
+
+
+if __name__ == "__main__":
+    main()
