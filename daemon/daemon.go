@@ -69,6 +69,9 @@ type Config struct {
 	// GroupCommit tunes the group commit of fenced writes
 	// (authority.Config.GroupCommit).
 	GroupCommit authority.GroupCommitOptions
+	// Audit configures the audit chain's Raft checkpoints
+	// (authority.Config.Audit).
+	Audit authority.AuditConfig
 
 	// MetricsListen is the loopback address of the Prometheus metrics
 	// listener (plain HTTP, no credentials); "" runs none. A non-loopback
@@ -101,7 +104,8 @@ func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
 		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN,
 		Releases: c.Releases, Rollouts: c.Rollouts,
-		GroupCommit: c.GroupCommit}
+		GroupCommit: c.GroupCommit,
+		Audit:       c.Audit}
 }
 
 // Daemon is a running authority.

@@ -205,6 +205,9 @@ func (s *Server) routes() {
 	owner("nodes.enable", http.MethodPost, "/v1/clusters/{cluster}/nodes/{id}/enable", s.setMembership("active"))
 
 	owner("audit.list", http.MethodGet, "/v1/audit", s.listAudit)
+	owner("audit.checkpoint.get", http.MethodGet, "/v1/audit/checkpoint", s.getAuditCheckpoint)
+	owner("audit.checkpoint.create", http.MethodPost, "/v1/audit/checkpoint", s.createAuditCheckpoint)
+	owner("audit.export", http.MethodGet, "/v1/audit/export", s.exportAudit)
 
 	public("agent.join", http.MethodPost, agentapi.PathJoin, s.agentJoin)
 	public("agent.join.poll", http.MethodPost, agentapi.PathJoinPoll, s.agentPoll)

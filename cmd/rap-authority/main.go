@@ -4,7 +4,7 @@
 //	rap-authority run        [flags]   run an authority (first start: --bootstrap or --join)
 //	rap-authority bootstrap  [flags]   run --bootstrap: start a new group, print the owner token
 //	rap-authority migrate    --database-url URL
-//	rap-authority audit verify --database-url URL
+//	rap-authority audit verify --database-url URL (--server ADDR --token T --ca-pin P | --checkpoint SEQ:HASH | --no-checkpoint)
 //	rap-authority version
 //
 // Every flag can also come from the environment (RAP_AUTHORITY_ + upper-case
@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -86,7 +87,7 @@ commands:
   run          run an authority (first start of a group: --bootstrap; further members: --join)
   bootstrap    same as run --bootstrap
   migrate      apply the database migrations and exit
-  audit verify verify the audit hash chain and name the first broken row
+  audit verify verify the audit hash chain against the latest Raft checkpoint and name the first bad event
   bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
   version      print the version
@@ -113,6 +114,9 @@ type runFlags struct {
 	rolloutInterval *time.Duration
 	// Observability (observe.go): log format, metrics and pprof listeners.
 	obs observeFlags
+	// Audit checkpoints (authority.AuditConfig).
+	auditCPEvery    *int
+	auditCPInterval *time.Duration
 }
 
 // flagOfField names the flag that sets an authority.Config field, so that an
@@ -131,6 +135,8 @@ var flagOfField = map[string]string{
 	"Rollouts.Interval":        "rollout-interval",
 	"MetricsListen":            "metrics-listen",
 	"DebugListen":              "debug-listen",
+	"Audit.CheckpointEvery":    "audit-checkpoint-every",
+	"Audit.CheckpointInterval": "audit-checkpoint-interval",
 }
 
 func newRunFlags(name string) *runFlags {
@@ -167,6 +173,8 @@ func newRunFlags(name string) *runFlags {
 	r.releaseChunk = fs.Int("release-max-chunk", authority.DefaultReleaseChunkSize, "largest artifact upload chunk accepted, in bytes (at most 1 MiB)")
 	r.rolloutInterval = fs.Duration("rollout-interval", 2*time.Second, "how often the leader re-evaluates running rollouts")
 	r.obs = newObserveFlags(fs)
+	r.auditCPEvery = fs.Int("audit-checkpoint-every", 1000, "the leader commits an audit checkpoint through Raft after this many audit events")
+	r.auditCPInterval = fs.Duration("audit-checkpoint-interval", time.Minute, "the leader commits an audit checkpoint when the chain moved and the last one is older than this")
 	return r
 }
 
@@ -248,7 +256,8 @@ func run(args []string, bootstrap bool) error {
 			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch},
 		VPN:      authority.VPNConfig{ReclaimInterval: *r.vpnReclaim, DefaultLeaseTTL: *r.vpnLeaseTTL},
 		Releases: authority.ReleasesConfig{MaxChunk: *r.releaseChunk},
-		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval}}
+		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval},
+		Audit:    authority.AuditConfig{CheckpointEvery: *r.auditCPEvery, CheckpointInterval: *r.auditCPInterval}}
 	cfg.MetricsListen, cfg.MetricsToken, cfg.DebugListen = *r.obs.metricsListen, metricsToken, *r.obs.debugListen
 	if err := flagError(cfg.Validate()); err != nil {
 		return err
@@ -392,13 +401,55 @@ func migrate(args []string) error {
 	return nil
 }
 
+// auditVerify checks the audit chain in PostgreSQL against an anchor kept
+// outside it: the latest Raft checkpoint, read from a running authority
+// (--server, --token, --ca-pin or RAPCTL_SERVERS, RAPCTL_TOKEN, RAPCTL_CA_PIN), or one
+// given with --checkpoint. --no-checkpoint checks the links only (truncation
+// of the newest rows is then undetectable). Exit status 3: the chain is broken.
 func auditVerify(args []string) error {
-	u, err := dbFlag(args)
-	if err != nil {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	u := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL")
+	servers := fs.String("server", os.Getenv("RAPCTL_SERVERS"), "comma-separated authority API addresses to read the latest Raft checkpoint from (or RAPCTL_SERVERS)")
+	token := fs.String("token", os.Getenv("RAPCTL_TOKEN"), "owner API token (or RAPCTL_TOKEN)")
+	pin := fs.String("ca-pin", os.Getenv("RAPCTL_CA_PIN"), "platform CA pin sha256:… (or RAPCTL_CA_PIN)")
+	cpFlag := fs.String("checkpoint", "", "a checkpoint recorded elsewhere: SEQ:HASH or SEQ:HASH:MAX_ID:V2_FROM (as rapctl audit checkpoint prints)")
+	none := fs.Bool("no-checkpoint", false, "check the links only, without an anchor (cannot detect deleted newest rows)")
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
+	if *u == "" {
+		return errors.New("--database-url is required")
+	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, u, store.Options{})
+	var anchor *authority.AuditAnchor
+	switch {
+	case *cpFlag != "":
+		a, err := parseCheckpoint(*cpFlag)
+		if err != nil {
+			return err
+		}
+		anchor = &a
+	case *servers != "":
+		c, err := apiclient.New(apiclient.Options{Servers: strings.Split(*servers, ","), Token: *token, CAPin: *pin, Timeout: 15 * time.Second})
+		if err != nil {
+			return err
+		}
+		var a authority.AuditAnchor
+		err = c.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &a, nil)
+		c.Close()
+		var ae *apiclient.Error
+		switch {
+		case errors.As(err, &ae) && ae.Code == string(authority.CodeNotFound):
+			fmt.Println("no audit checkpoint committed yet: checking links only")
+		case err != nil:
+			return fmt.Errorf("reading the latest audit checkpoint: %w", err)
+		default:
+			anchor = &a
+		}
+	case !*none:
+		return errors.New("give --server (read the latest Raft checkpoint), --checkpoint SEQ:HASH, or --no-checkpoint")
+	}
+	db, err := store.Open(ctx, *u, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -407,16 +458,51 @@ func auditVerify(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := a.VerifyAudit(ctx)
+	res, err := a.VerifyAudit(ctx, anchor)
 	if err != nil {
 		return err
 	}
+	if anchor != nil {
+		fmt.Printf("checkpoint: seq %d hash %s (raft index %d)\n", anchor.Seq, anchor.Hash, anchor.Index)
+	}
 	if !res.OK() {
-		fmt.Printf("audit chain BROKEN after %d good events: %v\n", res.Checked, res.Break)
+		b := res.Break
+		if b.ID != 0 {
+			fmt.Printf("audit chain BROKEN: first bad event id %d seq %d (%s) after %d good events: %v\n", b.ID, b.Seq, b.Reason, res.Checked, b)
+		} else {
+			fmt.Printf("audit chain BROKEN: first bad event seq %d (%s) after %d good events: %v\n", b.Seq, b.Reason, res.Checked, b)
+		}
 		os.Exit(3)
 	}
 	fmt.Printf("audit chain intact: %d events, head seq %d hash %s\n", res.Checked, res.Head.Seq, res.Head.Hash)
 	return nil
+}
+
+// parseCheckpoint parses SEQ:HASH[:MAX_ID[:V2_FROM]].
+func parseCheckpoint(s string) (authority.AuditAnchor, error) {
+	var a authority.AuditAnchor
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 4 {
+		return a, errors.New("--checkpoint must be SEQ:HASH[:MAX_ID[:V2_FROM]]")
+	}
+	var err error
+	if a.Seq, err = strconv.ParseInt(parts[0], 10, 64); err != nil || a.Seq < 0 {
+		return a, errors.New("--checkpoint: SEQ must be a non-negative integer")
+	}
+	if err := a.Hash.UnmarshalText([]byte(parts[1])); err != nil {
+		return a, fmt.Errorf("--checkpoint: %w", err)
+	}
+	if len(parts) > 2 {
+		if a.MaxID, err = strconv.ParseInt(parts[2], 10, 64); err != nil || a.MaxID < 0 {
+			return a, errors.New("--checkpoint: MAX_ID must be a non-negative integer")
+		}
+	}
+	if len(parts) > 3 {
+		if a.V2From, err = strconv.ParseInt(parts[3], 10, 64); err != nil || a.V2From < 1 {
+			return a, errors.New("--checkpoint: V2_FROM must be a positive integer")
+		}
+	}
+	return a, nil
 }
 
 func memberKey(args []string) error {

@@ -134,6 +134,19 @@ func passthroughCommands() []passthrough {
 		example: "  rapctl mesh ping 3f2a9c1e --state /var/lib/rap-node-agent/state.db\n  rapctl mesh ping 3f2a9c1e -o json",
 		formats: []string{"json"},
 		run:     func(_ context.Context, args []string, _, _ io.Writer) error { return meshPingCmd(args) }})
+	out = append(out, passthrough{path: "audit export", args: "",
+		help:    "chained audit events as JSON lines in chain order, every column (--follow, --file F appends and resumes, --after-seq N, --interval, --page)",
+		example: "  rapctl audit export > audit.jsonl\n  rapctl audit export --follow --file /var/log/rap/audit.jsonl",
+		run: func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+			c, err := newClient(30 * time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, stop := signalContext(ctx)
+			defer stop()
+			return auditExportCmd(ctx, c, args, stdout)
+		}})
 	return out
 }
 

@@ -108,7 +108,7 @@ var commands = []cmd{
 		ttl := fs.Duration("ttl", 0, "lifetime (default 15m, at most 24h)")
 		uses := fs.Int("max-uses", 1, "how many enrollments it allows")
 		desc := fs.String("description", "", "what it is for")
-		roles := fs.String("allowed-roles", "", "comma-separated roles a request may ask for")
+		roles := fs.String("allowed-roles", "", "comma-separated roles a request may ask for (required with --auto-approve)")
 		auto := fs.Bool("auto-approve", false, "platform-managed bootstrap token: approve requests without review")
 		return func() (string, string, any, error) {
 			body := map[string]any{"cluster": *cluster, "ttl_seconds": int64(ttl.Seconds()), "max_uses": *uses, "description": *desc, "auto_approve": *auto}
