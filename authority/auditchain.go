@@ -86,7 +86,10 @@ func (a *Authority) RunAuditChainer(ctx context.Context, interval time.Duration)
 	defer t.Stop()
 	var retryAt time.Time
 	for {
-		if _, err := a.ChainAudit(ctx); err != nil && ctx.Err() == nil {
+		// Bounded, so a database that stops answering (a primary lost
+		// without closing its connections) cannot stall the chainer.
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if _, err := a.ChainAudit(cctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("audit chainer", "error", err)
 		} else if err == nil && a.raft != nil && a.raft.IsLeader() && a.FenceEpoch() > 0 && !a.cfg.Clock().Before(retryAt) {
 			if err := a.maybeCheckpointAudit(ctx); err != nil && ctx.Err() == nil {
@@ -96,6 +99,7 @@ func (a *Authority) RunAuditChainer(ctx context.Context, interval time.Duration)
 				a.log.Warn("audit checkpoint", "error", err)
 			}
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return

@@ -167,6 +167,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		sealer = s
+	} else {
+		log.Warn("no key-encryption key configured (--kek-file): cluster CA private keys are kept unsealed in the Raft log and snapshots, and TOTP secrets unsealed in PostgreSQL; configure the same KEK on every authority in production")
 	}
 	d := &Daemon{cfg: cfg, DB: db, FSM: fsm.New(fsm.Options{}), log: log, stop: make(chan struct{})}
 	d.health = newMemberHealth()
@@ -217,7 +219,7 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.Auth = auth
 	d.VPN = auth.VPN()
-	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log, Health: d,
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log,
 		Registry: newRegistry(auth), MetricsToken: cfg.MetricsToken})
 	d.registerMetrics()
 	if err := d.obs.start(cfg, d.API.MetricsHandler()); err != nil {

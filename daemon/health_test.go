@@ -1,8 +1,10 @@
 package daemon_test
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"testing"
@@ -10,13 +12,80 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
 )
 
+// TestHealthReportsThePostgresSide: GET /v1/health answers ok with the
+// PostgreSQL server it reaches; with PostgreSQL unreachable it answers 503
+// unavailable within its probe deadline, the health document in
+// details.health; once PostgreSQL is back it is ok again without a restart.
+func TestHealthReportsThePostgresSide(t *testing.T) {
+	var proxy *freezeProxy
+	g := authtest.NewWithDB(t, 1, func(i int, dbURL string) string {
+		u, err := url.Parse(dbURL)
+		require.NoError(t, err)
+		proxy = newFreezeProxy(t, u.Host)
+		u.Host = proxy.ln.Addr().String()
+		return u.String()
+	})
+	ctx := context.Background()
+	l := g.Leader(10 * time.Second)
+	c, err := apiclient.New(apiclient.Options{Servers: []string{l.APIAddr()}, CAPin: g.Pin, MaxRedirects: -1, Timeout: 10 * time.Second})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+
+	type health struct {
+		Status           string   `json:"status"`
+		Problems         []string `json:"problems"`
+		NodeID           string   `json:"node_id"`
+		DatabaseServer   string   `json:"database_server"`
+		DatabaseWritable bool     `json:"database_writable"`
+		Database         struct {
+			Reachable bool   `json:"reachable"`
+			Error     string `json:"error"`
+			Primary   struct {
+				Server struct {
+					Addr string `json:"addr"`
+				} `json:"server"`
+			} `json:"primary"`
+		} `json:"database"`
+	}
+	var h health
+	g.Eventually(10*time.Second, "healthy", func() bool {
+		h = health{}
+		return c.Do(ctx, http.MethodGet, "/v1/health", nil, &h, nil) == nil && h.Status == "ok"
+	})
+	require.Empty(t, h.Problems)
+	require.True(t, h.DatabaseWritable)
+	require.NotEmpty(t, h.DatabaseServer)
+	require.Equal(t, h.DatabaseServer, h.Database.Primary.Server.Addr)
+
+	proxy.freeze()
+	start := time.Now()
+	err = c.Do(ctx, http.MethodGet, "/v1/health", nil, nil, nil)
+	took := time.Since(start)
+	proxy.thaw()
+	var ae *apiclient.Error
+	require.True(t, errors.As(err, &ae), "a typed error, got %v", err)
+	require.Equal(t, "unavailable", ae.Code)
+	require.Equal(t, http.StatusServiceUnavailable, ae.Status)
+	require.Less(t, took, 4*time.Second, "answered within the probe deadline")
+	doc, _ := ae.Details["health"].(map[string]any)
+	require.Equal(t, "unavailable", doc["status"])
+	require.Contains(t, doc["problems"], "PostgreSQL unreachable (unavailable)")
+
+	g.Eventually(15*time.Second, "healthy again", func() bool {
+		h = health{}
+		return c.Do(ctx, http.MethodGet, "/v1/health", nil, &h, nil) == nil && h.Status == "ok"
+	})
+}
+
 // probe is a load balancer: it GETs path on an authority's API listener
-// (TLS without verification, as a health checker does) and decodes the body.
+// (TLS without verification, as a health checker does) and decodes the
+// health document (from details.health when the answer is an error).
 func probe(t *testing.T, d *daemon.Daemon, path string) (int, httpapi.Health) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
@@ -25,9 +94,21 @@ func probe(t *testing.T, d *daemon.Daemon, path string) (int, httpapi.Health) {
 	resp, err := c.Get("https://" + d.APIAddr() + path)
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var h httpapi.Health
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&h), path)
-	return resp.StatusCode, h
+	var body struct {
+		httpapi.Health
+		Error *struct {
+			Code    string `json:"code"`
+			Details struct {
+				Health httpapi.Health `json:"health"`
+			} `json:"details"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body), path)
+	if body.Error != nil {
+		require.Equal(t, "unavailable", body.Error.Code, path)
+		return resp.StatusCode, body.Error.Details.Health
+	}
+	return resp.StatusCode, body.Health
 }
 
 // TestHealthLeaderFollowerNoQuorum: /v1/health is 200 on the leader, 429 on a
@@ -44,16 +125,18 @@ func TestHealthLeaderFollowerNoQuorum(t *testing.T) {
 
 	code, h := probe(t, l, "/v1/health")
 	require.Equal(t, http.StatusOK, code)
-	require.Equal(t, "leader", h.Status)
+	require.Equal(t, "ok", h.Status)
 	require.Equal(t, "leader", h.Role)
+	require.False(t, h.Standby)
 	require.True(t, h.Quorum)
-	require.True(t, h.Postgres)
-	require.True(t, h.FenceHeld)
+	require.True(t, h.Database.Reachable)
+	require.Equal(t, h.AgreedEpoch, h.FenceEpochHeld)
 	require.Equal(t, l.Node(), h.NodeID)
 
 	code, h = probe(t, f, "/v1/health")
 	require.Equal(t, http.StatusTooManyRequests, code)
-	require.Equal(t, "standby", h.Status)
+	require.Equal(t, "ok", h.Status)
+	require.True(t, h.Standby)
 	require.Equal(t, "follower", h.Role)
 	require.Equal(t, l.Node(), h.LeaderID)
 	require.Equal(t, l.APIAddr(), h.LeaderAPIAddr)
@@ -68,14 +151,14 @@ func TestHealthLeaderFollowerNoQuorum(t *testing.T) {
 		require.Equal(t, http.StatusOK, code)
 		code, h = probe(t, d, "/readyz")
 		require.Equal(t, http.StatusOK, code)
-		require.Equal(t, "ready", h.Status)
+		require.True(t, h.Database.Reachable)
 	}
 
 	// Cut the leader off: it loses its quorum and says so with 503.
 	g.Isolate(l)
 	g.Eventually(10*time.Second, "the isolated authority reports no quorum", func() bool {
 		code, h := probe(t, l, "/v1/health?standbyok")
-		return code == http.StatusServiceUnavailable && h.Reason == "no_quorum" && !h.Quorum
+		return code == http.StatusServiceUnavailable && (h.Reason == "no_quorum" || h.Reason == "no_leader") && h.Status == "unavailable"
 	})
 	code, _ = probe(t, l, "/livez")
 	require.Equal(t, http.StatusOK, code, "liveness does not depend on the quorum")
@@ -117,7 +200,7 @@ func TestHealthPostgresDown(t *testing.T) {
 			code, h = probe(t, l, path)
 			return code == http.StatusServiceUnavailable
 		})
-		require.False(t, h.Postgres, path)
+		require.False(t, h.Database.Reachable, path)
 		require.Equal(t, "postgres", h.Reason, path)
 		require.Equal(t, "unavailable", h.Status, path)
 	}

@@ -3,74 +3,110 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
+
+	"github.com/rap-fabric/core/authority"
 )
 
-// HealthSource reports what a load balancer needs to know about this
-// authority (GET /v1/health, /livez, /readyz).
-type HealthSource interface {
-	// Health checks PostgreSQL and the Raft view within ctx (the daemon
-	// bounds each check by its own short timeout). Safe for concurrent use.
-	Health(ctx context.Context) Health
-}
-
-// Health is the body of GET /v1/health and GET /readyz.
+// Health is the body of GET /v1/health and GET /readyz: whether this
+// authority can serve, from its Raft view and a PostgreSQL probe.
 type Health struct {
-	NodeID string `json:"node_id"`
-	// Role is "leader", "follower" or "candidate" (Raft's view).
-	Role string `json:"role"`
-	// LeaderID and LeaderAPIAddr name the leader this authority knows ("" when none).
-	LeaderID      string `json:"leader_id"`
-	LeaderAPIAddr string `json:"leader_api_addr"`
-	// Quorum: a leader confirmed a quorum now; a follower heard from its
-	// leader recently.
-	Quorum bool `json:"quorum"`
-	// Postgres: the source of truth answered a ping.
-	Postgres bool `json:"postgres"`
-	// FenceHeld: this authority holds the PostgreSQL fence (leaders only).
-	FenceHeld bool `json:"fence_held"`
-	// Status is "leader", "standby" or "unavailable"; Reason says why an
-	// unavailable authority is unavailable ("postgres", "no_quorum",
-	// "fence_not_held").
+	// Status is ok, degraded (serving, with problems listed) or unavailable
+	// (answered as a 503 unavailable error carrying this body in
+	// details.health).
 	Status string `json:"status"`
+	// Problems name what is wrong, one phrase each.
+	Problems []string `json:"problems"`
+	// Reason is the machine code of an unavailable authority: postgres,
+	// read_only, no_leader or no_quorum ("" otherwise).
 	Reason string `json:"reason,omitempty"`
+	NodeID string `json:"node_id"`
+	State  string `json:"state"`
+	// Role is "leader", "follower" or "candidate"; Standby is true on a
+	// healthy follower (GET /v1/health answers it 429, 200 with ?standbyok).
+	Role           string `json:"role"`
+	Standby        bool   `json:"standby"`
+	LeaderID       string `json:"leader_id"`
+	LeaderAPIAddr  string `json:"leader_api_addr"`
+	Quorum         bool   `json:"quorum"`
+	AgreedEpoch    uint64 `json:"agreed_epoch"`
+	FenceEpochHeld uint64 `json:"fence_epoch_held"`
+	// DatabaseServer and DatabaseWritable repeat Database for tables.
+	DatabaseServer   string                   `json:"database_server"`
+	DatabaseWritable bool                     `json:"database_writable"`
+	Database         authority.DatabaseHealth `json:"database"`
 }
 
-// healthTimeout bounds one health check (database ping and quorum round).
-const healthTimeout = time.Second
+// healthProbeTimeout bounds the PostgreSQL probe of GET /v1/health.
+const healthProbeTimeout = time.Second
 
 func (s *Server) healthRoutes(r *mux.Router) {
 	public := func(name, method, path string, h handlerFunc) { r.Handle(path, s.wrap(name, h)).Methods(method) }
-	public("health", http.MethodGet, "/v1/health", s.getHealth)
+	// GET /v1/health is registered in routes (server.go).
 	public("livez", http.MethodGet, "/livez", s.getLivez)
 	public("readyz", http.MethodGet, "/readyz", s.getReadyz)
 }
 
-// getHealth answers as load balancers expect of a Raft group (Vault's
-// sys/health, Consul's leader checks): 200 on the leader that holds a quorum
-// and the fence, 429 on a healthy follower (200 with ?standbyok), 503 without
-// a quorum or PostgreSQL.
-func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
-	h := s.healthReport(r.Context())
-	code := http.StatusServiceUnavailable
-	switch {
-	case !h.Postgres:
-		h.Status, h.Reason = "unavailable", "postgres"
-	case !h.Quorum:
-		h.Status, h.Reason = "unavailable", "no_quorum"
-	case h.Role == "leader" && !h.FenceHeld:
-		h.Status, h.Reason = "unavailable", "fence_not_held"
-	case h.Role == "leader":
-		h.Status, code = "leader", http.StatusOK
-	default:
-		h.Status, code = "standby", http.StatusTooManyRequests
-		if standbyOK(r) {
-			code = http.StatusOK
+// healthReport builds the health document (no status code decided yet).
+func (s *Server) healthReport(ctx context.Context) Health {
+	h := Health{Status: "ok", Problems: []string{}}
+	if s.status != nil {
+		st := s.status.Status()
+		h.NodeID, h.State, h.LeaderID, h.LeaderAPIAddr, h.Quorum, h.AgreedEpoch, h.FenceEpochHeld = st.NodeID, st.State, st.LeaderID, st.LeaderAPIAddr, st.Quorum, st.AgreedEpoch, st.FenceEpochHeld
+		h.Role = strings.ToLower(st.State)
+		switch {
+		case st.LeaderID == "":
+			h.Problems = append(h.Problems, "no authority leader known")
+			h.Reason = "no_leader"
+		case !st.Quorum:
+			h.Problems = append(h.Problems, "no quorum")
+			h.Reason = "no_quorum"
+		case st.State == "Leader" && st.FenceEpochHeld != st.AgreedEpoch:
+			h.Problems = append(h.Problems, "leader not holding the PostgreSQL fence at its epoch yet")
 		}
 	}
-	writeJSON(w, code, h)
+	if s.a != nil {
+		h.Database = s.a.DatabaseHealth(ctx, healthProbeTimeout)
+		h.DatabaseServer, h.DatabaseWritable = h.Database.Primary.Server.Addr, h.Database.Writable
+		switch {
+		case !h.Database.Reachable:
+			h.Problems = append(h.Problems, "PostgreSQL unreachable ("+string(h.Database.Error)+")")
+			h.Reason = "postgres"
+		case !h.Database.Writable:
+			h.Problems = append(h.Problems, "PostgreSQL server is read-only (a standby)")
+			h.Reason = "read_only"
+		}
+	}
+	if len(h.Problems) > 0 {
+		h.Status = "degraded"
+	}
+	if !h.Database.Reachable || !h.Database.Writable || h.LeaderID == "" || !h.Quorum {
+		h.Status = "unavailable"
+	}
+	h.Standby = h.Status != "unavailable" && h.Role != "leader"
+	return h
+}
+
+// getHealth answers as load balancers expect of a Raft group (Vault's
+// sys/health): 200 on the leader, 429 on a healthy follower (200 with
+// ?standbyok, as rapctl authority health and the drills ask), 503
+// unavailable without a leader, a quorum or a writable PostgreSQL (the error
+// carries the document in details.health). A leader still claiming its fence
+// is "degraded" and answers 200.
+func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) error {
+	h := s.healthReport(r.Context())
+	switch {
+	case h.Status == "unavailable":
+		return &authority.Error{Code: authority.CodeUnavailable, Message: "this authority cannot serve writes: " + strings.Join(h.Problems, "; "),
+			Details: map[string]any{"health": h}}
+	case h.Standby && !standbyOK(r):
+		writeJSON(w, http.StatusTooManyRequests, h)
+	default:
+		writeJSON(w, http.StatusOK, h)
+	}
 	return nil
 }
 
@@ -95,23 +131,13 @@ func (s *Server) getLivez(w http.ResponseWriter, r *http.Request) error {
 // getReadyz answers 200 when this authority can serve requests: PostgreSQL
 // answers (reads and signed snapshots need nothing more; fenced writes are
 // refused with no_quorum or redirected with not_leader on their own); 503
-// otherwise.
+// unavailable otherwise (details.health).
 func (s *Server) getReadyz(w http.ResponseWriter, r *http.Request) error {
 	h := s.healthReport(r.Context())
-	code := http.StatusOK
-	h.Status = "ready"
-	if !h.Postgres {
-		h.Status, h.Reason, code = "unavailable", "postgres", http.StatusServiceUnavailable
+	if s.a != nil && !h.Database.Reachable {
+		return &authority.Error{Code: authority.CodeUnavailable, Message: "PostgreSQL unreachable: reads cannot be served",
+			Details: map[string]any{"health": h}}
 	}
-	writeJSON(w, code, h)
+	writeJSON(w, http.StatusOK, h)
 	return nil
-}
-
-func (s *Server) healthReport(ctx context.Context) Health {
-	if s.health == nil {
-		return Health{Role: "unknown"}
-	}
-	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
-	defer cancel()
-	return s.health.Health(ctx)
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/store"
 )
 
 // StatusSource reports the authority's Raft view for /v1/authority/status.
@@ -74,6 +75,10 @@ type AuthorityStatus struct {
 	LastContact  *time.Time     `json:"last_contact"`
 	Quorum       bool           `json:"quorum"`
 	Members      []MemberStatus `json:"members"`
+	// Database is the PostgreSQL server this authority's pool reaches (the
+	// primary, with a multi-host URL) and the fence re-affirmations after a
+	// change of server (docs/postgres-ha.md).
+	Database *store.PrimaryStatus `json:"database,omitempty"`
 }
 
 // MemberStatus is one authority in the status.
@@ -97,9 +102,6 @@ type Options struct {
 	// "Authorization: Bearer <token>" (a Prometheus scrape token); when
 	// empty /metrics is refused there (scrape the loopback metrics listener).
 	MetricsToken string
-	// Health answers /v1/health, /livez and /readyz (health.go); nil
-	// reports an unknown role and no dependencies (503).
-	Health HealthSource
 }
 
 // Server is the HTTP API of one authority.
@@ -111,7 +113,6 @@ type Server struct {
 	log     hclog.Logger
 	reg     *prometheus.Registry
 	router  *mux.Router
-	health  HealthSource
 	// scrapeHash is the SHA-256 of Options.MetricsToken (nil: none).
 	scrapeHash []byte
 
@@ -134,7 +135,6 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
-	s.health = o.Health
 	s.scrapeHash = scrapeTokenHash(o.MetricsToken)
 	if o.Authority != nil {
 		s.vpn = o.Authority.VPN()
@@ -177,9 +177,13 @@ func (s *Server) routes() {
 	}
 
 	public("status", http.MethodGet, "/v1/authority/status", s.getStatus)
+	public("health", http.MethodGet, "/v1/health", s.getHealth)
 	owner("members.certificate", http.MethodPost, "/v1/authority/members/certificate", s.memberCertificate)
 	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
 	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)
+	owner("authority.join_tokens.create", http.MethodPost, "/v1/authority/join-tokens", s.createAuthorityJoinToken)
+	owner("authority.join_tokens.list", http.MethodGet, "/v1/authority/join-tokens", s.listAuthorityJoinTokens)
+	owner("authority.join_tokens.revoke", http.MethodPost, "/v1/authority/join-tokens/{id}/revoke", s.revokeAuthorityJoinToken)
 
 	owner("clusters.create", http.MethodPost, "/v1/clusters", s.createCluster)
 	owner("clusters.list", http.MethodGet, "/v1/clusters", s.listClusters)

@@ -11,9 +11,13 @@ import json, re, sys, os, subprocess
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
+    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations). 200 on the leader, 429 on a healthy follower (200 with ?standbyok), 503 unavailable with details.health without a leader, quorum or writable PostgreSQL", 200),
     ("POST", "/v1/authority/members/certificate", "owner", "authority", "Issue a Raft member certificate for a joining authority's key", 200),
     ("POST", "/v1/authority/members", "owner", "authority", "Add an authority (holding a member certificate) as a voter (fenced)", 200),
     ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
+    ("POST", "/v1/authority/join-tokens", "owner", "authority", "Create a single-use authority join token (body {ttl_seconds ≤ 3600, default 900; description}); the secret is returned once (fenced, step-up). rap-authority run --join presents it on the two member routes only", 201),
+    ("GET", "/v1/authority/join-tokens", "owner", "authority", "List authority join tokens with their state (active, bound, joined, expired, revoked), never their secrets", 200),
+    ("POST", "/v1/authority/join-tokens/{id}/revoke", "owner", "authority", "Revoke an authority join token (fenced)", 200),
     ("GET", "/metrics", "none", "authority", "Prometheus metrics", 200),
     ("POST", "/v1/clusters", "owner", "clusters", "Create a cluster and its own CA (fenced)", 201),
     ("GET", "/v1/clusters", "owner", "clusters", "List clusters", 200),
@@ -157,7 +161,6 @@ ROUTES = [
     ("GET", "/v1/releases/roots", "owner", "releases", "Registered release root public keys and threshold (replicated through Raft)", 200),
     ("PUT", "/v1/releases/roots", "owner", "releases", "Register or replace the release root keys (fenced, Raft, step-up; body {prev_version, threshold, keys[base64], reason}); dropping a key revokes it", 200),
     # Load balancer health (health.go).
-    ("GET", "/v1/health", "none", "authority", "Load balancer health: 200 on the leader holding quorum and fence, 429 on a healthy follower (200 with ?standbyok), 503 without quorum or PostgreSQL", 200),
     ("GET", "/livez", "none", "authority", "Liveness: 200 while the process serves HTTP", 200),
     ("GET", "/readyz", "none", "authority", "Readiness: 200 while PostgreSQL answers (reads and snapshots served), else 503", 200),
     ("GET", "/v1/openapi.json", "none", "authority", "This OpenAPI document", 200),

@@ -5,6 +5,7 @@
 //	rap-authority bootstrap  [flags]   run --bootstrap: start a new group, print the owner token
 //	rap-authority migrate    --database-url URL
 //	rap-authority audit verify --database-url URL (--server ADDR --token T --ca-pin P | --checkpoint SEQ:HASH | --no-checkpoint)
+//	rap-authority recover    --config FILE | --id ID --data-dir DIR [--dry-run]
 //	rap-authority version
 //
 // Every flag can also come from the environment (RAP_AUTHORITY_ + upper-case
@@ -30,6 +31,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
@@ -65,6 +68,8 @@ func main() {
 		err = bootstrapOwner(os.Args[2:])
 	case "member-key":
 		err = memberKey(os.Args[2:])
+	case "recover":
+		err = recoverCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -90,6 +95,7 @@ commands:
   audit verify verify the audit hash chain against the latest Raft checkpoint and name the first bad event
   bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
+  recover      lost quorum: make this stopped authority the only voter, keeping its log (--dry-run first)
   version      print the version
 
 rap-authority run --help lists every flag of run (addresses, data dir, database,
@@ -145,7 +151,7 @@ func newRunFlags(name string) *runFlags {
 	r.cfg = fs.String("config", "", "JSON config file whose keys are flag names")
 	r.id = fs.String("id", "", "authority node id (unique in the group)")
 	r.dataDir = fs.String("data-dir", "", "directory for Raft state (log, snapshots)")
-	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth)")
+	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth); several hosts with target_session_attrs=read-write follow a failover to a promoted standby (docs/postgres-ha.md)")
 	r.raftBind = fs.String("raft-bind", "127.0.0.1:7000", "Raft TCP listen address")
 	r.raftAdv = fs.String("raft-advertise", "", "Raft address peers dial (default: raft-bind)")
 	r.apiListen = fs.String("api-listen", "127.0.0.1:8443", "HTTPS API listen address")
@@ -154,7 +160,7 @@ func newRunFlags(name string) *runFlags {
 	r.kekFile = fs.String("kek-file", "", "file with a 64-hex-character key-encryption key sealing CA keys")
 	r.bootstrap = fs.Bool("bootstrap", false, "start a new authority group with this node as its first member")
 	r.join = fs.String("join", "", "API address of an existing authority to join through")
-	r.joinToken = fs.String("join-token", "", "owner API token used to join (or RAP_AUTHORITY_JOIN_TOKEN)")
+	r.joinToken = fs.String("join-token", "", "authority join token (rapctl authority join-token create), or an owner API token before owners have MFA (or RAP_AUTHORITY_JOIN_TOKEN)")
 	r.caPin = fs.String("ca-pin", "", "platform CA pin of the group to join (sha256:…)")
 	r.heartbeat = fs.Duration("heartbeat-timeout", time.Second, "Raft heartbeat timeout")
 	r.election = fs.Duration("election-timeout", time.Second, "Raft election timeout")
@@ -285,7 +291,7 @@ func run(args []string, bootstrap bool) error {
 		}
 	}
 	if *r.join != "" {
-		if err := joinGroup(ctx, d, *r.join, firstNonEmpty(*r.joinToken, os.Getenv("RAP_JOIN_TOKEN")), *r.caPin); err != nil {
+		if err := joinGroup(ctx, d, logger.Named("join"), *r.join, firstNonEmpty(*r.joinToken, os.Getenv("RAP_JOIN_TOKEN")), *r.caPin); err != nil {
 			return fmt.Errorf("join: %w", err)
 		}
 	}
@@ -332,8 +338,13 @@ func printBootstrap(ctx context.Context, d *daemon.Daemon) error {
 	return json.NewEncoder(os.Stdout).Encode(out)
 }
 
-// joinGroup asks an existing member (following not_leader) to add this node.
-func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) error {
+// joinGroup asks an existing member (following not_leader) to add this node:
+// a member certificate for this node's key first, then the voter. It retries
+// what may pass (no quorum, a leader change, an unreachable member) for about
+// 30 s, logging each retry and its reason, and gives up at once when the
+// credential is refused. A retry after a join whose answer was lost finds
+// this node among the members and succeeds.
+func joinGroup(ctx context.Context, d *daemon.Daemon, log hclog.Logger, addr, token, pin string) error {
 	member, err := d.IsRestartedMember()
 	if err != nil {
 		return err
@@ -349,8 +360,10 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 		return err
 	}
 	defer c.Close()
+	const attempts = 30
 	var lastErr error
-	for i := 0; i < 30; i++ {
+	for i := 1; i <= attempts; i++ {
+		step := "member certificate"
 		if !d.HasMemberCert() {
 			var mc struct {
 				MemberCertificate []byte `json:"member_certificate"`
@@ -362,11 +375,26 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 			}
 		}
 		if lastErr == nil {
+			step = "add voter"
 			lastErr = c.Do(ctx, http.MethodPost, "/v1/authority/members", map[string]any{"id": d.Node(), "raft_addr": d.RaftAddr(), "api_addr": d.APIAddr()}, nil, nil)
 			if lastErr == nil {
+				log.Info("joined the authority group", "via", addr)
 				return nil
 			}
 		}
+		if joined(ctx, c, d.Node()) {
+			log.Info("already a member of the authority group", "via", addr)
+			return nil
+		}
+		var ae *apiclient.Error
+		if errors.As(lastErr, &ae) && joinRefused[ae.Code] {
+			log.Error("join refused; not retrying", "step", step, "code", ae.Code, "reason", ae.Message)
+			return lastErr
+		}
+		if i == attempts {
+			break
+		}
+		log.Warn("join failed; retrying in 1s", "attempt", i, "of", attempts, "step", step, "reason", lastErr)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -374,6 +402,32 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 		}
 	}
 	return lastErr
+}
+
+// joinRefused are the answers a retry cannot change: the credential or the
+// request itself was refused.
+var joinRefused = map[string]bool{
+	"unauthenticated": true, "token_invalid": true, "forbidden": true, "step_up_required": true,
+	"invalid_argument": true, "rate_limited": true,
+}
+
+// joined reports whether the group already lists id as a member (a join
+// whose answer was lost).
+func joined(ctx context.Context, c *apiclient.Client, id string) bool {
+	var st struct {
+		Members []struct {
+			ID string `json:"id"`
+		} `json:"members"`
+	}
+	if c.Do(ctx, http.MethodGet, "/v1/authority/status", nil, &st, nil) != nil {
+		return false
+	}
+	for _, m := range st.Members {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func dbFlag(args []string) (string, error) {
