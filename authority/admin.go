@@ -384,6 +384,7 @@ func (ad *Admin) DoLogin(ctx context.Context, req LoginAttempt) (authn.LoginResu
 	}
 	outcome := "denied"
 	details := map[string]any{"name": truncate(req.Username, 64), "reason": authn.ErrorCode(err)}
+	ad.a.metrics.loginFailed(authn.ErrorCode(err))
 	if authn.StatusCode(err) >= 500 {
 		outcome = "failed"
 	}
@@ -466,6 +467,7 @@ func (ad *Admin) GrantStepUp(ctx context.Context, p Principal, actor Actor, acti
 	if err != nil {
 		outcome = "denied"
 		details["reason"] = authn.ErrorCode(err)
+		ad.a.metrics.stepUpFailed(authn.ErrorCode(err))
 	}
 	_ = ad.a.AuditRisk(ctx, Op{Action: "auth.step_up", Actor: actor, TargetKind: "step_up", TargetID: string(action), Details: details}, outcome, p.Risk(ad.Now()))
 	return g, err
@@ -483,6 +485,7 @@ func (ad *Admin) RequireStepUp(ctx context.Context, p Principal, actor Actor, ac
 	}
 	risk := p.Risk(ad.Now())
 	risk["step_up"] = "missing"
+	ad.a.metrics.stepUpFailed("missing")
 	_ = ad.a.AuditRisk(ctx, Op{Action: string(action), Actor: actor, TargetKind: "route", TargetID: target,
 		Details: map[string]any{"error_code": string(CodeStepUp)}}, "denied", risk)
 	return &Error{Code: CodeStepUp, Message: "this action needs a fresh second factor: POST /v1/auth/step-up first",

@@ -169,6 +169,8 @@ type Authority struct {
 	vpn        *VPN
 	releases   *Releases
 	rollouts   *Rollouts
+	// metrics are this process's Prometheus series (metrics.go).
+	metrics *metrics
 	// groups batches concurrent fenced mutations into group transactions.
 	groups *groupCommitter
 	orgs   *Orgs
@@ -183,6 +185,7 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	cfg.defaults()
 	a := &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
 		limiter: newFailureLimiter(cfg.Clock)}
+	a.metrics = newMetrics()
 	a.groups = newGroupCommitter(db, cfg.GroupCommit)
 	var err error
 	if a.admin, err = newAdmin(a, cfg.Admin); err != nil {
@@ -418,7 +421,9 @@ func (a *Authority) apply(ctx context.Context, requestID string, cmd fsm.Command
 // confirmed by a quorum, then one PostgreSQL transaction under the fence that
 // also appends the audit event and, with an idempotency key, stores the
 // response so that a retry returns it instead of applying again.
-func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) (T, error)) (T, error) {
+func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) (T, error)) (_ T, err error) {
+	start := time.Now()
+	defer func() { a.metrics.observeFenced(op, start, err) }()
 	var zero T
 	epoch, err := a.ensureLeader()
 	if err != nil {

@@ -295,6 +295,7 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 	st := a.snapshots
 	st.buildMu.Lock()
 	defer st.buildMu.Unlock()
+	defer a.metrics.observeSnapshotBuild(time.Now())
 	epoch, err := a.ensureLeader()
 	if err != nil {
 		return RebuildResult{}, err

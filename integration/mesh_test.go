@@ -20,6 +20,7 @@ import (
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/internal/testport"
 )
 
 // meshAgent is an agent process with mesh and snapshot flags.
@@ -156,6 +157,10 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	a, b, cc := agents["a"], agents["b"], agents["c"]
 	b.extra = []string{"--mesh-no-direct", cc.node}
 	cc.extra = []string{"--mesh-no-direct", b.node}
+	// Loopback metrics listeners on the relay (a) and on b (agentmetrics_test.go).
+	aMetrics, bMetrics := testport.Stable(t), testport.Stable(t)
+	a.extra = append(a.extra, "--metrics-listen", aMetrics, "--debug-listen", "127.0.0.1:0", "--log-format", "json")
+	b.extra = append(b.extra, "--metrics-listen", bMetrics)
 	for _, ag := range agents {
 		ag.run()
 	}
@@ -241,6 +246,11 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", "--state", b.state).CombinedOutput()
 	require.Error(t, err, "no NODE is a usage error")
 	require.Contains(t, string(out), "NODE")
+
+	// The relay's metrics show links, handshakes and the frames it forwarded.
+	requireAgentMeshMetrics(t, aMetrics, bMetrics, b.node, cc.node, func(what string, cond func() bool) { g.Eventually(20*time.Second, what, cond) })
+	// a runs with --log-format json: every line it logged is a JSON object.
+	requireJSONLogLines(t, a.out.String())
 
 	// 3. The link inventory reaches the control plane.
 	g.Eventually(15*time.Second, "link inventory", func() bool {

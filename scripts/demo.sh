@@ -25,6 +25,8 @@ echo "database: $db"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -a RAFT API
 for i in 1 2 3; do RAFT[$i]=127.0.0.1:$(free_port); API[$i]=127.0.0.1:$(free_port); done
+declare -a METRICS
+for i in 1 2 3; do METRICS[$i]=127.0.0.1:$(free_port); done # loopback Prometheus listeners (docs/monitoring.md)
 
 start() { # start N [extra args…]: record authority N's command line in $demo/aN.sh, then run it
 	local i=$1; shift
@@ -36,6 +38,7 @@ start() { # start N [extra args…]: record authority N's command line in $demo/
 		printf 'cd %q && exec nohup' "$root"
 		printf ' %q' "$bin/rap-authority" run --id "auth-$i" --data-dir "$demo/a$i" --database-url "$db" \
 			--raft-bind "${RAFT[$i]}" --api-listen "${API[$i]}" \
+			--metrics-listen "${METRICS[$i]}" \
 			--heartbeat-timeout 500ms --election-timeout 500ms --leader-lease-timeout 250ms "$@"
 		printf ' >>%q 2>&1\n' "$demo/a$i.log"
 	} >"$demo/a$i.sh"
@@ -311,6 +314,7 @@ echo "restart:     $demo/a1.sh  $demo/a2.sh  $demo/a3.sh  (each authority's own 
 echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list"
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
 echo "VPN:         bin/rapctl vpn list demo; console page https://${API[1]}/console/vpn"
+echo "metrics:     http://${METRICS[1]}/metrics  http://${METRICS[2]}/metrics  http://${METRICS[3]}/metrics  (loopback; health: https://${API[1]}/v1/health)"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
 echo "org console: https://${API[1]}/org/login  (organization acme: setup and login in $demo/org-acme.txt)"
 echo "stop with:   make demo-stop"

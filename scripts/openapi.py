@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Writes docs/openapi.json from the table below. Keep the table in step with
-httpapi routes: httpapi/openapi_test.go fails when they differ.
+"""Writes docs/openapi.json from the table below, then runs
+internal/openapigen, which adds the request and response schemas derived from
+the Go types (and writes the served copy httpapi/openapi.json). Keep the table
+in step with httpapi routes: httpapi/openapi_test.go fails when they differ,
+when a route has no typed response schema, or when the schemas are stale.
 
 Each row: method, path, auth (owner|node|none), tag, summary, success status.
 """
-import json, re, sys, os
+import json, re, sys, os, subprocess
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
-    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations); 503 unavailable with details.health when it cannot serve writes", 200),
+    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations). 200 on the leader, 429 on a healthy follower (200 with ?standbyok), 503 unavailable with details.health without a leader, quorum or writable PostgreSQL", 200),
     ("POST", "/v1/authority/members/certificate", "owner", "authority", "Issue a Raft member certificate for a joining authority's key", 200),
     ("POST", "/v1/authority/members", "owner", "authority", "Add an authority (holding a member certificate) as a voter (fenced)", 200),
     ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
@@ -157,6 +160,10 @@ ROUTES = [
     ("POST", "/v1/releases/key-sets", "owner", "releases", "Publish a root-signed key set (signed envelope; verified against the roots' threshold; fenced, step-up)", 201),
     ("GET", "/v1/releases/roots", "owner", "releases", "Registered release root public keys and threshold (replicated through Raft)", 200),
     ("PUT", "/v1/releases/roots", "owner", "releases", "Register or replace the release root keys (fenced, Raft, step-up; body {prev_version, threshold, keys[base64], reason}); dropping a key revokes it", 200),
+    # Load balancer health (health.go).
+    ("GET", "/livez", "none", "authority", "Liveness: 200 while the process serves HTTP", 200),
+    ("GET", "/readyz", "none", "authority", "Readiness: 200 while PostgreSQL answers (reads and snapshots served), else 503", 200),
+    ("GET", "/v1/openapi.json", "none", "authority", "This OpenAPI document", 200),
     ("GET", "/v1/releases/{release}", "owner", "releases", "One release (id or product@version) with its decoded manifest and per-artifact upload progress", 200),
     ("POST", "/v1/releases/{release}/blocklist", "owner", "releases", "Blocklist a release everywhere: agents refuse it, its bytes are no longer served, open rollouts targeting it halt (fenced, step-up; body {reason})", 200),
     ("GET", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Release channel assignments of a cluster: which channel (stable, current, candidate) the cluster, a group or a node follows per product", 200),
@@ -254,6 +261,13 @@ def main():
     with open(out, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
+    # The served copy (GET /v1/openapi.json embeds it); openapi_test.go checks
+    # that the two are identical.
+    with open(out) as src, open(os.path.join(os.path.dirname(__file__), "..", "httpapi", "openapi.json"), "w") as dst:
+        dst.write(src.read())
+    # Request and response schemas come from the Go types the handlers decode
+    # and answer (internal/openapigen); it rewrites both copies.
+    subprocess.run(["go", "run", "./internal/openapigen/cmd/openapigen"], cwd=os.path.join(os.path.dirname(__file__), ".."), check=True)
 
 if __name__ == "__main__":
     main()

@@ -606,3 +606,7 @@ func (n *Node) Close() error {
 	n.stopGossip()
 	return n.m.Close()
 }
+
+// ChannelStats returns the cumulative Noise channel counters of this
+// membership (handshakes, sessions, refusals; for metrics).
+func (n *Node) ChannelStats() (channel.Stats, bool) { return n.m.ChannelStats(n.cfg.ClusterID) }

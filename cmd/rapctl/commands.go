@@ -64,7 +64,7 @@ func listFlags(path string, filters ...string) func(*flag.FlagSet) builder {
 var commands = []cmd{
 	{path: "authority status", help: "Raft and fence status of an authority", flags: noFlags(get("/v1/authority/status")),
 		table: []string{"node_id", "state", "leader_id", "agreed_epoch", "fence_epoch", "quorum", "commit_index"}, single: true},
-	{path: "authority health", help: "health of an authority: Raft view and PostgreSQL probe (exit status non-zero when unavailable)", flags: noFlags(get("/v1/health")),
+	{path: "authority health", help: "health of an authority: Raft view and PostgreSQL probe (exit status non-zero when unavailable)", flags: noFlags(get("/v1/health?standbyok")),
 		table: []string{"status", "node_id", "state", "quorum", "database_server", "database_writable", "problems"}, single: true},
 	{path: "authority certificate", args: "ID", help: "issue a Raft member certificate for a joining authority", flags: func(fs *flag.FlagSet) builder {
 		key := fs.String("member-key", "", "the new authority's member public key, base64 (rap-authority member-key)")
