@@ -97,6 +97,9 @@ type snapshotService struct {
 	waiters   map[string]chan struct{}
 	kick      chan struct{}
 	listening atomic.Bool
+	// sealed caches sealed envelopes served to config-storage nodes
+	// (snapshot_storage.go).
+	sealed sealCache
 }
 
 func newSnapshotService(o SnapshotOptions) *snapshotService {
