@@ -1,0 +1,109 @@
+package routing
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestIntentDecideSelectorsAndPriority(t *testing.T) {
+	nodes := map[string]NodeInfo{
+		"a": {Region: "eu", Roles: []string{"core-mesh"}, Groups: []string{"g1"}, Org: "o1"},
+		"b": {Region: "us", Roles: []string{"rdp-worker"}},
+		"c": {Region: "eu"},
+	}
+	p := NewIntentPolicy(nil, "a", []Intent{
+		{Source: "*", Destination: "*", Action: IntentAllow, Priority: 500},
+		{Source: "region:eu", Destination: "role:rdp-worker", Action: IntentDeny, Priority: 100},
+		{Source: "node:c", Destination: "node:b", Action: IntentAllow, Priority: 50},
+		{Source: "group:g1", Destination: "node:c", Action: IntentPreferRelay, Priority: 100},
+		{Source: "organization:o1", Destination: "region:us", Action: IntentAllow, Priority: 200},
+	}, nodes)
+	cases := []struct {
+		src, dst, want string
+	}{
+		{"a", "b", IntentDeny},        // region:eu → role:rdp-worker
+		{"c", "b", IntentAllow},       // the node-specific allow has a lower priority number
+		{"a", "c", IntentPreferRelay}, // group selector
+		{"b", "a", IntentAllow},       // only the catch-all
+		{"x", "b", IntentAllow},       // unknown node: attribute selectors do not match
+	}
+	for _, c := range cases {
+		if got := p.Decide(c.src, c.dst); got != c.want {
+			t.Errorf("Decide(%s, %s) = %q, want %q", c.src, c.dst, got, c.want)
+		}
+	}
+	if !p.Denied("b", "a") || !p.Denied("a", "b") {
+		t.Error("a deny covers the pair in both directions")
+	}
+	if p.Denied("c", "b") || p.Denied("a", "a") {
+		t.Error("allowed pairs and self are not denied")
+	}
+	if p.AllowDestination("b") || p.AllowTransit("c", "b") || p.AllowRelay("b", "a") {
+		t.Error("policy methods must refuse the denied pair")
+	}
+	if !p.AllowDestination("c") || !p.AllowRelay("c", "b") {
+		t.Error("policy methods must allow other pairs")
+	}
+	if q := NewIntentPolicy(nil, "a", nil, nodes); q.Denied("a", "b") || q.Decide("a", "b") != "" {
+		t.Error("no intents: nothing denied")
+	}
+}
+
+// TestDenyIntentBlocksRoutesEvenViaRelays: s and d reach each other only
+// through relays r1 and r2. A deny intent between s and d removes every
+// route between them at both ends and keeps the relays from advertising d
+// to s (and s to d), while every other pair keeps its routes; replacing the
+// policy without the intent brings the routes back.
+func TestDenyIntentBlocksRoutesEvenViaRelays(t *testing.T) {
+	ids := []string{"s", "r1", "r2", "d"}
+	infos := map[string]NodeInfo{"s": {Region: "eu"}, "r1": {Region: "eu", Roles: []string{"relay-node"}},
+		"r2": {Region: "us", Roles: []string{"relay-node"}}, "d": {Region: "us", Roles: []string{"rdp-worker"}}}
+	deny := []Intent{{Source: "node:s", Destination: "role:rdp-worker", Action: IntentDeny, Priority: 10}}
+	withIntents := func(in []Intent) func(string) Policy {
+		return func(id string) Policy { return NewIntentPolicy(AllowAll{}, id, in, infos) }
+	}
+	n := newTestNet(t, ids, withIntents(deny))
+	advertised := map[string]bool{}
+	n.tap = func(from, to string, msg []byte) {
+		m, _ := Decode(msg)
+		for _, e := range m.Entries {
+			if e.Metric != Infinity && ((to == "s" && e.Dst == "d") || (to == "d" && e.Dst == "s")) {
+				advertised[from+"→"+to] = true
+			}
+		}
+	}
+	n.link("s", "r1", 1)
+	n.link("r1", "r2", 1)
+	n.link("r2", "d", 1)
+	n.link("s", "r2", 3)
+	for range 50 {
+		n.step()
+	}
+	for _, pair := range [][2]string{{"s", "d"}, {"d", "s"}} {
+		if nh, _, _, err := n.routers[pair[0]].Lookup(pair[1]); !errors.Is(err, ErrNoRoute) {
+			t.Fatalf("%s reaches %s via %s despite the deny intent", pair[0], pair[1], nh)
+		}
+	}
+	if len(advertised) > 0 {
+		t.Fatalf("routes between the denied pair advertised: %v", advertised)
+	}
+	for _, pair := range [][2]string{{"s", "r2"}, {"r1", "d"}, {"d", "r1"}} {
+		if _, _, _, err := n.routers[pair[0]].Lookup(pair[1]); err != nil {
+			t.Fatalf("%s → %s: %v (only the denied pair is cut)", pair[0], pair[1], err)
+		}
+	}
+
+	// The intent is removed (a newer snapshot): routes come back.
+	for _, id := range ids {
+		n.routers[id].SetPolicy(withIntents(nil)(id))
+	}
+	if _, err := n.runUntil(func() error {
+		_, err := n.path("s", "d")
+		return err
+	}, 100); err != nil {
+		t.Fatalf("no route after the intent was removed: %v", err)
+	}
+	if p, err := n.path("s", "d"); err != nil || len(p) < 3 {
+		t.Fatalf("s → d path %v %v", p, err)
+	}
+}
