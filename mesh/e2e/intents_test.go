@@ -78,9 +78,9 @@ func (s *swapPolicy) get() routing.Policy {
 }
 func (s *swapPolicy) set(p routing.Policy) { s.mu.Lock(); s.p = p; s.mu.Unlock() }
 
-func (s *swapPolicy) AllowDestination(dst string) bool { return s.get().AllowDestination(dst) }
+func (s *swapPolicy) AllowDestination(dst string) bool  { return s.get().AllowDestination(dst) }
 func (s *swapPolicy) AllowTransit(via, dst string) bool { return s.get().AllowTransit(via, dst) }
-func (s *swapPolicy) AllowRelay(from, dst string) bool { return s.get().AllowRelay(from, dst) }
+func (s *swapPolicy) AllowRelay(from, dst string) bool  { return s.get().AllowRelay(from, dst) }
 
 // TestDenyIntentStopsEchoThroughRelay runs routers and forwarders on a
 // simulated network: s – r – d, with a direct link s – d as well. With the
