@@ -5,6 +5,7 @@ package routing
 // directly or through relays.
 
 import (
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -39,12 +40,22 @@ type NodeInfo struct {
 }
 
 // IntentPolicy restricts a Base policy with route intents. It is immutable
-// after NewIntentPolicy; replace it when a new snapshot arrives.
+// after NewIntentPolicy; replace it when a new snapshot arrives. Selectors
+// are matched once, at construction: each known node gets a bitset of the
+// intents whose source (and destination) it matches, so a decision per frame
+// is a few word ANDs, whatever the number of intents.
 type IntentPolicy struct {
 	base    Policy
 	self    string
 	intents []Intent
-	nodes   map[string]NodeInfo
+	words   int
+	// src and dst: per known node, the intents whose Source (Destination)
+	// matches it. wildSrc/wildDst: the "*" selectors; nodeSrc/nodeDst: the
+	// node:ID selectors, for nodes not in the directory.
+	src, dst         map[string][]uint64
+	wildSrc, wildDst []uint64
+	nodeSrc, nodeDst map[string][]uint64
+	anyDeny          bool
 }
 
 // NewIntentPolicy returns base restricted by intents (evaluated in priority
@@ -56,10 +67,43 @@ func NewIntentPolicy(base Policy, self string, intents []Intent, nodes map[strin
 	}
 	in := slices.Clone(intents)
 	slices.SortStableFunc(in, func(a, b Intent) int { return a.Priority - b.Priority })
-	return &IntentPolicy{base: base, self: self, intents: in, nodes: nodes}
+	p := &IntentPolicy{base: base, self: self, intents: in, words: (len(in) + 63) / 64,
+		src: map[string][]uint64{}, dst: map[string][]uint64{}, nodeSrc: map[string][]uint64{}, nodeDst: map[string][]uint64{}}
+	p.wildSrc, p.wildDst = make([]uint64, p.words), make([]uint64, p.words)
+	set := func(m map[string][]uint64, k string, i int) {
+		b := m[k]
+		if b == nil {
+			b = make([]uint64, p.words)
+			m[k] = b
+		}
+		b[i/64] |= 1 << (i % 64)
+	}
+	for i, x := range in {
+		p.anyDeny = p.anyDeny || x.Action == IntentDeny
+		for _, side := range []struct {
+			sel  string
+			wild []uint64
+			node map[string][]uint64
+		}{{x.Source, p.wildSrc, p.nodeSrc}, {x.Destination, p.wildDst, p.nodeDst}} {
+			if side.sel == "*" {
+				side.wild[i/64] |= 1 << (i % 64)
+			} else if id, ok := strings.CutPrefix(side.sel, "node:"); ok && id != "" {
+				set(side.node, id, i)
+			}
+		}
+		for id, info := range nodes {
+			if match(x.Source, id, info) {
+				set(p.src, id, i)
+			}
+			if match(x.Destination, id, info) {
+				set(p.dst, id, i)
+			}
+		}
+	}
+	return p
 }
 
-func (p *IntentPolicy) match(sel, id string) bool {
+func match(sel, id string, info NodeInfo) bool {
 	if sel == "*" {
 		return true
 	}
@@ -67,28 +111,55 @@ func (p *IntentPolicy) match(sel, id string) bool {
 	if !ok || val == "" {
 		return false
 	}
-	info := p.nodes[id]
 	switch kind {
 	case "node":
 		return id == val
 	case "region":
-		return info.Region == val
+		return info.Region != "" && info.Region == val
 	case "role":
 		return slices.Contains(info.Roles, val)
 	case "group":
 		return slices.Contains(info.Groups, val)
 	case "organization":
-		return info.Org == val
+		return info.Org != "" && info.Org == val
 	}
 	return false
+}
+
+// side returns id's bitset on one side when it is precomputed (a known
+// node), else the node:ID selectors naming it (nil if none); the caller ORs
+// the "*" selectors in for an unknown node.
+func side(known map[string][]uint64, byNode map[string][]uint64, id string) (bits []uint64, isKnown bool) {
+	if b, ok := known[id]; ok {
+		return b, true
+	}
+	return byNode[id], false
 }
 
 // Decide returns the action of the first intent matching src → dst, or ""
 // when none matches.
 func (p *IntentPolicy) Decide(src, dst string) string {
-	for _, in := range p.intents {
-		if p.match(in.Source, src) && p.match(in.Destination, dst) {
-			return in.Action
+	sb, sKnown := side(p.src, p.nodeSrc, src)
+	db, dKnown := side(p.dst, p.nodeDst, dst)
+	for w := 0; w < p.words; w++ {
+		var s, d uint64
+		if sb != nil {
+			s = sb[w]
+		}
+		if !sKnown {
+			s |= p.wildSrc[w]
+		}
+		if s == 0 {
+			continue
+		}
+		if db != nil {
+			d = db[w]
+		}
+		if !dKnown {
+			d |= p.wildDst[w]
+		}
+		if x := s & d; x != 0 {
+			return p.intents[w*64+bits.TrailingZeros64(x)].Action
 		}
 	}
 	return ""
@@ -98,7 +169,7 @@ func (p *IntentPolicy) Decide(src, dst string) string {
 // b → a. A denied pair carries no traffic in either direction (a reply is
 // traffic too).
 func (p *IntentPolicy) Denied(a, b string) bool {
-	if a == b {
+	if a == b || !p.anyDeny {
 		return false
 	}
 	return p.Decide(a, b) == IntentDeny || p.Decide(b, a) == IntentDeny
