@@ -242,6 +242,9 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 		}
 		s.Telemetry = append(s.Telemetry, tf)
 	}
+	if s.RoutePolicy, err = resolveIntentNodes(s.RoutePolicy, s); err != nil {
+		return nil, err
+	}
 	var entry []struct {
 		OrganizationID string          `json:"organization_id"`
 		Policy         json.RawMessage `json:"policy"`

@@ -27,6 +27,11 @@ type Intent struct {
 	Destination string `json:"destination"`
 	Action      string `json:"action"`
 	Priority    int    `json:"priority"`
+	// SourceNodes and DestinationNodes, when not nil, are the node ids the
+	// authority resolved an attribute selector to (it knows every node; a
+	// relay does not). They replace local matching of that side.
+	SourceNodes      []string `json:"source_nodes,omitempty"`
+	DestinationNodes []string `json:"destination_nodes,omitempty"`
 }
 
 // NodeInfo is what the local node knows about a node for selector matching
@@ -81,22 +86,37 @@ func NewIntentPolicy(base Policy, self string, intents []Intent, nodes map[strin
 	for i, x := range in {
 		p.anyDeny = p.anyDeny || x.Action == IntentDeny
 		for _, side := range []struct {
-			sel  string
-			wild []uint64
-			node map[string][]uint64
-		}{{x.Source, p.wildSrc, p.nodeSrc}, {x.Destination, p.wildDst, p.nodeDst}} {
-			if side.sel == "*" {
+			sel      string
+			resolved []string
+			wild     []uint64
+			node     map[string][]uint64
+			known    map[string][]uint64
+		}{{x.Source, x.SourceNodes, p.wildSrc, p.nodeSrc, p.src}, {x.Destination, x.DestinationNodes, p.wildDst, p.nodeDst, p.dst}} {
+			switch id, isNode := strings.CutPrefix(side.sel, "node:"); {
+			case side.sel == "*":
 				side.wild[i/64] |= 1 << (i % 64)
-			} else if id, ok := strings.CutPrefix(side.sel, "node:"); ok && id != "" {
+			case isNode && id != "":
 				set(side.node, id, i)
+			case side.resolved != nil:
+				for _, id := range side.resolved {
+					set(side.node, id, i)
+				}
 			}
-		}
-		for id, info := range nodes {
-			if match(x.Source, id, info) {
-				set(p.src, id, i)
+			var rs map[string]bool
+			if side.resolved != nil && side.sel != "*" && !strings.HasPrefix(side.sel, "node:") {
+				rs = make(map[string]bool, len(side.resolved))
+				for _, id := range side.resolved {
+					rs[id] = true
+				}
 			}
-			if match(x.Destination, id, info) {
-				set(p.dst, id, i)
+			for id, info := range nodes {
+				ok := rs[id]
+				if rs == nil {
+					ok = match(side.sel, id, info)
+				}
+				if ok {
+					set(side.known, id, i)
+				}
 			}
 		}
 	}

@@ -201,3 +201,28 @@ func BenchmarkIntentPolicyAllowRelay(b *testing.B) {
 	b.Run("baseline-scope-policy", func(b *testing.B) { run(b, base) })
 	b.Run("intents-1000", func(b *testing.B) { run(b, p) })
 }
+
+// TestResolvedIntentNodesDecideForStrangers: a relay knows neither the
+// source's region nor the destination's role (both outside its directory);
+// the node lists the authority resolved decide, and replace local attribute
+// matching (an empty list matches nobody).
+func TestResolvedIntentNodesDecideForStrangers(t *testing.T) {
+	nodes := map[string]NodeInfo{"relay": {Region: "eu"}, "local": {Region: "eu", Roles: []string{"rdp-worker"}}}
+	p := NewIntentPolicy(nil, "relay", []Intent{
+		{Source: "region:eu", Destination: "role:rdp-worker", Action: IntentDeny, Priority: 1,
+			SourceNodes: []string{"far-src"}, DestinationNodes: []string{"far-dst", "local"}},
+		{Source: "group:g9", Destination: "*", Action: IntentDeny, Priority: 2, SourceNodes: []string{}},
+	}, nodes)
+	if !p.Denied("far-src", "far-dst") || p.AllowRelay("far-src", "far-dst") || p.AllowRelay("far-dst", "far-src") {
+		t.Fatal("the resolved pair must be denied at a relay that knows neither node")
+	}
+	if !p.Denied("far-src", "local") {
+		t.Fatal("a known node in the resolved list matches")
+	}
+	if p.Denied("relay", "local") {
+		t.Fatal("the resolved list replaces local region matching: relay is in eu but not listed")
+	}
+	if p.Denied("someone", "far-dst") {
+		t.Fatal("an empty resolved list matches nobody")
+	}
+}
