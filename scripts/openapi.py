@@ -8,9 +8,13 @@ import json, re, sys, os
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
+    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations); 503 unavailable with details.health when it cannot serve writes", 200),
     ("POST", "/v1/authority/members/certificate", "owner", "authority", "Issue a Raft member certificate for a joining authority's key", 200),
     ("POST", "/v1/authority/members", "owner", "authority", "Add an authority (holding a member certificate) as a voter (fenced)", 200),
     ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
+    ("POST", "/v1/authority/join-tokens", "owner", "authority", "Create a single-use authority join token (body {ttl_seconds ≤ 3600, default 900; description}); the secret is returned once (fenced, step-up). rap-authority run --join presents it on the two member routes only", 201),
+    ("GET", "/v1/authority/join-tokens", "owner", "authority", "List authority join tokens with their state (active, bound, joined, expired, revoked), never their secrets", 200),
+    ("POST", "/v1/authority/join-tokens/{id}/revoke", "owner", "authority", "Revoke an authority join token (fenced)", 200),
     ("GET", "/metrics", "none", "authority", "Prometheus metrics", 200),
     ("POST", "/v1/clusters", "owner", "clusters", "Create a cluster and its own CA (fenced)", 201),
     ("GET", "/v1/clusters", "owner", "clusters", "List clusters", 200),
@@ -32,6 +36,9 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable", "owner", "nodes", "Disable a membership (fenced)", 200),
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/enable", "owner", "nodes", "Re-enable a disabled membership (fenced)", 200),
     ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order, or newest first with ?order=newest (?since RFC 3339, ?before_id, ?after_id, ?limit, ?offset)", 200),
+    ("GET", "/v1/audit/checkpoint", "owner", "audit", "The latest audit chain checkpoint committed through Raft", 200),
+    ("POST", "/v1/audit/checkpoint", "owner", "audit", "Verify the chain since the last checkpoint and commit a new one through Raft", 200),
+    ("GET", "/v1/audit/export", "owner", "audit", "Chained audit events after ?after_seq in chain order, every column (export stream page)", 200),
     ("POST", "/v1/agent/join", "none", "agent", "Send a join request with a join token (TLS verified by CA pin)", 202),
     ("POST", "/v1/agent/join/{id}/poll", "none", "agent", "Poll a join request's outcome with the poll secret", 200),
     ("GET", "/v1/agent/whoami", "node", "agent", "The node identity of the presented certificate", 200),
@@ -79,7 +86,7 @@ ROUTES = [
     ("POST","/v1/admin/users","owner","admin","Create an account (owners, step-up) → setup secret",201),
     ("POST","/v1/admin/users/{id}/disable","owner","admin","Disable an account (owners, step-up)",200),
     ("POST","/v1/admin/users/{id}/enable","owner","admin","Re-enable an account (owners, step-up)",200),
-    ("POST", "/v1/agent/heartbeat", "node", "agent", "Heartbeat: health, applied version, capabilities, services (batched ingest)", 200),
+    ("POST", "/v1/agent/heartbeat", "node", "agent", "Heartbeat: health, applied version, capabilities, services, update state per product (batched ingest)", 200),
     ("GET", "/v1/agent/desired", "node", "agent", "The node's active role assignments in its cluster", 200),
     ("POST", "/v1/agent/certificate/status", "none", "agent", "Is this certificate revoked or expired? (asked after a refused handshake)", 200),
     ("GET", "/v1/nodes/{id}/heartbeat", "owner", "nodes", "Latest heartbeat state per cluster", 200),
@@ -152,6 +159,9 @@ ROUTES = [
     ("PUT", "/v1/releases/roots", "owner", "releases", "Register or replace the release root keys (fenced, Raft, step-up; body {prev_version, threshold, keys[base64], reason}); dropping a key revokes it", 200),
     ("GET", "/v1/releases/{release}", "owner", "releases", "One release (id or product@version) with its decoded manifest and per-artifact upload progress", 200),
     ("POST", "/v1/releases/{release}/blocklist", "owner", "releases", "Blocklist a release everywhere: agents refuse it, its bytes are no longer served, open rollouts targeting it halt (fenced, step-up; body {reason})", 200),
+    ("GET", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Release channel assignments of a cluster: which channel (stable, current, candidate) the cluster, a group or a node follows per product", 200),
+    ("PUT", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Make the cluster, a group or a node follow a release channel for a product (fenced, step-up; body {scope_kind, scope_id, product, channel, reason}); where no open rollout decides, the channel head becomes the desired version in the node's snapshot (node > group > parent groups > cluster)", 200),
+    ("DELETE", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Remove a channel assignment (fenced, step-up; body {scope_kind, scope_id, product, reason})", 200),
 ]
 
 def main():
