@@ -199,15 +199,18 @@ func (a *Authority) noiseKeys(ctx context.Context, clusterID string, nodeIDs []s
 	return out, asErrorOrNil(store.MapError(rows.Err()))
 }
 
-// maxSealCache bounds the sealed-envelope cache; when full it starts over.
-const maxSealCache = 1 << 16
+// maxSealCacheBytes bounds the sealed-envelope cache; when a new envelope
+// would exceed it the cache starts over (old versions are never asked for
+// again, so a reset costs at most one seal per served node).
+const maxSealCacheBytes = 64 << 20
 
 // sealCache keeps sealed envelopes by (cluster, node, version, key, target
 // key, content) so that a storage node's periodic refresh does not cost an
 // X25519 and a signature per served node each time.
 type sealCache struct {
-	mu sync.Mutex
-	m  map[string][]byte
+	mu    sync.Mutex
+	m     map[string][]byte
+	bytes int
 }
 
 func (c *sealCache) get(k string) ([]byte, bool) {
@@ -220,8 +223,12 @@ func (c *sealCache) get(k string) ([]byte, bool) {
 func (c *sealCache) put(k string, v []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= maxSealCache {
-		c.m = map[string][]byte{}
+	if c.m == nil || c.bytes+len(v)+len(k) > maxSealCacheBytes {
+		c.m, c.bytes = map[string][]byte{}, 0
+	}
+	if old, ok := c.m[k]; ok {
+		c.bytes -= len(old) + len(k)
 	}
 	c.m[k] = v
+	c.bytes += len(v) + len(k)
 }
