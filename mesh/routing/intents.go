@@ -213,3 +213,9 @@ func (p *IntentPolicy) AllowTransit(via, dst string) bool {
 func (p *IntentPolicy) AllowRelay(from, dst string) bool {
 	return p.base.AllowRelay(from, dst) && !p.Denied(from, dst)
 }
+
+// PreferRelay implements RelayPreferrer: the first intent matching self →
+// dst says prefer-relay.
+func (p *IntentPolicy) PreferRelay(dst string) bool {
+	return p.Decide(p.self, dst) == IntentPreferRelay
+}

@@ -226,3 +226,45 @@ func TestResolvedIntentNodesDecideForStrangers(t *testing.T) {
 		t.Fatal("an empty resolved list matches nobody")
 	}
 }
+
+// TestPreferRelayIntentSelectsRelayedRoute: s and d share a cheap direct
+// link and a relay r. With a prefer-relay intent s → d, s sends through r
+// (d, without a matching intent, keeps the direct link); when r goes away
+// s falls back to the direct link; without the intent s uses it directly.
+func TestPreferRelayIntentSelectsRelayedRoute(t *testing.T) {
+	ids := []string{"s", "r", "d"}
+	prefer := []Intent{{Source: "node:s", Destination: "node:d", Action: IntentPreferRelay, Priority: 1}}
+	n := newTestNet(t, ids, func(id string) Policy { return NewIntentPolicy(AllowAll{}, id, prefer, nil) })
+	n.link("s", "d", 1)
+	n.link("s", "r", 1)
+	n.link("r", "d", 1)
+	for range 50 {
+		n.step()
+	}
+	if nh, _, _, err := n.routers["s"].Lookup("d"); err != nil || nh != "r" {
+		t.Fatalf("s → d via %q (%v), want the relay r", nh, err)
+	}
+	if nh, _, _, err := n.routers["d"].Lookup("s"); err != nil || nh != "s" {
+		t.Fatalf("d → s via %q (%v), want the direct link", nh, err)
+	}
+	n.kill("r")
+	if _, err := n.runUntil(func() error {
+		if nh, _, _, err := n.routers["s"].Lookup("d"); err != nil || nh != "d" {
+			return fmt.Errorf("via %q: %v", nh, err)
+		}
+		return nil
+	}, 100); err != nil {
+		t.Fatalf("no fallback to the direct link: %v", err)
+	}
+
+	plain := newTestNet(t, ids, func(id string) Policy { return NewIntentPolicy(AllowAll{}, id, nil, nil) })
+	plain.link("s", "d", 1)
+	plain.link("s", "r", 1)
+	plain.link("r", "d", 1)
+	for range 50 {
+		plain.step()
+	}
+	if nh, _, _, err := plain.routers["s"].Lookup("d"); err != nil || nh != "d" {
+		t.Fatalf("without the intent s → d via %q (%v), want direct", nh, err)
+	}
+}
