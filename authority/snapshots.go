@@ -97,6 +97,9 @@ type snapshotService struct {
 	waiters   map[string]chan struct{}
 	kick      chan struct{}
 	listening atomic.Bool
+	// sealed caches sealed envelopes served to config-storage nodes
+	// (snapshot_storage.go).
+	sealed sealCache
 }
 
 func newSnapshotService(o SnapshotOptions) *snapshotService {
@@ -238,6 +241,9 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 			tf.TargetID = *f.OrganizationID
 		}
 		s.Telemetry = append(s.Telemetry, tf)
+	}
+	if s.RoutePolicy, err = resolveIntentNodes(s.RoutePolicy, s); err != nil {
+		return nil, err
 	}
 	var entry []struct {
 		OrganizationID string          `json:"organization_id"`
