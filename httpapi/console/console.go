@@ -119,6 +119,7 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/audit", c.page("audit", c.audit))
 	m.HandleFunc("GET /console/trust", c.page("trust", c.trust))
 	m.HandleFunc("GET /console/account", c.page("account", c.account))
+	m.HandleFunc("GET /console/topology", c.page("topology", c.topologyPage))
 	c.mux = m
 	return c
 }

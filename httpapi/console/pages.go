@@ -254,7 +254,11 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 		return err
 	}
 	v.Data["Audit"] = maps(ev)
-	return nil
+	var cls []string
+	for _, m := range n.Memberships {
+		cls = append(cls, m.ClusterID)
+	}
+	return c.nodeStrips(ctx, v, id, n.Name, cls)
 }
 
 func (c *console) joins(ctx context.Context, r *http.Request, v *view) error {
@@ -336,7 +340,17 @@ func (c *console) health(ctx context.Context, r *http.Request, v *view) error {
 		}
 	}
 	v.Data["Alerts"] = alerts
-	return err
+	if err != nil {
+		return err
+	}
+	for _, h := range hr {
+		s, err := c.healthStrip(ctx, v, str(h["cluster_id"]), str(h["node_id"]), str(h["node_name"]))
+		if err != nil {
+			return err
+		}
+		h["_strip"] = s.SVG
+	}
+	return nil
 }
 
 func (c *console) audit(ctx context.Context, r *http.Request, v *view) error {

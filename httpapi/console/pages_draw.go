@@ -1,0 +1,126 @@
+package console
+
+import (
+	"context"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/store"
+)
+
+// Health strips: StripBuckets buckets of StripWidth, the last one holding now.
+const (
+	StripBuckets = 30
+	StripWidth   = 2 * time.Minute
+)
+
+// ClusterName returns a cluster's slug for an id (the id itself when the
+// cluster is unknown), so pages show names, with ids on hover.
+func (v *view) ClusterName(id any) string {
+	s := str(id)
+	for _, c := range v.Clusters {
+		if str(c["id"]) == s {
+			return str(c["slug"])
+		}
+	}
+	return s
+}
+
+// strip is one node's health-over-time picture.
+type strip struct {
+	NodeID, NodeName, Cluster string
+	Cells                     []stripCell
+	SVG                       template.HTML
+}
+
+func (c *console) healthStrip(ctx context.Context, v *view, clusterID, nodeID, name string) (strip, error) {
+	end := v.Now.Truncate(StripWidth).Add(StripWidth)
+	from := end.Add(-StripBuckets * StripWidth)
+	bs, err := c.o.Authority.Heartbeats().HeartbeatBuckets(ctx, clusterID, nodeID, from, StripWidth, StripBuckets)
+	if err != nil {
+		return strip{}, err
+	}
+	cells := make([]stripCell, StripBuckets)
+	for i := range cells {
+		cells[i].Start = from.Add(time.Duration(i) * StripWidth)
+	}
+	for _, b := range bs {
+		if b.Index >= 0 && b.Index < len(cells) {
+			cells[b.Index].Count, cells[b.Index].Degraded = b.Count, b.Degraded
+		}
+	}
+	cn := v.ClusterName(clusterID)
+	return strip{NodeID: nodeID, NodeName: name, Cluster: cn, Cells: cells, SVG: stripSVG(name+" in "+cn, StripWidth, cells)}, nil
+}
+
+// topology draws one cluster's mesh from its members, their relay roles and
+// the links they reported.
+func (c *console) topology(ctx context.Context, clusterID, title string) (template.HTML, int, int, error) {
+	a := c.o.Authority
+	ns, err := a.ListNodes(ctx, clusterID, store.Page{Limit: 1000})
+	if err != nil {
+		return "", 0, 0, err
+	}
+	rs, err := a.ListRoles(ctx, clusterID, "", store.Page{Limit: 1000})
+	if err != nil {
+		return "", 0, 0, err
+	}
+	relay := map[string]bool{}
+	for _, r := range rs {
+		if r.Role == string(domain.RoleRelayNode) && r.Status == "active" {
+			relay[r.NodeID] = true
+		}
+	}
+	nodes := make([]topoNode, 0, len(ns))
+	for _, n := range ns {
+		nodes = append(nodes, topoNode{ID: n.ID, Name: n.Name, Relay: relay[n.ID]})
+	}
+	ls, err := a.ListMeshLinks(ctx, clusterID, "", store.Page{Limit: 1000})
+	if err != nil {
+		return "", 0, 0, err
+	}
+	links := make([]topoLink, 0, len(ls))
+	for _, l := range ls {
+		links = append(links, topoLink{From: l.NodeID, To: l.PeerNodeID, State: l.State, RTTMs: l.RTTMs, Loss: l.Loss})
+	}
+	return topologySVG(title, nodes, links), len(nodes), len(links), nil
+}
+
+// topologyPage shows the mesh picture of each (or the selected) cluster.
+func (c *console) topologyPage(ctx context.Context, _ *http.Request, v *view) error {
+	type pic struct {
+		Cluster      map[string]any
+		SVG          template.HTML
+		Nodes, Links int
+	}
+	var pics []pic
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		svg, n, l, err := c.topology(ctx, id, str(cl["slug"]))
+		if err != nil {
+			return err
+		}
+		pics = append(pics, pic{Cluster: cl, SVG: svg, Nodes: n, Links: l})
+	}
+	v.Data["Pictures"] = pics
+	return nil
+}
+
+// nodeStrips adds the health strip of each of the node's memberships.
+func (c *console) nodeStrips(ctx context.Context, v *view, nodeID, name string, clusters []string) error {
+	var ss []strip
+	for _, cl := range clusters {
+		s, err := c.healthStrip(ctx, v, cl, nodeID, name)
+		if err != nil {
+			return err
+		}
+		ss = append(ss, s)
+	}
+	v.Data["Strips"] = ss
+	return nil
+}

@@ -1,0 +1,211 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/agentapi"
+	"github.com/rap-fabric/core/authn"
+	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/daemon"
+	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/internal/authtest"
+)
+
+// enrollForConsole joins and approves one node through the authority and
+// returns its id.
+func enrollForConsole(t *testing.T, a *authority.Authority, clusterID, token, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	nk, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	poll := make([]byte, 32)
+	_, _ = rand.Read(poll)
+	h := sha256.Sum256([]byte(name))
+	st, err := a.SubmitJoinRequest(ctx, "127.0.0.1", clusterID, authority.JoinRequestInput{
+		Token: token, NodeName: name, HostFingerprint: hex.EncodeToString(h[:]), PublicKey: priv.Public().(ed25519.PublicKey),
+		NoisePublicKey: nk.PublicKey().Bytes(), Facts: json.RawMessage(`{"os":"linux"}`),
+		Capabilities: []domain.Capability{"can_route_mesh", "can_accept_node_ingress"}, PollSecret: poll})
+	require.NoError(t, err)
+	res, err := a.ApproveJoinRequest(ctx, authority.Actor{ID: "test", Kind: "system"}, st.RequestID, "")
+	require.NoError(t, err)
+	return res.NodeID
+}
+
+// consoleSession logs the owner in over the JSON API and returns a client
+// holding the session cookie.
+func consoleSession(t *testing.T, srv *httptest.Server, user, password, code string) *http.Client {
+	t.Helper()
+	c := srv.Client()
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c.Jar = jar
+	body, _ := json.Marshal(map[string]string{"username": user, "password": password, "totp_code": code})
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/auth/login", strings.NewReader(string(body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-RAP-Request", "console")
+	res, err := c.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, string(b))
+	return c
+}
+
+func getPage(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	res, err := c.Get(url)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode, string(b))
+	require.NotContains(t, res.Request.URL.Path, "/login", "the session holds")
+	return string(b)
+}
+
+type hbClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *hbClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *hbClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// TestConsoleDrawsTopologyAndHealth renders the console's pictures from a
+// real authority and PostgreSQL: three enrolled agents (one a relay) with
+// seeded link reports get a topology SVG with a node per agent and a line per
+// reported link, coloured by state; a node's heartbeat history becomes a
+// health strip of StripBuckets cells, with the buckets that saw heartbeats
+// marked normal or degraded.
+func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
+	adminClock := &consoleClock{t: time.Now()}
+	hb := &hbClock{t: time.Now()}
+	g := authtest.NewWithConfig(t, 1, func(_ int, c *daemon.Config) {
+		c.Admin = authority.AdminOptions{Argon2: authn.FastInsecureArgon2Params(), Clock: adminClock.Now}
+		c.Heartbeats.Clock = hb.Now
+	})
+	d := g.Leader(15 * time.Second)
+	a := d.Auth
+	ctx := context.Background()
+	ad := a.Admin()
+	_, _, err := ad.BootstrapOwner(ctx, "owner")
+	require.NoError(t, err)
+	const password = "console draw password"
+	secret, err := ad.DemoEnroll(ctx, "owner", password)
+	require.NoError(t, err)
+
+	sys := authority.Actor{ID: "test", Kind: "system"}
+	cl, err := a.CreateCluster(ctx, sys, authority.CreateClusterRequest{Name: "Demo", Slug: "demo"}, "")
+	require.NoError(t, err)
+	tok, err := a.CreateJoinToken(ctx, sys, authority.CreateTokenRequest{Cluster: "demo", MaxUses: 3}, "")
+	require.NoError(t, err)
+	ids := map[string]string{}
+	for _, n := range []string{"edge-a", "edge-b", "relay-c"} {
+		ids[n] = enrollForConsole(t, a, cl.ID, tok.Token, n)
+	}
+	_, err = a.AssignRole(ctx, sys, cl.ID, ids["relay-c"], authority.AssignRoleRequest{Role: domain.RoleRelayNode}, "")
+	require.NoError(t, err)
+
+	// Link reports: a↔b up and fast, a→c up and slow, c→b down (4 links).
+	report := func(from string, links ...agentapi.LinkStatus) {
+		_, err := a.ReportLinks(ctx, authority.NodePrincipal{ClusterID: cl.ID, NodeID: ids[from]}, authority.LinkReportInput{Links: links})
+		require.NoError(t, err)
+	}
+	report("edge-a", agentapi.LinkStatus{PeerNodeID: ids["edge-b"], State: "up", RTTMs: 2.5, Set: "core"},
+		agentapi.LinkStatus{PeerNodeID: ids["relay-c"], State: "up", RTTMs: 180, Set: "relay"})
+	report("edge-b", agentapi.LinkStatus{PeerNodeID: ids["edge-a"], State: "up", RTTMs: 2.7, Set: "core"})
+	report("relay-c", agentapi.LinkStatus{PeerNodeID: ids["edge-b"], State: "down", Set: "core", Loss: 1})
+
+	// Heartbeat history of edge-a: two in one bucket 50 minutes ago, one
+	// degraded 20 minutes ago, one in the current bucket.
+	now := time.Now()
+	w := 2 * time.Minute
+	b50 := now.Add(-50 * time.Minute).Truncate(w)
+	p := authority.NodePrincipal{ClusterID: cl.ID, NodeID: ids["edge-a"], SourceAddr: "127.0.0.1"}
+	seq := int64(0)
+	beat := func(at time.Time, state string) {
+		seq++
+		hb.set(at)
+		_, err := a.Heartbeats().Ingest(p, authority.HeartbeatInput{Seq: seq, SentAt: at, AgentVersion: "test", State: state})
+		require.NoError(t, err)
+		require.NoError(t, a.Heartbeats().Flush(ctx))
+	}
+	beat(b50.Add(10*time.Second), "normal")
+	beat(b50.Add(70*time.Second), "normal")
+	beat(now.Add(-20*time.Minute).Truncate(w).Add(30*time.Second), "degraded")
+	beat(now.Truncate(w).Add(time.Second), "normal")
+
+	srv := httptest.NewUnstartedServer(d.API.Handler())
+	srv.StartTLS()
+	defer srv.Close()
+	c := consoleSession(t, srv, "owner", password, adminClock.code(t, secret))
+
+	// Topology: a node per agent, a line per reported link, the relay marked.
+	page := getPage(t, c, srv.URL+"/console/topology?cluster=demo")
+	require.Contains(t, page, `aria-current="page">Topology`)
+	svg := regexp.MustCompile(`(?s)<figure id="topology-demo">(.*?)</figure>`).FindStringSubmatch(page)
+	require.NotNil(t, svg, "the demo cluster has a topology figure")
+	nodes := regexp.MustCompile(`<g class="node" data-node-id="([^"]+)" data-kind="agent" data-relay="(true|false)">`).FindAllStringSubmatch(svg[1], -1)
+	require.Len(t, nodes, 3, "a node per agent")
+	relays := map[string]bool{}
+	for _, n := range nodes {
+		relays[n[1]] = n[2] == "true"
+	}
+	require.Equal(t, map[string]bool{ids["edge-a"]: false, ids["edge-b"]: false, ids["relay-c"]: true}, relays)
+	links := regexp.MustCompile(`<line class="link" data-from="([^"]+)" data-to="([^"]+)" data-state="([^"]+)"[^>]* stroke="(#[0-9a-f]+)"`).FindAllStringSubmatch(svg[1], -1)
+	require.Len(t, links, 4, "a line per reported link")
+	colour := map[string]string{}
+	for _, l := range links {
+		colour[l[1]+">"+l[2]] = l[3] + " " + l[4]
+	}
+	require.Equal(t, "up #1e7d32", colour[ids["edge-a"]+">"+ids["edge-b"]], "fast up link is green")
+	require.Equal(t, "up #c2410c", colour[ids["edge-a"]+">"+ids["relay-c"]], "slow up link is orange")
+	require.Equal(t, "down #b3261e", colour[ids["relay-c"]+">"+ids["edge-b"]], "down link is red")
+	require.Contains(t, svg[1], "relay-c (relay)")
+
+	// Health strip on the node page and the health page.
+	for _, u := range []string{"/console/nodes/" + ids["edge-a"], "/console/health?cluster=demo"} {
+		page = getPage(t, c, srv.URL+u)
+		strips := regexp.MustCompile(`(?s)<svg class="strip".*?</svg>`).FindAllString(page, -1)
+		var strip string
+		for _, s := range strips {
+			if strings.Contains(s, "edge-a in demo") {
+				strip = s
+			}
+		}
+		require.NotEmpty(t, strip, "%s shows edge-a's strip", u)
+		cells := regexp.MustCompile(`<rect class="cell" data-state="(\w+)" data-count="(\d+)"`).FindAllStringSubmatch(strip, -1)
+		require.Len(t, cells, 30, "one cell per 2-minute bucket of the last hour")
+		count := map[string]int{}
+		beats := 0
+		for _, cell := range cells {
+			count[cell[1]]++
+			n := 0
+			for _, ch := range cell[2] {
+				n = n*10 + int(ch-'0')
+			}
+			beats += n
+		}
+		require.Equal(t, map[string]int{"normal": 2, "degraded": 1, "missing": 27}, count, u)
+		require.Equal(t, 4, beats, u)
+		require.Equal(t, "normal", cells[len(cells)-1][1], "the current bucket is the last cell")
+	}
+}
