@@ -86,7 +86,7 @@ type hbClock struct {
 	t  time.Time
 }
 
-func (c *hbClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *hbClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *hbClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // TestConsoleDrawsTopologyAndHealth renders the console's pictures from a
