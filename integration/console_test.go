@@ -18,7 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
@@ -199,6 +202,101 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot("06-node-detail"),
 	)
 	require.NoError(t, err)
+
+	// Accessibility: the skip link, the current page in the navigation and
+	// the labelled step-up dialog are in the accessibility tree.
+	ax := func(role, name string) chromedp.Action[int] {
+		return func(ctx context.Context, tg *chromedp.Target) (int, error) {
+			ns, err := chromedp.Nodes(css("body"))(ctx, tg)
+			if err != nil || len(ns) == 0 {
+				return 0, fmt.Errorf("no body: %v", err)
+			}
+			res, err := cdp.Call(ctx, tg, accessibility.QueryAXTree, accessibility.QueryAXTreeParams{BackendNodeID: ns[0].BackendNodeID, Role: role, AccessibleName: name})
+			if err != nil {
+				return 0, err
+			}
+			n := 0
+			for _, x := range res.Nodes {
+				if !x.Ignored {
+					n++
+				}
+			}
+			return n, nil
+		}
+	}
+	axCount := func(role, name string) int {
+		n, err := chromedp.Run(tctx, ax(role, name))
+		require.NoError(t, err)
+		return n
+	}
+	eval := func(js string) string {
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](js))
+		require.NoError(t, err)
+		return v
+	}
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/join-requests?cluster=east"), chromedp.WaitVisible(css("#token-create"))))
+	require.Equal(t, 1, axCount("link", "Skip to content"), "skip link")
+	require.Equal(t, "Join requests", eval(`document.querySelector('nav a[aria-current="page"]').textContent`))
+	require.Equal(t, "col", eval(`document.querySelector("#tokens th").getAttribute("scope")`))
+	require.Equal(t, 0, axCount("dialog", "Confirm with your second factor"), "the dialog is closed")
+
+	// Create a join token in the console: the step-up dialog names the
+	// action; Escape closes it and gives focus back to the button.
+	err = chromedp.Do(tctx,
+		chromedp.SetValue(css("#token-uses"), "1"),
+		chromedp.SendKeys(css("#token-desc"), "from the console"),
+		chromedp.Click(css("#token-create-submit")),
+		chromedp.WaitVisible(css("#stepup-code")),
+		waitText("#stepup-what", "Create a join token for east"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, 1, axCount("dialog", "Confirm with your second factor"), "the open dialog is a labelled dialog")
+	require.Equal(t, 1, axCount("textbox", "Authenticator code"), "the code input is labelled")
+	require.Equal(t, "stepup-code", eval(`document.activeElement.id`))
+	err = chromedp.Do(tctx, chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(css("#stepup-code")))
+	require.NoError(t, err)
+	require.Equal(t, "token-create-submit", eval(`document.activeElement.id`), "focus returns to the opener")
+	err = chromedp.Do(tctx,
+		chromedp.Click(css("#token-create-submit")),
+		stepUp("09-stepup-token"),
+		waitText("#flash", "Done"),
+		waitText("#enroll-line", "rap-node-agent enroll --authority "),
+		shot("10-token-created"),
+	)
+	require.NoError(t, err)
+	line := eval(`document.getElementById("enroll-line").textContent`)
+	fields := strings.Fields(line)
+	consoleToken := ""
+	for i, f := range fields {
+		if f == "--token" && i+1 < len(fields) {
+			consoleToken = fields[i+1]
+		}
+	}
+	require.NotEmpty(t, consoleToken, line)
+	require.Contains(t, line, "--ca-pin "+cl.CAPin)
+
+	// Enroll an agent with it and approve it in the console: the dialog says
+	// what is approved, in words.
+	_, priv2, _ := ed25519.GenerateKey(rand.Reader)
+	nk2, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	h2 := sha256.Sum256([]byte("edge-console"))
+	st2, err := d.Auth.SubmitJoinRequest(ctx, "127.0.0.1", cl.ID, authority.JoinRequestInput{
+		Token: consoleToken, NodeName: "edge-console", HostFingerprint: hex.EncodeToString(h2[:]), PublicKey: priv2.Public().(ed25519.PublicKey),
+		NoisePublicKey: nk2.PublicKey().Bytes(), Facts: json.RawMessage(`{"os":"linux"}`),
+		Capabilities: []domain.Capability{"can_route_mesh"}, PollSecret: poll})
+	require.NoError(t, err)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/join-requests?status=pending"),
+		chromedp.WaitVisible(css("#approve-"+st2.RequestID)),
+		chromedp.Click(css("#approve-"+st2.RequestID)),
+		waitText("#stepup-what", "Approve edge-console into east"),
+		stepUp("11-stepup-approve-console-token"),
+		waitText("#flash", "Done: Approve edge-console into east"),
+	)
+	require.NoError(t, err)
+	jr2, err := d.Auth.GetJoinRequest(ctx, st2.RequestID)
+	require.NoError(t, err)
+	require.Equal(t, "approved", jr2.Status)
 
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
