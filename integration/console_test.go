@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
@@ -297,6 +298,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	jr2, err := d.Auth.GetJoinRequest(ctx, st2.RequestID)
 	require.NoError(t, err)
 	require.Equal(t, "approved", jr2.Status)
+
+	// The topology picture of east in the browser: a node per agent, a line
+	// per reported link, the relay marked.
+	for _, rep := range []struct{ from, to string }{{nodeID, *jr2.ApprovedNodeID}, {*jr2.ApprovedNodeID, nodeID}} {
+		_, err := d.Auth.ReportLinks(ctx, authority.NodePrincipal{ClusterID: cl.ID, NodeID: rep.from},
+			authority.LinkReportInput{Links: []agentapi.LinkStatus{{PeerNodeID: rep.to, State: "up", RTTMs: 4, Set: "core"}}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/topology?cluster=east"), chromedp.WaitVisible(css("#topology-east svg")), shot("12-topology")))
+	require.Equal(t, "2 2 1", eval(`[document.querySelectorAll('#topology-east g.node[data-kind="agent"]').length, document.querySelectorAll('#topology-east line.link').length, document.querySelectorAll('#topology-east g.node[data-relay="true"]').length].join(" ")`))
+	require.Equal(t, 1, axCount("image", "Mesh topology of east: 2 nodes, 2 reported links")+axCount("img", "Mesh topology of east: 2 nodes, 2 reported links"), "the picture is an image named by its title")
 
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
