@@ -192,6 +192,10 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 			}
 		}
 		require.NotEmpty(t, strip, "%s shows edge-a's strip", u)
+		if strings.HasPrefix(u, "/console/nodes/") {
+			require.Contains(t, page, `<span title="`+ids["edge-b"]+`">edge-b</span>`, "mesh peers by name, id on hover")
+			require.Contains(t, page, `data-what="Disable edge-a in demo"`, "disable names the action")
+		}
 		cells := regexp.MustCompile(`<rect class="cell" data-state="(\w+)" data-count="(\d+)"`).FindAllStringSubmatch(strip, -1)
 		require.Len(t, cells, 30, "one cell per 2-minute bucket of the last hour")
 		count := map[string]int{}

@@ -222,6 +222,8 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 	}
 	v.Data["Heartbeats"] = maps(hs)
 	var roles, svcs, links, routes []map[string]any
+	names := map[string]string{}
+	v.Data["NodeNames"] = names
 	for _, m := range n.Memberships {
 		rs, err := a.ListRoles(ctx, m.ClusterID, id, store.Page{Limit: 500})
 		if err != nil {
@@ -238,6 +240,13 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 			return err
 		}
 		links = append(links, maps(ls)...)
+		members, err := a.ListNodes(ctx, m.ClusterID, store.Page{Limit: 1000})
+		if err != nil {
+			return err
+		}
+		for _, mn := range members {
+			names[mn.ID] = mn.Name
+		}
 		mr, err := a.ListMeshRoutes(ctx, m.ClusterID, id, store.Page{Limit: 500})
 		if err != nil {
 			return err

@@ -124,3 +124,15 @@ func (c *console) nodeStrips(ctx context.Context, v *view, nodeID, name string, 
 	v.Data["Strips"] = ss
 	return nil
 }
+
+// NodeName returns a node's name for an id from the names the page loaded
+// (Data["NodeNames"]); unknown ids come back as they are.
+func (v *view) NodeName(id any) string {
+	s := str(id)
+	if names, ok := v.Data["NodeNames"].(map[string]string); ok {
+		if n, ok := names[s]; ok {
+			return n
+		}
+	}
+	return s
+}
