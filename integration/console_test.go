@@ -310,6 +310,53 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, "2 2 1", eval(`[document.querySelectorAll('#topology-east g.node[data-kind="agent"]').length, document.querySelectorAll('#topology-east line.link').length, document.querySelectorAll('#topology-east g.node[data-relay="true"]').length].join(" ")`))
 	require.Equal(t, 1, axCount("image", "Mesh topology of east: 2 nodes, 2 reported links")+axCount("img", "Mesh topology of east: 2 nodes, 2 reported links"), "the picture is an image named by its title")
 
+	// Disable and re-enable the new node's membership on its page (the
+	// confirmation prompt is accepted).
+	newNode := *jr2.ApprovedNodeID
+	membership := func() string {
+		n, err := d.Auth.GetNode(ctx, newNode)
+		require.NoError(t, err)
+		require.Len(t, n.Memberships, 1)
+		return n.Memberships[0].Status
+	}
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/nodes/"+newNode),
+		chromedp.WaitVisible(css("#disable-"+cl.ID)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`window.confirm = () => true; true`)(ctx, tg)
+			return err
+		}),
+		chromedp.Click(css("#disable-"+cl.ID)),
+		waitText("#flash", "Done: Disable edge-console in east"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, "disabled", membership())
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/nodes/"+newNode),
+		chromedp.WaitVisible(css("#enable-"+cl.ID)),
+		chromedp.Click(css("#enable-"+cl.ID)),
+		waitText("#flash", "Done: Enable edge-console in east"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, "active", membership())
+
+	// A partition action from the clusters page, with step-up in words.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/clusters?cluster=east"),
+		chromedp.WaitVisible(css("#partition-east")),
+		chromedp.SetValue(css("#partition-action-east"), "split"),
+		chromedp.SendKeys(css("#partition-reason-east"), "site link cut"),
+		chromedp.Click(css("#partition-east button")),
+		waitText("#stepup-what", "Partition action “split (stop admissions)” on east"),
+		stepUp("13-stepup-partition"),
+		waitText("#flash", "Done"),
+	)
+	require.NoError(t, err)
+	pi, ok := d.Auth.FSM().Partition(cl.ID)
+	require.True(t, ok)
+	require.Equal(t, domain.PartitionDegraded, pi.State)
+	require.Equal(t, "site link cut", pi.Reason)
+
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/audit?action=join_request.approve&outcome=ok"),
