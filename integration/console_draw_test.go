@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/agentapi"
@@ -212,4 +213,23 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 		require.Equal(t, 4, beats, u)
 		require.Equal(t, "normal", cells[len(cells)-1][1], "the current bucket is the last cell")
 	}
+
+	// Overview totals are SQL counts, not page lengths: 600 more members
+	// (seeded as the superuser, fence trigger off) are all counted.
+	conn, err := pgx.Connect(ctx, g.DBURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	for _, q := range []string{`ALTER TABLE nodes DISABLE TRIGGER USER`, `ALTER TABLE cluster_memberships DISABLE TRIGGER USER`,
+		`INSERT INTO nodes (id, name, host_fingerprint) SELECT gen_random_uuid(), 'bulk-' || i, encode(sha256(i::text::bytea), 'hex') FROM generate_series(1, 600) i`,
+		`INSERT INTO cluster_memberships (cluster_id, node_id) SELECT '` + cl.ID + `', id FROM nodes WHERE name LIKE 'bulk-%'`,
+		`ALTER TABLE nodes ENABLE TRIGGER USER`, `ALTER TABLE cluster_memberships ENABLE TRIGGER USER`} {
+		_, err := tx.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	require.NoError(t, tx.Commit(ctx))
+	page = getPage(t, c, srv.URL+"/console/?cluster=demo")
+	require.Contains(t, page, `<b id="ov-nodes">603</b>`)
+	require.Contains(t, page, `<b id="ov-pending">0</b>`)
 }

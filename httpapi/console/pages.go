@@ -99,6 +99,12 @@ func (c *console) overview(ctx context.Context, r *http.Request, v *view) error 
 		return err
 	}
 	v.Data["PendingJoins"] = len(joins)
+	// Totals come from SQL counts, not from the length of a page.
+	counts, err := a.Count(ctx, v.Cluster)
+	if err != nil {
+		return err
+	}
+	v.Data["NodeCount"], v.Data["PendingJoins"] = counts.Nodes, counts.PendingJoins
 	hr, err := c.healthRows(ctx, v, nm)
 	v.Data["Health"] = countBy(hr, "health_state")
 	if err != nil {
