@@ -153,6 +153,11 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	beat(b50.Add(70*time.Second), "normal")
 	beat(now.Add(-20*time.Minute).Truncate(w).Add(30*time.Second), "degraded")
 	beat(now.Truncate(w).Add(time.Second), "normal")
+	hb.set(now.Truncate(w).Add(2 * time.Second))
+	_, err = a.Heartbeats().Ingest(authority.NodePrincipal{ClusterID: cl.ID, NodeID: ids["edge-b"], SourceAddr: "127.0.0.1"},
+		authority.HeartbeatInput{Seq: 1, AgentVersion: "test", State: "normal"})
+	require.NoError(t, err)
+	require.NoError(t, a.Heartbeats().Flush(ctx))
 
 	srv := httptest.NewUnstartedServer(d.API.Handler())
 	srv.StartTLS()
@@ -181,6 +186,17 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	require.Equal(t, "up #c2410c", colour[ids["edge-a"]+">"+ids["relay-c"]], "slow up link is orange")
 	require.Equal(t, "down #b3261e", colour[ids["relay-c"]+">"+ids["edge-b"]], "down link is red")
 	require.Contains(t, svg[1], "relay-c (relay)")
+	// The cluster's strip counts the nodes reporting per bucket.
+	cs := regexp.MustCompile(`(?s)<div id="cluster-strip-demo">(.*?)</div>`).FindStringSubmatch(page)
+	require.NotNil(t, cs)
+	ccells := regexp.MustCompile(`<rect class="cell" data-state="(\w+)" data-count="(\d+)"`).FindAllStringSubmatch(cs[1], -1)
+	require.Len(t, ccells, 30)
+	require.Equal(t, []string{"normal", "2"}, ccells[29][1:], "edge-a and edge-b reported in the current bucket")
+	cstates := map[string]int{}
+	for _, cell := range ccells {
+		cstates[cell[1]]++
+	}
+	require.Equal(t, map[string]int{"normal": 2, "degraded": 1, "missing": 27}, cstates)
 
 	// Health strip on the node page and the health page.
 	for _, u := range []string{"/console/nodes/" + ids["edge-a"], "/console/health?cluster=demo"} {

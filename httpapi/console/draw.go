@@ -193,9 +193,10 @@ func (c stripCell) state() string {
 	}
 }
 
-// stripSVG draws one node's health over time: one cell per bucket, oldest
-// on the left.
-func stripSVG(label string, width time.Duration, cells []stripCell) template.HTML {
+// stripSVG draws health over time: one cell per bucket, oldest on the left;
+// unit names what a cell's count counts (heartbeats of a node, nodes of a
+// cluster).
+func stripSVG(label, unit string, width time.Duration, cells []stripCell) template.HTML {
 	const cw, ch, gap = 12, 18, 2
 	w := len(cells)*(cw+gap) + 2
 	var b strings.Builder
@@ -209,8 +210,8 @@ func stripSVG(label string, width time.Duration, cells []stripCell) template.HTM
 		esc(fmt.Sprintf("Health of %s over the last %s in %d buckets of %s: %d without a heartbeat", label, humanDuration(width*time.Duration(len(cells))), len(cells), humanDuration(width), missing)))
 	for i, c := range cells {
 		fill := map[string]string{"missing": "#d9dde5", "degraded": "#e0a800", "normal": "#1e7d32"}[c.state()]
-		fmt.Fprintf(&b, `<rect class="cell" data-state="%s" data-count="%d" x="%d" y="1" width="%d" height="%d" rx="2" fill="%s"><title>%s: %s, %d heartbeats</title></rect>`,
-			c.state(), c.Count, 1+i*(cw+gap), cw, ch, fill, c.Start.UTC().Format("15:04"), c.state(), c.Count)
+		fmt.Fprintf(&b, `<rect class="cell" data-state="%s" data-count="%d" x="%d" y="1" width="%d" height="%d" rx="2" fill="%s"><title>%s: %s, %d %s</title></rect>`,
+			c.state(), c.Count, 1+i*(cw+gap), cw, ch, fill, c.Start.UTC().Format("15:04"), c.state(), c.Count, unit)
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

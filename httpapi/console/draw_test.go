@@ -39,7 +39,7 @@ func TestStripSVGHasOneCellPerBucket(t *testing.T) {
 	}
 	cells[1].Count = 3
 	cells[3].Count, cells[3].Degraded = 2, 1
-	svg := string(stripSVG("edge-1 in demo", time.Minute, cells))
+	svg := string(stripSVG("edge-1 in demo", "heartbeats", time.Minute, cells))
 	got := regexp.MustCompile(`data-state="(\w+)"`).FindAllStringSubmatch(svg, -1)
 	var states []string
 	for _, g := range got {

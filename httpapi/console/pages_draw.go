@@ -42,17 +42,9 @@ func (c *console) healthStrip(ctx context.Context, v *view, clusterID, nodeID, n
 	if err != nil {
 		return strip{}, err
 	}
-	cells := make([]stripCell, StripBuckets)
-	for i := range cells {
-		cells[i].Start = from.Add(time.Duration(i) * StripWidth)
-	}
-	for _, b := range bs {
-		if b.Index >= 0 && b.Index < len(cells) {
-			cells[b.Index].Count, cells[b.Index].Degraded = b.Count, b.Degraded
-		}
-	}
+	cells := stripCells(from, bs, false)
 	cn := v.ClusterName(clusterID)
-	return strip{NodeID: nodeID, NodeName: name, Cluster: cn, Cells: cells, SVG: stripSVG(name+" in "+cn, StripWidth, cells)}, nil
+	return strip{NodeID: nodeID, NodeName: name, Cluster: cn, Cells: cells, SVG: stripSVG(name+" in "+cn, "heartbeats", StripWidth, cells)}, nil
 }
 
 // topology draws one cluster's mesh from its members, their relay roles and
@@ -92,7 +84,7 @@ func (c *console) topology(ctx context.Context, clusterID, title string) (templa
 func (c *console) topologyPage(ctx context.Context, _ *http.Request, v *view) error {
 	type pic struct {
 		Cluster      map[string]any
-		SVG          template.HTML
+		SVG, Strip   template.HTML
 		Nodes, Links int
 	}
 	var pics []pic
@@ -105,7 +97,11 @@ func (c *console) topologyPage(ctx context.Context, _ *http.Request, v *view) er
 		if err != nil {
 			return err
 		}
-		pics = append(pics, pic{Cluster: cl, SVG: svg, Nodes: n, Links: l})
+		strip, err := c.clusterStrip(ctx, v, id)
+		if err != nil {
+			return err
+		}
+		pics = append(pics, pic{Cluster: cl, SVG: svg, Strip: strip, Nodes: n, Links: l})
 	}
 	v.Data["Pictures"] = pics
 	return nil
@@ -135,4 +131,34 @@ func (v *view) NodeName(id any) string {
 		}
 	}
 	return s
+}
+
+// stripCells spreads SQL buckets over StripBuckets cells starting at from; a
+// cluster's cells count reporting nodes, a node's its heartbeats.
+func stripCells(from time.Time, bs []store.HeartbeatBucket, nodes bool) []stripCell {
+	cells := make([]stripCell, StripBuckets)
+	for i := range cells {
+		cells[i].Start = from.Add(time.Duration(i) * StripWidth)
+	}
+	for _, b := range bs {
+		if b.Index >= 0 && b.Index < len(cells) {
+			cells[b.Index].Count, cells[b.Index].Degraded = b.Count, b.Degraded
+			if nodes {
+				cells[b.Index].Count = b.Nodes
+			}
+		}
+	}
+	return cells
+}
+
+// clusterStrip is a cluster's health over time: per bucket, how many of its
+// nodes sent a heartbeat and whether any reported degraded mode.
+func (c *console) clusterStrip(ctx context.Context, v *view, clusterID string) (template.HTML, error) {
+	end := v.Now.Truncate(StripWidth).Add(StripWidth)
+	from := end.Add(-StripBuckets * StripWidth)
+	bs, err := c.o.Authority.Heartbeats().HeartbeatBuckets(ctx, clusterID, "", from, StripWidth, StripBuckets)
+	if err != nil {
+		return "", err
+	}
+	return stripSVG("cluster "+v.ClusterName(clusterID), "nodes reporting", StripWidth, stripCells(from, bs, true)), nil
 }
