@@ -118,7 +118,14 @@ type Heartbeat struct {
 	Capabilities []domain.Capability `json:"capabilities,omitempty"`
 	// Facts are sent when they change or when the authority asks.
 	Facts json.RawMessage `json:"facts,omitempty"`
+	// Updates is the agent's update state per product (spec stage C19):
+	// state, current/previous/target version and the last failure. Agents
+	// send it with every heartbeat; the authority keeps the latest per node.
+	Updates []UpdateReport `json:"updates,omitempty"`
 }
+
+// MaxHeartbeatUpdates bounds Heartbeat.Updates (one entry per product).
+const MaxHeartbeatUpdates = 16
 
 // HeartbeatAck is the answer to a heartbeat.
 type HeartbeatAck struct {
@@ -450,4 +457,7 @@ type UpdateReport struct {
 	TargetVersion  string `json:"target_version"`
 	State          string `json:"state"`
 	LastFailure    string `json:"last_failure,omitempty"`
+	// PreviousVersion is the version kept to roll back to (the launcher's
+	// previous slot), when there is one. Optional.
+	PreviousVersion string `json:"previous_version,omitempty"`
 }

@@ -129,7 +129,7 @@ func validateHeartbeat(in *HeartbeatInput) error {
 			return Errf(CodeInvalid, "unknown capability %q", c)
 		}
 	}
-	return nil
+	return validateHeartbeatUpdates(in.Updates)
 }
 
 // jsonKind checks that raw (when present) is valid JSON starting with open.
@@ -176,6 +176,11 @@ type latestEntry struct {
 	factsDirty bool
 	caps       []domain.Capability
 	capsDirty  bool
+	// updates is the last update state the node sent; updatesDirty marks
+	// a change not yet recorded as update runs (heartbeat_updates.go).
+	updates      []agentapi.UpdateReport
+	updatesDirty bool
+	updatesAt    time.Time
 }
 
 // HeartbeatStats are counters of one authority's ingest.
@@ -340,6 +345,9 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 		return HeartbeatAck{}, err
 	}
 	in.Services = services
+	if in.Health, err = withUpdates(in.Health, in.Updates); err != nil {
+		return HeartbeatAck{}, err
+	}
 	row := store.HeartbeatRow{ClusterID: p.ClusterID, NodeID: p.NodeID, ReceivedAt: now, Seq: in.Seq, AppliedVersion: in.AppliedVersion,
 		AgentVersion: in.AgentVersion, State: in.State, Health: in.Health, AuthorityID: authorityID}
 	k := hbKey{p.ClusterID, p.NodeID}
@@ -356,6 +364,9 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	}
 	if in.Capabilities != nil {
 		e.caps, e.capsDirty = in.Capabilities, true
+	}
+	if len(in.Updates) > 0 && !slices.Equal(e.updates, in.Updates) {
+		e.updates, e.updatesDirty, e.updatesAt = in.Updates, true, now
 	}
 	needFacts := e.facts == nil
 	if len(h.pending) >= h.cfg.MaxPending {
@@ -407,9 +418,14 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 	}
 	var caps []capUpdate
 	var factsSent []hbKey
+	var runs []updateRuns
 	for k := range keys {
 		e := h.latest[k]
 		l := e.row
+		if e.updatesDirty {
+			runs = append(runs, updateRuns{key: k, reports: e.updates, at: e.updatesAt})
+			e.updatesDirty = false
+		}
 		if e.factsDirty {
 			l.Facts = e.facts
 			e.factsDirty = false
@@ -438,6 +454,16 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 				h.a.log.Warn("recording reported capabilities failed", "node_id", c.node, "error", cerr)
 			}
 		}
+		h.recordUpdateRuns(ctx, runs)
+	}
+	if err != nil && len(runs) > 0 {
+		h.mu.Lock()
+		for _, r := range runs {
+			if e := h.latest[r.key]; e != nil && slices.Equal(e.updates, r.reports) {
+				e.updatesDirty = true
+			}
+		}
+		h.mu.Unlock()
 	}
 	committed := h.cfg.Clock()
 	if err != nil {

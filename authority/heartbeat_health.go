@@ -107,6 +107,10 @@ type NodeHeartbeat struct {
 	Health Health `json:"health_state"`
 	// AgeSeconds is the age of the heartbeat when read.
 	AgeSeconds float64 `json:"age_seconds"`
+	// Updates is the update state per product the heartbeat carried
+	// (heartbeat_updates.go); UpdateState summarises the agent's.
+	Updates     []UpdateReport `json:"updates"`
+	UpdateState string         `json:"update_state"`
 }
 
 // LatestHeartbeats returns a node's latest heartbeat per cluster. A newer
@@ -132,7 +136,12 @@ func (h *Heartbeats) LatestHeartbeats(ctx context.Context, nodeID string) ([]Nod
 				r.Facts = e.facts
 			}
 		}
-		out = append(out, NodeHeartbeat{LatestHeartbeat: r, Health: DeriveHealth(r.ReceivedAt, now, h.cfg), AgeSeconds: now.Sub(r.ReceivedAt).Seconds()})
+		us := updatesOf(r.Health)
+		if us == nil {
+			us = []UpdateReport{}
+		}
+		out = append(out, NodeHeartbeat{LatestHeartbeat: r, Health: DeriveHealth(r.ReceivedAt, now, h.cfg), AgeSeconds: now.Sub(r.ReceivedAt).Seconds(),
+			Updates: us, UpdateState: UpdateSummary(us)})
 	}
 	h.mu.Unlock()
 	return out, nil

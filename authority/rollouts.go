@@ -12,13 +12,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/rap-fabric/core/agentapi"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/release"
 	"github.com/rap-fabric/core/rollout"
 	"github.com/rap-fabric/core/snapshot"
@@ -177,7 +178,18 @@ func (s *Rollouts) Start(ctx context.Context, actor Actor, clusterRef string, re
 		op.Details["rollback_version"] = lkg.Version
 	}
 	op.TargetID = x.ID
-	out, err := Fenced(ctx, s.a, op, func(tx pgx.Tx) (store.Rollout, error) { return store.InsertRollout(ctx, tx, x) })
+	out, err := Fenced(ctx, s.a, op, func(tx pgx.Tx) (store.Rollout, error) {
+		out, err := store.InsertRollout(ctx, tx, x)
+		if err != nil {
+			return out, err
+		}
+		// A release being rolled out heads the candidate channel when its
+		// manifest is eligible for it (nodes assigned to candidate take it).
+		if slices.Contains(rel.Channels, string(release.ChannelCandidate)) {
+			err = store.SetChannelHead(ctx, tx, req.Product, string(release.ChannelCandidate), rel.ID, "rollout:"+x.ID)
+		}
+		return out, err
+	})
 	if err != nil {
 		if CodeOf(err) == CodeConflict {
 			return RolloutView{}, Errf(CodeConflict, "a rollout of %s is already open in this cluster: pause, roll back or finish it first", req.Product)
@@ -472,6 +484,12 @@ type UpdateReport = agentapi.UpdateReport
 // Report records a node's update report (an observation, like a heartbeat:
 // not fenced, any authority accepts it) and wakes the reconcile loop.
 func (s *Rollouts) Report(ctx context.Context, node NodePrincipal, rep UpdateReport) (store.UpdateRun, error) {
+	return s.report(ctx, node, rep, time.Time{})
+}
+
+// report records rep as observed at (zero: now); an observation older than
+// what is recorded for the same version changes nothing.
+func (s *Rollouts) report(ctx context.Context, node NodePrincipal, rep UpdateReport, at time.Time) (store.UpdateRun, error) {
 	switch {
 	case !release.ValidProduct(rep.Product):
 		return store.UpdateRun{}, Errf(CodeInvalid, "product invalid")
@@ -491,7 +509,7 @@ func (s *Rollouts) Report(ctx context.Context, node NodePrincipal, rep UpdateRep
 		}
 	}
 	run := store.UpdateRun{ClusterID: node.ClusterID, NodeID: node.NodeID, Product: rep.Product, CurrentVersion: rep.CurrentVersion,
-		FromVersion: rep.FromVersion, ToVersion: rep.TargetVersion, State: rep.State, LastFailure: rep.LastFailure, Wave: -1}
+		FromVersion: rep.FromVersion, ToVersion: rep.TargetVersion, State: rep.State, LastFailure: rep.LastFailure, Wave: -1, UpdatedAt: at}
 	if open, err := store.OpenRollout(ctx, s.a.db.Pool, node.ClusterID, rep.Product); err == nil && open.TargetVersion == rep.TargetVersion {
 		run.RolloutID = &open.ID
 		if members, err := store.ActiveMemberIDs(ctx, s.a.db.Pool, node.ClusterID); err == nil {
@@ -633,13 +651,16 @@ func (a *Authority) loadUpdates(ctx context.Context, clusterID string) (*snapsho
 		u.Blocklist = append(u.Blocklist, snapshot.BlockedVersion{Product: b[0], Version: b[1]})
 	}
 	rollouts, err := store.CurrentRollouts(ctx, a.db.Pool, clusterID)
-	if err != nil || len(rollouts) == 0 {
-		return u, err
+	if err != nil {
+		return nil, err
 	}
 	members, err := store.ActiveMemberIDs(ctx, a.db.Pool, clusterID)
 	if err != nil {
 		return nil, err
 	}
+	// Which product@node pairs a rollout decided: an open one wins over a
+	// channel assignment, a completed one yields to it (channels.go).
+	fromOpen, fromCompleted := map[string]bool{}, map[string]bool{}
 	digests := map[string]string{}
 	for _, x := range rollouts {
 		plan := planOf(x)
@@ -660,7 +681,15 @@ func (a *Authority) loadUpdates(ctx context.Context, clusterID string) (*snapsho
 			}
 			u.Desired[n] = append(u.Desired[n], snapshot.DesiredVersion{Product: x.Product, Version: d.Version, ManifestDigest: dg,
 				RolloutID: x.ID, Wave: d.Wave, AllowDowngrade: d.AllowDowngrade, DeadlineSeconds: x.DeadlineSeconds})
+			if openRollout(x.State) {
+				fromOpen[x.Product+"@"+n] = true
+			} else {
+				fromCompleted[x.Product+"@"+n] = true
+			}
 		}
+	}
+	if err := a.desiredFromChannels(ctx, clusterID, members, u, fromOpen, fromCompleted); err != nil {
+		return nil, err
 	}
 	return u, nil
 }

@@ -8,18 +8,25 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rap-fabric/core/agent/runtime"
+	"github.com/rap-fabric/core/agent/state"
 	"github.com/rap-fabric/core/agent/updater"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/pki"
@@ -40,7 +47,9 @@ func benchKey(n byte) ed25519.PrivateKey {
 // (updater.Slots.Stage) — beside the baseline measured in the same run: the
 // same bytes served from memory by a plain TLS server on loopback (the
 // artifact's raw download time). It runs a fixed number of downloads
-// whatever b.N is and reports MB/s. Run:
+// whatever b.N is and reports MB/s. The same downloads from an update-cache
+// node (an in-process agent runtime holding the role, which mirrored the
+// artifact) are reported beside the authority's. Run:
 //
 //	export DATABASE_URL=$(scripts/pg.sh url)
 //	go test -run '^$' -bench BenchmarkArtifactServing -benchtime 1x ./bench/
@@ -86,7 +95,7 @@ func BenchmarkArtifactServing(b *testing.B) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	must(owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "bench-rel", "max_uses": 1, "auto_approve": true, "description": "bench"}, &tok, nil))
+	must(owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "bench-rel", "max_uses": 2, "auto_approve": true, "description": "bench"}, &tok, nil))
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	nk, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	poll := make([]byte, 32)
@@ -119,6 +128,10 @@ func BenchmarkArtifactServing(b *testing.B) {
 		}
 		return resp.Body, nil
 	}
+
+	// An update-cache node: an in-process agent runtime holding the role,
+	// mirroring the release once a rollout names it, serving it over mTLS.
+	fromCache := startUpdateCache(b, g, owner, pin, tok.Token, art.SHA256, st.CACert, st.Certificate, priv)
 
 	// Baseline: the same bytes from memory over TLS on loopback.
 	raw := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -157,6 +170,7 @@ func BenchmarkArtifactServing(b *testing.B) {
 	b.ResetTimer()
 	rawRate := measure(fromMemory, discard)
 	authRate := measure(fromAuthority, discard)
+	cacheRate := measure(fromCache, discard)
 	i := 0
 	stageRate := measure(fromAuthority, func(r io.Reader) error {
 		i++
@@ -165,6 +179,104 @@ func BenchmarkArtifactServing(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(rawRate, "raw_tls_MBps")
 	b.ReportMetric(authRate, "authority_mtls_MBps")
+	b.ReportMetric(cacheRate, "update_cache_mtls_MBps")
 	b.ReportMetric(stageRate, "download_verify_stage_MBps")
 	b.ReportMetric(float64(size)/(1<<20)/upload.Seconds(), "owner_upload_MBps")
+}
+
+// startUpdateCache enrolls an in-process agent runtime with the
+// update-cache role, rolls 9.9.9 out so that it mirrors the artifact, waits
+// until it serves it and returns a download from it with the bench node's
+// certificate (the cache checks it is a node of the cluster).
+func startUpdateCache(b *testing.B, g *authtest.Group, owner *apiclient.Client, pin, token, sha string, caDER, cert []byte, key ed25519.PrivateKey) func() (io.ReadCloser, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	dir := b.TempDir()
+	st, err := state.Open(filepath.Join(dir, "state.db"), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	caps := []domain.Capability{domain.CapRunUpdateCache}
+	if _, err := runtime.Enroll(ctx, st, runtime.EnrollOptions{Authorities: []string{g.DS[0].APIAddr()}, Token: token, CAPin: pin, Name: "cache",
+		Capabilities: caps, MachineIDPath: writeMachineID(b, dir), PollInterval: 100 * time.Millisecond}); err != nil {
+		b.Fatal(err)
+	}
+	sock := filepath.Join(dir, "agent.sock")
+	a := runtime.NewAgent(st, runtime.RunOptions{Interval: 300 * time.Millisecond, RequestTimeout: 5 * time.Second, StatusSocket: sock, Capabilities: caps,
+		Snapshot: runtime.SnapshotOptions{Wait: 2 * time.Second}, Mesh: runtime.MeshOptions{Disabled: true}, VPN: runtime.VPNOptions{Disabled: true},
+		Update: runtime.UpdateOptions{CacheListen: "127.0.0.1:0"}})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done; st.Close() })
+	var node string
+	status := func() *runtime.MemberStatus {
+		r, err := runtime.ReadStatus(ctx, sock)
+		if err != nil || len(r.Memberships) == 0 {
+			return nil
+		}
+		return &r.Memberships[0]
+	}
+	poll := func(what string, cond func() bool) {
+		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("timed out waiting: %s", what)
+			}
+		}
+	}
+	poll("the cache agent running", func() bool {
+		if m := status(); m != nil {
+			node = m.NodeID
+		}
+		return node != ""
+	})
+	poll("the update-cache role", func() bool {
+		return owner.Do(ctx, http.MethodPost, "/v1/clusters/bench-rel/nodes/"+node+"/roles", map[string]any{"role": "update-cache"}, nil, nil) == nil
+	})
+	if err := owner.Do(ctx, http.MethodPost, "/v1/clusters/bench-rel/rollouts", map[string]any{"product": release.ProductNodeAgent, "version": "9.9.9",
+		"canary_percent": 100, "soak_seconds": 0, "update_deadline_seconds": 3600}, nil, nil); err != nil {
+		b.Fatal(err)
+	}
+	var endpoint string
+	poll("the cache mirrors the artifact", func() bool {
+		m := status()
+		if m == nil || m.UpdateCache == nil || m.UpdateCache.Artifacts == 0 {
+			return false
+		}
+		endpoint = strings.TrimPrefix(m.UpdateCache.Endpoint, "update-cache+https://")
+		return true
+	})
+	// The cache presents its node certificate (client-auth usage): checked
+	// against the cluster CA as the agent does.
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, //nolint:gosec // verified below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			return err
+		},
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert}, PrivateKey: key}}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	b.Cleanup(hc.CloseIdleConnections)
+	return func() (io.ReadCloser, error) {
+		resp, err := hc.Get("https://" + endpoint + "/v1/agent/releases/artifacts/" + sha)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("status %s", resp.Status)
+		}
+		return resp.Body, nil
+	}
+}
+
+func writeMachineID(b *testing.B, dir string) string {
+	p := filepath.Join(dir, "machine-id")
+	if err := os.WriteFile(p, []byte("0123456789abcdef0123456789abcdef\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return p
 }

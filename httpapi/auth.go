@@ -58,6 +58,8 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/pause":    authn.ActionUpdatePolicy,
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/resume":   authn.ActionUpdatePolicy,
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/rollback": authn.ActionUpdatePolicy,
+	"PUT /v1/clusters/{cluster}/release-channels":         authn.ActionUpdatePolicy,
+	"DELETE /v1/clusters/{cluster}/release-channels":      authn.ActionUpdatePolicy,
 }
 
 // HighRiskRoutes returns the routes that need step-up ("METHOD template" → action).

@@ -14,6 +14,9 @@ package httpapi
 //	POST /v1/releases/{release}/blocklist                   {reason}
 //	GET  /v1/clusters/{cluster}/nodes/{id}/updates          a node's update state per product
 //	POST /v1/agent/updates                                  agent (mTLS): update state report
+//	GET  /v1/clusters/{cluster}/release-channels            channel assignments (cluster, group, node)
+//	PUT  /v1/clusters/{cluster}/release-channels            set {scope_kind, scope_id, product, channel, reason}
+//	DELETE /v1/clusters/{cluster}/release-channels          unset {scope_kind, scope_id, product, reason}
 
 import (
 	"github.com/rap-fabric/core/agentapi"
@@ -86,6 +89,31 @@ func (s *Server) rolloutRoutes(r *mux.Router) {
 			return nil, err
 		}
 		return ro.NodeUpdates(r.Context(), mux.Vars(r)["cluster"], mux.Vars(r)["id"])
+	}))
+	owner("release_channels.list", http.MethodGet, "/v1/clusters/{cluster}/release-channels", read(func(r *http.Request) (List[authority.ChannelAssignment], error) {
+		ro, err := svc()
+		if err != nil {
+			return List[authority.ChannelAssignment]{}, err
+		}
+		out, err := ro.ListChannelAssignments(r.Context(), mux.Vars(r)["cluster"])
+		if out == nil {
+			out = []authority.ChannelAssignment{}
+		}
+		return List[authority.ChannelAssignment]{Items: out}, err
+	}))
+	owner("release_channels.set", http.MethodPut, "/v1/clusters/{cluster}/release-channels", write(http.StatusOK, func(r *http.Request, actor authority.Actor, b authority.ChannelAssignmentRequest, k string) (authority.ChannelAssignment, error) {
+		ro, err := svc()
+		if err != nil {
+			return authority.ChannelAssignment{}, err
+		}
+		return ro.SetChannelAssignment(r.Context(), actor, mux.Vars(r)["cluster"], b, k)
+	}))
+	owner("release_channels.unset", http.MethodDelete, "/v1/clusters/{cluster}/release-channels", write(http.StatusOK, func(r *http.Request, actor authority.Actor, b authority.ChannelAssignmentRequest, k string) (authority.ChannelAssignment, error) {
+		ro, err := svc()
+		if err != nil {
+			return authority.ChannelAssignment{}, err
+		}
+		return ro.UnsetChannelAssignment(r.Context(), actor, mux.Vars(r)["cluster"], b, k)
 	}))
 	r.Handle(agentapi.PathUpdates, s.wrap("agent.updates", s.nodeAuth(func(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
 		ro, err := svc()

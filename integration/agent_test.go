@@ -32,9 +32,9 @@ func (a *agentProc) args(sub string, extra ...string) []string {
 	return append([]string{sub, "--state", a.state}, extra...)
 }
 
-// start runs `rap-node-agent run` in the background.
-func (a *agentProc) start() {
-	a.cmd = exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("run", "--interval", "300ms", "--desired-every", "600ms", "--request-timeout", "1s", "--log-level", "debug")...)
+// start runs `rap-node-agent run` in the background (extra: more run flags).
+func (a *agentProc) start(extra ...string) {
+	a.cmd = exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("run", append([]string{"--interval", "300ms", "--desired-every", "600ms", "--request-timeout", "1s", "--log-level", "debug"}, extra...)...)...)
 	a.out = &syncBuf{}
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	require.NoError(a.t, a.cmd.Start())

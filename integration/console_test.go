@@ -31,6 +31,7 @@ import (
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/release"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -367,6 +368,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot("08-roles"),
 	)
 	require.NoError(t, err)
+
+	// The Releases page: a signed release rolled out to the cluster, with
+	// its canary wave's progress bar (no inline styles: the page's CSP).
+	publishConsoleRelease(t, d.Auth, sys)
+	_, err = d.Auth.Rollouts().Start(ctx, sys, "east", authority.StartRolloutRequest{Product: release.ProductNodeAgent, Version: "1.0.0"}, "")
+	require.NoError(t, err)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		waitText("#releases", "1.0.0"),
+		waitText(".waves", "canary"),
+		chromedp.WaitVisible(css(".waves progress")),
+		shot("09-releases"),
+	)
+	require.NoError(t, err)
 	var audited bool
 	evs, err := d.Auth.ListAudit(ctx, storeFilter("join_request.approve"), pageAll())
 	require.NoError(t, err)
@@ -428,6 +443,34 @@ func TestAuditTamperDetectedByVerify(t *testing.T) {
 	require.Equal(t, 3, code, out)
 	require.Contains(t, out, fmt.Sprintf("chain broken at seq %d", seq), out)
 	t.Logf("verify after tampering: %s", strings.TrimSpace(out))
+}
+
+// publishConsoleRelease registers release roots and a key set and publishes
+// rap-node-agent 1.0.0 with a small uploaded artifact, through the service.
+func publishConsoleRelease(t *testing.T, a *authority.Authority, actor authority.Actor) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	_, err := a.Releases().SetRoots(ctx, actor, authority.SetRootsRequest{Threshold: 1, Keys: [][]byte{rootKey(1).Public().(ed25519.PublicKey)}, Reason: "console"}, "")
+	require.NoError(t, err)
+	ks, err := release.NewKeySetEnvelope(release.KeySet{Version: 1, SigningKeys: []release.SigningKey{{Public: rootKey(10).Public().(ed25519.PublicKey)}},
+		IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)})
+	require.NoError(t, err)
+	ks, err = release.Sign(ks, rootKey(1))
+	require.NoError(t, err)
+	_, err = a.Releases().PublishKeySet(ctx, actor, ks, "")
+	require.NoError(t, err)
+	body := []byte("rap-node-agent 1.0.0 for the console")
+	sum := sha256.Sum256(body)
+	art := release.Artifact{OS: "linux", Arch: "amd64", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(body))}
+	me, err := release.NewManifestEnvelope(release.Manifest{Product: release.ProductNodeAgent, Version: "1.0.0", Channels: []release.Channel{release.ChannelCandidate},
+		Artifacts: []release.Artifact{art}, Provenance: release.Provenance{SourceRevision: "console", BuildTime: now}, IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(time.Hour)})
+	require.NoError(t, err)
+	me, err = release.Sign(me, rootKey(10))
+	require.NoError(t, err)
+	_, err = a.Releases().Publish(ctx, actor, me, "")
+	require.NoError(t, err)
+	_, err = a.Releases().UploadChunk(ctx, actor, art.SHA256, 0, body)
+	require.NoError(t, err)
 }
 
 func storeFilter(action string) store.AuditFilter { return store.AuditFilter{Action: action} }

@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rap-fabric/core/agent/runtime"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/internal/authtest"
@@ -29,11 +32,17 @@ func rootKey(n byte) ed25519.PrivateKey {
 // publishBinary publishes rap-node-agent@version with binary as this
 // platform's artifact (signed by key 10) and uploads it in chunks.
 func publishBinary(t *testing.T, owner *apiclient.Client, version, binary string) {
+	publishProduct(t, owner, release.ProductNodeAgent, version, binary)
+}
+
+// publishProduct publishes product@version (the agent or a service type)
+// with binary as this platform's artifact.
+func publishProduct(t *testing.T, owner *apiclient.Client, product, version, binary string) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	a := artifactOf(t, binary)
 	a.OS, a.Arch = goruntime.GOOS, goruntime.GOARCH
-	m := release.Manifest{Product: release.ProductNodeAgent, Version: version, Channels: []release.Channel{release.ChannelCandidate},
+	m := release.Manifest{Product: product, Version: version, Channels: []release.Channel{release.ChannelCandidate},
 		Artifacts: []release.Artifact{a}, Provenance: release.Provenance{SourceRevision: "test-" + version, BuildTime: now},
 		IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
 	env, err := release.NewManifestEnvelope(m)
@@ -78,6 +87,8 @@ func TestRolloutUpdatesRealAgent(t *testing.T) {
 	publishBinary(t, owner, "1.0.0", filepath.Join(vers, "agent-1.0.0"))
 	publishBinary(t, owner, "2.0.0", filepath.Join(vers, "agent-2.0.0"))
 	publishBinary(t, owner, "3.0.0", filepath.Join(vers, "agent-3.0.0"))
+	publishBinary(t, owner, "2.1.0", filepath.Join(vers, "agent-2.1.0"))
+	publishBinary(t, owner, "3.1.0", filepath.Join(vers, "agent-3.1.0"))
 
 	cl, token := mkClusterToken(t, owner, "roll")
 	dir := t.TempDir()
@@ -92,12 +103,13 @@ func TestRolloutUpdatesRealAgent(t *testing.T) {
 	l.start("20s")
 	l.heartbeating(g, "1.0.0", t0)
 
-	start := func(version string) authority.RolloutView {
+	startN := func(version string, canary int) authority.RolloutView {
 		var v authority.RolloutView
 		require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/roll/rollouts", map[string]any{"product": release.ProductNodeAgent, "version": version,
-			"canary_count": 1, "wave_percent": 100, "soak_seconds": 0, "failure_threshold": 1, "update_deadline_seconds": 90}, &v, nil))
+			"canary_count": canary, "wave_percent": 100, "soak_seconds": 0, "failure_threshold": 1, "update_deadline_seconds": 90}, &v, nil))
 		return v
 	}
+	start := func(version string) authority.RolloutView { return startN(version, 1) }
 	wait := func(id, state string) authority.RolloutView {
 		var v authority.RolloutView
 		g.Eventually(90*time.Second, "rollout "+id+" "+state, func() bool {
@@ -128,4 +140,101 @@ func TestRolloutUpdatesRealAgent(t *testing.T) {
 	require.Contains(t, v.Waves[0].Nodes[0].LastFailure, "3.0.0 exited with status 3")
 	t3 := time.Now()
 	l.heartbeating(g, "2.0.0", t3)
+	node := r3.Waves[0].Nodes[0].NodeID
+	// The rollback is in the agent's heartbeat (update state, versions,
+	// failure), as the API and the console show it.
+	updateState(t, owner, node, "rolled_back 2.0.0 → 3.0.0", "3.0.0 exited with status 3")
+
+	// Update-cache mirrors. A second node holds the update-cache role: it
+	// mirrors the cluster's approved artifacts and serves them over mTLS.
+	// Whoever serves the bytes, the updating agent verifies them against
+	// the signed manifest.
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/roll/rollouts/"+r3.ID+"/rollback", map[string]string{"reason": "broken"}, nil, nil))
+	cdir := filepath.Join(dir, "cache")
+	require.NoError(t, os.MkdirAll(cdir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(cdir, "machine-id"), []byte("abcdefabcdefabcdefabcdefabcdef03\n"), 0o644))
+	cache := &agentProc{t: t, bin: bin, state: filepath.Join(cdir, "state.db")}
+	cacheNode := enroll(t, cache, g, owner, apiAddrs(g), "roll", token, cl.pin, filepath.Join(cdir, "machine-id"))
+	cache.start("--no-mesh", "--snapshot-wait", "2s", "--capability", "can_run_update_cache", "--update-cache-listen", "127.0.0.1:0")
+	g.Eventually(30*time.Second, "the update-cache role assigned", func() bool {
+		return owner.Do(ctx, http.MethodPost, "/v1/clusters/roll/nodes/"+cacheNode+"/roles", map[string]any{"role": "update-cache"}, nil, nil) == nil
+	})
+	cacheStatus := func() runtime.CacheStatus {
+		if s := cache.member(cl.id).UpdateCache; s != nil {
+			return *s
+		}
+		return runtime.CacheStatus{}
+	}
+	// mirrored waits until the cache fetched the artifact of version from
+	// an authority and verified it, and returns the copy's path.
+	mirrored := func(version string, before uint64) string {
+		p := filepath.Join(cdir, "update-cache", cl.id, artifactOf(t, filepath.Join(vers, "agent-"+version)).SHA256)
+		g.Eventually(60*time.Second, "the update-cache mirrors "+version, func() bool {
+			_, err := os.Stat(p)
+			return err == nil && cacheStatus().Mirrored > before
+		})
+		return p
+	}
+
+	// A byte flipped in the mirror's copy: refused, fetched elsewhere. The
+	// updating agent is stopped while the mirror warms up, so it asks the
+	// mirror first.
+	l.stop(syscall.SIGTERM)
+	m0 := cacheStatus().Mirrored
+	startN("2.1.0", 2)
+	copy21 := mirrored("2.1.0", m0)
+	b, err := os.ReadFile(copy21)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(copy21, b, 0o600))
+	served := cacheStatus().Served
+	t4 := time.Now()
+	l.start("20s")
+	l.heartbeating(g, "2.1.0", t4)
+	out := l.out.String()
+	require.Contains(t, out, "artifact source refused; trying the next: source=\"update-cache "+cacheNode)
+	require.Contains(t, out, "artifact does not match manifest")
+	require.Contains(t, out, "artifact fetched and verified: source=authorities version=2.1.0")
+	require.Greater(t, cacheStatus().Served, served, "the mirror was asked")
+	updateState(t, owner, node, "running 2.1.0 (previous 2.0.0)", "")
+
+	// Good bytes from the mirror are used. (3.1.0 never reports healthy:
+	// the launcher rolls it back after staging it from the mirror.)
+	l.stop(syscall.SIGTERM)
+	var open struct {
+		Items []store.Rollout `json:"items"`
+	}
+	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/clusters/roll/rollouts", nil, &open, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/roll/rollouts/"+open.Items[0].ID+"/rollback", map[string]string{"reason": "next"}, nil, nil))
+	m0 = cacheStatus().Mirrored
+	startN("3.1.0", 2)
+	mirrored("3.1.0", m0)
+	t5 := time.Now()
+	l.start("5s")
+	g.Eventually(60*time.Second, "3.1.0 staged from the mirror", func() bool {
+		return strings.Contains(l.out.String(), "artifact fetched and verified: source=\"update-cache "+cacheNode)
+	})
+	l.heartbeating(g, "2.1.0", t5)
+	updateState(t, owner, node, "rolled_back 2.1.0 → 3.1.0", "")
+}
+
+// updateState waits until the node's latest heartbeat carries an update
+// state starting with prefix and containing detail.
+func updateState(t *testing.T, owner *apiclient.Client, node, prefix, detail string) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var l struct {
+			Items []authority.NodeHeartbeat `json:"items"`
+		}
+		if owner.Do(context.Background(), http.MethodGet, "/v1/nodes/"+node+"/heartbeat", nil, &l, nil) == nil && len(l.Items) > 0 {
+			got = l.Items[0].UpdateState
+			if strings.HasPrefix(got, prefix) && strings.Contains(got, detail) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("update state of %s: want %q…%q, got %q", node, prefix, detail, got)
+		}
+	}
 }

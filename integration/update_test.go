@@ -45,6 +45,7 @@ func agentVersions(t *testing.T) string {
 			{"-o", dir + "/rap-node-agent-launcher", "../cmd/rap-node-agent-launcher"},
 			{"-ldflags", "-X main.version=1.0.0", "-o", dir + "/agent-1.0.0", "../cmd/rap-node-agent"},
 			{"-ldflags", "-X main.version=2.0.0", "-o", dir + "/agent-2.0.0", "../cmd/rap-node-agent"},
+			{"-ldflags", "-X main.version=2.1.0", "-o", dir + "/agent-2.1.0", "../cmd/rap-node-agent"},
 			{"-ldflags", "-X main.version=3.0.0 -X main.mode=exit", "-o", dir + "/agent-3.0.0", "./testdata/brokenagent"},
 			{"-ldflags", "-X main.version=3.1.0 -X main.mode=hang", "-o", dir + "/agent-3.1.0", "./testdata/brokenagent"},
 		}

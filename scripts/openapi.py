@@ -79,7 +79,7 @@ ROUTES = [
     ("POST","/v1/admin/users","owner","admin","Create an account (owners, step-up) → setup secret",201),
     ("POST","/v1/admin/users/{id}/disable","owner","admin","Disable an account (owners, step-up)",200),
     ("POST","/v1/admin/users/{id}/enable","owner","admin","Re-enable an account (owners, step-up)",200),
-    ("POST", "/v1/agent/heartbeat", "node", "agent", "Heartbeat: health, applied version, capabilities, services (batched ingest)", 200),
+    ("POST", "/v1/agent/heartbeat", "node", "agent", "Heartbeat: health, applied version, capabilities, services, update state per product (batched ingest)", 200),
     ("GET", "/v1/agent/desired", "node", "agent", "The node's active role assignments in its cluster", 200),
     ("POST", "/v1/agent/certificate/status", "none", "agent", "Is this certificate revoked or expired? (asked after a refused handshake)", 200),
     ("GET", "/v1/nodes/{id}/heartbeat", "owner", "nodes", "Latest heartbeat state per cluster", 200),
@@ -152,6 +152,9 @@ ROUTES = [
     ("PUT", "/v1/releases/roots", "owner", "releases", "Register or replace the release root keys (fenced, Raft, step-up; body {prev_version, threshold, keys[base64], reason}); dropping a key revokes it", 200),
     ("GET", "/v1/releases/{release}", "owner", "releases", "One release (id or product@version) with its decoded manifest and per-artifact upload progress", 200),
     ("POST", "/v1/releases/{release}/blocklist", "owner", "releases", "Blocklist a release everywhere: agents refuse it, its bytes are no longer served, open rollouts targeting it halt (fenced, step-up; body {reason})", 200),
+    ("GET", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Release channel assignments of a cluster: which channel (stable, current, candidate) the cluster, a group or a node follows per product", 200),
+    ("PUT", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Make the cluster, a group or a node follow a release channel for a product (fenced, step-up; body {scope_kind, scope_id, product, channel, reason}); where no open rollout decides, the channel head becomes the desired version in the node's snapshot (node > group > parent groups > cluster)", 200),
+    ("DELETE", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Remove a channel assignment (fenced, step-up; body {scope_kind, scope_id, product, reason})", 200),
 ]
 
 def main():

@@ -152,6 +152,8 @@ type Index struct {
 	uplinks        map[string][]string
 	revokedFinger  map[string]bool
 	updates        *UpdateState
+	mirrorNodes    []string         // update-cache nodes, sorted
+	mirrorSet      []DesiredVersion // releases desired anywhere in the cluster
 }
 
 // NewIndex validates and indexes state for building. It rejects a State
@@ -372,6 +374,7 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 		}
 	}
 	x.computeTopology()
+	x.indexMirrors()
 	return x, nil
 }
 

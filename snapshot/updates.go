@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/rap-fabric/core/domain"
 )
 
 // Updates is a node's update instructions (spec stage C19), in the base
@@ -11,11 +13,23 @@ import (
 // manifests with, the versions it must run (only its own), and the
 // blocklisted versions it must never run. The snapshot's signature (cluster
 // CA) is what makes a rollback or pin (AllowDowngrade) a signed instruction.
+//
+// Mirrors lists the cluster's update-cache nodes this node may fetch
+// artifacts from (nearest first: same region, then by node id; at most
+// MaxMirrors); they are untrusted, the node verifies every byte against the
+// signed manifest. Mirror, on an update-cache node only, lists the releases
+// its cluster's nodes are told to run: the approved artifacts it mirrors
+// (it never invents versions).
 type Updates struct {
-	ReleaseRoots ReleaseRoots     `json:"release_roots"`
-	Desired      []DesiredVersion `json:"desired,omitempty"`
-	Blocklist    []BlockedVersion `json:"blocklist,omitempty"`
+	ReleaseRoots ReleaseRoots      `json:"release_roots"`
+	Desired      []DesiredVersion  `json:"desired,omitempty"`
+	Blocklist    []BlockedVersion  `json:"blocklist,omitempty"`
+	Mirrors      []StorageEndpoint `json:"mirrors,omitempty"`
+	Mirror       []DesiredVersion  `json:"mirror,omitempty"`
 }
+
+// MaxMirrors bounds Updates.Mirrors.
+const MaxMirrors = 8
 
 // ReleaseRoots are the registered release root public keys and threshold.
 type ReleaseRoots struct {
@@ -84,5 +98,63 @@ func (x *Index) updatesFor(nodeID string) *Updates {
 	if x.updates == nil {
 		return nil
 	}
-	return &Updates{ReleaseRoots: x.updates.Roots, Desired: x.updates.Desired[nodeID], Blocklist: x.updates.Blocklist}
+	u := &Updates{ReleaseRoots: x.updates.Roots, Desired: x.updates.Desired[nodeID], Blocklist: x.updates.Blocklist}
+	self := x.nodes[nodeID]
+	var mirrors []string
+	for _, id := range x.mirrorNodes {
+		if id != nodeID {
+			mirrors = append(mirrors, id)
+		}
+	}
+	region := ""
+	if self != nil && self.n != nil {
+		region = self.n.Region
+	}
+	slices.SortStableFunc(mirrors, func(a, b string) int {
+		ra, rb := x.nodes[a].n.Region == region, x.nodes[b].n.Region == region
+		switch {
+		case ra && !rb:
+			return -1
+		case rb && !ra:
+			return 1
+		}
+		return cmp.Compare(a, b)
+	})
+	for _, id := range mirrors[:min(len(mirrors), MaxMirrors)] {
+		u.Mirrors = append(u.Mirrors, StorageEndpoint{NodeID: id, Endpoints: x.nodes[id].endpoints})
+	}
+	if self != nil && self.active && self.has(domain.RoleUpdateCache) {
+		u.Mirror = x.mirrorSet
+	}
+	return u
+}
+
+// indexMirrors finds the update-cache nodes (active members holding the
+// role, not revoked) and the set of releases desired anywhere in the
+// cluster (what they mirror), once per Index.
+func (x *Index) indexMirrors() {
+	if x.updates == nil {
+		return
+	}
+	for _, id := range x.buildable {
+		if ni := x.nodes[id]; ni.active && !ni.revoked && ni.has(domain.RoleUpdateCache) {
+			x.mirrorNodes = append(x.mirrorNodes, id)
+		}
+	}
+	if len(x.mirrorNodes) == 0 {
+		return
+	}
+	seen := map[string]bool{}
+	for _, ds := range x.updates.Desired {
+		for _, d := range ds {
+			k := d.Product + "@" + d.Version + "@" + d.ManifestDigest
+			if !seen[k] {
+				seen[k] = true
+				x.mirrorSet = append(x.mirrorSet, DesiredVersion{Product: d.Product, Version: d.Version, ManifestDigest: d.ManifestDigest})
+			}
+		}
+	}
+	slices.SortFunc(x.mirrorSet, func(a, b DesiredVersion) int {
+		return cmp.Or(cmp.Compare(a.Product, b.Product), cmp.Compare(a.Version, b.Version), cmp.Compare(a.ManifestDigest, b.ManifestDigest))
+	})
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/domain"
 )
 
 // The updates section: release roots and the blocklist for every node, each
@@ -56,4 +58,41 @@ func TestUpdatesSection(t *testing.T) {
 	st.Updates = &UpdateState{Roots: ReleaseRoots{Threshold: 3, Keys: roots.Keys}}
 	_, err = NewIndex(st, DefaultConfig())
 	require.ErrorIs(t, err, ErrInvalidState)
+}
+
+// TestUpdateMirrors: every node's updates section lists the cluster's
+// update-cache nodes (nearest region first, never itself); an update-cache
+// node also gets the releases desired anywhere in the cluster to mirror,
+// and nothing else does.
+func TestUpdateMirrors(t *testing.T) {
+	st := tableState()
+	key := bytes.Repeat([]byte{9}, 32)
+	for _, c := range []struct{ id, region string }{{"cacheUS", "us"}, {"cacheEU", "eu"}} {
+		st.Nodes = append(st.Nodes, Node{ID: c.id, Region: c.region, Endpoints: []string{"update-cache+https://" + c.id + ":8443"}, NoisePublicKey: key,
+			IdentityStatus: domain.IdentityActive, Memberships: []NodeMembership{{ClusterID: "c1", Status: domain.MembershipActive}}})
+		st.Assignments = append(st.Assignments, RoleAssignment{NodeID: c.id, Role: domain.RoleUpdateCache})
+		key = bytes.Repeat([]byte{10}, 32)
+	}
+	st.Updates = &UpdateState{Roots: ReleaseRoots{Version: 1, Threshold: 1, Keys: [][]byte{bytes.Repeat([]byte{1}, 32)}},
+		Desired: map[string][]DesiredVersion{
+			"rdp1":  {{Product: "rap-node-agent", Version: "1.4.0", ManifestDigest: "sha256:aa", RolloutID: "r1"}},
+			"mesh2": {{Product: "rap-node-agent", Version: "1.4.0", ManifestDigest: "sha256:aa", RolloutID: "r1"}},
+			"mesh1": {{Product: "rap-node-agent", Version: "1.3.0", ManifestDigest: "sha256:bb"}}}}
+	x, err := NewIndex(st, DefaultConfig())
+	require.NoError(t, err)
+	build := func(id string) *Updates {
+		s, err := x.Build(id, opts(1))
+		require.NoError(t, err)
+		require.NotNil(t, s.Body.Updates)
+		return s.Body.Updates
+	}
+	eu, us := build("rdp1"), build("mesh2")
+	require.Equal(t, []StorageEndpoint{{NodeID: "cacheEU", Endpoints: []string{"update-cache+https://cacheEU:8443"}},
+		{NodeID: "cacheUS", Endpoints: []string{"update-cache+https://cacheUS:8443"}}}, eu.Mirrors, "same region first")
+	require.Equal(t, "cacheUS", us.Mirrors[0].NodeID, "same region first")
+	require.Empty(t, eu.Mirror, "only update-cache nodes mirror")
+	c := build("cacheEU")
+	require.Equal(t, []StorageEndpoint{{NodeID: "cacheUS", Endpoints: []string{"update-cache+https://cacheUS:8443"}}}, c.Mirrors, "never itself")
+	require.Equal(t, []DesiredVersion{{Product: "rap-node-agent", Version: "1.3.0", ManifestDigest: "sha256:bb"},
+		{Product: "rap-node-agent", Version: "1.4.0", ManifestDigest: "sha256:aa"}}, c.Mirror, "each release desired anywhere, once, sorted")
 }

@@ -190,15 +190,25 @@ func scanRun(row scanner) (UpdateRun, error) {
 
 // RecordUpdateRun inserts or updates the node's run for x.ToVersion.
 // Terminal states (running, rolled_back, failed, fenced) set finished_at.
+//
+// x.UpdatedAt, when set, is when the node was observed in this state (a
+// heartbeat's receive time; zero means now): an observation older than the
+// stored row changes nothing and returns ErrNotFound, so a late heartbeat
+// flush never overrides a newer report.
 func RecordUpdateRun(ctx context.Context, q Querier, x UpdateRun) (UpdateRun, error) {
+	var at *time.Time
+	if !x.UpdatedAt.IsZero() {
+		at = &x.UpdatedAt
+	}
 	return scanRun(q.QueryRow(ctx, `INSERT INTO node_update_runs (rollout_id, cluster_id, node_id, product, current_version, from_version,
-		to_version, wave, state, last_failure, finished_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $9 IN ('running', 'rolled_back', 'failed', 'fenced') THEN now() END)
+		to_version, wave, state, last_failure, finished_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $9 IN ('running', 'rolled_back', 'failed', 'fenced') THEN coalesce($11, now()) END, coalesce($11, now()))
 		ON CONFLICT (cluster_id, node_id, product, to_version) DO UPDATE SET rollout_id = coalesce(EXCLUDED.rollout_id, node_update_runs.rollout_id),
 			current_version = EXCLUDED.current_version, from_version = EXCLUDED.from_version, wave = EXCLUDED.wave, state = EXCLUDED.state,
-			last_failure = EXCLUDED.last_failure, updated_at = now(), finished_at = EXCLUDED.finished_at
+			last_failure = EXCLUDED.last_failure, updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at
+		WHERE node_update_runs.updated_at <= EXCLUDED.updated_at
 		RETURNING `+runCols,
-		x.RolloutID, x.ClusterID, x.NodeID, x.Product, x.CurrentVersion, x.FromVersion, x.ToVersion, x.Wave, x.State, x.LastFailure))
+		x.RolloutID, x.ClusterID, x.NodeID, x.Product, x.CurrentVersion, x.FromVersion, x.ToVersion, x.Wave, x.State, x.LastFailure, at))
 }
 
 // LatestUpdateRuns returns each node's newest run of a product in a cluster.

@@ -81,6 +81,9 @@ func (m *member) setEndpoints() {
 	if s.storage != nil {
 		eps = append(eps, storageEndpointPref+s.storage.advertised)
 	}
+	if s.cache != nil {
+		eps = append(eps, updateCacheEndpointPref+s.cache.advertised)
+	}
 	s.eps = eps
 	s.mu.Unlock()
 	s.refreshFacts.Store(true)

@@ -109,6 +109,13 @@ type Agent struct {
 	// as running (update loop only).
 	updates         chan updateOrder
 	reportedRunning string
+
+	// upMu guards upState, the update state heartbeats carry (set by every
+	// update report; computed from the slots and pending_update at start).
+	upMu    sync.Mutex
+	upState *updateReport
+	// wlStatus is the update state of each service workload product.
+	wlStatus map[string]updateReport
 }
 
 // NewAgent builds an agent over an open state store.
@@ -159,6 +166,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		if !a.o.Snapshot.Disabled {
 			wg.Add(1)
 			go func() { defer wg.Done(); m.snapshotLoop(ctx) }()
+			if a.o.Workloads != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); m.workloadUpdateLoop(ctx) }()
+			}
 		}
 		if !a.o.VPN.Disabled {
 			wg.Add(1)
@@ -234,6 +245,8 @@ type member struct {
 	kick chan struct{}
 	// vpnLoopRun is the VPN loop's state (vpn.go; its goroutine only).
 	vpnLoopRun *vpnRun
+	// wlState is the workload update records (workload_updates.go).
+	wlState *wlState
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
@@ -306,6 +319,13 @@ func (m *member) status() MemberStatus {
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
 	m.mu.Unlock()
 	s.Snapshot = m.snapshotStatus()
+	sn := m.sn()
+	sn.mu.Lock()
+	c := sn.cache
+	sn.mu.Unlock()
+	if c != nil {
+		s.UpdateCache = c.status()
+	}
 	if w := m.a.o.Workloads; w != nil {
 		s.Workloads = w.Statuses(m.cluster)
 	}
@@ -463,6 +483,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	client := m.client
 	m.mu.Unlock()
 	hb.Services = m.workloadReport()
+	hb.Updates = m.a.updateStatus()
 
 	var ack heartbeatAck
 	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)

@@ -106,6 +106,7 @@ type snapRun struct {
 	meshCancel   context.CancelFunc
 	meshDone     chan struct{}
 	storage      *storageServer
+	cache        *updateCache
 }
 
 func (m *member) sn() *snapRun {
@@ -123,6 +124,7 @@ func (m *member) snapshotLoop(ctx context.Context) {
 	s := m.sn()
 	defer m.stopMesh()
 	defer s.closeStorage()
+	defer s.closeCache()
 	m.restoreSnapshot(log)
 	o := m.a.o.Snapshot
 	failures := 0
@@ -425,7 +427,11 @@ func (m *member) apply(snap snapshot.Snapshot, source string, log hclog.Logger) 
 	m.mu.Unlock()
 	m.applyMesh(snap, log)
 	m.applyStorage(snap, log)
+	m.applyUpdateCache(snap, log)
 	m.applyWorkloads(snap, log)
+	if m.a.o.Workloads != nil {
+		m.noteWorkloadSnapshot(snap)
+	}
 	m.offerUpdates(snap.Body.Updates)
 }
 

@@ -61,6 +61,9 @@ type MemberStatus struct {
 	Workloads []workload.Status `json:"workloads,omitempty"`
 	// VPN lists the node's VPN assignments and leases (running agent only).
 	VPN []VPNLeaseStatus `json:"vpn,omitempty"`
+	// UpdateCache is the membership's artifact mirror, while the node holds
+	// the update-cache role (running agent only).
+	UpdateCache *CacheStatus `json:"update_cache,omitempty"`
 }
 
 // Health summarizes a membership for people: ok, degraded, revoked, failing

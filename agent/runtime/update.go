@@ -18,8 +18,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +41,12 @@ type UpdateOptions struct {
 	SlotsDir string
 	// OS and Arch select the artifact; "" means this build's GOOS/GOARCH.
 	OS, Arch string
+	// CacheListen is the TCP address of the update-cache endpoint, served
+	// only while the node holds the update-cache role (update_cache.go);
+	// "" never serves. CacheAdvertise is the address other nodes use
+	// (default: derived from the listener). CacheDir holds the mirrored
+	// artifacts (default: update-cache/ next to the state file).
+	CacheListen, CacheAdvertise, CacheDir string
 }
 
 // ErrSwitchRequested: Run returns it when a new version is staged and the
@@ -145,6 +153,11 @@ func (a *Agent) settle(ctx context.Context, m *member, reported map[string]bool,
 }
 
 func (a *Agent) report(ctx context.Context, m *member, r updateReport, log hclog.Logger) {
+	r.PreviousVersion = a.previousVersion()
+	a.upMu.Lock()
+	st := r
+	a.upState = &st
+	a.upMu.Unlock()
 	m.mu.Lock()
 	c := m.client
 	m.mu.Unlock()
@@ -198,8 +211,14 @@ func (a *Agent) update(ctx context.Context, o updateOrder, log hclog.Logger) err
 	a.report(ctx, o.m, rep, log)
 	slots := updater.Slots{Dir: a.o.Update.SlotsDir}
 	err = updater.Stage(a.st, slots, updater.StageRequest{Cluster: o.m.cluster, ReleaseID: want.ManifestDigest, Version: m.Version, Artifact: art,
-		Current: cur, AllowDowngrade: want.AllowDowngrade, Now: a.o.Now(),
-		Fetch: func() (io.ReadCloser, error) { return a.fetchArtifact(ctx, o.m, art) }})
+		Current: cur, AllowDowngrade: want.AllowDowngrade, Now: a.o.Now(), Sources: a.artifactSources(ctx, o.m, o.u, art),
+		OnSource: func(name string, err error) {
+			if err != nil {
+				log.Warn("artifact source refused; trying the next", "source", name, "version", m.Version, "error", err)
+				return
+			}
+			log.Info("artifact fetched and verified", "source", name, "version", m.Version, "sha256", art.SHA256)
+		}})
 	if err != nil {
 		return fail("stage", err)
 	}
@@ -212,9 +231,16 @@ func (a *Agent) update(ctx context.Context, o updateOrder, log hclog.Logger) err
 // verifyRelease fetches and verifies the desired release: key set against
 // the snapshot's release roots, manifest against the key set and this host.
 func (a *Agent) verifyRelease(ctx context.Context, o updateOrder, d snapshot.DesiredVersion) (release.Manifest, release.Artifact, error) {
-	o.m.mu.Lock()
-	c := o.m.client
-	o.m.mu.Unlock()
+	return a.verifyProductRelease(ctx, o.m, o.u, d, release.ProductNodeAgent, a.o.AgentVersion)
+}
+
+// verifyProductRelease fetches and verifies the desired release of product
+// (the agent or a service type) for this host, current being the version
+// it replaces (downgrade protection; "" or a development build: none).
+func (a *Agent) verifyProductRelease(ctx context.Context, m *member, u snapshot.Updates, d snapshot.DesiredVersion, product, current string) (release.Manifest, release.Artifact, error) {
+	m.mu.Lock()
+	c := m.client
+	m.mu.Unlock()
 	if c == nil {
 		return release.Manifest{}, release.Artifact{}, errors.New("no authority client")
 	}
@@ -224,8 +250,8 @@ func (a *Agent) verifyRelease(ctx context.Context, o updateOrder, d snapshot.Des
 	if err := c.Do(rctx, http.MethodGet, agentapi.ReleasePath(d.Product, d.Version), nil, &ar, nil); err != nil {
 		return release.Manifest{}, release.Artifact{}, err
 	}
-	roots := release.Roots{Threshold: o.u.ReleaseRoots.Threshold}
-	for _, k := range o.u.ReleaseRoots.Keys {
+	roots := release.Roots{Threshold: u.ReleaseRoots.Threshold}
+	for _, k := range u.ReleaseRoots.Keys {
 		roots.Keys = append(roots.Keys, ed25519.PublicKey(k))
 	}
 	now := a.o.Now()
@@ -244,12 +270,12 @@ func (a *Agent) verifyRelease(ctx context.Context, o updateOrder, d snapshot.Des
 	if me.Digest() != d.ManifestDigest {
 		return release.Manifest{}, release.Artifact{}, fmt.Errorf("manifest %s is not the one the snapshot names (%s)", me.Digest(), d.ManifestDigest)
 	}
-	e := release.Expect{Product: release.ProductNodeAgent, OS: a.o.Update.OS, Arch: a.o.Update.Arch, Current: a.o.AgentVersion, Now: now, KeySet: ks}
+	e := release.Expect{Product: product, OS: a.o.Update.OS, Arch: a.o.Update.Arch, Current: current, Now: now, KeySet: ks}
 	if d.AllowDowngrade {
 		e.AllowDowngradeTo = d.Version
 	}
-	for _, b := range o.u.Blocklist {
-		if b.Product == release.ProductNodeAgent {
+	for _, b := range u.Blocklist {
+		if b.Product == product {
 			e.Blocklist = append(e.Blocklist, b.Version)
 		}
 	}
@@ -292,6 +318,76 @@ func (a *Agent) fetchArtifact(ctx context.Context, m *member, art release.Artifa
 		last = errors.New("no authority address")
 	}
 	return nil, last
+}
+
+// previousVersion is the launcher's previous slot ("" without slots or
+// before a first update).
+func (a *Agent) previousVersion() string {
+	if a.o.Update.SlotsDir == "" {
+		return ""
+	}
+	v, err := (updater.Slots{Dir: a.o.Update.SlotsDir}).Previous()
+	if err != nil {
+		return ""
+	}
+	return v
+}
+
+// updateStatus is the update state every heartbeat carries: the last
+// report, or (before any) what the slots and pending_update say: a trial
+// not yet promoted is health_checking, an attempt that was rolled back is
+// rolled_back with its failure, otherwise the agent runs its version.
+func (a *Agent) updateStatus() []updateReport {
+	a.upMu.Lock()
+	var out []updateReport
+	for _, p := range slices.Sorted(maps.Keys(a.wlStatus)) {
+		if p != release.ProductNodeAgent && len(out) < agentapi.MaxHeartbeatUpdates-1 {
+			out = append(out, a.wlStatus[p])
+		}
+	}
+	a.upMu.Unlock()
+	if !reportableVersion(a.o.AgentVersion) {
+		return out // the authority would refuse it: no agent entry
+	}
+	return append(a.agentUpdateStatus(), out...)
+}
+
+func (a *Agent) agentUpdateStatus() []updateReport {
+	a.upMu.Lock()
+	defer a.upMu.Unlock()
+	if a.upState == nil {
+		cur := a.o.AgentVersion
+		st := updateReport{Product: release.ProductNodeAgent, CurrentVersion: cur, State: "running", PreviousVersion: a.previousVersion()}
+		if a.o.Update.SlotsDir != "" {
+			if _, u, ok, err := updater.FindPending(a.st); err == nil && ok {
+				switch {
+				case u.State == updater.StepRolledBack:
+					st.State, st.TargetVersion, st.FromVersion, st.LastFailure = "rolled_back", u.Version, u.PreviousVersion, u.LastFailure
+				case u.Version == cur && (u.State == updater.StepHealthChecking || u.State == updater.StepSwitchRequested):
+					st.State, st.TargetVersion, st.FromVersion = "health_checking", cur, u.PreviousVersion
+				}
+			}
+		}
+		if len(st.LastFailure) > 500 {
+			st.LastFailure = st.LastFailure[:500]
+		}
+		a.upState = &st
+	}
+	return []updateReport{*a.upState}
+}
+
+// reportableVersion: 1..64 printable characters without spaces (what the
+// authority accepts in a heartbeat's update state).
+func reportableVersion(v string) bool {
+	if v == "" || len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] <= ' ' || v[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func (o *UpdateOptions) defaults() {

@@ -42,7 +42,8 @@ func (m *member) applyWorkloads(snap snapshot.Snapshot, log hclog.Logger) {
 	}
 	as := make([]workload.Assignment, 0, len(b.Services))
 	for _, s := range b.Services {
-		as = append(as, workload.Assignment{ServiceID: s.ID, Type: s.Type, Instance: s.Instance, Role: s.Role, OrganizationID: s.OrganizationID, Config: s.Config})
+		as = append(as, workload.Assignment{ServiceID: s.ID, Type: s.Type, Instance: s.Instance, Role: s.Role, OrganizationID: s.OrganizationID,
+			Config: m.workloadConfig(s, log)})
 	}
 	w.Apply(m.cluster, as, grants)
 }

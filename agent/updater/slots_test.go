@@ -117,3 +117,43 @@ func TestStageRecordsEachStepFirst(t *testing.T) {
 	require.NoError(t, Stage(st, s, req), "a signed rollback/pin allows it")
 	require.True(t, st.recs["c1"].AllowDowngrade)
 }
+
+// TestStageTriesSourcesInOrder: an unreachable mirror and a mirror whose
+// copy has a flipped byte are skipped (the bytes are verified whoever
+// serves them); the next source's good bytes are staged. No source with
+// good bytes: nothing staged, and the error names each source.
+func TestStageTriesSourcesInOrder(t *testing.T) {
+	s := Slots{Dir: t.TempDir()}
+	st := &memStore{recs: map[string]state.PendingUpdate{}, clust: []string{"c1"}}
+	bin := []byte("agent 2.0.0 binary bytes")
+	flipped := bytes.Clone(bin)
+	flipped[3] ^= 0x01
+	open := func(b []byte) func() (io.ReadCloser, error) {
+		return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	var tried []string
+	var errs []error
+	req := StageRequest{Cluster: "c1", Version: "2.0.0", Current: "1.0.0", Artifact: art(bin), Now: time.Unix(1, 0),
+		Sources: []Source{
+			{Name: "update-cache down", Open: func() (io.ReadCloser, error) { return nil, errors.New("connection refused") }},
+			{Name: "update-cache flipped", Open: open(flipped)},
+			{Name: "update-cache long", Open: open(append(bytes.Clone(bin), 'x'))},
+			{Name: "authority", Open: open(bin)},
+			{Name: "never asked", Open: func() (io.ReadCloser, error) { t.Fatal("asked after a source served"); return nil, nil }},
+		},
+		OnSource: func(name string, err error) { tried, errs = append(tried, name), append(errs, err) }}
+	require.NoError(t, Stage(st, s, req))
+	require.Equal(t, []string{"update-cache down", "update-cache flipped", "update-cache long", "authority"}, tried)
+	require.ErrorIs(t, errs[1], release.ErrArtifactMismatch, "flipped byte refused")
+	require.ErrorIs(t, errs[2], release.ErrArtifactMismatch, "extra byte refused")
+	require.NoError(t, errs[3])
+	require.NoError(t, s.Verify("2.0.0", art(bin)))
+
+	req.Version = "3.0.0"
+	req.Sources, req.OnSource = req.Sources[1:2], nil
+	err := Stage(st, s, req)
+	require.ErrorIs(t, err, ErrNoSource)
+	require.ErrorIs(t, err, release.ErrArtifactMismatch)
+	require.Contains(t, err.Error(), "update-cache flipped")
+	require.False(t, s.Has("3.0.0"), "nothing staged from bad bytes")
+}

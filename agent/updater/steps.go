@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/rap-fabric/core/agent/state"
@@ -86,8 +88,15 @@ type StageRequest struct {
 	// Current.
 	AllowDowngrade bool
 	// Fetch opens the artifact's bytes (from an authority or a mirror: the
-	// bytes are verified whoever serves them).
+	// bytes are verified whoever serves them). Used when Sources is empty.
 	Fetch func() (io.ReadCloser, error)
+	// Sources are tried in order (update-cache mirrors first, then the
+	// authorities): a source that cannot be reached, or whose bytes do not
+	// match the signed size and sha256, is skipped for the next one.
+	Sources []Source
+	// OnSource, when set, is told how each source tried went (nil error:
+	// it served the staged bytes).
+	OnSource func(name string, err error)
 	// Now is the clock reading.
 	Now time.Time
 }
@@ -116,13 +125,7 @@ func Stage(st PendingStore, slots Slots, req StageRequest) error {
 		return err
 	}
 	if !slots.Has(req.Version) || slots.Verify(req.Version, req.Artifact) != nil {
-		rc, err := req.Fetch()
-		if err != nil {
-			return err
-		}
-		err = slots.Stage(req.Version, req.Artifact, rc)
-		rc.Close()
-		if err != nil {
+		if err := stageFromSources(slots, req); err != nil {
 			return err
 		}
 	}
@@ -132,4 +135,108 @@ func Stage(st PendingStore, slots Slots, req StageRequest) error {
 	}
 	u.State = StepSwitchRequested
 	return st.PutPendingUpdate(req.Cluster, u)
+}
+
+// Source is one place an artifact's bytes may come from. Every source is
+// untrusted: Stage verifies the bytes against the signed manifest.
+type Source struct {
+	// Name says where (for reports and logs), e.g. "update-cache <node>".
+	Name string
+	// Open starts the download.
+	Open func() (io.ReadCloser, error)
+}
+
+// ErrNoSource: no source served bytes that verify.
+var ErrNoSource = errors.New("updater: no source served the artifact")
+
+// stageFromSources stages the artifact from the first source whose bytes
+// verify; the error names every source that failed and why.
+func stageFromSources(slots Slots, req StageRequest) error {
+	srcs := req.Sources
+	if len(srcs) == 0 && req.Fetch != nil {
+		srcs = []Source{{Name: "fetch", Open: req.Fetch}}
+	}
+	errs := []error{ErrNoSource}
+	for _, src := range srcs {
+		rc, err := src.Open()
+		if err == nil {
+			err = slots.Stage(req.Version, req.Artifact, rc)
+			rc.Close()
+		}
+		if req.OnSource != nil {
+			req.OnSource(src.Name, err)
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", src.Name, err))
+	}
+	return errors.Join(errs...)
+}
+
+// StageFile downloads an artifact to path from the first source whose bytes
+// match a (size and sha256, checked while they stream into a temporary file
+// next to path, fsynced, made read-only executable and renamed into place);
+// a file already at path that matches is kept. Workload releases use it.
+func StageFile(path string, a release.Artifact, sources []Source, onSource func(string, error)) error {
+	if f, err := os.Open(path); err == nil {
+		d := release.NewDigester(a)
+		_, err = io.Copy(d, f)
+		f.Close()
+		if err == nil && d.Verify() == nil {
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	errs := []error{ErrNoSource}
+	for _, src := range sources {
+		err := stageOneFile(path, a, src)
+		if onSource != nil {
+			onSource(src.Name, err)
+		}
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", src.Name, err))
+	}
+	return errors.Join(errs...)
+}
+
+func stageOneFile(path string, a release.Artifact, src Source) error {
+	rc, err := src.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".stage-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	d := release.NewDigester(a)
+	if _, err := io.Copy(io.MultiWriter(tmp, d), rc); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := d.Verify(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o555); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }

@@ -240,6 +240,9 @@ func run(args []string) error {
 	meshListen := fs.String("mesh-listen", "0.0.0.0:0", "UDP address of the mesh socket (started when the snapshot carries peers)")
 	noMesh := fs.Bool("no-mesh", false, "never start the mesh")
 	slotsDir := fs.String("slots", "", "version slot directory of rap-node-agent-launcher: enables self-update")
+	cacheListen := fs.String("update-cache-listen", "", "TCP address of the update-cache endpoint (served only with the update-cache role; empty: never)")
+	cacheAdv := fs.String("update-cache-advertise", "", "advertised update-cache address host:port (default: derived from the listen address)")
+	cacheDir := fs.String("update-cache-dir", "", "directory of mirrored artifacts (default: update-cache/ next to the state file)")
 	meshReport := fs.Duration("mesh-report-every", 0, "link report period (default 3 heartbeat intervals)")
 	noVPN := fs.Bool("no-vpn", false, "never hold VPN leases")
 	vpnEvery := fs.Duration("vpn-every", 0, "VPN lease loop period (default 500ms)")
@@ -295,7 +298,7 @@ func run(args []string) error {
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
 		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll, NoTunnels: *noTunnels, TunnelNet: tunNet},
-		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir}})
+		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir, CacheListen: *cacheListen, CacheAdvertise: *cacheAdv, CacheDir: *cacheDir}})
 	err = a.Run(ctx)
 	if errors.Is(err, runtime.ErrSwitchRequested) {
 		st.Close()

@@ -125,4 +125,22 @@ func TestReleasePublishResumes(t *testing.T) {
 	require.NoError(t, c.Do(context.Background(), http.MethodGet, "/v1/clusters/fleet/rollouts", nil, &ro, nil))
 	require.Equal(t, "halted", ro.Items[0].State, "blocklisting the target halts its rollout")
 	require.ErrorContains(t, cli("rollout", "rollback", "fleet", x.ID, "--reason", "x"), "no last-known-good release")
+
+	// Channel assignments.
+	require.NoError(t, cli("release", "channel", "set", "fleet", "rap-node-agent", "stable", "--reason", "default ring"))
+	require.Error(t, cli("release", "channel", "set", "fleet", "rap-node-agent", "beta"), "unknown channel")
+	require.Error(t, cli("release", "channel", "set", "fleet", "rap-node-agent", "stable", "--node", store.NewID()), "not a member")
+	require.Error(t, cli("release", "channel", "set", "fleet", "rap-node-agent", "stable", "--node", "a", "--group", "b"), "one scope")
+	require.NoError(t, cli("release", "channel", "list", "fleet"))
+	var chans struct {
+		Items []store.ChannelAssignment `json:"items"`
+	}
+	require.NoError(t, c.Do(context.Background(), http.MethodGet, "/v1/clusters/fleet/release-channels", nil, &chans, nil))
+	require.Len(t, chans.Items, 1)
+	require.Equal(t, "cluster", chans.Items[0].ScopeKind)
+	require.Equal(t, "stable", chans.Items[0].Channel)
+	require.NoError(t, cli("release", "channel", "unset", "fleet", "rap-node-agent", "--reason", "done"))
+	require.Error(t, cli("release", "channel", "unset", "fleet", "rap-node-agent"), "nothing left to unset")
+	require.NoError(t, c.Do(context.Background(), http.MethodGet, "/v1/clusters/fleet/release-channels", nil, &chans, nil))
+	require.Empty(t, chans.Items)
 }

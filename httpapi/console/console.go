@@ -120,6 +120,7 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/trust", c.page("trust", c.trust))
 	m.HandleFunc("GET /console/account", c.page("account", c.account))
 	m.HandleFunc("GET /console/topology", c.page("topology", c.topologyPage))
+	m.HandleFunc("GET /console/releases", c.page("releases", c.releases))
 	c.mux = m
 	return c
 }

@@ -502,3 +502,71 @@ func (c *console) vpnConn(ctx context.Context, r *http.Request, v *view) error {
 	v.Data["Conn"] = toMap(d)
 	return nil
 }
+
+// maxConsoleRollouts bounds the rollouts (with their waves) one Releases
+// page shows per cluster.
+const maxConsoleRollouts = 10
+
+// maxConsoleReleasePlatforms bounds the releases whose artifacts the
+// Releases page looks up.
+const maxConsoleReleasePlatforms = 50
+
+// releases shows the published releases with their channels and artifacts,
+// the channel heads and assignments, and each cluster's recent rollouts with
+// per-wave progress (succeeded / failed / pending of each wave's nodes).
+func (c *console) releases(ctx context.Context, r *http.Request, v *view) error {
+	a := c.o.Authority
+	rels, err := a.Releases().ListReleases(ctx, r.URL.Query().Get("product"), store.Page{Limit: 200})
+	if err != nil {
+		return err
+	}
+	rows := maps(rels)
+	// The list carries no platforms; the newest releases get theirs (with
+	// each artifact's upload progress).
+	for i, rel := range rels {
+		if i >= maxConsoleReleasePlatforms {
+			break
+		}
+		if full, err := a.Releases().GetRelease(ctx, rel.ID); err == nil {
+			rows[i]["platforms"] = toMap(full)["platforms"]
+		}
+	}
+	v.Data["Releases"] = rows
+	heads, err := a.Releases().ChannelHeads(ctx)
+	if err != nil {
+		return err
+	}
+	v.Data["Heads"] = maps(heads)
+	type group struct {
+		Cluster     map[string]any
+		Rollouts    []map[string]any
+		Assignments []map[string]any
+	}
+	var groups []group
+	for _, cl := range v.Clusters {
+		id := str(cl["id"])
+		if v.Cluster != "" && id != v.Cluster {
+			continue
+		}
+		g := group{Cluster: cl}
+		rs, err := a.Rollouts().List(ctx, id, store.Page{Limit: maxConsoleRollouts})
+		if err != nil {
+			return err
+		}
+		for _, x := range rs {
+			rv, err := a.Rollouts().Get(ctx, id, x.ID)
+			if err != nil {
+				return err
+			}
+			g.Rollouts = append(g.Rollouts, toMap(rv))
+		}
+		as, err := a.Rollouts().ListChannelAssignments(ctx, id)
+		if err != nil {
+			return err
+		}
+		g.Assignments = maps(as)
+		groups = append(groups, g)
+	}
+	v.Data["Groups"] = groups
+	return nil
+}
