@@ -230,6 +230,14 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 		require.Equal(t, "normal", cells[len(cells)-1][1], "the current bucket is the last cell")
 	}
 
+	// The Raft panel of the single-authority group.
+	page = getPage(t, c, srv.URL+"/console/raft")
+	require.Contains(t, page, `<b id="raft-leader">`+d.Status().NodeID+`</b>`)
+	require.Contains(t, page, `<b id="raft-quorum">yes</b>`)
+	require.Contains(t, page, `quorum (1 voters, majority 1)`)
+	require.Regexp(t, `<b id="raft-epoch">[1-9][0-9]*</b>`, page)
+	require.Regexp(t, `(?s)<table id="raft-members">.*<td>`+d.Status().NodeID+`</td><td>leader</td><td>voter</td>`, page)
+
 	// Overview totals are SQL counts, not page lengths: 600 more members
 	// (seeded as the superuser, fence trigger off) are all counted.
 	conn, err := pgx.Connect(ctx, g.DBURL)

@@ -162,3 +162,28 @@ func (c *console) clusterStrip(ctx context.Context, v *view, clusterID string) (
 	}
 	return stripSVG("cluster "+v.ClusterName(clusterID), "nodes reporting", StripWidth, stripCells(from, bs, true)), nil
 }
+
+// raft is the Raft panel: this authority's view of the group (leader,
+// voters and their health, term, commit/applied lag, last contact, epochs)
+// and the group's membership changes from the audit log.
+func (c *console) raft(ctx context.Context, _ *http.Request, v *view) error {
+	st := v.Status
+	v.Data["Lag"] = int64(st.CommitIndex) - int64(st.AppliedIndex)
+	voters := 0
+	for _, m := range st.Members {
+		if m.Suffrage == "voter" {
+			voters++
+		}
+	}
+	v.Data["Voters"] = voters
+	v.Data["Majority"] = voters/2 + 1
+	if !st.LastContact.IsZero() {
+		v.Data["LastContactAgo"] = humanDuration(v.Now.Sub(st.LastContact).Round(time.Second))
+	}
+	ev, err := c.o.Authority.ListAudit(ctx, store.AuditFilter{TargetKind: "authority"}, store.Page{Limit: 200})
+	if err != nil {
+		return err
+	}
+	v.Data["Events"] = maps(ev)
+	return nil
+}
