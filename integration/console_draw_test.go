@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -27,6 +28,7 @@ import (
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/store"
 )
 
 // enrollForConsole joins and approves one node through the authority and
@@ -229,6 +231,20 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 		require.Equal(t, 4, beats, u)
 		require.Equal(t, "normal", cells[len(cells)-1][1], "the current bucket is the last cell")
 	}
+
+	// Snapshot roll-out on the clusters page matches the API's status.
+	sst, err := a.SnapshotStatus(ctx, cl.ID, "", false, store.Page{Limit: 100})
+	require.NoError(t, err)
+	require.Len(t, sst, 3)
+	lag := 0
+	for _, x := range sst {
+		if x.Lagging {
+			lag++
+		}
+	}
+	page = getPage(t, c, srv.URL+"/console/clusters?cluster=demo")
+	require.Contains(t, page, fmt.Sprintf(`data-applied="%d" data-lagging="%d"`, 3-lag, lag))
+	require.Contains(t, page, `data-what="Rebuild the snapshots of demo"`)
 
 	// The Raft panel of the single-authority group.
 	page = getPage(t, c, srv.URL+"/console/raft")

@@ -230,3 +230,27 @@ func humanDuration(d time.Duration) string {
 		return fmt.Sprintf("%dh %dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 }
+
+// rolloutSVG draws a cluster's snapshot roll-out: the share of members on
+// their desired snapshot (green) and behind it (amber).
+func rolloutSVG(cluster string, applied, lagging int) template.HTML {
+	const w, h = 320, 16
+	total := applied + lagging
+	aw := 0
+	if total > 0 {
+		aw = applied * w / total
+	}
+	label := fmt.Sprintf("Snapshot roll-out of %s: %d of %d nodes on their desired snapshot, %d behind", cluster, applied, total, lagging)
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="rollout-bar" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s" data-applied="%d" data-lagging="%d">`,
+		w, h, w, h, esc(label), applied, lagging)
+	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="#d9dde5"/>`, w, h)
+	if aw > 0 {
+		fmt.Fprintf(&b, `<rect class="applied" x="0" y="0" width="%d" height="%d" fill="#1e7d32"/>`, aw, h)
+	}
+	if lagging > 0 {
+		fmt.Fprintf(&b, `<rect class="lagging" x="%d" y="0" width="%d" height="%d" fill="#e0a800"/>`, aw, w-aw, h)
+	}
+	fmt.Fprintf(&b, `<title>%s</title></svg>`, esc(label))
+	return template.HTML(b.String())
+}

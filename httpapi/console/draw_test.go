@@ -60,3 +60,14 @@ func TestHumanFigures(t *testing.T) {
 	require.Equal(t, "2h", humanDuration(2*time.Hour))
 	require.Equal(t, "1h 30m", humanDuration(90*time.Minute))
 }
+
+func TestRolloutSVGSplitsAppliedAndLagging(t *testing.T) {
+	svg := string(rolloutSVG("demo", 3, 1))
+	require.Contains(t, svg, `data-applied="3" data-lagging="1"`)
+	require.Contains(t, svg, `<rect class="applied" x="0" y="0" width="240"`)
+	require.Contains(t, svg, `<rect class="lagging" x="240" y="0" width="80"`)
+	require.Contains(t, svg, "3 of 4 nodes on their desired snapshot, 1 behind")
+	empty := string(rolloutSVG("none", 0, 0))
+	require.NotContains(t, empty, `class="applied"`)
+	require.NotContains(t, empty, `class="lagging"`)
+}

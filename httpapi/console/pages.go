@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"html/template"
 	"net/http"
 	"sort"
 	"strconv"
@@ -158,6 +159,9 @@ func (c *console) clusters(ctx context.Context, r *http.Request, v *view) error 
 		Services  []kv
 		Roles     []kv
 		Partition string
+		// Snapshot roll-out: members on their desired snapshot vs behind.
+		Applied, Lagging int
+		Rollout          template.HTML
 	}
 	var rows []row
 	gaps, err := c.coverage(ctx, v)
@@ -189,6 +193,18 @@ func (c *console) clusters(ctx context.Context, r *http.Request, v *view) error 
 		if p, ok := a.FSM().Partition(id); ok && p.State != domain.PartitionNormal {
 			rw.Partition = string(p.State) + " — " + p.Reason + " (set by " + p.Actor + ")"
 		}
+		ss2, err := a.SnapshotStatus(ctx, id, "", false, store.Page{Limit: 10000})
+		if err != nil {
+			return err
+		}
+		for _, st := range ss2 {
+			if st.Lagging {
+				rw.Lagging++
+			} else {
+				rw.Applied++
+			}
+		}
+		rw.Rollout = rolloutSVG(str(cl["slug"]), rw.Applied, rw.Lagging)
 		rows = append(rows, rw)
 	}
 	v.Data["Rows"] = rows
