@@ -246,6 +246,12 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	require.Contains(t, page, fmt.Sprintf(`data-applied="%d" data-lagging="%d"`, 3-lag, lag))
 	require.Contains(t, page, `data-what="Rebuild the snapshots of demo"`)
 
+	// Certificate expiry timeline: a mark per active node certificate.
+	page = getPage(t, c, srv.URL+"/console/trust?cluster=demo")
+	ex := regexp.MustCompile(`(?s)<figure id="expiry-demo">(.*?)</figure>`).FindStringSubmatch(page)
+	require.NotNil(t, ex)
+	require.Len(t, regexp.MustCompile(`<g class="cert" data-state="(ok|month|soon)">`).FindAllString(ex[1], -1), 3, "a mark per unexpired certificate: %s", ex[1])
+
 	// The Raft panel of the single-authority group.
 	page = getPage(t, c, srv.URL+"/console/raft")
 	require.Contains(t, page, `<b id="raft-leader">`+d.Status().NodeID+`</b>`)

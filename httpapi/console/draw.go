@@ -254,3 +254,85 @@ func rolloutSVG(cluster string, applied, lagging int) template.HTML {
 	fmt.Fprintf(&b, `<title>%s</title></svg>`, esc(label))
 	return template.HTML(b.String())
 }
+
+// certMark is one certificate on the expiry timeline.
+type certMark struct {
+	Node     string
+	Serial   string
+	NotAfter time.Time
+}
+
+// expirySVG draws certificate expiry on a time axis from now: one mark per
+// certificate, red within 7 days, amber within 30, green beyond; expired
+// certificates sit on the left edge in red.
+func expirySVG(cluster string, now time.Time, certs []certMark) template.HTML {
+	const w, left, right = 640, 10, 20
+	span := 30 * 24 * time.Hour
+	for _, c := range certs {
+		if d := c.NotAfter.Sub(now); d > span {
+			span = d
+		}
+	}
+	rows := len(certs)
+	height := 40 + rows*16
+	x := func(t time.Time) float64 {
+		d := t.Sub(now)
+		if d < 0 {
+			d = 0
+		}
+		return left + float64(w-left-right)*float64(d)/float64(span)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="expiry" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`,
+		w, height, w, height, esc(fmt.Sprintf("Certificate expiry of %s: %d certificates over the next %s", cluster, len(certs), humanDays(span))))
+	fmt.Fprintf(&b, `<line x1="%d" y1="20" x2="%d" y2="20" stroke="#5d6677" stroke-width="1"/>`, left, w-right)
+	for _, tick := range []time.Duration{0, 7 * 24 * time.Hour, 30 * 24 * time.Hour, span} {
+		if tick > span {
+			continue
+		}
+		tx := x(now.Add(tick))
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="16" x2="%.1f" y2="24" stroke="#5d6677"/><text x="%.1f" y="12" text-anchor="middle" font-size="10">%s</text>`, tx, tx, tx, esc(map[bool]string{true: "now", false: "+" + humanDays(tick)}[tick == 0]))
+	}
+	sorted := append([]certMark(nil), certs...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].NotAfter.Before(sorted[j].NotAfter) })
+	for i, c := range sorted {
+		left := c.NotAfter.Sub(now)
+		col, state := "#1e7d32", "ok"
+		switch {
+		case left <= 0:
+			col, state = "#b3261e", "expired"
+		case left < 7*24*time.Hour:
+			col, state = "#b3261e", "soon"
+		case left < 30*24*time.Hour:
+			col, state = "#9a6700", "month"
+		}
+		y := 36 + i*16
+		cx := x(c.NotAfter)
+		fmt.Fprintf(&b, `<g class="cert" data-state="%s"><circle cx="%.1f" cy="%d" r="5" fill="%s"/><text x="%.1f" y="%d" font-size="11" text-anchor="%s">%s</text><title>%s: certificate %s expires %s (%s)</title></g>`,
+			state, cx, y, col, cx+map[bool]float64{true: -8, false: 8}[cx > w/2], y+4, map[bool]string{true: "end", false: "start"}[cx > w/2], esc(c.Node),
+			esc(c.Node), esc(c.Serial), c.NotAfter.UTC().Format("2006-01-02 15:04Z"), esc(humanLeft(left)))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// humanDays renders a long duration in days.
+func humanDays(d time.Duration) string {
+	days := int(d.Hours() / 24)
+	if days == 1 {
+		return "1 day"
+	}
+	return fmt.Sprintf("%d days", days)
+}
+
+// humanLeft says how long until (or since) an expiry.
+func humanLeft(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "expired"
+	case d < 48*time.Hour:
+		return "in " + humanDuration(d.Round(time.Minute))
+	default:
+		return "in " + humanDays(d)
+	}
+}

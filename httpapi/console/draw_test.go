@@ -71,3 +71,22 @@ func TestRolloutSVGSplitsAppliedAndLagging(t *testing.T) {
 	require.NotContains(t, empty, `class="applied"`)
 	require.NotContains(t, empty, `class="lagging"`)
 }
+
+func TestExpirySVGMarksEveryCertificate(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	svg := string(expirySVG("demo", now, []certMark{
+		{Node: "late", Serial: "3", NotAfter: now.Add(90 * 24 * time.Hour)},
+		{Node: "soon", Serial: "1", NotAfter: now.Add(2 * 24 * time.Hour)},
+		{Node: "gone", Serial: "0", NotAfter: now.Add(-time.Hour)},
+		{Node: "month", Serial: "2", NotAfter: now.Add(20 * 24 * time.Hour)},
+	}))
+	got := regexp.MustCompile(`<g class="cert" data-state="(\w+)">`).FindAllStringSubmatch(svg, -1)
+	var states []string
+	for _, g := range got {
+		states = append(states, g[1])
+	}
+	require.Equal(t, []string{"expired", "soon", "month", "ok"}, states, "sorted by expiry, coloured by time left")
+	require.Contains(t, svg, "over the next 90 days")
+	require.Contains(t, svg, "soon: certificate 1 expires 2026-01-03 00:00Z (in 2 days)")
+	require.NotContains(t, svg, "style=")
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/store"
@@ -417,6 +418,7 @@ func (c *console) trust(ctx context.Context, r *http.Request, v *view) error {
 		CA          map[string]any
 		Certs       []map[string]any
 		Revocations []map[string]any
+		Expiry      template.HTML
 	}
 	var rows []row
 	for _, cl := range v.Clusters {
@@ -451,6 +453,15 @@ func (c *console) trust(ctx context.Context, r *http.Request, v *view) error {
 			return err
 		}
 		rw.Revocations = maps(rs)
+		var marks []certMark
+		for _, m := range rw.Certs {
+			t, err := time.Parse(time.RFC3339Nano, str(m["certificate_not_after"]))
+			if err != nil || str(m["identity_status"]) != "active" {
+				continue
+			}
+			marks = append(marks, certMark{Node: str(m["node_name"]), Serial: str(m["certificate_serial"]), NotAfter: t})
+		}
+		rw.Expiry = expirySVG(str(cl["slug"]), v.Now, marks)
 		rows = append(rows, rw)
 	}
 	v.Data["Rows"] = rows
