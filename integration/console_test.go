@@ -358,6 +358,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, domain.PartitionDegraded, pi.State)
 	require.Equal(t, "site link cut", pi.Reason)
 
+	// The other pictures render in the browser: the node's health strip (one
+	// cell per bucket), the Raft panel, the expiry timeline, the roll-out bar.
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/nodes/"+newNode), chromedp.WaitVisible(css("svg.strip")), shot("14-node-strip")))
+	require.Equal(t, "30", eval(`String(document.querySelectorAll("svg.strip rect.cell").length)`))
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/raft"), chromedp.WaitVisible(css("#raft-members")), shot("15-raft")))
+	require.Equal(t, "yes", eval(`document.getElementById("raft-quorum").textContent`))
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/trust?cluster=east"), chromedp.WaitVisible(css("#expiry-east svg")), shot("16-trust-expiry")))
+	require.Equal(t, "2", eval(`String(document.querySelectorAll("#expiry-east g.cert").length)`))
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/clusters?cluster=east"), chromedp.WaitVisible(css("#rollout-east svg")), shot("17-clusters")))
+
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/audit?action=join_request.approve&outcome=ok"),
