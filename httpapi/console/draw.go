@@ -257,24 +257,41 @@ func rolloutSVG(cluster string, applied, lagging int) template.HTML {
 
 // certMark is one certificate on the expiry timeline.
 type certMark struct {
-	Node     string
-	Serial   string
-	NotAfter time.Time
+	Node      string
+	Serial    string
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// certState judges a certificate by the share of its lifetime left: agents
+// renew at two thirds, so under a third left means renewal is late ("late",
+// amber) and under a sixth that it is failing ("soon", red).
+func certState(c certMark, now time.Time) string {
+	left := c.NotAfter.Sub(now)
+	life := c.NotAfter.Sub(c.NotBefore)
+	switch {
+	case left <= 0:
+		return "expired"
+	case life > 0 && left < life/6:
+		return "soon"
+	case life > 0 && left < life/3:
+		return "late"
+	default:
+		return "ok"
+	}
 }
 
 // expirySVG draws certificate expiry on a time axis from now: one mark per
-// certificate, red within 7 days, amber within 30, green beyond; expired
-// certificates sit on the left edge in red.
+// certificate, coloured by certState; expired ones sit on the left edge.
 func expirySVG(cluster string, now time.Time, certs []certMark) template.HTML {
-	const w, left, right = 640, 10, 20
-	span := 30 * 24 * time.Hour
+	const w, left, right = 640, 30, 60
+	span := 24 * time.Hour
 	for _, c := range certs {
 		if d := c.NotAfter.Sub(now); d > span {
 			span = d
 		}
 	}
-	rows := len(certs)
-	height := 40 + rows*16
+	height := 40 + len(certs)*16
 	x := func(t time.Time) float64 {
 		d := t.Sub(now)
 		if d < 0 {
@@ -284,36 +301,39 @@ func expirySVG(cluster string, now time.Time, certs []certMark) template.HTML {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="expiry" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`,
-		w, height, w, height, esc(fmt.Sprintf("Certificate expiry of %s: %d certificates over the next %s", cluster, len(certs), humanDays(span))))
+		w, height, w, height, esc(fmt.Sprintf("Certificate expiry of %s: %d certificates over the next %s", cluster, len(certs), humanSpan(span))))
 	fmt.Fprintf(&b, `<line x1="%d" y1="20" x2="%d" y2="20" stroke="#5d6677" stroke-width="1"/>`, left, w-right)
-	for _, tick := range []time.Duration{0, 7 * 24 * time.Hour, 30 * 24 * time.Hour, span} {
-		if tick > span {
-			continue
-		}
+	for i := 0; i <= 4; i++ {
+		tick := span * time.Duration(i) / 4
 		tx := x(now.Add(tick))
-		fmt.Fprintf(&b, `<line x1="%.1f" y1="16" x2="%.1f" y2="24" stroke="#5d6677"/><text x="%.1f" y="12" text-anchor="middle" font-size="10">%s</text>`, tx, tx, tx, esc(map[bool]string{true: "now", false: "+" + humanDays(tick)}[tick == 0]))
+		label := "now"
+		if i > 0 {
+			label = "+" + humanSpan(tick)
+		}
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="16" x2="%.1f" y2="24" stroke="#5d6677"/><text x="%.1f" y="12" text-anchor="middle" font-size="10">%s</text>`, tx, tx, tx, esc(label))
 	}
 	sorted := append([]certMark(nil), certs...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].NotAfter.Before(sorted[j].NotAfter) })
 	for i, c := range sorted {
-		left := c.NotAfter.Sub(now)
-		col, state := "#1e7d32", "ok"
-		switch {
-		case left <= 0:
-			col, state = "#b3261e", "expired"
-		case left < 7*24*time.Hour:
-			col, state = "#b3261e", "soon"
-		case left < 30*24*time.Hour:
-			col, state = "#9a6700", "month"
-		}
+		state := certState(c, now)
+		col := map[string]string{"expired": "#b3261e", "soon": "#b3261e", "late": "#9a6700", "ok": "#1e7d32"}[state]
 		y := 36 + i*16
 		cx := x(c.NotAfter)
+		end := cx > w/2
 		fmt.Fprintf(&b, `<g class="cert" data-state="%s"><circle cx="%.1f" cy="%d" r="5" fill="%s"/><text x="%.1f" y="%d" font-size="11" text-anchor="%s">%s</text><title>%s: certificate %s expires %s (%s)</title></g>`,
-			state, cx, y, col, cx+map[bool]float64{true: -8, false: 8}[cx > w/2], y+4, map[bool]string{true: "end", false: "start"}[cx > w/2], esc(c.Node),
-			esc(c.Node), esc(c.Serial), c.NotAfter.UTC().Format("2006-01-02 15:04Z"), esc(humanLeft(left)))
+			state, cx, y, col, cx+map[bool]float64{true: -8, false: 8}[end], y+4, map[bool]string{true: "end", false: "start"}[end], esc(c.Node),
+			esc(c.Node), esc(c.Serial), c.NotAfter.UTC().Format("2006-01-02 15:04Z"), esc(humanLeft(c.NotAfter.Sub(now))))
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
+}
+
+// humanSpan renders an axis distance: hours up to two days, then days.
+func humanSpan(d time.Duration) string {
+	if d < 48*time.Hour {
+		return humanDuration(d.Round(time.Hour))
+	}
+	return humanDays(d)
 }
 
 // humanDays renders a long duration in days.

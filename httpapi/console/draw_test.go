@@ -74,19 +74,23 @@ func TestRolloutSVGSplitsAppliedAndLagging(t *testing.T) {
 
 func TestExpirySVGMarksEveryCertificate(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
 	svg := string(expirySVG("demo", now, []certMark{
-		{Node: "late", Serial: "3", NotAfter: now.Add(90 * 24 * time.Hour)},
-		{Node: "soon", Serial: "1", NotAfter: now.Add(2 * 24 * time.Hour)},
-		{Node: "gone", Serial: "0", NotAfter: now.Add(-time.Hour)},
-		{Node: "month", Serial: "2", NotAfter: now.Add(20 * 24 * time.Hour)},
+		{Node: "fresh", Serial: "3", NotBefore: now.Add(-time.Hour), NotAfter: now.Add(23 * time.Hour)},
+		{Node: "failing", Serial: "1", NotBefore: now.Add(-22 * time.Hour), NotAfter: now.Add(2 * time.Hour)},
+		{Node: "gone", Serial: "0", NotBefore: now.Add(-day - time.Hour), NotAfter: now.Add(-time.Hour)},
+		{Node: "late", Serial: "2", NotBefore: now.Add(-18 * time.Hour), NotAfter: now.Add(6 * time.Hour)},
 	}))
 	got := regexp.MustCompile(`<g class="cert" data-state="(\w+)">`).FindAllStringSubmatch(svg, -1)
 	var states []string
 	for _, g := range got {
 		states = append(states, g[1])
 	}
-	require.Equal(t, []string{"expired", "soon", "month", "ok"}, states, "sorted by expiry, coloured by time left")
-	require.Contains(t, svg, "over the next 90 days")
-	require.Contains(t, svg, "soon: certificate 1 expires 2026-01-03 00:00Z (in 2 days)")
+	require.Equal(t, []string{"expired", "soon", "late", "ok"}, states, "sorted by expiry, judged by lifetime left")
+	require.Contains(t, svg, "over the next 24h")
+	require.Contains(t, svg, "failing: certificate 1 expires 2026-01-01 02:00Z (in 2h)")
+	require.Contains(t, svg, ">+12h</text>")
 	require.NotContains(t, svg, "style=")
+	long := string(expirySVG("ca", now, []certMark{{Node: "x", NotBefore: now, NotAfter: now.Add(90 * day)}}))
+	require.Contains(t, long, "over the next 90 days")
 }

@@ -459,7 +459,8 @@ func (c *console) trust(ctx context.Context, r *http.Request, v *view) error {
 			if err != nil || str(m["identity_status"]) != "active" {
 				continue
 			}
-			marks = append(marks, certMark{Node: str(m["node_name"]), Serial: str(m["certificate_serial"]), NotAfter: t})
+			nb, _ := time.Parse(time.RFC3339Nano, str(m["certificate_not_before"]))
+			marks = append(marks, certMark{Node: str(m["node_name"]), Serial: str(m["certificate_serial"]), NotBefore: nb, NotAfter: t})
 		}
 		rw.Expiry = expirySVG(str(cl["slug"]), v.Now, marks)
 		rows = append(rows, rw)
