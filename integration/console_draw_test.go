@@ -252,6 +252,35 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	require.NotNil(t, ex)
 	require.Len(t, regexp.MustCompile(`<g class="cert" data-state="ok">`).FindAllString(ex[1], -1), 3, "a mark per fresh certificate, judged ok: %s", ex[1])
 
+	// The audit page pages newest first, 100 at a time, with filters kept.
+	for i := 0; i < 230; i++ {
+		outcome := "ok"
+		if i%2 == 1 {
+			outcome = "denied"
+		}
+		require.NoError(t, a.AuditRisk(ctx, authority.Op{Action: "test.paging", Actor: authority.Actor{ID: "tester", Kind: "user", SourceAddr: "127.0.0.1"},
+			Details: map[string]any{"n": i}}, outcome, nil))
+	}
+	auditRows := regexp.MustCompile(`(?s)<td>user:tester</td>.*?&#34;n&#34;:(\d+)`)
+	older := regexp.MustCompile(`<a href="([^"]+)" id="audit-older"`)
+	var seen []string
+	next := "?action=test.paging&outcome=denied"
+	for pages := 0; next != ""; pages++ {
+		require.Less(t, pages, 3, "115 denied events fit two pages")
+		page = getPage(t, c, srv.URL+"/console/audit"+strings.ReplaceAll(next, "&amp;", "&"))
+		for _, m := range auditRows.FindAllStringSubmatch(page, -1) {
+			seen = append(seen, m[1])
+		}
+		next = ""
+		if m := older.FindStringSubmatch(page); m != nil {
+			next = m[1]
+			require.Contains(t, next, "outcome=denied", "the filter is kept")
+		}
+	}
+	require.Len(t, seen, 115, "every denied event once")
+	require.Equal(t, "229", seen[0], "newest first")
+	require.Equal(t, "1", seen[len(seen)-1])
+
 	// The Raft panel of the single-authority group.
 	page = getPage(t, c, srv.URL+"/console/raft")
 	require.Contains(t, page, `<b id="raft-leader">`+d.Status().NodeID+`</b>`)

@@ -5,9 +5,11 @@ import (
 	"html/template"
 	"net/http"
 	"sort"
+	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/store"
 )
@@ -385,29 +387,63 @@ func (c *console) health(ctx context.Context, r *http.Request, v *view) error {
 	return nil
 }
 
+// AuditPageSize is how many events one audit page shows.
+const AuditPageSize = 100
+
+// audit pages through the audit log newest first with a cursor (?before=id);
+// the outcome filter is applied while reading, so every page is full until
+// the log runs out.
 func (c *console) audit(ctx context.Context, r *http.Request, v *view) error {
 	q := r.URL.Query()
-	f := store.AuditFilter{ClusterID: v.Cluster, Action: q.Get("action"), Actor: q.Get("actor"), TargetKind: q.Get("target_kind"), TargetID: q.Get("target_id")}
-	ev, err := c.o.Authority.ListAudit(ctx, f, store.Page{Limit: 500})
-	if err != nil {
-		return err
-	}
-	rows := maps(ev)
-	if o := q.Get("outcome"); o != "" {
-		var keep []map[string]any
-		for _, e := range rows {
-			if str(e["outcome"]) == o {
-				keep = append(keep, e)
-			}
+	f := store.AuditFilter{ClusterID: v.Cluster, Action: q.Get("action"), Actor: q.Get("actor"), TargetKind: q.Get("target_kind"), TargetID: q.Get("target_id"), NewestFirst: true}
+	if b := q.Get("before"); b != "" {
+		id, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || id < 1 {
+			return authority.Errf(authority.CodeInvalid, "before must be a positive event id")
 		}
-		rows = keep
+		f.BeforeID = id
 	}
-	// Newest first.
-	for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
-		rows[i], rows[j] = rows[j], rows[i]
+	outcome := q.Get("outcome")
+	var rows []map[string]any
+	more := false
+	for batch := 0; batch < 20 && len(rows) < AuditPageSize; batch++ {
+		ev, err := c.o.Authority.ListAudit(ctx, f, store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		for _, e := range ev {
+			if outcome != "" && e.Outcome != outcome {
+				continue
+			}
+			if len(rows) == AuditPageSize {
+				more = true
+				break
+			}
+			rows = append(rows, toMap(e))
+		}
+		if more || len(ev) < 500 {
+			break
+		}
+		f.BeforeID = ev[len(ev)-1].ID
+		more = true // the batch cap may stop here with events left
+	}
+	if len(rows) < AuditPageSize {
+		more = false
 	}
 	v.Data["Events"] = rows
-	v.Data["Filter"] = map[string]string{"action": f.Action, "actor": f.Actor, "target_kind": f.TargetKind, "target_id": f.TargetID, "outcome": q.Get("outcome")}
+	v.Data["Filter"] = map[string]string{"action": f.Action, "actor": f.Actor, "target_kind": f.TargetKind, "target_id": f.TargetID, "outcome": outcome}
+	keep := url.Values{}
+	for _, k := range []string{"cluster", "action", "actor", "target_kind", "target_id", "outcome"} {
+		if q.Get(k) != "" {
+			keep.Set(k, q.Get(k))
+		}
+	}
+	v.Data["Newest"] = "?" + keep.Encode()
+	if more && len(rows) > 0 {
+		keep.Set("before", str(rows[len(rows)-1]["id"]))
+		v.Data["Older"] = "?" + keep.Encode()
+	}
+	v.Data["Paged"] = q.Get("before") != ""
 	return nil
 }
 
