@@ -4,8 +4,8 @@ import (
 	"context"
 	"html/template"
 	"net/http"
-	"sort"
 	"net/url"
+	"sort"
 	"strconv"
 	"time"
 
