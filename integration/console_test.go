@@ -368,6 +368,38 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, "2", eval(`String(document.querySelectorAll("#expiry-east g.cert").length)`))
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/clusters?cluster=east"), chromedp.WaitVisible(css("#rollout-east svg")), shot("17-clusters")))
 
+	// Create a cluster from the console, then disable it (confirmation
+	// accepted); the dialog names the cluster.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/clusters"),
+		chromedp.Click(css("#cluster-create summary")),
+		chromedp.WaitVisible(css("#cluster-name")),
+		chromedp.SendKeys(css("#cluster-name"), "West"),
+		chromedp.SendKeys(css("#cluster-slug"), "west"),
+		chromedp.Click(css("#cluster-create-submit")),
+		waitText("#stepup-what", "Create cluster west"),
+		stepUp("18-stepup-cluster-create"),
+		waitText("#flash", "Done: Create cluster west"),
+	)
+	require.NoError(t, err)
+	west, err := d.Auth.GetCluster(ctx, "west")
+	require.NoError(t, err)
+	require.Equal(t, "West", west.Name)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/clusters?cluster=west"),
+		chromedp.WaitVisible(css("#cluster-disable-west")),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`window.confirm = () => true; true`)(ctx, tg)
+			return err
+		}),
+		chromedp.Click(css("#cluster-disable-west")),
+		waitText("#flash", "Done: Disable cluster west"),
+	)
+	require.NoError(t, err)
+	west, err = d.Auth.GetCluster(ctx, "west")
+	require.NoError(t, err)
+	require.Equal(t, "disabled", west.Status)
+
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/audit?action=join_request.approve&outcome=ok"),

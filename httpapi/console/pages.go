@@ -327,6 +327,11 @@ func (c *console) roles(ctx context.Context, r *http.Request, v *view) error {
 		return err
 	}
 	v.Data["Nodes"] = maps(ns)
+	names := map[string]string{}
+	for _, n := range ns {
+		names[n.ID] = n.Name
+	}
+	v.Data["NodeNames"] = names
 	orgs, err := c.o.Authority.ListOrganizations(ctx, store.Page{Limit: 500})
 	if err != nil {
 		return err
