@@ -214,6 +214,8 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 		if strings.HasPrefix(u, "/console/nodes/") {
 			require.Contains(t, page, `<span title="`+ids["edge-b"]+`">edge-b</span>`, "mesh peers by name, id on hover")
 			require.Contains(t, page, `data-what="Disable edge-a in demo"`, "disable names the action")
+			require.Regexp(t, `(?s)<table id="node-mesh-links">.*>edge-b</span></td><td>up</td><td>core</td><td>2.5 ms</td><td>0%</td>`, page, "humane RTT and loss")
+			require.Contains(t, page, `<td>180 ms</td>`)
 		}
 		cells := regexp.MustCompile(`<rect class="cell" data-state="(\w+)" data-count="(\d+)"`).FindAllStringSubmatch(strip, -1)
 		require.Len(t, cells, 30, "one cell per 2-minute bucket of the last hour")

@@ -94,3 +94,16 @@ func TestExpirySVGMarksEveryCertificate(t *testing.T) {
 	long := string(expirySVG("ca", now, []certMark{{Node: "x", NotBefore: now, NotAfter: now.Add(90 * day)}}))
 	require.Contains(t, long, "over the next 90 days")
 }
+
+func TestViewHumaneFigures(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	v := &view{Now: now, Clusters: []map[string]any{{"id": "c-1", "slug": "demo"}}}
+	require.Equal(t, "demo", v.ClusterName("c-1"))
+	require.Equal(t, "c-2", v.ClusterName("c-2"), "unknown ids stay visible")
+	require.Equal(t, "1h 30m ago", v.Ago("2026-01-01T10:30:00Z"))
+	require.Equal(t, "just now", v.Ago("2026-01-01T12:00:05Z"))
+	require.Equal(t, "42s", v.Seconds(42.4))
+	require.Equal(t, "2.5 ms", v.RTT(2.5))
+	require.Equal(t, "12.5%", v.Percent(0.125))
+	require.Equal(t, "x", v.Percent("x"))
+}

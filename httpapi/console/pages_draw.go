@@ -4,6 +4,7 @@ import (
 	"context"
 	"html/template"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/rap-fabric/core/domain"
@@ -186,4 +187,45 @@ func (c *console) raft(ctx context.Context, _ *http.Request, v *view) error {
 	}
 	v.Data["Events"] = maps(ev)
 	return nil
+}
+
+// Ago renders a JSON time as how long before the page's time it was ("3m
+// ago"), for tables where recency matters more than the timestamp.
+func (v *view) Ago(t any) string {
+	at, err := time.Parse(time.RFC3339Nano, str(t))
+	if err != nil {
+		return str(t)
+	}
+	d := v.Now.Sub(at)
+	if d < 0 {
+		return "just now"
+	}
+	return humanDuration(d.Round(time.Second)) + " ago"
+}
+
+// Seconds renders a JSON number of seconds as a human duration.
+func (v *view) Seconds(s any) string {
+	f, ok := s.(float64)
+	if !ok {
+		return str(s)
+	}
+	return humanDuration(time.Duration(f * float64(time.Second)).Round(time.Second))
+}
+
+// RTT renders a JSON round-trip time in milliseconds for people.
+func (v *view) RTT(ms any) string {
+	f, ok := ms.(float64)
+	if !ok {
+		return str(ms)
+	}
+	return humanMs(f)
+}
+
+// Percent renders a JSON fraction (0..1) as a percentage.
+func (v *view) Percent(x any) string {
+	f, ok := x.(float64)
+	if !ok {
+		return str(x)
+	}
+	return strconv.FormatFloat(f*100, 'f', -1, 64) + "%"
 }
