@@ -196,7 +196,7 @@ func TestC3(t *testing.T) {
 		r := rows()
 		r = slices.Delete(r, 4, 5) // seq 5
 		b := tamperVerify(t, r, nil)
-		require.Equal(t, int64(6), b.Seq, "names the next row")
+		require.Equal(t, int64(5), b.Seq, "names the missing seq")
 		require.Equal(t, ReasonSeqGap, b.Reason)
 	})
 	t.Run("delete a row and renumber", func(t *testing.T) {
@@ -211,14 +211,14 @@ func TestC3(t *testing.T) {
 	})
 	t.Run("delete the first row", func(t *testing.T) {
 		b := tamperVerify(t, rows()[1:], nil)
-		require.Equal(t, int64(2), b.Seq)
+		require.Equal(t, int64(1), b.Seq)
 		require.Equal(t, ReasonSeqGap, b.Reason)
 	})
 	t.Run("reorder rows (iteration order)", func(t *testing.T) {
 		r := rows()
 		r[3], r[4] = r[4], r[3]
 		b := tamperVerify(t, r, nil)
-		require.Equal(t, int64(5), b.Seq)
+		require.Equal(t, int64(4), b.Seq, "seq 4 is not where it belongs")
 		require.Equal(t, ReasonSeqGap, b.Reason)
 	})
 	t.Run("reorder contents keeping seq numbers", func(t *testing.T) {
@@ -318,7 +318,7 @@ func TestRandomTampering(t *testing.T) {
 			wantSeq = int64(k + 1)
 		case 1: // delete
 			rows = slices.Delete(rows, k, k+1)
-			wantSeq = int64(k + 2)
+			wantSeq = int64(k + 1) // the deleted row's seq
 			if k == n-1 {
 				expect, wantSeq = &head, int64(n)
 			}
@@ -326,7 +326,8 @@ func TestRandomTampering(t *testing.T) {
 			j := (k + 1 + rng.IntN(n-1)) % n
 			rows[k], rows[j] = rows[j], rows[k]
 			// the row now at position min(k,j) carries seq max(k,j)+1: a gap
-			wantSeq = int64(max(k, j) + 1)
+			// whose first missing seq is the first displaced one
+			wantSeq = int64(min(k, j) + 1)
 		case 3: // flip one bit of a hash
 			rows[k].Hash[rng.IntN(32)] ^= 1 << rng.IntN(8)
 			wantSeq = int64(k + 1)
@@ -448,4 +449,49 @@ func FuzzCanonicalJSON(f *testing.F) {
 			t.Fatalf("not idempotent: %q -> %q", c, c2)
 		}
 	})
+}
+
+// Format 2 covers every field a store keeps; format 1 (rows chained before
+// it) does not cover the fields format 2 added.
+func TestFormatCoversEveryField(t *testing.T) {
+	epoch := int64(4)
+	base := sample(1)
+	base.At = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	base.ID, base.OrgID, base.FenceEpoch, base.RiskJSON = 17, "org-1", &epoch, json.RawMessage(`{"device":"trusted"}`)
+	h0, err := ComputeHash(base)
+	require.NoError(t, err)
+	other := int64(5)
+	zero := int64(0)
+	for name, edit := range map[string]func(*Event){
+		"id":                 func(e *Event) { e.ID = 18 },
+		"organization":       func(e *Event) { e.OrgID = "org-2" },
+		"fence epoch":        func(e *Event) { e.FenceEpoch = &other },
+		"fence epoch 0":      func(e *Event) { e.FenceEpoch = &zero },
+		"fence epoch null":   func(e *Event) { e.FenceEpoch = nil },
+		"risk value type":    func(e *Event) { e.RiskJSON = json.RawMessage(`{"device":1}`) },
+		"risk not an object": func(e *Event) { e.RiskJSON = json.RawMessage(`[]`) },
+		"seq":                func(e *Event) { e.Seq = 2 },
+		"legacy format":      func(e *Event) { e.Format = FormatLegacy },
+	} {
+		e := base
+		edit(&e)
+		h, err := ComputeHash(e)
+		require.NoError(t, err, name)
+		require.NotEqual(t, h0, h, name)
+	}
+	// Same risk in another spelling hashes the same.
+	e := base
+	e.RiskJSON = json.RawMessage(`{ "device" : "trusted" }`)
+	h, err := ComputeHash(e)
+	require.NoError(t, err)
+	require.Equal(t, h0, h)
+
+	legacy := base
+	legacy.Format = FormatLegacy
+	l0, err := ComputeHash(legacy)
+	require.NoError(t, err)
+	legacy.ID, legacy.OrgID, legacy.FenceEpoch = 99, "org-9", nil
+	l1, err := ComputeHash(legacy)
+	require.NoError(t, err)
+	require.Equal(t, l0, l1, "format 1 predates these fields")
 }

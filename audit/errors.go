@@ -38,18 +38,26 @@ const (
 	// ReasonHeadMismatch: the chain reaches the expected head's Seq with another
 	// hash, or runs past it inconsistently — the tail was rewritten.
 	ReasonHeadMismatch Reason = "head-mismatch"
+	// ReasonReplaced: a row sits at or before the recorded head but was
+	// inserted after it (its id is above the head's highest id): the rows from
+	// here to the recorded head were deleted and replaced.
+	ReasonReplaced Reason = "replaced"
 )
 
 // Break is the first broken link found by Verify. It is an error that wraps
 // ErrChainBroken.
 type Break struct {
 	Seq    int64  // the row that does not fit (for deletions: the row after the gap)
+	ID     int64  // that row's store id, when the store has ids and the row exists
 	Reason Reason //
 	Detail string // human-readable specifics
 }
 
 // Error describes the break.
 func (b *Break) Error() string {
+	if b.ID != 0 {
+		return fmt.Sprintf("audit: chain broken at seq %d (event id %d): %s (%s)", b.Seq, b.ID, b.Reason, b.Detail)
+	}
 	return fmt.Sprintf("audit: chain broken at seq %d: %s (%s)", b.Seq, b.Reason, b.Detail)
 }
 

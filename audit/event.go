@@ -58,7 +58,9 @@ const (
 // PostgreSQL timestamptz keeps).
 type Event struct {
 	Seq        int64             // 1, 2, 3... within the chain
+	ID         int64             // the store's row id (insertion order); 0 when the store has none
 	ClusterID  string            // the chain this event belongs to ("" = platform)
+	OrgID      string            // the organization the event concerns; may be empty
 	Actor      string            // user id, token id, node id or component name
 	ActorKind  ActorKind         //
 	Device     string            // trusted-device id or client description; may be empty
@@ -69,10 +71,31 @@ type Event struct {
 	Outcome    Outcome           //
 	Risk       map[string]string // risk factors (device trust, network, MFA); may be nil
 	Details    json.RawMessage   // any JSON value, stored canonical; may be nil
-	At         time.Time         //
-	PrevHash   Hash              // Hash of the previous event (or the chain's genesis)
-	Hash       Hash              // SHA-256(PrevHash || canonical(event))
+	// RiskJSON, when not nil, is the risk column exactly as stored (any JSON
+	// value): format 2 hashes it instead of Risk, so a stored value that is not
+	// a flat object of strings is still covered. Readers of a store set it.
+	RiskJSON   json.RawMessage
+	FenceEpoch *int64    // the authority epoch of a fenced write; nil when not fenced
+	At         time.Time //
+	// Format selects the hashed encoding: FormatCurrent (zero) covers every
+	// field; FormatLegacy is the encoding of events chained before format 2
+	// (without ID, OrgID, FenceEpoch and RiskJSON). It is not stored with the
+	// event: the verifier decides it from an anchored boundary.
+	Format   Format
+	PrevHash Hash // Hash of the previous event (or the chain's genesis)
+	Hash     Hash // SHA-256(PrevHash || canonical(event))
 }
+
+// Format is an event hash encoding version.
+type Format uint8
+
+// Hash encodings.
+const (
+	// FormatCurrent (format 2) hashes every field of the event.
+	FormatCurrent Format = 0
+	// FormatLegacy (format 1) omits ID, OrgID, FenceEpoch and RiskJSON.
+	FormatLegacy Format = 1
+)
 
 // Head is the position of a chain's newest event: what the next event links to.
 type Head struct {
@@ -141,11 +164,24 @@ func Normalize(e Event) (Event, error) {
 		}
 		e.Risk = r
 	}
+	if err := storable(e.OrgID); err != nil {
+		return e, fmt.Errorf("%w: organization_id %v", ErrInvalidEvent, err)
+	}
 	d, err := CanonicalJSON(e.Details)
 	if err != nil {
 		return e, fmt.Errorf("%w: details: %v", ErrInvalidEvent, err)
 	}
 	e.Details = d
+	if e.RiskJSON != nil {
+		r, err := CanonicalJSON(e.RiskJSON)
+		if err != nil {
+			return e, fmt.Errorf("%w: risk: %v", ErrInvalidEvent, err)
+		}
+		e.RiskJSON = r
+		if e.RiskJSON == nil {
+			e.RiskJSON = json.RawMessage("null")
+		}
+	}
 	return e, nil
 }
 
@@ -191,7 +227,52 @@ func CanonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
 // big-endian uint32 length and its bytes (integers as 8 bytes), Risk as a
 // count and sorted key/value pairs. Length prefixes make field boundaries
 // unambiguous. e must be normalized.
+//
+// Format 2 (FormatCurrent) starts with "rap-audit-v2", adds the row id, the
+// organization, the fence epoch (a presence byte, then 8 bytes) after the v1
+// fields and encodes risk as canonical JSON (RiskJSON when set) instead of
+// sorted pairs, so every column of a stored row is covered.
 func canonicalBytes(e *Event) []byte {
+	if e.Format == FormatLegacy {
+		return canonicalBytesV1(e)
+	}
+	var b bytes.Buffer
+	b.WriteString("rap-audit-v2\x00")
+	putInt := func(v int64) { _ = binary.Write(&b, binary.BigEndian, v) }
+	putStr := func(s string) {
+		_ = binary.Write(&b, binary.BigEndian, uint32(len(s)))
+		b.WriteString(s)
+	}
+	putInt(e.Seq)
+	putInt(e.ID)
+	putStr(e.ClusterID)
+	putStr(e.OrgID)
+	putStr(e.Actor)
+	putStr(string(e.ActorKind))
+	putStr(e.Device)
+	putStr(e.SourceAddr)
+	putStr(e.Action)
+	putStr(e.TargetKind)
+	putStr(e.TargetID)
+	putStr(string(e.Outcome))
+	risk := e.RiskJSON
+	if risk == nil && e.Risk != nil {
+		risk, _ = json.Marshal(e.Risk) // a map of strings always encodes, keys sorted
+	}
+	putStr(string(risk))
+	putStr(string(e.Details))
+	if e.FenceEpoch == nil {
+		b.WriteByte(0)
+	} else {
+		b.WriteByte(1)
+		putInt(*e.FenceEpoch)
+	}
+	putInt(e.At.UnixMicro())
+	return b.Bytes()
+}
+
+// canonicalBytesV1 is format 1 (FormatLegacy).
+func canonicalBytesV1(e *Event) []byte {
 	var b bytes.Buffer
 	b.WriteString("rap-audit-v1\x00")
 	putInt := func(v int64) { _ = binary.Write(&b, binary.BigEndian, v) }

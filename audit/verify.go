@@ -15,6 +15,11 @@ type VerifyOptions struct {
 	// Raft FSM or a signed checkpoint). The chain must contain it exactly;
 	// without it, deleting or rewriting the newest rows is undetectable.
 	Expect *Head
+	// ExpectMaxID, with Expect, is the highest store id among the events up to
+	// Expect.Seq when that head was recorded. An event at or before Expect.Seq
+	// with a higher id was inserted later: the rows from it to the recorded head
+	// were replaced (ReasonReplaced names the first). Zero disables the check.
+	ExpectMaxID int64
 }
 
 // Result is the outcome of Verify.
@@ -42,8 +47,8 @@ func (r Result) Err() error {
 // (else ReasonHashMismatch). It stops at the first break. The error return is
 // reserved for failures of the iterator itself.
 //
-// Which row is named: an edited row names itself; a deleted row names the row
-// after it; a reordered, duplicated or inserted row names the first position
+// Which row is named: an edited row names itself; a deleted row names its own
+// (now missing) seq; a reordered, duplicated or inserted row names the first position
 // that no longer fits; deleted newest rows are reported (ReasonTruncated) only
 // with opts.Expect.
 func Verify(events iter.Seq2[Event, error], opts VerifyOptions) (Result, error) {
@@ -52,14 +57,22 @@ func Verify(events iter.Seq2[Event, error], opts VerifyOptions) (Result, error) 
 		if err != nil {
 			return res, fmt.Errorf("audit: reading events after seq %d: %w", res.Head.Seq, err)
 		}
+		if x := opts.Expect; x != nil && opts.ExpectMaxID > 0 && e.Seq <= x.Seq && e.ID > opts.ExpectMaxID {
+			res.Break = &Break{Seq: e.Seq, ID: e.ID, Reason: ReasonReplaced,
+				Detail: fmt.Sprintf("event id %d was inserted after the recorded head (seq %d, highest id %d): rows from here to seq %d were deleted and replaced", e.ID, x.Seq, opts.ExpectMaxID, x.Seq)}
+			return res, nil
+		}
 		if b := checkLink(res.Head, e); b != nil {
+			if b.Reason != ReasonSeqGap {
+				b.ID = e.ID // a gap names the first missing seq, whose row is gone
+			}
 			res.Break = b
 			return res, nil
 		}
 		res.Head = e.Head()
 		res.Checked++
 		if opts.Expect != nil && e.Seq == opts.Expect.Seq && e.Hash != opts.Expect.Hash {
-			res.Break = &Break{Seq: e.Seq, Reason: ReasonHeadMismatch, Detail: "hash differs from the recorded head: the chain was rewritten up to here"}
+			res.Break = &Break{Seq: e.Seq, ID: e.ID, Reason: ReasonHeadMismatch, Detail: "hash differs from the recorded head: the chain was rewritten up to here"}
 			return res, nil
 		}
 	}
@@ -78,8 +91,8 @@ func Verify(events iter.Seq2[Event, error], opts VerifyOptions) (Result, error) 
 func checkLink(prev Head, e Event) *Break {
 	switch {
 	case e.Seq > prev.Seq+1:
-		return &Break{Seq: e.Seq, Reason: ReasonSeqGap,
-			Detail: fmt.Sprintf("expected seq %d: rows %d..%d missing", prev.Seq+1, prev.Seq+1, e.Seq-1)}
+		return &Break{Seq: prev.Seq + 1, Reason: ReasonSeqGap,
+			Detail: fmt.Sprintf("rows %d..%d missing (the next row present is seq %d)", prev.Seq+1, e.Seq-1, e.Seq)}
 	case e.Seq != prev.Seq+1:
 		return &Break{Seq: e.Seq, Reason: ReasonSeqOrder,
 			Detail: fmt.Sprintf("expected seq %d after %d", prev.Seq+1, prev.Seq)}

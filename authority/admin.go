@@ -402,7 +402,7 @@ func (p Principal) Actor(device, source string) Actor {
 		device = "trusted:" + p.Session.DeviceID.String()[:12]
 	}
 	// Risk signals are read at request time; time.Now is the request's clock here.
-	return Actor{ID: p.User.ID, Kind: "user", Device: device, SourceAddr: source, Risk: p.Risk(time.Now())}
+	return Actor{ID: p.User.ID, Kind: "user", Device: device, SourceAddr: source, Risk: p.Risk(time.Now()), Role: p.User.Role}
 }
 
 // Risk returns the risk signals of the session for audit events.

@@ -104,6 +104,8 @@ type Config struct {
 	Rollouts RolloutsConfig
 	// GroupCommit tunes the group commit of fenced writes (groupcommit.go).
 	GroupCommit GroupCommitOptions
+	// Audit configures the audit chain's Raft checkpoints (auditchain.go).
+	Audit AuditConfig
 }
 
 func (c *Config) defaults() {
@@ -154,6 +156,9 @@ type Authority struct {
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
 	caKeys sync.Map
+	// lastAuditBreak is the audit chain break the periodic checkpointer last
+	// reported (auditchain.go), so a persisting break is audited once.
+	lastAuditBreak atomic.Pointer[string]
 
 	// Subsystems, built by New from the Config.
 	admin      *Admin
@@ -299,6 +304,9 @@ type Actor struct {
 	// Risk holds the risk signals of the request (device trust, session, MFA
 	// freshness, credential kind); every audit event of the request carries them.
 	Risk map[string]string
+	// Role is the platform role of a user session or owner API token
+	// (store.RolePlatformOwner, store.RolePlatformAdmin); empty otherwise.
+	Role string
 }
 
 // Op describes a fenced operation for the audit log and idempotency.
@@ -544,7 +552,7 @@ func (a *Authority) auditEvent(op Op, outcome string, epoch int64, risk map[stri
 	if _, perr := netip.ParseAddr(ev.SourceAddr); ev.SourceAddr != "" && perr != nil {
 		ev.SourceAddr = ""
 	}
-	if _, err := audit.Normalize(toAuditEvent(ev)); err != nil {
+	if _, err := audit.Normalize(toAuditEvent(ev, 0)); err != nil {
 		return store.AuditEvent{}, fmt.Errorf("audit event: %w", err)
 	}
 	return ev, nil

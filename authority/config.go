@@ -85,6 +85,13 @@ func (c Config) Validate() error {
 		}
 		return sub.err
 	}
+	if err := c.Audit.Validate(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return &ConfigError{Field: "Audit." + ce.Field, Reason: ce.Reason}
+		}
+		return err
+	}
 	return nil
 }
 

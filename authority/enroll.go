@@ -125,6 +125,10 @@ func (a *Authority) SubmitJoinRequest(ctx context.Context, source, viaCluster st
 				refused = "wrong secret"
 			case viaCluster != "" && t.ClusterID != viaCluster:
 				refused = "token is for another cluster"
+			case t.AutoApprove && viaCluster == "":
+				// A bootstrap token is used only through its own cluster (the
+				// agent reached it by that cluster's CA pin).
+				refused = "bootstrap token used outside its cluster"
 			case t.RevokedAt != nil:
 				refused = "revoked"
 			case !now.Before(t.ExpiresAt):
@@ -197,7 +201,13 @@ func (a *Authority) SubmitJoinRequest(ctx context.Context, source, viaCluster st
 		return JoinStatus{}, err
 	}
 	if st.Status == "auto_approve" {
-		if _, err := a.approve(ctx, Actor{ID: "bootstrap-token:" + tok.ID, Kind: "api-token", SourceAddr: source}, st.RequestID, ""); err != nil {
+		if _, err := a.approve(ctx, Actor{ID: "bootstrap-token:" + tok.ID, Kind: "api-token", SourceAddr: source}, st.RequestID, "", true); err != nil {
+			if isKnownHostRefusal(err) {
+				// The host fingerprint is an enrolled host's: only an owner's
+				// review may attach this request to it. It stays pending.
+				st.Status = "pending"
+				return st, nil
+			}
 			return JoinStatus{}, err
 		}
 		return a.PollJoinRequest(ctx, st.RequestID, in.PollSecret)
@@ -329,11 +339,26 @@ type ApproveResult struct {
 // ApproveJoinRequest approves a pending request (fenced, high risk): it creates
 // or reuses the host's node, adds the membership, records the identity and
 // issues a cluster-scoped node certificate.
+//
+// A request whose host fingerprint is an enrolled host's is attached to that
+// host's node only by an owner's approval (the review shows
+// known_host_node_id), never by a bootstrap token; and the request's
+// self-reported capabilities never replace an enrolled host's (its own
+// authenticated heartbeats keep them).
 func (a *Authority) ApproveJoinRequest(ctx context.Context, actor Actor, id, idemKey string) (ApproveResult, error) {
-	return a.approve(ctx, actor, id, idemKey)
+	return a.approve(ctx, actor, id, idemKey, false)
 }
 
-func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string) (ApproveResult, error) {
+// knownHostReason marks the refusal of an automatic approval whose host
+// fingerprint belongs to an enrolled host.
+const knownHostReason = "known_host_needs_review"
+
+func isKnownHostRefusal(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeConflict && e.Details["reason"] == knownHostReason
+}
+
+func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string, auto bool) (ApproveResult, error) {
 	j, err := store.GetJoinRequest(ctx, a.db.Pool, id)
 	if err != nil {
 		return ApproveResult{}, asError(err)
@@ -356,6 +381,11 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 			return ApproveResult{}, Errf(CodeConflict, "join request expired at %s", j.ExpiresAt.Format(time.RFC3339))
 		}
 		node, err := store.FindNodeByHost(ctx, tx, j.NodeFingerprint)
+		knownHost := err == nil
+		if knownHost && auto {
+			return ApproveResult{}, &Error{Code: CodeConflict, Message: "the host fingerprint belongs to an enrolled host: an owner must review this request",
+				Details: map[string]any{"reason": knownHostReason, "known_host_node_id": node.ID}}
+		}
 		if errors.Is(err, store.ErrNotFound) {
 			node, err = store.InsertNode(ctx, tx, store.Node{ID: store.NewID(), Name: j.NodeName, HostFingerprint: j.NodeFingerprint})
 		}
@@ -376,10 +406,14 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 		if err != nil {
 			return ApproveResult{}, err
 		}
-		var caps []domain.Capability
-		_ = json.Unmarshal(j.ReportedCapabilities, &caps)
-		if err := store.ReplaceReportedCapabilities(ctx, tx, node.ID, caps); err != nil {
-			return ApproveResult{}, err
+		if !knownHost {
+			// A new host starts with what it reported; an enrolled host's
+			// capabilities are not for a join request to overwrite.
+			var caps []domain.Capability
+			_ = json.Unmarshal(j.ReportedCapabilities, &caps)
+			if err := store.ReplaceReportedCapabilities(ctx, tx, node.ID, caps); err != nil {
+				return ApproveResult{}, err
+			}
 		}
 		if err := store.ApproveJoinRequest(ctx, tx, id, actor.ID, node.ID); err != nil {
 			return ApproveResult{}, err

@@ -112,7 +112,7 @@ func (a *Authority) RevokeNode(ctx context.Context, actor Actor, cluster, nodeID
 	if err != nil {
 		return store.Membership{}, err
 	}
-	return Fenced(ctx, a, Op{Action: "node.revoke", Actor: actor, ClusterID: c.ID, TargetKind: "node", TargetID: nodeID, IdempotencyKey: idemKey,
+	m, err := Fenced(ctx, a, Op{Action: "node.revoke", Actor: actor, ClusterID: c.ID, TargetKind: "node", TargetID: nodeID, IdempotencyKey: idemKey,
 		Details: map[string]any{"reason": reason}},
 		func(tx pgx.Tx) (store.Membership, error) {
 			if _, err := store.GetMembership(ctx, tx, c.ID, nodeID); err != nil {
@@ -134,6 +134,17 @@ func (a *Authority) RevokeNode(ctx context.Context, actor Actor, cluster, nodeID
 			}
 			return store.GetMembership(ctx, tx, c.ID, nodeID)
 		})
+	if err != nil {
+		return m, err
+	}
+	// The revoked node knows the cluster's gossip key: replace it, so that
+	// the remaining nodes' gossip moves to a key it never receives.
+	if err := a.rotateGossipKeys(ctx, c.ID, actor, "node "+nodeID+" revoked"); err != nil {
+		a.log.Error("node revoked but the cluster gossip key was not rotated; retry the revocation", "cluster_id", c.ID, "node_id", nodeID, "error", err)
+		e := asError(err)
+		return m, &Error{Code: e.Code, Message: "the node is revoked, but rotating the cluster gossip key failed; retry the revocation: " + e.Message, Err: err}
+	}
+	return m, nil
 }
 
 // SetMembershipStatus disables or re-enables one membership (fenced); a revoked

@@ -82,5 +82,5 @@ func (a *Authority) CheckOwnerToken(ctx context.Context, token string) (Actor, s
 		return Actor{}, "", ErrBadOwnerToken
 	}
 	return Actor{ID: "owner-token:" + parts[1], Kind: "api-token", Device: name,
-		Risk: map[string]string{"credential": "owner_api_token", "mfa": "none"}}, role, nil
+		Risk: map[string]string{"credential": "owner_api_token", "mfa": "none"}, Role: role}, role, nil
 }

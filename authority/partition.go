@@ -152,6 +152,13 @@ func (a *Authority) SetPartition(ctx context.Context, actor Actor, idOrSlug stri
 	cur, _ := a.state.Partition(c.ID)
 	op := Op{Action: "partition." + string(req.Action), Actor: actor, ClusterID: c.ID, TargetKind: "cluster", TargetID: c.ID, IdempotencyKey: idemKey,
 		Details: map[string]any{"from": string(cur.State), "to": string(mv.to), "reason": req.Reason}}
+	// Partition decisions belong to the platform owner role only (spec): a
+	// platform admin's session or a token of another role is refused, and
+	// the refusal is audited.
+	if err := requirePartitionRole(actor); err != nil {
+		a.auditFailure(ctx, op, err)
+		return PartitionView{}, err
+	}
 	// op.Details["from"] is what this authority saw; a retry's event row
 	// carries the recorded state it moves from.
 	reqID := ""
@@ -241,4 +248,14 @@ func (a *Authority) partitionGate(op Op) error {
 		}
 	}
 	return nil
+}
+
+// requirePartitionRole admits the platform owner role (a user session or an
+// owner API token of that role) and the authority itself (system).
+func requirePartitionRole(actor Actor) *Error {
+	if actor.Kind == "system" || actor.Role == store.RolePlatformOwner {
+		return nil
+	}
+	return &Error{Code: CodeForbidden, Message: "partition actions (split, promote, merge, fence, recover) are for platform owners only",
+		Details: map[string]any{"role": actor.Role}}
 }

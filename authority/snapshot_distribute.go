@@ -51,6 +51,7 @@ func (a *Authority) listen(ctx context.Context) {
 				return err
 			}
 			conn := pc.Hijack()
+			a.db.Detach(conn)
 			defer conn.Close(context.WithoutCancel(ctx))
 			if _, err := conn.Exec(ctx, `LISTEN rap_snapshot; LISTEN rap_snapshot_dirty`); err != nil {
 				return err

@@ -70,6 +70,12 @@ func (a *Authority) CreateJoinToken(ctx context.Context, actor Actor, req Create
 			return CreatedToken{}, Errf(CodeInvalid, "unknown role %q", r)
 		}
 	}
+	if req.AutoApprove && (strings.TrimSpace(req.Cluster) == "" || len(req.AllowedRoles) == 0) {
+		// A bootstrap token approves without review: what it may admit must
+		// be written down — the cluster it is for and the roles its nodes may
+		// request (a request outside them is refused).
+		return CreatedToken{}, Errf(CodeInvalid, "an auto-approve (bootstrap) token must name its cluster and its allowed_roles")
+	}
 	c, err := a.GetCluster(ctx, req.Cluster)
 	if err != nil {
 		return CreatedToken{}, err

@@ -32,6 +32,7 @@ import (
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/store"
@@ -104,7 +105,7 @@ func enrollSim(b *testing.B, a *authority.Authority, apiAddr string, n int) (clu
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok, err := a.CreateJoinToken(ctx, sys, authority.CreateTokenRequest{Cluster: "hb", MaxUses: 10000, AutoApprove: true}, "")
+	tok, err := a.CreateJoinToken(ctx, sys, authority.CreateTokenRequest{Cluster: "hb", MaxUses: 10000, AutoApprove: true, AllowedRoles: []domain.Role{domain.RoleRelayNode}}, "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func BenchmarkArtifactServing(b *testing.B) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	must(owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "bench-rel", "max_uses": 2, "auto_approve": true, "description": "bench"}, &tok, nil))
+	must(owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "bench-rel", "max_uses": 2, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "bench"}, &tok, nil))
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	nk, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	poll := make([]byte, 32)

@@ -88,7 +88,7 @@ func TestAutoApproveOnlyWithBootstrapTokens(t *testing.T) {
 	require.Equal(t, "pending", st.Status)
 
 	var boot tokenResp
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "auto_approve": true, "max_uses": 1}, &boot, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "auto_approve": true, "allowed_roles": []string{"relay-node"}, "max_uses": 1}, &boot, nil))
 	require.NoError(t, enrollClient(t, g, pin).Do(ctx, http.MethodPost, "/v1/agent/join", newFakeAgent("b", "b").joinBody(boot.Token), &st, nil))
 	require.Equal(t, "approved", st.Status)
 	require.NotEmpty(t, st.Certificate)

@@ -69,6 +69,9 @@ type Config struct {
 	// GroupCommit tunes the group commit of fenced writes
 	// (authority.Config.GroupCommit).
 	GroupCommit authority.GroupCommitOptions
+	// Audit configures the audit chain's Raft checkpoints
+	// (authority.Config.Audit).
+	Audit authority.AuditConfig
 }
 
 // Validate reports a missing required field or an invalid authority setting
@@ -88,7 +91,8 @@ func (c Config) authorityConfig(log hclog.Logger, sealer fsm.Sealer, quorum time
 	return authority.Config{NodeID: c.NodeID, Logger: log, Sealer: sealer, QuorumTimeout: quorum,
 		Admin: c.Admin, Heartbeats: c.Heartbeats, Snapshots: c.Snapshots, VPN: c.VPN,
 		Releases: c.Releases, Rollouts: c.Rollouts,
-		GroupCommit: c.GroupCommit}
+		GroupCommit: c.GroupCommit,
+		Audit:       c.Audit}
 }
 
 // Daemon is a running authority.
@@ -147,6 +151,8 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 			return nil, err
 		}
 		sealer = s
+	} else {
+		log.Warn("no key-encryption key configured (--kek-file): cluster CA private keys are kept unsealed in the Raft log and snapshots, and TOTP secrets unsealed in PostgreSQL; configure the same KEK on every authority in production")
 	}
 	d := &Daemon{cfg: cfg, DB: db, FSM: fsm.New(fsm.Options{}), log: log, stop: make(chan struct{})}
 	d.health = newMemberHealth()

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/httpapi"
 	"github.com/rap-fabric/core/internal/authtest"
@@ -253,7 +254,9 @@ func TestEnrollmentFlowOverHTTP(t *testing.T) {
 		"certificate.issue/ok", "certificate.renew/ok", "node.revoke/ok", "certificate.revoke/ok"} {
 		require.True(t, seen[want], "audit has %s (have %v)", want, seen)
 	}
-	res, err := g.DS[0].Auth.VerifyAudit(ctx)
+	cp, err := g.Leader(10*time.Second).Auth.CheckpointAudit(ctx, authority.Actor{ID: "test", Kind: "system"})
+	require.NoError(t, err)
+	res, err := g.DS[0].Auth.VerifyAudit(ctx, &cp)
 	require.NoError(t, err)
 	require.True(t, res.OK(), "audit chain verifies: %v", res.Break)
 }

@@ -23,7 +23,7 @@ func TestRouteIntentsAndQoSPolicies(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 5, "auto_approve": true, "description": "intents"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 5, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "intents"}, &tok, nil))
 	m1 := enrollSnapAgent(t, g, pin, tok.Token, "m1", []string{"can_route_mesh", "can_accept_node_ingress"})
 	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/east/nodes/"+m1.nodeID+"/roles", map[string]any{"role": "core-mesh"}, nil, nil))
 

@@ -34,7 +34,7 @@ func TestPartitionActions(t *testing.T) {
 		ID    string `json:"id"`
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "part", "max_uses": 5, "auto_approve": true, "description": "partition"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "part", "max_uses": 5, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "partition"}, &tok, nil))
 	n1 := enrollSnapAgent(t, g, pin, tok.Token, "p1", []string{"can_route_mesh", "can_accept_node_ingress"})
 	s, ok := n1.fetch(t, n1.c, 10)
 	require.True(t, ok)

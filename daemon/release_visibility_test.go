@@ -65,7 +65,7 @@ func TestUpdateStateVisible(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "fleet", "max_uses": 2, "auto_approve": true, "description": "vis"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "fleet", "max_uses": 2, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "vis"}, &tok, nil))
 	f := &fleet{t: t, last: map[string]snapshot.Snapshot{}}
 	for i := range 2 {
 		f.agents = append(f.agents, enrollSnapAgent(t, g, pin, tok.Token, fmt.Sprintf("v%d", i), []string{"can_route_mesh"}))

@@ -162,7 +162,7 @@ func TestVersionStorage(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "rel", "max_uses": 1, "auto_approve": true, "description": "releases"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "rel", "max_uses": 1, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "releases"}, &tok, nil))
 	agent := enrollSnapAgent(t, g, pin, tok.Token, "r1", []string{"can_route_mesh"})
 	err = agent.c.Do(ctx, http.MethodGet, "/v1/agent/releases/rap-node-agent/1.4.0", nil, nil, nil)
 	require.Equal(t, "not_found", apiErr(err).Code)

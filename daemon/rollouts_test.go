@@ -156,7 +156,7 @@ func TestRollouts(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "fleet", "max_uses": 4, "auto_approve": true, "description": "fleet"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "fleet", "max_uses": 4, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "fleet"}, &tok, nil))
 	f := &fleet{t: t, last: map[string]snapshot.Snapshot{}}
 	for i := range 4 {
 		f.agents = append(f.agents, enrollSnapAgent(t, g, pin, tok.Token, fmt.Sprintf("f%d", i), []string{"can_route_mesh"}))

@@ -149,7 +149,7 @@ func TestSnapshotsAssignDistributeVerify(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 10, "auto_approve": true, "description": "snapshots"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 10, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "snapshots"}, &tok, nil))
 
 	mesh := []string{"can_route_mesh", "can_accept_node_ingress"}
 	worker := []string{"can_egress_private_network", "can_run_rdp_worker", "can_run_ssh_worker"}

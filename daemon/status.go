@@ -70,10 +70,15 @@ func (d *Daemon) healthLoop() {
 // Status implements httpapi.StatusSource.
 func (d *Daemon) Status() httpapi.AuthorityStatus {
 	st := d.Raft.Stats()
-	fence, _ := d.DB.Fence(context.Background())
+	fctx, fcancel := context.WithTimeout(context.Background(), time.Second) // bounded while PostgreSQL fails over
+	fence, _ := d.DB.Fence(fctx)
+	fcancel()
 	out := httpapi.AuthorityStatus{NodeID: d.cfg.NodeID, State: st.State, LeaderID: st.LeaderID, AgreedEpoch: d.FSM.AgreedEpoch(), ClaimedEpoch: st.ClaimedEpoch, FenceEpoch: fence.Epoch, FenceEpochHeld: d.Auth.FenceEpoch(),
 		Epoch: d.FSM.AgreedEpoch(),
 		Term:  st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Members: []httpapi.MemberStatus{}}
+	if p := d.DB.Primary(); !p.Server.Started.IsZero() {
+		out.Database = &p
+	}
 	if !st.LastContact.IsZero() {
 		lc := st.LastContact
 		out.LastContact = &lc
@@ -115,4 +120,7 @@ func (d *Daemon) registerMetrics() {
 	gauge("rap_raft_commit_index", "Raft commit index.", func() float64 { return float64(d.Raft.Stats().CommitIndex) })
 	gauge("rap_authority_epoch", "Agreed authority epoch in the replicated state (FSM).", func() float64 { return float64(d.FSM.AgreedEpoch()) })
 	gauge("rap_fence_epoch_held", "Epoch of the PostgreSQL fence this authority holds (0 when none).", func() float64 { return float64(d.Auth.FenceEpoch()) })
+	gauge("rap_db_server_changes", "PostgreSQL server incarnations reached after the first (failovers, restarts).", func() float64 { return float64(d.DB.Primary().ServerChanges) })
+	gauge("rap_fence_reaffirms", "Fence re-affirmations on a newly reached PostgreSQL server before its first fenced write.", func() float64 { return float64(d.DB.Primary().FenceReaffirms) })
+	gauge("rap_fence_reaffirms_moved", "Fence re-affirmations that had to move the fence forward (the server had lost the claim).", func() float64 { return float64(d.DB.Primary().FenceMoved) })
 }

@@ -51,7 +51,7 @@ func TestVPNConsoleAndFenceStepUp(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "tun", "max_uses": 2, "auto_approve": true, "description": "vpn console"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "tun", "max_uses": 2, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "vpn console"}, &tok, nil))
 	a := enrollSnapAgent(t, g, pin, tok.Token, "exit1", []string{"can_run_vpn_exit"})
 	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/tun/nodes/"+a.nodeID+"/roles", map[string]any{"role": "vpn-exit"}, nil, nil))
 	var conn struct {

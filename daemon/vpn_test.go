@@ -85,8 +85,8 @@ func TestVPNConnectionsLeasesAndAssignments(t *testing.T) {
 	var tok, westTok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "vpn", "max_uses": 10, "auto_approve": true, "description": "vpn"}, &tok, nil))
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "west", "max_uses": 2, "auto_approve": true, "description": "west"}, &westTok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "vpn", "max_uses": 10, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "vpn"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "west", "max_uses": 2, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "west"}, &westTok, nil))
 	caps := []string{"can_run_vpn_exit", "can_run_vpn_connector"}
 	var agents []*snapAgent
 	for _, name := range []string{"x1", "x2", "x3", "x4", "x5"} {

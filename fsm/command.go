@@ -63,6 +63,8 @@ func (t CommandType) String() string {
 		return "set-gossip-key"
 	case TypeSetReleaseRoots:
 		return "set-release-roots"
+	case TypeSetAuditCheckpoint:
+		return "set-audit-checkpoint"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -338,6 +340,8 @@ func Decode(data []byte) (Decoded, error) {
 		cmd = &SetGossipKey{}
 	case TypeSetReleaseRoots:
 		cmd = &SetReleaseRoots{}
+	case TypeSetAuditCheckpoint:
+		cmd = &SetAuditCheckpoint{}
 	default:
 		return Decoded{}, cmdErr(ErrUnknownType, fmt.Sprintf("type %d", data[1]))
 	}
@@ -400,6 +404,9 @@ func canonical(c Command) (Command, error) {
 	case SetGossipKey:
 		v.At, err = canonicalTime("at", v.At)
 		c = v
+	case SetAuditCheckpoint:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
 	}
 	return c, err
 }
@@ -432,6 +439,8 @@ func deref(c Command) Command {
 	case *SetGossipKey:
 		return *v
 	case *SetReleaseRoots:
+		return *v
+	case *SetAuditCheckpoint:
 		return *v
 	}
 	return c

@@ -2,8 +2,9 @@
 // must be agreed by a quorum and must not depend on PostgreSQL — the authority
 // epoch, each cluster's CA keys and their rotation history, each cluster's
 // gossip keys (sealed, current and previous per pool), each cluster's
-// partition/authority state, the authority member list and the release root
-// key set (public keys and threshold only) — plus a bounded
+// partition/authority state, the authority member list, the release root
+// key set (public keys and threshold only) and the latest audit chain
+// checkpoint (the anchor of PostgreSQL's audit log) — plus a bounded
 // idempotency table so a retried command never applies twice.
 //
 // The FSM is a pure function of the log. Apply performs no I/O and reads no
@@ -190,6 +191,9 @@ type state struct {
 	// ReleaseRoots is the release root key set (nil until registered).
 	// Replaced, never mutated, so clone may share it.
 	ReleaseRoots *ReleaseRoots `json:"release_roots,omitempty"`
+	// AuditCheckpoint anchors the audit chain (nil until the first one).
+	// Replaced, never mutated, so clone may share it.
+	AuditCheckpoint *AuditCheckpoint `json:"audit_checkpoint,omitempty"`
 }
 
 func newState() *state {
@@ -356,6 +360,8 @@ func (f *FSM) apply(index uint64, c Command) Result {
 		return applyGossipKey(s, index, c)
 	case SetReleaseRoots:
 		return applyReleaseRoots(s, index, c)
+	case SetAuditCheckpoint:
+		return applyAuditCheckpoint(s, index, c)
 	default:
 		return Result{Err: cmdErr(ErrUnknownType, c.Type().String())}
 	}
@@ -583,6 +589,7 @@ func (f *FSM) Dump() string {
 			p.Actor, p.Epoch, ts(p.At), p.Index)
 	}
 	b.WriteString(dumpReleaseRoots(s, ts))
+	b.WriteString(dumpAuditCheckpoint(s, ts))
 	for _, id := range sortedKeys(s.Members) {
 		m := s.Members[id]
 		fmt.Fprintf(&b, "member %s raft=%s api=%s %s\n", id, m.RaftAddr, m.APIAddr, m.Suffrage)

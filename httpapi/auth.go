@@ -48,6 +48,7 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/partition/fence":                   authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/partition/recover":                 authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/vpn-connections/{vid}/lease/fence": authn.ActionLeaseFence,
+	"POST /v1/authority/join-tokens":                                authn.ActionClusterTrust,
 
 	// Version storage and rollouts (releases.go, rollouts.go).
 	"PUT /v1/releases/roots":                              authn.ActionTrustRootRotate,
@@ -89,12 +90,15 @@ func highRiskAction(r *http.Request) (authn.Action, bool) {
 //
 //  1. a session cookie (console), with CSRF checks on state-changing methods;
 //  2. a bearer session token (rapctl login);
-//  3. a bearer owner API token, only while no platform owner has MFA enrolled.
+//  3. a bearer owner API token, only while no platform owner has MFA enrolled;
+//  4. a bearer authority join token, on the two join routes only
+//     (authorityJoinAuth).
 //
 // Requests that a browser marks cross-site, and bodies above MaxBodyBytes, are
 // refused before any credential is looked at. A request that presents a node
 // certificate is refused outright: agent certificates are role-bound to agent
-// routes. Session requests to high-risk routes must spend a step-up grant.
+// routes. Session requests to high-risk routes must spend a step-up grant, and
+// only on the leader (see Authority.CheckLeader).
 func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
@@ -128,6 +132,12 @@ func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor 
 			}
 			actor := p.Actor(deviceLabel(r), sourceAddr(r))
 			if action, ok := highRiskAction(r); ok {
+				// Every high-risk route is executed by the leader only: a
+				// follower answers not_leader before it takes the grant, so the
+				// client's retry on the leader still finds it.
+				if err := s.a.CheckLeader(); err != nil {
+					return err
+				}
 				if err := s.a.Admin().RequireStepUp(ctx, p, actor, action, r.URL.Path); err != nil {
 					return err
 				}
@@ -137,6 +147,9 @@ func (s *Server) ownerAuth(h func(w http.ResponseWriter, r *http.Request, actor 
 		authz := r.Header.Get("Authorization")
 		if !strings.HasPrefix(authz, "Bearer ") {
 			return authority.Errf(authority.CodeUnauthorized, "owner routes need a session (log in) or an Authorization: Bearer credential")
+		}
+		if bearer := strings.TrimPrefix(authz, "Bearer "); authority.IsAuthorityJoinToken(bearer) {
+			return s.authorityJoinAuth(w, r, bearer, h)
 		}
 		actor, _, err := s.a.CheckOwnerToken(ctx, strings.TrimPrefix(authz, "Bearer "))
 		if err != nil && !errors.Is(err, authority.ErrBadOwnerToken) {

@@ -318,6 +318,12 @@ func (s *Server) stepUp(w http.ResponseWriter, r *http.Request, actor authority.
 	if err != nil {
 		return err
 	}
+	// The action runs on the leader only. A follower refuses before it reads
+	// the code, so a console open on a follower does not spend the code on a
+	// request it cannot execute (the answer names the leader).
+	if err := s.a.CheckLeader(); err != nil {
+		return err
+	}
 	g, err := s.a.Admin().GrantStepUp(r.Context(), p, actor, action, path, b.TOTPCode)
 	if err != nil {
 		s.writeAuthnError(w, r, err)

@@ -44,6 +44,12 @@ type MemberCertificate struct {
 
 func (s *Server) memberCertificate(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
 	return write(http.StatusOK, func(r *http.Request, a authority.Actor, b memberCertBody, _ string) (MemberCertificate, error) {
+		if tok := authorityJoinTokenOf(r.Context()); tok != "" {
+			// The join token is bound to this authority (id and key) first.
+			if err := s.a.BindAuthorityJoinToken(r.Context(), a, tok, b.ID, b.MemberPublicKey); err != nil {
+				return MemberCertificate{}, err
+			}
+		}
 		cert, ca, err := s.members.IssueMemberCert(r.Context(), a, b.ID, b.MemberPublicKey)
 		return MemberCertificate{MemberCertificate: cert, PlatformCA: ca}, err
 	})(w, r, actor)
@@ -54,8 +60,19 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request, actor authori
 		if b.ID == "" || b.RaftAddr == "" || b.APIAddr == "" {
 			return AuthorityStatus{}, authority.Errf(authority.CodeInvalid, "id, raft_addr and api_addr are required")
 		}
+		tok := authorityJoinTokenOf(r.Context())
+		if tok != "" {
+			if err := s.a.AuthorityJoinBoundTo(r.Context(), tok, b.ID); err != nil {
+				return AuthorityStatus{}, err
+			}
+		}
 		if err := s.members.AddMember(r.Context(), a, b.ID, b.RaftAddr, b.APIAddr); err != nil {
 			return AuthorityStatus{}, err
+		}
+		if tok != "" {
+			if err := s.a.CompleteAuthorityJoin(r.Context(), a, tok, b.ID); err != nil {
+				return AuthorityStatus{}, err
+			}
 		}
 		return s.status.Status(), nil
 	})(w, r, actor)

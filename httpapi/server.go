@@ -30,6 +30,7 @@ import (
 
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/store"
 )
 
 // StatusSource reports the authority's Raft view for /v1/authority/status.
@@ -73,6 +74,10 @@ type AuthorityStatus struct {
 	LastContact  *time.Time     `json:"last_contact"`
 	Quorum       bool           `json:"quorum"`
 	Members      []MemberStatus `json:"members"`
+	// Database is the PostgreSQL server this authority's pool reaches (the
+	// primary, with a multi-host URL) and the fence re-affirmations after a
+	// change of server (docs/postgres-ha.md).
+	Database *store.PrimaryStatus `json:"database,omitempty"`
 }
 
 // MemberStatus is one authority in the status.
@@ -162,9 +167,13 @@ func (s *Server) routes() {
 	}
 
 	public("status", http.MethodGet, "/v1/authority/status", s.getStatus)
+	public("health", http.MethodGet, "/v1/health", s.getHealth)
 	owner("members.certificate", http.MethodPost, "/v1/authority/members/certificate", s.memberCertificate)
 	owner("members.add", http.MethodPost, "/v1/authority/members", s.addMember)
 	owner("members.remove", http.MethodDelete, "/v1/authority/members/{id}", s.removeMember)
+	owner("authority.join_tokens.create", http.MethodPost, "/v1/authority/join-tokens", s.createAuthorityJoinToken)
+	owner("authority.join_tokens.list", http.MethodGet, "/v1/authority/join-tokens", s.listAuthorityJoinTokens)
+	owner("authority.join_tokens.revoke", http.MethodPost, "/v1/authority/join-tokens/{id}/revoke", s.revokeAuthorityJoinToken)
 
 	owner("clusters.create", http.MethodPost, "/v1/clusters", s.createCluster)
 	owner("clusters.list", http.MethodGet, "/v1/clusters", s.listClusters)
@@ -190,6 +199,9 @@ func (s *Server) routes() {
 	owner("nodes.enable", http.MethodPost, "/v1/clusters/{cluster}/nodes/{id}/enable", s.setMembership("active"))
 
 	owner("audit.list", http.MethodGet, "/v1/audit", s.listAudit)
+	owner("audit.checkpoint.get", http.MethodGet, "/v1/audit/checkpoint", s.getAuditCheckpoint)
+	owner("audit.checkpoint.create", http.MethodPost, "/v1/audit/checkpoint", s.createAuditCheckpoint)
+	owner("audit.export", http.MethodGet, "/v1/audit/export", s.exportAudit)
 
 	public("agent.join", http.MethodPost, agentapi.PathJoin, s.agentJoin)
 	public("agent.join.poll", http.MethodPost, agentapi.PathJoinPoll, s.agentPoll)

@@ -138,7 +138,7 @@ func TestRapctlVPN(t *testing.T) {
 		var tok struct {
 			Token string `json:"token"`
 		}
-		require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": slug, "max_uses": 3, "auto_approve": true, "description": "rapctl vpn"}, &tok, nil))
+		require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": slug, "max_uses": 3, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "rapctl vpn"}, &tok, nil))
 		tokens[slug] = tok.Token
 	}
 	n1, agent1 := joinVPNNode(t, addrs, pins["demo"], tokens["demo"], "exit-1")

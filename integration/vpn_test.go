@@ -110,7 +110,7 @@ func TestVPNLeaseFailoverWithRealAgents(t *testing.T) {
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "tun", "max_uses": 2, "auto_approve": true, "description": "vpn agents"}, &tok, nil))
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "tun", "max_uses": 2, "auto_approve": true, "allowed_roles": []string{"relay-node"}, "description": "vpn agents"}, &tok, nil))
 	addrs := apiAddrs(g)
 	dir := t.TempDir()
 	a1, n1 := enrollVPNAgent(t, bin, dir, addrs, tok.Token, pin, "vpn-a")

@@ -8,9 +8,13 @@ import json, re, sys, os
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
+    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations); 503 unavailable with details.health when it cannot serve writes", 200),
     ("POST", "/v1/authority/members/certificate", "owner", "authority", "Issue a Raft member certificate for a joining authority's key", 200),
     ("POST", "/v1/authority/members", "owner", "authority", "Add an authority (holding a member certificate) as a voter (fenced)", 200),
     ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
+    ("POST", "/v1/authority/join-tokens", "owner", "authority", "Create a single-use authority join token (body {ttl_seconds ≤ 3600, default 900; description}); the secret is returned once (fenced, step-up). rap-authority run --join presents it on the two member routes only", 201),
+    ("GET", "/v1/authority/join-tokens", "owner", "authority", "List authority join tokens with their state (active, bound, joined, expired, revoked), never their secrets", 200),
+    ("POST", "/v1/authority/join-tokens/{id}/revoke", "owner", "authority", "Revoke an authority join token (fenced)", 200),
     ("GET", "/metrics", "none", "authority", "Prometheus metrics", 200),
     ("POST", "/v1/clusters", "owner", "clusters", "Create a cluster and its own CA (fenced)", 201),
     ("GET", "/v1/clusters", "owner", "clusters", "List clusters", 200),
@@ -32,6 +36,9 @@ ROUTES = [
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable", "owner", "nodes", "Disable a membership (fenced)", 200),
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/enable", "owner", "nodes", "Re-enable a disabled membership (fenced)", 200),
     ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order, or newest first with ?order=newest (?since RFC 3339, ?before_id, ?after_id, ?limit, ?offset)", 200),
+    ("GET", "/v1/audit/checkpoint", "owner", "audit", "The latest audit chain checkpoint committed through Raft", 200),
+    ("POST", "/v1/audit/checkpoint", "owner", "audit", "Verify the chain since the last checkpoint and commit a new one through Raft", 200),
+    ("GET", "/v1/audit/export", "owner", "audit", "Chained audit events after ?after_seq in chain order, every column (export stream page)", 200),
     ("POST", "/v1/agent/join", "none", "agent", "Send a join request with a join token (TLS verified by CA pin)", 202),
     ("POST", "/v1/agent/join/{id}/poll", "none", "agent", "Poll a join request's outcome with the poll secret", 200),
     ("GET", "/v1/agent/whoami", "node", "agent", "The node identity of the presented certificate", 200),

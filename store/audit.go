@@ -97,6 +97,10 @@ func ChainAudit(ctx context.Context, db *DB, hash AuditHasher, max int) (int, er
 		if err != nil || len(evs) == 0 {
 			return err
 		}
+		var maxID int64
+		if err := tx.QueryRow(ctx, `SELECT max_id FROM audit_chain_head WHERE id = 1`).Scan(&maxID); err != nil {
+			return err
+		}
 		ids := make([]int64, len(evs))
 		seqs := make([]int64, len(evs))
 		prevs := make([][]byte, len(evs))
@@ -106,12 +110,15 @@ func ChainAudit(ctx context.Context, db *DB, hash AuditHasher, max int) (int, er
 			h := hash(headHash, headSeq, e)
 			ids[i], seqs[i], prevs[i], hashes[i] = e.ID, headSeq, headHash, h
 			headHash = h
+			if e.ID > maxID {
+				maxID = e.ID
+			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE cluster_audit_events e SET seq = u.seq, prev_hash = u.prev, hash = u.hash
 			FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS u(id, seq, prev, hash) WHERE e.id = u.id`, ids, seqs, prevs, hashes); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id = 1`, headSeq, headHash); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE audit_chain_head SET seq = $1, hash = $2, max_id = $3 WHERE id = 1`, headSeq, headHash, maxID); err != nil {
 			return err
 		}
 		n = len(evs)
@@ -157,10 +164,37 @@ func ListAudit(ctx context.Context, q Querier, f AuditFilter, p Page) ([]AuditEv
 		ORDER BY `+order+` LIMIT $7 OFFSET $8`, f.ClusterID, f.TargetKind, f.TargetID, f.Action, f.Actor, f.AfterID, l, o, f.BeforeID, since)
 }
 
+// AuditHead is the chain head row: the newest chained event's seq and hash,
+// the highest id chained so far, and the first seq hashed with event format 2.
+type AuditHead struct {
+	Seq    int64
+	Hash   []byte
+	MaxID  int64
+	V2From int64
+}
+
+// ReadAuditHead reads the chain head row.
+func ReadAuditHead(ctx context.Context, q Querier) (AuditHead, error) {
+	var h AuditHead
+	err := q.QueryRow(ctx, `SELECT seq, hash, max_id, v2_from FROM audit_chain_head WHERE id = 1`).Scan(&h.Seq, &h.Hash, &h.MaxID, &h.V2From)
+	return h, mapErr(err)
+}
+
+// ListAuditChained lists up to limit chained events with seq > afterSeq in
+// chain order: the append-only export order (seq has no gaps and is never
+// assigned out of order, unlike ids, which commit out of order).
+func ListAuditChained(ctx context.Context, q Querier, afterSeq int64, limit int) ([]AuditEvent, error) {
+	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, limit)
+}
+
 // WalkAudit calls fn for every chained event in chain (seq) order, in batches,
 // until fn returns false or an error.
 func WalkAudit(ctx context.Context, q Querier, fn func(AuditEvent) (bool, error)) error {
-	var after int64
+	return WalkAuditFrom(ctx, q, 0, fn)
+}
+
+// WalkAuditFrom is WalkAudit over the events with seq > after.
+func WalkAuditFrom(ctx context.Context, q Querier, after int64, fn func(AuditEvent) (bool, error)) error {
 	for {
 		batch, err := collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE seq > $1 ORDER BY seq LIMIT 500`, after)
 		if err != nil {

@@ -90,6 +90,12 @@ func (db *DB) FencedGroup(ctx context.Context, epoch uint64, jobs []*GroupJob) e
 		return mapErr(err)
 	}
 	defer c.Release()
+	// As in FencedBatch: a server this handle has not written to under epoch
+	// (a promoted standby) gets the fence re-affirmed first (primary.go).
+	if err := db.reaffirm(ctx, c.Conn(), epoch); err != nil {
+		markRan(jobs)
+		return err
+	}
 	g := &group{ctx: ctx, conn: c.Conn(), epoch: epoch, opts: db.opts}
 	defer func() {
 		// Roll back whatever did not commit; the pool destroys a connection

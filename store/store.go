@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,6 +47,9 @@ type Options struct {
 type DB struct {
 	Pool *pgxpool.Pool
 	opts Options
+	// servers tracks which PostgreSQL server each connection reached and
+	// the fence re-affirmed there (primary.go); nil without Open.
+	servers *servers
 }
 
 // Open connects a pool to databaseURL and checks that the server answers.
@@ -70,6 +72,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	cfg.ConnConfig.DialFunc = dialer() // dead-peer detection (dial.go)
+	srv := newServers()
+	srv.hook(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
@@ -80,7 +85,7 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: ping: %w", mapErr(err))
 	}
-	return &DB{Pool: pool, opts: opts}, nil
+	return &DB{Pool: pool, opts: opts, servers: srv}, nil
 }
 
 // Close closes the pool.
@@ -155,6 +160,11 @@ func (db *DB) FencedBatch(ctx context.Context, epoch uint64, first *pgx.Batch, f
 		return mapErr(err)
 	}
 	defer c.Release()
+	// A server this handle has not written to under epoch (a promoted
+	// standby) gets the fence re-affirmed first (primary.go).
+	if err := db.reaffirm(ctx, c.Conn(), epoch); err != nil {
+		return err
+	}
 
 	b := &pgx.Batch{}
 	b.BeginTx(pgx.TxOptions{})
@@ -235,21 +245,6 @@ var closedTx = func() pgx.Tx {
 	b.BeginTx(pgx.TxOptions{})
 	return pgx.FailedBatchResults(b, pgx.ErrTxClosed).Tx()
 }()
-
-// ClaimFence moves the fence to epoch for leaderID. It returns false when the
-// fence is already at epoch or newer: someone newer exists and the caller must
-// step down. The claim waits for in-flight fenced transactions of older epochs.
-func (db *DB) ClaimFence(ctx context.Context, epoch uint64, leaderID string) (bool, error) {
-	var ok bool
-	err := db.Tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`,
-			strconv.FormatInt((3*db.opts.LockTimeout).Milliseconds(), 10)); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `SELECT rap_claim_fence($1, $2)`, int64(epoch), leaderID).Scan(&ok)
-	})
-	return ok, err
-}
 
 // FenceState is the current row of authority_fence.
 type FenceState struct {

@@ -4,7 +4,8 @@
 //	rap-authority run        [flags]   run an authority (first start: --bootstrap or --join)
 //	rap-authority bootstrap  [flags]   run --bootstrap: start a new group, print the owner token
 //	rap-authority migrate    --database-url URL
-//	rap-authority audit verify --database-url URL
+//	rap-authority audit verify --database-url URL (--server ADDR --token T --ca-pin P | --checkpoint SEQ:HASH | --no-checkpoint)
+//	rap-authority recover    --config FILE | --id ID --data-dir DIR [--dry-run]
 //	rap-authority version
 //
 // Every flag can also come from the environment (RAP_AUTHORITY_ + upper-case
@@ -26,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -66,6 +68,8 @@ func main() {
 		err = bootstrapOwner(os.Args[2:])
 	case "member-key":
 		err = memberKey(os.Args[2:])
+	case "recover":
+		err = recoverCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println(version)
 	case "-h", "--help", "help":
@@ -88,9 +92,10 @@ commands:
   run          run an authority (first start of a group: --bootstrap; further members: --join)
   bootstrap    same as run --bootstrap
   migrate      apply the database migrations and exit
-  audit verify verify the audit hash chain and name the first broken row
+  audit verify verify the audit hash chain against the latest Raft checkpoint and name the first bad event
   bootstrap-owner create the first platform owner; print a one-time setup secret
   member-key   print this authority's Raft member public key (for rapctl authority add)
+  recover      lost quorum: make this stopped authority the only voter, keeping its log (--dry-run first)
   version      print the version
 
 rap-authority run --help lists every flag of run (addresses, data dir, database,
@@ -113,6 +118,9 @@ type runFlags struct {
 	// Version storage and rollouts (authority.ReleasesConfig, RolloutsConfig).
 	releaseChunk    *int
 	rolloutInterval *time.Duration
+	// Audit checkpoints (authority.AuditConfig).
+	auditCPEvery    *int
+	auditCPInterval *time.Duration
 }
 
 // flagOfField names the flag that sets an authority.Config field, so that an
@@ -129,6 +137,8 @@ var flagOfField = map[string]string{
 	"VPN.DefaultLeaseTTL":      "vpn-default-lease-ttl",
 	"Releases.MaxChunk":        "release-max-chunk",
 	"Rollouts.Interval":        "rollout-interval",
+	"Audit.CheckpointEvery":    "audit-checkpoint-every",
+	"Audit.CheckpointInterval": "audit-checkpoint-interval",
 }
 
 func newRunFlags(name string) *runFlags {
@@ -137,7 +147,7 @@ func newRunFlags(name string) *runFlags {
 	r.cfg = fs.String("config", "", "JSON config file whose keys are flag names")
 	r.id = fs.String("id", "", "authority node id (unique in the group)")
 	r.dataDir = fs.String("data-dir", "", "directory for Raft state (log, snapshots)")
-	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth)")
+	r.dbURL = fs.String("database-url", "", "PostgreSQL URL (the source of truth); several hosts with target_session_attrs=read-write follow a failover to a promoted standby (docs/postgres-ha.md)")
 	r.raftBind = fs.String("raft-bind", "127.0.0.1:7000", "Raft TCP listen address")
 	r.raftAdv = fs.String("raft-advertise", "", "Raft address peers dial (default: raft-bind)")
 	r.apiListen = fs.String("api-listen", "127.0.0.1:8443", "HTTPS API listen address")
@@ -146,7 +156,7 @@ func newRunFlags(name string) *runFlags {
 	r.kekFile = fs.String("kek-file", "", "file with a 64-hex-character key-encryption key sealing CA keys")
 	r.bootstrap = fs.Bool("bootstrap", false, "start a new authority group with this node as its first member")
 	r.join = fs.String("join", "", "API address of an existing authority to join through")
-	r.joinToken = fs.String("join-token", "", "owner API token used to join (or RAP_AUTHORITY_JOIN_TOKEN)")
+	r.joinToken = fs.String("join-token", "", "authority join token (rapctl authority join-token create), or an owner API token before owners have MFA (or RAP_AUTHORITY_JOIN_TOKEN)")
 	r.caPin = fs.String("ca-pin", "", "platform CA pin of the group to join (sha256:…)")
 	r.heartbeat = fs.Duration("heartbeat-timeout", time.Second, "Raft heartbeat timeout")
 	r.election = fs.Duration("election-timeout", time.Second, "Raft election timeout")
@@ -164,6 +174,8 @@ func newRunFlags(name string) *runFlags {
 	r.vpnLeaseTTL = fs.Duration("vpn-default-lease-ttl", 30*time.Second, "VPN lease term of a connection created without one (2s..1h)")
 	r.releaseChunk = fs.Int("release-max-chunk", authority.DefaultReleaseChunkSize, "largest artifact upload chunk accepted, in bytes (at most 1 MiB)")
 	r.rolloutInterval = fs.Duration("rollout-interval", 2*time.Second, "how often the leader re-evaluates running rollouts")
+	r.auditCPEvery = fs.Int("audit-checkpoint-every", 1000, "the leader commits an audit checkpoint through Raft after this many audit events")
+	r.auditCPInterval = fs.Duration("audit-checkpoint-interval", time.Minute, "the leader commits an audit checkpoint when the chain moved and the last one is older than this")
 	return r
 }
 
@@ -238,7 +250,8 @@ func run(args []string, bootstrap bool) error {
 			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch},
 		VPN:      authority.VPNConfig{ReclaimInterval: *r.vpnReclaim, DefaultLeaseTTL: *r.vpnLeaseTTL},
 		Releases: authority.ReleasesConfig{MaxChunk: *r.releaseChunk},
-		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval}}
+		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval},
+		Audit:    authority.AuditConfig{CheckpointEvery: *r.auditCPEvery, CheckpointInterval: *r.auditCPInterval}}
 	if err := flagError(cfg.Validate()); err != nil {
 		return err
 	}
@@ -259,7 +272,7 @@ func run(args []string, bootstrap bool) error {
 		}
 	}
 	if *r.join != "" {
-		if err := joinGroup(ctx, d, *r.join, firstNonEmpty(*r.joinToken, os.Getenv("RAP_JOIN_TOKEN")), *r.caPin); err != nil {
+		if err := joinGroup(ctx, d, logger.Named("join"), *r.join, firstNonEmpty(*r.joinToken, os.Getenv("RAP_JOIN_TOKEN")), *r.caPin); err != nil {
 			return fmt.Errorf("join: %w", err)
 		}
 	}
@@ -306,8 +319,13 @@ func printBootstrap(ctx context.Context, d *daemon.Daemon) error {
 	return json.NewEncoder(os.Stdout).Encode(out)
 }
 
-// joinGroup asks an existing member (following not_leader) to add this node.
-func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) error {
+// joinGroup asks an existing member (following not_leader) to add this node:
+// a member certificate for this node's key first, then the voter. It retries
+// what may pass (no quorum, a leader change, an unreachable member) for about
+// 30 s, logging each retry and its reason, and gives up at once when the
+// credential is refused. A retry after a join whose answer was lost finds
+// this node among the members and succeeds.
+func joinGroup(ctx context.Context, d *daemon.Daemon, log hclog.Logger, addr, token, pin string) error {
 	member, err := d.IsRestartedMember()
 	if err != nil {
 		return err
@@ -323,8 +341,10 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 		return err
 	}
 	defer c.Close()
+	const attempts = 30
 	var lastErr error
-	for i := 0; i < 30; i++ {
+	for i := 1; i <= attempts; i++ {
+		step := "member certificate"
 		if !d.HasMemberCert() {
 			var mc struct {
 				MemberCertificate []byte `json:"member_certificate"`
@@ -336,11 +356,26 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 			}
 		}
 		if lastErr == nil {
+			step = "add voter"
 			lastErr = c.Do(ctx, http.MethodPost, "/v1/authority/members", map[string]any{"id": d.Node(), "raft_addr": d.RaftAddr(), "api_addr": d.APIAddr()}, nil, nil)
 			if lastErr == nil {
+				log.Info("joined the authority group", "via", addr)
 				return nil
 			}
 		}
+		if joined(ctx, c, d.Node()) {
+			log.Info("already a member of the authority group", "via", addr)
+			return nil
+		}
+		var ae *apiclient.Error
+		if errors.As(lastErr, &ae) && joinRefused[ae.Code] {
+			log.Error("join refused; not retrying", "step", step, "code", ae.Code, "reason", ae.Message)
+			return lastErr
+		}
+		if i == attempts {
+			break
+		}
+		log.Warn("join failed; retrying in 1s", "attempt", i, "of", attempts, "step", step, "reason", lastErr)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -348,6 +383,32 @@ func joinGroup(ctx context.Context, d *daemon.Daemon, addr, token, pin string) e
 		}
 	}
 	return lastErr
+}
+
+// joinRefused are the answers a retry cannot change: the credential or the
+// request itself was refused.
+var joinRefused = map[string]bool{
+	"unauthenticated": true, "token_invalid": true, "forbidden": true, "step_up_required": true,
+	"invalid_argument": true, "rate_limited": true,
+}
+
+// joined reports whether the group already lists id as a member (a join
+// whose answer was lost).
+func joined(ctx context.Context, c *apiclient.Client, id string) bool {
+	var st struct {
+		Members []struct {
+			ID string `json:"id"`
+		} `json:"members"`
+	}
+	if c.Do(ctx, http.MethodGet, "/v1/authority/status", nil, &st, nil) != nil {
+		return false
+	}
+	for _, m := range st.Members {
+		if m.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func dbFlag(args []string) (string, error) {
@@ -375,13 +436,55 @@ func migrate(args []string) error {
 	return nil
 }
 
+// auditVerify checks the audit chain in PostgreSQL against an anchor kept
+// outside it: the latest Raft checkpoint, read from a running authority
+// (--server, --token, --ca-pin or RAPCTL_SERVERS, RAPCTL_TOKEN, RAPCTL_CA_PIN), or one
+// given with --checkpoint. --no-checkpoint checks the links only (truncation
+// of the newest rows is then undetectable). Exit status 3: the chain is broken.
 func auditVerify(args []string) error {
-	u, err := dbFlag(args)
-	if err != nil {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	u := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL")
+	servers := fs.String("server", os.Getenv("RAPCTL_SERVERS"), "comma-separated authority API addresses to read the latest Raft checkpoint from (or RAPCTL_SERVERS)")
+	token := fs.String("token", os.Getenv("RAPCTL_TOKEN"), "owner API token (or RAPCTL_TOKEN)")
+	pin := fs.String("ca-pin", os.Getenv("RAPCTL_CA_PIN"), "platform CA pin sha256:… (or RAPCTL_CA_PIN)")
+	cpFlag := fs.String("checkpoint", "", "a checkpoint recorded elsewhere: SEQ:HASH or SEQ:HASH:MAX_ID:V2_FROM (as rapctl audit checkpoint prints)")
+	none := fs.Bool("no-checkpoint", false, "check the links only, without an anchor (cannot detect deleted newest rows)")
+	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
+	if *u == "" {
+		return errors.New("--database-url is required")
+	}
 	ctx := context.Background()
-	db, err := store.Open(ctx, u, store.Options{})
+	var anchor *authority.AuditAnchor
+	switch {
+	case *cpFlag != "":
+		a, err := parseCheckpoint(*cpFlag)
+		if err != nil {
+			return err
+		}
+		anchor = &a
+	case *servers != "":
+		c, err := apiclient.New(apiclient.Options{Servers: strings.Split(*servers, ","), Token: *token, CAPin: *pin, Timeout: 15 * time.Second})
+		if err != nil {
+			return err
+		}
+		var a authority.AuditAnchor
+		err = c.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &a, nil)
+		c.Close()
+		var ae *apiclient.Error
+		switch {
+		case errors.As(err, &ae) && ae.Code == string(authority.CodeNotFound):
+			fmt.Println("no audit checkpoint committed yet: checking links only")
+		case err != nil:
+			return fmt.Errorf("reading the latest audit checkpoint: %w", err)
+		default:
+			anchor = &a
+		}
+	case !*none:
+		return errors.New("give --server (read the latest Raft checkpoint), --checkpoint SEQ:HASH, or --no-checkpoint")
+	}
+	db, err := store.Open(ctx, *u, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -390,16 +493,51 @@ func auditVerify(args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := a.VerifyAudit(ctx)
+	res, err := a.VerifyAudit(ctx, anchor)
 	if err != nil {
 		return err
 	}
+	if anchor != nil {
+		fmt.Printf("checkpoint: seq %d hash %s (raft index %d)\n", anchor.Seq, anchor.Hash, anchor.Index)
+	}
 	if !res.OK() {
-		fmt.Printf("audit chain BROKEN after %d good events: %v\n", res.Checked, res.Break)
+		b := res.Break
+		if b.ID != 0 {
+			fmt.Printf("audit chain BROKEN: first bad event id %d seq %d (%s) after %d good events: %v\n", b.ID, b.Seq, b.Reason, res.Checked, b)
+		} else {
+			fmt.Printf("audit chain BROKEN: first bad event seq %d (%s) after %d good events: %v\n", b.Seq, b.Reason, res.Checked, b)
+		}
 		os.Exit(3)
 	}
 	fmt.Printf("audit chain intact: %d events, head seq %d hash %s\n", res.Checked, res.Head.Seq, res.Head.Hash)
 	return nil
+}
+
+// parseCheckpoint parses SEQ:HASH[:MAX_ID[:V2_FROM]].
+func parseCheckpoint(s string) (authority.AuditAnchor, error) {
+	var a authority.AuditAnchor
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 4 {
+		return a, errors.New("--checkpoint must be SEQ:HASH[:MAX_ID[:V2_FROM]]")
+	}
+	var err error
+	if a.Seq, err = strconv.ParseInt(parts[0], 10, 64); err != nil || a.Seq < 0 {
+		return a, errors.New("--checkpoint: SEQ must be a non-negative integer")
+	}
+	if err := a.Hash.UnmarshalText([]byte(parts[1])); err != nil {
+		return a, fmt.Errorf("--checkpoint: %w", err)
+	}
+	if len(parts) > 2 {
+		if a.MaxID, err = strconv.ParseInt(parts[2], 10, 64); err != nil || a.MaxID < 0 {
+			return a, errors.New("--checkpoint: MAX_ID must be a non-negative integer")
+		}
+	}
+	if len(parts) > 3 {
+		if a.V2From, err = strconv.ParseInt(parts[3], 10, 64); err != nil || a.V2From < 1 {
+			return a, errors.New("--checkpoint: V2_FROM must be a positive integer")
+		}
+	}
+	return a, nil
 }
 
 func memberKey(args []string) error {

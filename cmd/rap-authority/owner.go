@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/flagconf"
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/migrations"
 	"github.com/rap-fabric/core/store"
@@ -27,8 +29,17 @@ func bootstrapOwner(args []string) error {
 	kekFile := fs.String("kek-file", "", "the authorities' key-encryption key file (seals TOTP secrets; must match theirs)")
 	demoPassword := fs.String("demo-password", "", "LOCAL DEMO ONLY: set this password, enroll TOTP and print its secret")
 	console := fs.String("console-url", "", "console address to print (e.g. https://127.0.0.1:8443/console/)")
-	if err := loadFlags(fs, args); err != nil {
+	cfgFile := fs.String("config", "", "the authority's JSON config file (of run): database-url and kek-file are read from it unless a flag or the environment gives them")
+	// The run config holds keys this command has no flag for: it is read
+	// below, not by the loader (which refuses unknown keys).
+	if err := flagconf.Load(fs, args, flagconf.Options{EnvPrefix: "RAP_AUTHORITY_", Warn: warnWriter{},
+		Legacy: func(name string) string { return flagconf.EnvName("RAP_", name) }}); err != nil {
 		return err
+	}
+	if *cfgFile != "" {
+		if err := fromConfigFile(*cfgFile, map[string]*string{"database-url": dbURL, "kek-file": kekFile}, givenOutsideFile(fs)); err != nil {
+			return err
+		}
 	}
 	if *dbURL == "" {
 		return errors.New("--database-url is required (or RAP_AUTHORITY_DATABASE_URL)")
@@ -80,5 +91,41 @@ func bootstrapOwner(args []string) error {
 	}
 	fmt.Printf("LOCAL DEMO ONLY — password and TOTP set without the setup flow:\n")
 	fmt.Printf("  console:     %s\n  user:        %s\n  password:    %s\n  TOTP secret: %s\n", url, u.Name, *demoPassword, totp)
+	return nil
+}
+
+// givenOutsideFile names the flags of fs set on the command line or by an
+// environment variable (RAP_AUTHORITY_…, or the deprecated RAP_…).
+func givenOutsideFile(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	fs.VisitAll(func(f *flag.Flag) {
+		for _, n := range []string{flagconf.EnvName("RAP_AUTHORITY_", f.Name), flagconf.EnvName("RAP_", f.Name)} {
+			if os.Getenv(n) != "" {
+				set[f.Name] = true
+			}
+		}
+	})
+	return set
+}
+
+// fromConfigFile sets each setting in vals that no flag or environment
+// variable set (set, from givenOutsideFile) from the JSON
+// config file of `rap-authority run --config` (keys are flag names), with the
+// priority of run: flags, then the environment, then the file.
+func fromConfigFile(path string, vals map[string]*string, set map[string]bool) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var file map[string]any
+	if err := json.Unmarshal(data, &file); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	for k, p := range vals {
+		if v, ok := file[k]; ok && !set[k] {
+			*p = fmt.Sprint(v)
+		}
+	}
 	return nil
 }

@@ -58,6 +58,22 @@ var version = "dev"
 
 const defaultState = "/var/lib/rap-node-agent/state.db"
 
+// defaultSocket is the status socket of an agent installed with the default
+// state file: the path deploy/systemd/rap-node-agent.service creates
+// (RuntimeDirectory=rap-node-agent) and passes to run.
+const defaultSocket = "/run/rap-node-agent/agent.sock"
+
+// socketFor is the status socket used when --status-socket is not given: the
+// systemd path for the default state file, else agent.sock next to the
+// state file. run and status agree on it, so status finds the agent that
+// runs with the same --state.
+func socketFor(statePath string) string {
+	if filepath.Clean(statePath) == defaultState {
+		return defaultSocket
+	}
+	return filepath.Join(filepath.Dir(statePath), "agent.sock")
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		usage()
@@ -229,7 +245,7 @@ func run(args []string) error {
 	desired := fs.Duration("desired-every", 0, "desired-state poll interval (default 3 heartbeat intervals)")
 	degradedAfter := fs.Int("degraded-after", 2, "failed heartbeat rounds before degraded mode")
 	timeout := fs.Duration("request-timeout", 3*time.Second, "timeout of one exchange with one authority")
-	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
+	socket := fs.String("status-socket", "", "status unix socket (default: "+defaultSocket+" for the default --state, else agent.sock next to the state file)")
 	level := fs.String("log-level", "info", "log level")
 	var capList listFlag
 	fs.Var(&capList, "capability", "configured capability (repeat or comma-separate)")
@@ -265,9 +281,13 @@ func run(args []string) error {
 		return fmt.Errorf("--vpn-tunnel-net %q: want an IPv4 prefix of /30 or wider", *tunnelNet)
 	}
 	if *socket == "" {
-		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
+		*socket = socketFor(*statePath)
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "rap-node-agent", Level: hclog.LevelFromString(*level), Output: os.Stderr})
+	// Outside systemd nobody made the runtime directory of the socket.
+	if err := os.MkdirAll(filepath.Dir(*socket), 0o700); err != nil {
+		return fmt.Errorf("status socket directory: %w", err)
+	}
 	st, err := openState(*statePath)
 	if err != nil {
 		return err
@@ -311,13 +331,13 @@ func run(args []string) error {
 func status(args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	statePath := fs.String("state", defaultState, "state file")
-	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
+	socket := fs.String("status-socket", "", "status unix socket (default: "+defaultSocket+" for the default --state, else agent.sock next to the state file)")
 	out := fs.String("o", "table", "output: table or json")
 	if err := loadFlags(fs, args); err != nil {
 		return err
 	}
 	if *socket == "" {
-		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
+		*socket = socketFor(*statePath)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -333,6 +353,11 @@ func status(args []string) error {
 			time.Sleep(300 * time.Millisecond)
 			r, err = runtime.ReadStatus(ctx, *socket)
 			continue
+		}
+		if errors.Is(oerr, state.ErrLocked) {
+			// An agent holds the state file, so it runs: its socket is
+			// elsewhere (or it is stuck). One message, not two.
+			return fmt.Errorf("an agent is running (it holds %s) but does not answer on %s: pass the --status-socket it runs with", *statePath, *socket)
 		}
 		if oerr != nil {
 			return fmt.Errorf("%w; reading the state file: %w", err, oerr)
@@ -358,7 +383,7 @@ func meshCmd(args []string) error {
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("mesh "+sub, flag.ContinueOnError)
 	statePath := fs.String("state", defaultState, "state file")
-	socket := fs.String("status-socket", "", "status unix socket (default: agent.sock next to the state file)")
+	socket := fs.String("status-socket", "", "status unix socket (default: "+defaultSocket+" for the default --state, else agent.sock next to the state file)")
 	out := fs.String("o", "table", "output: table or json")
 	cluster := fs.String("cluster", "", "cluster id (needed when several memberships run a mesh)")
 	timeout := fs.Duration("timeout", 5*time.Second, "ping timeout")
@@ -373,7 +398,7 @@ func meshCmd(args []string) error {
 		node = fs.Arg(0)
 	}
 	if *socket == "" {
-		*socket = filepath.Join(filepath.Dir(*statePath), "agent.sock")
+		*socket = socketFor(*statePath)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout+5*time.Second)
 	defer cancel()

@@ -40,7 +40,7 @@ const exitCodesHelp = `Exit codes:
   0  success
   1  error (the API refused the request, a name did not resolve, I/O)
   2  usage error (unknown command or flag, wrong arguments, invalid -o)
-  3  step_up_required: confirm the request with ` + "`rapctl step-up METHOD PATH`" + ` first
+  3  step_up_required: no authenticator code for the step-up (give --totp CODE or run on a terminal)
   4  not_leader: no authority could forward the write to a leader`
 
 // usageError marks an invocation mistake (exit code 2).
@@ -77,6 +77,9 @@ func exitCode(err error) int {
 type globals struct {
 	servers, token, pin, idem string
 	all                       bool
+	// totp answers a step_up_required (stepup.go); "" means a prompt on a
+	// terminal.
+	totp string
 }
 
 var g globals
@@ -132,6 +135,7 @@ by a unique prefix of their id.
 	pf.StringVar(&g.pin, "ca-pin", s.CAPin, "platform CA pin sha256:… (env RAPCTL_CA_PIN)")
 	pf.StringVarP(&output, "output", "o", "table", "output format: "+strings.Join(outputFormats, ", "))
 	pf.StringVar(&g.idem, "idempotency-key", "", "Idempotency-Key for a write (retry-safe)")
+	pf.StringVar(&g.totp, "totp", "", "authenticator code for a high-risk command's step-up (default: a prompt on a terminal)")
 	pf.StringVar(&configFlag, "config", configFlag, "settings file (env RAPCTL_CONFIG; default ~/.config/rapctl/config.json)")
 	_ = root.RegisterFlagCompletionFunc("output", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
 		return outputFormats, cobra.ShellCompDirectiveNoFileComp
@@ -224,6 +228,7 @@ func child(parent *cobra.Command, name string) *cobra.Command {
 var groupHelp = map[string]string{
 	"audit":        "the hash-chained audit log",
 	"authority":    "the authority Raft group: status and membership",
+	"ca":           "the platform CA that signs the authorities' API certificates",
 	"cluster":      "clusters and their certificate authorities",
 	"group":        "node groups of a cluster",
 	"join-request": "enrollment requests of nodes: review, approve, reject",
@@ -301,7 +306,7 @@ func longHelp(tc *cmd) string {
 		b.WriteString("\n\nNODE is a node name or a unique prefix of its id.")
 	}
 	if strings.Contains(tc.help, "fenced") || strings.Contains(tc.help, "step-up") || strings.Contains(tc.help, "high risk") {
-		b.WriteString("\n\nWith a login session, high-risk actions need `rapctl step-up METHOD PATH` first (exit code 3 otherwise).")
+		b.WriteString("\n\nWith a login session, a high-risk action asks for an authenticator code (step-up) on a terminal, or takes --totp CODE; without one it exits with code 3.")
 	}
 	return b.String()
 }
@@ -417,7 +422,7 @@ func reportError(stderr io.Writer, err error) {
 			fmt.Fprintf(stderr, "  details: %s\n", strings.Join(parts, " "))
 		}
 		if ae.Code == "step_up_required" {
-			fmt.Fprintln(stderr, "  confirm it first: rapctl step-up METHOD PATH (see rapctl step-up --help)")
+			fmt.Fprintln(stderr, "  give the code with --totp CODE (or run on a terminal to be asked)")
 		}
 		return
 	}

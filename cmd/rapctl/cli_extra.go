@@ -62,7 +62,8 @@ func (p passthrough) build(stdout, stderr io.Writer) *cobra.Command {
 // takeGlobals removes the global flags from args (into g and output) and
 // reports a -h/--help.
 func takeGlobals(args []string) (rest []string, help bool, err error) {
-	targets := map[string]*string{"config": &configFlag, "server": &g.servers, "token": &g.token, "ca-pin": &g.pin, "idempotency-key": &g.idem, "output": &output, "o": &output}
+	targets := map[string]*string{"config": &configFlag, "server": &g.servers, "token": &g.token, "ca-pin": &g.pin, "idempotency-key": &g.idem, "output": &output, "o": &output,
+		"totp": &g.totp}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -129,11 +130,33 @@ func passthroughCommands() []passthrough {
 			defer c.Close()
 			return releasePublish(ctx, c, args, stdout, stderr)
 		}})
+	out = append(out, passthrough{path: "ca export", help: "print the platform CA certificate (PEM on stdout, pin on stderr), verified against --ca-pin",
+		example: "  rapctl ca export > rap-platform-ca.pem\n  rapctl ca export -o json",
+		formats: []string{"json"},
+		run: func(_ context.Context, args []string, stdout, stderr io.Writer) error {
+			if len(args) != 0 {
+				return usagef("rapctl ca export takes no arguments (got %q)", args)
+			}
+			return caExport(g.servers, g.pin, stdout, stderr)
+		}})
 	out = append(out, passthrough{path: "mesh ping", args: "NODE",
 		help:    "on a node's host: echo probes to NODE through the local agent, path and RTT (--state, --status-socket, --cluster, --timeout)",
 		example: "  rapctl mesh ping 3f2a9c1e --state /var/lib/rap-node-agent/state.db\n  rapctl mesh ping 3f2a9c1e -o json",
 		formats: []string{"json"},
 		run:     func(_ context.Context, args []string, _, _ io.Writer) error { return meshPingCmd(args) }})
+	out = append(out, passthrough{path: "audit export", args: "",
+		help:    "chained audit events as JSON lines in chain order, every column (--follow, --file F appends and resumes, --after-seq N, --interval, --page)",
+		example: "  rapctl audit export > audit.jsonl\n  rapctl audit export --follow --file /var/log/rap/audit.jsonl",
+		run: func(ctx context.Context, args []string, stdout, _ io.Writer) error {
+			c, err := newClient(30 * time.Second)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, stop := signalContext(ctx)
+			defer stop()
+			return auditExportCmd(ctx, c, args, stdout)
+		}})
 	return out
 }
 

@@ -123,11 +123,11 @@ func (r *nodeResolver) resolve(ctx context.Context, ref string) (string, error) 
 	return "", fmt.Errorf("node %q: no node has this name or id prefix", ref)
 }
 
-// sendWrite sends one write (anything but GET) of a table command: the
-// seam where the answer to step_up_required (prompt, grant, retry once)
-// belongs.
+// sendWrite sends one write (anything but GET) of a table command; a
+// step_up_required is answered with a grant for exactly this request and the
+// request is sent once more (stepup.go).
 func sendWrite(ctx context.Context, c *apiclient.Client, method, path string, body, out any, headers map[string]string) error {
-	return c.Do(ctx, method, path, body, out, headers)
+	return doWithStepUp(ctx, c, method, path, body, out, headers, totpSource(g.totp, readLine, stdinIsTerminal()))
 }
 
 // completeNodes lists node names for shell completion (best effort: nothing

@@ -261,13 +261,13 @@ func TestCLIAgainstAuthority(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &cl))
 
 	// token create prints a ready-to-run enroll line.
-	out = ok("token", "create", "--cluster", "east", "--max-uses", "5", "--auto-approve")
+	out = ok("token", "create", "--cluster", "east", "--max-uses", "5", "--auto-approve", "--allowed-roles", "relay-node")
 	require.Contains(t, out, "rap-node-agent enroll --authority "+d.APIAddr()+" --token rapjt.")
 	require.Contains(t, out, "--ca-pin "+cl.CAPin)
 	var tok struct {
 		Token string `json:"token"`
 	}
-	require.NoError(t, json.Unmarshal([]byte(ok("token", "create", "--cluster", "east", "--max-uses", "5", "--auto-approve", "-o", "json")), &tok))
+	require.NoError(t, json.Unmarshal([]byte(ok("token", "create", "--cluster", "east", "--max-uses", "5", "--auto-approve", "--allowed-roles", "relay-node", "-o", "json")), &tok))
 	require.NotContains(t, ok("token", "create", "--cluster", "east", "-o", "json"), "rap-node-agent enroll", "JSON stays the API's answer")
 
 	a := enroll(t, g, cl.CAPin, tok.Token, "edge-a", "a")

@@ -64,6 +64,8 @@ func listFlags(path string, filters ...string) func(*flag.FlagSet) builder {
 var commands = []cmd{
 	{path: "authority status", help: "Raft and fence status of an authority", flags: noFlags(get("/v1/authority/status")),
 		table: []string{"node_id", "state", "leader_id", "agreed_epoch", "fence_epoch", "quorum", "commit_index"}, single: true},
+	{path: "authority health", help: "health of an authority: Raft view and PostgreSQL probe (exit status non-zero when unavailable)", flags: noFlags(get("/v1/health")),
+		table: []string{"status", "node_id", "state", "quorum", "database_server", "database_writable", "problems"}, single: true},
 	{path: "authority certificate", args: "ID", help: "issue a Raft member certificate for a joining authority", flags: func(fs *flag.FlagSet) builder {
 		key := fs.String("member-key", "", "the new authority's member public key, base64 (rap-authority member-key)")
 		return func() (string, string, any, error) {
@@ -108,7 +110,7 @@ var commands = []cmd{
 		ttl := fs.Duration("ttl", 0, "lifetime (default 15m, at most 24h)")
 		uses := fs.Int("max-uses", 1, "how many enrollments it allows")
 		desc := fs.String("description", "", "what it is for")
-		roles := fs.String("allowed-roles", "", "comma-separated roles a request may ask for")
+		roles := fs.String("allowed-roles", "", "comma-separated roles a request may ask for (required with --auto-approve)")
 		auto := fs.Bool("auto-approve", false, "platform-managed bootstrap token: approve requests without review")
 		return func() (string, string, any, error) {
 			body := map[string]any{"cluster": *cluster, "ttl_seconds": int64(ttl.Seconds()), "max_uses": *uses, "description": *desc, "auto_approve": *auto}

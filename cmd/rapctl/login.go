@@ -2,8 +2,9 @@ package main
 
 // Platform admin login for the CLI: `rapctl login` (password + TOTP) stores a
 // session token in the rapctl config file; later commands send it as a bearer
-// credential. High-risk commands need `rapctl step-up METHOD PATH` first (a
-// fresh TOTP code bound to that one request).
+// credential. High-risk commands get their step-up by themselves (stepup.go:
+// a fresh TOTP code bound to that one request, asked on step_up_required);
+// `rapctl step-up METHOD PATH` still obtains a grant ahead of time.
 
 import (
 	"bufio"

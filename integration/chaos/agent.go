@@ -105,7 +105,7 @@ func (e *Env) CreateClusterAndToken(slug string, n int) (string, string, error) 
 		Token string `json:"token"`
 		CAPin string `json:"ca_pin"`
 	}
-	if _, err := e.API.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": slug, "ttl_seconds": 3600, "max_uses": n, "auto_approve": true},
+	if _, err := e.API.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": slug, "ttl_seconds": 3600, "max_uses": n, "auto_approve": true, "allowed_roles": []string{"relay-node"}},
 		&tok, map[string]string{"Idempotency-Key": "setup-token-" + slug}); err != nil {
 		return "", "", fmt.Errorf("create join token: %w", err)
 	}

@@ -37,6 +37,7 @@ const (
 	octetAuth   = 11 // auth1 = .11, auth2 = .12, …
 	octetAgent  = 21 // agent1 = .21, …
 	octetOther  = 31 // attackers and helpers
+	octetPG2    = 5  // the synchronous standby (Options.Standby)
 	raftPort    = 7000
 	apiPort     = 8443
 )
@@ -54,6 +55,14 @@ type Options struct {
 	RaftProxy bool
 	// Seed seeds the drill's randomness; 0 picks one (it is logged).
 	Seed uint64
+	// Standby adds a synchronous streaming standby of PostgreSQL on host
+	// "pg2" and gives the authorities a two-host URL with
+	// target_session_attrs=read-write.
+	Standby bool
+	// ReplicationDelay delays the standby's streaming link by this much per
+	// direction (a TCPProxy on host pg2), so every synchronous COMMIT waits
+	// at least twice as long for the standby's flush.
+	ReplicationDelay time.Duration
 }
 
 // Env is one drill's world: the network, PostgreSQL, the authority group, a
@@ -63,6 +72,10 @@ type Env struct {
 	Opts Options
 	Net  *Network
 	PG   *Postgres
+	// PGStandby is the synchronous standby (Options.Standby), else nil.
+	PGStandby *Postgres
+	// ReplProxy carries the standby's streaming connection (Options.Standby).
+	ReplProxy *TCPProxy
 	// DB reads PostgreSQL over its unix socket (unaffected by faults).
 	DB *pgxpool.Pool
 	// Client is the host the workload and the monitor run on.
@@ -209,6 +222,21 @@ func NewEnv(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.Net.OnClose(e.DB.Close)
+	dbURL := e.PG.URL()
+	if o.Standby {
+		h2 := e.mustHost("pg2", octetPG2)
+		ln, err := h2.Listen("tcp", h2.Addr(PGPort+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.ReplProxy = NewTCPProxy(ln, e.PG.Host.Addr(PGPort), h2.DialContext, rand.New(rand.NewPCG(o.Seed, 11)))
+		e.Net.OnClose(e.ReplProxy.Close)
+		e.ReplProxy.Set(LinkFaults{Delay: o.ReplicationDelay})
+		if e.PGStandby, err = StartStandby(e.Net, h2, e.PG, e.ReplProxy.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		dbURL = MultiHostURL(e.PG, e.PGStandby)
+	}
 	for i := 0; i < o.Authorities; i++ {
 		id := fmt.Sprintf("auth%d", i+1)
 		h := e.mustHost(id, byte(octetAuth+i))
@@ -224,7 +252,7 @@ func NewEnv(t testing.TB, o Options) *Env {
 			e.Proxies[id] = p
 			a.RaftAdvertise = p.Addr()
 		}
-		a.base = []string{"run", "--id", id, "--data-dir", a.Dir, "--database-url", e.PG.URL(), "--raft-bind", a.RaftBind,
+		a.base = []string{"run", "--id", id, "--data-dir", a.Dir, "--database-url", dbURL, "--raft-bind", a.RaftBind,
 			"--raft-advertise", a.RaftAdvertise, "--api-listen", a.APIAddr,
 			"--heartbeat-timeout", o.Timing.Heartbeat.String(), "--election-timeout", o.Timing.Election.String(),
 			"--leader-lease-timeout", o.Timing.Lease.String(), "--quorum-timeout", o.Timing.Quorum.String()}

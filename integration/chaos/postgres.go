@@ -32,6 +32,9 @@ type Postgres struct {
 
 	bindir string
 	logDir string
+	// name labels the server's log in the kept logs ("postgres", "standby").
+	name     string
+	uid, gid int
 }
 
 // FindPGBinDir finds initdb and pg_ctl (pg_config --bindir, then the newest
@@ -77,7 +80,7 @@ func StartPostgres(n *Network, host *Host) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	pg := &Postgres{Host: host, Dir: dir, bindir: bindir, logDir: n.LogDir}
+	pg := &Postgres{Host: host, Dir: dir, bindir: bindir, logDir: n.LogDir, name: "postgres", uid: uid, gid: gid}
 	n.OnClose(pg.stop)
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return nil, err
@@ -108,7 +111,7 @@ log_min_messages = warning
 	if err := appendFile(filepath.Join(data, "postgresql.conf"), conf); err != nil {
 		return nil, err
 	}
-	hba := "local all all trust\nhost all all " + Subnet + " trust\n"
+	hba := "local all all trust\nhost all all " + Subnet + " trust\nhost replication all " + Subnet + " trust\n"
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return nil, err
 	}
@@ -146,6 +149,16 @@ func (pg *Postgres) URL() string {
 	return fmt.Sprintf("postgres://postgres@%s/rap?sslmode=disable", pg.Host.Addr(PGPort))
 }
 
+// MultiHostURL names every server, for a client that must reach whichever
+// accepts writes (target_session_attrs=read-write).
+func MultiHostURL(pgs ...*Postgres) string {
+	var hosts []string
+	for _, pg := range pgs {
+		hosts = append(hosts, pg.Host.Addr(PGPort))
+	}
+	return fmt.Sprintf("postgres://postgres@%s/rap?sslmode=disable&target_session_attrs=read-write", strings.Join(hosts, ","))
+}
+
 func (pg *Postgres) socketURL(db string) string {
 	return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%d&sslmode=disable", db, pg.Dir, PGPort)
 }
@@ -161,7 +174,7 @@ func (pg *Postgres) stop() {
 		_, _ = pg.Host.Exec(30*time.Second, "/usr/sbin/runuser", "-u", "postgres", "--", filepath.Join(pg.bindir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop")
 	}
 	if b, err := os.ReadFile(filepath.Join(pg.Dir, "server.log")); err == nil {
-		_ = os.WriteFile(filepath.Join(pg.logDir, "postgres.log"), b, 0o600)
+		_ = os.WriteFile(filepath.Join(pg.logDir, pg.name+".log"), b, 0o600)
 	}
 	_ = os.RemoveAll(pg.Dir)
 }

@@ -185,6 +185,9 @@ func newGroup(t testing.TB, n int, plain bool, dbURL func(int, string) string, c
 	return g
 }
 
+// DataDir returns the data directory of authority i (kept across restarts).
+func (g *Group) DataDir(i int) string { return g.dirs[i] }
+
 // Eventually polls cond until it holds or fails the test after timeout.
 func (g *Group) Eventually(timeout time.Duration, what string, cond func() bool) {
 	g.t.Helper()

@@ -73,7 +73,9 @@
       try {
         await api("POST", "/v1/auth/step-up", { method, path, totp_code: code });
       } catch (e) {
-        flash("Step-up refused: " + e.message + (e.code ? " (" + e.code + ")" : ""), true);
+        let msg = "Step-up refused: " + e.message + (e.code ? " (" + e.code + ")" : "");
+        if (e.code === "not_leader" && e.details && e.details.leader_api_addr) msg += " — your code was not used; open the console on the leader: https://" + e.details.leader_api_addr + "/console/";
+        flash(msg, true);
         return;
       }
     }
