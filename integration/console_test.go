@@ -400,6 +400,29 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "disabled", west.Status)
 
+	// Disable another platform account from the account page, step-up in
+	// words.
+	ops, _, err := ad.CreateUser(ctx, sys, "ops", "platform_owner")
+	require.NoError(t, err)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/account"),
+		chromedp.WaitVisible(css("#account-disable-ops")),
+		chromedp.Click(css("#account-disable-ops")),
+		waitText("#stepup-what", "Disable the account ops"),
+		stepUp("19-stepup-account-disable"),
+		waitText("#flash", "Done: Disable the account ops"),
+	)
+	require.NoError(t, err)
+	us, err := ad.Users(ctx, store.Page{Limit: 10})
+	require.NoError(t, err)
+	disabled := false
+	for _, u := range us {
+		if u.ID == ops.ID {
+			disabled = u.Disabled
+		}
+	}
+	require.True(t, disabled, "ops is disabled")
+
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/audit?action=join_request.approve&outcome=ok"),
