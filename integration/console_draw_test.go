@@ -283,6 +283,10 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	require.Equal(t, "229", seen[0], "newest first")
 	require.Equal(t, "1", seen[len(seen)-1])
 
+	// The services page of the cluster renders with node names.
+	page = getPage(t, c, srv.URL+"/console/services?cluster=demo")
+	require.Contains(t, page, `<table id="service-types">`)
+
 	// The Raft panel of the single-authority group.
 	page = getPage(t, c, srv.URL+"/console/raft")
 	require.Contains(t, page, `<b id="raft-leader">`+d.Status().NodeID+`</b>`)

@@ -361,6 +361,16 @@ func (c *console) services(ctx context.Context, r *http.Request, v *view) error 
 	}
 	v.Data["Services"] = rows
 	v.Data["ByState"] = countBy(rows, "reported_state")
+	v.Data["Types"] = countBy(rows, "service_type")
+	ns, err := c.o.Authority.ListNodes(ctx, v.Cluster, store.Page{Limit: 1000})
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	for _, n := range ns {
+		names[n.ID] = n.Name
+	}
+	v.Data["NodeNames"] = names
 	return nil
 }
 
