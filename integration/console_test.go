@@ -471,6 +471,16 @@ func TestAuditTamperDetectedByVerify(t *testing.T) {
 		require.NoError(t, d.Auth.AuditRisk(ctx, authority.Op{Action: "test.event", Actor: authority.Actor{ID: "tester", Kind: "user", SourceAddr: "127.0.0.1"},
 			Details: map[string]any{"n": i}}, "ok", map[string]string{"device": "unknown"}))
 	}
+	// The chainer links events in the background: wait until all five are chained
+	// before verifying and picking one to edit.
+	conn, err := pgx.Connect(ctx, g.DBURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.Eventually(t, func() bool {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'test.event' AND seq IS NOT NULL`).Scan(&n)
+		return err == nil && n == 5
+	}, 30*time.Second, 50*time.Millisecond, "the chainer links the five events")
 	verify := func() (string, int) {
 		cmd := exec.Command(filepath.Join(bin, "rap-authority"), "audit", "verify", "--no-checkpoint", "--database-url", g.DBURL)
 		out, err := cmd.CombinedOutput()
@@ -487,9 +497,6 @@ func TestAuditTamperDetectedByVerify(t *testing.T) {
 	require.Contains(t, out, "intact")
 
 	// Pick a chained row in the middle and edit it behind the application's back.
-	conn, err := pgx.Connect(ctx, g.DBURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var seq int64
 	require.NoError(t, conn.QueryRow(ctx, `SELECT seq FROM cluster_audit_events WHERE action = 'test.event' AND seq IS NOT NULL ORDER BY seq LIMIT 1 OFFSET 2`).Scan(&seq))
 	_, err = conn.Exec(ctx, `UPDATE cluster_audit_events SET actor = 'mallory' WHERE seq = $1`, seq)
