@@ -207,7 +207,7 @@ say "service workloads: the agent runs only what a role authorizes, pinned by sh
 if [ -x /bin/busybox ] || { scripts/install-podman.sh && [ -x /bin/busybox ]; }; then
 	edge2=$(node_id edge-2)
 	echo "a service no role of the node authorizes is refused:"
-	rapctl service set demo "$edge2" vpn-exit --enable --instance web --config '{}' || true
+	rapctl service set demo "$edge2" vpn-exit --enable --instance web --service-config '{}' || true
 	rapctl role assign demo "$edge2" vpn-exit | tail -n +2
 	www=$root/$demo/www
 	mkdir -p "$www" && echo "hello from a supervised workload" >"$www/index.html" && chmod -R o+rX "$www"
@@ -218,7 +218,7 @@ if [ -x /bin/busybox ] || { scripts/install-podman.sh && [ -x /bin/busybox ]; };
 		"limits": {"memory_bytes": 67108864, "pids": 32},
 		"health": {"kind": "http", "url": "http://127.0.0.1:" + sys.argv[2] + "/", "interval": "1s", "failure_threshold": 3},
 		"restart": {"initial_backoff": "500ms", "max_backoff": "10s"}}}))' "$(sha256sum /bin/busybox | cut -d' ' -f1)" "$wport" "$www")
-	rapctl service set demo "$edge2" vpn-exit --enable --instance web --config "$cfg" | tail -n +2
+	rapctl service set demo "$edge2" vpn-exit --enable --instance web --service-config "$cfg" | tail -n +2
 	svc_state() { rapctl -o json service list demo --node "$edge2" | python3 -c 'import json,sys; s=[i for i in json.load(sys.stdin)["items"] if i["service_instance_id"]=="web"][0]; print(s["reported_state"], s["restarts"])'; }
 	for _ in $(seq 1 100); do [ "$(svc_state | cut -d' ' -f1)" = healthy ] && break; sleep 0.2; done
 	echo "-- assigned busybox httpd on edge-2, reported healthy in PostgreSQL:"

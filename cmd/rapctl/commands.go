@@ -207,11 +207,11 @@ var commands = []cmd{
 	{path: "role disable", args: "CLUSTER ASSIGNMENT", help: "disable a role assignment (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/roles/{id}/disable", "cluster", "id"), table: []string{"id", "role", "status", "snapshot_version"}, single: true},
 	{path: "role enable", args: "CLUSTER ASSIGNMENT", help: "re-enable a role assignment (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/roles/{id}/enable", "cluster", "id"), table: []string{"id", "role", "status", "snapshot_version"}, single: true},
 	{path: "role remove", args: "CLUSTER ASSIGNMENT", help: "remove a role assignment (fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/roles/{id}", "cluster", "id"), table: []string{"id", "role", "snapshot_version"}, single: true},
-	{path: "service set", args: "CLUSTER NODE TYPE", help: "enable (--enable) or disable a desired service on a node (fenced; remote-access adapters via --config '{\"adapters\":[\"rdp\"]}')", flags: func(fs *flag.FlagSet) builder {
+	{path: "service set", args: "CLUSTER NODE TYPE", help: "enable (--enable) or disable a desired service on a node (fenced; remote-access adapters via --service-config '{\"adapters\":[\"rdp\"]}')", flags: func(fs *flag.FlagSet) builder {
 		enable := fs.Bool("enable", false, "enable the service (default: disable)")
 		instance := fs.String("instance", "", "instance id (default \"default\")")
 		org := fs.String("organization", "", "organization (id or slug)")
-		config := fs.String("config", "", "service config (JSON object; credentials only as *_ref)")
+		config := fs.String("service-config", "", "service config (JSON object; credentials only as *_ref)")
 		return func() (string, string, any, error) {
 			if len(positional) != 3 {
 				return "", "", nil, errArgs("CLUSTER NODE TYPE")
