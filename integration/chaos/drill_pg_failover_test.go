@@ -199,7 +199,7 @@ func pgFailoverDrill(t *testing.T, name string, isolate bool) {
 			DatabaseServer string   `json:"database_server"`
 		}
 		hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
-		if _, err := e.Mon.api[a.ID].Do(hctx, http.MethodGet, "/v1/health", nil, &h, nil); err != nil {
+		if _, err := e.Mon.api[a.ID].Do(hctx, http.MethodGet, "/v1/health?standbyok", nil, &h, nil); err != nil {
 			healthSeen = append(healthSeen, a.ID+": "+err.Error())
 		} else {
 			healthSeen = append(healthSeen, fmt.Sprintf("%s %s on %s %v", a.ID, h.Status, h.DatabaseServer, h.Problems))
