@@ -355,13 +355,13 @@ install -d -m 0750 /etc/rap-fabric
 	// 2. Authorities.
 	type authHost struct {
 		*host
-		raft, api string
-		svc       *bg
+		raft, api, metrics string
+		svc                *bg
 	}
 	auths := make([]*authHost, 3)
 	var kek string
 	for i := range auths {
-		a := &authHost{host: newHost(t, fmt.Sprintf("auth-%d", i+1)), raft: freePort(t), api: freePort(t)}
+		a := &authHost{host: newHost(t, fmt.Sprintf("auth-%d", i+1)), raft: freePort(t), api: freePort(t), metrics: freePort(t)}
 		auths[i] = a
 		install(a.host)
 		a.sh(`useradd --system --home /var/lib/rap-authority --shell /usr/sbin/nologin rap-authority
@@ -378,7 +378,10 @@ install -d -o rap-authority -g rap-authority -m 0700 /var/lib/rap-authority`)
 	}
 	writeConfig := func(a *authHost, extra map[string]string, env string) {
 		cfg := map[string]string{"id": a.name, "data-dir": "/var/lib/rap-authority", "database-url": dbURL,
-			"raft-bind": a.raft, "api-listen": a.api, "hosts": "localhost", "kek-file": "/etc/rap-fabric/kek"}
+			"raft-bind": a.raft, "api-listen": a.api, "hosts": "localhost", "kek-file": "/etc/rap-fabric/kek",
+			// The test's hosts share one loopback: each needs its own
+			// metrics port (a real host keeps the default 127.0.0.1:9464).
+			"metrics-listen": a.metrics}
 		for k, v := range extra {
 			cfg[k] = v
 		}
@@ -572,6 +575,8 @@ chmod 0640 /etc/rap-fabric/authority.*; chgrp rap-authority /etc/rap-fabric/auth
 	require.NotContains(t, st, "not running", st)
 	require.NotContains(t, st, "locked", st)
 	require.False(t, svc.exited(), svc.out.String())
+	table := agent.sh(`rap-node-agent status`) // as in the README, the table
+	require.Contains(t, table, approved.NodeID)
 	// The authorities see its heartbeats.
 	testwait.Until(t, 30*time.Second, "a heartbeat of edge-1", func() bool {
 		var hb struct {
