@@ -399,3 +399,9 @@ func resolveIntentNodes(route json.RawMessage, s *snapshot.State) (json.RawMessa
 	}
 	return mergeIntoPolicy(route, "route_intents", list)
 }
+
+// IntentActions returns the route intent actions the API accepts.
+func IntentActions() []string { return slices.Clone(intentActions) }
+
+// TrafficClasses returns the QoS traffic classes the API accepts.
+func TrafficClasses() []string { return slices.Clone(trafficClasses) }

@@ -423,6 +423,103 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	require.True(t, disabled, "ops is disabled")
 
+	// Groups: create one, place the new node in it, delete an empty one.
+	acceptConfirm := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := chromedp.Evaluate[bool](`window.confirm = () => true; true`)(ctx, tg)
+		return err
+	})
+	oldRack, err := d.Auth.CreateGroup(ctx, sys, "east", authority.CreateGroupRequest{Name: "old-rack"}, "")
+	require.NoError(t, err)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/groups?cluster=east"),
+		chromedp.WaitVisible(css("#group-name")),
+		chromedp.SendKeys(css("#group-name"), "site-a"),
+		chromedp.Click(css("#group-create-submit")),
+		waitText("#flash", "Done: Create group site-a in east"),
+	)
+	require.NoError(t, err)
+	groupID := func(name string) string {
+		gs, err := d.Auth.ListGroups(ctx, "east")
+		require.NoError(t, err)
+		for _, g := range gs {
+			if g.Name == name {
+				return g.ID
+			}
+		}
+		return ""
+	}
+	siteA := groupID("site-a")
+	require.NotEmpty(t, siteA, "the console created the group")
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/groups?cluster=east"),
+		chromedp.WaitVisible(css("#group-place-node")),
+		chromedp.SetValue(css("#group-place-node"), newNode),
+		chromedp.SetValue(css("#group-place-group"), siteA),
+		chromedp.Click(css("#group-place-submit")),
+		waitText("#flash", "Done: Place edge-console in group site-a"),
+		chromedp.Navigate(base+"/console/groups?cluster=east"),
+		waitText("#groups", "edge-console"),
+		shot("20-groups"),
+		acceptConfirm,
+		chromedp.Click(css("#group-delete-old-rack")),
+		waitText("#flash", "Done: Delete group old-rack in east"),
+	)
+	require.NoError(t, err)
+	n2, err := d.Auth.GetNode(ctx, newNode)
+	require.NoError(t, err)
+	require.NotNil(t, n2.Memberships[0].GroupID)
+	require.Equal(t, siteA, *n2.Memberships[0].GroupID)
+	require.Empty(t, groupID(oldRack.Name), "the console deleted the empty group")
+
+	// Route intents and QoS policies: create each in the console, then delete.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/policies?cluster=east"),
+		chromedp.WaitVisible(css("#intent-name")),
+		chromedp.SendKeys(css("#intent-name"), "site-a-relay"),
+		chromedp.SetValue(css("#intent-source"), "group:site-a"),
+		chromedp.SetValue(css("#intent-action"), "prefer-relay"),
+		chromedp.Click(css("#intent-create-submit")),
+		waitText("#flash", "Done: Create route intent site-a-relay (prefer-relay group:site-a → *) in east"),
+		chromedp.Navigate(base+"/console/policies?cluster=east"),
+		chromedp.WaitVisible(css("#qos-name")),
+		chromedp.SendKeys(css("#qos-name"), "voice"),
+		chromedp.SetValue(css("#qos-class"), "interactive"),
+		chromedp.SendKeys(css("#qos-latency"), "20"),
+		chromedp.Click(css("#qos-create-submit")),
+		waitText("#flash", "Done: Create QoS policy voice (interactive) in east"),
+		chromedp.Navigate(base+"/console/policies?cluster=east"),
+		waitText("#intents", "site-a-relay"),
+		waitText("#qos", "20 ms"),
+		shot("21-policies"),
+	)
+	require.NoError(t, err)
+	ris, err := d.Auth.ListRouteIntents(ctx, "east", store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, ris, 1)
+	require.Equal(t, "group:site-a", ris[0].Source)
+	require.Equal(t, "prefer-relay", ris[0].Action)
+	qps, err := d.Auth.ListQoSPolicies(ctx, "east", store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, qps, 1)
+	require.Equal(t, 20, qps[0].LatencyTargetMs)
+	err = chromedp.Do(tctx,
+		acceptConfirm,
+		chromedp.Click(css("#intent-delete-site-a-relay")),
+		waitText("#flash", "Done: Delete route intent site-a-relay in east"),
+		chromedp.Navigate(base+"/console/policies?cluster=east"),
+		chromedp.WaitVisible(css("#qos-delete-voice")),
+		acceptConfirm,
+		chromedp.Click(css("#qos-delete-voice")),
+		waitText("#flash", "Done: Delete QoS policy voice in east"),
+	)
+	require.NoError(t, err)
+	ris, err = d.Auth.ListRouteIntents(ctx, "east", store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, ris)
+	qps, err = d.Auth.ListQoSPolicies(ctx, "east", store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, qps)
+
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/audit?action=join_request.approve&outcome=ok"),

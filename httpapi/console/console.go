@@ -135,6 +135,8 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/topology", c.page("topology", c.topologyPage))
 	m.HandleFunc("GET /console/raft", c.page("raft", c.raft))
 	m.HandleFunc("GET /console/releases", c.page("releases", c.releases))
+	m.HandleFunc("GET /console/policies", c.page("policies", c.policies))
+	m.HandleFunc("GET /console/groups", c.page("groups", c.groups))
 	c.mux = m
 	return c
 }
