@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ import (
 //
 // One run per invocation: go test -run '^$' -bench BenchmarkGossip50 -benchtime 1x ./mesh/gossip/
 func BenchmarkGossip50(b *testing.B) {
+	benchN = 50
 	for range b.N {
 		load0 := loadAvg()
 		ours := runScenario(b, "ours", startOurs, true, true)
@@ -75,8 +77,11 @@ func BenchmarkGossip50(b *testing.B) {
 	}
 }
 
+// benchN is the member count of the running benchmark (BenchmarkGossip50
+// and BenchmarkGossip200 set it; benchmarks of a package run one at a time).
+var benchN = 50
+
 const (
-	benchN    = 50
 	benchKill = 3 // kill trials per scenario
 	// benchJoinCap bounds a join burst seeded like the agent; benchOneSeedCap
 	// bounds the single-seed baseline, whose last pairs wait for push/pull
@@ -569,4 +574,63 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// BenchmarkGossip200 is issue #24's gossip scale run: GOSSIP_N members
+// (default 200) in this one process on real loopback UDP/TCP, ours seeded
+// like the agent and plain memberlist (DefaultLANConfig) seeded exactly the
+// same way in the same run. It reports the candidate convergence time of the
+// join burst (every member lists all others; 99 % of pairs) and the time
+// until a member shut down without leaving is dead for every other member
+// (and for the first one), beside the configured probe interval
+// (DefaultLANConfig's ProbeInterval, which the agent uses). The one-seed and
+// keyed-transport baselines of BenchmarkGossip50 are left out to bound the
+// run time (a few minutes on 2 cores).
+//
+// go test -run '^$' -bench BenchmarkGossip200 -benchtime 1x -timeout 20m ./mesh/gossip/
+func BenchmarkGossip200(b *testing.B) {
+	benchN = 200
+	if n, err := strconv.Atoi(os.Getenv("GOSSIP_N")); err == nil && n >= 4 {
+		benchN = n
+	}
+	defer func() { benchN = 50 }()
+	probe := memberlist.DefaultLANConfig().ProbeInterval.Seconds()
+	for range b.N {
+		load0 := loadAvg()
+		ours := runScenario(b, "ours", startOurs, true, true)
+		base := runScenario(b, "memberlist", startPlain, true, true)
+		load1 := loadAvg()
+		b.ReportMetric(float64(benchN), "members")
+		b.ReportMetric(probe, "probe_interval_s")
+		b.ReportMetric(finite(ours.join.p50, benchJoinCap), "join_all_p50_s")
+		b.ReportMetric(finite(ours.join.max, benchJoinCap), "join_all_max_s")
+		b.ReportMetric(finite(ours.join.pairs99, benchJoinCap), "join_99pct_pairs_s")
+		b.ReportMetric(ours.deadMedian, "dead_by_all_median_s")
+		b.ReportMetric(ours.deadMax, "dead_by_all_max_s")
+		b.ReportMetric(median(ours.deadFirst), "dead_first_median_s")
+		b.ReportMetric(finite(base.join.p50, benchJoinCap), "ml_join_all_p50_s")
+		b.ReportMetric(finite(base.join.max, benchJoinCap), "ml_join_all_max_s")
+		b.ReportMetric(finite(base.join.pairs99, benchJoinCap), "ml_join_99pct_pairs_s")
+		b.ReportMetric(base.deadMedian, "ml_dead_by_all_median_s")
+		b.ReportMetric(base.deadMax, "ml_dead_by_all_max_s")
+		b.ReportMetric(median(base.deadFirst), "ml_dead_first_median_s")
+		b.ReportMetric(finite(ours.join.max, benchJoinCap)/finite(base.join.max, benchJoinCap), "join_max/ml")
+		if base.deadMax > 0 {
+			b.ReportMetric(ours.deadMax/base.deadMax, "dead_max/ml")
+		}
+		b.ReportMetric(ours.deadMedian/probe, "dead_median/probe_interval")
+		fmt.Printf("gossip %d nodes, loopback, DefaultLANConfig, probe interval %.1f s (load average %s → %s)\n", benchN, probe, load0, load1)
+		for _, r := range []scenarioResult{ours, base} {
+			fmt.Println("gossip   " + r.String())
+		}
+	}
+}
+
+// median of v (0 when empty; +Inf entries sort last).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
 }
