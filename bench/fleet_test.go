@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -379,6 +380,9 @@ func procStatus(pid, field string) float64 {
 //
 // FLEET_AGENTS=10000 go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 60m ./bench/
 func BenchmarkFleet(b *testing.B) {
+	if f := flag.Lookup("test.benchtime"); f == nil || f.Value.String() != "1x" {
+		b.Skip("one run per invocation: -benchtime 1x (make bench's fleet step)")
+	}
 	n := envInt("FLEET_AGENTS", 2000)
 	interval := time.Duration(envInt("FLEET_INTERVAL_MS", 5000)) * time.Millisecond
 	capd := time.Duration(envInt("FLEET_CAP_S", 60)) * time.Second
