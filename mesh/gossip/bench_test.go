@@ -304,8 +304,8 @@ func seedLikeAgent(m *benchMember, all []*benchMember) {
 		if last.IsZero() || time.Since(last) >= agentJoinRetry {
 			last = time.Now()
 			var addrs []string
-			for _, p := range all {
-				if p != m && !m.v.has(p.id) {
+			for _, p := range seedPeers(m, all) {
+				if !m.v.has(p.id) {
 					addrs = append(addrs, p.addr)
 				}
 			}
@@ -323,6 +323,38 @@ func seedLikeAgent(m *benchMember, all []*benchMember) {
 		case <-t.C:
 		}
 	}
+}
+
+// benchSeedOffsets bound a member's seeds when benchN > 50, as the agent's
+// are bounded: it seeds from its snapshot's peer list (snapshot.Config
+// MeshFanout 8, MaxMeshPeers 24), not from the whole directory. Each member
+// gets the members at these distances either way round the ring (12 peers,
+// near and far: a small world, like the snapshot's random picks).
+var benchSeedOffsets = []int{1, 2, 5, 13, 31, 71}
+
+// seedPeers is m's seed list: every other member at 50 or fewer (the
+// directory), else the benchSeedOffsets neighbours.
+func seedPeers(m *benchMember, all []*benchMember) []*benchMember {
+	var out []*benchMember
+	if len(all) <= 50 {
+		for _, p := range all {
+			if p != m {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	i := slices.Index(all, m)
+	seen := map[int]bool{i: true}
+	for _, d := range benchSeedOffsets {
+		for _, j := range []int{(i + d) % len(all), (i - d%len(all) + len(all)) % len(all)} {
+			if !seen[j] {
+				seen[j] = true
+				out = append(out, all[j])
+			}
+		}
+	}
+	return out
 }
 
 type joinResult struct {
@@ -585,7 +617,11 @@ func loadAvg() string {
 // (and for the first one), beside the configured probe interval
 // (DefaultLANConfig's ProbeInterval, which the agent uses). The one-seed and
 // keyed-transport baselines of BenchmarkGossip50 are left out to bound the
-// run time (a few minutes on 2 cores).
+// run time (a few minutes on 2 cores). Above 50 members each member seeds
+// from 12 peers (seedPeers), as an agent seeds from its snapshot's bounded
+// peer list: seeding every member with all 199 others made each retry
+// (every 2 s) a 199-address join per member, which on 2 cores never
+// converged and grew past 1.7 GB in 16 minutes.
 //
 // go test -run '^$' -bench BenchmarkGossip200 -benchtime 1x -timeout 20m ./mesh/gossip/
 func BenchmarkGossip200(b *testing.B) {
