@@ -259,6 +259,13 @@ const (
 // this test binary is re-executed with envChildFleet set, and the package's
 // tests and benchmarks otherwise.
 func TestMain(m *testing.M) {
+	if os.Getenv(envFleetChild) != "" {
+		if err := fleetChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(envChildFleet) != "" {
 		if err := loadgenChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "load generator:", err)

@@ -16,14 +16,14 @@ mkdir -p "$(dirname "$out")"
 : >"$out"
 # Steps to run: the arguments (e.g. `scripts/bench.sh fenced snapshot`), or all;
 # BENCH_FILTER narrows the benchmarks of each step (a -bench pattern).
-steps=" ${*:-fenced raft snapshot mesh gossip tunnel vpn} "
+steps=" ${*:-fenced raft snapshot mesh gossip fleet tunnel vpn} "
 want() { [[ $steps == *" $1 "* ]]; }
 # Every package run is preceded by the machine load (figures on a shared
 # machine are only comparable with their same-run baselines).
 runb() {
 	echo "== load $(cat /proc/loadavg)" | tee -a "$out"
 	echo "== go test -bench ${BENCH_FILTER:-.} $*" | tee -a "$out"
-	go test -run '^$' -bench "${BENCH_FILTER:-.}" "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu|gossip )' | tee -a "$out"
+	go test -run '^$' -bench "${BENCH_FILTER:-.}" "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu|gossip |fleet )' | tee -a "$out"
 }
 # out/bench.json is written from out/bench.txt however the run ends.
 trap 'python3 scripts/benchjson.py "$out" "$json"' EXIT
@@ -33,7 +33,11 @@ want snapshot && runb ./snapshot/
 # mesh/gossip's BenchmarkGossip50 is one ~1-minute run (50 members, join
 # burst, kill trials, plain memberlist baselines): once, not for 2 s.
 want mesh && runb -benchtime 2s $(go list ./mesh/... | grep -v '/mesh/gossip$')
-want gossip && runb -benchtime 1x ./mesh/gossip/
+# BenchmarkGossip200 (200 members, ours vs plain memberlist) runs with it.
+want gossip && runb -benchtime 1x -timeout 30m ./mesh/gossip/
+# The fleet: FLEET_AGENTS (default 2000) simulated mTLS agents in a child
+# process, 3 authorities, a route intent → every agent applied (one run).
+want fleet && BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/
 # Tunnel vs wireguard-go vs Nebula vs bare veth, same run, same namespaces
 # (needs root; iperf3, wireguard-go, wireguard-tools, nebula from Debian).
 if want tunnel || want vpn; then

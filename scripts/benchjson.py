@@ -22,6 +22,14 @@ AIMS = [
     (r"^BenchmarkFencedMutation/clients=1$", "fenced_p50_us", "ungrouped_p50_us", None, "<=", 2000),
     (r"^BenchmarkVerify$", "verify_us", "ed25519_verify_us", "verify/ed25519", "<=", 1.3),
     (r"^BenchmarkBatchedNoiseVsRawUDP$", "noise_MB/s", "raw_MB/s", "noise/raw", ">=", 0.8),
+    # Fleet (issue #24 item 5): absolute aims; the first agent's apply time
+    # is the same-run figure of one agent.
+    (r"^BenchmarkFleet$", "applied_max_s", "first_agent_applied_s", None, "<=", 10),
+    (r"^BenchmarkFleet$", "authorities_rss_MiB", None, None, "<=", 1024),
+    (r"^BenchmarkFleet$", "hb_lost", "hb_acked", None, "<=", 0),
+    # Gossip at 200 members: beside plain memberlist seeded the same way.
+    (r"^BenchmarkGossip200$", "dead_by_all_max_s", "ml_dead_by_all_max_s", "dead_max/ml", None, None),
+    (r"^BenchmarkGossip200$", "join_all_max_s", "ml_join_all_max_s", "join_max/ml", None, None),
 ]
 
 LINE = re.compile(r"^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$")
@@ -75,7 +83,7 @@ def main():
             if r is None and b:
                 r = metrics[fig] / b
             met = None
-            if op and r is not None:
+            if op and (r is not None or not ratio):
                 v = r if ratio else metrics[fig]
                 met = v >= aim if op == ">=" else v <= aim
             results.append({"name": f"{name}:{fig}", "package": pkg, "figure": metrics[fig], "unit": fig,

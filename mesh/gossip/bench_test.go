@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ import (
 //
 // One run per invocation: go test -run '^$' -bench BenchmarkGossip50 -benchtime 1x ./mesh/gossip/
 func BenchmarkGossip50(b *testing.B) {
+	benchN = 50
 	for range b.N {
 		load0 := loadAvg()
 		ours := runScenario(b, "ours", startOurs, true, true)
@@ -75,8 +77,11 @@ func BenchmarkGossip50(b *testing.B) {
 	}
 }
 
+// benchN is the member count of the running benchmark (BenchmarkGossip50
+// and BenchmarkGossip200 set it; benchmarks of a package run one at a time).
+var benchN = 50
+
 const (
-	benchN    = 50
 	benchKill = 3 // kill trials per scenario
 	// benchJoinCap bounds a join burst seeded like the agent; benchOneSeedCap
 	// bounds the single-seed baseline, whose last pairs wait for push/pull
@@ -299,8 +304,8 @@ func seedLikeAgent(m *benchMember, all []*benchMember) {
 		if last.IsZero() || time.Since(last) >= agentJoinRetry {
 			last = time.Now()
 			var addrs []string
-			for _, p := range all {
-				if p != m && !m.v.has(p.id) {
+			for _, p := range seedPeers(m, all) {
+				if !m.v.has(p.id) {
 					addrs = append(addrs, p.addr)
 				}
 			}
@@ -318,6 +323,38 @@ func seedLikeAgent(m *benchMember, all []*benchMember) {
 		case <-t.C:
 		}
 	}
+}
+
+// benchSeedOffsets bound a member's seeds when benchN > 50, as the agent's
+// are bounded: it seeds from its snapshot's peer list (snapshot.Config
+// MeshFanout 8, MaxMeshPeers 24), not from the whole directory. Each member
+// gets the members at these distances either way round the ring (12 peers,
+// near and far: a small world, like the snapshot's random picks).
+var benchSeedOffsets = []int{1, 2, 5, 13, 31, 71}
+
+// seedPeers is m's seed list: every other member at 50 or fewer (the
+// directory), else the benchSeedOffsets neighbours.
+func seedPeers(m *benchMember, all []*benchMember) []*benchMember {
+	var out []*benchMember
+	if len(all) <= 50 {
+		for _, p := range all {
+			if p != m {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	i := slices.Index(all, m)
+	seen := map[int]bool{i: true}
+	for _, d := range benchSeedOffsets {
+		for _, j := range []int{(i + d) % len(all), (i - d%len(all) + len(all)) % len(all)} {
+			if !seen[j] {
+				seen[j] = true
+				out = append(out, all[j])
+			}
+		}
+	}
+	return out
 }
 
 type joinResult struct {
@@ -542,7 +579,9 @@ func measureKill(ms []*benchMember, victim *benchMember) (all, first float64, ok
 		if m.dead {
 			continue
 		}
-		if at := m.v.goneAt(victim.id); !at.IsZero() {
+		// An unlisting before the kill (a false suspicion that was
+		// refuted) does not count.
+		if at := m.v.goneAt(victim.id); !at.IsZero() && !at.Before(tk) {
 			d := at.Sub(tk).Seconds()
 			all, first = max(all, d), min(first, d)
 		}
@@ -569,4 +608,74 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// BenchmarkGossip200 is issue #24's gossip scale run: GOSSIP_N members
+// (default 200) in this one process on real loopback UDP/TCP, ours seeded
+// like the agent and plain memberlist (DefaultLANConfig) seeded exactly the
+// same way in the same run. It reports the candidate convergence time of the
+// join burst (every member lists all others; 99 % of pairs) and the time
+// until a member shut down without leaving is dead for every other member
+// (and for the first one), beside the configured probe interval
+// (DefaultLANConfig's ProbeInterval, which the agent uses). The one-seed and
+// keyed-transport baselines of BenchmarkGossip50 are left out to bound the
+// run time (a few minutes on 2 cores). Above 50 members each member seeds
+// from 12 peers (seedPeers), as an agent seeds from its snapshot's bounded
+// peer list: seeding every member with all 199 others made each retry
+// (every 2 s) a 199-address join per member, which on 2 cores never
+// converged and grew past 1.7 GB in 16 minutes.
+//
+// go test -run '^$' -bench BenchmarkGossip200 -benchtime 1x -timeout 20m ./mesh/gossip/
+func BenchmarkGossip200(b *testing.B) {
+	benchN = 200
+	if n, err := strconv.Atoi(os.Getenv("GOSSIP_N")); err == nil && n >= 4 {
+		benchN = n
+	}
+	defer func() { benchN = 50 }()
+	probe := memberlist.DefaultLANConfig().ProbeInterval.Seconds()
+	for range b.N {
+		load0 := loadAvg()
+		ours := runScenario(b, "ours", startOurs, true, true)
+		base := runScenario(b, "memberlist", startPlain, true, true)
+		// No kill trial ran (the join did not converge): the dead figures
+		// are reported as the cap, not as 0.
+		for _, r := range []*scenarioResult{&ours, &base} {
+			if len(r.dead) == 0 {
+				r.deadMedian, r.deadMax, r.deadFirst = benchDeadCap.Seconds(), benchDeadCap.Seconds(), []float64{benchDeadCap.Seconds()}
+			}
+		}
+		load1 := loadAvg()
+		b.ReportMetric(float64(benchN), "members")
+		b.ReportMetric(probe, "probe_interval_s")
+		b.ReportMetric(finite(ours.join.p50, benchJoinCap), "join_all_p50_s")
+		b.ReportMetric(finite(ours.join.max, benchJoinCap), "join_all_max_s")
+		b.ReportMetric(finite(ours.join.pairs99, benchJoinCap), "join_99pct_pairs_s")
+		b.ReportMetric(ours.deadMedian, "dead_by_all_median_s")
+		b.ReportMetric(ours.deadMax, "dead_by_all_max_s")
+		b.ReportMetric(median(ours.deadFirst), "dead_first_median_s")
+		b.ReportMetric(finite(base.join.p50, benchJoinCap), "ml_join_all_p50_s")
+		b.ReportMetric(finite(base.join.max, benchJoinCap), "ml_join_all_max_s")
+		b.ReportMetric(finite(base.join.pairs99, benchJoinCap), "ml_join_99pct_pairs_s")
+		b.ReportMetric(base.deadMedian, "ml_dead_by_all_median_s")
+		b.ReportMetric(base.deadMax, "ml_dead_by_all_max_s")
+		b.ReportMetric(median(base.deadFirst), "ml_dead_first_median_s")
+		b.ReportMetric(finite(ours.join.max, benchJoinCap)/finite(base.join.max, benchJoinCap), "join_max/ml")
+		if base.deadMax > 0 {
+			b.ReportMetric(ours.deadMax/base.deadMax, "dead_max/ml")
+		}
+		b.ReportMetric(ours.deadMedian/probe, "dead_median/probe_interval")
+		fmt.Printf("gossip %d nodes, loopback, DefaultLANConfig, probe interval %.1f s (load average %s → %s)\n", benchN, probe, load0, load1)
+		for _, r := range []scenarioResult{ours, base} {
+			fmt.Println("gossip   " + r.String())
+		}
+	}
+}
+
+// median of v (0 when empty; +Inf entries sort last).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
 }

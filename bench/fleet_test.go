@@ -1,0 +1,560 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rap-fabric/core/agentapi"
+	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/snapshot"
+	"github.com/rap-fabric/core/store"
+)
+
+// Environment of the fleet child (this test binary re-executed).
+const envFleetChild = "FLEET_CHILD" // path of the fleetSpec JSON
+
+// fleetSpec is what the fleet child needs: the agents, every authority's
+// address, the cluster's CA keys (to verify snapshots) and the rhythm.
+type fleetSpec struct {
+	simFleet
+	ClusterID string        `json:"cluster_id"`
+	Servers   []string      `json:"servers"`
+	CAKeys    [][]byte      `json:"ca_keys"`
+	Interval  time.Duration `json:"interval"`
+	Wait      int           `json:"wait"` // long-poll wait, seconds
+	ApplyCap  time.Duration `json:"apply_cap"`
+}
+
+// fleetReport is the child's answer to "change": what its agents measured
+// from the change (T0) until every agent applied a newer snapshot (or the
+// cap).
+type fleetReport struct {
+	Agents       int             `json:"agents"`
+	PollsOpen    int64           `json:"polls_open"` // long polls in flight at the mark
+	Applied      []time.Duration `json:"applied"`    // T0 → newer snapshot verified, per agent that got one
+	Missing      int             `json:"missing"`
+	Rejected     int64           `json:"rejected"` // snapshots that failed verification
+	PollErrors   int64           `json:"poll_errors"`
+	HBAcked      int             `json:"hb_acked"` // heartbeats sent in [T0, end] and acknowledged
+	HBFailed     int             `json:"hb_failed"`
+	HBAck        []time.Duration `json:"hb_ack"`
+	CPU          time.Duration   `json:"cpu"`
+	End          time.Time       `json:"end"`
+	HBStart      time.Time       `json:"hb_start"` // heartbeat window
+	HBEnd        time.Time       `json:"hb_end"`
+	VersionAfter uint64          `json:"version_after"` // the highest version seen
+}
+
+// fleetAgent is one simulated agent as the real one behaves: one HTTPS +
+// mTLS client for heartbeats and one for the snapshot long poll (as
+// agent/runtime does), both reused connection for connection.
+type fleetAgent struct {
+	id       simIdentity
+	hb, poll *apiclient.Client
+	mu       sync.Mutex
+	applied  uint64
+	markVer  uint64
+	gotAt    time.Time // first newer snapshot after the mark
+}
+
+// fleetChild is the fleet process. Protocol on stdin/stdout: it connects
+// every agent (heartbeat with facts, first snapshot fetched and verified),
+// starts their heartbeat and long-poll loops and prints "ready"; "mark"
+// records every agent's applied version and answers "marked"; "change
+// <unix-nano T0>" waits until every agent verified a newer snapshot (or the
+// cap) and answers one fleetReport JSON line; stdin closing ends it.
+func fleetChild() error {
+	data, err := os.ReadFile(os.Getenv(envFleetChild))
+	if err != nil {
+		return err
+	}
+	var f fleetSpec
+	if err := json.Unmarshal(data, &f); err != nil {
+		return err
+	}
+	var pubs []ed25519.PublicKey
+	for _, k := range f.CAKeys {
+		pubs = append(pubs, ed25519.PublicKey(k))
+	}
+	trusted := snapshot.TrustedKeys(pubs...)
+	agents := make([]*fleetAgent, len(f.Agents))
+	for i, id := range f.Agents {
+		servers := slices.Clone(f.Servers)
+		// Spread the agents over the authorities (the first answering wins).
+		servers = append(servers[i%len(servers):], servers[:i%len(servers)]...)
+		cert := &tls.Certificate{Certificate: [][]byte{id.Cert}, PrivateKey: ed25519.PrivateKey(id.Key)}
+		hb, err := apiclient.New(apiclient.Options{Servers: servers, CAPin: f.CAPin, ServerName: f.ServerName, Certificate: cert, Timeout: 10 * time.Second})
+		if err != nil {
+			return err
+		}
+		poll, err := apiclient.New(apiclient.Options{Servers: servers, CAPin: f.CAPin, ServerName: f.ServerName, Certificate: cert, Timeout: time.Duration(f.Wait+7) * time.Second})
+		if err != nil {
+			return err
+		}
+		agents[i] = &fleetAgent{id: id, hb: hb, poll: poll}
+	}
+	defer func() {
+		for _, a := range agents {
+			a.hb.Close()
+			a.poll.Close()
+		}
+	}()
+	var rejected, pollErrs, open atomic.Int64
+	var maxVer atomic.Uint64
+	verify := func(a *fleetAgent, w *agentapi.Snapshot) bool {
+		signed, err := snapshot.Decode(bytes.NewReader(w.Snapshot), snapshot.DefaultMaxSize)
+		if err == nil {
+			a.mu.Lock()
+			applied := a.applied
+			a.mu.Unlock()
+			_, err = snapshot.Verify(signed, snapshot.Expect{ClusterID: f.ClusterID, NodeID: a.id.NodeID, AppliedVersion: applied, Now: time.Now(), TrustedKeys: trusted})
+		}
+		if err != nil {
+			rejected.Add(1)
+			return false
+		}
+		now := time.Now()
+		a.mu.Lock()
+		a.applied = w.Version
+		if a.markVer > 0 && w.Version > a.markVer && a.gotAt.IsZero() {
+			a.gotAt = now
+		}
+		a.mu.Unlock()
+		for v := maxVer.Load(); w.Version > v && !maxVer.CompareAndSwap(v, w.Version); v = maxVer.Load() {
+		}
+		return true
+	}
+	fetch := func(ctx context.Context, a *fleetAgent, wait int) error {
+		a.mu.Lock()
+		after := a.applied
+		a.mu.Unlock()
+		var w agentapi.Snapshot
+		open.Add(1)
+		err := a.poll.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/agent/snapshot?after_version=%d&wait=%d", after, wait), nil, &w, nil)
+		open.Add(-1)
+		if err != nil {
+			return err
+		}
+		if len(w.Snapshot) > 0 {
+			verify(a, &w)
+		}
+		return nil
+	}
+	// Connect: first heartbeat (facts) and the current snapshot, 16 at a time.
+	if err := parallelDo(len(agents), 16, func(i int) error {
+		a := agents[i]
+		if err := a.hb.Do(context.Background(), http.MethodPost, "/v1/agent/heartbeat", authority.HeartbeatInput{Facts: json.RawMessage(`{"hostname":"sim"}`)}, nil, nil); err != nil {
+			return err
+		}
+		return fetch(context.Background(), a, 0)
+	}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var hbMu sync.Mutex
+	var winStart, winEnd time.Time // heartbeats sent in the window are counted
+	var hbAck []time.Duration
+	var hbFailed int
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, a := range agents {
+		wg.Add(2)
+		go func() { // the long poll, as agent/runtime's snapshot loop
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if err := fetch(ctx, a, f.Wait); err != nil && ctx.Err() == nil {
+					pollErrs.Add(1)
+					time.Sleep(time.Second)
+				}
+			}
+		}()
+		go func() { // heartbeats at the agent's interval, spread over it
+			defer wg.Done()
+			next := start.Add(time.Duration(int64(f.Interval) * int64(i) / int64(len(agents))))
+			seq := int64(1)
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Until(next)):
+				}
+				seq++
+				a.mu.Lock()
+				applied := a.applied
+				a.mu.Unlock()
+				now := time.Now()
+				err := a.hb.Do(ctx, http.MethodPost, "/v1/agent/heartbeat", authority.HeartbeatInput{Seq: seq, SentAt: now, AgentVersion: "bench", State: "normal",
+					AppliedVersion: int64(applied), Health: json.RawMessage(`{"status":"ok"}`)}, nil, nil)
+				hbMu.Lock()
+				if !winStart.IsZero() && !now.Before(winStart) && (winEnd.IsZero() || !now.After(winEnd)) {
+					if err != nil {
+						hbFailed++
+					} else {
+						hbAck = append(hbAck, time.Since(now))
+					}
+				}
+				hbMu.Unlock()
+				next = next.Add(f.Interval)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+	fmt.Println("ready")
+	in := bufio.NewScanner(os.Stdin)
+	var polls int64
+	var c0 time.Duration
+	for in.Scan() {
+		cmd := strings.Fields(in.Text())
+		switch {
+		case len(cmd) == 1 && cmd[0] == "mark":
+			for _, a := range agents {
+				a.mu.Lock()
+				a.markVer, a.gotAt = max(a.applied, 1), time.Time{}
+				a.mu.Unlock()
+			}
+			polls, c0 = open.Load(), cpuTime()
+			hbMu.Lock()
+			winStart, winEnd, hbAck, hbFailed = time.Now(), time.Time{}, nil, 0
+			hbMu.Unlock()
+			fmt.Println("marked", winStart.UnixNano())
+		case len(cmd) == 2 && cmd[0] == "change":
+			var ns int64
+			if _, err := fmt.Sscan(cmd[1], &ns); err != nil {
+				return err
+			}
+			t0 := time.Unix(0, ns)
+			deadline := t0.Add(f.ApplyCap)
+			for time.Now().Before(deadline) {
+				done := true
+				for _, a := range agents {
+					a.mu.Lock()
+					got := !a.gotAt.IsZero()
+					a.mu.Unlock()
+					if !got {
+						done = false
+						break
+					}
+				}
+				if done {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			end := time.Now()
+			// Heartbeats are counted from the mark through the change and
+			// at least one full interval (every agent heartbeats in it),
+			// once their acks are in.
+			hbMu.Lock()
+			winEnd = end
+			if d := winStart.Add(f.Interval); d.After(winEnd) {
+				winEnd = d
+			}
+			hbEnd := winEnd
+			hbMu.Unlock()
+			time.Sleep(time.Until(hbEnd) + 12*time.Second)
+			r := fleetReport{Agents: len(agents), PollsOpen: polls, Rejected: rejected.Load(), PollErrors: pollErrs.Load(), CPU: cpuTime() - c0, End: end, VersionAfter: maxVer.Load()}
+			for _, a := range agents {
+				a.mu.Lock()
+				if a.gotAt.IsZero() {
+					r.Missing++
+				} else {
+					r.Applied = append(r.Applied, a.gotAt.Sub(t0))
+				}
+				a.mu.Unlock()
+			}
+			hbMu.Lock()
+			r.HBAcked, r.HBFailed, r.HBAck, r.HBStart, r.HBEnd = len(hbAck), hbFailed, slices.Clone(hbAck), winStart, winEnd
+			hbMu.Unlock()
+			line, _ := json.Marshal(r)
+			fmt.Println(string(line))
+		default:
+			return fmt.Errorf("fleet child: unknown command %q", in.Text())
+		}
+	}
+	return in.Err()
+}
+
+// fleetProc is the parent's handle on the fleet child.
+type fleetProc struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *bufio.Scanner
+}
+
+func startFleet(b *testing.B, spec fleetSpec) *fleetProc {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "fleet.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	cmd.Env = append(os.Environ(), envFleetChild+"="+path)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	p := &fleetProc{cmd: cmd, stdin: stdin, stdout: sc}
+	b.Cleanup(func() { _ = p.stdin.Close(); _ = p.cmd.Wait() })
+	return p
+}
+
+// line sends cmd (when not "") and returns the child's next output line.
+func (p *fleetProc) line(cmd string) (string, error) {
+	if cmd != "" {
+		if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
+			return "", err
+		}
+	}
+	if !p.stdout.Scan() {
+		return "", fmt.Errorf("fleet child ended (%v)", p.stdout.Err())
+	}
+	return p.stdout.Text(), nil
+}
+
+// procStatus reads a "VmRSS"-style field (kB) of /proc/<pid>/status.
+func procStatus(pid, field string) float64 {
+	data, _ := os.ReadFile("/proc/" + pid + "/status")
+	for _, l := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(l, field+":") {
+			var kb float64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(l, field+":"), "kB")), &kb)
+			return kb
+		}
+	}
+	return 0
+}
+
+// BenchmarkFleet is issue #24 item 5: FLEET_AGENTS simulated agents
+// (default 2000) against a 3-authority group (in this process) and
+// PostgreSQL. The agents run in a child process (this test binary
+// re-executed), each with its own enrolled identity and two HTTPS + mTLS
+// clients reused like agent/runtime's (heartbeats; the snapshot long poll),
+// spread over the three authorities. Every agent heartbeats at the agent's
+// default interval (5 s, FLEET_INTERVAL_MS) and keeps a long poll open
+// (wait 25 s, the agent's default). Then one cluster-wide policy edit (a
+// route intent "* → *", fenced and audited like an owner's) is made at T0,
+// and the benchmark reports: the time from T0 until each agent fetched and
+// verified (Ed25519, audience, version) a newer snapshot (p50/p99/max, and
+// the first agent as the same-run baseline of one agent), agents missing at
+// the cap (FLEET_CAP_S, default 60 s), this process's RSS (the three
+// authorities together: an upper bound for one) and CPU over the change,
+// PostgreSQL connections, and heartbeats during the change: acked by the
+// agents vs committed in PostgreSQL (lost = acked − committed), the
+// heartbeat → committed p99.
+//
+// FLEET_AGENTS=10000 go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 60m ./bench/
+func BenchmarkFleet(b *testing.B) {
+	if f := flag.Lookup("test.benchtime"); f == nil || f.Value.String() != "1x" {
+		b.Skip("one run per invocation: -benchtime 1x (make bench's fleet step)")
+	}
+	n := envInt("FLEET_AGENTS", 2000)
+	interval := time.Duration(envInt("FLEET_INTERVAL_MS", 5000)) * time.Millisecond
+	capd := time.Duration(envInt("FLEET_CAP_S", 60)) * time.Second
+	load0 := loadAvg()
+	g := authtest.New(b, 3)
+	l := g.Leader(20 * time.Second)
+	t := time.Now()
+	cluster, fleet := enrollSim(b, l.Auth, l.APIAddr(), n)
+	// Every agent is a relay node (a mesh role: route intents are in its
+	// snapshot). Setup only: the rows are written directly and the cluster
+	// rebuilt once (a fenced AssignRole per agent would rebuild it N times).
+	// 500 rows per fenced transaction: one of 10,000 exceeds its time bound.
+	for lo := 0; lo < n; lo += 500 {
+		part := fleet.Agents[lo:min(n, lo+500)]
+		if _, err := authority.Fenced(context.Background(), l.Auth, authority.Op{Action: "bench.roles", Actor: authority.Actor{ID: "bench", Kind: "system"},
+			ClusterID: cluster, TargetKind: "cluster", TargetID: cluster}, func(tx pgx.Tx) (int, error) {
+			for _, ag := range part {
+				if _, err := store.InsertRoleAssignment(context.Background(), tx, store.RoleAssignment{ID: store.NewID(), ClusterID: cluster,
+					NodeID: ag.NodeID, Role: string(domain.RoleRelayNode), Policy: json.RawMessage(`{}`), AssignedBy: "bench"}); err != nil {
+					return 0, err
+				}
+			}
+			return len(part), nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := l.Auth.RebuildSnapshots(context.Background(), authority.Actor{ID: "bench", Kind: "system"}, cluster, false); err != nil {
+		b.Fatalf("rebuilding %d mesh snapshots: %v", n, err)
+	}
+	enrollS := time.Since(t).Seconds()
+	trust, err := l.Auth.ClusterTrust(cluster)
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec := fleetSpec{simFleet: fleet, ClusterID: cluster, Interval: interval, Wait: 25, ApplyCap: capd}
+	for _, d := range g.DS {
+		spec.Servers = append(spec.Servers, d.APIAddr())
+	}
+	for _, k := range trust.Keys {
+		spec.CAKeys = append(spec.CAKeys, k.PublicKey)
+	}
+	t = time.Now()
+	p := startFleet(b, spec)
+	if s, err := p.line(""); err != nil || s != "ready" {
+		b.Fatalf("fleet child: %q %v", s, err)
+	}
+	connectS := time.Since(t).Seconds()
+	// Steady state: two heartbeat intervals, every long poll open.
+	time.Sleep(2 * interval)
+	// Heartbeats committed in PostgreSQL, by send time, on every authority.
+	var mu sync.Mutex
+	var sent []time.Time
+	var visible []time.Duration
+	for _, d := range g.DS {
+		d.Auth.Heartbeats().OnFlush(func(s, _ []time.Time, committed time.Time) {
+			mu.Lock()
+			for _, x := range s {
+				sent = append(sent, x)
+				visible = append(visible, committed.Sub(x))
+			}
+			mu.Unlock()
+		})
+		b.Cleanup(func() { d.Auth.Heartbeats().OnFlush(nil) })
+	}
+	if s, err := p.line("mark"); err != nil || !strings.HasPrefix(s, "marked ") {
+		b.Fatalf("fleet child: %q %v", s, err)
+	}
+	ctx := context.Background()
+	pgConns := func() (db, all int) {
+		_ = l.DB.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE datname = current_database()), count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'`).Scan(&db, &all)
+		return
+	}
+	pid := fmt.Sprint(os.Getpid())
+	rss0 := procStatus(pid, "VmRSS")
+	c0 := cpuTime()
+	t0 := time.Now()
+	var maxDB, maxAll int
+	stopPG := make(chan struct{})
+	pgDone := make(chan struct{})
+	go func() { // PostgreSQL connections, sampled through the change
+		defer close(pgDone)
+		for {
+			d, a := pgConns()
+			maxDB, maxAll = max(maxDB, d), max(maxAll, a)
+			select {
+			case <-stopPG:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
+	// The edit goes to the current leader and is retried (same
+	// idempotency key) while the group has none, as an owner's client
+	// would; edit_attempts counts the tries, all inside T0 → applied.
+	attempts := 0
+	for {
+		attempts++
+		ed := g.Leader(60 * time.Second)
+		_, err := ed.Auth.CreateRouteIntent(ctx, authority.Actor{ID: "bench", Kind: "system"}, cluster, authority.RouteIntentRequest{
+			Name: "fleet-edit", Source: "*", Destination: "*", Action: "prefer-relay"}, "bench-fleet-edit")
+		if err == nil {
+			break
+		}
+		if time.Since(t0) > capd {
+			b.Fatalf("policy edit: %d attempts: %v", attempts, err)
+		}
+		b.Logf("policy edit attempt %d: %v", attempts, err)
+		time.Sleep(time.Second)
+	}
+	editMs := float64(time.Since(t0).Microseconds()) / 1000
+	line, err := p.line(fmt.Sprint("change ", t0.UnixNano()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c1 := cpuTime()
+	close(stopPG)
+	<-pgDone
+	var r fleetReport
+	if err := json.Unmarshal([]byte(line), &r); err != nil {
+		b.Fatalf("fleet child answered %q: %v", line, err)
+	}
+	rss1, hwm := procStatus(pid, "VmRSS"), procStatus(pid, "VmHWM")
+	childRSS := procStatus(fmt.Sprint(p.cmd.Process.Pid), "VmRSS")
+	// Let the last acknowledged heartbeats reach PostgreSQL.
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	var committed int
+	var vis []time.Duration
+	for i, s := range sent {
+		if !s.Before(r.HBStart) && !s.After(r.HBEnd) {
+			committed++
+			vis = append(vis, visible[i])
+		}
+	}
+	mu.Unlock()
+	s := func(d time.Duration) float64 { return d.Seconds() }
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	slices.Sort(r.Applied)
+	first := time.Duration(0)
+	if len(r.Applied) > 0 {
+		first = r.Applied[0]
+	}
+	maxApplied := percentile(r.Applied, 1)
+	if r.Missing > 0 {
+		maxApplied = capd
+	}
+	b.ReportMetric(float64(n), "agents")
+	b.ReportMetric(float64(r.PollsOpen), "long_polls_open")
+	b.ReportMetric(s(percentile(r.Applied, 0.5)), "applied_p50_s")
+	b.ReportMetric(s(percentile(r.Applied, 0.99)), "applied_p99_s")
+	b.ReportMetric(s(maxApplied), "applied_max_s")
+	b.ReportMetric(s(first), "first_agent_applied_s")
+	b.ReportMetric(float64(r.Missing), "agents_not_applied")
+	b.ReportMetric(float64(r.Rejected), "snapshots_rejected")
+	b.ReportMetric(editMs, "policy_edit_ms")
+	b.ReportMetric(float64(attempts), "edit_attempts")
+	b.ReportMetric(s(maxApplied)/10, "applied_max/aim_10s")
+	b.ReportMetric(rss1/1024, "authorities_rss_MiB")
+	b.ReportMetric(hwm/1024, "authorities_peak_rss_MiB")
+	b.ReportMetric(childRSS/1024, "fleet_rss_MiB")
+	b.ReportMetric(s(c1-c0), "authorities_cpu_s")
+	b.ReportMetric(s(r.CPU), "fleet_cpu_s")
+	b.ReportMetric(float64(maxDB), "pg_conns_db_max")
+	b.ReportMetric(float64(maxAll), "pg_conns_all_max")
+	b.ReportMetric(float64(r.HBAcked), "hb_acked")
+	b.ReportMetric(float64(committed), "hb_committed")
+	b.ReportMetric(float64(max(0, r.HBAcked-committed)), "hb_lost")
+	b.ReportMetric(float64(r.HBFailed), "hb_failed")
+	b.ReportMetric(ms(percentile(r.HBAck, 0.99)), "hb_ack_p99_ms")
+	b.ReportMetric(ms(percentile(vis, 0.99)), "hb_visible_p99_ms")
+	b.ReportMetric(interval.Seconds(), "hb_interval_s")
+	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
+		n, interval, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, loadAvg())
+}
