@@ -270,6 +270,14 @@ for l in json.load(sys.stdin)["history"]:
 	echo "($hname restarted: it stands by)"
 fi
 
+# Signed releases and rollouts (scripts/demo-release.sh): before the console
+# section, whose owner with MFA retires the bootstrap API token used here.
+if [ "${RAP_DEMO_RELEASES:-1}" != 0 ]; then
+	. scripts/demo-release.sh
+else
+	echo; echo "(RAP_DEMO_RELEASES=0: the signed release and rollout section is skipped)"
+fi
+
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "$bin/rap-authority" bootstrap-owner --database-url "$db" --name owner --demo-password "$pw" --console-url "https://${API[1]}/console/" | tee "$demo/owner.txt"
