@@ -17,8 +17,8 @@ go build -ldflags "-X main.version=1.2.0 -X main.mode=exit" -o "$rel/rap-node-ag
 ls -l "$rel" | awk 'NR>1 {printf "  %-22s %9d bytes\n", $9, $5}'
 (
 	cd "$rel"
-	for k in root1 root2 root3; do rapctl release keygen --role root --out "$k"; done
-	rapctl release keygen --role signing --out sign1
+	for k in root1 root2 root3; do rapctl release keygen --role root --out "$k" | head -1; done
+	rapctl release keygen --role signing --out sign1 | head -1
 	rapctl release keyset create --version 1 --signing-key sign1.pub --out keyset.json
 	rapctl release sign --key root1 keyset.json # any 2 of the 3 root holders
 	rapctl release sign --key root3 keyset.json
@@ -36,7 +36,13 @@ ls -l "$rel" | awk 'NR>1 {printf "  %-22s %9d bytes\n", $9, $5}'
 
 say "the authorities learn the root keys (Raft), the root-signed key set, and store the release (chunked, verified)"
 rapctl release roots set "$rel/root1.pub" "$rel/root2.pub" "$rel/root3.pub" --threshold 2 --reason "make demo: release roots" | tail -n +2
-rapctl release keyset publish "$rel/keyset.json" | tail -n +2
+# (an authority that has not applied the roots' Raft entry yet answers conflict: retry)
+for i in $(seq 1 20); do
+	out=$(rapctl release keyset publish "$rel/keyset.json" 2>&1) && break
+	[ "$i" = 20 ] && { echo "$out"; exit 1; }
+	sleep 0.3
+done
+echo "$out" | tail -n +2
 rapctl release publish "$rel/m-1.1.0.json" "$rel/rap-node-agent-1.1.0" 2>&1 | tr '\r' '\n' | grep -v '^$' | sed -n '1p;$p'
 rapctl release publish "$rel/m-1.2.0.json" "$rel/rap-node-agent-1.2.0" 2>&1 | tr '\r' '\n' | grep -v '^$' | sed -n '1p;$p'
 rapctl release list
