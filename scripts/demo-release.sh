@@ -36,13 +36,7 @@ ls -l "$rel" | awk 'NR>1 {printf "  %-22s %9d bytes\n", $9, $5}'
 
 say "the authorities learn the root keys (Raft), the root-signed key set, and store the release (chunked, verified)"
 rapctl release roots set "$rel/root1.pub" "$rel/root2.pub" "$rel/root3.pub" --threshold 2 --reason "make demo: release roots" | tail -n +2
-# (an authority that has not applied the roots' Raft entry yet answers conflict: retry)
-for i in $(seq 1 20); do
-	out=$(rapctl release keyset publish "$rel/keyset.json" 2>&1) && break
-	[ "$i" = 20 ] && { echo "$out"; exit 1; }
-	sleep 0.3
-done
-echo "$out" | tail -n +2
+rapctl release keyset publish "$rel/keyset.json" | tail -n +2
 rapctl release publish "$rel/m-1.1.0.json" "$rel/rap-node-agent-1.1.0" 2>&1 | tr '\r' '\n' | grep -v '^$' | sed -n '1p;$p'
 rapctl release publish "$rel/m-1.2.0.json" "$rel/rap-node-agent-1.2.0" 2>&1 | tr '\r' '\n' | grep -v '^$' | sed -n '1p;$p'
 rapctl release list
@@ -92,10 +86,12 @@ for w in v["waves"]:
     print("  %-7s [%-20s] %d/%d ok %d failed   %s" % (label, bar, w["succeeded"], n, w["failed"], who))
 print("  state %s, wave %d; next: %s" % (v["state"], v["current_wave"], v["next"] or v["decision"]))' "$names") || { sleep 0.5; continue; }
 		st=${out%%$'\n'*}
-		if [ "${out#*$'\n'}" != "$last" ]; then
-			last=${out#*$'\n'}
+		# a new frame when anything but the soak deadline's clock changed
+		key=$(sed 's/soaking until [0-9TZ:.-]*/soaking/' <<<"${out#*$'\n'}")
+		if [ "$key" != "$last" ]; then
+			last=$key
 			echo "[$(date +%T)]"
-			echo "$last"
+			echo "${out#*$'\n'}"
 		fi
 		for u in "$@"; do [ "$st" = "$u" ] && return 0; done
 		sleep 0.5
@@ -128,6 +124,7 @@ echo "the canary's heartbeat: update state \"$us\""
 cname=$(python3 -c 'import json,sys; print(json.loads(sys.argv[2]).get(sys.argv[1], sys.argv[1]))' "$canary" "$names")
 echo "-- its launcher's log:"
 grep -h 'rap-node-agent-launcher' "$demo/agent${cname#edge-}/run.log" | grep -i '1.2.0' | tail -4 | cut -c1-220
+echo "-- the owner closes the halted rollout (every node back to the last known good, 1.1.0) and blocklists 1.2.0:"
 rapctl rollout rollback demo "$r2" --reason "make demo: 1.2.0 is broken" | tail -n +2
 rapctl rollout blocklist rap-node-agent@1.2.0 --reason "make demo: exits at start" | tail -n +2
 rapctl rollout list demo

@@ -302,5 +302,6 @@ echo "restart:     $demo/a1.sh  $demo/a2.sh  $demo/a3.sh  (each authority's own 
 echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list"
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
 echo "VPN:         bin/rapctl vpn list demo; console page https://${API[1]}/console/vpn"
+[ "${RAP_DEMO_RELEASES:-1}" = 0 ] || echo "releases:    bin/rapctl release list; bin/rapctl rollout list demo; console page https://${API[1]}/console/releases (agents run under bin/rap-node-agent-launcher)"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
 echo "stop with:   make demo-stop"
