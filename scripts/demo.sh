@@ -293,7 +293,9 @@ for _ in $(seq 1 150); do
 	[ "$(healthy_members)" = 3 ] && break
 	sleep 0.2
 done
-"$bin/rapctl" --server "${API[2]}" authority status | sed -n 2p
+# (right after its start auth-2 may refuse TLS for a moment: ask until it answers)
+for _ in $(seq 1 100); do a2out=$("$bin/rapctl" --server "${API[2]}" authority status 2>&1) && break; sleep 0.2; done
+echo "$a2out" | sed -n 2p
 [ "$(healthy_members)" = 3 ] || { echo "auth-2 did not come back:"; tail -20 "$demo/a2.log"; exit 1; }
 
 say "demo is running"
