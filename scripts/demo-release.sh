@@ -5,6 +5,7 @@
 # rolled out: the canary rolls itself back and the rollout halts.
 # RAP_DEMO_RELEASES=0 make demo skips it.
 
+rel_t0=$(date +%s)
 say "signed releases: an offline key ceremony, two agent versions and a broken one (-ldflags -X)"
 rel=$root/$demo/release
 mkdir -p "$rel"
@@ -128,3 +129,4 @@ echo "-- the owner closes the halted rollout (every node back to the last known 
 rapctl rollout rollback demo "$r2" --reason "make demo: 1.2.0 is broken" | tail -n +2
 rapctl rollout blocklist rap-node-agent@1.2.0 --reason "make demo: exits at start" | tail -n +2
 rapctl rollout list demo
+echo "(release section: $(($(date +%s) - rel_t0)) s, builds included)"
