@@ -210,8 +210,9 @@ type CertStatus struct {
 
 // Snapshot is one signed snapshot as served to agents (GET
 // /v1/agent/snapshot) and config-storage nodes. Snapshot is the signed wire
-// envelope; the other fields are a convenience copy of its header and carry
-// no authority.
+// envelope (for config-storage nodes: that envelope sealed to its target,
+// snapshot.Seal); the other fields are a convenience copy of its header and
+// carry no authority.
 type Snapshot struct {
 	ClusterID string    `json:"cluster_id"`
 	NodeID    string    `json:"node_id"`

@@ -29,6 +29,11 @@ const (
 	ActionMFAReset           Action = "user.mfa.reset"       // reset another user's MFA or devices
 	ActionAPITokenCreate     Action = "apitoken.create"      // mint an API token
 	ActionLeaseFence         Action = "vpn.lease.fence"      // fence a VPN connection's lease (recovery)
+	// Organization-scoped high-risk actions (an organization admin's session).
+	ActionOrgUserManage   Action = "org.user.manage"   // invite, disable or enable an organization account
+	ActionOrgPolicyChange Action = "org.policy.change" // create or delete an organization access policy
+	ActionOrgInvite       Action = "org.invite"        // a platform admin invites an organization admin
+	ActionOrgEndpoint     Action = "org.endpoint"      // a platform admin publishes or withdraws an endpoint
 )
 
 var highRisk = []Action{
@@ -37,6 +42,7 @@ var highRisk = []Action{
 	ActionCrossClusterTrust, ActionSecretsAccess, ActionUpdatePolicy,
 	ActionJoinTokenCreate, ActionPlatformRoleAssign, ActionMFAReset, ActionAPITokenCreate,
 	ActionLeaseFence,
+	ActionOrgUserManage, ActionOrgPolicyChange, ActionOrgInvite, ActionOrgEndpoint,
 }
 
 // HighRiskActions returns the actions that need step-up, in a stable order.

@@ -135,5 +135,5 @@ func TestStepUpActions(t *testing.T) {
 		require.True(t, a.HighRisk(), a)
 		require.ErrorIs(t, f.su.Require(ctx, f.sess, a, "x"), ErrStepUpRequired, a)
 	}
-	require.Len(t, HighRiskActions(), 15)
+	require.Len(t, HighRiskActions(), 19) // 15 platform + 4 organization actions
 }

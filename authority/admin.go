@@ -300,8 +300,12 @@ func (ad *Admin) CompleteSetup(ctx context.Context, name, setupSecret, password,
 	if err := ad.Store.SetPasswordHash(ctx, id, hash); err != nil {
 		return SetupResult{}, adminErr(err)
 	}
-	_ = ad.a.AuditRisk(ctx, Op{Action: "user.setup", Actor: Actor{ID: id, Kind: "user", SourceAddr: source.String()}, TargetKind: "user", TargetID: id,
-		Details: map[string]any{"name": name}}, "ok", map[string]string{"mfa": "enrolled"})
+	setupOp := Op{Action: "user.setup", Actor: Actor{ID: id, Kind: "user", SourceAddr: source.String()}, TargetKind: "user", TargetID: id,
+		Details: map[string]any{"name": name}}
+	if u, err := ad.User(ctx, id); err == nil && u.OrganizationID != nil {
+		setupOp.OrganizationID = *u.OrganizationID // also in the organization's own audit
+	}
+	_ = ad.a.AuditRisk(ctx, setupOp, "ok", map[string]string{"mfa": "enrolled"})
 	s, tok, err := ad.createSession(ctx, id, source)
 	if err != nil {
 		return SetupResult{}, err
@@ -368,7 +372,11 @@ func (ad *Admin) DoLogin(ctx context.Context, req LoginAttempt) (authn.LoginResu
 		if res.UsedRecoveryCode {
 			risk["recovery_code"] = "used"
 		}
-		_ = ad.a.AuditRisk(ctx, Op{Action: "auth.login", Actor: actor, TargetKind: "user", TargetID: res.User.ID, Details: map[string]any{"name": req.Username}}, "ok", risk)
+		op := Op{Action: "auth.login", Actor: actor, TargetKind: "user", TargetID: res.User.ID, Details: map[string]any{"name": req.Username}}
+		if u, err := ad.User(ctx, res.User.ID); err == nil && u.OrganizationID != nil {
+			op.OrganizationID = *u.OrganizationID // also in the organization's own audit
+		}
+		_ = ad.a.AuditRisk(ctx, op, "ok", risk)
 		return res, nil
 	}
 	if errors.Is(err, authn.ErrMFARequired) {
@@ -376,6 +384,7 @@ func (ad *Admin) DoLogin(ctx context.Context, req LoginAttempt) (authn.LoginResu
 	}
 	outcome := "denied"
 	details := map[string]any{"name": truncate(req.Username, 64), "reason": authn.ErrorCode(err)}
+	ad.a.metrics.loginFailed(authn.ErrorCode(err))
 	if authn.StatusCode(err) >= 500 {
 		outcome = "failed"
 	}
@@ -458,6 +467,7 @@ func (ad *Admin) GrantStepUp(ctx context.Context, p Principal, actor Actor, acti
 	if err != nil {
 		outcome = "denied"
 		details["reason"] = authn.ErrorCode(err)
+		ad.a.metrics.stepUpFailed(authn.ErrorCode(err))
 	}
 	_ = ad.a.AuditRisk(ctx, Op{Action: "auth.step_up", Actor: actor, TargetKind: "step_up", TargetID: string(action), Details: details}, outcome, p.Risk(ad.Now()))
 	return g, err
@@ -475,6 +485,7 @@ func (ad *Admin) RequireStepUp(ctx context.Context, p Principal, actor Actor, ac
 	}
 	risk := p.Risk(ad.Now())
 	risk["step_up"] = "missing"
+	ad.a.metrics.stepUpFailed("missing")
 	_ = ad.a.AuditRisk(ctx, Op{Action: string(action), Actor: actor, TargetKind: "route", TargetID: target,
 		Details: map[string]any{"error_code": string(CodeStepUp)}}, "denied", risk)
 	return &Error{Code: CodeStepUp, Message: "this action needs a fresh second factor: POST /v1/auth/step-up first",

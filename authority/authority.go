@@ -106,6 +106,8 @@ type Config struct {
 	GroupCommit GroupCommitOptions
 	// Audit configures the audit chain's Raft checkpoints (auditchain.go).
 	Audit AuditConfig
+	// Orgs configures organization accounts and projections (orgs.go).
+	Orgs OrgsConfig
 }
 
 func (c *Config) defaults() {
@@ -167,8 +169,11 @@ type Authority struct {
 	vpn        *VPN
 	releases   *Releases
 	rollouts   *Rollouts
+	// metrics are this process's Prometheus series (metrics.go).
+	metrics *metrics
 	// groups batches concurrent fenced mutations into group transactions.
 	groups *groupCommitter
+	orgs   *Orgs
 }
 
 // New validates cfg and wires an Authority with its subsystems. It performs no
@@ -180,6 +185,7 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	cfg.defaults()
 	a := &Authority{cfg: cfg, raft: raft, state: state, db: db, log: cfg.Logger.Named("authority"),
 		limiter: newFailureLimiter(cfg.Clock)}
+	a.metrics = newMetrics()
 	a.groups = newGroupCommitter(db, cfg.GroupCommit)
 	var err error
 	if a.admin, err = newAdmin(a, cfg.Admin); err != nil {
@@ -196,8 +202,15 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 	if a.rollouts, err = newRollouts(a, cfg.Rollouts); err != nil {
 		return nil, &ConfigError{Field: "Rollouts", Reason: err.Error()}
 	}
+	if a.orgs, err = newOrgs(a, cfg.Orgs); err != nil {
+		return nil, &ConfigError{Field: "Orgs", Reason: err.Error()}
+	}
 	return a, nil
 }
+
+// Orgs returns the organization subsystem (accounts, endpoints, resources,
+// policies, audit of tenants).
+func (a *Authority) Orgs() *Orgs { return a.orgs }
 
 // Releases returns the version storage subsystem.
 func (a *Authority) Releases() *Releases { return a.releases }
@@ -318,6 +331,9 @@ type Op struct {
 	TargetID       string
 	IdempotencyKey string
 	Details        map[string]any
+
+	// OrganizationID puts the event into that organization's own audit view.
+	OrganizationID string
 }
 
 // ensureLeader checks, without a quorum round trip, that this node leads with a
@@ -405,7 +421,9 @@ func (a *Authority) apply(ctx context.Context, requestID string, cmd fsm.Command
 // confirmed by a quorum, then one PostgreSQL transaction under the fence that
 // also appends the audit event and, with an idempotency key, stores the
 // response so that a retry returns it instead of applying again.
-func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) (T, error)) (T, error) {
+func Fenced[T any](ctx context.Context, a *Authority, op Op, fn func(tx pgx.Tx) (T, error)) (_ T, err error) {
+	start := time.Now()
+	defer func() { a.metrics.observeFenced(op, start, err) }()
 	var zero T
 	epoch, err := a.ensureLeader()
 	if err != nil {
@@ -545,6 +563,10 @@ func (a *Authority) auditEvent(op Op, outcome string, epoch int64, risk map[stri
 	if op.ClusterID != "" {
 		c := op.ClusterID
 		ev.ClusterID = &c
+	}
+	if op.OrganizationID != "" {
+		o := op.OrganizationID
+		ev.OrganizationID = &o
 	}
 	if epoch > 0 {
 		ev.FenceEpoch = &epoch

@@ -75,7 +75,7 @@ func (c Config) Validate() error {
 	for _, sub := range []struct {
 		name string
 		err  error
-	}{{"VPN", c.VPN.Validate()}, {"Releases", c.Releases.Validate()}, {"Rollouts", c.Rollouts.Validate()}} {
+	}{{"VPN", c.VPN.Validate()}, {"Releases", c.Releases.Validate()}, {"Rollouts", c.Rollouts.Validate()}, {"Orgs", c.Orgs.Validate()}} {
 		if sub.err == nil {
 			continue
 		}

@@ -404,6 +404,9 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		h.mu.Unlock()
 		return nil
 	}
+	if h.a != nil {
+		defer h.a.metrics.observeHeartbeatFlush(time.Now())
+	}
 	rows, sent := h.pending, h.sent
 	h.pending, h.sent, h.spareRows, h.spareSent = h.spareRows, h.spareSent, nil, nil
 	keys := h.dirty

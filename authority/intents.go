@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rap-fabric/core/domain"
+	"github.com/rap-fabric/core/snapshot"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -234,6 +237,12 @@ type snapshotIntent struct {
 	Destination string `json:"destination"`
 	Action      string `json:"action"`
 	Priority    int    `json:"priority"`
+	// SourceNodes and DestinationNodes are set by resolveIntentNodes for a
+	// region, role, group or organization selector: the members it names
+	// (possibly none), so that a mesh node decides for nodes it does not
+	// know.
+	SourceNodes      *[]string `json:"source_nodes,omitempty"`
+	DestinationNodes *[]string `json:"destination_nodes,omitempty"`
 }
 
 type snapshotQoS struct {
@@ -294,4 +303,99 @@ func mergeIntoPolicy(doc json.RawMessage, key string, v any) (json.RawMessage, e
 	}
 	m[key] = b
 	return json.Marshal(m)
+}
+
+// resolveIntentNodes resolves the attribute selectors (region, role, group,
+// organization) of the route intents in route against the cluster state:
+// each such side gets the sorted ids of the non-revoked members it names.
+// A relay sees frames of nodes outside its bounded directory, so it cannot
+// resolve these itself; "*" and node:ID need no resolution. A node is in an
+// organization when an active role assignment or an enabled service of that
+// organization is on it.
+func resolveIntentNodes(route json.RawMessage, s *snapshot.State) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if d := strings.TrimSpace(string(route)); d == "" || d == "null" {
+		return route, nil
+	}
+	if err := json.Unmarshal(route, &m); err != nil {
+		return nil, err
+	}
+	raw, ok := m["route_intents"]
+	if !ok {
+		return route, nil
+	}
+	var list []snapshotIntent
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, err
+	}
+	parent := map[string]string{}
+	for _, g := range s.Groups {
+		parent[g.ID] = g.ParentID
+	}
+	type attrs struct {
+		region string
+		roles  map[string]bool
+		groups map[string]bool
+		orgs   map[string]bool
+	}
+	nodes := map[string]*attrs{}
+	var ids []string
+	for _, n := range s.Nodes {
+		a := &attrs{region: n.Region, roles: map[string]bool{}, groups: map[string]bool{}, orgs: map[string]bool{}}
+		revoked := false
+		for _, ms := range n.Memberships {
+			if ms.ClusterID != s.Cluster.ID {
+				continue
+			}
+			revoked = ms.Status == domain.MembershipRevoked
+			for g, i := ms.GroupID, 0; g != "" && i < 1000; g, i = parent[g], i+1 {
+				a.groups[g] = true
+			}
+		}
+		if !revoked {
+			nodes[n.ID] = a
+			ids = append(ids, n.ID)
+		}
+	}
+	slices.Sort(ids)
+	for _, r := range s.Assignments {
+		if a := nodes[r.NodeID]; a != nil && !r.Disabled {
+			a.roles[string(r.Role)] = true
+			if r.OrganizationID != "" {
+				a.orgs[r.OrganizationID] = true
+			}
+		}
+	}
+	for _, sv := range s.Services {
+		if a := nodes[sv.NodeID]; a != nil && sv.Enabled && sv.OrganizationID != "" {
+			a.orgs[sv.OrganizationID] = true
+		}
+	}
+	resolve := func(sel string) *[]string {
+		kind, val, _ := strings.Cut(sel, ":")
+		var test func(*attrs) bool
+		switch kind {
+		case "region":
+			test = func(a *attrs) bool { return a.region == val }
+		case "role":
+			test = func(a *attrs) bool { return a.roles[val] }
+		case "group":
+			test = func(a *attrs) bool { return a.groups[val] }
+		case "organization":
+			test = func(a *attrs) bool { return a.orgs[val] }
+		default:
+			return nil
+		}
+		out := []string{}
+		for _, id := range ids {
+			if test(nodes[id]) {
+				out = append(out, id)
+			}
+		}
+		return &out
+	}
+	for i := range list {
+		list[i].SourceNodes, list[i].DestinationNodes = resolve(list[i].Source), resolve(list[i].Destination)
+	}
+	return mergeIntoPolicy(route, "route_intents", list)
 }

@@ -7,11 +7,14 @@ package authority
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/snapshot"
@@ -95,9 +98,13 @@ func storageAssignments(members []store.SnapshotMember, roles []store.RoleAssign
 	return out
 }
 
-// StorageSnapshots returns the newest signed snapshots a config-storage node
+// StorageSnapshots returns the newest snapshots a config-storage node
 // caches and serves: those of the nodes listed in its own snapshot's
-// cache_nodes. The node must hold an active config-storage role.
+// cache_nodes, each sealed to its target's X25519 (Noise) key
+// (snapshot.Seal): Signed holds the sealed envelope, which the storage node
+// can verify (cluster key, audience, version, expiry) but not read. A node
+// without a usable Noise key is left out. The node must hold an active
+// config-storage role.
 func (a *Authority) StorageSnapshots(ctx context.Context, node NodePrincipal) ([]store.StoredSnapshot, error) {
 	roles, err := store.ListRoleAssignments(ctx, a.db.Pool, node.ClusterID, node.NodeID, store.Page{Limit: 500})
 	if err != nil {
@@ -126,6 +133,102 @@ func (a *Authority) StorageSnapshots(ctx context.Context, node NodePrincipal) ([
 	if len(s.Body.CacheNodes) == 0 {
 		return []store.StoredSnapshot{}, nil
 	}
-	out, err := store.LatestSnapshots(ctx, a.db.Pool, node.ClusterID, s.Body.CacheNodes)
-	return out, asErrorOrNil(err)
+	latest, err := store.LatestSnapshots(ctx, a.db.Pool, node.ClusterID, s.Body.CacheNodes)
+	if err != nil {
+		return nil, asError(err)
+	}
+	return a.sealForStorage(ctx, node.ClusterID, latest)
+}
+
+// sealForStorage replaces each snapshot's Signed with its sealed envelope.
+func (a *Authority) sealForStorage(ctx context.Context, clusterID string, snaps []store.StoredSnapshot) ([]store.StoredSnapshot, error) {
+	if len(snaps) == 0 {
+		return []store.StoredSnapshot{}, nil
+	}
+	ids := make([]string, len(snaps))
+	for i, x := range snaps {
+		ids[i] = x.NodeID
+	}
+	noise, err := a.noiseKeys(ctx, clusterID, ids)
+	if err != nil {
+		return nil, err
+	}
+	key, _, kid, err := a.clusterSigner(clusterID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.StoredSnapshot, 0, len(snaps))
+	for _, x := range snaps {
+		pub := noise[x.NodeID]
+		if len(pub) != 32 {
+			continue
+		}
+		ck := fmt.Sprintf("%s|%s|%d|%s|%x|%x", clusterID, x.NodeID, x.Version, kid, pub, sha256.Sum256(x.Signed))
+		sealed, ok := a.snapshots.sealed.get(ck)
+		if !ok {
+			if sealed, err = snapshot.Seal(x.Signed, pub, key, a.cfg.Rand); err != nil {
+				return nil, &Error{Code: CodeInternal, Message: "a stored snapshot cannot be sealed", Err: err}
+			}
+			a.snapshots.sealed.put(ck, sealed)
+		}
+		x.Signed = sealed
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// noiseKeys returns the X25519 Noise public keys of nodes, from the same
+// identity the snapshot builder picks (active first, then newest).
+func (a *Authority) noiseKeys(ctx context.Context, clusterID string, nodeIDs []string) (map[string][]byte, error) {
+	rows, err := a.db.Pool.Query(ctx, `SELECT DISTINCT ON (node_id) node_id::text, noise_public_key FROM node_identities
+	      WHERE cluster_id::text = $1 AND node_id::text = ANY($2::text[])
+	      ORDER BY node_id, (identity_status = 'active') DESC, created_at DESC`, clusterID, nodeIDs)
+	if err != nil {
+		return nil, asError(store.MapError(err))
+	}
+	defer rows.Close()
+	out := map[string][]byte{}
+	for rows.Next() {
+		var id string
+		var pub []byte
+		if err := rows.Scan(&id, &pub); err != nil {
+			return nil, asError(store.MapError(err))
+		}
+		out[id] = pub
+	}
+	return out, asErrorOrNil(store.MapError(rows.Err()))
+}
+
+// maxSealCacheBytes bounds the sealed-envelope cache; when a new envelope
+// would exceed it the cache starts over (old versions are never asked for
+// again, so a reset costs at most one seal per served node).
+const maxSealCacheBytes = 64 << 20
+
+// sealCache keeps sealed envelopes by (cluster, node, version, key, target
+// key, content) so that a storage node's periodic refresh does not cost an
+// X25519 and a signature per served node each time.
+type sealCache struct {
+	mu    sync.Mutex
+	m     map[string][]byte
+	bytes int
+}
+
+func (c *sealCache) get(k string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *sealCache) put(k string, v []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || c.bytes+len(v)+len(k) > maxSealCacheBytes {
+		c.m, c.bytes = map[string][]byte{}, 0
+	}
+	if old, ok := c.m[k]; ok {
+		c.bytes -= len(old) + len(k)
+	}
+	c.m[k] = v
+	c.bytes += len(v) + len(k)
 }

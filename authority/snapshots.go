@@ -97,6 +97,9 @@ type snapshotService struct {
 	waiters   map[string]chan struct{}
 	kick      chan struct{}
 	listening atomic.Bool
+	// sealed caches sealed envelopes served to config-storage nodes
+	// (snapshot_storage.go).
+	sealed sealCache
 }
 
 func newSnapshotService(o SnapshotOptions) *snapshotService {
@@ -239,6 +242,9 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 		}
 		s.Telemetry = append(s.Telemetry, tf)
 	}
+	if s.RoutePolicy, err = resolveIntentNodes(s.RoutePolicy, s); err != nil {
+		return nil, err
+	}
 	var entry []struct {
 		OrganizationID string          `json:"organization_id"`
 		Policy         json.RawMessage `json:"policy"`
@@ -248,6 +254,9 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 		s.EntryPolicies = append(s.EntryPolicies, snapshot.EntryPolicy{OrganizationID: e.OrganizationID, Policy: e.Policy})
 	}
 	s.StorageAssignments = storageAssignments(members, roles, groupOf, parent, a.snapshots.opts.StorageFanout)
+	if err := loadOrgAccess(ctx, q, c.ID, s); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -292,6 +301,7 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 	st := a.snapshots
 	st.buildMu.Lock()
 	defer st.buildMu.Unlock()
+	defer a.metrics.observeSnapshotBuild(time.Now())
 	epoch, err := a.ensureLeader()
 	if err != nil {
 		return RebuildResult{}, err

@@ -72,6 +72,16 @@ type Config struct {
 	// Audit configures the audit chain's Raft checkpoints
 	// (authority.Config.Audit).
 	Audit authority.AuditConfig
+
+	// MetricsListen is the loopback address of the Prometheus metrics
+	// listener (plain HTTP, no credentials); "" runs none. A non-loopback
+	// address is refused (observe.go).
+	MetricsListen string
+	// MetricsToken, when set, also opens /metrics on the API listener to
+	// "Authorization: Bearer <token>"; otherwise /metrics is refused there.
+	MetricsToken string
+	// DebugListen is the loopback address of the pprof listener; "" runs none.
+	DebugListen string
 }
 
 // Validate reports a missing required field or an invalid authority setting
@@ -79,6 +89,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.NodeID == "" || c.DataDir == "" || c.DatabaseURL == "" || c.RaftBind == "" || c.APIListen == "" {
 		return errors.New("daemon: node id, data dir, database URL, raft bind and API listen addresses are required")
+	}
+	if err := c.validateObserve(); err != nil {
+		return err
 	}
 	if len(c.KEK) != 0 && len(c.KEK) != 32 {
 		return fmt.Errorf("daemon: KEK must be 32 bytes (got %d)", len(c.KEK))
@@ -113,6 +126,9 @@ type Daemon struct {
 	// stopChain stops the audit chainer.
 	stopChain context.CancelFunc
 	wg        sync.WaitGroup
+
+	// obs are the loopback metrics and pprof listeners (observe.go).
+	obs observers
 }
 
 // Start validates cfg, migrates the database and starts Raft and the API. On
@@ -203,8 +219,13 @@ func Start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	}
 	d.Auth = auth
 	d.VPN = auth.VPN()
-	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log})
+	d.API = httpapi.New(httpapi.Options{Authority: auth, Status: d, Members: d, Logger: log,
+		Registry: newRegistry(auth), MetricsToken: cfg.MetricsToken})
 	d.registerMetrics()
+	if err := d.obs.start(cfg, d.API.MetricsHandler()); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, d.obs.close)
 
 	ln, err := net.Listen("tcp", cfg.APIListen)
 	if err != nil {
@@ -414,6 +435,7 @@ func (d *Daemon) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = d.http.Shutdown(ctx)
+	d.obs.close()
 	d.stopChain()
 	err := d.Raft.Shutdown()
 	d.wg.Wait()

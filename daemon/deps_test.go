@@ -88,6 +88,7 @@ func TestAuthorityDoesNotImportHTTP(t *testing.T) {
 var layers = map[string][]string{
 	// Pure leaves.
 	"domain": {}, "audit": {}, "authn": {}, "jointoken": {}, "pki": {}, "migrations": {},
+	"promsink": {}, "loopback": {}, // observability: go-metrics bridge; loopback metrics/pprof listeners
 	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
 	"agent/statusclient": {}, "workloadspec": {}, "vpnrules": {}, "release": {}, "rollout": {},
 	"mesh/": {"mesh/", "domain"},
@@ -98,9 +99,9 @@ var layers = map[string][]string{
 	"authority/raftnode": {"fsm"},
 	"httpapi":            {"agentapi", "authn", "authority", "domain", "httpapi/console", "pki", "release", "store"},
 	"httpapi/console":    {"authority", "domain", "store"},
-	"daemon":             {"authority", "authority/raftnode", "fsm", "httpapi", "migrations", "pki", "store"},
+	"daemon":             {"authority", "authority/raftnode", "fsm", "httpapi", "loopback", "migrations", "pki", "promsink", "store"},
 	// Agent side: never the authority side.
-	"agent/": {"agent/", "agentapi", "apiclient", "domain", "mesh/", "release", "snapshot", "workloadspec"},
+	"agent/": {"agent/", "agentapi", "apiclient", "domain", "loopback", "mesh/", "promsink", "release", "snapshot", "workloadspec"},
 	// Binaries.
 	"cmd/rap-authority":           {"apiclient", "authority", "daemon", "fsm", "migrations", "store"},
 	"cmd/rap-node-agent":          {"agent/", "domain"},

@@ -203,7 +203,8 @@ func writeMethod(m string) bool {
 // skipRoute names routes a walk must not drive with a given credential
 // because a success would end the walk's own session.
 func skipRoute(cred credential, rt httpapi.Route) bool {
-	return cred.name == "session-cookie" && rt.Method == http.MethodPost && rt.Path == "/v1/auth/logout"
+	return (cred.name == "session-cookie" && rt.Method == http.MethodPost && rt.Path == "/v1/auth/logout") ||
+		(cred.name == "org-session" && rt.Method == http.MethodPost && rt.Path == "/v1/orgs/{org}/logout")
 }
 
 // requireTyped checks an answer is a typed client error: 4xx with a code and
@@ -274,6 +275,7 @@ func TestNULAndInvalidUTF8InEveryParameter(t *testing.T) {
 	for _, c := range []credential{anonymous(), e.ownerToken(), e.agentCert()} {
 		walk(c)
 	}
+	walk(e.orgSession("hostile"))
 	// A NUL inside a JSON string passes the HTTP layer (it is valid JSON) and
 	// is refused by PostgreSQL in text (22021): a typed 400 as well.
 	for _, body := range []string{`{"name":"a\u0000b"}`, `{"name":"\u0000"}`} {
@@ -339,6 +341,7 @@ func TestNonJSONBodiesAre415(t *testing.T) {
 	for _, c := range []credential{anonymous(), e.ownerToken(), e.agentCert()} {
 		walk(c)
 	}
+	walk(e.orgSession("hostile"))
 	e.enableSession()
 	walk(e.session())
 	requireNoPanics(t, e)
@@ -469,8 +472,11 @@ func TestHostileInputWalk(t *testing.T) {
 	candidates := candidateFields(t)
 	bodies := hostileBodies()
 	known := func(rt httpapi.Route) string {
-		return fill(strings.NewReplacer("{cluster}", "east", "{id}", e.agent.nodeID).Replace(rt.Path), "x")
+		return fill(strings.NewReplacer("{cluster}", "east", "{id}", e.agent.nodeID, "{org}", "hostile").Replace(rt.Path), "x")
 	}
+	// An organization and its admin's session: organization routes are
+	// learned and walked with it.
+	orgCred := e.orgSession("hostile")
 	// Each route's body fields, learned with the credential the route takes
 	// (the agent's on agent routes, the owner token elsewhere).
 	fields := map[httpapi.Route][]string{}
@@ -482,6 +488,9 @@ func TestHostileInputWalk(t *testing.T) {
 		cred := e.ownerToken()
 		if strings.HasPrefix(rt.Path, "/v1/agent/") {
 			cred = e.agentCert()
+		}
+		if strings.HasPrefix(rt.Path, "/v1/orgs/") {
+			cred = orgCred
 		}
 		fields[rt] = routeFields(e, cred, rt, known(rt), candidates)
 		nf += len(fields[rt])
@@ -567,6 +576,7 @@ func TestHostileInputWalk(t *testing.T) {
 	for _, c := range []credential{e.agentCert(), anonymous(), e.ownerToken()} {
 		walk(c)
 	}
+	walk(orgCred)
 	e.enableSession()
 	walk(e.session())
 	requireNoPanics(t, e)

@@ -86,6 +86,11 @@ func TestRouteIntentsAndQoSPolicies(t *testing.T) {
 	require.Equal(t, iid, rp.RouteIntents[0]["id"])
 	require.Equal(t, "region:eu", rp.RouteIntents[0]["source"])
 	require.NotContains(t, rp.RouteIntents[0], "created_by", "authorship is not need-to-know")
+	// The authority resolves the attribute selector (region:eu) to the
+	// members it names, so relays decide for nodes outside their directory;
+	// node:ID needs no resolution.
+	require.Equal(t, []any{m1.nodeID}, rp.RouteIntents[0]["source_nodes"])
+	require.NotContains(t, rp.RouteIntents[0], "destination_nodes")
 	require.Len(t, qpol.QoSPolicies, 1)
 	require.Equal(t, "interactive", qpol.QoSPolicies[0]["traffic_class"])
 	// The agent verifies and receives it as well.

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/hex"
 	"net/http"
 	"slices"
@@ -34,6 +35,8 @@ type snapAgent struct {
 	caCert  []byte
 	c       *apiclient.Client
 	applied uint64
+	// noise is the node's X25519 key: sealed snapshots open only with it.
+	noise *ecdh.PrivateKey
 }
 
 // enrollSnapAgent enrolls a node with the given capabilities through an
@@ -67,7 +70,7 @@ func enrollSnapAgent(t *testing.T, g *authtest.Group, pin, token, name string, c
 		"capabilities": caps, "poll_secret": poll}
 	require.NoError(t, ec.Do(ctx, http.MethodPost, "/v1/agent/join", body, &st, nil))
 	require.Equal(t, "approved", st.Status)
-	a := &snapAgent{name: name, priv: priv, nodeID: st.NodeID, cluster: st.ClusterID, cert: st.Certificate, caCert: st.CACert}
+	a := &snapAgent{name: name, priv: priv, nodeID: st.NodeID, cluster: st.ClusterID, cert: st.Certificate, caCert: st.CACert, noise: nk}
 	a.c = a.client(t, addrs...)
 	return a
 }
@@ -272,8 +275,12 @@ func TestSnapshotsAssignDistributeVerify(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, []string{dc["id"].(string), rack["id"].(string)}, s.Body.Membership.GroupPath)
 
-	// config-storage: the storage node fetches the signed snapshots assigned
-	// to it, each verifiable for its own node; members list it.
+	// config-storage: the storage node fetches the snapshots assigned to it,
+	// each sealed to its target's X25519 key: verifiable by the storage node
+	// for that target (signature, audience, version) but holding none of the
+	// gossip key, peer endpoints or service configs in clear; only the target
+	// opens it, to a snapshot it verifies as usual. Members list the storage
+	// node.
 	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/east/nodes/"+s1.nodeID+"/roles", map[string]any{"role": "config-storage"}, nil, nil))
 	err = w1.c.Do(ctx, http.MethodGet, "/v1/agent/storage/snapshots", nil, nil, nil)
 	require.Equal(t, "forbidden", apiCode(err))
@@ -283,10 +290,42 @@ func TestSnapshotsAssignDistributeVerify(t *testing.T) {
 	require.NoError(t, s1.c.Do(ctx, http.MethodGet, "/v1/agent/storage/snapshots", nil, &cache, nil))
 	var cached []string
 	caKey := caPublicKey(t, s1.c)
+	byID := map[string]*snapAgent{}
+	for _, a := range all {
+		byID[a.nodeID] = a
+	}
+	var sawGossip, sawPeers, sawService bool
 	for _, it := range cache.Items {
-		verifyWire(t, it.Snapshot, east, it.NodeID, 0, []ed25519.PublicKey{caKey})
+		e := snapshot.Expect{ClusterID: east, NodeID: it.NodeID, Now: time.Now(), TrustedKeys: snapshot.TrustedKeys(caKey)}
+		hdr, err := snapshot.VerifySealed(it.Snapshot, e)
+		require.NoError(t, err, "the storage node verifies %s's sealed snapshot: %s", it.NodeID, snapshot.Reason(err))
+		require.Equal(t, it.Version, hdr.Header.Version)
+		_, err = snapshot.OpenSealed(it.Snapshot, e, s1.noise)
+		require.Equal(t, snapshot.ReasonMalformed, snapshot.Reason(err), "the storage node cannot open it")
+		inner, err := snapshot.OpenSealed(it.Snapshot, e, byID[it.NodeID].noise)
+		require.NoError(t, err)
+		plain := verifyWire(t, inner, east, it.NodeID, 0, []ed25519.PublicKey{caKey})
+		var secrets [][]byte
+		if g := plain.Body.GossipKey; g != nil {
+			sawGossip = true
+			secrets = append(secrets, g.Key, []byte(base64.StdEncoding.EncodeToString(g.Key)))
+		}
+		for _, p := range append(append([]snapshot.Peer{}, plain.Body.Peers...), plain.Body.Uplinks...) {
+			sawPeers = true
+			for _, ep := range p.Endpoints {
+				secrets = append(secrets, []byte(ep))
+			}
+		}
+		for _, sv := range plain.Body.Services {
+			sawService = true
+			secrets = append(secrets, sv.Config)
+		}
+		for _, sec := range secrets {
+			require.False(t, bytes.Contains(it.Snapshot, sec), "the storage node holds %q of %s in clear", sec, it.NodeID)
+		}
 		cached = append(cached, it.NodeID)
 	}
+	require.True(t, sawGossip && sawPeers && sawService, "the served set carries a gossip key, peers and a service config")
 	slices.Sort(cached)
 	want := []string{m1.nodeID, m2.nodeID, w1.nodeID, w2.nodeID}
 	slices.Sort(want)

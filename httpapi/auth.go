@@ -61,6 +61,13 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/rollouts/{rid}/rollback": authn.ActionUpdatePolicy,
 	"PUT /v1/clusters/{cluster}/release-channels":         authn.ActionUpdatePolicy,
 	"DELETE /v1/clusters/{cluster}/release-channels":      authn.ActionUpdatePolicy,
+
+	// Organizations (orgs.go).
+	"POST /v1/organizations/{org}/admins":            authn.ActionOrgInvite,
+	"POST /v1/organizations/{org}/endpoints":         authn.ActionOrgEndpoint,
+	"DELETE /v1/organizations/{org}/endpoints/{eid}": authn.ActionOrgEndpoint,
+	// Split/seed guard override (clustercompare.go).
+	"POST /v1/clusters/{cluster}/nodes/{id}/disable-seed": authn.ActionPartitionRecover,
 }
 
 // HighRiskRoutes returns the routes that need step-up ("METHOD template" → action).

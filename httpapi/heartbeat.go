@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,13 +80,13 @@ func (s *Server) wrapHot(name string, h handlerFunc) http.Handler {
 		if sw.code > 0 && sw.code < len(codes) {
 			c := codes[sw.code].Load()
 			if c == nil {
-				cc := s.requests.WithLabelValues(name, http.StatusText(sw.code))
+				cc := s.requests.WithLabelValues(name, strconv.Itoa(sw.code))
 				c = &cc
 				codes[sw.code].Store(c)
 			}
 			(*c).Inc()
 		} else {
-			s.requests.WithLabelValues(name, http.StatusText(sw.code)).Inc()
+			s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		}
 		o := latency.Load()
 		if o == nil {

@@ -147,7 +147,7 @@ func TestHeartbeatFastPathMatchesTheRouter(t *testing.T) {
 }
 
 // TestHeartbeatRouteMetrics checks that the hot route records the same series
-// as wrap: requests by route and status text, latency by route.
+// as wrap: requests by route and numeric status code, latency by route.
 func TestHeartbeatRouteMetrics(t *testing.T) {
 	s := New(Options{})
 	for range 3 {
@@ -164,10 +164,10 @@ func TestHeartbeatRouteMetrics(t *testing.T) {
 			}
 			switch mf.GetName() {
 			case "rap_api_requests_total":
-				require.Equal(t, map[string]string{"route": "agent.heartbeat", "code": "Unauthorized"}, labels)
+				require.Equal(t, map[string]string{"route": "agent.heartbeat", "code": "401"}, labels)
 				require.Equal(t, 3.0, m.GetCounter().GetValue())
 				found[mf.GetName()] = true
-			case "rap_api_request_seconds":
+			case "rap_api_request_duration_seconds":
 				require.Equal(t, map[string]string{"route": "agent.heartbeat"}, labels)
 				require.Equal(t, uint64(3), m.GetHistogram().GetSampleCount())
 				found[mf.GetName()] = true

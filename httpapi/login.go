@@ -515,5 +515,14 @@ func (s *Server) consoleStatus() console.Status {
 		return console.Status{}
 	}
 	st := s.status.Status()
-	return console.Status{NodeID: st.NodeID, State: st.State, LeaderID: st.LeaderID, LeaderAPIAddr: st.LeaderAPIAddr, Quorum: st.Quorum, Epoch: st.Epoch}
+	cs := console.Status{NodeID: st.NodeID, State: st.State, LeaderID: st.LeaderID, LeaderAPIAddr: st.LeaderAPIAddr, Quorum: st.Quorum, Epoch: st.Epoch}
+	cs.Term, cs.CommitIndex, cs.AppliedIndex = st.Term, st.CommitIndex, st.AppliedIndex
+	cs.AgreedEpoch, cs.FenceEpoch, cs.FenceEpochHeld = st.AgreedEpoch, st.FenceEpoch, st.FenceEpochHeld
+	if st.LastContact != nil {
+		cs.LastContact = *st.LastContact
+	}
+	for _, m := range st.Members {
+		cs.Members = append(cs.Members, console.Member{ID: m.ID, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr, Suffrage: m.Suffrage, Healthy: m.Healthy})
+	}
+	return cs
 }

@@ -191,6 +191,12 @@ func (s *Server) revokeNode(w http.ResponseWriter, r *http.Request, actor author
 }
 
 func (s *Server) setMembership(status string) ownerHandler {
+	if status == "disabled" { // with the split/seed guard (clustercompare.go has the override)
+		return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (store.Membership, error) {
+			v := mux.Vars(r)
+			return s.a.DisableMembership(r.Context(), a, v["cluster"], v["id"], false, "", k)
+		})
+	}
 	return write(http.StatusOK, func(r *http.Request, a authority.Actor, _ noBody, k string) (store.Membership, error) {
 		v := mux.Vars(r)
 		return s.a.SetMembershipStatus(r.Context(), a, v["cluster"], v["id"], status, k)

@@ -115,6 +115,9 @@ type AdminUser struct {
 }
 
 func newAdminUser(u authority.AdminAccount) AdminUser {
+	if u.OrgRole != nil { // an organization account (login, setup): its organization role
+		u.Role = *u.OrgRole
+	}
 	return AdminUser{ID: u.ID, Name: u.Name, Role: u.Role, OrganizationID: u.OrganizationID, Disabled: u.Disabled, MFAEnrolled: u.MFAEnrolled,
 		SetupPending: u.SetupPending, CreatedAt: u.CreatedAt, EnrolledAt: u.EnrolledAt}
 }

@@ -21,6 +21,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -97,6 +98,10 @@ type Options struct {
 	Logger    hclog.Logger
 	// Registry receives the API's metrics; nil means a new registry.
 	Registry *prometheus.Registry
+	// MetricsToken, when set, opens /metrics on the API listener to
+	// "Authorization: Bearer <token>" (a Prometheus scrape token); when
+	// empty /metrics is refused there (scrape the loopback metrics listener).
+	MetricsToken string
 }
 
 // Server is the HTTP API of one authority.
@@ -108,6 +113,8 @@ type Server struct {
 	log     hclog.Logger
 	reg     *prometheus.Registry
 	router  *mux.Router
+	// scrapeHash is the SHA-256 of Options.MetricsToken (nil: none).
+	scrapeHash []byte
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -128,13 +135,14 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{a: o.Authority, status: o.Status, members: o.Members, log: o.Logger.Named("api"), reg: o.Registry}
+	s.scrapeHash = scrapeTokenHash(o.MetricsToken)
 	if o.Authority != nil {
 		s.vpn = o.Authority.VPN()
 		s.releases, s.rollouts = o.Authority.Releases(), o.Authority.Rollouts()
 	}
 
-	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"})
-	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rap_api_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}) // code: the numeric HTTP status
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rap_api_request_duration_seconds", Help: "API request latency by route.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"route"})
 	o.Registry.MustRegister(s.requests, s.latency)
 	s.panics = newPanicCounter(o.Registry)
 	s.routes()
@@ -157,7 +165,9 @@ func (s *Server) routes() {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, authority.Errf(codeMethodNotAllowed, "method %s not allowed here", req.Method))
 	})
-	r.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})).Methods(http.MethodGet)
+	// /metrics on the API listener needs the scrape token (metrics.go); the
+	// loopback metrics listener serves MetricsHandler without one.
+	r.Handle("/metrics", s.wrap("metrics", s.scrapeAuth(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))).Methods(http.MethodGet)
 	public := func(name, method, path string, h handlerFunc) { r.Handle(path, s.wrap(name, h)).Methods(method) }
 	owner := func(name, method, path string, h func(w http.ResponseWriter, r *http.Request, actor authority.Actor) error) {
 		r.Handle(path, s.wrap(name, s.ownerAuth(h))).Methods(method)
@@ -253,6 +263,14 @@ func (s *Server) routes() {
 	s.releaseRoutes(r)
 	// Rollouts (rollouts.go).
 	s.rolloutRoutes(r)
+	// Organization API and the platform's organization routes (orgs.go).
+	s.orgRoutes(r)
+	// Cross-cluster comparison (clustercompare.go).
+	s.compareRoutes(r)
+	// Load balancer health: /v1/health, /livez, /readyz (health.go).
+	s.healthRoutes(r)
+	// The OpenAPI document (openapi.go).
+	s.openAPIRoutes(r)
 	s.router = r
 }
 
@@ -285,7 +303,7 @@ func (s *Server) wrap(name string, h handlerFunc) http.Handler {
 		} else if err := h(sw, r); err != nil {
 			s.writeError(sw, r, err)
 		}
-		s.requests.WithLabelValues(name, http.StatusText(sw.code)).Inc()
+		s.requests.WithLabelValues(name, strconv.Itoa(sw.code)).Inc()
 		s.latency.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	})
 }

@@ -19,7 +19,9 @@ package httpapi
 //	GET /v1/agent/storage/snapshots
 //	    For a node with an active config-storage role: the newest signed
 //	    snapshots of the nodes it caches and serves (its own snapshot's
-//	    cache_nodes), as {"items": [AgentSnapshot]}.
+//	    cache_nodes), as {"items": [AgentSnapshot]}, each "snapshot" sealed
+//	    to its target's X25519 key (snapshot.Seal: verifiable, not readable
+//	    by the storage node).
 //
 // Owner routes: per-cluster desired vs applied versions (?lagging=true for
 // the nodes behind), one node's snapshot with its content, and a manual

@@ -18,10 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
@@ -201,6 +205,224 @@ func TestConsoleInBrowser(t *testing.T) {
 	)
 	require.NoError(t, err)
 
+	// Accessibility: the skip link, the current page in the navigation and
+	// the labelled step-up dialog are in the accessibility tree.
+	ax := func(role, name string) chromedp.Action[int] {
+		return func(ctx context.Context, tg *chromedp.Target) (int, error) {
+			ns, err := chromedp.Nodes(css("body"))(ctx, tg)
+			if err != nil || len(ns) == 0 {
+				return 0, fmt.Errorf("no body: %v", err)
+			}
+			res, err := cdp.Call(ctx, tg, accessibility.QueryAXTree, accessibility.QueryAXTreeParams{BackendNodeID: ns[0].BackendNodeID, Role: role, AccessibleName: name})
+			if err != nil {
+				return 0, err
+			}
+			n := 0
+			for _, x := range res.Nodes {
+				if !x.Ignored {
+					n++
+				}
+			}
+			return n, nil
+		}
+	}
+	axCount := func(role, name string) int {
+		n, err := chromedp.Run(tctx, ax(role, name))
+		require.NoError(t, err)
+		return n
+	}
+	eval := func(js string) string {
+		v, err := chromedp.Run(tctx, chromedp.Evaluate[string](js))
+		require.NoError(t, err)
+		return v
+	}
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/join-requests?cluster=east"), chromedp.WaitVisible(css("#token-create"))))
+	require.Equal(t, 1, axCount("link", "Skip to content"), "skip link")
+	require.Equal(t, "Join requests", eval(`document.querySelector('nav a[aria-current="page"]').textContent`))
+	require.Equal(t, "col", eval(`document.querySelector("#tokens th").getAttribute("scope")`))
+	require.Equal(t, 0, axCount("dialog", "Confirm with your second factor"), "the dialog is closed")
+
+	// Create a join token in the console: the step-up dialog names the
+	// action; Escape closes it and gives focus back to the button.
+	err = chromedp.Do(tctx,
+		chromedp.SetValue(css("#token-uses"), "1"),
+		chromedp.SendKeys(css("#token-desc"), "from the console"),
+		chromedp.Click(css("#token-create-submit")),
+		chromedp.WaitVisible(css("#stepup-code")),
+		waitText("#stepup-what", "Create a join token for east"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, 1, axCount("dialog", "Confirm with your second factor"), "the open dialog is a labelled dialog")
+	require.Equal(t, 1, axCount("textbox", "Authenticator code"), "the code input is labelled")
+	require.Equal(t, "stepup-code", eval(`document.activeElement.id`))
+	err = chromedp.Do(tctx, chromedp.KeyEvent(kb.Escape), chromedp.WaitNotVisible(css("#stepup-code")))
+	require.NoError(t, err)
+	require.Equal(t, "token-create-submit", eval(`document.activeElement.id`), "focus returns to the opener")
+	err = chromedp.Do(tctx,
+		chromedp.Click(css("#token-create-submit")),
+		stepUp("09-stepup-token"),
+		waitText("#flash", "Done"),
+		waitText("#enroll-line", "rap-node-agent enroll --authority "),
+		shot("10-token-created"),
+	)
+	require.NoError(t, err)
+	line := eval(`document.getElementById("enroll-line").textContent`)
+	fields := strings.Fields(line)
+	consoleToken := ""
+	for i, f := range fields {
+		if f == "--token" && i+1 < len(fields) {
+			consoleToken = fields[i+1]
+		}
+	}
+	require.NotEmpty(t, consoleToken, line)
+	require.Contains(t, line, "--ca-pin "+cl.CAPin)
+
+	// Enroll an agent with it and approve it in the console: the dialog says
+	// what is approved, in words.
+	_, priv2, _ := ed25519.GenerateKey(rand.Reader)
+	nk2, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	h2 := sha256.Sum256([]byte("edge-console"))
+	st2, err := d.Auth.SubmitJoinRequest(ctx, "127.0.0.1", cl.ID, authority.JoinRequestInput{
+		Token: consoleToken, NodeName: "edge-console", HostFingerprint: hex.EncodeToString(h2[:]), PublicKey: priv2.Public().(ed25519.PublicKey),
+		NoisePublicKey: nk2.PublicKey().Bytes(), Facts: json.RawMessage(`{"os":"linux"}`),
+		Capabilities: []domain.Capability{"can_route_mesh"}, PollSecret: poll})
+	require.NoError(t, err)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/join-requests?status=pending"),
+		chromedp.WaitVisible(css("#approve-"+st2.RequestID)),
+		chromedp.Click(css("#approve-"+st2.RequestID)),
+		waitText("#stepup-what", "Approve edge-console into east"),
+		stepUp("11-stepup-approve-console-token"),
+		waitText("#flash", "Done: Approve edge-console into east"),
+	)
+	require.NoError(t, err)
+	jr2, err := d.Auth.GetJoinRequest(ctx, st2.RequestID)
+	require.NoError(t, err)
+	require.Equal(t, "approved", jr2.Status)
+
+	// The topology picture of east in the browser: a node per agent, a line
+	// per reported link, the relay marked.
+	for _, rep := range []struct{ from, to string }{{nodeID, *jr2.ApprovedNodeID}, {*jr2.ApprovedNodeID, nodeID}} {
+		_, err := d.Auth.ReportLinks(ctx, authority.NodePrincipal{ClusterID: cl.ID, NodeID: rep.from},
+			authority.LinkReportInput{Links: []agentapi.LinkStatus{{PeerNodeID: rep.to, State: "up", RTTMs: 4, Set: "core"}}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/topology?cluster=east"), chromedp.WaitVisible(css("#topology-east svg")), shot("12-topology")))
+	require.Equal(t, "2 2 1", eval(`[document.querySelectorAll('#topology-east g.node[data-kind="agent"]').length, document.querySelectorAll('#topology-east line.link').length, document.querySelectorAll('#topology-east g.node[data-relay="true"]').length].join(" ")`))
+	require.Equal(t, 1, axCount("image", "Mesh topology of east: 2 nodes, 2 reported links")+axCount("img", "Mesh topology of east: 2 nodes, 2 reported links"), "the picture is an image named by its title")
+
+	// Disable and re-enable the new node's membership on its page (the
+	// confirmation prompt is accepted).
+	newNode := *jr2.ApprovedNodeID
+	membership := func() string {
+		n, err := d.Auth.GetNode(ctx, newNode)
+		require.NoError(t, err)
+		require.Len(t, n.Memberships, 1)
+		return n.Memberships[0].Status
+	}
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/nodes/"+newNode),
+		chromedp.WaitVisible(css("#disable-"+cl.ID)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`window.confirm = () => true; true`)(ctx, tg)
+			return err
+		}),
+		chromedp.Click(css("#disable-"+cl.ID)),
+		waitText("#flash", "Done: Disable edge-console in east"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, "disabled", membership())
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/nodes/"+newNode),
+		chromedp.WaitVisible(css("#enable-"+cl.ID)),
+		chromedp.Click(css("#enable-"+cl.ID)),
+		waitText("#flash", "Done: Enable edge-console in east"),
+	)
+	require.NoError(t, err)
+	require.Equal(t, "active", membership())
+
+	// A partition action from the clusters page, with step-up in words.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/clusters?cluster=east"),
+		chromedp.WaitVisible(css("#partition-east")),
+		chromedp.SetValue(css("#partition-action-east"), "split"),
+		chromedp.SendKeys(css("#partition-reason-east"), "site link cut"),
+		chromedp.Click(css("#partition-east button")),
+		waitText("#stepup-what", "Partition action “split (stop admissions)” on east"),
+		stepUp("13-stepup-partition"),
+		waitText("#flash", "Done"),
+	)
+	require.NoError(t, err)
+	pi, ok := d.Auth.FSM().Partition(cl.ID)
+	require.True(t, ok)
+	require.Equal(t, domain.PartitionDegraded, pi.State)
+	require.Equal(t, "site link cut", pi.Reason)
+
+	// The other pictures render in the browser: the node's health strip (one
+	// cell per bucket), the Raft panel, the expiry timeline, the roll-out bar.
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/nodes/"+newNode), chromedp.WaitVisible(css("svg.strip")), shot("14-node-strip")))
+	require.Equal(t, "30", eval(`String(document.querySelectorAll("svg.strip rect.cell").length)`))
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/raft"), chromedp.WaitVisible(css("#raft-members")), shot("15-raft")))
+	require.Equal(t, "yes", eval(`document.getElementById("raft-quorum").textContent`))
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/trust?cluster=east"), chromedp.WaitVisible(css("#expiry-east svg")), shot("16-trust-expiry")))
+	require.Equal(t, "2", eval(`String(document.querySelectorAll("#expiry-east g.cert").length)`))
+	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/clusters?cluster=east"), chromedp.WaitVisible(css("#rollout-east svg")), shot("17-clusters")))
+
+	// Create a cluster from the console, then disable it (confirmation
+	// accepted); the dialog names the cluster.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/clusters"),
+		chromedp.Click(css("#cluster-create summary")),
+		chromedp.WaitVisible(css("#cluster-name")),
+		chromedp.SendKeys(css("#cluster-name"), "West"),
+		chromedp.SendKeys(css("#cluster-slug"), "west"),
+		chromedp.Click(css("#cluster-create-submit")),
+		waitText("#stepup-what", "Create cluster west"),
+		stepUp("18-stepup-cluster-create"),
+		waitText("#flash", "Done: Create cluster west"),
+	)
+	require.NoError(t, err)
+	west, err := d.Auth.GetCluster(ctx, "west")
+	require.NoError(t, err)
+	require.Equal(t, "West", west.Name)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/clusters?cluster=west"),
+		chromedp.WaitVisible(css("#cluster-disable-west")),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`window.confirm = () => true; true`)(ctx, tg)
+			return err
+		}),
+		chromedp.Click(css("#cluster-disable-west")),
+		waitText("#flash", "Done: Disable cluster west"),
+	)
+	require.NoError(t, err)
+	west, err = d.Auth.GetCluster(ctx, "west")
+	require.NoError(t, err)
+	require.Equal(t, "disabled", west.Status)
+
+	// Disable another platform account from the account page, step-up in
+	// words.
+	ops, _, err := ad.CreateUser(ctx, sys, "ops", "platform_owner")
+	require.NoError(t, err)
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/account"),
+		chromedp.WaitVisible(css("#account-disable-ops")),
+		chromedp.Click(css("#account-disable-ops")),
+		waitText("#stepup-what", "Disable the account ops"),
+		stepUp("19-stepup-account-disable"),
+		waitText("#flash", "Done: Disable the account ops"),
+	)
+	require.NoError(t, err)
+	us, err := ad.Users(ctx, store.Page{Limit: 10})
+	require.NoError(t, err)
+	disabled := false
+	for _, u := range us {
+		if u.ID == ops.ID {
+			disabled = u.Disabled
+		}
+	}
+	require.True(t, disabled, "ops is disabled")
+
 	// The approval is in the audit page, attributed to the owner.
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/audit?action=join_request.approve&outcome=ok"),
@@ -249,6 +471,16 @@ func TestAuditTamperDetectedByVerify(t *testing.T) {
 		require.NoError(t, d.Auth.AuditRisk(ctx, authority.Op{Action: "test.event", Actor: authority.Actor{ID: "tester", Kind: "user", SourceAddr: "127.0.0.1"},
 			Details: map[string]any{"n": i}}, "ok", map[string]string{"device": "unknown"}))
 	}
+	// The chainer links events in the background: wait until all five are chained
+	// before verifying and picking one to edit.
+	conn, err := pgx.Connect(ctx, g.DBURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	require.Eventually(t, func() bool {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'test.event' AND seq IS NOT NULL`).Scan(&n)
+		return err == nil && n == 5
+	}, 30*time.Second, 50*time.Millisecond, "the chainer links the five events")
 	verify := func() (string, int) {
 		cmd := exec.Command(filepath.Join(bin, "rap-authority"), "audit", "verify", "--no-checkpoint", "--database-url", g.DBURL)
 		out, err := cmd.CombinedOutput()
@@ -265,9 +497,6 @@ func TestAuditTamperDetectedByVerify(t *testing.T) {
 	require.Contains(t, out, "intact")
 
 	// Pick a chained row in the middle and edit it behind the application's back.
-	conn, err := pgx.Connect(ctx, g.DBURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	var seq int64
 	require.NoError(t, conn.QueryRow(ctx, `SELECT seq FROM cluster_audit_events WHERE action = 'test.event' AND seq IS NOT NULL ORDER BY seq LIMIT 1 OFFSET 2`).Scan(&seq))
 	_, err = conn.Exec(ctx, `UPDATE cluster_audit_events SET actor = 'mallory' WHERE seq = $1`, seq)

@@ -20,6 +20,7 @@ import (
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/internal/testport"
 )
 
 // meshAgent is an agent process with mesh and snapshot flags.
@@ -134,7 +135,9 @@ func snapRows(owner *apiclient.Client, slug string) map[string]snapRow {
 // authority's view, kept across a restart), the mesh comes up on loopback
 // UDP, `rap-node-agent mesh ping` crosses a direct link and a relay (b and c
 // are told never to link directly), the link inventory reaches
-// /v1/clusters/{c}/links, and a revoked node is torn down by the others.
+// /v1/clusters/{c}/links, a deny route intent between b and c stops their
+// echo through the relay until it is deleted, and a revoked node is torn
+// down by the others.
 func TestAgentSnapshotsAndMesh(t *testing.T) {
 	bin := binaries(t)
 	g := authtest.New(t, 3)
@@ -156,6 +159,10 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	a, b, cc := agents["a"], agents["b"], agents["c"]
 	b.extra = []string{"--mesh-no-direct", cc.node}
 	cc.extra = []string{"--mesh-no-direct", b.node}
+	// Loopback metrics listeners on the relay (a) and on b (agentmetrics_test.go).
+	aMetrics, bMetrics := testport.Stable(t), testport.Stable(t)
+	a.extra = append(a.extra, "--metrics-listen", aMetrics, "--debug-listen", "127.0.0.1:0", "--log-format", "json")
+	b.extra = append(b.extra, "--metrics-listen", bMetrics)
 	for _, ag := range agents {
 		ag.run()
 	}
@@ -242,6 +249,11 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	require.Error(t, err, "no NODE is a usage error")
 	require.Contains(t, string(out), "NODE")
 
+	// The relay's metrics show links, handshakes and the frames it forwarded.
+	requireAgentMeshMetrics(t, aMetrics, bMetrics, b.node, cc.node, func(what string, cond func() bool) { g.Eventually(20*time.Second, what, cond) })
+	// a runs with --log-format json: every line it logged is a JSON object.
+	requireJSONLogLines(t, a.out.String())
+
 	// 3. The link inventory reaches the control plane.
 	g.Eventually(15*time.Second, "link inventory", func() bool {
 		var l struct {
@@ -280,6 +292,51 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 			}
 		}
 		return false
+	})
+
+	// 3a. A deny intent between b and c (owner API, signed into every mesh
+	// snapshot): once all three applied it, no echo crosses the relay from b
+	// to c or back, while both still reach a; deleting it restores b ↔ c.
+	applied := func() map[string]uint64 {
+		out := map[string]uint64{}
+		for n, ag := range agents {
+			if m := ag.member(c.ID); m.Snapshot != nil {
+				out[n] = m.Snapshot.AppliedVersion
+			}
+		}
+		return out
+	}
+	waitApplied := func(what string, prev map[string]uint64) {
+		for n, ag := range agents {
+			g.Eventually(20*time.Second, what+" applied by "+ag.name, func() bool {
+				m := ag.member(c.ID)
+				r := snapRows(owner, "mesh")[ag.node]
+				return m.Snapshot != nil && m.Snapshot.AppliedVersion > prev[n] && m.Snapshot.AppliedVersion == r.DesiredVersion
+			})
+		}
+	}
+	prev := applied()
+	var intent map[string]any
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters/mesh/route-intents",
+		map[string]any{"name": "no-b-c", "source": "node:" + b.node, "destination": "node:" + cc.node, "action": "deny", "priority": 10}, &intent, nil))
+	waitApplied("the deny intent", prev)
+	g.Eventually(20*time.Second, "b and c still reach a", func() bool {
+		_, e1 := b.mesh(a.node)
+		_, e2 := cc.mesh(a.node)
+		return e1 == nil && e2 == nil
+	})
+	for range 3 {
+		r, err := b.mesh(cc.node)
+		require.False(t, err == nil && r.EchoRTTMs > 0, "b reached c despite the deny intent: %+v", r)
+		r, err = cc.mesh(b.node)
+		require.False(t, err == nil && r.EchoRTTMs > 0, "c reached b despite the deny intent: %+v", r)
+	}
+	prev = applied()
+	require.NoError(t, owner.Do(ctx, http.MethodDelete, "/v1/clusters/mesh/route-intents/"+intent["id"].(string), nil, nil, nil))
+	waitApplied("the intent's removal", prev)
+	g.Eventually(20*time.Second, "b pings c through a again", func() bool {
+		res, err = b.mesh(cc.node)
+		return err == nil && res.EchoRTTMs > 0
 	})
 
 	// 3b. The owner fences the cluster: the agents learn it from their next

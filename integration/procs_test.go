@@ -69,7 +69,8 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 func startAuthority(t *testing.T, bin, dbURL string, p *proc, extra ...string) {
 	args := append([]string{"run", "--id", p.id, "--data-dir", p.dir, "--database-url", dbURL, "--raft-bind", p.raft, "--api-listen", p.api,
-		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms", "--quorum-timeout", "1s"}, extra...)
+		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "250ms", "--quorum-timeout", "1s",
+		"--metrics-listen", "127.0.0.1:0"}, extra...)
 	p.cmd = exec.Command(filepath.Join(bin, "rap-authority"), args...)
 	p.out = &syncBuf{}
 	p.cmd.Stdout = p.out

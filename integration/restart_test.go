@@ -33,7 +33,8 @@ type running struct {
 // watches for its exit.
 func spawn(t *testing.T, bin, dbURL string, p *proc, args ...string) *running {
 	all := append([]string{"run", "--id", p.id, "--data-dir", p.dir, "--database-url", dbURL, "--raft-bind", p.raft, "--api-listen", p.api,
-		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "500ms", "--quorum-timeout", "1s"}, args...)
+		"--heartbeat-timeout", "500ms", "--election-timeout", "500ms", "--leader-lease-timeout", "500ms", "--quorum-timeout", "1s",
+		"--metrics-listen", "127.0.0.1:0"}, args...)
 	p.cmd = exec.Command(filepath.Join(bin, "rap-authority"), all...)
 	p.out = &syncBuf{}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

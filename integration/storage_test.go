@@ -1,9 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -58,36 +60,36 @@ type nodeSnapshotView struct {
 	Snapshot *snapshot.Snapshot `json:"snapshot"`
 }
 
-// servedVersion asks a config-storage endpoint, as the node whose (stopped)
+// servedSnapshot asks a config-storage endpoint, as the node whose (stopped)
 // agent keeps its identity in statePath, for that node's snapshot. It
-// returns the served version, 0 when the storage node has nothing newer than
-// after.
-func servedVersion(statePath, endpoint string, after uint64) (uint64, error) {
+// returns the served version (0 when the storage node has nothing newer than
+// after) and the served bytes (the envelope the storage node holds).
+func servedSnapshot(statePath, endpoint string, after uint64) (uint64, []byte, error) {
 	st, err := state.Open(statePath, state.Options{LockTimeout: time.Second})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cs, err := st.Memberships()
 	if err != nil || len(cs) != 1 {
 		st.Close()
-		return 0, fmt.Errorf("memberships %v: %v", cs, err)
+		return 0, nil, fmt.Errorf("memberships %v: %v", cs, err)
 	}
 	id, err := st.Identity(cs[0])
 	st.Close()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cert, err := identity.ParseCertificatePEM([]byte(id.CertificatePEM))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	ca, err := identity.ParseCertificatePEM([]byte(id.CAPEM))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	keys, err := identity.LoadKeys(id.SigningKey, id.NoiseKey)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
@@ -105,31 +107,35 @@ func servedVersion(statePath, endpoint string, after uint64) (uint64, error) {
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Get(fmt.Sprintf("https://%s/v1/storage/snapshot?after_version=%d", strings.TrimPrefix(endpoint, "https://"), after))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNoContent {
-		return 0, nil
+		return 0, nil, nil
 	}
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+		return 0, nil, fmt.Errorf("%s: %s", resp.Status, body)
 	}
 	var w struct {
-		Version uint64 `json:"version"`
+		Version  uint64 `json:"version"`
+		Snapshot []byte `json:"snapshot"`
 	}
 	if err := json.Unmarshal(body, &w); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return w.Version, nil
+	return w.Version, w.Snapshot, nil
 }
 
 // TestAgentFetchesFromConfigStorageWhenAuthoritiesAreDown runs two real
 // agent processes against three in-process authorities and PostgreSQL: s
 // holds the config-storage role and serves on --storage-listen, o is an
-// ordinary node. Both apply their snapshots (o's lists s). o is killed; the
-// operator re-signs the cluster's snapshots (no new assignment: same
-// content, a newer version) and s caches o's new one. Every authority
+// ordinary node that gets the core-mesh role (so its snapshot carries the
+// cluster's gossip key and a peer directory). Both apply their snapshots
+// (o's lists s). o is killed; the operator re-signs the cluster's snapshots
+// (no new assignment: same content, a newer version) and s caches o's new
+// one, sealed to o's X25519 key: the bytes s holds contain neither the
+// gossip key nor any peer endpoint nor o's own. Every authority
 // stops. o, started again, runs on its stored snapshot, finds no authority,
 // fetches the newer snapshot from s, verifies and applies it (status: "from
 // config-storage") and keeps running degraded.
@@ -156,6 +162,10 @@ func TestAgentFetchesFromConfigStorageWhenAuthoritiesAreDown(t *testing.T) {
 	// heartbeat carrying the capability is stored).
 	g.Eventually(15*time.Second, "config-storage assigned to s", func() bool {
 		err := owner.Do(ctx, http.MethodPost, "/v1/clusters/store/nodes/"+s.node+"/roles", map[string]any{"role": "config-storage"}, nil, nil)
+		return err == nil
+	})
+	g.Eventually(15*time.Second, "core-mesh assigned to o", func() bool {
+		err := owner.Do(ctx, http.MethodPost, "/v1/clusters/store/nodes/"+o.node+"/roles", map[string]any{"role": "core-mesh"}, nil, nil)
 		return err == nil
 	})
 
@@ -205,11 +215,35 @@ func TestAgentFetchesFromConfigStorageWhenAuthoritiesAreDown(t *testing.T) {
 			t.Logf("last config-storage query error: %v", lastErr)
 		}
 	}()
+	var served []byte
 	g.Eventually(20*time.Second, "s serves o's re-signed snapshot", func() bool {
-		v, err := servedVersion(o.state, storageEP, applied)
-		lastErr = err
+		v, raw, err := servedSnapshot(o.state, storageEP, applied)
+		lastErr, served = err, raw
 		return err == nil && v == rb.Version
 	})
+
+	// What s holds for o is sealed: none of o's gossip key, peer endpoints
+	// or own endpoints is in it, though o's snapshot carries all three.
+	var plain nodeSnapshotView
+	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/clusters/store/nodes/"+o.node+"/snapshot", nil, &plain, nil))
+	require.NotNil(t, plain.Snapshot)
+	require.Equal(t, rb.Version, plain.Snapshot.Version)
+	body := plain.Snapshot.Body
+	require.NotNil(t, body.GossipKey, "o (core-mesh) has the gossip key")
+	require.NotEmpty(t, body.Peers, "o (core-mesh) has a peer directory")
+	require.True(t, snapshot.IsSealed(served), "s serves a sealed envelope")
+	secrets := [][]byte{body.GossipKey.Key, []byte(base64.StdEncoding.EncodeToString(body.GossipKey.Key)), []byte(`"gossip_key"`), []byte(`"peers"`)}
+	for _, p := range body.Peers {
+		for _, e := range p.Endpoints {
+			secrets = append(secrets, []byte(e))
+		}
+	}
+	for _, e := range body.Self.Endpoints {
+		secrets = append(secrets, []byte(e))
+	}
+	for _, sec := range secrets {
+		require.False(t, bytes.Contains(served, sec), "the config-storage node holds %q in clear", sec)
+	}
 
 	// 4. Every authority stops.
 	for i, d := range g.DS {

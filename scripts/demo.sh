@@ -25,6 +25,8 @@ echo "database: $db"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 declare -a RAFT API
 for i in 1 2 3; do RAFT[$i]=127.0.0.1:$(free_port); API[$i]=127.0.0.1:$(free_port); done
+declare -a METRICS
+for i in 1 2 3; do METRICS[$i]=127.0.0.1:$(free_port); done # loopback Prometheus listeners (docs/monitoring.md)
 
 start() { # start N [extra args…]: record authority N's command line in $demo/aN.sh, then run it
 	local i=$1; shift
@@ -36,6 +38,7 @@ start() { # start N [extra args…]: record authority N's command line in $demo/
 		printf 'cd %q && exec nohup' "$root"
 		printf ' %q' "$bin/rap-authority" run --id "auth-$i" --data-dir "$demo/a$i" --database-url "$db" \
 			--raft-bind "${RAFT[$i]}" --api-listen "${API[$i]}" \
+			--metrics-listen "${METRICS[$i]}" \
 			--heartbeat-timeout 500ms --election-timeout 500ms --leader-lease-timeout 250ms "$@"
 		printf ' >>%q 2>&1\n' "$demo/a$i.log"
 	} >"$demo/a$i.sh"
@@ -204,7 +207,7 @@ say "service workloads: the agent runs only what a role authorizes, pinned by sh
 if [ -x /bin/busybox ] || { scripts/install-podman.sh && [ -x /bin/busybox ]; }; then
 	edge2=$(node_id edge-2)
 	echo "a service no role of the node authorizes is refused:"
-	rapctl service set demo "$edge2" vpn-exit --enable --instance web --config '{}' || true
+	rapctl service set demo "$edge2" vpn-exit --enable --instance web --service-config '{}' || true
 	rapctl role assign demo "$edge2" vpn-exit | tail -n +2
 	www=$root/$demo/www
 	mkdir -p "$www" && echo "hello from a supervised workload" >"$www/index.html" && chmod -R o+rX "$www"
@@ -215,7 +218,7 @@ if [ -x /bin/busybox ] || { scripts/install-podman.sh && [ -x /bin/busybox ]; };
 		"limits": {"memory_bytes": 67108864, "pids": 32},
 		"health": {"kind": "http", "url": "http://127.0.0.1:" + sys.argv[2] + "/", "interval": "1s", "failure_threshold": 3},
 		"restart": {"initial_backoff": "500ms", "max_backoff": "10s"}}}))' "$(sha256sum /bin/busybox | cut -d' ' -f1)" "$wport" "$www")
-	rapctl service set demo "$edge2" vpn-exit --enable --instance web --config "$cfg" | tail -n +2
+	rapctl service set demo "$edge2" vpn-exit --enable --instance web --service-config "$cfg" | tail -n +2
 	svc_state() { rapctl -o json service list demo --node "$edge2" | python3 -c 'import json,sys; s=[i for i in json.load(sys.stdin)["items"] if i["service_instance_id"]=="web"][0]; print(s["reported_state"], s["restarts"])'; }
 	for _ in $(seq 1 100); do [ "$(svc_state | cut -d' ' -f1)" = healthy ] && break; sleep 0.2; done
 	echo "-- assigned busybox httpd on edge-2, reported healthy in PostgreSQL:"
@@ -278,6 +281,23 @@ else
 	echo; echo "(RAP_DEMO_RELEASES=0: the signed release and rollout section is skipped)"
 fi
 
+say "an organization: logical endpoints it may use, never the nodes behind them"
+rapctl org create Acme --slug acme | tail -n +2
+cid=$(rapctl -o json cluster show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rapctl org endpoint publish acme eu-egress --kind egress --protocol tcp --region eu-central \
+	--nodes "$cid:$(node_id edge-1),$cid:$(node_id edge-2)" | tail -n +2
+rapctl org endpoint publish acme eu-entry --kind entry --protocol https --region eu-central --nodes "$cid:$(node_id edge-1)" | tail -n +2
+rapctl -o json org invite acme admin >"$demo/org-acme.json"
+chmod 600 "$demo/org-acme.json"
+org_secret=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["setup_secret"])' "$demo/org-acme.json")
+{
+	echo "organization console: https://${API[1]}/org/login"
+	echo "login:                admin@acme — first finish the setup at https://${API[1]}/console/setup"
+	echo "                      with user admin@acme and the one-time setup secret $org_secret"
+	echo "                      (password + TOTP), then log in at the organization console"
+} | tee "$demo/org-acme.txt"
+chmod 600 "$demo/org-acme.txt"
+
 say "the Platform Admin Console"
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "$bin/rap-authority" bootstrap-owner --database-url "$db" --name owner --demo-password "$pw" --console-url "https://${API[1]}/console/" | tee "$demo/owner.txt"
@@ -305,5 +325,7 @@ echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
 echo "VPN:         bin/rapctl vpn list demo; console page https://${API[1]}/console/vpn"
 [ "${RAP_DEMO_RELEASES:-1}" = 0 ] || echo "releases:    bin/rapctl release list; bin/rapctl rollout list demo; console page https://${API[1]}/console/releases (agents run under bin/rap-node-agent-launcher)"
+echo "metrics:     http://${METRICS[1]}/metrics  http://${METRICS[2]}/metrics  http://${METRICS[3]}/metrics  (loopback; health: https://${API[1]}/v1/health)"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
+echo "org console: https://${API[1]}/org/login  (organization acme: setup and login in $demo/org-acme.txt)"
 echo "stop with:   make demo-stop"

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Writes docs/openapi.json from the table below. Keep the table in step with
-httpapi routes: httpapi/openapi_test.go fails when they differ.
+"""Writes docs/openapi.json from the table below, then runs
+internal/openapigen, which adds the request and response schemas derived from
+the Go types (and writes the served copy httpapi/openapi.json). Keep the table
+in step with httpapi routes: httpapi/openapi_test.go fails when they differ,
+when a route has no typed response schema, or when the schemas are stale.
 
 Each row: method, path, auth (owner|node|none), tag, summary, success status.
 """
-import json, re, sys, os
+import json, re, sys, os, subprocess
 
 ROUTES = [
     ("GET", "/v1/authority/status", "none", "authority", "Raft and fence status of this authority", 200),
-    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations); 503 unavailable with details.health when it cannot serve writes", 200),
+    ("GET", "/v1/health", "none", "authority", "Health of this authority: Raft view and a PostgreSQL probe (writable primary, server, fence re-affirmations). 200 on the leader, 429 on a healthy follower (200 with ?standbyok), 503 unavailable with details.health without a leader, quorum or writable PostgreSQL", 200),
     ("POST", "/v1/authority/members/certificate", "owner", "authority", "Issue a Raft member certificate for a joining authority's key", 200),
     ("POST", "/v1/authority/members", "owner", "authority", "Add an authority (holding a member certificate) as a voter (fenced)", 200),
     ("DELETE", "/v1/authority/members/{id}", "owner", "authority", "Remove an authority from the group (fenced)", 200),
@@ -157,11 +160,55 @@ ROUTES = [
     ("POST", "/v1/releases/key-sets", "owner", "releases", "Publish a root-signed key set (signed envelope; verified against the roots' threshold; fenced, step-up)", 201),
     ("GET", "/v1/releases/roots", "owner", "releases", "Registered release root public keys and threshold (replicated through Raft)", 200),
     ("PUT", "/v1/releases/roots", "owner", "releases", "Register or replace the release root keys (fenced, Raft, step-up; body {prev_version, threshold, keys[base64], reason}); dropping a key revokes it", 200),
+    # Load balancer health (health.go).
+    ("GET", "/livez", "none", "authority", "Liveness: 200 while the process serves HTTP", 200),
+    ("GET", "/readyz", "none", "authority", "Readiness: 200 while PostgreSQL answers (reads and snapshots served), else 503", 200),
+    ("GET", "/v1/openapi.json", "none", "authority", "This OpenAPI document", 200),
     ("GET", "/v1/releases/{release}", "owner", "releases", "One release (id or product@version) with its decoded manifest and per-artifact upload progress", 200),
     ("POST", "/v1/releases/{release}/blocklist", "owner", "releases", "Blocklist a release everywhere: agents refuse it, its bytes are no longer served, open rollouts targeting it halt (fenced, step-up; body {reason})", 200),
     ("GET", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Release channel assignments of a cluster: which channel (stable, current, candidate) the cluster, a group or a node follows per product", 200),
     ("PUT", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Make the cluster, a group or a node follow a release channel for a product (fenced, step-up; body {scope_kind, scope_id, product, channel, reason}); where no open rollout decides, the channel head becomes the desired version in the node's snapshot (node > group > parent groups > cluster)", 200),
     ("DELETE", "/v1/clusters/{cluster}/release-channels", "owner", "rollouts", "Remove a channel assignment (fenced, step-up; body {scope_kind, scope_id, product, reason})", 200),
+]
+
+# Organization API (httpapi/orgs.go): organization sessions only; projection
+# types that never carry nodes, clusters or addresses.
+ORG_ROUTES = [
+    ("GET", "/v1/orgs/{org}", "organization", "Overview: the organization, the session's account, endpoints with health, counts of own objects", 200),
+    ("GET", "/v1/orgs/{org}/me", "organization", "The session's account, session limits, CSRF token", 200),
+    ("POST", "/v1/orgs/{org}/logout", "organization", "End the session", 204),
+    ("POST", "/v1/orgs/{org}/step-up", "organization", "Fresh TOTP \u2192 single-use grant for one high-risk organization request {method, path, totp_code}", 200),
+    ("GET", "/v1/orgs/{org}/users", "organization", "The organization's accounts", 200),
+    ("POST", "/v1/orgs/{org}/users", "organization", "Invite an account {name, role} (admins, step-up; fenced) \u2192 one-time setup secret; login name is name@org", 201),
+    ("GET", "/v1/orgs/{org}/users/{uid}", "organization", "One account", 200),
+    ("POST", "/v1/orgs/{org}/users/{uid}/disable", "organization", "Disable an account; ends its sessions (admins, step-up; fenced)", 200),
+    ("POST", "/v1/orgs/{org}/users/{uid}/enable", "organization", "Re-enable an account (admins, step-up; fenced)", 200),
+    ("GET", "/v1/orgs/{org}/sessions", "organization", "Live sessions (admins: all accounts; members: their own)", 200),
+    ("POST", "/v1/orgs/{org}/sessions/{sid}/revoke", "organization", "End a session; effective on its next request (step-up)", 204),
+    ("GET", "/v1/orgs/{org}/endpoints", "organization", "Published endpoints: name, kind, protocol, region, health (ok|degraded|down); never nodes", 200),
+    ("GET", "/v1/orgs/{org}/endpoints/{eid}", "organization", "One endpoint (id or name)", 200),
+    ("GET", "/v1/orgs/{org}/resources", "organization", "The organization's resources", 200),
+    ("POST", "/v1/orgs/{org}/resources", "organization", "Create a resource {name, protocol, address, port, endpoint} (admins, step-up; fenced)", 201),
+    ("GET", "/v1/orgs/{org}/resources/{rid}", "organization", "One resource", 200),
+    ("DELETE", "/v1/orgs/{org}/resources/{rid}", "organization", "Delete a resource no policy uses (admins, step-up; fenced)", 204),
+    ("GET", "/v1/orgs/{org}/policies", "organization", "The organization's access policies", 200),
+    ("POST", "/v1/orgs/{org}/policies", "organization", "Create a policy {name, subjects, resources, endpoints, window, require_mfa} (admins, step-up; fenced)", 201),
+    ("GET", "/v1/orgs/{org}/policies/{pid}", "organization", "One policy", 200),
+    ("DELETE", "/v1/orgs/{org}/policies/{pid}", "organization", "Delete a policy (admins, step-up; fenced)", 204),
+    ("GET", "/v1/orgs/{org}/audit", "organization", "The organization's own audit events, newest first", 200),
+    ("POST", "/v1/orgs/{org}/recovery-codes", "organization", "Regenerate the session account's recovery codes {totp_code}", 200),
+    ("GET", "/v1/orgs/{org}/devices", "organization", "The session account's trusted devices", 200),
+    ("POST", "/v1/orgs/{org}/devices", "organization", "Trust this browser {label} (second factor must be recent)", 201),
+    ("POST", "/v1/orgs/{org}/devices/{did}/revoke", "organization", "End trust in one of the account's devices", 200),
+    ("GET", "/v1/orgs/{org}/audit/verify", "organization", "Whether the hash chain holding the organization's events is intact; the organization's event at the first break", 200),
+]
+ROUTES += [
+    ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable-seed", "owner", "nodes", "Disable a seed node's membership although the cluster does not stand on its own yet (step-up; body {reason}; the unmet conditions are audited)", 200),
+    ("GET", "/v1/cluster-comparison", "owner", "clusters", "Every cluster side by side: members by status, heartbeat health, active roles, agent versions, CPUs, partition state, snapshot lag; the fence epoch held", 200),
+    ("POST", "/v1/organizations/{org}/admins", "owner", "organizations", "Invite an organization admin {name, role} (step-up; fenced) \u2192 one-time setup secret", 201),
+    ("GET", "/v1/organizations/{org}/endpoints", "owner", "organizations", "An organization's endpoints with their backing nodes (platform view)", 200),
+    ("POST", "/v1/organizations/{org}/endpoints", "owner", "organizations", "Publish an endpoint {name, kind, protocol, region, nodes[{cluster_id, node_id}]} to an organization (step-up; fenced)", 201),
+    ("DELETE", "/v1/organizations/{org}/endpoints/{eid}", "owner", "organizations", "Withdraw an endpoint no resource uses (step-up; fenced)", 204),
 ]
 
 def main():
@@ -181,6 +228,15 @@ def main():
             op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string", "maxLength": 128}})
         op["security"] = {"owner": [{"ownerToken": []}], "node": [{"nodeCertificate": []}], "none": []}[auth]
         paths.setdefault(path, {})[method.lower()] = op
+    for method, path, tag, summary, status in ORG_ROUTES:
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in re.findall(r"{(\w+)}", path)]
+        paths.setdefault(path, {})[method.lower()] = {
+            "summary": summary, "tags": [tag], "parameters": params, "security": [{"orgSession": []}],
+            "responses": {
+                str(status): {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        }
     doc = {
         "openapi": "3.1.0",
         "info": {"title": "RAP Fabric Core authority API", "version": "v1",
@@ -195,6 +251,7 @@ def main():
             "securitySchemes": {
                 "ownerToken": {"type": "http", "scheme": "bearer", "description": "owner API token (rapot.…) or session"},
                 "nodeCertificate": {"type": "mutualTLS", "description": "node certificate issued by the cluster CA"},
+                "orgSession": {"type": "http", "scheme": "bearer", "description": "organization account session (cookie or bearer); never a platform credential"},
             },
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}}}}},
@@ -204,6 +261,13 @@ def main():
     with open(out, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
+    # The served copy (GET /v1/openapi.json embeds it); openapi_test.go checks
+    # that the two are identical.
+    with open(out) as src, open(os.path.join(os.path.dirname(__file__), "..", "httpapi", "openapi.json"), "w") as dst:
+        dst.write(src.read())
+    # Request and response schemas come from the Go types the handlers decode
+    # and answer (internal/openapigen); it rewrites both copies.
+    subprocess.run(["go", "run", "./internal/openapigen/cmd/openapigen"], cwd=os.path.join(os.path.dirname(__file__), ".."), check=True)
 
 if __name__ == "__main__":
     main()

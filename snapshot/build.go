@@ -154,6 +154,7 @@ type Index struct {
 	updates        *UpdateState
 	mirrorNodes    []string         // update-cache nodes, sorted
 	mirrorSet      []DesiredVersion // releases desired anywhere in the cluster
+	orgAccess      map[string][]OrgAccess
 }
 
 // NewIndex validates and indexes state for building. It rejects a State
@@ -197,6 +198,9 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 		x.gossip[k.Pool] = k
 	}
 	if x.updates, err = indexUpdates(state.Updates); err != nil {
+		return nil, err
+	}
+	if x.orgAccess, err = indexOrgAccess(state); err != nil {
 		return nil, err
 	}
 	revokedIDs := map[string]bool{}
@@ -524,7 +528,8 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 			}
 		}
 	}
-	if len(b.Services) > 0 || len(b.EgressPools) > 0 {
+	b.OrgAccess = x.orgAccess[nodeID]
+	if len(b.Services) > 0 || len(b.EgressPools) > 0 || len(b.OrgAccess) > 0 {
 		scope = append(scope, ScopeServices)
 	}
 	slices.SortFunc(b.Resources, func(a, c ResourceRef) int { return cmp.Compare(a.ID, c.ID) })

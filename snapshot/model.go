@@ -103,6 +103,11 @@ type Body struct {
 	// Updates: release roots, this node's desired versions and the
 	// blocklist (base scope; absent until release roots are registered).
 	Updates *Updates `json:"updates,omitempty"`
+
+	// OrgAccess: per organization whose endpoints this node backs, those
+	// endpoints and the organization's resources and policies that use them
+	// (services scope; see OrgAccess).
+	OrgAccess []OrgAccess `json:"org_access,omitempty"`
 }
 
 // Identity is a node's own identity as the authority knows it.

@@ -37,6 +37,13 @@ type State struct {
 
 	// Updates is the input of each node's updates section (nil: none).
 	Updates *UpdateState
+
+	// OrgEndpoints (with their backing nodes in this cluster), OrgResources
+	// and OrgPolicies are the organizations' access configuration; each node
+	// gets only what the endpoints it backs need (OrgAccess).
+	OrgEndpoints []OrgEndpoint
+	OrgResources []OrgResource
+	OrgPolicies  []OrgPolicy
 }
 
 // Cluster is the cluster the State describes.

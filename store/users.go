@@ -44,7 +44,14 @@ type AdminUser struct {
 	CreatedAt      time.Time  `json:"created_at"`
 	EnrolledAt     *time.Time `json:"mfa_enrolled_at,omitempty"`
 	PasswordHash   string     `json:"-"`
+
+	// OrgRole is org_admin or org_member for organization accounts (nil for
+	// platform accounts).
+	OrgRole *string `json:"org_role,omitempty"`
 }
+
+// Organization reports whether the account is an organization account.
+func (u AdminUser) Organization() bool { return u.OrganizationID != nil && u.OrgRole != nil }
 
 // Platform reports whether the account holds a platform role.
 func (u AdminUser) Platform() bool {
@@ -71,12 +78,12 @@ var (
 	_ authn.StepUpStore  = (*AdminStore)(nil)
 )
 
-const adminUserCols = `u.id::text, u.name, u.platform_role, u.organization_id::text, u.disabled, u.password_hash, u.created_at,
+const adminUserCols = `u.id::text, u.name, u.platform_role, u.organization_id::text, u.org_role, u.disabled, u.password_hash, u.created_at,
 	(m.sealed_secret IS NOT NULL), m.enrolled_at, (u.setup_secret_hash IS NOT NULL)`
 
 func scanAdminUser(row scanner) (AdminUser, error) {
 	var u AdminUser
-	err := row.Scan(&u.ID, &u.Name, &u.Role, &u.OrganizationID, &u.Disabled, &u.PasswordHash, &u.CreatedAt, &u.MFAEnrolled, &u.EnrolledAt, &u.SetupPending)
+	err := row.Scan(&u.ID, &u.Name, &u.Role, &u.OrganizationID, &u.OrgRole, &u.Disabled, &u.PasswordHash, &u.CreatedAt, &u.MFAEnrolled, &u.EnrolledAt, &u.SetupPending)
 	return u, mapErr(err)
 }
 
@@ -204,7 +211,9 @@ func (s *AdminStore) UserByName(ctx context.Context, name string) (authn.User, e
 	if hash == "" {
 		hash = unusableHash
 	}
-	return authn.User{ID: u.ID, Name: u.Name, PasswordHash: hash, Platform: u.Platform(), Disabled: u.Disabled || u.PasswordHash == ""}, nil
+	// Organization accounts log in under the platform rules (second factor
+	// always required, no login without an enrolled factor).
+	return authn.User{ID: u.ID, Name: u.Name, PasswordHash: hash, Platform: u.Platform() || u.OrganizationID != nil, Disabled: u.Disabled || u.PasswordHash == ""}, nil
 }
 
 // SetPasswordHash implements authn.UserStore.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -101,6 +102,15 @@ type Directory struct {
 	// GossipKeyID its generation; without a key gossip stays off.
 	GossipKey   []byte
 	GossipKeyID string
+	// Intents are the cluster's route intents from the snapshot's route
+	// policy (mesh roles); SelfRegion, SelfRoles and SelfGroups place this
+	// node for their selectors. A pair a deny intent names is refused by
+	// routing (no route installed or advertised) and by the forwarder (not
+	// sent, relayed or accepted).
+	Intents    []routing.Intent
+	SelfRegion string
+	SelfRoles  []domain.Role
+	SelfGroups []string
 }
 
 // FromSnapshot converts a verified snapshot body into a Directory. Entries
@@ -115,6 +125,11 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 	}
 	if b.GossipKey != nil {
 		d.GossipKey, d.GossipKeyID = slices.Clone(b.GossipKey.Key), b.GossipKey.KeyID
+	}
+	d.Intents = routeIntents(b.RoutePolicy)
+	d.SelfRegion, d.SelfGroups = b.Self.Region, slices.Clone(b.Membership.GroupPath)
+	for _, r := range b.Roles {
+		d.SelfRoles = append(d.SelfRoles, r.Role)
 	}
 	seen := map[string]bool{}
 	for _, p := range append(slices.Clone(b.Peers), b.Uplinks...) {
@@ -131,6 +146,21 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 			GossipAddrs: gossipSeeds(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints})
 	}
 	return d
+}
+
+// routeIntents reads "route_intents" from a route policy document (signed
+// and canonical, so it parses; anything else yields none).
+func routeIntents(doc []byte) []routing.Intent {
+	if len(doc) == 0 {
+		return nil
+	}
+	var p struct {
+		Intents []routing.Intent `json:"route_intents"`
+	}
+	if json.Unmarshal(doc, &p) != nil {
+		return nil
+	}
+	return p.Intents
 }
 
 // ParseEndpoints keeps the UDP host:port endpoints of a list.
@@ -163,7 +193,7 @@ type Node struct {
 	dirVer  uint64
 	linkSet map[string]routing.Metric
 	linkUp  map[string]bool
-	pol     *routing.ScopePolicy
+	pol     routing.Policy
 	closed  bool
 
 	gsp       *gossipState // running gossip, nil when off
@@ -247,7 +277,7 @@ func New(cfg Config) (*Node, error) {
 
 // Policy methods delegate to the router's current policy (kept in step by
 // Update) so the forwarder and the router agree.
-func (n *Node) policy() *routing.ScopePolicy {
+func (n *Node) policy() routing.Policy {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.pol
@@ -378,14 +408,24 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 		ld.Peers = append(ld.Peers, link.PeerEntry{NodeID: p.NodeID, NoiseKey: p.NoiseKey, IdentityKey: p.IdentityKey, Endpoints: p.Endpoints,
 			Roles: p.Roles, Region: p.Region})
 	}
-	n.keys, n.pol, n.dirVer = keys, pol, d.Version
+	var rpol routing.Policy = pol
+	if len(d.Intents) > 0 {
+		infos := map[string]routing.NodeInfo{n.cfg.NodeID: {Region: d.SelfRegion, Roles: roleNames(d.SelfRoles), Groups: d.SelfGroups}}
+		for _, p := range d.Peers {
+			if _, ok := pol.Nodes[p.NodeID]; ok {
+				infos[p.NodeID] = routing.NodeInfo{Region: p.Region, Roles: roleNames(p.Roles)}
+			}
+		}
+		rpol = routing.NewIntentPolicy(pol, n.cfg.NodeID, d.Intents, infos)
+	}
+	n.keys, n.pol, n.dirVer = keys, rpol, d.Version
 	n.mu.Unlock()
 	sort.Slice(ld.RevokedKeys, func(i, j int) bool { return bytes.Compare(ld.RevokedKeys[i][:], ld.RevokedKeys[j][:]) < 0 })
 	res, err := n.m.UpdateDirectory(ld)
 	if err != nil {
 		return res, err
 	}
-	n.r.SetPolicy(pol)
+	n.r.SetPolicy(rpol)
 	for _, id := range append(slices.Clone(res.Removed), res.Revoked...) {
 		n.r.RemoveLink(id)
 		n.mu.Lock()
@@ -605,4 +645,16 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	n.stopGossip()
 	return n.m.Close()
+}
+
+// ChannelStats returns the cumulative Noise channel counters of this
+// membership (handshakes, sessions, refusals; for metrics).
+func (n *Node) ChannelStats() (channel.Stats, bool) { return n.m.ChannelStats(n.cfg.ClusterID) }
+
+func roleNames(rs []domain.Role) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return out
 }

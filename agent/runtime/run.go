@@ -41,6 +41,11 @@ type RunOptions struct {
 	RequestTimeout time.Duration
 	// StatusSocket is the unix socket of the status endpoint; "" means none.
 	StatusSocket string
+	// MetricsListen is the loopback address of the Prometheus metrics
+	// listener; DebugListen of the pprof listener; "" runs none (metrics.go).
+	// Non-loopback addresses are refused.
+	MetricsListen string
+	DebugListen   string
 	// Capabilities are configured capabilities (added to the detected ones).
 	Capabilities []domain.Capability
 	// AgentVersion is reported in heartbeats.
@@ -186,6 +191,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		defer srv.Close()
 	}
+	obs, err := a.serveObservers()
+	if err != nil {
+		return err
+	}
+	defer obs.close()
 	a.log.Info("agent running", "memberships", n, "interval", a.o.Interval)
 	if a.updates == nil {
 		<-ctx.Done()
@@ -522,6 +532,7 @@ func (m *member) fail(err error, log hclog.Logger) {
 	m.mu.Lock()
 	m.failures++
 	m.st.ConsecutiveErrors = m.failures
+	m.st.HeartbeatFailures++
 	m.st.LastError = shortErr(err)
 	enter := m.failures >= m.a.o.DegradedAfter && m.st.Mode == string(state.ModeNormal)
 	if enter {

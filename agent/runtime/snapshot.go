@@ -346,14 +346,7 @@ func (m *member) offer(ctx context.Context, raw []byte, hint uint64, source stri
 		}
 	}
 	if err != nil {
-		s.mu.Lock()
-		s.st.Rejected++
-		s.st.LastRejectReason, s.st.LastRejectDetail = snapshot.Reason(err), shortErr(err)
-		if hint > s.cursor {
-			s.cursor = hint
-		}
-		s.mu.Unlock()
-		log.Warn("snapshot refused: keeping the last good one", "source", source, "version", hint, "reason", snapshot.Reason(err), "error", err)
+		m.refuse(err, hint, source, log)
 		return false
 	}
 	s.mu.Lock()
@@ -364,6 +357,53 @@ func (m *member) offer(ctx context.Context, raw []byte, hint uint64, source stri
 	m.apply(snap, source, log)
 	log.Info("snapshot applied", "version", snap.Version, "source", source, "scope", strings.Join(snap.Scope, ","), "expires_at", snap.ExpiresAt)
 	return true
+}
+
+// refuse records a refused snapshot: counted, reason kept, the cursor moved
+// past its claimed version so that it is not fetched again.
+func (m *member) refuse(err error, hint uint64, source string, log hclog.Logger) {
+	s := m.sn()
+	s.mu.Lock()
+	s.st.Rejected++
+	s.st.LastRejectReason, s.st.LastRejectDetail = snapshot.Reason(err), shortErr(err)
+	if hint > s.cursor {
+		s.cursor = hint
+	}
+	s.mu.Unlock()
+	log.Warn("snapshot refused: keeping the last good one", "source", source, "version", hint, "reason", snapshot.Reason(err), "error", err)
+}
+
+// unseal opens a sealed snapshot a config-storage node served: the outer
+// signature, audience (this node) and version are checked, then the box is
+// opened with this node's Noise (X25519) private key. The inner envelope
+// still goes through offer's full verification. A plain envelope (served by
+// a storage node of an older release) is passed on as it is: offer
+// verifies it all the same.
+func (m *member) unseal(ctx context.Context, raw []byte, log hclog.Logger) ([]byte, error) {
+	if !snapshot.IsSealed(raw) {
+		return raw, nil
+	}
+	applied, err := m.a.st.AppliedVersion(m.cluster)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	nodeID, keys := m.id.NodeID, m.keys
+	m.mu.Unlock()
+	if keys == nil {
+		return nil, errors.New("no Noise key to open a sealed snapshot")
+	}
+	open := func() ([]byte, error) {
+		return snapshot.OpenSealed(raw, snapshot.Expect{ClusterID: m.cluster, NodeID: nodeID, AppliedVersion: applied,
+			Now: m.a.o.Now(), TrustedKeys: m.trustedKeys()}, keys.Noise)
+	}
+	inner, err := open()
+	if errors.Is(err, snapshot.ErrUnknownKey) {
+		if terr := m.refreshTrust(ctx, log); terr == nil {
+			inner, err = open()
+		}
+	}
+	return inner, err
 }
 
 func (m *member) verify(raw []byte) (snapshot.Snapshot, error) {
@@ -468,7 +508,12 @@ func (m *member) fetchFromStorage(ctx context.Context, log hclog.Logger) error {
 			if w == nil {
 				break // nothing newer there; ask the next storage node
 			}
-			if m.offer(ctx, w.Snapshot, w.Version, "config-storage", log) {
+			raw, err := m.unseal(ctx, w.Snapshot, log)
+			if err != nil {
+				m.refuse(err, w.Version, "config-storage", log)
+				continue
+			}
+			if m.offer(ctx, raw, w.Version, "config-storage", log) {
 				return nil
 			}
 		}

@@ -1,9 +1,11 @@
 package runtime
 
 // Config-storage serving: a node whose snapshot lists cache_nodes fetches
-// those nodes' signed snapshots from the authority, verifies each against the
+// those nodes' snapshots from the authority, each sealed to its target's
+// X25519 key (snapshot.Seal), verifies each sealed envelope against the
 // cluster's keys with the served node as audience (keeping the highest
-// verified version per node), and serves them on a small mTLS endpoint:
+// verified version per node) without being able to read it, refuses any
+// unsealed one, and serves them on a small mTLS endpoint:
 // GET /v1/storage/snapshot?after_version=N answers the calling node (named by
 // its client certificate) with its own newest snapshot, or 204.
 
@@ -231,17 +233,19 @@ func (m *member) refreshStorage(ctx context.Context, ss *storageServer) error {
 		if !allowed || it.Version <= cur {
 			continue
 		}
-		signed, err := snapshot.Decode(bytes.NewReader(it.Snapshot), snapshot.DefaultMaxSize)
-		if err == nil {
-			_, err = snapshot.Verify(signed, snapshot.Expect{ClusterID: m.cluster, NodeID: it.NodeID, AppliedVersion: cur, Now: m.a.o.Now(), TrustedKeys: keys})
+		if !snapshot.IsSealed(it.Snapshot) {
+			// Never cache what the target alone should read.
+			refused = append(refused, it.NodeID+": not sealed")
+			continue
 		}
+		sealed, err := snapshot.VerifySealed(it.Snapshot, snapshot.Expect{ClusterID: m.cluster, NodeID: it.NodeID, AppliedVersion: cur, Now: m.a.o.Now(), TrustedKeys: keys})
 		if err != nil {
 			refused = append(refused, it.NodeID+": "+snapshot.Reason(err))
 			continue
 		}
 		ss.mu.Lock()
-		if ss.items[it.NodeID].version < it.Version {
-			ss.items[it.NodeID] = storedSnap{version: it.Version, raw: slices.Clone(it.Snapshot)}
+		if v := sealed.Header.Version; ss.items[it.NodeID].version < v {
+			ss.items[it.NodeID] = storedSnap{version: v, raw: slices.Clone(it.Snapshot)}
 		}
 		ss.mu.Unlock()
 	}

@@ -51,6 +51,9 @@ type MemberStatus struct {
 	LastAckAuthority  string    `json:"last_ack_authority,omitempty"`
 	HeartbeatsAcked   uint64    `json:"heartbeats_acked"`
 	ConsecutiveErrors int       `json:"consecutive_errors"`
+	// HeartbeatFailures counts failed heartbeat rounds since the agent
+	// started (running agent only).
+	HeartbeatFailures uint64    `json:"heartbeat_failures,omitempty"`
 	LastError         string    `json:"last_error,omitempty"`
 	AppliedVersion    uint64    `json:"applied_version"`
 	Roles             []string  `json:"roles"`

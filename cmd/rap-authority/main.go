@@ -118,6 +118,8 @@ type runFlags struct {
 	// Version storage and rollouts (authority.ReleasesConfig, RolloutsConfig).
 	releaseChunk    *int
 	rolloutInterval *time.Duration
+	// Observability (observe.go): log format, metrics and pprof listeners.
+	obs observeFlags
 	// Audit checkpoints (authority.AuditConfig).
 	auditCPEvery    *int
 	auditCPInterval *time.Duration
@@ -137,6 +139,8 @@ var flagOfField = map[string]string{
 	"VPN.DefaultLeaseTTL":      "vpn-default-lease-ttl",
 	"Releases.MaxChunk":        "release-max-chunk",
 	"Rollouts.Interval":        "rollout-interval",
+	"MetricsListen":            "metrics-listen",
+	"DebugListen":              "debug-listen",
 	"Audit.CheckpointEvery":    "audit-checkpoint-every",
 	"Audit.CheckpointInterval": "audit-checkpoint-interval",
 }
@@ -174,6 +178,7 @@ func newRunFlags(name string) *runFlags {
 	r.vpnLeaseTTL = fs.Duration("vpn-default-lease-ttl", 30*time.Second, "VPN lease term of a connection created without one (2s..1h)")
 	r.releaseChunk = fs.Int("release-max-chunk", authority.DefaultReleaseChunkSize, "largest artifact upload chunk accepted, in bytes (at most 1 MiB)")
 	r.rolloutInterval = fs.Duration("rollout-interval", 2*time.Second, "how often the leader re-evaluates running rollouts")
+	r.obs = newObserveFlags(fs)
 	r.auditCPEvery = fs.Int("audit-checkpoint-every", 1000, "the leader commits an audit checkpoint through Raft after this many audit events")
 	r.auditCPInterval = fs.Duration("audit-checkpoint-interval", time.Minute, "the leader commits an audit checkpoint when the chain moved and the last one is older than this")
 	return r
@@ -236,7 +241,14 @@ func run(args []string, bootstrap bool) error {
 			return errors.New("--kek-file must hold 64 hex characters (32 bytes)")
 		}
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "rap-authority", Level: hclog.LevelFromString(*r.logLevel), JSONFormat: false})
+	logger, err := r.obs.logger("rap-authority", *r.logLevel)
+	if err != nil {
+		return err
+	}
+	metricsToken, err := r.obs.metricsToken()
+	if err != nil {
+		return err
+	}
 	var hosts []string
 	if *r.hosts != "" {
 		hosts = strings.Split(*r.hosts, ",")
@@ -252,6 +264,7 @@ func run(args []string, bootstrap bool) error {
 		Releases: authority.ReleasesConfig{MaxChunk: *r.releaseChunk},
 		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval},
 		Audit:    authority.AuditConfig{CheckpointEvery: *r.auditCPEvery, CheckpointInterval: *r.auditCPInterval}}
+	cfg.MetricsListen, cfg.MetricsToken, cfg.DebugListen = *r.obs.metricsListen, metricsToken, *r.obs.debugListen
 	if err := flagError(cfg.Validate()); err != nil {
 		return err
 	}
@@ -260,6 +273,12 @@ func run(args []string, bootstrap bool) error {
 		return flagError(err)
 	}
 	defer d.Close()
+	if a := d.MetricsAddr(); a != "" {
+		logger.Info("metrics listener", "url", "http://"+a+"/metrics")
+	}
+	if a := d.DebugAddr(); a != "" {
+		logger.Info("pprof listener", "url", "http://"+a+"/debug/pprof/")
+	}
 	if *r.bootstrap {
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		err := d.Bootstrap(bctx)

@@ -31,6 +31,45 @@ func TestRunRefusesInvalidSettingsByFlag(t *testing.T) {
 	}
 }
 
+// TestObserveFlags: --log-format accepts text and json only; metrics and
+// pprof listeners off the loopback interface are refused naming the flag,
+// before anything starts.
+func TestObserveFlags(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	base := []string{"--id", "a1", "--data-dir", dir, "--database-url", "postgres://127.0.0.1:1/none"}
+	for _, c := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--metrics-listen", "0.0.0.0:9464"}, "--metrics-listen"},
+		{[]string{"--metrics-listen", ":9464"}, "--metrics-listen"},
+		{[]string{"--debug-listen", "10.0.0.1:6060"}, "--debug-listen"},
+		{[]string{"--metrics-token-file", filepath.Join(t.TempDir(), "missing")}, "--metrics-token-file"},
+	} {
+		err := run(append(base, c.args...), false)
+		if err == nil || !strings.Contains(err.Error(), c.flag) {
+			t.Fatalf("%v: want an error naming %s, got %v", c.args, c.flag, err)
+		}
+	}
+	short := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(short, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(append(base, "--metrics-token-file", short), false); err == nil || !strings.Contains(err.Error(), "at least 16") {
+		t.Fatalf("a short scrape token: %v", err)
+	}
+	for _, f := range []string{"text", "json"} {
+		o := observeFlags{logFormat: &f}
+		if _, err := o.logger("x", "info"); err != nil {
+			t.Fatalf("--log-format %s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the data dir was created before the flags were checked: %v", err)
+	}
+}
+
 // TestRunConfigFileRefusesMistakes: the --config file of run refuses an
 // unknown key and an invalid value, naming the key; the environment wins
 // over the file, the command line over both; the old RAP_ names still work.

@@ -43,8 +43,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/rap-fabric/core/agent/runtime"
 	"github.com/rap-fabric/core/agent/state"
 	"github.com/rap-fabric/core/agent/statusclient"
@@ -265,6 +263,9 @@ func run(args []string) error {
 	vpnPoll := fs.Duration("vpn-poll-every", 0, "VPN assignments poll period (default 2s)")
 	noTunnels := fs.Bool("no-vpn-tunnels", false, "hold VPN leases but run no tunnel (no TUN, routes or nftables)")
 	tunnelNet := fs.String("vpn-tunnel-net", runtime.DefaultTunnelNet.String(), "IPv4 prefix tunnel interface addresses come from (a /30 per connection)")
+	metricsListen := fs.String("metrics-listen", "", "loopback address of the Prometheus metrics listener (e.g. 127.0.0.1:9465); empty for none; non-loopback refused")
+	debugListen := fs.String("debug-listen", "", "loopback address of a pprof listener (/debug/pprof/); empty for none; non-loopback refused")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
 	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
@@ -283,7 +284,10 @@ func run(args []string) error {
 	if *socket == "" {
 		*socket = socketFor(*statePath)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "rap-node-agent", Level: hclog.LevelFromString(*level), Output: os.Stderr})
+	log, err := newLogger("rap-node-agent", *level, *logFormat)
+	if err != nil {
+		return err
+	}
 	// Outside systemd nobody made the runtime directory of the socket.
 	if err := os.MkdirAll(filepath.Dir(*socket), 0o700); err != nil {
 		return fmt.Errorf("status socket directory: %w", err)
@@ -314,7 +318,7 @@ func run(args []string) error {
 		workloads = sup
 	}
 	a = runtime.NewAgent(st, runtime.RunOptions{Workloads: workloads, Interval: *interval, DesiredEvery: *desired, DegradedAfter: *degradedAfter, RequestTimeout: *timeout,
-		StatusSocket: *socket, Capabilities: caps, AgentVersion: version, Logger: log,
+		StatusSocket: *socket, MetricsListen: *metricsListen, DebugListen: *debugListen, Capabilities: caps, AgentVersion: version, Logger: log,
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
 		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll, NoTunnels: *noTunnels, TunnelNet: tunNet},

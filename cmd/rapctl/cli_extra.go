@@ -182,7 +182,7 @@ var examples = map[string]string{
 	"cluster create":       "  rapctl cluster create \"East Coast\" --slug east --region us-east",
 	"join-request approve": "  rapctl join-request approve 6b1f0d2e",
 	"role assign":          "  rapctl role assign east edge-1 relay-node",
-	"service set":          "  rapctl service set east edge-2 vpn-exit --enable --instance web --config '{}'",
+	"service set":          "  rapctl service set east edge-2 vpn-exit --enable --instance web --service-config '{}'",
 	"partition split":      "  rapctl partition split east --reason \"site B unreachable\"",
 }
 

@@ -64,7 +64,7 @@ func listFlags(path string, filters ...string) func(*flag.FlagSet) builder {
 var commands = []cmd{
 	{path: "authority status", help: "Raft and fence status of an authority", flags: noFlags(get("/v1/authority/status")),
 		table: []string{"node_id", "state", "leader_id", "agreed_epoch", "fence_epoch", "quorum", "commit_index"}, single: true},
-	{path: "authority health", help: "health of an authority: Raft view and PostgreSQL probe (exit status non-zero when unavailable)", flags: noFlags(get("/v1/health")),
+	{path: "authority health", help: "health of an authority: Raft view and PostgreSQL probe (exit status non-zero when unavailable)", flags: noFlags(get("/v1/health?standbyok")),
 		table: []string{"status", "node_id", "state", "quorum", "database_server", "database_writable", "problems"}, single: true},
 	{path: "authority certificate", args: "ID", help: "issue a Raft member certificate for a joining authority", flags: func(fs *flag.FlagSet) builder {
 		key := fs.String("member-key", "", "the new authority's member public key, base64 (rap-authority member-key)")
@@ -100,6 +100,17 @@ var commands = []cmd{
 		}
 	}, table: []string{"id", "slug", "status", "ca_pin"}, single: true},
 	{path: "cluster list", help: "list clusters", flags: listFlags("/v1/clusters"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}},
+	{path: "cluster compare", help: "every cluster side by side: members, health, roles, agent versions, CPUs, partition state, snapshot lag", flags: noFlags(get("/v1/cluster-comparison")),
+		table: []string{"slug", "status", "partition_state", "members", "health", "roles", "agent_versions", "cpus", "snapshots_lagging"}},
+	{path: "node disable-seed", args: "CLUSTER NODE_ID", help: "disable a seed node's membership before the cluster stands on its own (--reason; step-up)", flags: func(fs *flag.FlagSet) builder {
+		reason := fs.String("reason", "", "why the guard is overridden (audited)")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("CLUSTER NODE_ID")
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/nodes/" + url.PathEscape(positional[1]) + "/disable-seed", map[string]any{"reason": *reason}, nil
+		}
+	}, table: []string{"cluster_id", "node_id", "membership_status"}, single: true},
 	{path: "cluster show", args: "CLUSTER", help: "show a cluster", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}", "cluster"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}, single: true},
 	{path: "cluster disable", args: "CLUSTER", help: "disable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/disable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
 	{path: "cluster enable", args: "CLUSTER", help: "enable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/enable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
@@ -196,11 +207,11 @@ var commands = []cmd{
 	{path: "role disable", args: "CLUSTER ASSIGNMENT", help: "disable a role assignment (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/roles/{id}/disable", "cluster", "id"), table: []string{"id", "role", "status", "snapshot_version"}, single: true},
 	{path: "role enable", args: "CLUSTER ASSIGNMENT", help: "re-enable a role assignment (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/roles/{id}/enable", "cluster", "id"), table: []string{"id", "role", "status", "snapshot_version"}, single: true},
 	{path: "role remove", args: "CLUSTER ASSIGNMENT", help: "remove a role assignment (fenced)", flags: withArgs(http.MethodDelete, "/v1/clusters/{cluster}/roles/{id}", "cluster", "id"), table: []string{"id", "role", "snapshot_version"}, single: true},
-	{path: "service set", args: "CLUSTER NODE TYPE", help: "enable (--enable) or disable a desired service on a node (fenced; remote-access adapters via --config '{\"adapters\":[\"rdp\"]}')", flags: func(fs *flag.FlagSet) builder {
+	{path: "service set", args: "CLUSTER NODE TYPE", help: "enable (--enable) or disable a desired service on a node (fenced; remote-access adapters via --service-config '{\"adapters\":[\"rdp\"]}')", flags: func(fs *flag.FlagSet) builder {
 		enable := fs.Bool("enable", false, "enable the service (default: disable)")
 		instance := fs.String("instance", "", "instance id (default \"default\")")
 		org := fs.String("organization", "", "organization (id or slug)")
-		config := fs.String("config", "", "service config (JSON object; credentials only as *_ref)")
+		config := fs.String("service-config", "", "service config (JSON object; credentials only as *_ref)")
 		return func() (string, string, any, error) {
 			if len(positional) != 3 {
 				return "", "", nil, errArgs("CLUSTER NODE TYPE")

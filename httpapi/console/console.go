@@ -52,6 +52,18 @@ type Status struct {
 	LeaderAPIAddr string
 	Quorum        bool
 	Epoch         uint64
+	// Raft panel figures (zero when the source does not report them).
+	Term, CommitIndex, AppliedIndex uint64
+	AgreedEpoch, FenceEpoch         uint64
+	FenceEpochHeld                  uint64
+	LastContact                     time.Time
+	Members                         []Member
+}
+
+// Member is one authority of the Raft group, for the Raft panel.
+type Member struct {
+	ID, RaftAddr, APIAddr, Suffrage string
+	Healthy                         bool
 }
 
 // Options configure the console.
@@ -108,6 +120,7 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/setup", c.public("setup"))
 	m.HandleFunc("GET /console/{$}", c.page("overview", c.overview))
 	m.HandleFunc("GET /console/clusters", c.page("clusters", c.clusters))
+	m.HandleFunc("GET /console/compare", c.page("compare", c.compare))
 	m.HandleFunc("GET /console/nodes", c.page("nodes", c.nodes))
 	m.HandleFunc("GET /console/nodes/{id}", c.page("node", c.node))
 	m.HandleFunc("GET /console/join-requests", c.page("joins", c.joins))
@@ -119,6 +132,8 @@ func newConsole(o Options) *console {
 	m.HandleFunc("GET /console/audit", c.page("audit", c.audit))
 	m.HandleFunc("GET /console/trust", c.page("trust", c.trust))
 	m.HandleFunc("GET /console/account", c.page("account", c.account))
+	m.HandleFunc("GET /console/topology", c.page("topology", c.topologyPage))
+	m.HandleFunc("GET /console/raft", c.page("raft", c.raft))
 	m.HandleFunc("GET /console/releases", c.page("releases", c.releases))
 	c.mux = m
 	return c

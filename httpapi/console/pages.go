@@ -2,10 +2,14 @@ package console
 
 import (
 	"context"
+	"html/template"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
+	"time"
 
+	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/store"
 )
@@ -99,6 +103,12 @@ func (c *console) overview(ctx context.Context, r *http.Request, v *view) error 
 		return err
 	}
 	v.Data["PendingJoins"] = len(joins)
+	// Totals come from SQL counts, not from the length of a page.
+	counts, err := a.Count(ctx, v.Cluster)
+	if err != nil {
+		return err
+	}
+	v.Data["NodeCount"], v.Data["PendingJoins"] = counts.Nodes, counts.PendingJoins
 	hr, err := c.healthRows(ctx, v, nm)
 	v.Data["Health"] = countBy(hr, "health_state")
 	if err != nil {
@@ -152,6 +162,9 @@ func (c *console) clusters(ctx context.Context, r *http.Request, v *view) error 
 		Services  []kv
 		Roles     []kv
 		Partition string
+		// Snapshot roll-out: members on their desired snapshot vs behind.
+		Applied, Lagging int
+		Rollout          template.HTML
 	}
 	var rows []row
 	gaps, err := c.coverage(ctx, v)
@@ -183,6 +196,18 @@ func (c *console) clusters(ctx context.Context, r *http.Request, v *view) error 
 		if p, ok := a.FSM().Partition(id); ok && p.State != domain.PartitionNormal {
 			rw.Partition = string(p.State) + " — " + p.Reason + " (set by " + p.Actor + ")"
 		}
+		ss2, err := a.SnapshotStatus(ctx, id, "", false, store.Page{Limit: 10000})
+		if err != nil {
+			return err
+		}
+		for _, st := range ss2 {
+			if st.Lagging {
+				rw.Lagging++
+			} else {
+				rw.Applied++
+			}
+		}
+		rw.Rollout = rolloutSVG(str(cl["slug"]), rw.Applied, rw.Lagging)
 		rows = append(rows, rw)
 	}
 	v.Data["Rows"] = rows
@@ -222,6 +247,8 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 	}
 	v.Data["Heartbeats"] = maps(hs)
 	var roles, svcs, links, routes []map[string]any
+	names := map[string]string{}
+	v.Data["NodeNames"] = names
 	for _, m := range n.Memberships {
 		rs, err := a.ListRoles(ctx, m.ClusterID, id, store.Page{Limit: 500})
 		if err != nil {
@@ -238,6 +265,13 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 			return err
 		}
 		links = append(links, maps(ls)...)
+		members, err := a.ListNodes(ctx, m.ClusterID, store.Page{Limit: 1000})
+		if err != nil {
+			return err
+		}
+		for _, mn := range members {
+			names[mn.ID] = mn.Name
+		}
 		mr, err := a.ListMeshRoutes(ctx, m.ClusterID, id, store.Page{Limit: 500})
 		if err != nil {
 			return err
@@ -254,7 +288,11 @@ func (c *console) node(ctx context.Context, r *http.Request, v *view) error {
 		return err
 	}
 	v.Data["Audit"] = maps(ev)
-	return nil
+	var cls []string
+	for _, m := range n.Memberships {
+		cls = append(cls, m.ClusterID)
+	}
+	return c.nodeStrips(ctx, v, id, n.Name, cls)
 }
 
 func (c *console) joins(ctx context.Context, r *http.Request, v *view) error {
@@ -289,6 +327,11 @@ func (c *console) roles(ctx context.Context, r *http.Request, v *view) error {
 		return err
 	}
 	v.Data["Nodes"] = maps(ns)
+	names := map[string]string{}
+	for _, n := range ns {
+		names[n.ID] = n.Name
+	}
+	v.Data["NodeNames"] = names
 	orgs, err := c.o.Authority.ListOrganizations(ctx, store.Page{Limit: 500})
 	if err != nil {
 		return err
@@ -318,6 +361,16 @@ func (c *console) services(ctx context.Context, r *http.Request, v *view) error 
 	}
 	v.Data["Services"] = rows
 	v.Data["ByState"] = countBy(rows, "reported_state")
+	v.Data["Types"] = countBy(rows, "service_type")
+	ns, err := c.o.Authority.ListNodes(ctx, v.Cluster, store.Page{Limit: 1000})
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	for _, n := range ns {
+		names[n.ID] = n.Name
+	}
+	v.Data["NodeNames"] = names
 	return nil
 }
 
@@ -336,32 +389,76 @@ func (c *console) health(ctx context.Context, r *http.Request, v *view) error {
 		}
 	}
 	v.Data["Alerts"] = alerts
-	return err
-}
-
-func (c *console) audit(ctx context.Context, r *http.Request, v *view) error {
-	q := r.URL.Query()
-	f := store.AuditFilter{ClusterID: v.Cluster, Action: q.Get("action"), Actor: q.Get("actor"), TargetKind: q.Get("target_kind"), TargetID: q.Get("target_id")}
-	ev, err := c.o.Authority.ListAudit(ctx, f, store.Page{Limit: 500})
 	if err != nil {
 		return err
 	}
-	rows := maps(ev)
-	if o := q.Get("outcome"); o != "" {
-		var keep []map[string]any
-		for _, e := range rows {
-			if str(e["outcome"]) == o {
-				keep = append(keep, e)
-			}
+	for _, h := range hr {
+		s, err := c.healthStrip(ctx, v, str(h["cluster_id"]), str(h["node_id"]), str(h["node_name"]))
+		if err != nil {
+			return err
 		}
-		rows = keep
+		h["_strip"] = s.SVG
 	}
-	// Newest first.
-	for i, j := 0, len(rows)-1; i < j; i, j = i+1, j-1 {
-		rows[i], rows[j] = rows[j], rows[i]
+	return nil
+}
+
+// AuditPageSize is how many events one audit page shows.
+const AuditPageSize = 100
+
+// audit pages through the audit log newest first with a cursor (?before=id);
+// the outcome filter is applied while reading, so every page is full until
+// the log runs out.
+func (c *console) audit(ctx context.Context, r *http.Request, v *view) error {
+	q := r.URL.Query()
+	f := store.AuditFilter{ClusterID: v.Cluster, Action: q.Get("action"), Actor: q.Get("actor"), TargetKind: q.Get("target_kind"), TargetID: q.Get("target_id"), NewestFirst: true}
+	if b := q.Get("before"); b != "" {
+		id, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || id < 1 {
+			return authority.Errf(authority.CodeInvalid, "before must be a positive event id")
+		}
+		f.BeforeID = id
+	}
+	outcome := q.Get("outcome")
+	var rows []map[string]any
+	more := false
+	for batch := 0; batch < 20 && len(rows) < AuditPageSize; batch++ {
+		ev, err := c.o.Authority.ListAudit(ctx, f, store.Page{Limit: 500})
+		if err != nil {
+			return err
+		}
+		for _, e := range ev {
+			if outcome != "" && e.Outcome != outcome {
+				continue
+			}
+			if len(rows) == AuditPageSize {
+				more = true
+				break
+			}
+			rows = append(rows, toMap(e))
+		}
+		if more || len(ev) < 500 {
+			break
+		}
+		f.BeforeID = ev[len(ev)-1].ID
+		more = true // the batch cap may stop here with events left
+	}
+	if len(rows) < AuditPageSize {
+		more = false
 	}
 	v.Data["Events"] = rows
-	v.Data["Filter"] = map[string]string{"action": f.Action, "actor": f.Actor, "target_kind": f.TargetKind, "target_id": f.TargetID, "outcome": q.Get("outcome")}
+	v.Data["Filter"] = map[string]string{"action": f.Action, "actor": f.Actor, "target_kind": f.TargetKind, "target_id": f.TargetID, "outcome": outcome}
+	keep := url.Values{}
+	for _, k := range []string{"cluster", "action", "actor", "target_kind", "target_id", "outcome"} {
+		if q.Get(k) != "" {
+			keep.Set(k, q.Get(k))
+		}
+	}
+	v.Data["Newest"] = "?" + keep.Encode()
+	if more && len(rows) > 0 {
+		keep.Set("before", str(rows[len(rows)-1]["id"]))
+		v.Data["Older"] = "?" + keep.Encode()
+	}
+	v.Data["Paged"] = q.Get("before") != ""
 	return nil
 }
 
@@ -372,6 +469,7 @@ func (c *console) trust(ctx context.Context, r *http.Request, v *view) error {
 		CA          map[string]any
 		Certs       []map[string]any
 		Revocations []map[string]any
+		Expiry      template.HTML
 	}
 	var rows []row
 	for _, cl := range v.Clusters {
@@ -406,6 +504,16 @@ func (c *console) trust(ctx context.Context, r *http.Request, v *view) error {
 			return err
 		}
 		rw.Revocations = maps(rs)
+		var marks []certMark
+		for _, m := range rw.Certs {
+			t, err := time.Parse(time.RFC3339Nano, str(m["certificate_not_after"]))
+			if err != nil || str(m["identity_status"]) != "active" {
+				continue
+			}
+			nb, _ := time.Parse(time.RFC3339Nano, str(m["certificate_not_before"]))
+			marks = append(marks, certMark{Node: str(m["node_name"]), Serial: str(m["certificate_serial"]), NotBefore: nb, NotAfter: t})
+		}
+		rw.Expiry = expirySVG(str(cl["slug"]), v.Now, marks)
 		rows = append(rows, rw)
 	}
 	v.Data["Rows"] = rows

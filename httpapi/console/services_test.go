@@ -34,3 +34,23 @@ func TestServicePagesShowReportedState(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesPageSwitchesTypesPerCluster renders the per-type enable and
+// disable actions of the selected cluster, named in words.
+func TestServicesPageSwitchesTypesPerCluster(t *testing.T) {
+	rows := maps([]store.ServiceInstance{
+		{ID: "s1", ClusterID: "c1", NodeID: "n1", ServiceType: "vpn-exit", DesiredState: "enabled", Config: json.RawMessage(`{}`)},
+		{ID: "s2", ClusterID: "c1", NodeID: "n2", ServiceType: "vpn-exit", DesiredState: "enabled", Config: json.RawMessage(`{}`)},
+	})
+	c := newConsole(Options{})
+	rec := httptest.NewRecorder()
+	c.render(rec, "services", &view{Page: "services", Cluster: "c1", Clusters: []map[string]any{{"id": "c1", "slug": "demo"}},
+		Data: map[string]any{"Services": rows, "Types": countBy(rows, "service_type"), "NodeNames": map[string]string{"n1": "edge-1"}}})
+	require.Equal(t, 200, rec.Code)
+	body := rec.Body.String()
+	require.Contains(t, body, `<td>vpn-exit</td><td>2</td>`)
+	require.Contains(t, body, `data-path="/v1/clusters/c1/services/vpn-exit/disable"`)
+	require.Contains(t, body, `data-what="Disable every vpn-exit service in demo"`)
+	require.Contains(t, body, `title="n1">edge-1</a>`, "node names, ids on hover")
+	require.Contains(t, body, `title="n2">n2</a>`, "unknown names fall back to the id")
+}

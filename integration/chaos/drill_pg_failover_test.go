@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -180,7 +179,14 @@ func pgFailoverDrill(t *testing.T, name string, isolate bool) {
 			break
 		}
 	}
-	verify, verifyErr := exec.Command(filepath.Join(e.Bin, "rap-authority"), "audit", "verify", "--database-url", e.PGStandby.socketURL("rap")).CombinedOutput()
+	// Verify against the latest Raft checkpoint, read from the authorities
+	// (from the client host, which reaches them).
+	var servers []string
+	for _, a := range e.Auths {
+		servers = append(servers, a.APIAddr)
+	}
+	verify, verifyErr := e.Client.Exec(60*time.Second, filepath.Join(e.Bin, "rap-authority"), "audit", "verify", "--database-url", e.PGStandby.socketURL("rap"),
+		"--server", strings.Join(servers, ","), "--token", e.OwnerToken, "--ca-pin", e.CAPin)
 
 	statuses := map[string]Status{}
 	dbSeen := map[string]string{}
@@ -199,7 +205,7 @@ func pgFailoverDrill(t *testing.T, name string, isolate bool) {
 			DatabaseServer string   `json:"database_server"`
 		}
 		hctx, hcancel := context.WithTimeout(context.Background(), 3*time.Second)
-		if _, err := e.Mon.api[a.ID].Do(hctx, http.MethodGet, "/v1/health", nil, &h, nil); err != nil {
+		if _, err := e.Mon.api[a.ID].Do(hctx, http.MethodGet, "/v1/health?standbyok", nil, &h, nil); err != nil {
 			healthSeen = append(healthSeen, a.ID+": "+err.Error())
 		} else {
 			healthSeen = append(healthSeen, fmt.Sprintf("%s %s on %s %v", a.ID, h.Status, h.DatabaseServer, h.Problems))

@@ -255,7 +255,8 @@ func NewEnv(t testing.TB, o Options) *Env {
 		a.base = []string{"run", "--id", id, "--data-dir", a.Dir, "--database-url", dbURL, "--raft-bind", a.RaftBind,
 			"--raft-advertise", a.RaftAdvertise, "--api-listen", a.APIAddr,
 			"--heartbeat-timeout", o.Timing.Heartbeat.String(), "--election-timeout", o.Timing.Election.String(),
-			"--leader-lease-timeout", o.Timing.Lease.String(), "--quorum-timeout", o.Timing.Quorum.String()}
+			"--leader-lease-timeout", o.Timing.Lease.String(), "--quorum-timeout", o.Timing.Quorum.String(),
+			"--metrics-listen", "127.0.0.1:0"}
 		e.Auths = append(e.Auths, a)
 	}
 	// The first authority bootstraps and prints the owner token and CA pin.

@@ -23,6 +23,15 @@ type Policy interface {
 	AllowRelay(from, dst string) bool
 }
 
+// RelayPreferrer may be implemented by a Policy: when PreferRelay(dst) is
+// true and the selected route to dst is the direct link, Lookup returns a
+// usable loop-free route through a relay instead whenever there is one (for
+// data only; the direct link stays selected, advertised and the fallback).
+// IntentPolicy implements it for prefer-relay intents.
+type RelayPreferrer interface {
+	PreferRelay(dst string) bool
+}
+
 // AllowAll is a Policy that permits everything (tests, single-tenant
 // clusters).
 type AllowAll struct{}

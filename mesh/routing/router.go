@@ -355,6 +355,11 @@ func (r *Router) Lookup(dst string) (nextHop string, cost Metric, hops int, err 
 	d := r.dests[dst]
 	switch {
 	case d == nil:
+	case d.sel == dst && r.preferRelayLocked(dst):
+		if rt := r.relayAlternateLocked(dst, d); rt.NextHop != "" {
+			return rt.NextHop, rt.Cost, rt.Hops, nil
+		}
+		return d.sel, d.adv.Metric, int(d.adv.Hops), nil
 	case d.sel != "":
 		return d.sel, d.adv.Metric, int(d.adv.Hops), nil
 	case d.fallback.NextHop != "":
@@ -641,6 +646,44 @@ func (r *Router) fallbackLocked(dst string, d *dest) Route {
 		}
 		if uint32(l.metric) >= uint32(back)+uint32(d.lastMetric) {
 			continue
+		}
+		rt := Route{Dst: dst, NextHop: via, Cost: total, Hops: hops, Seq: l.seq}
+		if best.NextHop == "" || cmp.Or(cmp.Compare(rt.Cost, best.Cost), cmp.Compare(rt.Hops, best.Hops), cmp.Compare(rt.NextHop, best.NextHop)) < 0 {
+			best = rt
+		}
+	}
+	return best
+}
+
+func (r *Router) preferRelayLocked(dst string) bool {
+	rp, ok := r.policy.(RelayPreferrer)
+	return ok && rp.PreferRelay(dst)
+}
+
+// relayAlternateLocked picks, for a destination whose selected route is the
+// direct link but whose policy prefers a relay, the best usable route
+// through another neighbour that is feasible or a loop-free alternate
+// (the fallbackLocked condition, with the current metric as dist(S,D)). It
+// serves data only: selection, advertisement and the feasibility distance
+// stay those of the direct route, so routing stays loop-free as before.
+func (r *Router) relayAlternateLocked(dst string, d *dest) Route {
+	var best Route
+	for via, l := range d.routes {
+		if via == dst {
+			continue
+		}
+		total, hops, ok := r.usableLocked(dst, via, l)
+		if !ok {
+			continue
+		}
+		if !r.feasibleLocked(d, l) {
+			back := r.links[via].cost
+			if m, ok := r.nbrSelf[via]; ok && m != Infinity && m < back {
+				back = m
+			}
+			if uint32(l.metric) >= uint32(back)+uint32(d.adv.Metric) {
+				continue
+			}
 		}
 		rt := Route{Dst: dst, NextHop: via, Cost: total, Hops: hops, Seq: l.seq}
 		if best.NextHop == "" || cmp.Or(cmp.Compare(rt.Cost, best.Cost), cmp.Compare(rt.Hops, best.Hops), cmp.Compare(rt.NextHop, best.NextHop)) < 0 {
