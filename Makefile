@@ -17,7 +17,7 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/rap-authority ./cmd/rap-node-agent ./cmd/rapctl
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/rap-authority ./cmd/rap-node-agent ./cmd/rapctl ./cmd/rap-node-agent-launcher
 
 ## test: every test (unit, PostgreSQL, Raft, processes, fuzz seeds), race detector on.
 test:

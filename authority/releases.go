@@ -225,6 +225,11 @@ func (r *Releases) PublishKeySet(ctx context.Context, actor Actor, env release.E
 	if err := env.Validate(); err != nil {
 		return store.ReleaseKeySet{}, releaseError("key set", err)
 	}
+	// The leader verifies: a follower that has not applied the roots' Raft
+	// entry yet would refuse a valid key set instead of redirecting.
+	if _, err := r.a.ensureLeader(); err != nil {
+		return store.ReleaseKeySet{}, err
+	}
 	roots, rootsVersion, err := r.trustRoots()
 	if err != nil {
 		return store.ReleaseKeySet{}, err
@@ -320,6 +325,9 @@ func viewOf(rel store.Release) (ReleaseView, error) {
 func (r *Releases) Publish(ctx context.Context, actor Actor, env release.Envelope, idemKey string) (ReleaseView, error) {
 	if err := env.Validate(); err != nil {
 		return ReleaseView{}, releaseError("manifest", err)
+	}
+	if _, err := r.a.ensureLeader(); err != nil { // the leader verifies (see PublishKeySet)
+		return ReleaseView{}, err
 	}
 	if rel, err := store.GetReleaseByDigest(ctx, r.a.db.Pool, env.Digest()); err == nil {
 		return viewOf(rel)

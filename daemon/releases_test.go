@@ -97,6 +97,19 @@ func TestVersionStorage(t *testing.T) {
 		require.Equal(t, "invalid_argument", apiErr(err).Code, name)
 	}
 
+	// A follower never judges a key set (or a manifest) against its own copy of
+	// the roots (it may not have applied them yet): it redirects to the
+	// leader, which verifies.
+	for _, d := range g.DS {
+		if d.Raft.IsLeader() {
+			continue
+		}
+		_, err := d.Auth.Releases().PublishKeySet(ctx, authority.Actor{Kind: "api-token", ID: "t"}, env1, "")
+		var ae *authority.Error
+		require.ErrorAs(t, err, &ae)
+		require.Equal(t, authority.CodeNotLeader, ae.Code)
+	}
+
 	// Key set signed by one root: below the threshold. By two: published.
 	err = owner.Do(ctx, http.MethodPost, "/v1/releases/key-sets", env1, nil, nil)
 	require.Equal(t, release.ReasonThreshold, apiErr(err).Details["reason"])

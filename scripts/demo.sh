@@ -273,6 +273,14 @@ for l in json.load(sys.stdin)["history"]:
 	echo "($hname restarted: it stands by)"
 fi
 
+# Signed releases and rollouts (scripts/demo-release.sh): before the console
+# section, whose owner with MFA retires the bootstrap API token used here.
+if [ "${RAP_DEMO_RELEASES:-1}" != 0 ]; then
+	. scripts/demo-release.sh
+else
+	echo; echo "(RAP_DEMO_RELEASES=0: the signed release and rollout section is skipped)"
+fi
+
 say "an organization: logical endpoints it may use, never the nodes behind them"
 rapctl org create Acme --slug acme | tail -n +2
 cid=$(rapctl -o json cluster show demo | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -305,7 +313,9 @@ for _ in $(seq 1 150); do
 	[ "$(healthy_members)" = 3 ] && break
 	sleep 0.2
 done
-"$bin/rapctl" --server "${API[2]}" authority status | sed -n 2p
+# (right after its start auth-2 may refuse TLS for a moment: ask until it answers)
+for _ in $(seq 1 100); do a2out=$("$bin/rapctl" --server "${API[2]}" authority status 2>&1) && break; sleep 0.2; done
+echo "$a2out" | sed -n 2p
 [ "$(healthy_members)" = 3 ] || { echo "auth-2 did not come back:"; tail -20 "$demo/a2.log"; exit 1; }
 
 say "demo is running"
@@ -314,6 +324,7 @@ echo "restart:     $demo/a1.sh  $demo/a2.sh  $demo/a3.sh  (each authority's own 
 echo "CLI:         RAPCTL_CONFIG=$root/$demo/rapctl.json bin/rapctl cluster list"
 echo "agents:      $demo/agent*/ (state.db, run.log; rap-node-agent status --state … --status-socket …)"
 echo "VPN:         bin/rapctl vpn list demo; console page https://${API[1]}/console/vpn"
+[ "${RAP_DEMO_RELEASES:-1}" = 0 ] || echo "releases:    bin/rapctl release list; bin/rapctl rollout list demo; console page https://${API[1]}/console/releases (agents run under bin/rap-node-agent-launcher)"
 echo "metrics:     http://${METRICS[1]}/metrics  http://${METRICS[2]}/metrics  http://${METRICS[3]}/metrics  (loopback; health: https://${API[1]}/v1/health)"
 echo "console:     https://${API[1]}/console/  (login in $demo/owner.txt; the platform CA is private: trust it or accept the warning)"
 echo "org console: https://${API[1]}/org/login  (organization acme: setup and login in $demo/org-acme.txt)"

@@ -73,7 +73,12 @@ url() { echo "postgres://postgres@127.0.0.1:$(cat "$portfile")/rap?sslmode=disab
 free_port() {
 	local p
 	for p in $(seq 55432 55532) $(shuf -i 20000-60000 -n 50); do
-		if ! (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null; then echo "$p"; return 0; fi
+		# A port is free when it can be bound: a connect test misses ports
+		# held as the local end of other processes' connections.
+		if python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.close()' "$p" 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
 	done
 	return 1
 }

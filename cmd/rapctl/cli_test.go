@@ -536,3 +536,11 @@ func openPTY(t *testing.T) (*os.File, *os.File) {
 	t.Cleanup(func() { slave.Close() })
 	return master, slave
 }
+
+// `service set --config JSON` is the service's configuration, not the
+// settings file: the global --config is found everywhere else.
+func TestScanConfigFlagLeavesServiceConfig(t *testing.T) {
+	require.Equal(t, "", scanConfigFlag([]string{"--server", "h:1", "service", "set", "demo", "n1", "vpn-exit", "--config", "{}"}))
+	require.Equal(t, "/tmp/s.json", scanConfigFlag([]string{"node", "list", "--config", "/tmp/s.json"}))
+	require.Equal(t, "/tmp/s.json", scanConfigFlag([]string{"--config=/tmp/s.json", "cluster", "list"}))
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -52,9 +53,22 @@ var envNames = []struct{ name, old string }{
 	{"RAPCTL_CA_PIN", "RAP_CA_PIN"},
 }
 
+// localConfigCommands have a --config flag of their own (a service's
+// configuration), which shadows the global settings-file flag.
+var localConfigCommands = [][]string{{"service", "set"}}
+
 // scanConfigFlag finds --config FILE (or --config=FILE) in args: the file
-// must be known before the other flags get their defaults from it.
+// must be known before the other flags get their defaults from it. A command
+// with its own --config (localConfigCommands) keeps it; its settings file
+// comes from $RAPCTL_CONFIG or the default path.
 func scanConfigFlag(args []string) string {
+	for _, c := range localConfigCommands {
+		for i := 0; i+len(c) <= len(args); i++ {
+			if slices.Equal(args[i:i+len(c)], c) {
+				return ""
+			}
+		}
+	}
 	for i, a := range args {
 		if a == "--" {
 			break
