@@ -34,7 +34,10 @@ import (
 
 // Config configures one authority process.
 type Config struct {
-	NodeID        string
+	NodeID string
+	// Version is this binary's version (stamped at build), reported by
+	// GET /v1/authority/status; empty means "dev".
+	Version       string
 	DataDir       string
 	DatabaseURL   string
 	RaftBind      string

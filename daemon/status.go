@@ -16,16 +16,28 @@ import (
 // memberHealth remembers when each authority member last answered its status
 // endpoint.
 type memberHealth struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	version map[string]string // as each member last reported it
 }
 
-func newMemberHealth() *memberHealth { return &memberHealth{seen: map[string]time.Time{}} }
+func newMemberHealth() *memberHealth {
+	return &memberHealth{seen: map[string]time.Time{}, version: map[string]string{}}
+}
 
-func (h *memberHealth) mark(id string, t time.Time) {
+func (h *memberHealth) mark(id, version string, t time.Time) {
 	h.mu.Lock()
 	h.seen[id] = t
+	h.version[id] = version
 	h.mu.Unlock()
+}
+
+// versionOf is the version member id reported in its last answer ("" when
+// it never answered).
+func (h *memberHealth) versionOf(id string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.version[id]
 }
 
 func (h *memberHealth) healthy(id string, now time.Time) bool {
@@ -45,7 +57,7 @@ func (d *Daemon) healthLoop() {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
-		d.health.mark(d.cfg.NodeID, time.Now())
+		d.health.mark(d.cfg.NodeID, d.version(), time.Now())
 		for _, m := range d.FSM.Members() {
 			if m.ID == d.cfg.NodeID || m.APIAddr == "" {
 				continue
@@ -54,7 +66,7 @@ func (d *Daemon) healthLoop() {
 			if err == nil {
 				var st httpapi.AuthorityStatus
 				if json.NewDecoder(resp.Body).Decode(&st) == nil && st.NodeID == m.ID {
-					d.health.mark(m.ID, time.Now())
+					d.health.mark(m.ID, st.Version, time.Now())
 				}
 				resp.Body.Close()
 			}
@@ -67,6 +79,14 @@ func (d *Daemon) healthLoop() {
 	}
 }
 
+// version is this binary's version ("dev" when not stamped).
+func (d *Daemon) version() string {
+	if d.cfg.Version == "" {
+		return "dev"
+	}
+	return d.cfg.Version
+}
+
 // Status implements httpapi.StatusSource.
 func (d *Daemon) Status() httpapi.AuthorityStatus {
 	st := d.Raft.Stats()
@@ -74,8 +94,8 @@ func (d *Daemon) Status() httpapi.AuthorityStatus {
 	fence, _ := d.DB.Fence(fctx)
 	fcancel()
 	out := httpapi.AuthorityStatus{NodeID: d.cfg.NodeID, State: st.State, LeaderID: st.LeaderID, AgreedEpoch: d.FSM.AgreedEpoch(), ClaimedEpoch: st.ClaimedEpoch, FenceEpoch: fence.Epoch, FenceEpochHeld: d.Auth.FenceEpoch(),
-		Epoch: d.FSM.AgreedEpoch(),
-		Term:  st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Members: []httpapi.MemberStatus{}}
+		Epoch: d.FSM.AgreedEpoch(), Version: d.version(),
+		Term: st.Term, CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, Members: []httpapi.MemberStatus{}}
 	if p := d.DB.Primary(); !p.Server.Started.IsZero() {
 		out.Database = &p
 	}
@@ -96,7 +116,10 @@ func (d *Daemon) Status() httpapi.AuthorityStatus {
 	now := time.Now()
 	servers, _ := d.Raft.Servers()
 	for _, s := range servers {
-		ms := httpapi.MemberStatus{ID: s.ID, RaftAddr: s.Address, Suffrage: string(s.Suffrage), Healthy: d.health.healthy(s.ID, now)}
+		ms := httpapi.MemberStatus{ID: s.ID, RaftAddr: s.Address, Suffrage: string(s.Suffrage), Healthy: d.health.healthy(s.ID, now), Version: d.health.versionOf(s.ID)}
+		if s.ID == d.cfg.NodeID {
+			ms.Version = d.version()
+		}
 		if m, ok := d.FSM.Member(s.ID); ok {
 			ms.APIAddr = m.APIAddr
 		}

@@ -51,7 +51,9 @@ type Members interface {
 
 // AuthorityStatus is the body of GET /v1/authority/status.
 type AuthorityStatus struct {
-	NodeID        string `json:"node_id"`
+	NodeID string `json:"node_id"`
+	// Version is the version of this authority's binary (stamped at build).
+	Version       string `json:"version"`
 	State         string `json:"state"`
 	LeaderID      string `json:"leader_id"`
 	LeaderAPIAddr string `json:"leader_api_addr"`
@@ -88,6 +90,10 @@ type MemberStatus struct {
 	APIAddr  string `json:"api_addr"`
 	Suffrage string `json:"suffrage"`
 	Healthy  bool   `json:"healthy"`
+	// Version is the version the member reported in its last answer to this
+	// authority's health probe (its own for itself; empty when it never
+	// answered). Informational: the probe does not authenticate the member.
+	Version string `json:"version"`
 }
 
 // Options configure a Server.

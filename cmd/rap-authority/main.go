@@ -255,7 +255,7 @@ func run(args []string, bootstrap bool) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg := daemon.Config{NodeID: *r.id, DataDir: *r.dataDir, DatabaseURL: *r.dbURL, RaftBind: *r.raftBind, RaftAdvertise: *r.raftAdv,
+	cfg := daemon.Config{NodeID: *r.id, Version: version, DataDir: *r.dataDir, DatabaseURL: *r.dbURL, RaftBind: *r.raftBind, RaftAdvertise: *r.raftAdv,
 		APIListen: *r.apiListen, APIAdvertise: *r.apiAdv, Hosts: hosts, KEK: kek, Logger: logger,
 		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum,
 		Heartbeats: authority.HeartbeatConfig{LateAfter: *r.hbLate, StaleAfter: *r.hbStale, OfflineAfter: *r.hbOffline,
