@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,7 +26,14 @@ type RecoverResult struct {
 	Before []Server
 	// After is the configuration written (empty for a dry run).
 	After []Server
+	// Term is the current term stored on disk (the next election runs in a
+	// higher one); after Recover with a minimum term, at least that minimum.
+	Term uint64
 }
+
+// keyCurrentTerm is the stable-store key under which hashicorp/raft keeps
+// the current term (raft.go, keyCurrentTerm).
+var keyCurrentTerm = []byte("CurrentTerm")
 
 // Recover forces a stopped member whose group lost its quorum for good to
 // restart as the only voter of a new configuration, keeping every entry of
@@ -41,7 +49,14 @@ type RecoverResult struct {
 // become committed. Recover the survivor with the highest LastIndex, and
 // recover one survivor only: the others must join the recovered member again
 // with fresh data directories.
-func Recover(dataDir, id string, newFSM func() raft.FSM, dryRun bool, logger hclog.Logger) (RecoverResult, error) {
+//
+// minTerm, when above the stored current term, raises it (terms only move
+// forward, so this is always safe): the recovered member's first election
+// then runs in a term above minTerm. The caller passes the PostgreSQL fence
+// epoch, which a lost quorum may have moved past this member's log; the
+// epoch claimed for that term is then above the fence (fsm: an epoch is at
+// least its claim's term) and the claim is not refused as stale.
+func Recover(dataDir, id string, newFSM func() raft.FSM, dryRun bool, minTerm uint64, logger hclog.Logger) (RecoverResult, error) {
 	var res RecoverResult
 	if logger == nil {
 		logger = hclog.NewNullLogger()
@@ -75,6 +90,9 @@ func Recover(dataDir, id string, newFSM func() raft.FSM, dryRun bool, logger hcl
 	if err != nil {
 		return res, err
 	}
+	if res.Term, err = store.GetUint64(keyCurrentTerm); err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return res, fmt.Errorf("raftnode: recover: current term: %w", err)
+	}
 	conf, err := raft.GetConfiguration(rc, newFSM(), store, store, snaps, trans)
 	if err != nil {
 		return res, fmt.Errorf("raftnode: recover: read the configuration: %w", err)
@@ -98,6 +116,12 @@ func Recover(dataDir, id string, newFSM func() raft.FSM, dryRun bool, logger hcl
 	rc.Logger = logger
 	if err := raft.RecoverCluster(rc, newFSM(), store, store, snaps, trans, after); err != nil {
 		return res, fmt.Errorf("raftnode: recover: %w", err)
+	}
+	if minTerm > res.Term {
+		if err := store.SetUint64(keyCurrentTerm, minTerm); err != nil {
+			return res, fmt.Errorf("raftnode: recover: raise the current term to %d: %w", minTerm, err)
+		}
+		res.Term = minTerm
 	}
 	res.After = []Server{serverOf(after.Servers[0])}
 	return res, nil
