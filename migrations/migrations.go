@@ -21,6 +21,21 @@ var files embed.FS
 // VersionTable is the table in which tern records the applied schema version.
 const VersionTable = "rap_schema_version"
 
+// NewerSchemaError: the database's schema is newer than the newest migration
+// this binary embeds. An older binary never runs against a newer schema and
+// never migrates down (docs/operations.md, "Rolling back authorities").
+type NewerSchemaError struct {
+	// Database is the schema version recorded in the database; Binary the
+	// newest version this binary knows.
+	Database, Binary int32
+}
+
+func (e *NewerSchemaError) Error() string {
+	return fmt.Sprintf("migrations: the database schema is at version %d, newer than this binary's newest migration %d: "+
+		"this binary is older than the schema and refuses to run against it; start the newer binary, or restore the "+
+		"PostgreSQL backup taken before the upgrade (docs/operations.md, Rolling back authorities)", e.Database, e.Binary)
+}
+
 // Apply brings the database at conn up to the newest schema version and returns
 // the version it ends at.
 func Apply(ctx context.Context, conn *pgx.Conn) (int32, error) {
@@ -30,6 +45,13 @@ func Apply(ctx context.Context, conn *pgx.Conn) (int32, error) {
 	}
 	if err := m.LoadMigrations(files); err != nil {
 		return 0, fmt.Errorf("migrations: load: %w", err)
+	}
+	cur, err := m.GetCurrentVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrations: current version: %w", err)
+	}
+	if int(cur) > len(m.Migrations) {
+		return cur, &NewerSchemaError{Database: cur, Binary: int32(len(m.Migrations))}
 	}
 	if err := m.Migrate(ctx); err != nil {
 		return 0, fmt.Errorf("migrations: migrate: %w", err)
