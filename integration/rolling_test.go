@@ -82,9 +82,9 @@ func enrollAgent(t *testing.T, a *agentProc, owner *apiclient.Client, addrs []st
 // rap-node-agent processes, all built at version A. The authorities are
 // replaced one at a time (followers first, the leader last) by the same
 // binary built at version B, then rolled back to A the same way. Throughout,
-// a prober asks every authority for its status four times a second: the
-// longest stretch without any authority naming a leader with a quorum is
-// bounded; after each replacement the replaced authority reports its new
+// a prober makes a fenced write (a join token) every 300 ms through a client
+// that knows all three authorities: the longest stretch between two
+// successful writes stays under 20 s; after each replacement the replaced authority reports its new
 // version in GET /v1/authority/status, every authority lists every member's
 // version as expected (a mixed group mid-round), all members are healthy,
 // a fenced write succeeds, and both agents' heartbeats arrive after it
@@ -165,33 +165,38 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 	}
 	heartbeatAfter("both agents heartbeat at version A", time.Now())
 
-	// The prober: the longest stretch in which no authority names a leader
-	// with a quorum.
+	// The prober: a fenced write (a join token, through the owner client,
+	// which follows not_leader) every 300 ms; the longest stretch between two
+	// successful writes is the time the group had no leader answering.
 	var mu sync.Mutex
 	var longest time.Duration
-	lastLed := time.Now()
+	var writes, failed int
+	lastOK := time.Now()
 	stop := make(chan struct{})
 	probed := make(chan struct{})
 	go func() {
 		defer close(probed)
+		pc, err := apiclient.New(apiclient.Options{Servers: addrs, Token: token, CAPin: pin, Timeout: 2 * time.Second})
+		if err != nil {
+			return
+		}
+		defer pc.Close()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(250 * time.Millisecond):
+			case <-time.After(300 * time.Millisecond):
 			}
-			led := false
-			for _, p := range ps {
-				if st, err := statusOf(p); err == nil && st.LeaderID != "" && st.Quorum {
-					led = true
-					break
-				}
-			}
+			err := pc.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "fleet", "max_uses": 1, "description": "probe"}, nil, nil)
 			mu.Lock()
-			if led {
-				lastLed = time.Now()
-			} else if gap := time.Since(lastLed); gap > longest {
-				longest = gap
+			if err == nil {
+				writes++
+				if gap := time.Since(lastOK); gap > longest {
+					longest = gap
+				}
+				lastOK = time.Now()
+			} else {
+				failed++
 			}
 			mu.Unlock()
 		}
@@ -234,9 +239,10 @@ func TestRollingUpgradeAndRollback(t *testing.T) {
 	close(stop)
 	<-probed
 	mu.Lock()
-	gap := longest
+	gap, ok, bad := longest, writes, failed
 	mu.Unlock()
-	t.Logf("longest stretch without a leader with a quorum during both rounds: %v", gap)
+	t.Logf("probe writes during both rounds: %d succeeded, %d failed; longest stretch between two successful writes: %v", ok, bad, gap)
+	require.NotZero(t, ok)
 	require.Less(t, gap, 20*time.Second)
 	for id := range nodes {
 		var n struct {
