@@ -92,6 +92,7 @@ var layers = map[string][]string{
 	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
 	"agent/statusclient": {}, "workloadspec": {}, "vpnrules": {}, "release": {}, "rollout": {},
 	"mesh/": {"mesh/", "domain"},
+	"mesh/qos": {}, // per-link QoS send queue (pure: no frames, peers or sockets)
 	// Authority side, bottom up.
 	"store":              {"authn", "domain"},
 	"apiclient":          {"pki"},
