@@ -91,6 +91,9 @@ type Peer struct {
 	Region      string
 	Relation    string
 	Roles       []domain.Role
+	// Organizations are the ids of the organizations the peer serves
+	// (none: shared infrastructure).
+	Organizations []string
 }
 
 // Directory is what a verified snapshot says about the mesh.
@@ -119,6 +122,13 @@ type Directory struct {
 	SelfRegion string
 	SelfRoles  []domain.Role
 	SelfGroups []string
+	// SelfOrganizations are the organizations this node serves. Traffic
+	// between two nodes that serve organizations but none in common is
+	// neither originated, accepted nor relayed (organization scope) unless
+	// CrossOrganization — the route policy's "cross_organization": true —
+	// lifts it for the cluster.
+	SelfOrganizations []string
+	CrossOrganization bool
 }
 
 // FromSnapshot converts a verified snapshot body into a Directory. Entries
@@ -135,6 +145,8 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 		d.GossipKey, d.GossipKeyID = slices.Clone(b.GossipKey.Key), b.GossipKey.KeyID
 	}
 	d.Intents = routeIntents(b.RoutePolicy)
+	d.CrossOrganization = crossOrganization(b.RoutePolicy)
+	d.SelfOrganizations = slices.Clone(b.Self.Organizations)
 	d.SelfRegion, d.SelfGroups = b.Self.Region, slices.Clone(b.Membership.GroupPath)
 	for _, r := range b.Roles {
 		d.SelfRoles = append(d.SelfRoles, r.Role)
@@ -151,7 +163,7 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 			idk = ed25519.PublicKey(slices.Clone(p.IdentityPublicKey))
 		}
 		d.Peers = append(d.Peers, Peer{NodeID: p.NodeID, NoiseKey: k, IdentityKey: idk, Endpoints: ParseEndpoints(p.Endpoints),
-			GossipAddrs: gossipSeeds(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints})
+			GossipAddrs: gossipSeeds(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints, Organizations: slices.Clone(p.Organizations)})
 	}
 	return d
 }
@@ -169,6 +181,19 @@ func routeIntents(doc []byte) []routing.Intent {
 		return nil
 	}
 	return p.Intents
+}
+
+// crossOrganization reads "cross_organization" from a route policy
+// document: only a JSON true lifts organization scope (anything else keeps
+// it: fail closed).
+func crossOrganization(doc []byte) bool {
+	if len(doc) == 0 {
+		return false
+	}
+	var p struct {
+		Cross json.RawMessage `json:"cross_organization"`
+	}
+	return json.Unmarshal(doc, &p) == nil && string(p.Cross) == "true"
 }
 
 // ParseEndpoints keeps the UDP host:port endpoints of a list.
@@ -434,7 +459,8 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 	}
 	ld := link.Directory{ClusterID: n.cfg.ClusterID, Version: d.Version, RevokedNodes: slices.Clone(d.RevokedNodes)}
 	keys := map[string]channel.Key{}
-	pol := &routing.ScopePolicy{ID: n.cfg.NodeID, Self: routing.Scope{Cluster: n.cfg.ClusterID}, Nodes: map[string]routing.Scope{}, NoTransit: map[string]bool{}}
+	pol := &routing.ScopePolicy{ID: n.cfg.NodeID, Self: routing.Scope{Cluster: n.cfg.ClusterID, Orgs: slices.Clone(d.SelfOrganizations)},
+		Nodes: map[string]routing.Scope{}, NoTransit: map[string]bool{}, CrossOrg: d.CrossOrganization}
 	if !d.Relay {
 		pol.NoTransit[n.cfg.NodeID] = true
 	}
@@ -453,7 +479,7 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 			continue
 		}
 		keys[p.NodeID] = p.NoiseKey
-		pol.Nodes[p.NodeID] = routing.Scope{Cluster: n.cfg.ClusterID}
+		pol.Nodes[p.NodeID] = routing.Scope{Cluster: n.cfg.ClusterID, Orgs: slices.Clone(p.Organizations)}
 		if !isMesh(p) {
 			pol.NoTransit[p.NodeID] = true
 		}
