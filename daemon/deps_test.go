@@ -91,7 +91,8 @@ var layers = map[string][]string{
 	"promsink": {}, "loopback": {}, // observability: go-metrics bridge; loopback metrics/pprof listeners
 	"fsm": {"domain"}, "snapshot": {"domain"}, "agentapi": {"domain"},
 	"agent/statusclient": {}, "workloadspec": {}, "vpnrules": {}, "release": {}, "rollout": {},
-	"mesh/": {"mesh/", "domain"},
+	"mesh/":    {"mesh/", "domain"},
+	"mesh/qos": {}, // per-link QoS send queue (pure: no frames, peers or sockets)
 	// Authority side, bottom up.
 	"store":              {"authn", "domain"},
 	"apiclient":          {"pki"},

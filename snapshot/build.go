@@ -116,6 +116,7 @@ type nodeInfo struct {
 	mesh      bool
 	endpoints []string
 	groupPath []string
+	orgs      []string // organizations served: restricted grants and enabled services
 	h         uint64
 }
 
@@ -343,6 +344,20 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 	for _, l := range x.services {
 		slices.SortFunc(l, func(a, b ServiceConfig) int { return cmp.Compare(a.ID, b.ID) })
 	}
+	for _, ni := range x.nodes {
+		var orgs []string
+		for _, g := range ni.grants {
+			if g.OrganizationID != "" {
+				orgs = append(orgs, g.OrganizationID)
+			}
+		}
+		for _, s := range x.services[ni.n.ID] {
+			if s.OrganizationID != "" && ni.has(s.Role) && allowsOrg(ni, s.Role, s.OrganizationID) {
+				orgs = append(orgs, s.OrganizationID)
+			}
+		}
+		ni.orgs = sortedCopy(orgs)
+	}
 	for i := range state.EgressPools {
 		p := &state.EgressPools[i]
 		for _, id := range p.NodeIDs {
@@ -454,7 +469,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 	n := ni.n
 	b := Body{
 		Self: Identity{NodeID: n.ID, Name: n.Name, Region: n.Region, Endpoints: ni.endpoints,
-			NoisePublicKey: n.NoisePublicKey, IdentityPublicKey: n.IdentityPublicKey, IdentityStatus: n.IdentityStatus},
+			NoisePublicKey: n.NoisePublicKey, IdentityPublicKey: n.IdentityPublicKey, IdentityStatus: n.IdentityStatus, Organizations: ni.orgs},
 		Membership:  Membership{ClusterID: x.clusterID, Status: ni.m.Status, GroupPath: ni.groupPath, AuthorityState: x.authorityState},
 		Roles:       ni.grants,
 		Revocations: x.revocations,
@@ -562,7 +577,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 func (x *Index) peer(id, rel string) Peer {
 	ni := x.nodes[id]
 	return Peer{NodeID: id, NoisePublicKey: ni.n.NoisePublicKey, IdentityPublicKey: ni.n.IdentityPublicKey, Endpoints: ni.endpoints,
-		Region: ni.n.Region, Relation: rel, RoleHints: ni.roles}
+		Region: ni.n.Region, Relation: rel, RoleHints: ni.roles, Organizations: ni.orgs}
 }
 
 // allowsOrg reports whether ni holds role r unrestricted or restricted to org.

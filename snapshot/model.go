@@ -121,6 +121,11 @@ type Identity struct {
 	// into its certificate); it signs the node's gossip record.
 	IdentityPublicKey []byte                `json:"identity_public_key,omitempty"`
 	IdentityStatus    domain.IdentityStatus `json:"identity_status"`
+	// Organizations are the ids of the organizations the node serves (an
+	// active role assignment restricted to it, or an enabled service of it
+	// on the node), sorted; none for shared infrastructure. The mesh keeps
+	// traffic between nodes of different organizations apart with them.
+	Organizations []string `json:"organizations,omitempty"`
 }
 
 // Membership is the node's membership in the snapshot's cluster.
@@ -191,6 +196,10 @@ type Peer struct {
 	Region            string        `json:"region,omitempty"`
 	Relation          string        `json:"relation"`
 	RoleHints         []domain.Role `json:"role_hints,omitempty"`
+	// Organizations are the ids of the organizations the peer serves
+	// (ids only: no names or other organization data), as in
+	// Identity.Organizations.
+	Organizations []string `json:"organizations,omitempty"`
 }
 
 // EntryPolicy is a client entry policy, cluster-wide (OrganizationID empty)

@@ -26,6 +26,7 @@ import (
 	"github.com/rap-fabric/core/mesh/gossip"
 	"github.com/rap-fabric/core/mesh/link"
 	"github.com/rap-fabric/core/mesh/peers"
+	"github.com/rap-fabric/core/mesh/qos"
 	"github.com/rap-fabric/core/mesh/routing"
 	"github.com/rap-fabric/core/snapshot"
 )
@@ -66,6 +67,13 @@ type Config struct {
 	// GossipBase is the memberlist configuration to start from (default
 	// memberlist.DefaultLANConfig; tests use faster timers).
 	GossipBase *memberlist.Config
+	// LinkRate paces each peer link's mesh traffic (routing messages and
+	// end-to-end frames, not link probes) in bytes per second; 0 leaves it
+	// unpaced. LinkBurst is what a paced link may send at once after being
+	// idle (default LinkRate/20, at least 16 KiB). LinkQueue bounds and
+	// weights each link's send queue (mesh/qos defaults).
+	LinkRate, LinkBurst int64
+	LinkQueue           qos.Config
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
 }
@@ -83,6 +91,9 @@ type Peer struct {
 	Region      string
 	Relation    string
 	Roles       []domain.Role
+	// Organizations are the ids of the organizations the peer serves
+	// (none: shared infrastructure).
+	Organizations []string
 }
 
 // Directory is what a verified snapshot says about the mesh.
@@ -111,6 +122,13 @@ type Directory struct {
 	SelfRegion string
 	SelfRoles  []domain.Role
 	SelfGroups []string
+	// SelfOrganizations are the organizations this node serves. Traffic
+	// between two nodes that serve organizations but none in common is
+	// neither originated, accepted nor relayed (organization scope) unless
+	// CrossOrganization — the route policy's "cross_organization": true —
+	// lifts it for the cluster.
+	SelfOrganizations []string
+	CrossOrganization bool
 }
 
 // FromSnapshot converts a verified snapshot body into a Directory. Entries
@@ -127,6 +145,8 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 		d.GossipKey, d.GossipKeyID = slices.Clone(b.GossipKey.Key), b.GossipKey.KeyID
 	}
 	d.Intents = routeIntents(b.RoutePolicy)
+	d.CrossOrganization = crossOrganization(b.RoutePolicy)
+	d.SelfOrganizations = slices.Clone(b.Self.Organizations)
 	d.SelfRegion, d.SelfGroups = b.Self.Region, slices.Clone(b.Membership.GroupPath)
 	for _, r := range b.Roles {
 		d.SelfRoles = append(d.SelfRoles, r.Role)
@@ -143,7 +163,7 @@ func FromSnapshot(version uint64, b snapshot.Body) Directory {
 			idk = ed25519.PublicKey(slices.Clone(p.IdentityPublicKey))
 		}
 		d.Peers = append(d.Peers, Peer{NodeID: p.NodeID, NoiseKey: k, IdentityKey: idk, Endpoints: ParseEndpoints(p.Endpoints),
-			GossipAddrs: gossipSeeds(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints})
+			GossipAddrs: gossipSeeds(p.Endpoints), Region: p.Region, Relation: p.Relation, Roles: p.RoleHints, Organizations: slices.Clone(p.Organizations)})
 	}
 	return d
 }
@@ -161,6 +181,19 @@ func routeIntents(doc []byte) []routing.Intent {
 		return nil
 	}
 	return p.Intents
+}
+
+// crossOrganization reads "cross_organization" from a route policy
+// document: only a JSON true lifts organization scope (anything else keeps
+// it: fail closed).
+func crossOrganization(doc []byte) bool {
+	if len(doc) == 0 {
+		return false
+	}
+	var p struct {
+		Cross json.RawMessage `json:"cross_organization"`
+	}
+	return json.Unmarshal(doc, &p) == nil && string(p.Cross) == "true"
 }
 
 // ParseEndpoints keeps the UDP host:port endpoints of a list.
@@ -201,6 +234,9 @@ type Node struct {
 	seeds     []seed
 	gossipPtr atomic.Pointer[gossip.Gossip]
 	gdir      atomic.Pointer[gossipDir]
+
+	sendMu sync.RWMutex
+	sendq  map[string]*qos.Link // per peer link: the QoS send queue
 }
 
 // New binds the socket and builds the link manager, router and forwarder.
@@ -237,7 +273,7 @@ func New(cfg Config) (*Node, error) {
 		_ = uc.SetWriteBuffer(socketBuffer)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, keys: map[string]channel.Key{}, known: map[string]channel.Key{},
-		linkSet: map[string]routing.Metric{}, linkUp: map[string]bool{}, nodi: map[string]bool{}}
+		linkSet: map[string]routing.Metric{}, linkUp: map[string]bool{}, nodi: map[string]bool{}, sendq: map[string]*qos.Link{}}
 	for _, id := range cfg.NoDirect {
 		n.nodi[id] = true
 	}
@@ -258,14 +294,14 @@ func New(cfg Config) (*Node, error) {
 	// paths jitter around each other; keep the next hop unless the
 	// alternative is clearly (routeSwitchMargin) cheaper.
 	n.r, err = routing.New(routing.Config{Self: cfg.NodeID, UpdateInterval: cfg.RouteUpdate, RequestInterval: 200 * time.Millisecond, Policy: n.pol,
-		SwitchMargin: routeSwitchMargin, Send: func(to string, msg []byte) { _ = n.m.Send(to, msg) }})
+		SwitchMargin: routeSwitchMargin, Send: func(to string, msg []byte) { _ = n.send(to, qos.Control, bytes.Clone(msg)) }})
 	if err != nil {
 		n.m.Close()
 		return nil, err
 	}
 	n.f, err = e2e.New(e2e.Config{Self: cfg.NodeID, ClusterID: cfg.ClusterID, PrivateKey: cfg.NoiseKey, Routes: n.r, Rand: rand.Reader,
 		Policy: n, PeerKey: n.peerKey, HandshakeRetry: 300 * time.Millisecond,
-		Send: func(to string, frame []byte) error { return n.m.Send(to, frame) }})
+		Send: func(to string, frame []byte) error { return n.send(to, e2e.ClassOf(frame), frame) }})
 	if err != nil {
 		n.m.Close()
 		return nil, err
@@ -273,6 +309,50 @@ func New(cfg Config) (*Node, error) {
 	e2e.ServeEcho(n.f)
 	n.adv = advertise(cfg.Advertise, n.m.LocalAddr())
 	return n, nil
+}
+
+// send is the mesh send path: frames for a peer go through that link's QoS
+// queue, which sends at once while the link is idle and, while it is backed
+// up (another goroutine is sending to the peer, or LinkRate is used up),
+// sends the queued frames control first, then by weighted round robin over
+// the other classes. The link takes frame.
+func (n *Node) send(to string, c qos.Class, frame []byte) error {
+	n.sendMu.RLock()
+	l := n.sendq[to]
+	n.sendMu.RUnlock()
+	if l == nil {
+		n.sendMu.Lock()
+		if l = n.sendq[to]; l == nil {
+			l = qos.NewLink(func(b []byte) error { return n.m.Send(to, b) },
+				qos.LinkConfig{Queue: n.cfg.LinkQueue, Rate: n.cfg.LinkRate, Burst: n.cfg.LinkBurst})
+			n.sendq[to] = l
+		}
+		n.sendMu.Unlock()
+	}
+	return l.Send(c, frame)
+}
+
+// dropSendQueue closes a removed peer's send queue (what waits is lost).
+func (n *Node) dropSendQueue(id string) {
+	n.sendMu.Lock()
+	l := n.sendq[id]
+	delete(n.sendq, id)
+	n.sendMu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+// SendQueueStats returns the QoS send queue counters of the link to peer
+// (false when nothing was sent to it).
+func (n *Node) SendQueueStats(peer string) (qos.LinkStats, bool) {
+	n.sendMu.RLock()
+	l := n.sendq[peer]
+	n.sendMu.RUnlock()
+	if l == nil {
+		return qos.LinkStats{}, false
+	}
+	return l.Stats(), true
 }
 
 // Policy methods delegate to the router's current policy (kept in step by
@@ -379,7 +459,8 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 	}
 	ld := link.Directory{ClusterID: n.cfg.ClusterID, Version: d.Version, RevokedNodes: slices.Clone(d.RevokedNodes)}
 	keys := map[string]channel.Key{}
-	pol := &routing.ScopePolicy{ID: n.cfg.NodeID, Self: routing.Scope{Cluster: n.cfg.ClusterID}, Nodes: map[string]routing.Scope{}, NoTransit: map[string]bool{}}
+	pol := &routing.ScopePolicy{ID: n.cfg.NodeID, Self: routing.Scope{Cluster: n.cfg.ClusterID, Orgs: slices.Clone(d.SelfOrganizations)},
+		Nodes: map[string]routing.Scope{}, NoTransit: map[string]bool{}, CrossOrg: d.CrossOrganization}
 	if !d.Relay {
 		pol.NoTransit[n.cfg.NodeID] = true
 	}
@@ -398,7 +479,7 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 			continue
 		}
 		keys[p.NodeID] = p.NoiseKey
-		pol.Nodes[p.NodeID] = routing.Scope{Cluster: n.cfg.ClusterID}
+		pol.Nodes[p.NodeID] = routing.Scope{Cluster: n.cfg.ClusterID, Orgs: slices.Clone(p.Organizations)}
 		if !isMesh(p) {
 			pol.NoTransit[p.NodeID] = true
 		}
@@ -428,6 +509,7 @@ func (n *Node) Update(d Directory) (link.UpdateResult, error) {
 	n.r.SetPolicy(rpol)
 	for _, id := range append(slices.Clone(res.Removed), res.Revoked...) {
 		n.r.RemoveLink(id)
+		n.dropSendQueue(id)
 		n.mu.Lock()
 		delete(n.linkSet, id)
 		delete(n.linkUp, id)
@@ -541,7 +623,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // for it to come back; it returns the round trip of the message (including
 // the end-to-end handshake).
 func (n *Node) Echo(ctx context.Context, dst string, msg []byte) (time.Duration, error) {
-	c, err := n.f.DialService(dst, e2e.EchoService)
+	c, err := n.f.DialServiceClass(dst, e2e.EchoService, qos.Interactive)
 	if err != nil {
 		return 0, err
 	}
@@ -577,6 +659,10 @@ type LinkStatus struct {
 	// DownSince is when the link was detected down (RFC 3339, UTC); absent
 	// unless State is "down".
 	DownSince time.Time `json:"down_since,omitzero"`
+	// QueueLen is how many frames wait in the link's QoS send queue now,
+	// QueueDropped how many it dropped (full) since the link appeared.
+	QueueLen     int    `json:"queue_len,omitempty"`
+	QueueDropped uint64 `json:"queue_dropped,omitempty"`
 }
 
 // RouteStatus is one destination of the routing table.
@@ -618,6 +704,9 @@ func (n *Node) Status() Status {
 		if !p.DownSince.IsZero() {
 			l.DownSince = p.DownSince.UTC()
 		}
+		if qs, ok := n.SendQueueStats(p.NodeID); ok {
+			l.QueueLen, l.QueueDropped = qs.Len, qs.Dropped
+		}
 		s.Links = append(s.Links, l)
 	}
 	for _, r := range n.r.Table() {
@@ -643,6 +732,12 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.sendMu.Lock()
+	for id, l := range n.sendq {
+		l.Close()
+		delete(n.sendq, id)
+	}
+	n.sendMu.Unlock()
 	n.stopGossip()
 	return n.m.Close()
 }

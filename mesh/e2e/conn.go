@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/flynn/noise"
+
+	"github.com/rap-fabric/core/mesh/qos"
 )
 
 type connState uint8
@@ -33,6 +35,7 @@ type Conn struct {
 	initiator bool
 	service   string
 	record    bool
+	class     byte // the QoS class bits of the flags (FlagClassMask)
 
 	mu        sync.Mutex
 	state     connState
@@ -111,8 +114,12 @@ func (c *Conn) Send(msg []byte) error {
 	return c.sendSealed(s, TypeData, msg)
 }
 
+// Class returns the flow's QoS class: the one it was dialled with, or for
+// an accepted flow the one its initiation carried.
+func (c *Conn) Class() qos.Class { return classOfFlags(c.class) }
+
 func (c *Conn) flags() byte {
-	var fl byte
+	fl := c.class
 	if c.initiator {
 		fl |= FlagFromInitiator
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/rap-fabric/core/mesh/qos"
 	"slices"
 	"testing"
 	"time"
@@ -388,6 +389,11 @@ func FuzzHandleFrame(f *testing.F) {
 	l.intercept = func(from, to string, fr []byte) []byte { frames = append(frames, bytes.Clone(fr)); return fr }
 	_ = c.Send([]byte("seed"))
 	l.pump()
+	if cc, err := l.f["s"].DialServiceClass("d", EchoService, qos.Bulk); err == nil { // frames with class bits
+		l.pump()
+		_ = cc.Send([]byte("classed seed"))
+		l.pump()
+	}
 	l.intercept = nil
 	for _, fr := range frames {
 		f.Add(fr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flynn/noise"
 	"github.com/rap-fabric/core/mesh/channel"
+	"github.com/rap-fabric/core/mesh/qos"
 	"github.com/rap-fabric/core/mesh/routing"
 	"github.com/rap-fabric/core/mesh/wire"
 	"golang.org/x/crypto/chacha20poly1305"
@@ -196,12 +197,19 @@ func (f *Forwarder) Stats() Stats {
 // the handshake completes are queued.
 func (f *Forwarder) Dial(dst string) (*Conn, error) { return f.DialService(dst, "") }
 
-// DialService opens a flow to dst's service (see Handle).
+// DialService opens a flow to dst's service (see Handle). Its frames carry
+// no QoS class (relays queue them as qos.Default).
 func (f *Forwarder) DialService(dst, service string) (*Conn, error) {
-	return f.dial(dst, service, service == probeService)
+	return f.dial(dst, service, service == probeService, 0)
 }
 
-func (f *Forwarder) dial(dst, service string, record bool) (*Conn, error) {
+// DialServiceClass opens a flow to dst's service whose frames, both ways,
+// carry QoS class class: every hop queues them in that class.
+func (f *Forwarder) DialServiceClass(dst, service string, class qos.Class) (*Conn, error) {
+	return f.dial(dst, service, service == probeService, classFlags(class))
+}
+
+func (f *Forwarder) dial(dst, service string, record bool, class byte) (*Conn, error) {
 	if dst == f.cfg.Self || dst == "" || len(dst) > 255 || len(service) > 1024 {
 		return nil, fmt.Errorf("%w: bad destination %q", ErrConfig, dst)
 	}
@@ -238,7 +246,7 @@ func (f *Forwarder) dial(dst, service string, record bool) (*Conn, error) {
 	ns := max(now.UnixNano(), f.lastTSNs+1) // strictly increasing per node
 	f.lastTSNs = ns
 	ts := wire.TAI64N(ns/1e9, int32(ns%1e9))
-	flags := FlagFromInitiator
+	flags := FlagFromInitiator | class
 	if record {
 		flags |= FlagRecordRoute
 	}
@@ -250,6 +258,7 @@ func (f *Forwarder) dial(dst, service string, record bool) (*Conn, error) {
 	}
 	frame[ttlOff] = f.cfg.TTL
 	c := f.newConn(dst, flow, true, service, record)
+	c.class = class
 	c.hs, c.initFrame, c.sentAt, c.attempts = hs, frame, now, 1
 	f.conns[connKey{dst, flow, true}] = c
 	f.mu.Unlock()
@@ -407,7 +416,7 @@ func (f *Forwarder) handleInit(p parsed, frame []byte) error {
 	var ts wire.Timestamp
 	copy(ts[:], payload)
 	service := string(payload[wire.TimestampLen:])
-	resp, _ := appendHeader(nil, TypeResp, p.Flags&FlagRecordRoute, p.Flow, f.cfg.Self, p.Src)
+	resp, _ := appendHeader(nil, TypeResp, p.Flags&(FlagRecordRoute|FlagClassMask), p.Flow, f.cfg.Self, p.Src)
 	resp, cs1, cs2, err := hs.WriteMessage(resp, nil)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
@@ -425,6 +434,10 @@ func (f *Forwarder) handleInit(p parsed, frame []byte) error {
 	}
 	f.lastTS[p.Src] = ts
 	c := f.newConn(p.Src, p.Flow, false, service, p.Flags&FlagRecordRoute != 0)
+	c.class = classFlags(p.Class)
+	if p.Flags&FlagClassMask == 0 {
+		c.class = 0 // an initiator without classes: answer without one
+	}
 	c.state, c.sess = stateEstablished, s
 	c.initBody, c.respFrame = bytes.Clone(body), resp
 	c.handler = f.handlers[service]

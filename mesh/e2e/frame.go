@@ -3,9 +3,18 @@ package e2e
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/rap-fabric/core/mesh/qos"
 )
 
 // Frame layout (big-endian):
+//
+// The flags byte: bit 0 FlagFromInitiator, bit 1 FlagRecordRoute, bits 4–6
+// the QoS class + 1 (0: none, read as qos.Default; see ClassOf). Nodes
+// before classes ignore those bits and relay them unchanged, so the format
+// is backward compatible; the class of data and close frames is in their
+// associated data (a relay cannot change it), the class of handshake frames
+// is not.
 //
 //	magic 'E' | version | type | flags | ttl | flow uint32 |
 //	srcLen uint8 | src | dstLen uint8 | dst |
@@ -52,14 +61,47 @@ const (
 	FlagFromInitiator byte = 1
 	// FlagRecordRoute asks relays to append their id to the route record.
 	FlagRecordRoute byte = 2
+	// FlagClassMask holds the QoS class + 1 (0: no class).
+	FlagClassMask  byte = 0x70
+	flagClassShift      = 4
 )
+
+// classFlags encodes a QoS class into the flags byte.
+func classFlags(c qos.Class) byte {
+	if !c.Valid() {
+		return 0
+	}
+	return byte(c+1) << flagClassShift & FlagClassMask
+}
+
+// classOfFlags decodes the QoS class of a flags byte (qos.Default when it
+// names none or an unknown one).
+func classOfFlags(fl byte) qos.Class {
+	v := (fl & FlagClassMask) >> flagClassShift
+	if v == 0 || !qos.Class(v-1).Valid() {
+		return qos.Default
+	}
+	return qos.Class(v - 1)
+}
+
+// ClassOf returns the QoS class an e2e frame carries (qos.Default for a
+// frame without one, or for bytes too short to be a frame); relays and link
+// layers queue the frame in it. It reads two bytes and never panics.
+func ClassOf(frame []byte) qos.Class {
+	if len(frame) < fixedLen || frame[0] != Magic {
+		return qos.Default
+	}
+	return classOfFlags(frame[3])
+}
 
 // Header is the clear routing header of a frame.
 type Header struct {
-	Type     Type
-	Flags    byte
-	TTL      uint8
-	Flow     uint32
+	Type  Type
+	Flags byte
+	TTL   uint8
+	Flow  uint32
+	// Class is the frame's QoS class (from Flags).
+	Class    qos.Class
 	Src, Dst string
 	// Route is the clear route record (relays, in order), if recorded.
 	Route []string
@@ -88,6 +130,7 @@ func parse(b []byte) (parsed, error) {
 		return p, fmt.Errorf("%w: bad magic/version", ErrMalformed)
 	}
 	p.Type, p.Flags, p.TTL = Type(b[2]), b[3], b[4]
+	p.Class = classOfFlags(p.Flags)
 	if p.Type < TypeInit || p.Type > TypeClose {
 		return p, fmt.Errorf("%w: type %d", ErrMalformed, b[2])
 	}

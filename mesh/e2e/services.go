@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/rap-fabric/core/mesh/qos"
 )
 
 // EchoService is the service name of the synthetic echo service.
@@ -74,7 +76,7 @@ func (p *ProbeOp) Cancel() {
 // recorded path is a diagnostic written in clear by relays; it is not
 // authenticated.
 func (f *Forwarder) StartProbe(dst string) (*ProbeOp, error) {
-	c, err := f.dial(dst, probeService, true)
+	c, err := f.dial(dst, probeService, true, classFlags(qos.Interactive))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -51,6 +52,34 @@ type Scope struct {
 	// Org is empty for shared infrastructure nodes (relays, core mesh)
 	// that serve every organization of the cluster.
 	Org string
+	// Orgs are further organizations the node serves (from the signed
+	// snapshot); the node serves Org and Orgs. A node serving none is
+	// shared infrastructure.
+	Orgs []string
+}
+
+// orgs returns every organization s serves.
+func (s Scope) orgs() []string {
+	if s.Org == "" {
+		return s.Orgs
+	}
+	return append([]string{s.Org}, s.Orgs...)
+}
+
+// SameOrganization reports whether two nodes may carry traffic to each
+// other under organization scope: either serves no organization (shared
+// infrastructure), or they serve at least one organization in common.
+func SameOrganization(a, b Scope) bool {
+	ao, bo := a.orgs(), b.orgs()
+	if len(ao) == 0 || len(bo) == 0 {
+		return true
+	}
+	for _, x := range ao {
+		if slices.Contains(bo, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // ScopePolicy is a Policy built from the signed snapshot: the scopes of the
@@ -67,7 +96,10 @@ type ScopePolicy struct {
 	// NoTransit lists nodes that must never relay (for example thin or
 	// untrusted nodes).
 	NoTransit map[string]bool
-	// CrossOrg allows destinations in other organizations of the cluster.
+	// CrossOrg allows traffic between nodes of different organizations of
+	// the cluster (the route policy's "cross_organization": true). Without
+	// it this node neither originates, accepts nor relays traffic between
+	// two nodes that serve organizations but none in common.
 	CrossOrg bool
 }
 
@@ -75,7 +107,7 @@ func (p *ScopePolicy) reachable(a Scope, b Scope) bool {
 	if a.Cluster != b.Cluster {
 		return false
 	}
-	return p.CrossOrg || a.Org == "" || b.Org == "" || a.Org == b.Org
+	return p.CrossOrg || SameOrganization(a, b)
 }
 
 // AllowDestination implements Policy: dst is known, in this cluster and in a
