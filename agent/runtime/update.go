@@ -213,6 +213,7 @@ func (a *Agent) update(ctx context.Context, o updateOrder, log hclog.Logger) err
 	}
 	rep.State = "downloading"
 	a.report(ctx, o.m, rep, log)
+	log.Info("release verified; downloading the artifact", "version", m.Version, "size", art.Size)
 	slots := updater.Slots{Dir: a.o.Update.SlotsDir}
 	err = updater.Stage(a.st, slots, updater.StageRequest{Cluster: o.m.cluster, ReleaseID: want.ManifestDigest, Version: m.Version, Artifact: art,
 		Current: cur, AllowDowngrade: want.AllowDowngrade, NodeState: m.Migration.NodeState, Now: a.o.Now(), Sources: a.artifactSources(ctx, o.m, o.u, art),
