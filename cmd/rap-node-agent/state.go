@@ -61,6 +61,9 @@ func stateCmd(args []string) error {
 	if res.Steps, err = st.PlanMigration(*to); err != nil {
 		return err
 	}
+	if res.Steps == nil {
+		res.Steps = []state.MigrationStep{}
+	}
 	if err := st.Preflight(checks); err != nil {
 		return err
 	}
@@ -85,7 +88,7 @@ func stateCmd(args []string) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(res)
 	}
-	fmt.Printf("state file:  %s\nschema:      %d (this agent supports up to %d)\ntarget:      %d\n", res.State, st.Schema(), res.Supported, res.Target)
+	fmt.Printf("state file:  %s\nschema:      %d (this agent supports up to %d)\ntarget:      %d\n", res.State, res.Schema, res.Supported, res.Target)
 	if len(res.Steps) == 0 {
 		fmt.Println("steps:       none (already at the target)")
 	}
