@@ -16,7 +16,7 @@ mkdir -p "$(dirname "$out")"
 : >"$out"
 # Steps to run: the arguments (e.g. `scripts/bench.sh fenced snapshot`), or all;
 # BENCH_FILTER narrows the benchmarks of each step (a -bench pattern).
-steps=" ${*:-fenced raft snapshot mesh gossip fleet tunnel vpn} "
+steps=" ${*:-fenced raft snapshot mesh gossip fleet update tunnel vpn} "
 want() { [[ $steps == *" $1 "* ]]; }
 # Every package run is preceded by the machine load (figures on a shared
 # machine are only comparable with their same-run baselines).
@@ -38,6 +38,10 @@ want gossip && runb -benchtime 1x -timeout 30m ./mesh/gossip/
 # The fleet: FLEET_AGENTS (default 2000) simulated mTLS agents in a child
 # process, 3 authorities, a route intent → every agent applied (one run).
 want fleet && BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/
+# One agent self-update end to end with real processes (launcher, agent
+# 1.0.0 → 2.0.0 by a rollout) and its phases, beside the artifact's raw
+# download time in the same run.
+want update && BENCH_FILTER=${BENCH_FILTER:-BenchmarkAgentUpdate} runb -benchtime 1x -timeout 10m ./bench/
 # Tunnel vs wireguard-go vs Nebula vs bare veth, same run, same namespaces
 # (needs root; iperf3, wireguard-go, wireguard-tools, nebula from Debian).
 if want tunnel || want vpn; then

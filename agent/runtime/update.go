@@ -139,6 +139,10 @@ func (a *Agent) settle(ctx context.Context, m *member, reported map[string]bool,
 		a.report(ctx, m, updateReport{Product: release.ProductNodeAgent, CurrentVersion: cur, FromVersion: u.PreviousVersion,
 			TargetVersion: cur, State: "running"}, log)
 		a.reportedRunning = cur
+		// Promoted: the migrated state is kept, its backup goes.
+		if err := updater.DropStateBackup(u); err != nil {
+			log.Warn("removing the state backup failed", "backup", u.StateBackup, "error", err)
+		}
 		if err := a.st.ClearPendingUpdate(cluster); err != nil {
 			log.Warn("clearing the pending update failed", "error", err)
 		}
@@ -209,9 +213,10 @@ func (a *Agent) update(ctx context.Context, o updateOrder, log hclog.Logger) err
 	}
 	rep.State = "downloading"
 	a.report(ctx, o.m, rep, log)
+	log.Info("release verified; downloading the artifact", "version", m.Version, "size", art.Size)
 	slots := updater.Slots{Dir: a.o.Update.SlotsDir}
 	err = updater.Stage(a.st, slots, updater.StageRequest{Cluster: o.m.cluster, ReleaseID: want.ManifestDigest, Version: m.Version, Artifact: art,
-		Current: cur, AllowDowngrade: want.AllowDowngrade, Now: a.o.Now(), Sources: a.artifactSources(ctx, o.m, o.u, art),
+		Current: cur, AllowDowngrade: want.AllowDowngrade, NodeState: m.Migration.NodeState, Now: a.o.Now(), Sources: a.artifactSources(ctx, o.m, o.u, art),
 		OnSource: func(name string, err error) {
 			if err != nil {
 				log.Warn("artifact source refused; trying the next", "source", name, "version", m.Version, "error", err)

@@ -31,8 +31,9 @@ package runtime
 // rollouts of service workloads run through the same canary, waves and
 // automatic halt as agent rollouts.
 //
-// Node-local and service-local migrations declared in the manifest are not
-// executed yet.
+// Service-local migrations declared in the manifest (migration.service_state)
+// are not executed yet; node-local state migrations of the agent's own
+// releases are (agent/updater/migrate.go).
 
 import (
 	"context"

@@ -3,7 +3,9 @@ package state
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +14,16 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// SchemaVersion is the schema this agent writes and understands.
-const SchemaVersion uint64 = 1
+// SchemaVersion is the newest schema this code base has migrations for (see
+// migrate.go). A build may understand less (MaxSchema).
+const SchemaVersion uint64 = 2
 
 // Defaults for Options fields left zero.
 const (
@@ -48,6 +52,7 @@ var (
 	keySnapshot       = []byte("snapshot")
 	keyAppliedVersion = []byte("applied_version")
 	keyAppliedAt      = []byte("applied_at")
+	keyAppliedSHA256  = []byte("applied_sha256")
 	keyPeers          = []byte("peer_cache")
 	keyRoutes         = []byte("route_cache")
 	keyServices       = []byte("service_assignments")
@@ -107,6 +112,8 @@ type Store struct {
 	db   *bolt.DB
 	path string
 	opts Options
+	// schema is the file's schema version (changed only by Migrate).
+	schema atomic.Uint64
 }
 
 // Open opens (creating if absent, with mode 0600) the state file at path.
@@ -266,9 +273,12 @@ func (s *Store) initSchema() error {
 			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
 				return err
 			}
-			if err := meta.Put(keySchemaVersion, u64(SchemaVersion)); err != nil {
+			// A new file has nothing to migrate: it starts at the newest
+			// schema this build understands.
+			if err := meta.Put(keySchemaVersion, u64(MaxSchema())); err != nil {
 				return err
 			}
+			s.schema.Store(MaxSchema())
 			if err := meta.Put(keyCreatedAt, []byte(s.opts.Clock.Now().UTC().Format(time.RFC3339Nano))); err != nil {
 				return err
 			}
@@ -281,12 +291,15 @@ func (s *Store) initSchema() error {
 		}
 		v := binary.BigEndian.Uint64(raw)
 		switch {
-		case v > SchemaVersion:
-			return fmt.Errorf("%w: %s has schema %d, this agent supports up to %d; run a newer agent or restore an older file", ErrNewerSchema, s.path, v, SchemaVersion)
+		case v > MaxSchema():
+			return fmt.Errorf("%w: %s has schema %d, this agent supports up to %d; run a newer agent or restore an older file", ErrNewerSchema, s.path, v, MaxSchema())
 		case v == 0:
 			return fmt.Errorf("%w: %s: schema version 0", ErrCorrupt, s.path)
 		}
-		// v < SchemaVersion: migrations go here when schema 2 exists.
+		// v < MaxSchema(): the file stays at its schema (every schema this
+		// build understands is readable and writable); a migration runs only
+		// when a signed release manifest declares it (Migrate, migrate.go).
+		s.schema.Store(v)
 		_, err := tx.CreateBucketIfNotExists(bucketClusters)
 		return err
 	})
@@ -458,6 +471,13 @@ func (s *Store) AdvanceAppliedVersion(cluster string, version uint64, snapshot [
 		if err := b.Put(keyAppliedAt, []byte(now.Format(time.RFC3339Nano))); err != nil {
 			return err
 		}
+		if fileSchema(tx) >= 2 {
+			// Schema 2 keeps the applied snapshot's digest beside it.
+			sum := sha256.Sum256(snapshot)
+			if err := b.Put(keyAppliedSHA256, []byte(hex.EncodeToString(sum[:]))); err != nil {
+				return err
+			}
+		}
 		return b.Put(keyAppliedVersion, u64(version))
 	})
 }
@@ -500,6 +520,12 @@ func (s *Store) AppliedSnapshot(cluster string) (AppliedSnapshot, error) {
 			return fmt.Errorf("%w: no applied snapshot for cluster %q", ErrNotFound, cluster)
 		}
 		out.Raw = bytes.Clone(raw)
+		if d := b.Get(keyAppliedSHA256); d != nil {
+			out.SHA256 = string(d)
+		} else {
+			sum := sha256.Sum256(raw)
+			out.SHA256 = hex.EncodeToString(sum[:])
+		}
 		if at := b.Get(keyAppliedAt); at != nil {
 			t, err := time.Parse(time.RFC3339Nano, string(at))
 			if err != nil {

@@ -489,7 +489,7 @@ func TestNewerSchemaIsRefusedAndFileUntouched(t *testing.T) {
 	_, err = Open(path, Options{})
 	require.ErrorIs(t, err, ErrNewerSchema)
 	require.False(t, errors.Is(err, ErrCorrupt))
-	require.Contains(t, err.Error(), "schema 2")
+	require.Contains(t, err.Error(), fmt.Sprintf("schema %d", SchemaVersion+1))
 
 	after, err := os.ReadFile(path)
 	require.NoError(t, err)

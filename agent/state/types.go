@@ -51,6 +51,9 @@ type AppliedSnapshot struct {
 	Version   uint64
 	Raw       []byte
 	AppliedAt time.Time
+	// SHA256 is the hex sha256 of Raw (stored beside it from schema 2 on,
+	// computed for older files).
+	SHA256 string
 }
 
 // Peer is one entry of the peer cache, copied from the signed peer directory.
@@ -163,4 +166,22 @@ type PendingUpdate struct {
 	// AllowDowngrade records that a signed rollback or pin allowed a
 	// version below the previous one.
 	AllowDowngrade bool `json:"allow_downgrade,omitempty"`
+	// NodeState is the node-local state schema change the signed manifest
+	// of Version declares (nil: none; the new version then runs on the
+	// file's schema as it is).
+	NodeState *StateChange `json:"node_state,omitempty"`
+	// StateBackup is the copy of the state file taken before NodeState was
+	// applied; the launcher restores it when the new version is rolled back.
+	StateBackup string `json:"state_backup,omitempty"`
+}
+
+// StateChange is a declared node-local state schema change (the manifest's
+// migration.node_state).
+type StateChange struct {
+	From      uint64   `json:"from"`
+	To        uint64   `json:"to"`
+	Preflight []string `json:"preflight,omitempty"`
+	// Rollback is the manifest's rollback behaviour (reverse,
+	// restore_backup or none).
+	Rollback string `json:"rollback,omitempty"`
 }

@@ -30,6 +30,10 @@ type LauncherConfig struct {
 	Slots Slots
 	// OpenState opens the agent's state file.
 	OpenState func() (StateHandle, error)
+	// StatePath is the state file's path: a rolled-back trial that
+	// migrated the node-local state gets its pre-migration backup renamed
+	// back over it ("" disables the restore).
+	StatePath string
 	// Command builds the command that runs the agent binary at path.
 	Command func(binary string) *exec.Cmd
 	// Probe reads the running agent's status (ProbeSocket).
@@ -104,14 +108,26 @@ func (l *Launcher) decide() (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
+	p, rollback, reason, err := l.next(cur)
+	if err != nil || rollback == "" {
+		return p, err
+	}
+	l.log.Warn("rolling back", "version", rollback, "to", cur, "reason", reason)
+	return plan{version: cur}, l.rollback(rollback, reason)
+}
+
+// next decides with the state file open; a trial that must be rolled back
+// is returned (rollback, reason) and recorded by rollback once the file is
+// closed (the restore of a state backup replaces the file).
+func (l *Launcher) next(cur string) (p plan, rollback, reason string, err error) {
 	st, err := l.cfg.OpenState()
 	if err != nil {
-		return plan{}, err
+		return plan{}, "", "", err
 	}
 	defer st.Close()
 	cluster, u, ok, err := FindPending(st)
 	if err != nil || !ok {
-		return plan{version: cur}, err
+		return plan{version: cur}, "", "", err
 	}
 	now := l.cfg.Clock().UTC()
 	switch u.State {
@@ -121,35 +137,55 @@ func (l *Launcher) decide() (plan, error) {
 			// Promoted before the record could say so (crash right after
 			// the pointer switch): finish the record.
 			u.State = StepPromoted
-			return plan{version: cur}, st.PutPendingUpdate(cluster, u)
+			return plan{version: cur}, "", "", st.PutPendingUpdate(cluster, u)
 		case !l.cfg.Slots.Has(u.Version):
-			u.State, u.LastFailure = StepRolledBack, "staged binary missing"
-			return plan{version: cur}, st.PutPendingUpdate(cluster, u)
+			return plan{version: cur}, u.Version, "staged binary missing", nil
 		case u.State == StepHealthChecking && u.Attempts >= l.cfg.MaxAttempts:
-			u.State, u.LastFailure = StepRolledBack, fmt.Sprintf("no healthy start of %s in %d attempts", u.Version, u.Attempts)
-			l.log.Warn("rolling back", "version", u.Version, "to", cur, "reason", u.LastFailure)
-			return plan{version: cur}, st.PutPendingUpdate(cluster, u)
+			return plan{version: cur}, u.Version, fmt.Sprintf("no healthy start of %s in %d attempts", u.Version, u.Attempts), nil
 		}
 		u.State, u.Attempts, u.StartedAt, u.PreviousVersion = StepHealthChecking, u.Attempts+1, now, cur
 		if err := st.PutPendingUpdate(cluster, u); err != nil {
-			return plan{}, err
+			return plan{}, "", "", err
 		}
-		return plan{version: u.Version, trial: true}, nil
+		return plan{version: u.Version, trial: true}, "", "", nil
 	}
-	return plan{version: cur}, nil
+	return plan{version: cur}, "", "", nil
 }
 
-// rollback records the failed trial (the agent process has exited).
+// rollback records the failed trial (the agent process has exited). When
+// the trial migrated the node-local state, the pre-migration backup is
+// renamed back over the state file first, so the previous version starts on
+// the file it knows; the rollback is then recorded in the restored file.
 func (l *Launcher) rollback(version, reason string) error {
 	st, err := l.cfg.OpenState()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
 	cluster, u, ok, err := FindPending(st)
 	if err != nil || !ok || u.Version != version {
+		st.Close()
 		return err
 	}
+	if u.StateBackup != "" && l.cfg.StatePath != "" {
+		if err := st.Close(); err != nil {
+			return err
+		}
+		restored, err := RestoreStateBackup(l.cfg.StatePath, u)
+		if err != nil {
+			return fmt.Errorf("restoring the state backup of %s: %w", version, err)
+		}
+		if restored {
+			l.log.Warn("node-local state restored from the backup taken before the migration", "version", version, "backup", u.StateBackup)
+		}
+		if st, err = l.cfg.OpenState(); err != nil {
+			return err
+		}
+		if c2, u2, ok2, err := FindPending(st); err == nil && ok2 && u2.Version == version {
+			cluster, u = c2, u2
+		}
+		u.StateBackup = ""
+	}
+	defer st.Close()
 	u.State, u.LastFailure = StepRolledBack, reason
 	l.log.Warn("new agent version failed; rolling back", "version", version, "reason", reason)
 	return st.PutPendingUpdate(cluster, u)

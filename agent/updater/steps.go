@@ -97,6 +97,10 @@ type StageRequest struct {
 	// OnSource, when set, is told how each source tried went (nil error:
 	// it served the staged bytes).
 	OnSource func(name string, err error)
+	// NodeState is the node-local state schema change the signed manifest
+	// declares (nil: none). It is recorded in pending_update; the new
+	// version applies it on start (MigrateDeclared).
+	NodeState *release.SchemaChange
 	// Now is the clock reading.
 	Now time.Time
 }
@@ -115,6 +119,9 @@ func Stage(st PendingStore, slots Slots, req StageRequest) error {
 	}
 	u := state.PendingUpdate{ReleaseID: req.ReleaseID, Version: req.Version, PreviousVersion: req.Current, ArtifactSHA256: req.Artifact.SHA256,
 		StagedPath: slots.Binary(req.Version), State: StepDownloading, StartedAt: req.Now, AllowDowngrade: req.AllowDowngrade}
+	if sc := req.NodeState; sc != nil {
+		u.NodeState = &state.StateChange{From: uint64(sc.From), To: uint64(sc.To), Preflight: sc.Preflight, Rollback: sc.Rollback}
+	}
 	// Running Stage again for the same version before the switch (after a
 	// crash) keeps the record's attempt count; a new staging starts at 0.
 	if prev, err := st.PendingUpdate(req.Cluster); err == nil && prev.Version == req.Version &&

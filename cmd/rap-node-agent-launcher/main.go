@@ -74,6 +74,7 @@ func run(args []string) error {
 	l, err := updater.NewLauncher(updater.LauncherConfig{
 		Slots:     slots,
 		OpenState: updater.OpenStateFile(*statePath),
+		StatePath: *statePath,
 		Command: func(bin string) *exec.Cmd {
 			cmd := exec.Command(bin, append([]string{"run", "--state", *statePath, "--status-socket", *socket, "--slots", *slotsDir}, agentArgs...)...)
 			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

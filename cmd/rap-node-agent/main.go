@@ -89,6 +89,8 @@ func main() {
 		err = meshCmd(os.Args[2:])
 	case "logs":
 		err = logsCmd(os.Args[2:])
+	case "state":
+		err = stateCmd(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println(version)
 		return
@@ -116,6 +118,7 @@ func usage() {
   rap-node-agent mesh ping NODE [--cluster ID] [--state PATH] [--status-socket PATH] [-o table|json]
   rap-node-agent mesh links [--state PATH] [--status-socket PATH] [-o table|json]
   rap-node-agent logs SERVICE [--follow] [--tail N] [--cluster ID] [--state PATH]
+  rap-node-agent state migrate [--state PATH] [--to N] [--preflight CHECK]... [--apply] [-o table|json]
   rap-node-agent version
 `)
 }
@@ -148,7 +151,8 @@ func loadFlags(fs *flag.FlagSet, args []string) error {
 // otherCommandFlags are the flags of enroll, status, mesh and logs, whose
 // variables may share run's environment.
 var otherCommandFlags = []string{"authority", "token", "ca-pin", "name", "machine-id-file", "poll-interval", "role",
-	"o", "cluster", "timeout", "follow", "f", "tail", "workloads-dir", "state", "status-socket", "capability"}
+	"o", "cluster", "timeout", "follow", "f", "tail", "workloads-dir", "state", "status-socket", "capability",
+	"to", "apply", "backup", "preflight"}
 
 // warnWriter prefixes loader warnings with the binary's name on stderr.
 type warnWriter struct{}
@@ -297,6 +301,14 @@ func run(args []string) error {
 		return err
 	}
 	defer st.Close()
+	if *slotsDir != "" {
+		// A trial of a release whose signed manifest declares a node-local
+		// state change migrates before anything else reads the file; a
+		// failure ends the trial (the launcher restores the backup).
+		if _, err := updater.MigrateDeclared(st, version, log); err != nil {
+			return fmt.Errorf("declared state migration: %w", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// The agent is built after the supervisor; state changes of workloads
