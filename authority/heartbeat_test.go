@@ -153,7 +153,7 @@ func count(t *testing.T, db *store.DB, sql string, args ...any) int {
 func TestBatcherOneStatementPerFlush(t *testing.T) {
 	db, counter, cluster, nodes := hbDB(t, 50)
 	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := NewHeartbeats(nil, HeartbeatConfig{Clock: clock.Now, MaxBatch: 1 << 20}, StoreHeartbeatWriter(db))
+	h := NewHeartbeats(nil, HeartbeatConfig{Clock: clock.Now, MaxBatch: 1 << 20, Flushers: 1}, StoreHeartbeatWriter(db))
 	ctx := context.Background()
 
 	// 20 heartbeats from each of 50 nodes: 1,000 rows, one flush.
