@@ -122,7 +122,7 @@ func (s *Server) heartbeatAuth(h func(w http.ResponseWriter, r *http.Request, no
 }
 
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
-	in, err := decodeHeartbeat(w, r)
+	in, err := s.decodeHeartbeat(w, r)
 	if err != nil {
 		return err
 	}
@@ -147,9 +147,23 @@ func putBuffer(b *bytes.Buffer) {
 	}
 }
 
+// SetLeanHeartbeatDecode turns the lean heartbeat decoder
+// (heartbeat_decode.go) on (the default) or off, leaving encoding/json alone
+// on the heartbeat routes: benchmarks measure both paths in one run.
+func (s *Server) SetLeanHeartbeatDecode(on bool) { s.plainHeartbeatDecode.Store(!on) }
+
+func (s *Server) decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.HeartbeatInput, error) {
+	return decodeHeartbeatBody(w, r, !s.plainHeartbeatDecode.Load())
+}
+
 // decodeHeartbeat is decodeJSON for a heartbeat, with the same limits, errors
-// and result; the body is read into a pooled buffer.
+// and result; the body is read into a pooled buffer and decoded by the lean
+// decoder when it can.
 func decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.HeartbeatInput, error) {
+	return decodeHeartbeatBody(w, r, true)
+}
+
+func decodeHeartbeatBody(w http.ResponseWriter, r *http.Request, lean bool) (authority.HeartbeatInput, error) {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	defer putBuffer(buf)
 	buf.Reset()
@@ -164,8 +178,21 @@ func decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.Heartbea
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	return decodeHeartbeatLine(body, lean)
+}
+
+// decodeHeartbeatLine decodes one heartbeat (bounded, not blank): the lean
+// decoder when lean and it can, encoding/json otherwise; the same result and
+// errors either way.
+func decodeHeartbeatLine(body []byte, lean bool) (authority.HeartbeatInput, error) {
 	if err := checkDepth(body, MaxJSONDepth); err != nil {
 		return authority.HeartbeatInput{}, err
+	}
+	if lean {
+		if in, ok := leanHeartbeat(body); ok {
+			in.SentAt = in.SentAt.UTC()
+			return in, nil
+		}
 	}
 	// encoding/json copies every value it keeps (strings, json.RawMessage),
 	// so nothing of the pooled buffer outlives the request.
