@@ -20,6 +20,7 @@ import (
 // Heartbeat routes:
 //
 //	POST /v1/agent/heartbeat             node (mTLS): one heartbeat; any authority takes it (not fenced)
+//	POST /v1/agent/heartbeat/stream      node (mTLS): newline-delimited heartbeats, one reply line each (heartbeat_stream.go)
 //	GET  /v1/agent/desired               node (mTLS): the membership's active role assignments
 //	POST /v1/agent/certificate/status    public: good / revoked / expired of a node certificate
 //	GET  /v1/nodes/{id}/heartbeat        owner: latest heartbeat per cluster, health derived now
@@ -32,6 +33,7 @@ import (
 // the body into a pooled buffer.
 func (s *Server) heartbeatRoutes(r *mux.Router) {
 	r.Handle(agentapi.PathHeartbeat, s.wrapHot("agent.heartbeat", s.heartbeatAuth(s.agentHeartbeat))).Methods(http.MethodPost).Name(heartbeatRoute)
+	r.Handle(agentapi.PathHeartbeatStream, s.wrapStream(heartbeatStreamRoute, s.heartbeatAuth(s.agentHeartbeatStream))).Methods(http.MethodPost)
 	r.Handle(agentapi.PathDesired, s.wrap("agent.desired", s.nodeAuth(s.agentDesired))).Methods(http.MethodGet)
 	r.Handle(agentapi.PathCertStatus, s.wrap("agent.certificate.status", s.agentCertStatus)).Methods(http.MethodPost)
 	r.Handle("/v1/nodes/{id}/heartbeat", s.wrap("nodes.heartbeat", s.ownerAuth(s.nodeHeartbeat))).Methods(http.MethodGet)
