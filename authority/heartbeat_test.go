@@ -106,7 +106,7 @@ func (c *stmtCounter) reset() { c.mu.Lock(); c.stmts = nil; c.mu.Unlock() }
 
 // hbDB is a migrated database with one cluster and n members, reached
 // through a pool whose statements are counted.
-func hbDB(t *testing.T, n int) (*store.DB, *stmtCounter, string, []string) {
+func hbDB(t testing.TB, n int) (*store.DB, *stmtCounter, string, []string) {
 	t.Helper()
 	ctx := context.Background()
 	url := pgtest.New(t)
