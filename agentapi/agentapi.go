@@ -22,6 +22,7 @@ const (
 	PathJoinPoll         = "/v1/agent/join/{id}/poll"
 	PathWhoAmI           = "/v1/agent/whoami"
 	PathHeartbeat        = "/v1/agent/heartbeat"
+	PathHeartbeatStream  = "/v1/agent/heartbeat/stream"
 	PathDesired          = "/v1/agent/desired"
 	PathRenew            = "/v1/agent/certificate"
 	PathCertStatus       = "/v1/agent/certificate/status"
@@ -136,6 +137,32 @@ type HeartbeatAck struct {
 	AuthorityID string    `json:"authority_id"`
 	// NeedFacts asks the agent to send facts and capabilities next time.
 	NeedFacts bool `json:"need_facts"`
+}
+
+// Heartbeat stream (POST PathHeartbeatStream): one long-lived request per
+// agent connection. The request body (Content-Type ContentTypeNDJSON) carries
+// Heartbeat values, one JSON object per line (at most the POST route's body
+// limit per line; blank lines are skipped); the response body answers each
+// heartbeat, in order, with one HeartbeatStreamReply line. A refused
+// heartbeat is answered with its typed error; a line that cannot be read or
+// decoded (too large, bad JSON) or a certificate no longer good ends the
+// stream after its error. An authority without the route answers 404: the
+// agent then sends POST PathHeartbeat instead.
+const ContentTypeNDJSON = "application/x-ndjson"
+
+// HeartbeatStreamReply answers one heartbeat of a stream: Ack, or Error.
+type HeartbeatStreamReply struct {
+	Ack   *HeartbeatAck `json:"ack,omitempty"`
+	Error *StreamError  `json:"error,omitempty"`
+}
+
+// StreamError is a typed error on a stream: the HTTP status, machine-readable
+// code and message the POST route would have answered.
+type StreamError struct {
+	Status  int            `json:"status"`
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details,omitempty"`
 }
 
 // RenewedCert is a freshly issued node certificate (POST /v1/agent/certificate).

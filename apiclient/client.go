@@ -62,6 +62,8 @@ type Options struct {
 type Client struct {
 	opts Options
 	hc   *http.Client
+	// sc shares hc's transport without the overall timeout (streams).
+	sc   *http.Client
 	mu   sync.Mutex
 	pref string // last server that answered
 }
@@ -93,8 +95,9 @@ func New(o Options) (*Client, error) {
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	tr := &http.Transport{TLSClientConfig: tc, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
-		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
-	return &Client{opts: o, hc: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
+		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
+		ExpectContinueTimeout: 2 * time.Second} // streams only (OpenStream sends Expect: 100-continue)
+	return &Client{opts: o, hc: &http.Client{Transport: tr, Timeout: o.Timeout}, sc: &http.Client{Transport: tr}}, nil
 }
 
 // VerifyPinnedChain checks that chain[0] is signed by a CA certificate in the

@@ -113,10 +113,13 @@ func (c HeartbeatConfig) Validate() error {
 	for _, n := range []struct {
 		field string
 		v     int
-	}{{"MaxBatch", c.MaxBatch}, {"MaxPending", c.MaxPending}, {"RetentionBatch", c.RetentionBatch}} {
+	}{{"MaxBatch", c.MaxBatch}, {"MaxPending", c.MaxPending}, {"RetentionBatch", c.RetentionBatch}, {"Flushers", c.Flushers}} {
 		if n.v < 0 {
 			return configErr(n.field, "must not be negative (got %d)", n.v)
 		}
+	}
+	if c.Flushers > MaxHeartbeatFlushers {
+		return configErr("Flushers", "must be at most %d (got %d)", MaxHeartbeatFlushers, c.Flushers)
 	}
 	c.defaults()
 	switch {

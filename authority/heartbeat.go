@@ -6,6 +6,13 @@ package authority
 // batcher that flushes every FlushInterval or MaxBatch rows with ONE statement
 // for the append log and ONE upsert for node_heartbeat_latest per flush.
 //
+// The batcher is split into Flushers shards by node id: each shard holds the
+// pending rows and latest state of its own nodes and flushes them on its own
+// goroutine, so several flushes run on several PostgreSQL connections at once
+// over disjoint node sets. A node always lands in the same shard and a shard
+// runs one flush at a time, so a node's rows reach PostgreSQL in the order
+// they arrived (the upsert keeps the newest besides: received_at guards it).
+//
 // The leader additionally derives health (healthy / late / stale / offline)
 // from the last heartbeat time, records changes in node_heartbeat_latest and
 // audits them (heartbeat_health.go), and deletes append-log rows older than
@@ -31,8 +38,13 @@ import (
 type HeartbeatConfig struct {
 	// FlushInterval is the longest a heartbeat waits in memory; 0 means 100 ms.
 	FlushInterval time.Duration
-	// MaxBatch flushes early once this many rows wait; 0 means 5,000.
+	// MaxBatch flushes early once this many rows wait; 0 means 5,000. With
+	// several flushers, a shard flushes early at MaxBatch/Flushers rows.
 	MaxBatch int
+	// Flushers is the number of concurrent flushers (shards by node id, each
+	// flushing on its own connection); 0 means DefaultHeartbeatFlushers, at
+	// most MaxHeartbeatFlushers.
+	Flushers int
 	// MaxPending bounds the append-log rows held while PostgreSQL is slow or
 	// down (older rows are dropped beyond it; latest state is never dropped);
 	// 0 means 200,000.
@@ -83,7 +95,16 @@ func (c *HeartbeatConfig) defaults() {
 	if c.RetentionBatch <= 0 {
 		c.RetentionBatch = 10_000
 	}
+	if c.Flushers <= 0 {
+		c.Flushers = DefaultHeartbeatFlushers
+	}
 }
+
+// Bounds of HeartbeatConfig.Flushers.
+const (
+	DefaultHeartbeatFlushers = 4
+	MaxHeartbeatFlushers     = 64
+)
 
 // Limits on heartbeat content.
 const (
@@ -197,11 +218,34 @@ type HeartbeatStats struct {
 }
 
 // Heartbeats is one authority's heartbeat ingest: the in-memory latest state,
-// the batcher, the health sweeper and retention.
+// the batcher (Flushers shards), the health sweeper and retention.
 type Heartbeats struct {
 	a   *Authority
 	cfg HeartbeatConfig
 	w   HeartbeatWriter
+
+	// shards split the memberships by node id (shardOf); shardBatch is a
+	// shard's early-flush threshold.
+	shards     []*hbShard
+	shardBatch int
+	// pendingRows counts the append-log rows waiting in every shard (the
+	// MaxPending bound is over all of them).
+	pendingRows atomic.Int64
+
+	authMu sync.RWMutex
+	auth   map[[32]byte]*authEntry
+
+	ingested, flushed, flushes, flushErrors, dropped, authChecks atomic.Uint64
+	running                                                      atomic.Bool
+	afterFlush                                                   atomic.Pointer[func(sent, received []time.Time, committed time.Time)]
+}
+
+// hbShard is one flusher's part of the batcher: the nodes whose id hashes to
+// it.
+type hbShard struct {
+	// flushMu makes the shard's flushes run one at a time (a node's rows
+	// are written in order).
+	flushMu sync.Mutex
 
 	mu sync.Mutex
 	// pending are the append-log rows waiting for a flush and sent the
@@ -217,13 +261,19 @@ type Heartbeats struct {
 	spareSent   []time.Time
 	spareDirty  map[hbKey]struct{}
 	spareLatest []store.LatestHeartbeat
+}
 
-	authMu sync.RWMutex
-	auth   map[[32]byte]*authEntry
-
-	ingested, flushed, flushes, flushErrors, dropped, authChecks atomic.Uint64
-	running                                                      atomic.Bool
-	afterFlush                                                   atomic.Pointer[func(sent, received []time.Time, committed time.Time)]
+// shardOf returns the shard of a node (FNV-1a of its id).
+func (h *Heartbeats) shardOf(node string) *hbShard {
+	if len(h.shards) == 1 {
+		return h.shards[0]
+	}
+	x := uint32(2166136261)
+	for i := 0; i < len(node); i++ {
+		x ^= uint32(node[i])
+		x *= 16777619
+	}
+	return h.shards[x%uint32(len(h.shards))]
 }
 
 // OnFlush sets (nil: clears) the hook called after each successful flush,
@@ -249,8 +299,11 @@ func NewHeartbeats(a *Authority, cfg HeartbeatConfig, w HeartbeatWriter) *Heartb
 	if w == nil && a != nil {
 		w = storeWriter{a.db}
 	}
-	h := &Heartbeats{a: a, cfg: cfg, w: w, dirty: map[hbKey]struct{}{}, latest: map[hbKey]*latestEntry{},
-		kick: make(chan struct{}, 1), auth: map[[32]byte]*authEntry{}}
+	cfg.Flushers = min(cfg.Flushers, MaxHeartbeatFlushers)
+	h := &Heartbeats{a: a, cfg: cfg, w: w, auth: map[[32]byte]*authEntry{}, shardBatch: max(1, cfg.MaxBatch/cfg.Flushers)}
+	for range cfg.Flushers {
+		h.shards = append(h.shards, &hbShard{dirty: map[hbKey]struct{}{}, latest: map[hbKey]*latestEntry{}, kick: make(chan struct{}, 1)})
+	}
 	h.OnFlush(cfg.AfterFlush)
 	return h
 }
@@ -266,9 +319,7 @@ func (h *Heartbeats) Config() HeartbeatConfig { return h.cfg }
 
 // Stats returns the ingest counters.
 func (h *Heartbeats) Stats() HeartbeatStats {
-	h.mu.Lock()
-	p := len(h.pending)
-	h.mu.Unlock()
+	p := int(h.pendingRows.Load())
 	return HeartbeatStats{Ingested: h.ingested.Load(), Flushed: h.flushed.Load(), Flushes: h.flushes.Load(),
 		FlushErrors: h.flushErrors.Load(), Dropped: h.dropped.Load(), Pending: p, AuthChecks: h.authChecks.Load()}
 }
@@ -288,22 +339,35 @@ func (h *Heartbeats) Run(stop <-chan struct{}) {
 		go func() { defer wg.Done(); h.every(ctx, h.cfg.RetentionInterval, h.pruneIfLeader) }()
 		go func() { defer wg.Done(); h.every(ctx, h.cfg.AuthCacheTTL/2, h.refreshAuth) }()
 	}
+	// One flush loop per shard: the shards' flushes overlap.
+	var flushers sync.WaitGroup
+	for _, sh := range h.shards {
+		flushers.Add(1)
+		go func() { defer flushers.Done(); h.flushLoop(ctx, sh) }()
+	}
+	<-stop
+	cancel()
+	wg.Wait()
+	flushers.Wait()
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = h.Flush(fctx)
+	fcancel()
+}
+
+// flushLoop flushes one shard every FlushInterval, or early when it holds a
+// shard's share of MaxBatch, until ctx ends.
+func (h *Heartbeats) flushLoop(ctx context.Context, sh *hbShard) {
 	t := time.NewTicker(h.cfg.FlushInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-stop:
-			cancel()
-			wg.Wait()
-			fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = h.Flush(fctx)
-			fcancel()
+		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-h.kick:
+		case <-sh.kick:
 		}
 		fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
-		_ = h.Flush(fctx)
+		_ = h.flushShard(fctx, sh)
 		fcancel()
 	}
 }
@@ -351,12 +415,13 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	row := store.HeartbeatRow{ClusterID: p.ClusterID, NodeID: p.NodeID, ReceivedAt: now, Seq: in.Seq, AppliedVersion: in.AppliedVersion,
 		AgentVersion: in.AgentVersion, State: in.State, Health: in.Health, AuthorityID: authorityID}
 	k := hbKey{p.ClusterID, p.NodeID}
+	sh := h.shardOf(p.NodeID)
 
-	h.mu.Lock()
-	e := h.latest[k]
+	sh.mu.Lock()
+	e := sh.latest[k]
 	if e == nil {
 		e = &latestEntry{}
-		h.latest[k] = e
+		sh.latest[k] = e
 	}
 	e.row = store.LatestHeartbeat{HeartbeatRow: row, Services: in.Services, SourceAddr: p.SourceAddr}
 	if len(in.Facts) > 0 && string(in.Facts) != "null" {
@@ -369,20 +434,24 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 		e.updates, e.updatesDirty, e.updatesAt = in.Updates, true, now
 	}
 	needFacts := e.facts == nil
-	if len(h.pending) >= h.cfg.MaxPending {
-		h.pending, h.sent = h.pending[1:], h.sent[1:]
+	// Beyond MaxPending (over every shard) the shard drops its own oldest
+	// row; a shard holding none may exceed the bound by one row.
+	if h.pendingRows.Load() >= int64(h.cfg.MaxPending) && len(sh.pending) > 0 {
+		sh.pending, sh.sent = sh.pending[1:], sh.sent[1:]
+		h.pendingRows.Add(-1)
 		h.dropped.Add(1)
 	}
-	h.pending = append(h.pending, row)
-	h.sent = append(h.sent, in.SentAt)
-	h.dirty[k] = struct{}{}
-	full := len(h.pending) >= h.cfg.MaxBatch
-	h.mu.Unlock()
+	sh.pending = append(sh.pending, row)
+	sh.sent = append(sh.sent, in.SentAt)
+	h.pendingRows.Add(1)
+	sh.dirty[k] = struct{}{}
+	full := len(sh.pending) >= h.shardBatch
+	sh.mu.Unlock()
 
 	h.ingested.Add(1)
 	if full {
 		select {
-		case h.kick <- struct{}{}:
+		case sh.kick <- struct{}{}:
 		default:
 		}
 	}
@@ -394,28 +463,53 @@ type capUpdate struct {
 	caps []domain.Capability
 }
 
-// Flush writes what is pending: one append-log statement and one upsert of
-// the latest state (through the writer), then any changed capabilities. On
-// failure the latest state stays dirty and the rows are kept (up to
-// MaxPending) for the next flush.
+// Flush writes what is pending in every shard, the shards concurrently: per
+// shard one append-log statement and one upsert of the latest state (through
+// the writer), then any changed capabilities. On failure the latest state
+// stays dirty and the rows are kept (up to MaxPending) for the next flush; the
+// first error is returned.
 func (h *Heartbeats) Flush(ctx context.Context) error {
-	h.mu.Lock()
-	if len(h.pending) == 0 && len(h.dirty) == 0 {
-		h.mu.Unlock()
+	if len(h.shards) == 1 {
+		return h.flushShard(ctx, h.shards[0])
+	}
+	errs := make([]error, len(h.shards))
+	var wg sync.WaitGroup
+	for i, sh := range h.shards {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = h.flushShard(ctx, sh) }()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushShard writes what one shard holds; the shard's flushes run one at a
+// time.
+func (h *Heartbeats) flushShard(ctx context.Context, sh *hbShard) error {
+	sh.flushMu.Lock()
+	defer sh.flushMu.Unlock()
+	sh.mu.Lock()
+	if len(sh.pending) == 0 && len(sh.dirty) == 0 {
+		sh.mu.Unlock()
 		return nil
 	}
 	if h.a != nil {
 		defer h.a.metrics.observeHeartbeatFlush(time.Now())
 	}
-	rows, sent := h.pending, h.sent
-	h.pending, h.sent, h.spareRows, h.spareSent = h.spareRows, h.spareSent, nil, nil
-	keys := h.dirty
-	h.dirty, h.spareDirty = h.spareDirty, nil
-	if h.dirty == nil {
-		h.dirty = make(map[hbKey]struct{}, len(keys))
+	rows, sent := sh.pending, sh.sent
+	sh.pending, sh.sent, sh.spareRows, sh.spareSent = sh.spareRows, sh.spareSent, nil, nil
+	h.pendingRows.Add(-int64(len(rows)))
+	keys := sh.dirty
+	sh.dirty, sh.spareDirty = sh.spareDirty, nil
+	if sh.dirty == nil {
+		sh.dirty = make(map[hbKey]struct{}, len(keys))
 	}
-	latest := h.spareLatest
-	h.spareLatest = nil
+	latest := sh.spareLatest
+	sh.spareLatest = nil
 	if cap(latest) < len(keys) {
 		latest = make([]store.LatestHeartbeat, 0, len(keys))
 	}
@@ -423,7 +517,7 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 	var factsSent []hbKey
 	var runs []updateRuns
 	for k := range keys {
-		e := h.latest[k]
+		e := sh.latest[k]
 		l := e.row
 		if e.updatesDirty {
 			runs = append(runs, updateRuns{key: k, reports: e.updates, at: e.updatesAt})
@@ -440,7 +534,7 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		}
 		latest = append(latest, l)
 	}
-	h.mu.Unlock()
+	sh.mu.Unlock()
 	// A stable order: two authorities (or a flush and a sweep) upserting the
 	// same memberships lock them in the same order and cannot deadlock.
 	slices.SortFunc(latest, func(x, y store.LatestHeartbeat) int {
@@ -460,13 +554,13 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		h.recordUpdateRuns(ctx, runs)
 	}
 	if err != nil && len(runs) > 0 {
-		h.mu.Lock()
+		sh.mu.Lock()
 		for _, r := range runs {
-			if e := h.latest[r.key]; e != nil && slices.Equal(e.updates, r.reports) {
+			if e := sh.latest[r.key]; e != nil && slices.Equal(e.updates, r.reports) {
 				e.updatesDirty = true
 			}
 		}
-		h.mu.Unlock()
+		sh.mu.Unlock()
 	}
 	committed := h.cfg.Clock()
 	if err != nil {
@@ -474,32 +568,33 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		if h.a != nil {
 			h.a.log.Warn("heartbeat flush failed; will retry", "rows", len(rows), "latest", len(latest), "error", err)
 		}
-		h.mu.Lock()
+		sh.mu.Lock()
 		for k := range keys {
-			h.dirty[k] = struct{}{}
+			sh.dirty[k] = struct{}{}
 		}
 		for _, k := range factsSent {
-			if e := h.latest[k]; e != nil && e.row.ReceivedAt.Before(committed) {
+			if e := sh.latest[k]; e != nil && e.row.ReceivedAt.Before(committed) {
 				e.factsDirty = true
 			}
 		}
 		for _, c := range caps {
-			for k, e := range h.latest {
+			for k, e := range sh.latest {
 				if k.node == c.node && e.caps != nil {
 					e.capsDirty = true
 				}
 			}
 		}
-		room := h.cfg.MaxPending - len(h.pending)
+		room := h.cfg.MaxPending - int(h.pendingRows.Load())
 		if room < len(rows) {
 			drop := len(rows) - max(room, 0)
 			h.dropped.Add(uint64(drop))
 			rows, sent = rows[drop:], sent[drop:]
 		}
-		h.pending = append(rows, h.pending...)
-		h.sent = append(sent, h.sent...)
-		h.recycleLocked(nil, nil, keys, latest)
-		h.mu.Unlock()
+		sh.pending = append(rows, sh.pending...)
+		sh.sent = append(sent, sh.sent...)
+		h.pendingRows.Add(int64(len(rows)))
+		sh.recycleLocked(h.cfg.MaxBatch, nil, nil, keys, latest)
+		sh.mu.Unlock()
 		return err
 	}
 	h.flushes.Add(1)
@@ -512,9 +607,9 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 		}
 		(*fn)(s, recv, committed)
 	}
-	h.mu.Lock()
-	h.recycleLocked(rows, sent, keys, latest)
-	h.mu.Unlock()
+	sh.mu.Lock()
+	sh.recycleLocked(h.cfg.MaxBatch, rows, sent, keys, latest)
+	sh.mu.Unlock()
 	return nil
 }
 
@@ -522,20 +617,20 @@ func (h *Heartbeats) Flush(ctx context.Context) error {
 // cleared so they hold no heartbeat alive. Row buffers grown beyond twice
 // MaxBatch (rows kept while the database was down) are left to the GC; the
 // others are bounded by the number of memberships. nil skips one.
-func (h *Heartbeats) recycleLocked(rows []store.HeartbeatRow, sent []time.Time, keys map[hbKey]struct{}, latest []store.LatestHeartbeat) {
-	if rows != nil && h.spareRows == nil && cap(rows) <= 2*h.cfg.MaxBatch {
+func (sh *hbShard) recycleLocked(maxBatch int, rows []store.HeartbeatRow, sent []time.Time, keys map[hbKey]struct{}, latest []store.LatestHeartbeat) {
+	if rows != nil && sh.spareRows == nil && cap(rows) <= 2*maxBatch {
 		rows, sent = rows[:cap(rows)], sent[:cap(sent)]
 		clear(rows)
 		clear(sent)
-		h.spareRows, h.spareSent = rows[:0], sent[:0]
+		sh.spareRows, sh.spareSent = rows[:0], sent[:0]
 	}
-	if keys != nil && h.spareDirty == nil {
+	if keys != nil && sh.spareDirty == nil {
 		clear(keys)
-		h.spareDirty = keys
+		sh.spareDirty = keys
 	}
-	if latest != nil && h.spareLatest == nil {
+	if latest != nil && sh.spareLatest == nil {
 		latest = latest[:cap(latest)]
 		clear(latest)
-		h.spareLatest = latest[:0]
+		sh.spareLatest = latest[:0]
 	}
 }

@@ -126,9 +126,10 @@ func (h *Heartbeats) LatestHeartbeats(ctx context.Context, nodeID string) ([]Nod
 	}
 	now := h.cfg.Clock()
 	out := make([]NodeHeartbeat, 0, len(rows))
-	h.mu.Lock()
 	for _, r := range rows {
-		if e := h.latest[hbKey{r.ClusterID, r.NodeID}]; e != nil && e.row.ReceivedAt.After(r.ReceivedAt) {
+		sh := h.shardOf(r.NodeID)
+		sh.mu.Lock()
+		if e := sh.latest[hbKey{r.ClusterID, r.NodeID}]; e != nil && e.row.ReceivedAt.After(r.ReceivedAt) {
 			facts, dh := r.Facts, r.DerivedHealth
 			r = e.row
 			r.Facts, r.DerivedHealth = facts, dh
@@ -136,6 +137,7 @@ func (h *Heartbeats) LatestHeartbeats(ctx context.Context, nodeID string) ([]Nod
 				r.Facts = e.facts
 			}
 		}
+		sh.mu.Unlock()
 		us := updatesOf(r.Health)
 		if us == nil {
 			us = []UpdateReport{}
@@ -143,6 +145,5 @@ func (h *Heartbeats) LatestHeartbeats(ctx context.Context, nodeID string) ([]Nod
 		out = append(out, NodeHeartbeat{LatestHeartbeat: r, Health: DeriveHealth(r.ReceivedAt, now, h.cfg), AgeSeconds: now.Sub(r.ReceivedAt).Seconds(),
 			Updates: us, UpdateState: UpdateSummary(us)})
 	}
-	h.mu.Unlock()
 	return out, nil
 }

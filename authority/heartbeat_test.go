@@ -106,7 +106,7 @@ func (c *stmtCounter) reset() { c.mu.Lock(); c.stmts = nil; c.mu.Unlock() }
 
 // hbDB is a migrated database with one cluster and n members, reached
 // through a pool whose statements are counted.
-func hbDB(t *testing.T, n int) (*store.DB, *stmtCounter, string, []string) {
+func hbDB(t testing.TB, n int) (*store.DB, *stmtCounter, string, []string) {
 	t.Helper()
 	ctx := context.Background()
 	url := pgtest.New(t)
@@ -153,7 +153,7 @@ func count(t *testing.T, db *store.DB, sql string, args ...any) int {
 func TestBatcherOneStatementPerFlush(t *testing.T) {
 	db, counter, cluster, nodes := hbDB(t, 50)
 	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	h := NewHeartbeats(nil, HeartbeatConfig{Clock: clock.Now, MaxBatch: 1 << 20}, StoreHeartbeatWriter(db))
+	h := NewHeartbeats(nil, HeartbeatConfig{Clock: clock.Now, MaxBatch: 1 << 20, Flushers: 1}, StoreHeartbeatWriter(db))
 	ctx := context.Background()
 
 	// 20 heartbeats from each of 50 nodes: 1,000 rows, one flush.

@@ -20,6 +20,7 @@ import (
 // Heartbeat routes:
 //
 //	POST /v1/agent/heartbeat             node (mTLS): one heartbeat; any authority takes it (not fenced)
+//	POST /v1/agent/heartbeat/stream      node (mTLS): newline-delimited heartbeats, one reply line each (heartbeat_stream.go)
 //	GET  /v1/agent/desired               node (mTLS): the membership's active role assignments
 //	POST /v1/agent/certificate/status    public: good / revoked / expired of a node certificate
 //	GET  /v1/nodes/{id}/heartbeat        owner: latest heartbeat per cluster, health derived now
@@ -32,6 +33,7 @@ import (
 // the body into a pooled buffer.
 func (s *Server) heartbeatRoutes(r *mux.Router) {
 	r.Handle(agentapi.PathHeartbeat, s.wrapHot("agent.heartbeat", s.heartbeatAuth(s.agentHeartbeat))).Methods(http.MethodPost).Name(heartbeatRoute)
+	r.Handle(agentapi.PathHeartbeatStream, s.wrapStream(heartbeatStreamRoute, s.heartbeatAuth(s.agentHeartbeatStream))).Methods(http.MethodPost)
 	r.Handle(agentapi.PathDesired, s.wrap("agent.desired", s.nodeAuth(s.agentDesired))).Methods(http.MethodGet)
 	r.Handle(agentapi.PathCertStatus, s.wrap("agent.certificate.status", s.agentCertStatus)).Methods(http.MethodPost)
 	r.Handle("/v1/nodes/{id}/heartbeat", s.wrap("nodes.heartbeat", s.ownerAuth(s.nodeHeartbeat))).Methods(http.MethodGet)
@@ -122,7 +124,7 @@ func (s *Server) heartbeatAuth(h func(w http.ResponseWriter, r *http.Request, no
 }
 
 func (s *Server) agentHeartbeat(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
-	in, err := decodeHeartbeat(w, r)
+	in, err := s.decodeHeartbeat(w, r)
 	if err != nil {
 		return err
 	}
@@ -147,9 +149,23 @@ func putBuffer(b *bytes.Buffer) {
 	}
 }
 
+// SetLeanHeartbeatDecode turns the lean heartbeat decoder
+// (heartbeat_decode.go) on (the default) or off, leaving encoding/json alone
+// on the heartbeat routes: benchmarks measure both paths in one run.
+func (s *Server) SetLeanHeartbeatDecode(on bool) { s.plainHeartbeatDecode.Store(!on) }
+
+func (s *Server) decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.HeartbeatInput, error) {
+	return decodeHeartbeatBody(w, r, !s.plainHeartbeatDecode.Load())
+}
+
 // decodeHeartbeat is decodeJSON for a heartbeat, with the same limits, errors
-// and result; the body is read into a pooled buffer.
+// and result; the body is read into a pooled buffer and decoded by the lean
+// decoder when it can.
 func decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.HeartbeatInput, error) {
+	return decodeHeartbeatBody(w, r, true)
+}
+
+func decodeHeartbeatBody(w http.ResponseWriter, r *http.Request, lean bool) (authority.HeartbeatInput, error) {
 	buf := bodyBuffers.Get().(*bytes.Buffer)
 	defer putBuffer(buf)
 	buf.Reset()
@@ -164,8 +180,21 @@ func decodeHeartbeat(w http.ResponseWriter, r *http.Request) (authority.Heartbea
 	if len(bytes.TrimSpace(body)) == 0 {
 		body = []byte("{}")
 	}
+	return decodeHeartbeatLine(body, lean)
+}
+
+// decodeHeartbeatLine decodes one heartbeat (bounded, not blank): the lean
+// decoder when lean and it can, encoding/json otherwise; the same result and
+// errors either way.
+func decodeHeartbeatLine(body []byte, lean bool) (authority.HeartbeatInput, error) {
 	if err := checkDepth(body, MaxJSONDepth); err != nil {
 		return authority.HeartbeatInput{}, err
+	}
+	if lean {
+		if in, ok := leanHeartbeat(body); ok {
+			in.SentAt = in.SentAt.UTC()
+			return in, nil
+		}
 	}
 	// encoding/json copies every value it keeps (strings, json.RawMessage),
 	// so nothing of the pooled buffer outlives the request.

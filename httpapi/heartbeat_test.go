@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -43,6 +45,12 @@ func heartbeatBodies() []string {
 		`{"capabilities":[1]}`, `{"capabilities":[null]}`, `{"capabilities":"x"}`, `{"capabilities":["a\u0062"]}`,
 		`{"health":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`,
 		"\n{\t\"seq\" :\r1 ,\n\"state\": \"normal\"\n}\n",
+		`{"updates":[]}`, `{"updates":null}`, `{"updates":[{}]}`, `{"updates":[{"product":"rap-node-agent","current_version":"1.2.0","state":"idle"}]}`,
+		`{"updates":[{"product":"a","product":"b"}]}`, `{"updates":[{"Product":"a"}]}`, `{"updates":[{"product":1}]}`, `{"updates":[{"product":"a","x":1}]}`,
+		`{"updates":[{"product":"a"},]}`, `{"updates":{}}`, `{"seq":1,"last_ping":{"rtt_ms":3}}`, `{"seq":1,"load1":0.5,"load5":1}`,
+		`{"health":{"a":"\u00e9\ud83d\ude00"}}`, `{"health":{"a":"\x"}}`, `{"health":[01]}`, `{"health":[-]}`, `{"health":[1.]}`, `{"health":[1e]}`,
+		`{"health":[-0.5e+7, 1E-2, 0]}`, `{"health":[tru]}`, `{"health":{"a" 1}}`, `{"health":{1:2}}`, `{"seq":01}`, `{"seq":-}`,
+		`{"seq":9223372036854775808}`, `{"seq":-9223372036854775808}`, `{"sent_at":"2030-02-30T00:00:00Z"}`, `{"state":"a\"b"}`,
 	}
 }
 
@@ -63,6 +71,12 @@ func sameHeartbeat(t *testing.T, want, got authority.HeartbeatInput, body string
 		require.Equal(t, string(f[0]), string(f[1]), body)
 	}
 	require.True(t, reflect.DeepEqual(want.Capabilities, got.Capabilities), "%s: %#v vs %#v", body, want.Capabilities, got.Capabilities)
+	require.True(t, reflect.DeepEqual(want.Updates, got.Updates), "%s: %#v vs %#v", body, want.Updates, got.Updates)
+	// Every field, whatever agentapi.Heartbeat holds by now (times compared
+	// above).
+	w, g := want, got
+	w.SentAt, g.SentAt = time.Time{}, time.Time{}
+	require.True(t, reflect.DeepEqual(w, g), "%s: %#v vs %#v", body, w, g)
 }
 
 func checkHeartbeatDecode(t *testing.T, body string) {
@@ -93,6 +107,75 @@ func TestDecodeHeartbeatMatchesEncodingJSON(t *testing.T) {
 	big := `{"health":{"x":"` + strings.Repeat("a", MaxBodyBytes) + `"}}`
 	_, err := decodeHeartbeat(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, agentapi.PathHeartbeat, strings.NewReader(big)))
 	require.Equal(t, authority.CodeTooLarge, authority.CodeOf(err))
+}
+
+// TestLeanDecodeOverSeeds: random heartbeats as agents marshal them (every
+// field, random content), and random corruptions of them, decode exactly as
+// encoding/json decodes them; the well-formed ones take the lean path.
+func TestLeanDecodeOverSeeds(t *testing.T) {
+	for seed := uint64(1); seed <= 300; seed++ {
+		rng := rand.New(rand.NewPCG(seed, 24))
+		body := randomHeartbeatBody(rng)
+		_, ok := leanHeartbeat(body)
+		require.True(t, ok, "the lean decoder takes what agents send: %s", body)
+		checkHeartbeatDecode(t, string(body))
+		for range 8 {
+			b := bytes.Clone(body)
+			switch rng.IntN(3) {
+			case 0: // flip one byte to a JSON-significant one
+				const sig = `{}[],:"\ 0-.eEtfn`
+				b[rng.IntN(len(b))] = sig[rng.IntN(len(sig))]
+			case 1: // cut
+				b = b[:rng.IntN(len(b))]
+			case 2: // insert
+				i := rng.IntN(len(b))
+				b = append(b[:i], append([]byte(`,"x":1`[:1+rng.IntN(6)]), b[i:]...)...)
+			}
+			checkHeartbeatDecode(t, string(b))
+		}
+	}
+}
+
+// TestLeanDecodeFallsBackOnUnknownFields: a field the lean decoder does not
+// know (last_ping, load figures: fields other changes add to the heartbeat)
+// is left to encoding/json, never refused by the lean decoder itself.
+func TestLeanDecodeFallsBackOnUnknownFields(t *testing.T) {
+	for _, body := range []string{`{"seq":1,"last_ping":{"peer":"n2","rtt_ms":1.5}}`, `{"load1":0.25,"seq":2}`, `{"updates":[{"product":"p","current_version":"1","state":"idle","eta":"x"}]}`} {
+		_, ok := leanHeartbeat([]byte(body))
+		require.False(t, ok, body)
+		checkHeartbeatDecode(t, body)
+	}
+}
+
+func randomHeartbeatBody(rng *rand.Rand) []byte {
+	word := func() string {
+		const letters = "abcdefghijklmnopqrstuvwxyz0123456789-._ é"
+		r := []rune(letters)
+		n := rng.IntN(12)
+		out := make([]rune, n)
+		for i := range out {
+			out[i] = r[rng.IntN(len(r))]
+		}
+		return string(out)
+	}
+	hb := authority.HeartbeatInput{Seq: rng.Int64N(1 << 40), AppliedVersion: rng.Int64N(1000), AgentVersion: word(), State: []string{"", "normal", "degraded"}[rng.IntN(3)],
+		SentAt: time.Unix(rng.Int64N(4e9), rng.Int64N(1e9)).In(time.FixedZone("", (rng.IntN(27)-12)*3600))}
+	if rng.IntN(4) > 0 {
+		h := map[string]any{"status": word(), "consecutive_errors": rng.IntN(5), "uptime_seconds": rng.Int64N(1e6), "x": []any{1.5, true, nil, word(), map[string]any{"q": "\"\n"}}}
+		hb.Health, _ = json.Marshal(h)
+	}
+	if rng.IntN(2) == 0 {
+		hb.Services, _ = json.Marshal([]map[string]any{{"type": word(), "state": "running", "n": rng.IntN(9)}})
+	}
+	if rng.IntN(3) == 0 {
+		hb.Facts, _ = json.Marshal(map[string]any{"hostname": word(), "cpus": rng.IntN(64), "endpoints": []string{word(), word()}})
+		hb.Capabilities = []domain.Capability{"can_route_mesh", domain.Capability(word())}
+	}
+	if rng.IntN(2) == 0 {
+		hb.Updates = []agentapi.UpdateReport{{Product: "rap-node-agent", CurrentVersion: word(), TargetVersion: word(), State: "idle", LastFailure: word(), PreviousVersion: word()}}
+	}
+	b, _ := json.Marshal(hb)
+	return b
 }
 
 // FuzzDecodeHeartbeat checks that the heartbeat route decodes every body as

@@ -22,6 +22,7 @@ import (
 	"crypto/ed25519"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -130,6 +131,10 @@ type Server struct {
 	// (from the authority).
 	releases *authority.Releases
 	rollouts *authority.Rollouts
+
+	// plainHeartbeatDecode turns the lean heartbeat decoder off
+	// (SetLeanHeartbeatDecode; heartbeat_decode.go).
+	plainHeartbeatDecode atomic.Bool
 }
 
 // New builds the API router.

@@ -90,6 +90,7 @@ ROUTES = [
     ("POST","/v1/admin/users/{id}/disable","owner","admin","Disable an account (owners, step-up)",200),
     ("POST","/v1/admin/users/{id}/enable","owner","admin","Re-enable an account (owners, step-up)",200),
     ("POST", "/v1/agent/heartbeat", "node", "agent", "Heartbeat: health, applied version, capabilities, services, update state per product (batched ingest)", 200),
+    ("POST", "/v1/agent/heartbeat/stream", "node", "agent", "Heartbeat stream: one long-lived request whose body (application/x-ndjson) carries heartbeats, one per line, each answered by one agentapi.HeartbeatStreamReply line (ack or typed error); 404 from an older authority: use POST /v1/agent/heartbeat", 200),
     ("GET", "/v1/agent/desired", "node", "agent", "The node's active role assignments in its cluster", 200),
     ("POST", "/v1/agent/certificate/status", "none", "agent", "Is this certificate revoked or expired? (asked after a refused handshake)", 200),
     ("GET", "/v1/nodes/{id}/heartbeat", "owner", "nodes", "Latest heartbeat state per cluster", 200),

@@ -250,6 +250,8 @@ type member struct {
 	desiredAt    time.Time
 	loopsStopped bool
 	snap         *snapRun
+	// hbs sends the heartbeats (stream or POST; heartbeat loop only).
+	hbs hbSender
 	// kick asks the heartbeat loop for an early round (a workload changed
 	// state); see WorkloadsChanged.
 	kick chan struct{}
@@ -350,6 +352,7 @@ func (m *member) loop(ctx context.Context) {
 		m.loopsStopped = true
 		c := m.client
 		m.mu.Unlock()
+		m.hbs.close()
 		c.Close()
 	}()
 	first := true
@@ -495,8 +498,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	hb.Services = m.workloadReport()
 	hb.Updates = m.a.updateStatus()
 
-	var ack heartbeatAck
-	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)
+	ack, err := m.hbs.send(ctx, client, hb, m.a.o.RequestTimeout, m.a.o.Now())
 	if err == nil {
 		m.mu.Lock()
 		m.sendFacts = ack.NeedFacts || (m.sendFacts && !sendFacts)

@@ -112,7 +112,7 @@ type runFlags struct {
 	logLevel                                            *string
 	// Heartbeat ingest (authority.HeartbeatConfig).
 	hbLate, hbStale, hbOffline, hbRetention, hbFlush *time.Duration
-	hbMaxBatch                                       *int
+	hbMaxBatch, hbFlushers                           *int
 	// VPN control plane (authority.VPNConfig).
 	vpnReclaim, vpnLeaseTTL *time.Duration
 	// Version storage and rollouts (authority.ReleasesConfig, RolloutsConfig).
@@ -135,6 +135,7 @@ var flagOfField = map[string]string{
 	"Heartbeats.Retention":     "heartbeat-retention",
 	"Heartbeats.FlushInterval": "heartbeat-flush-interval",
 	"Heartbeats.MaxBatch":      "heartbeat-max-batch",
+	"Heartbeats.Flushers":      "heartbeat-flushers",
 	"VPN.ReclaimInterval":      "vpn-reclaim-interval",
 	"VPN.DefaultLeaseTTL":      "vpn-default-lease-ttl",
 	"Releases.MaxChunk":        "release-max-chunk",
@@ -174,6 +175,7 @@ func newRunFlags(name string) *runFlags {
 	r.hbRetention = fs.Duration("heartbeat-retention", hb.Retention, "how long the heartbeat append log keeps rows")
 	r.hbFlush = fs.Duration("heartbeat-flush-interval", hb.FlushInterval, "longest a heartbeat waits in memory before it is written")
 	r.hbMaxBatch = fs.Int("heartbeat-max-batch", hb.MaxBatch, "heartbeat rows that trigger an early flush")
+	r.hbFlushers = fs.Int("heartbeat-flushers", hb.Flushers, fmt.Sprintf("concurrent heartbeat flushers, each writing its own share of the nodes on its own connection (1..%d)", authority.MaxHeartbeatFlushers))
 	r.vpnReclaim = fs.Duration("vpn-reclaim-interval", time.Second, "how often the leader ends expired VPN leases")
 	r.vpnLeaseTTL = fs.Duration("vpn-default-lease-ttl", 30*time.Second, "VPN lease term of a connection created without one (2s..1h)")
 	r.releaseChunk = fs.Int("release-max-chunk", authority.DefaultReleaseChunkSize, "largest artifact upload chunk accepted, in bytes (at most 1 MiB)")
@@ -259,7 +261,7 @@ func run(args []string, bootstrap bool) error {
 		APIListen: *r.apiListen, APIAdvertise: *r.apiAdv, Hosts: hosts, KEK: kek, Logger: logger,
 		HeartbeatTimeout: *r.heartbeat, ElectionTimeout: *r.election, LeaderLeaseTimeout: *r.lease, QuorumTimeout: *r.quorum,
 		Heartbeats: authority.HeartbeatConfig{LateAfter: *r.hbLate, StaleAfter: *r.hbStale, OfflineAfter: *r.hbOffline,
-			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch},
+			Retention: *r.hbRetention, FlushInterval: *r.hbFlush, MaxBatch: *r.hbMaxBatch, Flushers: *r.hbFlushers},
 		VPN:      authority.VPNConfig{ReclaimInterval: *r.vpnReclaim, DefaultLeaseTTL: *r.vpnLeaseTTL},
 		Releases: authority.ReleasesConfig{MaxChunk: *r.releaseChunk},
 		Rollouts: authority.RolloutsConfig{Interval: *r.rolloutInterval},

@@ -17,6 +17,12 @@ func TestRunRefusesInvalidSettingsByFlag(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--heartbeat-late-after") {
 		t.Fatalf("want an error naming --heartbeat-late-after, got %v", err)
 	}
+	for _, n := range []string{"-1", "65"} {
+		err = run(append(base, "--heartbeat-flushers", n), false)
+		if err == nil || !strings.Contains(err.Error(), "--heartbeat-flushers") {
+			t.Fatalf("--heartbeat-flushers %s: want an error naming the flag, got %v", n, err)
+		}
+	}
 	err = run(append(base, "--quorum-timeout", "-1s"), false)
 	if err == nil || !strings.Contains(err.Error(), "--quorum-timeout") {
 		t.Fatalf("want an error naming --quorum-timeout, got %v", err)
@@ -104,14 +110,14 @@ func TestRunConfigFileRefusesMistakes(t *testing.T) {
 	}
 	os.Unsetenv("RAP_AUTHORITY_HEARTBEAT_LATE_AFTR")
 	// Precedence: flag > environment > file; a legacy name still applies.
-	write(`{"id":"from-file","log-level":"debug","raft-bind":"127.0.0.1:7100","heartbeat-max-batch":7}`)
+	write(`{"id":"from-file","log-level":"debug","raft-bind":"127.0.0.1:7100","heartbeat-max-batch":7,"heartbeat-flushers":2}`)
 	t.Setenv("RAP_AUTHORITY_LOG_LEVEL", "warn")
 	t.Setenv("RAP_HEARTBEAT_RETENTION", "3h")
 	r = newRunFlags("run")
 	if err := r.parse([]string{"--config", cfg, "--raft-bind", "127.0.0.1:7200"}); err != nil {
 		t.Fatal(err)
 	}
-	if *r.id != "from-file" || *r.logLevel != "warn" || *r.raftBind != "127.0.0.1:7200" || *r.hbMaxBatch != 7 || r.hbRetention.String() != "3h0m0s" {
+	if *r.id != "from-file" || *r.logLevel != "warn" || *r.raftBind != "127.0.0.1:7200" || *r.hbMaxBatch != 7 || *r.hbFlushers != 2 || r.hbRetention.String() != "3h0m0s" {
 		t.Fatalf("precedence: id=%s log=%s raft=%s batch=%d retention=%s", *r.id, *r.logLevel, *r.raftBind, *r.hbMaxBatch, *r.hbRetention)
 	}
 }

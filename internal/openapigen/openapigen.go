@@ -690,6 +690,7 @@ var Exempt = map[string]string{
 	"GET /metrics":                              "Prometheus text exposition format",
 	"GET /v1/openapi.json":                      "this document",
 	"GET /v1/agent/releases/artifacts/{sha256}": "artifact bytes (application/octet-stream)",
+	"POST /v1/agent/heartbeat/stream":           "newline-delimited agentapi.HeartbeatStreamReply (application/x-ndjson)",
 	// Organization routes that answer 204 No Content (no body).
 	"POST /v1/orgs/{org}/logout":                     "204 No Content",
 	"POST /v1/orgs/{org}/sessions/{sid}/revoke":      "204 No Content",
