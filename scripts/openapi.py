@@ -208,7 +208,7 @@ ORG_ROUTES = [
 ]
 ROUTES += [
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable-seed", "owner", "nodes", "Disable a seed node's membership although the cluster does not stand on its own yet (step-up; body {reason}; the unmet conditions are audited)", 200),
-    ("GET", "/v1/cluster-comparison", "owner", "clusters", "Every cluster side by side: members by status, heartbeat health, active roles, agent versions, CPUs, partition state, snapshot lag; the fence epoch held", 200),
+    ("GET", "/v1/cluster-comparison", "owner", "clusters", "Every cluster side by side: members by status, heartbeat health, active roles, agent versions, capacity (CPUs, memory) and load from heartbeats (load average, memory used, mesh links up), partition state, snapshot lag; the fence epoch held", 200),
     ("POST", "/v1/organizations/{org}/admins", "owner", "organizations", "Invite an organization admin {name, role} (step-up; fenced) \u2192 one-time setup secret", 201),
     ("GET", "/v1/organizations/{org}/endpoints", "owner", "organizations", "An organization's endpoints with their backing nodes (platform view)", 200),
     ("POST", "/v1/organizations/{org}/endpoints", "owner", "organizations", "Publish an endpoint {name, kind, protocol, region, nodes[{cluster_id, node_id}]} to an organization (step-up; fenced)", 201),

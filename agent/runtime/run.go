@@ -494,6 +494,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	m.mu.Unlock()
 	hb.Services = m.workloadReport()
 	hb.Updates = m.a.updateStatus()
+	hb.Load = readLoad(m.linksUp())
 
 	var ack heartbeatAck
 	err := client.Do(ctx, http.MethodPost, pathHeartbeat, hb, &ack, nil)
