@@ -17,28 +17,28 @@ import (
 
 // ClusterComparison is one cluster of GET /v1/cluster-comparison.
 type ClusterComparison struct {
-	ClusterID        string         `json:"cluster_id"`
-	Slug             string         `json:"slug"`
-	Name             string         `json:"name"`
-	Status           string         `json:"status"`
-	PartitionState   string         `json:"partition_state"`
-	Members          map[string]int `json:"members"`
-	Health           map[string]int `json:"health"`
-	Roles            map[string]int `json:"roles"`
-	AgentVersions    map[string]int `json:"agent_versions"`
-	CPUs             int            `json:"cpus"`
+	ClusterID      string         `json:"cluster_id"`
+	Slug           string         `json:"slug"`
+	Name           string         `json:"name"`
+	Status         string         `json:"status"`
+	PartitionState string         `json:"partition_state"`
+	Members        map[string]int `json:"members"`
+	Health         map[string]int `json:"health"`
+	Roles          map[string]int `json:"roles"`
+	AgentVersions  map[string]int `json:"agent_versions"`
+	CPUs           int            `json:"cpus"`
 	// MemoryBytes is the memory active members report in their facts.
 	MemoryBytes int64 `json:"memory_bytes"`
 	// Load from the latest heartbeats of the active members that report it:
 	// how many do, the sum of their one-minute load averages, the memory
 	// they use and their mesh links up; LoadPerCPU is Load1 over CPUs.
-	LoadReporting int     `json:"load_reporting"`
-	Load1         float64 `json:"load1"`
-	LoadPerCPU    float64 `json:"load_per_cpu"`
-	MemUsedBytes  int64   `json:"memory_used_bytes"`
-	LinksUp       int     `json:"links_up"`
-	SnapshotsLagging int            `json:"snapshots_lagging"`
-	SnapshotsCurrent int            `json:"snapshots_current"`
+	LoadReporting    int     `json:"load_reporting"`
+	Load1            float64 `json:"load1"`
+	LoadPerCPU       float64 `json:"load_per_cpu"`
+	MemUsedBytes     int64   `json:"memory_used_bytes"`
+	LinksUp          int     `json:"links_up"`
+	SnapshotsLagging int     `json:"snapshots_lagging"`
+	SnapshotsCurrent int     `json:"snapshots_current"`
 }
 
 // ClusterComparisonList answers GET /v1/cluster-comparison.
