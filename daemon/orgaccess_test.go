@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/httpapi"
 )
 
@@ -111,6 +112,17 @@ func TestOrgAccessSessions(t *testing.T) {
 	var bEvents int
 	require.NoError(t, e.l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE organization_id = $1 AND target_id = $2`, e.b.id, got.ID).Scan(&bEvents))
 	require.Zero(t, bEvents, "none of A's access events is in B's audit")
+
+	// The organization console's sessions page lists them, revoked and active.
+	cookie := credential{"org-cookie", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: authn.SessionCookieName, Value: e.a.adminTok}) }}
+	pg := e.serve(cookie, http.MethodGet, "/org/"+e.a.id+"/sessions", nil, "", nil)
+	require.Equal(t, http.StatusOK, pg.status, pg.body)
+	require.Contains(t, pg.body, `id="access-`+got.ID+`"`)
+	require.Contains(t, pg.body, `/access-sessions/`+e.a.access+`/revoke`, "an active session has a revoke button")
+	require.NotContains(t, pg.body, `/access-sessions/`+got.ID+`/revoke`, "a revoked one has none")
+	for _, v := range append(topologyValues(t, e.l), tenantValues(t, e.l, e.b.id)...) {
+		require.NotContains(t, pg.body, v)
+	}
 
 	// Disabling the member ends its remaining access sessions.
 	path = "/v1/orgs/alpha/users/" + e.a.memberID + "/disable"
