@@ -123,6 +123,23 @@ type Heartbeat struct {
 	// state, current/previous/target version and the last failure. Agents
 	// send it with every heartbeat; the authority keeps the latest per node.
 	Updates []UpdateReport `json:"updates,omitempty"`
+	// Load is the node's load when it sent the heartbeat (spec C8 capacity
+	// and load). Optional: agents that predate it omit it, and an authority
+	// that predates it ignores it.
+	Load *Load `json:"load,omitempty"`
+}
+
+// Load is a node's load as its agent measures it at heartbeat time. A zero
+// field is one the agent could not measure.
+type Load struct {
+	// Load1 is the one-minute load average (runnable tasks).
+	Load1 float64 `json:"load1"`
+	// MemUsedBytes is memory in use (total minus available).
+	MemUsedBytes uint64 `json:"mem_used_bytes"`
+	// MemTotalBytes is the memory the kernel reports.
+	MemTotalBytes uint64 `json:"mem_total_bytes"`
+	// Links is how many of the node's mesh links are up.
+	Links int `json:"links"`
 }
 
 // MaxHeartbeatUpdates bounds Heartbeat.Updates (one entry per product).

@@ -150,6 +150,9 @@ func validateHeartbeat(in *HeartbeatInput) error {
 			return Errf(CodeInvalid, "unknown capability %q", c)
 		}
 	}
+	if err := validateLoad(in.Load); err != nil {
+		return err
+	}
 	return validateHeartbeatUpdates(in.Updates)
 }
 
@@ -410,6 +413,9 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	}
 	in.Services = services
 	if in.Health, err = withUpdates(in.Health, in.Updates); err != nil {
+		return HeartbeatAck{}, err
+	}
+	if in.Health, err = withLoad(in.Health, in.Load); err != nil {
 		return HeartbeatAck{}, err
 	}
 	row := store.HeartbeatRow{ClusterID: p.ClusterID, NodeID: p.NodeID, ReceivedAt: now, Seq: in.Seq, AppliedVersion: in.AppliedVersion,

@@ -82,6 +82,11 @@ func withUpdates(health json.RawMessage, us []agentapi.UpdateReport) (json.RawMe
 	if err != nil {
 		return health, Errf(CodeInvalid, "updates: %v", err)
 	}
+	return withHealthKey(health, healthUpdatesKey, raw)
+}
+
+// withHealthKey adds "key": raw to the health JSON object.
+func withHealthKey(health json.RawMessage, key string, raw []byte) (json.RawMessage, error) {
 	body := strings.TrimSpace(string(health))
 	if len(body) < 2 || body[0] != '{' || body[len(body)-1] != '}' {
 		return health, Errf(CodeInvalid, "health must be a JSON object")
@@ -93,7 +98,7 @@ func withUpdates(health json.RawMessage, us []agentapi.UpdateReport) (json.RawMe
 	if body != "{" {
 		b.WriteByte(',')
 	}
-	b.WriteString(`"` + healthUpdatesKey + `":`)
+	b.WriteString(`"` + key + `":`)
 	b.Write(raw)
 	b.WriteByte('}')
 	return json.RawMessage(b.String()), nil

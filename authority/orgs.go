@@ -250,7 +250,8 @@ func (o *Orgs) User(ctx context.Context, p OrgPrincipal, id string) (store.Admin
 }
 
 // SetUserDisabled disables or enables an account of the organization
-// (admins; fenced, audited); disabling ends its sessions and trusted devices.
+// (admins; fenced, audited); disabling ends its sessions, access sessions
+// and trusted devices.
 func (o *Orgs) SetUserDisabled(ctx context.Context, p OrgPrincipal, actor Actor, id string, disabled bool) (store.AdminUser, error) {
 	action := "org.user.enable"
 	if disabled {
@@ -266,7 +267,12 @@ func (o *Orgs) SetUserDisabled(ctx context.Context, p OrgPrincipal, actor Actor,
 		return store.AdminUser{}, err
 	}
 	_, err := Fenced(ctx, o.a, p.op(action, actor, "user", id, nil), func(tx pgx.Tx) (bool, error) {
-		return true, store.SetOrgUserDisabled(ctx, tx, p.Org.ID, id, disabled)
+		if err := store.SetOrgUserDisabled(ctx, tx, p.Org.ID, id, disabled); err != nil || !disabled {
+			return true, err
+		}
+		// A disabled account's access sessions end with it.
+		_, err := store.RevokeUserAccessSessions(ctx, tx, p.Org.ID, id, p.User.ID, o.a.admin.Now())
+		return true, err
 	})
 	if err != nil {
 		return store.AdminUser{}, err

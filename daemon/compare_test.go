@@ -24,7 +24,9 @@ func TestClusterComparison(t *testing.T) {
 	_, pin := mkCluster(t, owner, "north")
 	enrollAgent(t, e.g, owner, pin, "north", "edge-2")
 	o := &orgEnv{apiEnv: e}
-	hb := map[string]any{"seq": 1, "sent_at": time.Now().UTC(), "agent_version": "1.2.3", "state": "normal", "facts": map[string]any{"cpu_count": 4}}
+	hb := map[string]any{"seq": 1, "sent_at": time.Now().UTC(), "agent_version": "1.2.3", "state": "normal",
+		"facts": map[string]any{"cpu_count": 4, "memory_total_bytes": 8 << 30},
+		"load":  map[string]any{"load1": 1.5, "mem_used_bytes": 2 << 30, "mem_total_bytes": 8 << 30, "links": 3}}
 	a := o.call(e.agentCert(), http.MethodPost, "/v1/agent/heartbeat", hb, nil)
 	require.Less(t, a.status, 300, a.body)
 	o.must(e.ownerToken(), http.MethodPost, "/v1/clusters/east/nodes/"+e.agent.nodeID+"/roles", map[string]any{"role": "relay-node"}, nil)
@@ -51,20 +53,53 @@ func TestClusterComparison(t *testing.T) {
 	require.Equal(t, map[string]int{"healthy": 1}, east.Health)
 	require.Equal(t, 1, east.Roles["relay-node"])
 	require.Equal(t, 4, east.CPUs)
+	require.Equal(t, int64(8<<30), east.MemoryBytes)
+	require.Equal(t, 1, east.LoadReporting)
+	require.InDelta(t, 1.5, east.Load1, 1e-9)
+	require.InDelta(t, 0.375, east.LoadPerCPU, 1e-9)
+	require.Equal(t, int64(2<<30), east.MemUsedBytes)
+	require.Equal(t, 3, east.LinksUp)
 	require.Equal(t, "normal", east.PartitionState)
 	require.Equal(t, 1, east.SnapshotsLagging+east.SnapshotsCurrent)
 	require.Equal(t, map[string]int{"active": 1}, north.Members)
 	require.Equal(t, map[string]int{"none": 1}, north.Health)
 	require.Equal(t, map[string]int{"unknown": 1}, north.AgentVersions)
 	require.Zero(t, north.CPUs)
+	require.Zero(t, north.LoadReporting)
+	require.Zero(t, north.Load1)
 	require.Equal(t, "fenced", north.PartitionState)
 	require.NotZero(t, list.FenceEpoch)
+
+	// Load moves with the heartbeats: the next one reports more.
+	hb["seq"], hb["sent_at"] = 2, time.Now().UTC()
+	hb["load"] = map[string]any{"load1": 3.25, "mem_used_bytes": 5 << 30, "mem_total_bytes": 8 << 30, "links": 7}
+	delete(hb, "facts")
+	a = o.call(e.agentCert(), http.MethodPost, "/v1/agent/heartbeat", hb, nil)
+	require.Less(t, a.status, 300, a.body)
+	e.g.Eventually(10*time.Second, "the new load is shown", func() bool {
+		list = httpapi.ClusterComparisonList{}
+		o.must(e.ownerToken(), http.MethodGet, "/v1/cluster-comparison", nil, &list)
+		for _, c := range list.Items {
+			if c.Slug == "east" && c.Load1 == 3.25 {
+				east = c
+				return true
+			}
+		}
+		return false
+	})
+	require.Equal(t, int64(5<<30), east.MemUsedBytes)
+	require.Equal(t, 7, east.LinksUp)
+	require.Equal(t, 4, east.CPUs, "capacity from the facts sent before")
+	// An implausible load report is refused, typed.
+	hb["seq"], hb["load"] = 3, map[string]any{"load1": -1}
+	a = o.call(e.agentCert(), http.MethodPost, "/v1/agent/heartbeat", hb, nil)
+	require.Equal(t, http.StatusBadRequest, a.status, a.body)
 
 	// The console page shows the same, side by side.
 	e.enableSession()
 	page := e.serve(e.session(), http.MethodGet, "/console/compare", nil, "", nil)
 	require.Equal(t, http.StatusOK, page.status, page.body)
-	for _, want := range []string{`id="compare-east"`, `id="compare-north"`, "1.2.3: 1", "relay-node: 1", "fenced", "none: 1"} {
+	for _, want := range []string{`id="compare-east"`, `id="compare-north"`, "1.2.3: 1", "relay-node: 1", "fenced", "none: 1", "/ 3.25 /"} {
 		require.True(t, strings.Contains(page.body, want), "console compare page shows %q", want)
 	}
 }

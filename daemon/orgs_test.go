@@ -50,12 +50,14 @@ type tenant struct {
 	adminID      string
 	memberID     string
 	memberSessID string
+	anytime      string // a policy without a time window
+	access       string // the member's access session
 }
 
 // vars returns the tenant's ids by route path variable.
 func (tn *tenant) vars() map[string]string {
 	return map[string]string{"uid": tn.memberID, "sid": tn.memberSessID, "eid": tn.egress, "rid": tn.resource, "pid": tn.policy,
-		"did": "a1b2c3d4e5f60718"} // no trusted devices in the drill: an unknown one
+		"aid": tn.access, "did": "a1b2c3d4e5f60718"} // no trusted devices in the drill: an unknown one
 }
 
 type orgEnv struct {
@@ -211,6 +213,13 @@ func (e *orgEnv) newTenant(p string, degraded bool) *tenant {
 	e.must(adm, http.MethodPost, "/v1/orgs/"+p+"/policies", map[string]any{"name": p + "-dba", "subjects": []string{"user:" + tn.member},
 		"resources": []string{tn.resource}, "endpoints": []string{tn.egress}, "window": "08:00-18:00", "require_mfa": true}, &res)
 	tn.policy = res.ID
+	e.stepUp(tn, http.MethodPost, "/v1/orgs/"+p+"/policies")
+	e.must(adm, http.MethodPost, "/v1/orgs/"+p+"/policies", map[string]any{"name": p + "-anytime", "subjects": []string{"user:" + tn.member},
+		"resources": []string{tn.resource}, "endpoints": []string{tn.egress}, "require_mfa": true}, &res)
+	tn.anytime = res.ID
+	// The member asks for access (the anytime policy grants it).
+	e.must(bearer("org-member", tn.memberTok), http.MethodPost, "/v1/orgs/"+p+"/access-sessions", map[string]any{"resource": p + "-db"}, &res)
+	tn.access = res.ID
 
 	var ss httpapi.List[httpapi.OrgSession]
 	e.must(adm, http.MethodGet, "/v1/orgs/"+p+"/sessions", nil, &ss)
@@ -302,6 +311,7 @@ func tenantValues(t *testing.T, l *daemon.Daemon, orgID string) []string {
 		UNION ALL SELECT id::text FROM org_resources WHERE organization_id = $1 UNION ALL SELECT name FROM org_resources WHERE organization_id = $1
 		UNION ALL SELECT address FROM org_resources WHERE organization_id = $1
 		UNION ALL SELECT id::text FROM org_policies WHERE organization_id = $1 UNION ALL SELECT name FROM org_policies WHERE organization_id = $1
+		UNION ALL SELECT id::text FROM org_access_sessions WHERE organization_id = $1
 		UNION ALL SELECT encode(s.id, 'hex') FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id WHERE u.organization_id = $1`, orgID)
 	require.NoError(t, err)
 	defer rows.Close()
@@ -386,7 +396,7 @@ func TestT1OrganizationEnumeration(t *testing.T) {
 	require.GreaterOrEqual(t, len(orgRoutes), 20)
 	adm := bearer("org-admin-A", e.a.adminTok)
 	const random = "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"
-	randomVars := map[string]string{"uid": random, "sid": strings.Repeat("ab", 32), "eid": random, "rid": random, "pid": random, "did": "0f1e2d3c4b5a6978"}
+	randomVars := map[string]string{"uid": random, "sid": strings.Repeat("ab", 32), "eid": random, "rid": random, "pid": random, "aid": random, "did": "0f1e2d3c4b5a6978"}
 
 	bodyFor := func(rt httpapi.Route, org string, v map[string]string, b *tenant) any {
 		switch rt.Method + " " + rt.Path {
@@ -401,6 +411,8 @@ func TestT1OrganizationEnumeration(t *testing.T) {
 				subj = "user:" + b.member
 			}
 			return map[string]any{"name": "walk-pol", "subjects": []string{subj}, "resources": []string{v["rid"]}, "endpoints": []string{v["eid"]}}
+		case "POST /v1/orgs/{org}/access-sessions":
+			return map[string]any{"resource": v["rid"], "endpoint": v["eid"]}
 		case "POST /v1/orgs/{org}/step-up":
 			return map[string]any{"method": "DELETE", "path": "/v1/orgs/" + org + "/policies/" + v["pid"], "totp_code": "000000"}
 		}
@@ -615,8 +627,10 @@ func TestOrganizationIsolationAndSessions(t *testing.T) {
 	path = "/v1/orgs/alpha/resources/" + e.a.resource
 	e.stepUp(e.a, http.MethodDelete, path)
 	require.Equal(t, http.StatusConflict, e.call(adm, http.MethodDelete, path, nil, nil).status)
-	e.stepUp(e.a, http.MethodDelete, "/v1/orgs/alpha/policies/"+e.a.policy)
-	require.Equal(t, http.StatusNoContent, e.call(adm, http.MethodDelete, "/v1/orgs/alpha/policies/"+e.a.policy, nil, nil).status)
+	for _, pol := range []string{e.a.policy, e.a.anytime} {
+		e.stepUp(e.a, http.MethodDelete, "/v1/orgs/alpha/policies/"+pol)
+		require.Equal(t, http.StatusNoContent, e.call(adm, http.MethodDelete, "/v1/orgs/alpha/policies/"+pol, nil, nil).status)
+	}
 	e.stepUp(e.a, http.MethodDelete, path)
 	require.Equal(t, http.StatusNoContent, e.call(adm, http.MethodDelete, path, nil, nil).status)
 

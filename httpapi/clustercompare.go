@@ -6,6 +6,7 @@ package httpapi
 //	POST /v1/clusters/{cluster}/nodes/{id}/disable-seed    override the seed guard of …/disable (step-up; body {reason})
 
 import (
+	"math"
 	"net/http"
 
 	"github.com/gorilla/mux"
@@ -16,18 +17,28 @@ import (
 
 // ClusterComparison is one cluster of GET /v1/cluster-comparison.
 type ClusterComparison struct {
-	ClusterID        string         `json:"cluster_id"`
-	Slug             string         `json:"slug"`
-	Name             string         `json:"name"`
-	Status           string         `json:"status"`
-	PartitionState   string         `json:"partition_state"`
-	Members          map[string]int `json:"members"`
-	Health           map[string]int `json:"health"`
-	Roles            map[string]int `json:"roles"`
-	AgentVersions    map[string]int `json:"agent_versions"`
-	CPUs             int            `json:"cpus"`
-	SnapshotsLagging int            `json:"snapshots_lagging"`
-	SnapshotsCurrent int            `json:"snapshots_current"`
+	ClusterID      string         `json:"cluster_id"`
+	Slug           string         `json:"slug"`
+	Name           string         `json:"name"`
+	Status         string         `json:"status"`
+	PartitionState string         `json:"partition_state"`
+	Members        map[string]int `json:"members"`
+	Health         map[string]int `json:"health"`
+	Roles          map[string]int `json:"roles"`
+	AgentVersions  map[string]int `json:"agent_versions"`
+	CPUs           int            `json:"cpus"`
+	// MemoryBytes is the memory active members report in their facts.
+	MemoryBytes int64 `json:"memory_bytes"`
+	// Load from the latest heartbeats of the active members that report it:
+	// how many do, the sum of their one-minute load averages, the memory
+	// they use and their mesh links up; LoadPerCPU is Load1 over CPUs.
+	LoadReporting    int     `json:"load_reporting"`
+	Load1            float64 `json:"load1"`
+	LoadPerCPU       float64 `json:"load_per_cpu"`
+	MemUsedBytes     int64   `json:"memory_used_bytes"`
+	LinksUp          int     `json:"links_up"`
+	SnapshotsLagging int     `json:"snapshots_lagging"`
+	SnapshotsCurrent int     `json:"snapshots_current"`
 }
 
 // ClusterComparisonList answers GET /v1/cluster-comparison.
@@ -39,9 +50,14 @@ type ClusterComparisonList struct {
 }
 
 func newClusterComparison(c authority.ClusterComparison) ClusterComparison {
-	return ClusterComparison{ClusterID: c.ClusterID, Slug: c.Slug, Name: c.Name, Status: c.Status, PartitionState: c.PartitionState,
-		Members: c.Members, Health: c.Health, Roles: c.Roles, AgentVersions: c.AgentVersions, CPUs: c.CPUs,
+	out := ClusterComparison{ClusterID: c.ClusterID, Slug: c.Slug, Name: c.Name, Status: c.Status, PartitionState: c.PartitionState,
+		Members: c.Members, Health: c.Health, Roles: c.Roles, AgentVersions: c.AgentVersions, CPUs: c.CPUs, MemoryBytes: c.MemoryBytes,
+		LoadReporting: c.LoadReporting, Load1: c.Load1, MemUsedBytes: c.MemUsedBytes, LinksUp: c.LinksUp,
 		SnapshotsLagging: c.SnapshotsLagging, SnapshotsCurrent: c.SnapshotsCurrent}
+	if c.CPUs > 0 {
+		out.LoadPerCPU = math.Round(c.Load1/float64(c.CPUs)*1000) / 1000
+	}
+	return out
 }
 
 func (s *Server) compareRoutes(r *mux.Router) {

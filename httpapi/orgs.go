@@ -17,6 +17,9 @@ package httpapi
 //	GET    /v1/orgs/{org}/endpoints[/{eid}]           published endpoints with a health summary
 //	GET    /v1/orgs/{org}/resources[/{rid}]           resources;  POST create, DELETE remove (admins)
 //	GET    /v1/orgs/{org}/policies[/{pid}]            policies;   POST create, DELETE remove (admins; step-up)
+//	POST   /v1/orgs/{org}/access-sessions             request access to a resource through an endpoint (decided by the policies)
+//	GET    /v1/orgs/{org}/access-sessions[/{aid}]     access sessions (admins: all; members: own)
+//	POST   /v1/orgs/{org}/access-sessions/{aid}/revoke  end an access session (step-up)
 //	GET    /v1/orgs/{org}/audit                       the organization's own audit events
 //	GET    /v1/orgs/{org}/audit/verify                whether the hash chain holding them is intact
 //	POST   /v1/orgs/{org}/recovery-codes              TOTP code → a new set of recovery codes (own account)
@@ -60,6 +63,8 @@ var orgHighRiskRoutes = map[string]authn.Action{
 	"POST /v1/orgs/{org}/resources":             authn.ActionOrgPolicyChange,
 	"DELETE /v1/orgs/{org}/resources/{rid}":     authn.ActionOrgPolicyChange,
 	"POST /v1/orgs/{org}/sessions/{sid}/revoke": authn.ActionOrgUserManage,
+	// Ending someone's access is session management, like ending a console session.
+	"POST /v1/orgs/{org}/access-sessions/{aid}/revoke": authn.ActionOrgUserManage,
 }
 
 // OrgHighRiskRoutes returns the organization routes that need step-up.
@@ -101,6 +106,10 @@ func (s *Server) orgRoutes(r *mux.Router) {
 	org("org.policies.create", http.MethodPost, "/v1/orgs/{org}/policies", s.orgCreatePolicy)
 	org("org.policies.get", http.MethodGet, "/v1/orgs/{org}/policies/{pid}", s.orgPolicy)
 	org("org.policies.delete", http.MethodDelete, "/v1/orgs/{org}/policies/{pid}", s.orgDeletePolicy)
+	org("org.access.request", http.MethodPost, "/v1/orgs/{org}/access-sessions", s.orgRequestAccess)
+	org("org.access.list", http.MethodGet, "/v1/orgs/{org}/access-sessions", s.orgAccessSessions)
+	org("org.access.get", http.MethodGet, "/v1/orgs/{org}/access-sessions/{aid}", s.orgAccessSession)
+	org("org.access.revoke", http.MethodPost, "/v1/orgs/{org}/access-sessions/{aid}/revoke", s.orgRevokeAccessSession)
 	org("org.audit", http.MethodGet, "/v1/orgs/{org}/audit", s.orgAudit)
 	org("org.audit.verify", http.MethodGet, "/v1/orgs/{org}/audit/verify", s.orgAuditVerify)
 	org("org.recovery", http.MethodPost, "/v1/orgs/{org}/recovery-codes", s.orgRecoveryCodes)
@@ -245,6 +254,30 @@ type OrgSession struct {
 	Current    bool      `json:"current"`
 }
 
+// OrgAccessSession is an access session of the organization: who may reach
+// which of its resources through which of its endpoints, granted by which
+// policy, until when. Status is active, revoked or expired.
+type OrgAccessSession struct {
+	ID           string     `json:"id"`
+	UserID       string     `json:"user_id"`
+	UserName     string     `json:"user_name"`
+	ResourceID   string     `json:"resource_id"`
+	ResourceName string     `json:"resource_name"`
+	EndpointID   string     `json:"endpoint_id"`
+	EndpointName string     `json:"endpoint_name"`
+	PolicyID     string     `json:"policy_id"`
+	Status       string     `json:"status"`
+	CreatedAt    time.Time  `json:"created_at"`
+	ExpiresAt    time.Time  `json:"expires_at"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+}
+
+func (s *Server) newOrgAccessSession(x store.OrgAccessSession) OrgAccessSession {
+	return OrgAccessSession{ID: x.ID, UserID: x.UserID, UserName: x.UserName, ResourceID: x.ResourceID, ResourceName: x.ResourceName,
+		EndpointID: x.EndpointID, EndpointName: x.EndpointName, PolicyID: x.PolicyID, Status: authority.AccessStatus(x, s.a.Admin().Now()),
+		CreatedAt: x.CreatedAt, ExpiresAt: x.ExpiresAt, RevokedAt: x.RevokedAt}
+}
+
 // OrgEndpoint is a published service endpoint: name, kind, protocol, region
 // label and a health summary (ok, degraded, down). Never its backing nodes.
 type OrgEndpoint struct {
@@ -315,7 +348,8 @@ type OrgAuditEvent struct {
 
 // orgAuditDetails are the detail keys an organization event may show.
 var orgAuditDetails = map[string]bool{"name": true, "role": true, "kind": true, "protocol": true, "region": true, "endpoint": true,
-	"subjects": true, "require_mfa": true, "action": true, "reason": true, "error_code": true, "user_id": true}
+	"subjects": true, "require_mfa": true, "action": true, "reason": true, "error_code": true, "user_id": true,
+	"resource": true, "policy": true, "expires_at": true}
 
 func newOrgAuditEvent(e store.AuditEvent) OrgAuditEvent {
 	out := OrgAuditEvent{ID: e.ID, Seq: e.Seq, At: e.At, Actor: e.Actor, ActorKind: e.ActorKind, Action: e.Action, TargetKind: e.TargetKind,
@@ -630,6 +664,50 @@ func (s *Server) orgDeletePolicy(w http.ResponseWriter, r *http.Request, p autho
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) orgRequestAccess(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, actor authority.Actor) error {
+	var b authority.AccessSessionRequest
+	if err := decodeJSON(w, r, &b); err != nil {
+		return err
+	}
+	x, err := s.a.Orgs().RequestAccess(r.Context(), p, actor, b)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, s.newOrgAccessSession(x))
+	return nil
+}
+
+func (s *Server) orgAccessSessions(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, _ authority.Actor) error {
+	pg, err := page(r)
+	if err != nil {
+		return err
+	}
+	xs, err := s.a.Orgs().AccessSessions(r.Context(), p, pg)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, listOf(mapList(xs, s.newOrgAccessSession), pg))
+	return nil
+}
+
+func (s *Server) orgAccessSession(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, _ authority.Actor) error {
+	x, err := s.a.Orgs().AccessSession(r.Context(), p, mux.Vars(r)["aid"])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.newOrgAccessSession(x))
+	return nil
+}
+
+func (s *Server) orgRevokeAccessSession(w http.ResponseWriter, r *http.Request, p authority.OrgPrincipal, actor authority.Actor) error {
+	x, err := s.a.Orgs().RevokeAccessSession(r.Context(), p, actor, mux.Vars(r)["aid"])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.newOrgAccessSession(x))
 	return nil
 }
 

@@ -71,6 +71,7 @@ func TestOrgConsoleInBrowser(t *testing.T) {
 		admin  store.AdminUser
 		secret string
 		values []string
+		access string
 	}
 	mk := func(slug string) *tenant {
 		tn := &tenant{}
@@ -89,7 +90,15 @@ func TestOrgConsoleInBrowser(t *testing.T) {
 		require.NoError(t, err)
 		pol, err := o.CreatePolicy(ctx, p, actor, authority.PolicyRequest{Name: slug + "-staff", Subjects: []string{"group:staff"}, Resources: []string{res.ID}, Endpoints: []string{ep.ID}})
 		require.NoError(t, err)
-		tn.values = []string{tn.org.ID, tn.org.Slug, tn.org.Name, tn.admin.ID, tn.admin.Name, ep.ID, ep.Name, res.ID, res.Name, res.Address, pol.ID, pol.Name}
+		noMFA := false
+		own, err := o.CreatePolicy(ctx, p, actor, authority.PolicyRequest{Name: slug + "-admin", Subjects: []string{"user:" + tn.admin.Name},
+			Resources: []string{res.ID}, Endpoints: []string{ep.ID}, RequireMFA: &noMFA})
+		require.NoError(t, err)
+		acc, err := o.RequestAccess(ctx, p, actor, authority.AccessSessionRequest{Resource: res.Name})
+		require.NoError(t, err)
+		tn.access = acc.ID
+		tn.values = []string{tn.org.ID, tn.org.Slug, tn.org.Name, tn.admin.ID, tn.admin.Name, ep.ID, ep.Name, res.ID, res.Name, res.Address, pol.ID, pol.Name,
+			own.ID, own.Name, acc.ID}
 		return tn
 	}
 	a, b := mk("alpha"), mk("bravo")
@@ -193,6 +202,20 @@ func TestOrgConsoleInBrowser(t *testing.T) {
 		require.NoError(t, err, pg.path)
 		checkSource(pg.path)
 	}
+
+	// Revoke an access session with step-up: it shows revoked at once.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/org/"+a.org.ID+"/sessions"),
+		waitText("#access-"+a.access+" .status", "active"),
+		chromedp.Click(css("#access-"+a.access+" button")),
+		chromedp.WaitVisible(css("#stepup-code")),
+		chromedp.SendKeys(css("#stepup-code"), clock.code(t, a.secret)),
+		chromedp.Click(css("#stepup-submit")),
+		waitText("#access-"+a.access+" .status", "revoked"),
+		shot("03-access-revoked"),
+	)
+	require.NoError(t, err)
+	checkSource("sessions after revoke")
 
 	// Invite a user with step-up: the one-time setup secret is shown once.
 	err = chromedp.Do(tctx,

@@ -209,14 +209,28 @@ func TestRapctlOrg(t *testing.T) {
 	require.NotEqual(t, 0, rc3)
 	require.Contains(t, errOut, "rapctl: not_found:")
 
+	// Access sessions: a policy naming the admin grants it access; listed, revoked.
+	stepUp("POST", "/v1/orgs/acme/policies")
+	var bossPol struct{ ID string }
+	orgJSON(&bossPol, "org", "policy", "create", "acme", "boss-db", "--subjects", "user:boss@acme", "--resources", res.ID, "--endpoints", ep.ID)
+	var acc struct{ ID, Status, ResourceName string }
+	orgJSON(&acc, "org", "access", "request", "acme", "db", "--duration", "1h")
+	require.Equal(t, "active", acc.Status)
+	require.Contains(t, org("org", "access", "list", "acme"), acc.ID)
+	stepUp("POST", "/v1/orgs/acme/access-sessions/"+acc.ID+"/revoke")
+	orgJSON(&acc, "org", "access", "revoke", "acme", acc.ID)
+	require.Equal(t, "revoked", acc.Status)
+
 	// Deletions, then the audit shows the organization's own actions.
-	stepUp("DELETE", "/v1/orgs/acme/policies/"+pol.ID)
-	org("org", "policy", "delete", "acme", pol.ID)
+	for _, id := range []string{pol.ID, bossPol.ID} {
+		stepUp("DELETE", "/v1/orgs/acme/policies/"+id)
+		org("org", "policy", "delete", "acme", id)
+	}
 	stepUp("DELETE", "/v1/orgs/acme/resources/"+res.ID)
 	org("org", "resource", "delete", "acme", res.ID)
 	out = org("org", "audit", "acme")
 	for _, a := range []string{"org.endpoint.publish", "org.user.invite", "org.resource.create", "org.policy.create", "org.user.disable",
-		"org.session.revoke", "org.policy.delete", "org.resource.delete"} {
+		"org.session.revoke", "org.policy.delete", "org.resource.delete", "org.access.grant", "org.access.revoke"} {
 		require.Contains(t, out, a)
 	}
 	var verdict struct {

@@ -196,6 +196,10 @@ ORG_ROUTES = [
     ("POST", "/v1/orgs/{org}/policies", "organization", "Create a policy {name, subjects, resources, endpoints, window, require_mfa} (admins, step-up; fenced)", 201),
     ("GET", "/v1/orgs/{org}/policies/{pid}", "organization", "One policy", 200),
     ("DELETE", "/v1/orgs/{org}/policies/{pid}", "organization", "Delete a policy (admins, step-up; fenced)", 204),
+    ("POST", "/v1/orgs/{org}/access-sessions", "organization", "Request access {resource, endpoint, duration} to one of the organization's resources through one of its endpoints; decided by its policies (subjects, time window, MFA), recorded and audited; denied \u2192 403 with details.reason", 201),
+    ("GET", "/v1/orgs/{org}/access-sessions", "organization", "Access sessions, newest first (admins: all; members: their own); status active|revoked|expired", 200),
+    ("GET", "/v1/orgs/{org}/access-sessions/{aid}", "organization", "One access session", 200),
+    ("POST", "/v1/orgs/{org}/access-sessions/{aid}/revoke", "organization", "End an access session at once (admins: any; members: their own; step-up; fenced)", 200),
     ("GET", "/v1/orgs/{org}/audit", "organization", "The organization's own audit events, newest first", 200),
     ("POST", "/v1/orgs/{org}/recovery-codes", "organization", "Regenerate the session account's recovery codes {totp_code}", 200),
     ("GET", "/v1/orgs/{org}/devices", "organization", "The session account's trusted devices", 200),
@@ -205,7 +209,7 @@ ORG_ROUTES = [
 ]
 ROUTES += [
     ("POST", "/v1/clusters/{cluster}/nodes/{id}/disable-seed", "owner", "nodes", "Disable a seed node's membership although the cluster does not stand on its own yet (step-up; body {reason}; the unmet conditions are audited)", 200),
-    ("GET", "/v1/cluster-comparison", "owner", "clusters", "Every cluster side by side: members by status, heartbeat health, active roles, agent versions, CPUs, partition state, snapshot lag; the fence epoch held", 200),
+    ("GET", "/v1/cluster-comparison", "owner", "clusters", "Every cluster side by side: members by status, heartbeat health, active roles, agent versions, capacity (CPUs, memory) and load from heartbeats (load average, memory used, mesh links up), partition state, snapshot lag; the fence epoch held", 200),
     ("POST", "/v1/organizations/{org}/admins", "owner", "organizations", "Invite an organization admin {name, role} (step-up; fenced) \u2192 one-time setup secret", 201),
     ("GET", "/v1/organizations/{org}/endpoints", "owner", "organizations", "An organization's endpoints with their backing nodes (platform view)", 200),
     ("POST", "/v1/organizations/{org}/endpoints", "owner", "organizations", "Publish an endpoint {name, kind, protocol, region, nodes[{cluster_id, node_id}]} to an organization (step-up; fenced)", 201),

@@ -497,6 +497,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	m.mu.Unlock()
 	hb.Services = m.workloadReport()
 	hb.Updates = m.a.updateStatus()
+	hb.Load = readLoad(m.linksUp())
 
 	ack, err := m.hbs.send(ctx, client, hb, m.a.o.RequestTimeout, m.a.o.Now())
 	if err == nil {

@@ -100,7 +100,7 @@ var commands = []cmd{
 		}
 	}, table: []string{"id", "slug", "status", "ca_pin"}, single: true},
 	{path: "cluster list", help: "list clusters", flags: listFlags("/v1/clusters"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}},
-	{path: "cluster compare", help: "every cluster side by side: members, health, roles, agent versions, CPUs, partition state, snapshot lag", flags: noFlags(get("/v1/cluster-comparison")),
+	{path: "cluster compare", help: "every cluster side by side: members, health, roles, agent versions, capacity and load from heartbeats, partition state, snapshot lag", flags: noFlags(get("/v1/cluster-comparison")),
 		table: []string{"slug", "status", "partition_state", "members", "health", "roles", "agent_versions", "cpus", "snapshots_lagging"}},
 	{path: "node disable-seed", args: "CLUSTER NODE_ID", help: "disable a seed node's membership before the cluster stands on its own (--reason; step-up)", flags: func(fs *flag.FlagSet) builder {
 		reason := fs.String("reason", "", "why the guard is overridden (audited)")

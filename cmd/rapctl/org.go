@@ -35,6 +35,7 @@ var (
 	orgUserTable     = []string{"id", "name", "role", "disabled", "mfa_enrolled", "setup_pending"}
 	orgEndpointTable = []string{"id", "name", "kind", "protocol", "region", "health"}
 	orgResourceTable = []string{"id", "name", "protocol", "address", "port", "endpoint_id"}
+	orgAccessTable   = []string{"id", "user_name", "resource_name", "endpoint_name", "status", "expires_at"}
 	orgPolicyTable   = []string{"id", "name", "subjects", "resource_ids", "endpoint_ids", "window", "require_mfa"}
 )
 
@@ -113,6 +114,19 @@ var orgCommands = []cmd{
 	{path: "org sessions", args: "ORG", help: "live sessions (admins: all accounts; members: their own)", flags: orgArgs(http.MethodGet, "/sessions?limit=500"),
 		table: []string{"id", "user_name", "created_at", "last_seen_at", "expires_at", "current"}},
 	{path: "org session revoke", args: "ORG SESSION_ID", help: "end a session (step-up)", flags: orgArgs(http.MethodPost, "/sessions/{sid}/revoke", "sid")},
+	{path: "org access request", args: "ORG RESOURCE", help: "request access to a resource (id or name) through an endpoint (--endpoint, default the resource's; --duration, default 8h); decided by the organization's policies", flags: func(fs *flag.FlagSet) builder {
+		ep := fs.String("endpoint", "", "endpoint id or name (default: the resource's egress endpoint)")
+		dur := fs.String("duration", "", "how long (e.g. 2h; default 8h, at most 24h, cut at the end of the policy's window)")
+		return func() (string, string, any, error) {
+			if len(positional) != 2 {
+				return "", "", nil, errArgs("ORG RESOURCE")
+			}
+			return http.MethodPost, orgPath(positional[0], "/access-sessions"), map[string]any{"resource": positional[1], "endpoint": *ep, "duration": *dur}, nil
+		}
+	}, table: orgAccessTable, single: true},
+	{path: "org access list", args: "ORG", help: "access sessions (admins: all; members: their own)", flags: orgArgs(http.MethodGet, "/access-sessions?limit=500"), table: orgAccessTable},
+	{path: "org access revoke", args: "ORG ACCESS_SESSION_ID", help: "end an access session at once (step-up)", flags: orgArgs(http.MethodPost, "/access-sessions/{aid}/revoke", "aid"),
+		table: orgAccessTable, single: true},
 	{path: "org endpoints", args: "ORG", help: "endpoints published to the organization, with health", flags: orgArgs(http.MethodGet, "/endpoints?limit=500"), table: orgEndpointTable},
 	{path: "org endpoint show", args: "ORG ENDPOINT", help: "one endpoint (id or name)", flags: orgArgs(http.MethodGet, "/endpoints/{eid}", "eid"), table: orgEndpointTable, single: true},
 	{path: "org resources", args: "ORG", help: "the organization's resources", flags: orgArgs(http.MethodGet, "/resources?limit=500"), table: orgResourceTable},

@@ -98,7 +98,7 @@ func NewOrg(o OrgOptions) http.Handler {
 	m.HandleFunc("GET /org/{org}/resources", page("resources", "Resources", "/resources?limit=500", "/endpoints?limit=500"))
 	m.HandleFunc("GET /org/{org}/policies", page("policies", "Policies", "/policies?limit=500", "/resources?limit=500", "/endpoints?limit=500"))
 	m.HandleFunc("GET /org/{org}/users", page("users", "Users", "/users?limit=500"))
-	m.HandleFunc("GET /org/{org}/sessions", page("sessions", "Sessions", "/sessions?limit=500"))
+	m.HandleFunc("GET /org/{org}/sessions", page("sessions", "Sessions", "/sessions?limit=500", "/access-sessions?limit=500", "/resources?limit=500"))
 	m.HandleFunc("GET /org/{org}/audit", page("audit", "Audit", "/audit?limit=200"))
 	c.mux = m
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
