@@ -93,7 +93,9 @@ type Limits struct {
 // serve). It is pure.
 func Evaluate(now time.Time, o Observation, l Limits) []Unmet {
 	var out []Unmet
-	add := func(code, format string, args ...any) { out = append(out, Unmet{Code: code, Detail: fmt.Sprintf(format, args...)}) }
+	add := func(code, format string, args ...any) {
+		out = append(out, Unmet{Code: code, Detail: fmt.Sprintf(format, args...)})
+	}
 
 	// Authority state and the role, from the authorities' last answer.
 	var ae *apiclient.Error

@@ -72,22 +72,22 @@ func TestEvaluate(t *testing.T) {
 		at   time.Time
 		want []string
 	}{
-		"role removed":         {mut: func(o *Observation) { o.GrantErr = refused(agentapi.AdminIngressRefusedNoRole) }, want: []string{ReasonRoleNotAssigned}},
-		"storage node":         {mut: func(o *Observation) { o.GrantErr = refused(agentapi.AdminIngressRefusedStorage) }, want: []string{ReasonStorageNode}},
-		"membership inactive":  {mut: func(o *Observation) { o.GrantErr = refused(agentapi.AdminIngressRefusedMembership) }, want: []string{ReasonRefused}},
-		"authority down":       {mut: func(o *Observation) { o.GrantErr = errors.New("dial tcp: refused") }, want: []string{ReasonAuthorityUnreachable}},
-		"never asked":          {mut: func(o *Observation) { o.Grant = nil }, want: []string{ReasonStarting}},
-		"old answer":           {mut: func(o *Observation) { o.GrantAt = t0.Add(-time.Minute) }, want: []string{ReasonAuthorityUnreachable}},
-		"fenced":               {mut: func(o *Observation) { o.Grant.Healthy, o.Grant.AuthorityState = false, "fenced" }, want: []string{ReasonAuthorityUnhealthy}},
-		"coverage":             {mut: func(o *Observation) { o.Grant.MissingRoles = []string{"core-mesh"} }, want: []string{ReasonRoleCoverage}},
-		"bad manifest":         {mut: func(o *Observation) { o.ManifestErr = errors.New("bad") }, want: []string{ReasonManifestInvalid}},
-		"no snapshot":          {mut: func(o *Observation) { o.SnapshotVersion = 0 }, want: []string{ReasonSnapshotMissing}},
-		"snapshot expired":     {at: t0.Add(2 * time.Hour), mut: func(o *Observation) { o.LastHeartbeatAck, o.GrantAt = t0.Add(2*time.Hour), t0.Add(2*time.Hour) }, want: []string{ReasonSnapshotExpired, ReasonTLSInvalid}},
-		"snapshot lacks role":  {mut: func(o *Observation) { o.SnapshotRoles = []string{"core-mesh"} }, want: []string{ReasonSnapshotRole}},
-		"no certificate":       {mut: func(o *Observation) { o.Certificate, o.CertificateErr = nil, errors.New("none") }, want: []string{ReasonTLSInvalid}},
-		"certificate not yet":  {mut: func(o *Observation) { o.Certificate = selfSigned(t, t0.Add(time.Hour), t0.Add(2*time.Hour)).Leaf }, want: []string{ReasonTLSInvalid}},
-		"heartbeat lapsed":     {at: t0.Add(5 * time.Second), mut: func(o *Observation) { o.GrantAt = t0.Add(5 * time.Second) }, want: []string{ReasonHeartbeatStale}},
-		"no heartbeat yet":     {mut: func(o *Observation) { o.LastHeartbeatAck = time.Time{} }, want: []string{ReasonHeartbeatStale}},
+		"role removed":        {mut: func(o *Observation) { o.GrantErr = refused(agentapi.AdminIngressRefusedNoRole) }, want: []string{ReasonRoleNotAssigned}},
+		"storage node":        {mut: func(o *Observation) { o.GrantErr = refused(agentapi.AdminIngressRefusedStorage) }, want: []string{ReasonStorageNode}},
+		"membership inactive": {mut: func(o *Observation) { o.GrantErr = refused(agentapi.AdminIngressRefusedMembership) }, want: []string{ReasonRefused}},
+		"authority down":      {mut: func(o *Observation) { o.GrantErr = errors.New("dial tcp: refused") }, want: []string{ReasonAuthorityUnreachable}},
+		"never asked":         {mut: func(o *Observation) { o.Grant = nil }, want: []string{ReasonStarting}},
+		"old answer":          {mut: func(o *Observation) { o.GrantAt = t0.Add(-time.Minute) }, want: []string{ReasonAuthorityUnreachable}},
+		"fenced":              {mut: func(o *Observation) { o.Grant.Healthy, o.Grant.AuthorityState = false, "fenced" }, want: []string{ReasonAuthorityUnhealthy}},
+		"coverage":            {mut: func(o *Observation) { o.Grant.MissingRoles = []string{"core-mesh"} }, want: []string{ReasonRoleCoverage}},
+		"bad manifest":        {mut: func(o *Observation) { o.ManifestErr = errors.New("bad") }, want: []string{ReasonManifestInvalid}},
+		"no snapshot":         {mut: func(o *Observation) { o.SnapshotVersion = 0 }, want: []string{ReasonSnapshotMissing}},
+		"snapshot expired":    {at: t0.Add(2 * time.Hour), mut: func(o *Observation) { o.LastHeartbeatAck, o.GrantAt = t0.Add(2*time.Hour), t0.Add(2*time.Hour) }, want: []string{ReasonSnapshotExpired, ReasonTLSInvalid}},
+		"snapshot lacks role": {mut: func(o *Observation) { o.SnapshotRoles = []string{"core-mesh"} }, want: []string{ReasonSnapshotRole}},
+		"no certificate":      {mut: func(o *Observation) { o.Certificate, o.CertificateErr = nil, errors.New("none") }, want: []string{ReasonTLSInvalid}},
+		"certificate not yet": {mut: func(o *Observation) { o.Certificate = selfSigned(t, t0.Add(time.Hour), t0.Add(2*time.Hour)).Leaf }, want: []string{ReasonTLSInvalid}},
+		"heartbeat lapsed":    {at: t0.Add(5 * time.Second), mut: func(o *Observation) { o.GrantAt = t0.Add(5 * time.Second) }, want: []string{ReasonHeartbeatStale}},
+		"no heartbeat yet":    {mut: func(o *Observation) { o.LastHeartbeatAck = time.Time{} }, want: []string{ReasonHeartbeatStale}},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
