@@ -120,6 +120,15 @@ func init() {
 	}
 }
 
+// uimanifest, the Cluster Admin Endpoint's page definitions (issue 18), is a
+// pure leaf read by the authority (which serves them) and the agent (which
+// renders them).
+func init() {
+	layers["uimanifest"] = []string{}
+	layers["authority"] = append(layers["authority"], "uimanifest")
+	layers["agent/"] = append(layers["agent/"], "uimanifest")
+}
+
 func layerOf(pkg string) (allowed []string, known bool) {
 	best := -1
 	for k, v := range layers {

@@ -64,3 +64,16 @@ func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request, n authority.
 	writeJSON(w, http.StatusOK, c)
 	return nil
 }
+
+// agentAdminIngress answers GET /v1/agent/admin-ingress: the Cluster Admin
+// Endpoint's page definitions and preconditions for a node holding an
+// active admin-ingress role, admin_ingress_refused (403, details.reason)
+// otherwise (authority/adminingress.go).
+func (s *Server) agentAdminIngress(w http.ResponseWriter, r *http.Request, n authority.NodePrincipal) error {
+	out, err := s.a.AdminIngress(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}

@@ -33,10 +33,11 @@ var statusOf = map[authority.Code]int{
 	// Idempotency-Key draft and payment APIs answer.
 	authority.CodeIdempotencyReused: http.StatusUnprocessableEntity,
 	// VPN leases (authority/vpn.go).
-	authority.CodeNotEligible:        http.StatusForbidden,
-	authority.CodeLeaseHeld:          http.StatusConflict,
-	authority.CodeLeaseLost:          http.StatusConflict,
-	authority.CodeConnectionDisabled: http.StatusConflict,
+	authority.CodeNotEligible:         http.StatusForbidden,
+	authority.CodeAdminIngressRefused: http.StatusForbidden,
+	authority.CodeLeaseHeld:           http.StatusConflict,
+	authority.CodeLeaseLost:           http.StatusConflict,
+	authority.CodeConnectionDisabled:  http.StatusConflict,
 }
 
 // Codes used only by the HTTP layer.

@@ -259,6 +259,7 @@ func (s *Server) routes() {
 	agent("agent.snapshot", http.MethodGet, agentapi.PathSnapshot, s.agentSnapshot)
 	agent("agent.ca", http.MethodGet, agentapi.PathCA, s.agentCA)
 	agent("agent.storage", http.MethodGet, agentapi.PathStorageSnapshots, s.agentStorageSnapshots)
+	agent("agent.admin_ingress", http.MethodGet, agentapi.PathAdminIngress, s.agentAdminIngress) // agent.go
 	s.heartbeatRoutes(r)
 	// Platform admin authentication, accounts and the console (login.go).
 	s.adminRoutes(r)

@@ -75,6 +75,7 @@ ROUTES = [
     ("GET", "/v1/agent/snapshot", "node", "agent", "Long-poll for a newer signed snapshot (?after_version, ?wait)", 200),
     ("GET", "/v1/agent/ca", "node", "agent", "The cluster's trusted CA keys for snapshot verification", 200),
     ("GET", "/v1/agent/storage/snapshots", "node", "agent", "Signed snapshots a config-storage node serves", 200),
+    ("GET", "/v1/agent/admin-ingress", "node", "agent", "The Cluster Admin Endpoint's page definitions (ui_manifest), authority state, role coverage and snapshot version, for a node holding an active admin-ingress role; 403 admin_ingress_refused with details.reason (role_not_assigned, storage_node, membership_inactive, cluster_disabled) otherwise", 200),
     ("POST","/v1/auth/login","none","auth","Password + TOTP login (cookie, or token with \"token\":true)",200),
     ("POST","/v1/auth/setup/begin","none","auth","Setup secret → TOTP enrollment (otpauth URI, QR)",200),
     ("POST","/v1/auth/setup/complete","none","auth","Finish setup: password + TOTP → recovery codes + session",200),

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/rap-fabric/core/agent/adminingress"
 	"github.com/rap-fabric/core/agent/facts"
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
@@ -67,6 +68,9 @@ type RunOptions struct {
 	VPN VPNOptions
 	// Update configures self-update (update.go); zero disables it.
 	Update UpdateOptions
+	// Admin configures the Cluster Admin Endpoint (adminingress.go); zero
+	// runs none.
+	Admin AdminOptions
 }
 
 func (o *RunOptions) defaults() {
@@ -121,6 +125,9 @@ type Agent struct {
 	upState *updateReport
 	// wlStatus is the update state of each service workload product.
 	wlStatus map[string]updateReport
+	// admin is the Cluster Admin Endpoint (nil: none; set before Run's
+	// loops start, under mu).
+	admin *adminingress.Endpoint
 }
 
 // NewAgent builds an agent over an open state store.
@@ -184,6 +191,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	if n == 0 {
 		return ErrNoMemberships
 	}
+	adm, err := a.startAdmin()
+	if err != nil {
+		return err
+	}
+	if adm != nil {
+		a.mu.Lock()
+		a.admin = adm
+		a.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := adm.Run(ctx); err != nil {
+				a.log.Error("cluster admin endpoint stopped", "error", err)
+			}
+		}()
+	}
 	if a.o.StatusSocket != "" {
 		srv, err := serveStatus(a.o.StatusSocket, a)
 		if err != nil {
@@ -224,6 +247,13 @@ func (a *Agent) Status() StatusReport {
 	}
 	slices.SortFunc(r.Memberships, func(x, y MemberStatus) int { return strings.Compare(x.ClusterID, y.ClusterID) })
 	r.Mesh = a.MeshStatuses()
+	a.mu.Lock()
+	adm := a.admin
+	a.mu.Unlock()
+	if adm != nil {
+		st := adm.Status()
+		r.AdminEndpoint = &st
+	}
 	return r
 }
 

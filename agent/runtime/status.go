@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rap-fabric/core/agent/adminingress"
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
 	"github.com/rap-fabric/core/agent/statusclient"
@@ -32,6 +33,10 @@ type StatusReport struct {
 	Memberships  []MemberStatus `json:"memberships"`
 	// Mesh lists the running meshes: active peers, links and routes.
 	Mesh []MeshStatus `json:"mesh,omitempty"`
+	// AdminEndpoint is the Cluster Admin Endpoint's state: serving, or
+	// down with the unmet preconditions (running agent with
+	// --admin-listen only).
+	AdminEndpoint *adminingress.Status `json:"admin_endpoint,omitempty"`
 }
 
 // MemberStatus is one membership's status.
@@ -226,6 +231,7 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 		return err
 	}
 	WriteMeshTable(w, r.Mesh)
+	writeAdminStatus(w, r.AdminEndpoint)
 	return nil
 }
 

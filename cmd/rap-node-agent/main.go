@@ -270,6 +270,11 @@ func run(args []string) error {
 	metricsListen := fs.String("metrics-listen", "", "loopback address of the Prometheus metrics listener (e.g. 127.0.0.1:9465); empty for none; non-loopback refused")
 	debugListen := fs.String("debug-listen", "", "loopback address of a pprof listener (/debug/pprof/); empty for none; non-loopback refused")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
+	adminListen := fs.String("admin-listen", "", "TCP address of the Cluster Admin Endpoint (HTTPS; serves only while the node holds an approved admin-ingress role and every precondition holds); empty for none")
+	adminCluster := fs.String("admin-cluster", "", "membership (cluster id) the admin endpoint serves (default: the only one)")
+	adminCert := fs.String("admin-cert", "", "PEM certificate (chain) of the admin endpoint (default: the node identity certificate)")
+	adminKey := fs.String("admin-key", "", "PEM private key of --admin-cert")
+	adminEvery := fs.Duration("admin-check-every", 2*time.Second, "how often the admin endpoint's preconditions are checked")
 	var meshAdv, noDirect listFlag
 	fs.Var(&meshAdv, "mesh-advertise", "advertised mesh endpoint host:port (repeat; default: derived from --mesh-listen)")
 	fs.Var(&noDirect, "mesh-no-direct", "node id never linked directly; traffic to it is relayed (drills and tests)")
@@ -334,7 +339,8 @@ func run(args []string) error {
 		Snapshot: runtime.SnapshotOptions{Disabled: *noSnap, Wait: *snapWait, StorageListen: *storageListen, StorageAdvertise: *storageAdv},
 		Mesh:     runtime.MeshOptions{Disabled: *noMesh, Listen: *meshListen, Advertise: meshAdv, NoDirect: noDirect, ReportEvery: *meshReport},
 		VPN:      runtime.VPNOptions{Disabled: *noVPN, Every: *vpnEvery, PollEvery: *vpnPoll, NoTunnels: *noTunnels, TunnelNet: tunNet},
-		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir, CacheListen: *cacheListen, CacheAdvertise: *cacheAdv, CacheDir: *cacheDir}})
+		Update:   runtime.UpdateOptions{SlotsDir: *slotsDir, CacheListen: *cacheListen, CacheAdvertise: *cacheAdv, CacheDir: *cacheDir},
+		Admin:    runtime.AdminOptions{Listen: *adminListen, Cluster: *adminCluster, CertFile: *adminCert, KeyFile: *adminKey, Every: *adminEvery}})
 	err = a.Run(ctx)
 	if errors.Is(err, runtime.ErrSwitchRequested) {
 		st.Close()

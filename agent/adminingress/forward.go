@@ -1,0 +1,149 @@
+package adminingress
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rap-fabric/core/apiclient"
+)
+
+// maxForwardBody bounds a forwarded request body (the authorities refuse
+// more anyway).
+const maxForwardBody = 1 << 20
+
+// forwardedRequestHeaders pass from the browser to the authorities: the
+// admin's own credential (Authorization, Cookie), the CSRF evidence the
+// authorities check, and content negotiation. Nothing else.
+var forwardedRequestHeaders = []string{"Authorization", "Cookie", "Content-Type", "Accept", "Idempotency-Key", "X-CSRF-Token", "X-RAP-Request",
+	"Origin", "Referer", "Sec-Fetch-Site", "User-Agent"}
+
+// forwardedResponseHeaders pass back to the browser.
+var forwardedResponseHeaders = []string{"Content-Type", "Set-Cookie", "Retry-After", "Cache-Control", "Content-Disposition", "X-Content-Type-Options"}
+
+// forwarder sends requests to the authorities without a client
+// certificate: the node's identity never stands in for the admin.
+type forwarder struct {
+	f  Forwarding
+	hc *http.Client
+
+	mu      sync.Mutex
+	pref    string
+	cluster string
+}
+
+func newForwarder(f Forwarding, timeout time.Duration) (*forwarder, error) {
+	if len(f.Authorities) == 0 {
+		return nil, errors.New("adminingress: no authority to forward to")
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: f.ServerName}
+	if f.CAPin != "" {
+		pin := f.CAPin
+		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection against the pinned cluster CA
+		tc.VerifyConnection = func(cs tls.ConnectionState) error { return apiclient.VerifyPinnedChain(cs.PeerCertificates, pin) }
+	}
+	tr := &http.Transport{TLSClientConfig: tc, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
+	return &forwarder{f: f, hc: &http.Client{Transport: tr, Timeout: timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}, nil
+}
+
+func (fw *forwarder) close() { fw.hc.CloseIdleConnections() }
+
+func (fw *forwarder) setCluster(id string) {
+	fw.mu.Lock()
+	fw.cluster = id
+	fw.mu.Unlock()
+}
+
+func (fw *forwarder) clusterID() string {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return fw.cluster
+}
+
+func (fw *forwarder) order() []string {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	out := []string{}
+	if fw.pref != "" {
+		out = append(out, fw.pref)
+	}
+	for _, a := range fw.f.Authorities {
+		if a != fw.pref {
+			out = append(out, strings.TrimPrefix(a, "https://"))
+		}
+	}
+	return out
+}
+
+// do sends one request to the authorities: the next one on a transport
+// error, the leader on a not_leader answer (at most 3 hops). The caller
+// closes the response body.
+func (fw *forwarder) do(ctx context.Context, in *http.Request, method, pathQuery string, body []byte, extra map[string]string) (*http.Response, error) {
+	servers := fw.order()
+	hops := 0
+	var lastErr error
+	for i := 0; i < len(servers); i++ {
+		addr := servers[i]
+		req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+pathQuery, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range forwardedRequestHeaders {
+			for _, v := range in.Header.Values(h) {
+				req.Header.Add(h, v)
+			}
+		}
+		for k, v := range extra {
+			req.Header.Set(k, v)
+		}
+		// The authorities check browser origins against the host the
+		// browser sent: this endpoint's.
+		req.Host = in.Host
+		resp, err := fw.hc.Do(req)
+		if err != nil {
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		if resp.StatusCode == http.StatusMisdirectedRequest && hops < 3 {
+			data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			var eb struct {
+				Error struct {
+					Code    string         `json:"code"`
+					Details map[string]any `json:"details"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(data, &eb) == nil && eb.Error.Code == "not_leader" {
+				if l, _ := eb.Error.Details["leader_api_addr"].(string); l != "" && l != addr {
+					hops++
+					servers = append(servers[:i+1], append([]string{l}, servers[i+1:]...)...)
+					continue
+				}
+			}
+			resp.Body = io.NopCloser(bytes.NewReader(data))
+			return resp, nil
+		}
+		fw.mu.Lock()
+		fw.pref = addr
+		fw.mu.Unlock()
+		return resp, nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no authority answered")
+	}
+	return nil, fmt.Errorf("forwarding to the authorities: %w", lastErr)
+}
