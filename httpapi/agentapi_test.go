@@ -18,7 +18,7 @@ func TestAgentRoutesAreTheAgentapiContract(t *testing.T) {
 	for _, p := range []string{agentapi.PathJoin, agentapi.PathJoinPoll, agentapi.PathWhoAmI, agentapi.PathHeartbeat, agentapi.PathDesired,
 		agentapi.PathRenew, agentapi.PathCertStatus, agentapi.PathSnapshot, agentapi.PathCA, agentapi.PathStorageSnapshots, agentapi.PathLinks,
 		agentapi.PathVPNAssignments, agentapi.PathVPNLeaseAcquire, agentapi.PathVPNLeaseRenew, agentapi.PathVPNLeaseRelease, agentapi.PathVPNStatusReport,
-		agentapi.PathReleaseManifest, agentapi.PathReleaseArtifact, agentapi.PathUpdates, agentapi.PathAdminIngress} {
+		agentapi.PathReleaseManifest, agentapi.PathReleaseArtifact, agentapi.PathUpdates, agentapi.PathAdminIngress, agentapi.PathHeartbeatStream} {
 		contract[p] = true
 	}
 	served := map[string]bool{}
