@@ -44,6 +44,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +72,9 @@ type wlArtifact struct {
 	Version string `json:"version"`
 	Path    string `json:"path"`
 	SHA256  string `json:"sha256"`
+	// Image is set for a container workload: the staged image archive
+	// (Path) loaded into the container engine, by digest.
+	Image string `json:"image,omitempty"`
 }
 
 // wlUpdate is one service instance's update record.
@@ -169,11 +173,19 @@ func withArtifact(cfg json.RawMessage, a *wlArtifact) (json.RawMessage, error) {
 	if err := json.Unmarshal(doc["workload"], &w); err != nil {
 		return nil, err
 	}
-	art, err := json.Marshal(workloadspec.Artifact{Path: a.Path, SHA256: a.SHA256, Version: a.Version})
-	if err != nil {
-		return nil, err
+	var err error
+	if a.Image != "" {
+		if w["image"], err = json.Marshal(a.Image); err != nil {
+			return nil, err
+		}
+		if w["image_version"], err = json.Marshal(a.Version); err != nil {
+			return nil, err
+		}
+	} else {
+		if w["artifact"], err = json.Marshal(workloadspec.Artifact{Path: a.Path, SHA256: a.SHA256, Version: a.Version}); err != nil {
+			return nil, err
+		}
 	}
-	w["artifact"] = art
 	if doc["workload"], err = json.Marshal(w); err != nil {
 		return nil, err
 	}
@@ -257,7 +269,10 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 	live := map[string]bool{}
 	for _, s := range snap.Body.Services {
 		spec, err := workloadspec.FromConfig(s.Config)
-		if err != nil || spec == nil || spec.Driver != workloadspec.DriverNative || spec.Artifact == nil {
+		if err != nil || spec == nil || spec.Version() == "" {
+			continue
+		}
+		if !(spec.Driver == workloadspec.DriverNative && spec.Artifact != nil) && !(spec.Driver == workloadspec.DriverContainer && spec.Image != "") {
 			continue
 		}
 		live[s.ID] = true
@@ -266,7 +281,7 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 		u := w.recs[s.ID]
 		w.mu.Unlock()
 		switch {
-		case u != nil && u.Pinned != spec.Artifact.Version, d != nil && d.Version == spec.Artifact.Version:
+		case u != nil && u.Pinned != spec.Version(), d != nil && d.Version == spec.Version():
 			// The owner pinned another artifact, or the pinned version is
 			// the one desired: the pinned artifact runs.
 			if u != nil {
@@ -305,7 +320,7 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot, s snapshot.ServiceConfig, spec *workloadspec.Spec, d snapshot.DesiredVersion,
 	prev *wlUpdate, log hclog.Logger) bool {
 	w := m.wl()
-	u := &wlUpdate{Product: s.Type, Pinned: spec.Artifact.Version, Target: wlArtifact{Version: d.Version}}
+	u := &wlUpdate{Product: s.Type, Pinned: spec.Version(), Target: wlArtifact{Version: d.Version}}
 	if prev != nil {
 		u.Good = prev.running()
 		if prev.Phase == wlRolledBack || prev.Phase == wlFailed {
@@ -346,6 +361,22 @@ func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot
 		return fail("stage", err)
 	}
 	u.Target.Path, u.Target.SHA256 = path, art.SHA256
+	if spec.Driver == workloadspec.DriverContainer {
+		// The artifact is an image archive: loaded into the container
+		// engine (its bytes were verified against the signed manifest) and
+		// run by the digest it gets there.
+		il, ok := m.a.o.Workloads.(ImageLoader)
+		if !ok {
+			return fail("load", errors.New("this agent's supervisor cannot load container images"))
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		ref, err := il.LoadImage(lctx, path, imageName(s.Type, d.Version))
+		cancel()
+		if err != nil {
+			return fail("load", err)
+		}
+		u.Target.Image = ref
+	}
 	u.Phase = wlStaged
 	w.mu.Lock()
 	w.recs[s.ID] = u
@@ -422,6 +453,26 @@ func (m *member) judgeTrial(ctx context.Context, snap snapshot.Snapshot, s snaps
 	log.Warn("workload update rolled back", "service", s.ID, "product", s.Type, "version", u.Target.Version, "to", back, "reason", failure)
 	m.reportWorkload(ctx, u, back, "rolled_back")
 	return true
+}
+
+// ImageLoader is a Workloads that loads container image archives
+// (agent/workload.Supervisor): container workload updates need it.
+type ImageLoader interface {
+	LoadImage(ctx context.Context, archive, name string) (string, error)
+}
+
+// imageName is the local name a released image is loaded under.
+func imageName(product, version string) string {
+	clean := func(s string) string {
+		b := []byte(strings.ToLower(s))
+		for i, c := range b {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+				b[i] = '_'
+			}
+		}
+		return string(b)
+	}
+	return "localhost/rap-release-" + clean(product) + ":" + clean(version)
 }
 
 func truncate(s string, n int) string {

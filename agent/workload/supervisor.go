@@ -275,3 +275,18 @@ func (s *Supervisor) Wait(ctx context.Context, cluster string) error {
 	}
 	return nil
 }
+
+// ImageLoader is a driver that loads image archives (the container driver).
+type ImageLoader interface {
+	LoadImage(ctx context.Context, archive, name string) (string, error)
+}
+
+// LoadImage loads an image archive through the container driver and returns
+// its reference by digest (see Container.LoadImage).
+func (s *Supervisor) LoadImage(ctx context.Context, archive, name string) (string, error) {
+	l, ok := s.o.Drivers[workloadspec.DriverContainer].(ImageLoader)
+	if !ok {
+		return "", errors.New("workload: no container driver loads images on this agent")
+	}
+	return l.LoadImage(ctx, archive, name)
+}
