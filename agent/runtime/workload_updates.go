@@ -61,6 +61,7 @@ import (
 // Workload update phases.
 const (
 	wlStaged     = "staged"
+	wlMigrating  = "migrating"
 	wlTrial      = "trial"
 	wlPromoted   = "promoted"
 	wlRolledBack = "rolled_back"
@@ -86,11 +87,14 @@ type wlUpdate struct {
 	// Pinned is the version the assignment pins.
 	Pinned string `json:"pinned"`
 	// Target is the release under update (Phase says how far it got).
-	Target   wlArtifact `json:"target"`
-	Phase    string     `json:"phase"`
-	Failure  string     `json:"failure,omitempty"`
-	Started  time.Time  `json:"started,omitzero"`
-	Deadline time.Time  `json:"deadline,omitzero"`
+	Target  wlArtifact `json:"target"`
+	Phase   string     `json:"phase"`
+	Failure string     `json:"failure,omitempty"`
+	// Migration records the declared service-local migration command run
+	// for Target (what ran, when, how it ended).
+	Migration string    `json:"migration,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Deadline  time.Time `json:"deadline,omitzero"`
 }
 
 // running is the artifact the instance is meant to run now (nil: the
@@ -294,8 +298,13 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 		case u != nil && (d == nil || u.Target.Version == d.Version):
 			// No desired version (a halted rollout, none at all) keeps the
 			// last good artifact, as the agent keeps its running version.
-			if u.Phase == wlTrial {
+			switch u.Phase {
+			case wlTrial:
 				changed = m.judgeTrial(ctx, snap, s, u, log) || changed
+			case wlMigrating:
+				// The agent stopped while the migration ran: its outcome is
+				// unknown, the new version never starts.
+				m.migrationFailed(ctx, s, u, errors.New("interrupted (the agent restarted while it ran)"), log)
 			}
 		case d == nil:
 		default:
@@ -346,7 +355,7 @@ func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot
 	if _, err := release.ParseVersion(cur); err != nil {
 		cur = ""
 	}
-	_, art, err := m.a.verifyProductRelease(ctx, m, *snap.Body.Updates, d, s.Type, cur)
+	man, art, err := m.a.verifyProductRelease(ctx, m, *snap.Body.Updates, d, s.Type, cur)
 	if err != nil {
 		return fail("verify", err)
 	}
@@ -384,6 +393,11 @@ func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot
 	w.mu.Unlock()
 	if err != nil {
 		return fail("record", err)
+	}
+	if sc := man.Migration.ServiceState; sc != nil && sc.Command != nil {
+		if !m.runServiceMigration(ctx, s, spec, u, *sc, current, log) {
+			return false
+		}
 	}
 	deadline := time.Duration(d.DeadlineSeconds) * time.Second
 	if deadline <= 0 {
@@ -453,6 +467,86 @@ func (m *member) judgeTrial(ctx context.Context, snap snapshot.Snapshot, s snaps
 	log.Warn("workload update rolled back", "service", s.ID, "product", s.Type, "version", u.Target.Version, "to", back, "reason", failure)
 	m.reportWorkload(ctx, u, back, "rolled_back")
 	return true
+}
+
+// Migrator is a Workloads that runs service-local migration programs
+// (agent/workload.Supervisor).
+type Migrator interface {
+	Migrate(ctx context.Context, cluster, serviceID, program string, args, env []string) (string, error)
+}
+
+// runServiceMigration runs the migration command the signed manifest
+// declares for the service's local data, before the new version starts:
+// recorded (phase migrating) before it runs, bounded by its timeout. On a
+// failure the instance stays on its last good artifact (the new version
+// never starts) and the update is rolled back; false then.
+func (m *member) runServiceMigration(ctx context.Context, s snapshot.ServiceConfig, spec *workloadspec.Spec, u *wlUpdate, sc release.SchemaChange, current string, log hclog.Logger) bool {
+	c := sc.Command
+	w := m.wl()
+	what := fmt.Sprintf("service_state %d→%d: %s", sc.From, sc.To, strings.Join(append([]string{c.Path}, c.Args...), " "))
+	w.mu.Lock()
+	u.Phase, u.Migration = wlMigrating, truncate(what+": started "+m.a.o.Now().UTC().Format(time.RFC3339), 500)
+	err := w.save()
+	w.mu.Unlock()
+	if err != nil {
+		m.migrationFailed(ctx, s, u, fmt.Errorf("record: %w", err), log)
+		return false
+	}
+	m.reportWorkload(ctx, u, current, "migrating")
+	mg, ok := m.a.o.Workloads.(Migrator)
+	switch {
+	case !ok:
+		err = errors.New("this agent's supervisor runs no migration programs")
+	case spec.Driver != workloadspec.DriverNative:
+		err = fmt.Errorf("%s workloads run no migration programs", spec.Driver)
+	case c.Path != ".":
+		err = fmt.Errorf("path %q: a native artifact is a single file (path \".\")", c.Path)
+	}
+	out := ""
+	start := time.Now()
+	if err == nil {
+		log.Info("running the service migration the release declares", "service", s.ID, "product", s.Type, "version", u.Target.Version, "migration", what)
+		mctx, cancel := context.WithTimeout(ctx, time.Duration(c.TimeoutSeconds)*time.Second)
+		out, err = mg.Migrate(mctx, m.cluster, s.ID, u.Target.Path, c.Args, []string{
+			fmt.Sprintf("RAP_MIGRATION_FROM=%d", sc.From), fmt.Sprintf("RAP_MIGRATION_TO=%d", sc.To),
+			"RAP_RELEASE_VERSION=" + u.Target.Version, "RAP_PREVIOUS_VERSION=" + current})
+		cancel()
+	}
+	if err != nil {
+		if out != "" {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+		m.migrationFailed(ctx, s, u, err, log)
+		return false
+	}
+	w.mu.Lock()
+	u.Phase, u.Migration = wlStaged, truncate(fmt.Sprintf("%s: ok in %s", what, time.Since(start).Round(time.Millisecond)), 500)
+	err = w.save()
+	w.mu.Unlock()
+	if err != nil {
+		m.migrationFailed(ctx, s, u, fmt.Errorf("record: %w", err), log)
+		return false
+	}
+	log.Info("service migration done", "service", s.ID, "product", s.Type, "version", u.Target.Version, "migration", u.Migration)
+	return true
+}
+
+// migrationFailed rolls an update back after its service migration failed:
+// the instance keeps its last good artifact, the new one never started.
+func (m *member) migrationFailed(ctx context.Context, s snapshot.ServiceConfig, u *wlUpdate, err error, log hclog.Logger) {
+	w := m.wl()
+	failure := fmt.Sprintf("%s %s: service migration failed: %v", s.Type, u.Target.Version, err)
+	w.mu.Lock()
+	u.Phase, u.Failure = wlRolledBack, truncate(failure, 500)
+	u.Migration = truncate(u.Migration+"; failed", 500)
+	_ = w.save()
+	w.mu.Unlock()
+	back := u.Pinned
+	if u.Good != nil {
+		back = u.Good.Version
+	}
+	log.Warn("workload update rolled back", "service", s.ID, "product", s.Type, "version", u.Target.Version, "to", back, "reason", failure)
+	m.reportWorkload(ctx, u, back, "rolled_back")
 }
 
 // ImageLoader is a Workloads that loads container image archives

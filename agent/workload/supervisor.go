@@ -290,3 +290,26 @@ func (s *Supervisor) LoadImage(ctx context.Context, archive, name string) (strin
 	}
 	return l.LoadImage(ctx, archive, name)
 }
+
+// Migrator is a driver that runs service-local migration programs (the
+// native driver).
+type Migrator interface {
+	Migrate(ctx context.Context, inst *Instance, program string, args, env []string) (string, error)
+}
+
+// Migrate runs a service-local migration program for the instance of
+// serviceID in cluster (see Native.Migrate), before its new release starts.
+func (s *Supervisor) Migrate(ctx context.Context, cluster, serviceID, program string, args, env []string) (string, error) {
+	s.mu.Lock()
+	r := s.runners[cluster+"/"+serviceID]
+	s.mu.Unlock()
+	if r == nil || r.spec == nil {
+		return "", fmt.Errorf("workload: service %s is not supervised here", serviceID)
+	}
+	mg, ok := s.o.Drivers[r.spec.Driver].(Migrator)
+	if !ok {
+		return "", fmt.Errorf("workload: the %s driver runs no migration programs", r.spec.Driver)
+	}
+	inst := &Instance{Key: r.inst.Key, Name: r.inst.Name, Cluster: r.inst.Cluster, Assignment: r.a, Spec: r.spec, Dir: r.inst.Dir}
+	return mg.Migrate(ctx, inst, program, args, env)
+}
