@@ -1,6 +1,6 @@
 package runtime
 
-// Workload updates (spec stage C19): a native service workload runs the
+// Workload updates (spec stage C19): a service workload runs the
 // artifact its assignment pins until the node's signed snapshot names a
 // release of its service type (updates.desired, product = service type) in
 // another version. Then, per instance:
@@ -31,9 +31,13 @@ package runtime
 // rollouts of service workloads run through the same canary, waves and
 // automatic halt as agent rollouts.
 //
-// Service-local migrations declared in the manifest (migration.service_state)
-// are not executed yet; node-local state migrations of the agent's own
-// releases are (agent/updater/migrate.go).
+// Container workloads update the same way: their artifact is an image
+// archive, loaded into podman after the size/sha256 check and run by the
+// digest it gets there. A service-local migration command the manifest
+// declares (migration.service_state.command) runs after staging and before
+// the trial; its failure rolls the update back without starting the new
+// version. Node-local state migrations of the agent's own releases are in
+// agent/updater/migrate.go.
 
 import (
 	"context"
