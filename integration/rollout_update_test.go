@@ -36,8 +36,9 @@ func publishBinary(t *testing.T, owner *apiclient.Client, version, binary string
 }
 
 // publishProduct publishes product@version (the agent or a service type)
-// with binary as this platform's artifact.
-func publishProduct(t *testing.T, owner *apiclient.Client, product, version, binary string) {
+// with binary as this platform's artifact; edit may change the manifest
+// before it is signed (migration metadata).
+func publishProduct(t *testing.T, owner *apiclient.Client, product, version, binary string, edit ...func(*release.Manifest)) {
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	a := artifactOf(t, binary)
@@ -45,6 +46,9 @@ func publishProduct(t *testing.T, owner *apiclient.Client, product, version, bin
 	m := release.Manifest{Product: product, Version: version, Channels: []release.Channel{release.ChannelCandidate},
 		Artifacts: []release.Artifact{a}, Provenance: release.Provenance{SourceRevision: "test-" + version, BuildTime: now},
 		IssuedAt: now.Add(-time.Minute), ExpiresAt: now.Add(24 * time.Hour)}
+	for _, f := range edit {
+		f(&m)
+	}
 	env, err := release.NewManifestEnvelope(m)
 	require.NoError(t, err)
 	env, err = release.Sign(env, rootKey(10))

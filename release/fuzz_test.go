@@ -6,11 +6,15 @@ import (
 )
 
 // fuzzEnvelopes returns valid wire envelopes (a key set signed by roots 1
-// and 2, a manifest signed by key 10); the seed corpus in
+// and 2, two manifests signed by key 10, one declaring a service migration
+// command); the seed corpus in
 // testdata/fuzz/FuzzDecodeVerify holds them and mutations of them.
 func fuzzEnvelopes(tb testing.TB) [][]byte {
 	var out [][]byte
-	for _, e := range []Envelope{signedKeySet(tb, testKeySet(), testKey(1), testKey(2)), signedManifest(tb, testManifest(), testKey(10))} {
+	withCmd := testManifest()
+	withCmd.Migration.ServiceState = serviceMigration(".", 30)
+	for _, e := range []Envelope{signedKeySet(tb, testKeySet(), testKey(1), testKey(2)), signedManifest(tb, testManifest(), testKey(10)),
+		signedManifest(tb, withCmd, testKey(10))} {
 		b, err := e.Marshal()
 		if err != nil {
 			tb.Fatal(err)

@@ -97,3 +97,8 @@ func verifiedKeySet(tb testing.TB) KeySet {
 func expect(tb testing.TB) Expect {
 	return Expect{Product: ProductNodeAgent, OS: "linux", Arch: "amd64", Current: "1.3.0", Now: t0.Add(time.Minute), KeySet: verifiedKeySet(tb)}
 }
+
+// serviceMigration is a service_state change running path with a timeout.
+func serviceMigration(path string, timeout uint32) *SchemaChange {
+	return &SchemaChange{From: 1, To: 2, Rollback: RollbackNone, Command: &MigrationCommand{Path: path, Args: []string{"--to", "2"}, TimeoutSeconds: timeout}}
+}

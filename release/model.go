@@ -155,7 +155,25 @@ type SchemaChange struct {
 	Rollback string `json:"rollback"`
 	// Downgradable: the previous code can run on the new schema.
 	Downgradable bool `json:"downgradable"`
+	// Command is the migration program (optional; only service_state
+	// changes run one): the supervisor runs it before the new instance
+	// starts, and a failure rolls the instance back without starting it.
+	Command *MigrationCommand `json:"command,omitempty"`
 }
+
+// MigrationCommand is a migration program shipped inside the artifact.
+type MigrationCommand struct {
+	// Path is the program's clean relative path inside the artifact; "."
+	// is a single-file artifact itself (a native workload's executable).
+	Path string `json:"path"`
+	// Args are its arguments (at most MaxPreflight, printable text).
+	Args []string `json:"args,omitempty"`
+	// TimeoutSeconds bounds its run (1..MaxMigrationSeconds).
+	TimeoutSeconds uint32 `json:"timeout_seconds"`
+}
+
+// MaxMigrationSeconds bounds a migration command's timeout.
+const MaxMigrationSeconds = 3600
 
 // Migration is the migration bundle metadata of a release. PostgreSQL
 // schema migrations stay with the control plane: PostgresSchema only names

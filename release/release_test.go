@@ -118,6 +118,19 @@ func TestManifestValidation(t *testing.T) {
 		"no build time":       func(m *Manifest) { m.Provenance.BuildTime = time.Time{} },
 		"expires before":      func(m *Manifest) { m.ExpiresAt = m.IssuedAt },
 		"no issued":           func(m *Manifest) { m.IssuedAt = time.Time{} },
+		"command on node state": func(m *Manifest) {
+			m.Migration.NodeState.Command = &MigrationCommand{Path: ".", TimeoutSeconds: 5}
+		},
+		"command escapes":    func(m *Manifest) { m.Migration.ServiceState = serviceMigration("../migrate", 5) },
+		"command absolute":   func(m *Manifest) { m.Migration.ServiceState = serviceMigration("/bin/sh", 5) },
+		"command unclean":    func(m *Manifest) { m.Migration.ServiceState = serviceMigration("bin//migrate", 5) },
+		"command no path":    func(m *Manifest) { m.Migration.ServiceState = serviceMigration("", 5) },
+		"command no timeout": func(m *Manifest) { m.Migration.ServiceState = serviceMigration(".", 0) },
+		"command long":       func(m *Manifest) { m.Migration.ServiceState = serviceMigration(".", MaxMigrationSeconds+1) },
+		"command bad arg": func(m *Manifest) {
+			m.Migration.ServiceState = serviceMigration(".", 5)
+			m.Migration.ServiceState.Command.Args = []string{"a\x00"}
+		},
 	} {
 		m := testManifest()
 		mut(&m)
@@ -131,6 +144,30 @@ func TestManifestValidation(t *testing.T) {
 	_, err := EncodeManifest(m)
 	require.NoError(t, err)
 	require.NotNil(t, m.Migration.NodeState.Preflight)
+}
+
+// TestServiceMigrationCommand: a service_state change may declare its
+// migration command; it survives the canonical round trip (empty args
+// normalized away) and the caller's manifest is not mutated.
+func TestServiceMigrationCommand(t *testing.T) {
+	m := testManifest()
+	m.Migration.ServiceState = serviceMigration("bin/migrate", 30)
+	m.Migration.ServiceState.Command.Args = []string{}
+	p, err := EncodeManifest(m)
+	require.NoError(t, err)
+	require.Contains(t, string(p), `"command":{"path":"bin/migrate","timeout_seconds":30}`)
+	got, err := DecodeManifest(p)
+	require.NoError(t, err)
+	require.Equal(t, "bin/migrate", got.Migration.ServiceState.Command.Path)
+	require.Nil(t, got.Migration.ServiceState.Command.Args)
+	require.NotNil(t, m.Migration.ServiceState.Command.Args, "the caller's manifest is not mutated")
+	p2, err := EncodeManifest(got)
+	require.NoError(t, err)
+	require.Equal(t, p, p2)
+	// A manifest without a command encodes as before (no command key).
+	p, err = EncodeManifest(testManifest())
+	require.NoError(t, err)
+	require.NotContains(t, string(p), "command")
 }
 
 func TestKeySetValidation(t *testing.T) {

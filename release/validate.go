@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"crypto/ed25519"
 	"fmt"
+	"path"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -156,6 +158,14 @@ func (m *Manifest) normalize() {
 		if len(c.Preflight) == 0 {
 			c.Preflight = nil
 		}
+		if c.Command != nil {
+			cmd := *c.Command
+			cmd.Args = slices.Clone(cmd.Args)
+			if len(cmd.Args) == 0 {
+				cmd.Args = nil
+			}
+			c.Command = &cmd
+		}
 		*sc = &c
 	}
 }
@@ -229,6 +239,25 @@ func (m Manifest) validate() error {
 		for _, p := range sc.Preflight {
 			if p == "" || !text(p) {
 				return fmt.Errorf("migration %s: bad preflight check", name)
+			}
+		}
+		if c := sc.Command; c != nil {
+			if name != "service_state" {
+				return fmt.Errorf("migration %s: only service_state declares a command", name)
+			}
+			if c.Path == "" || !text(c.Path) || (c.Path != "." && (path.IsAbs(c.Path) || path.Clean(c.Path) != c.Path || c.Path == ".." || strings.HasPrefix(c.Path, "../"))) {
+				return fmt.Errorf("migration %s: command path must be a clean relative path inside the artifact", name)
+			}
+			if len(c.Args) > MaxPreflight {
+				return fmt.Errorf("migration %s: more than %d command args", name, MaxPreflight)
+			}
+			for _, a := range c.Args {
+				if !text(a) {
+					return fmt.Errorf("migration %s: bad command arg", name)
+				}
+			}
+			if c.TimeoutSeconds < 1 || c.TimeoutSeconds > MaxMigrationSeconds {
+				return fmt.Errorf("migration %s: command timeout_seconds out of 1..%d", name, MaxMigrationSeconds)
 			}
 		}
 	}

@@ -1,6 +1,6 @@
 package runtime
 
-// Workload updates (spec stage C19): a native service workload runs the
+// Workload updates (spec stage C19): a service workload runs the
 // artifact its assignment pins until the node's signed snapshot names a
 // release of its service type (updates.desired, product = service type) in
 // another version. Then, per instance:
@@ -31,9 +31,13 @@ package runtime
 // rollouts of service workloads run through the same canary, waves and
 // automatic halt as agent rollouts.
 //
-// Service-local migrations declared in the manifest (migration.service_state)
-// are not executed yet; node-local state migrations of the agent's own
-// releases are (agent/updater/migrate.go).
+// Container workloads update the same way: their artifact is an image
+// archive, loaded into podman after the size/sha256 check and run by the
+// digest it gets there. A service-local migration command the manifest
+// declares (migration.service_state.command) runs after staging and before
+// the trial; its failure rolls the update back without starting the new
+// version. Node-local state migrations of the agent's own releases are in
+// agent/updater/migrate.go.
 
 import (
 	"context"
@@ -44,6 +48,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +65,7 @@ import (
 // Workload update phases.
 const (
 	wlStaged     = "staged"
+	wlMigrating  = "migrating"
 	wlTrial      = "trial"
 	wlPromoted   = "promoted"
 	wlRolledBack = "rolled_back"
@@ -71,6 +77,9 @@ type wlArtifact struct {
 	Version string `json:"version"`
 	Path    string `json:"path"`
 	SHA256  string `json:"sha256"`
+	// Image is set for a container workload: the staged image archive
+	// (Path) loaded into the container engine, by digest.
+	Image string `json:"image,omitempty"`
 }
 
 // wlUpdate is one service instance's update record.
@@ -82,11 +91,14 @@ type wlUpdate struct {
 	// Pinned is the version the assignment pins.
 	Pinned string `json:"pinned"`
 	// Target is the release under update (Phase says how far it got).
-	Target   wlArtifact `json:"target"`
-	Phase    string     `json:"phase"`
-	Failure  string     `json:"failure,omitempty"`
-	Started  time.Time  `json:"started,omitzero"`
-	Deadline time.Time  `json:"deadline,omitzero"`
+	Target  wlArtifact `json:"target"`
+	Phase   string     `json:"phase"`
+	Failure string     `json:"failure,omitempty"`
+	// Migration records the declared service-local migration command run
+	// for Target (what ran, when, how it ended).
+	Migration string    `json:"migration,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Deadline  time.Time `json:"deadline,omitzero"`
 }
 
 // running is the artifact the instance is meant to run now (nil: the
@@ -169,11 +181,19 @@ func withArtifact(cfg json.RawMessage, a *wlArtifact) (json.RawMessage, error) {
 	if err := json.Unmarshal(doc["workload"], &w); err != nil {
 		return nil, err
 	}
-	art, err := json.Marshal(workloadspec.Artifact{Path: a.Path, SHA256: a.SHA256, Version: a.Version})
-	if err != nil {
-		return nil, err
+	var err error
+	if a.Image != "" {
+		if w["image"], err = json.Marshal(a.Image); err != nil {
+			return nil, err
+		}
+		if w["image_version"], err = json.Marshal(a.Version); err != nil {
+			return nil, err
+		}
+	} else {
+		if w["artifact"], err = json.Marshal(workloadspec.Artifact{Path: a.Path, SHA256: a.SHA256, Version: a.Version}); err != nil {
+			return nil, err
+		}
 	}
-	w["artifact"] = art
 	if doc["workload"], err = json.Marshal(w); err != nil {
 		return nil, err
 	}
@@ -257,7 +277,10 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 	live := map[string]bool{}
 	for _, s := range snap.Body.Services {
 		spec, err := workloadspec.FromConfig(s.Config)
-		if err != nil || spec == nil || spec.Driver != workloadspec.DriverNative || spec.Artifact == nil {
+		if err != nil || spec == nil || spec.Version() == "" {
+			continue
+		}
+		if !(spec.Driver == workloadspec.DriverNative && spec.Artifact != nil) && !(spec.Driver == workloadspec.DriverContainer && spec.Image != "") {
 			continue
 		}
 		live[s.ID] = true
@@ -266,7 +289,7 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 		u := w.recs[s.ID]
 		w.mu.Unlock()
 		switch {
-		case u != nil && u.Pinned != spec.Artifact.Version, d != nil && d.Version == spec.Artifact.Version:
+		case u != nil && u.Pinned != spec.Version(), d != nil && d.Version == spec.Version():
 			// The owner pinned another artifact, or the pinned version is
 			// the one desired: the pinned artifact runs.
 			if u != nil {
@@ -279,8 +302,13 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 		case u != nil && (d == nil || u.Target.Version == d.Version):
 			// No desired version (a halted rollout, none at all) keeps the
 			// last good artifact, as the agent keeps its running version.
-			if u.Phase == wlTrial {
+			switch u.Phase {
+			case wlTrial:
 				changed = m.judgeTrial(ctx, snap, s, u, log) || changed
+			case wlMigrating:
+				// The agent stopped while the migration ran: its outcome is
+				// unknown, the new version never starts.
+				m.migrationFailed(ctx, s, u, errors.New("interrupted (the agent restarted while it ran)"), log)
 			}
 		case d == nil:
 		default:
@@ -305,7 +333,7 @@ func (m *member) stepWorkloadUpdates(ctx context.Context, snap snapshot.Snapshot
 func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot, s snapshot.ServiceConfig, spec *workloadspec.Spec, d snapshot.DesiredVersion,
 	prev *wlUpdate, log hclog.Logger) bool {
 	w := m.wl()
-	u := &wlUpdate{Product: s.Type, Pinned: spec.Artifact.Version, Target: wlArtifact{Version: d.Version}}
+	u := &wlUpdate{Product: s.Type, Pinned: spec.Version(), Target: wlArtifact{Version: d.Version}}
 	if prev != nil {
 		u.Good = prev.running()
 		if prev.Phase == wlRolledBack || prev.Phase == wlFailed {
@@ -331,7 +359,7 @@ func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot
 	if _, err := release.ParseVersion(cur); err != nil {
 		cur = ""
 	}
-	_, art, err := m.a.verifyProductRelease(ctx, m, *snap.Body.Updates, d, s.Type, cur)
+	man, art, err := m.a.verifyProductRelease(ctx, m, *snap.Body.Updates, d, s.Type, cur)
 	if err != nil {
 		return fail("verify", err)
 	}
@@ -346,6 +374,22 @@ func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot
 		return fail("stage", err)
 	}
 	u.Target.Path, u.Target.SHA256 = path, art.SHA256
+	if spec.Driver == workloadspec.DriverContainer {
+		// The artifact is an image archive: loaded into the container
+		// engine (its bytes were verified against the signed manifest) and
+		// run by the digest it gets there.
+		il, ok := m.a.o.Workloads.(ImageLoader)
+		if !ok {
+			return fail("load", errors.New("this agent's supervisor cannot load container images"))
+		}
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		ref, err := il.LoadImage(lctx, path, imageName(s.Type, d.Version))
+		cancel()
+		if err != nil {
+			return fail("load", err)
+		}
+		u.Target.Image = ref
+	}
 	u.Phase = wlStaged
 	w.mu.Lock()
 	w.recs[s.ID] = u
@@ -353,6 +397,11 @@ func (m *member) startWorkloadUpdate(ctx context.Context, snap snapshot.Snapshot
 	w.mu.Unlock()
 	if err != nil {
 		return fail("record", err)
+	}
+	if sc := man.Migration.ServiceState; sc != nil && sc.Command != nil {
+		if !m.runServiceMigration(ctx, s, spec, u, *sc, current, log) {
+			return false
+		}
 	}
 	deadline := time.Duration(d.DeadlineSeconds) * time.Second
 	if deadline <= 0 {
@@ -422,6 +471,106 @@ func (m *member) judgeTrial(ctx context.Context, snap snapshot.Snapshot, s snaps
 	log.Warn("workload update rolled back", "service", s.ID, "product", s.Type, "version", u.Target.Version, "to", back, "reason", failure)
 	m.reportWorkload(ctx, u, back, "rolled_back")
 	return true
+}
+
+// Migrator is a Workloads that runs service-local migration programs
+// (agent/workload.Supervisor).
+type Migrator interface {
+	Migrate(ctx context.Context, cluster, serviceID, program string, args, env []string) (string, error)
+}
+
+// runServiceMigration runs the migration command the signed manifest
+// declares for the service's local data, before the new version starts:
+// recorded (phase migrating) before it runs, bounded by its timeout. On a
+// failure the instance stays on its last good artifact (the new version
+// never starts) and the update is rolled back; false then.
+func (m *member) runServiceMigration(ctx context.Context, s snapshot.ServiceConfig, spec *workloadspec.Spec, u *wlUpdate, sc release.SchemaChange, current string, log hclog.Logger) bool {
+	c := sc.Command
+	w := m.wl()
+	what := fmt.Sprintf("service_state %d→%d: %s", sc.From, sc.To, strings.Join(append([]string{c.Path}, c.Args...), " "))
+	w.mu.Lock()
+	u.Phase, u.Migration = wlMigrating, truncate(what+": started "+m.a.o.Now().UTC().Format(time.RFC3339), 500)
+	err := w.save()
+	w.mu.Unlock()
+	if err != nil {
+		m.migrationFailed(ctx, s, u, fmt.Errorf("record: %w", err), log)
+		return false
+	}
+	m.reportWorkload(ctx, u, current, "migrating")
+	mg, ok := m.a.o.Workloads.(Migrator)
+	switch {
+	case !ok:
+		err = errors.New("this agent's supervisor runs no migration programs")
+	case spec.Driver != workloadspec.DriverNative:
+		err = fmt.Errorf("%s workloads run no migration programs", spec.Driver)
+	case c.Path != ".":
+		err = fmt.Errorf("path %q: a native artifact is a single file (path \".\")", c.Path)
+	}
+	out := ""
+	start := time.Now()
+	if err == nil {
+		log.Info("running the service migration the release declares", "service", s.ID, "product", s.Type, "version", u.Target.Version, "migration", what)
+		mctx, cancel := context.WithTimeout(ctx, time.Duration(c.TimeoutSeconds)*time.Second)
+		out, err = mg.Migrate(mctx, m.cluster, s.ID, u.Target.Path, c.Args, []string{
+			fmt.Sprintf("RAP_MIGRATION_FROM=%d", sc.From), fmt.Sprintf("RAP_MIGRATION_TO=%d", sc.To),
+			"RAP_RELEASE_VERSION=" + u.Target.Version, "RAP_PREVIOUS_VERSION=" + current})
+		cancel()
+	}
+	if err != nil {
+		if out != "" {
+			err = fmt.Errorf("%w: %s", err, out)
+		}
+		m.migrationFailed(ctx, s, u, err, log)
+		return false
+	}
+	w.mu.Lock()
+	u.Phase, u.Migration = wlStaged, truncate(fmt.Sprintf("%s: ok in %s", what, time.Since(start).Round(time.Millisecond)), 500)
+	err = w.save()
+	w.mu.Unlock()
+	if err != nil {
+		m.migrationFailed(ctx, s, u, fmt.Errorf("record: %w", err), log)
+		return false
+	}
+	log.Info("service migration done", "service", s.ID, "product", s.Type, "version", u.Target.Version, "migration", u.Migration)
+	return true
+}
+
+// migrationFailed rolls an update back after its service migration failed:
+// the instance keeps its last good artifact, the new one never started.
+func (m *member) migrationFailed(ctx context.Context, s snapshot.ServiceConfig, u *wlUpdate, err error, log hclog.Logger) {
+	w := m.wl()
+	failure := fmt.Sprintf("%s %s: service migration failed: %v", s.Type, u.Target.Version, err)
+	w.mu.Lock()
+	u.Phase, u.Failure = wlRolledBack, truncate(failure, 500)
+	u.Migration = truncate(u.Migration+"; failed", 500)
+	_ = w.save()
+	w.mu.Unlock()
+	back := u.Pinned
+	if u.Good != nil {
+		back = u.Good.Version
+	}
+	log.Warn("workload update rolled back", "service", s.ID, "product", s.Type, "version", u.Target.Version, "to", back, "reason", failure)
+	m.reportWorkload(ctx, u, back, "rolled_back")
+}
+
+// ImageLoader is a Workloads that loads container image archives
+// (agent/workload.Supervisor): container workload updates need it.
+type ImageLoader interface {
+	LoadImage(ctx context.Context, archive, name string) (string, error)
+}
+
+// imageName is the local name a released image is loaded under.
+func imageName(product, version string) string {
+	clean := func(s string) string {
+		b := []byte(strings.ToLower(s))
+		for i, c := range b {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+				b[i] = '_'
+			}
+		}
+		return string(b)
+	}
+	return "localhost/rap-release-" + clean(product) + ":" + clean(version)
 }
 
 func truncate(s string, n int) string {

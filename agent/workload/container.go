@@ -224,3 +224,41 @@ func (h *ctr) Exec(ctx context.Context, argv []string) error {
 	_, err := h.c.podman(ctx, append([]string{"exec", h.id}, argv...)...)
 	return err
 }
+
+// LoadImage loads an image archive (podman load: an oci-archive or
+// docker-archive, e.g. the verified artifact of a container workload
+// release), tags it name ("repo:tag") and returns its reference by digest
+// (repo@sha256:…), the form a container spec pins.
+func (c *Container) LoadImage(ctx context.Context, archive, name string) (string, error) {
+	repo, _, ok := strings.Cut(name, ":")
+	if !ok || strings.Contains(repo, "@") {
+		return "", fmt.Errorf("image name %q is not repo:tag", name)
+	}
+	out, err := c.podman(ctx, "load", "-q", "-i", archive)
+	if err != nil {
+		return "", err
+	}
+	loaded := ""
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		for _, p := range []string{"Loaded image(s):", "Loaded image:"} {
+			if rest, ok := strings.CutPrefix(l, p); ok && loaded == "" {
+				loaded, _, _ = strings.Cut(strings.TrimSpace(rest), ",")
+			}
+		}
+	}
+	if loaded == "" {
+		return "", fmt.Errorf("podman load named no image: %q", out)
+	}
+	if _, err := c.podman(ctx, "tag", loaded, name); err != nil {
+		return "", err
+	}
+	dig, err := c.podman(ctx, "image", "inspect", "--format", "{{.Digest}}", name)
+	if err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(dig, "sha256:") || len(dig) != len("sha256:")+64 {
+		return "", fmt.Errorf("image %s has no sha256 digest (%q)", name, dig)
+	}
+	return repo + "@" + dig, nil
+}

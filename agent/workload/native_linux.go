@@ -365,3 +365,44 @@ func (p *proc) Exec(ctx context.Context, argv []string) error {
 	}
 	return err
 }
+
+// Migrate runs a service-local migration program (a release's declared
+// migration command) for the instance: the program is copied into the
+// instance directory and runs there like the workload itself (its user,
+// work directory and environment, plus env), in a session of its own that
+// is killed when ctx ends. It returns the tail of its output.
+func (n *Native) Migrate(ctx context.Context, inst *Instance, program string, args, env []string) (string, error) {
+	n.pickUser(inst)
+	w, err := n.workDir(inst)
+	if err != nil {
+		return "", err
+	}
+	src, err := os.ReadFile(program)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(inst.Dir, "migrate")
+	if err := os.WriteFile(dst+".tmp", src, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dst+".tmp", 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(dst+".tmp", dst); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, dst, args...)
+	cmd.Dir, cmd.Env = w, append(n.env(inst), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Credential: n.credential(inst)}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	tail := strings.TrimSpace(string(out))
+	if len(tail) > 300 {
+		tail = tail[len(tail)-300:]
+	}
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return tail, err
+}

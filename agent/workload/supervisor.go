@@ -275,3 +275,41 @@ func (s *Supervisor) Wait(ctx context.Context, cluster string) error {
 	}
 	return nil
 }
+
+// ImageLoader is a driver that loads image archives (the container driver).
+type ImageLoader interface {
+	LoadImage(ctx context.Context, archive, name string) (string, error)
+}
+
+// LoadImage loads an image archive through the container driver and returns
+// its reference by digest (see Container.LoadImage).
+func (s *Supervisor) LoadImage(ctx context.Context, archive, name string) (string, error) {
+	l, ok := s.o.Drivers[workloadspec.DriverContainer].(ImageLoader)
+	if !ok {
+		return "", errors.New("workload: no container driver loads images on this agent")
+	}
+	return l.LoadImage(ctx, archive, name)
+}
+
+// Migrator is a driver that runs service-local migration programs (the
+// native driver).
+type Migrator interface {
+	Migrate(ctx context.Context, inst *Instance, program string, args, env []string) (string, error)
+}
+
+// Migrate runs a service-local migration program for the instance of
+// serviceID in cluster (see Native.Migrate), before its new release starts.
+func (s *Supervisor) Migrate(ctx context.Context, cluster, serviceID, program string, args, env []string) (string, error) {
+	s.mu.Lock()
+	r := s.runners[cluster+"/"+serviceID]
+	s.mu.Unlock()
+	if r == nil || r.spec == nil {
+		return "", fmt.Errorf("workload: service %s is not supervised here", serviceID)
+	}
+	mg, ok := s.o.Drivers[r.spec.Driver].(Migrator)
+	if !ok {
+		return "", fmt.Errorf("workload: the %s driver runs no migration programs", r.spec.Driver)
+	}
+	inst := &Instance{Key: r.inst.Key, Name: r.inst.Name, Cluster: r.inst.Cluster, Assignment: r.a, Spec: r.spec, Dir: r.inst.Dir}
+	return mg.Migrate(ctx, inst, program, args, env)
+}

@@ -8,9 +8,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -18,6 +20,28 @@ import (
 // Busybox imports the image under a unique tag (using dir for the rootfs
 // archive) and returns its reference by digest and the tag (for podman rmi).
 func Busybox(podman, dir string) (ref, tag string, err error) {
+	return busybox(podman, dir, nil, true)
+}
+
+// Archive builds a variant of the image (files added under their relative
+// paths, /www/healthz left out unless healthz) and saves it as an
+// oci-archive in dir: a container workload release's artifact. It returns
+// the archive's path and the tag the image is loaded under (for podman
+// rmi); the image is removed from the local store.
+func Archive(podman, dir string, files map[string]string, healthz bool) (archive, tag string, err error) {
+	_, tag, err = busybox(podman, dir, files, healthz)
+	if err != nil {
+		return "", tag, err
+	}
+	defer func() { _ = exec.Command(podman, "rmi", "-f", tag).Run() }()
+	archive = filepath.Join(dir, fmt.Sprintf("image-%d.tar", time.Now().UnixNano()))
+	if out, err := exec.Command(podman, "save", "--format", "oci-archive", "-o", archive, tag).CombinedOutput(); err != nil {
+		return "", tag, fmt.Errorf("podman save: %v: %s", err, out)
+	}
+	return archive, tag, nil
+}
+
+func busybox(podman, dir string, files map[string]string, healthz bool) (ref, tag string, err error) {
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		return "", "", err
@@ -45,13 +69,22 @@ func Busybox(podman, dir string) (ref, tag string, err error) {
 			return "", "", err
 		}
 	}
-	if err := add(&tar.Header{Name: "www/healthz", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3}, []byte("ok\n")); err != nil {
-		return "", "", err
+	if healthz {
+		files = maps.Clone(files)
+		if files == nil {
+			files = map[string]string{}
+		}
+		files["www/healthz"] = "ok\n"
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := add(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(files[name]))}, []byte(files[name])); err != nil {
+			return "", "", err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return "", "", err
 	}
-	p := filepath.Join(dir, "rootfs.tar")
+	p := filepath.Join(dir, fmt.Sprintf("rootfs-%d.tar", time.Now().UnixNano()))
 	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
 		return "", "", err
 	}
