@@ -402,7 +402,7 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 		if err != nil {
 			return ApproveResult{}, err
 		}
-		cert, err := a.issueCert(ctx, tx, actor, ident, node.Name, now)
+		cert, err := a.issueCert(ctx, tx, actor, ident, node.Name, now, true)
 		if err != nil {
 			return ApproveResult{}, err
 		}
@@ -423,9 +423,17 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 }
 
 // issueCert signs a node certificate for ident and records it, with its own
-// audit event, inside the caller's fenced transaction.
-func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time) (store.Certificate, error) {
-	caKey, caDER, _, err := a.clusterSigner(ident.ClusterID)
+// audit event, inside the caller's fenced transaction. A renewal is issued
+// by the current (active) root; an enrollment by the publishing root, the
+// one the join token's pin names (during a CA rotation's overlap the old
+// root: the new node renews from the active root once its first snapshot
+// names it).
+func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time, enroll bool) (store.Certificate, error) {
+	signer := a.clusterSigner
+	if enroll {
+		signer = a.publishingClusterSigner
+	}
+	caKey, caDER, _, err := signer(ident.ClusterID)
 	if err != nil {
 		return store.Certificate{}, err
 	}
