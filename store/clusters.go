@@ -75,6 +75,6 @@ func CurrentNodeCertificates(ctx context.Context, q Querier, clusterID string) (
 		return c, mapErr(row.Scan(&c.NodeID, &c.Serial, &c.DER))
 	}, `SELECT DISTINCT ON (c.node_id) c.node_id::text, c.serial, c.der FROM node_certificates c
 		JOIN cluster_memberships m ON m.cluster_id = c.cluster_id AND m.node_id = c.node_id
-		WHERE c.cluster_id = $1 AND m.status = 'active' AND c.revoked_at IS NULL AND c.not_after > now()
+		WHERE c.cluster_id = $1 AND m.membership_status = 'active' AND c.revoked_at IS NULL AND c.not_after > now()
 		ORDER BY c.node_id, c.issued_at DESC`, clusterID)
 }
