@@ -143,9 +143,8 @@ type RenewedCert struct {
 	Serial      string    `json:"serial"`
 	NotAfter    time.Time `json:"not_after"`
 	Certificate []byte    `json:"certificate"`
-	// CACert is the root that issued Certificate (the cluster's active root;
-	// a new one after a CA rotation). The agent accepts it only when it is
-	// one of the roots it trusts (its pin or its snapshot's ca_roots).
+	// CACert is the root that issued Certificate (the cluster's publishing
+	// root; see docs/ca-rotation.md).
 	CACert []byte `json:"ca_certificate,omitempty"`
 }
 

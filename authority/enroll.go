@@ -423,16 +423,16 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 }
 
 // issueCert signs a node certificate for ident and records it, with its own
-// audit event, inside the caller's fenced transaction. A renewal is issued
-// by the current (active) root; an enrollment by the publishing root, the
-// one the join token's pin names (during a CA rotation's overlap the old
-// root: the new node renews from the active root once its first snapshot
-// names it).
+// audit event, inside the caller's fenced transaction. It is issued by the
+// publishing root (during a CA rotation's overlap the old root): today's
+// agents verify a renewed certificate against the root their join pin names
+// and cannot yet move their pins from the snapshot's ca_roots (see
+// docs/ca-rotation.md), so issuing from the new root would break their
+// renewals. Once the agent side exists, renewals (enroll false) move to the
+// current root.
 func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time, enroll bool) (store.Certificate, error) {
-	signer := a.clusterSigner
-	if enroll {
-		signer = a.publishingClusterSigner
-	}
+	_ = enroll
+	signer := a.publishingClusterSigner
 	caKey, caDER, _, err := signer(ident.ClusterID)
 	if err != nil {
 		return store.Certificate{}, err

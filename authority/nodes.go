@@ -230,7 +230,7 @@ func (a *Authority) RenewCertificate(ctx context.Context, node NodePrincipal, ne
 			}
 			rc := RenewedCert{Serial: cert.Serial, NotAfter: cert.NotAfter, Certificate: cert.DER}
 			if ca, ok := a.state.ClusterCA(node.ClusterID); ok {
-				rc.CACert = ca.Current.CertDER
+				rc.CACert = ca.Publishing().CertDER
 			}
 			return rc, nil
 		})
