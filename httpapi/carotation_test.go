@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"testing"
@@ -27,6 +28,18 @@ func TestClusterCARotationRoutes(t *testing.T) {
 	e.login()
 
 	rotate, retire := "/v1/clusters/rot/ca/rotate", "/v1/clusters/rot/ca/retire"
+	// The console's cluster page offers both actions as step-up buttons
+	// naming the action in words.
+	res, err := e.hc.Get(e.base + "/console/clusters")
+	require.NoError(t, err)
+	page, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	for _, want := range []string{`id="ca-rotate-rot"`, `id="ca-retire-rot"`, "Rotate the certificate authority of cluster rot (create a new root)",
+		"Retire the old certificate authority root of cluster rot", "/v1/clusters/" + c.ID + "/ca/rotate"} {
+		require.Contains(t, string(page), want)
+	}
 	// Without a step-up grant: refused, nothing rotates.
 	r := e.do(http.MethodPost, rotate, map[string]any{})
 	require.Equal(t, http.StatusForbidden, r.Status, "%v", r.Body)
