@@ -187,6 +187,9 @@ type RenewedCert struct {
 	Serial      string    `json:"serial"`
 	NotAfter    time.Time `json:"not_after"`
 	Certificate []byte    `json:"certificate"`
+	// CACert is the root that issued Certificate (the cluster's publishing
+	// root; see docs/ca-rotation.md).
+	CACert []byte `json:"ca_certificate,omitempty"`
 }
 
 // JoinPoll is the body of POST /v1/agent/join/{id}/poll.

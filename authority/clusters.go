@@ -160,7 +160,34 @@ func (a *Authority) caSigner(caID string) (crypto.Signer, []byte, string, error)
 	if !ok {
 		return nil, nil, "", Errf(CodeNotFound, "no CA %s on this authority", caID)
 	}
-	k := ca.Current
+	return a.caKeySigner(caID, ca.Current)
+}
+
+// publishingSigner returns the key that signs snapshots and TLS server
+// certificates: the oldest trusted root (the old one during a rotation's
+// overlap, see fsm.ClusterCA.Publishing).
+func (a *Authority) publishingSigner(caID string) (crypto.Signer, []byte, string, error) {
+	ca, ok := a.state.ClusterCA(caID)
+	if !ok {
+		return nil, nil, "", Errf(CodeNotFound, "no CA %s on this authority", caID)
+	}
+	return a.caKeySigner(caID, ca.Publishing())
+}
+
+// publishingClusterSigner is publishingSigner for an Ed25519 cluster CA.
+func (a *Authority) publishingClusterSigner(clusterID string) (ed25519.PrivateKey, []byte, string, error) {
+	s, der, kid, err := a.publishingSigner(clusterID)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	k, ok := s.(ed25519.PrivateKey)
+	if !ok {
+		return nil, nil, "", Errf(CodeInternal, "CA %s is not an Ed25519 CA", clusterID)
+	}
+	return k, der, kid, nil
+}
+
+func (a *Authority) caKeySigner(caID string, k fsm.CAKey) (crypto.Signer, []byte, string, error) {
 	ck := caID + "|" + k.KeyID
 	if v, ok := a.caKeys.Load(ck); ok {
 		return v.(crypto.Signer), k.CertDER, k.KeyID, nil
@@ -198,11 +225,11 @@ func (a *Authority) clusterSigner(clusterID string) (ed25519.PrivateKey, []byte,
 	return k, der, kid, nil
 }
 
-// CASigner returns the current CA key and certificate of a cluster (or of the
-// platform CA), for the API's TLS server certificates.
-func (a *Authority) CASigner(caID string) (crypto.Signer, []byte, error) {
-	k, der, _, err := a.caSigner(caID)
-	return k, der, err
+// CASigner returns the publishing CA key and certificate of a cluster (or of
+// the platform CA), for the API's TLS server certificates, with its key id:
+// during a CA rotation's overlap the old root, which every node trusts.
+func (a *Authority) CASigner(caID string) (crypto.Signer, []byte, string, error) {
+	return a.publishingSigner(caID)
 }
 
 // rememberedCA finds the cluster CA that the command with requestID created.

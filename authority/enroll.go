@@ -402,7 +402,7 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 		if err != nil {
 			return ApproveResult{}, err
 		}
-		cert, err := a.issueCert(ctx, tx, actor, ident, node.Name, now)
+		cert, err := a.issueCert(ctx, tx, actor, ident, node.Name, now, true)
 		if err != nil {
 			return ApproveResult{}, err
 		}
@@ -423,9 +423,17 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 }
 
 // issueCert signs a node certificate for ident and records it, with its own
-// audit event, inside the caller's fenced transaction.
-func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time) (store.Certificate, error) {
-	caKey, caDER, _, err := a.clusterSigner(ident.ClusterID)
+// audit event, inside the caller's fenced transaction. It is issued by the
+// publishing root (during a CA rotation's overlap the old root): today's
+// agents verify a renewed certificate against the root their join pin names
+// and cannot yet move their pins from the snapshot's ca_roots (see
+// docs/ca-rotation.md), so issuing from the new root would break their
+// renewals. Once the agent side exists, renewals (enroll false) move to the
+// current root.
+func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time, enroll bool) (store.Certificate, error) {
+	_ = enroll
+	signer := a.publishingClusterSigner
+	caKey, caDER, _, err := signer(ident.ClusterID)
 	if err != nil {
 		return store.Certificate{}, err
 	}

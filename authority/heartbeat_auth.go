@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"time"
 
+	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/store"
 )
 
@@ -38,7 +39,7 @@ func (h *Heartbeats) Authenticate(ctx context.Context, cert *x509.Certificate, s
 		return p, err
 	}
 	h.authMu.Lock()
-	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: p.ClusterID, NodeID: p.NodeID, Serial: p.Serial}, notAfter: cert.NotAfter, checked: now}
+	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: p.ClusterID, NodeID: p.NodeID, Serial: p.Serial, CAKeyID: p.CAKeyID}, notAfter: cert.NotAfter, checked: now}
 	h.authMu.Unlock()
 	return p, nil
 }
@@ -60,6 +61,12 @@ func (h *Heartbeats) CachedPrincipal(cert *x509.Certificate, source string) (p N
 	}
 	h.authMu.RUnlock()
 	if !hit || !now.Before(e.notAfter) || now.Sub(e.checked) >= h.cfg.AuthCacheTTL {
+		return NodePrincipal{}, false
+	}
+	// A certificate of a root retired since it was cached (on any
+	// authority: the FSM is replicated) takes the full check, which
+	// refuses it with ca_retired.
+	if st, _ := h.a.state.CAKeyStatusOf(e.p.ClusterID, e.p.CAKeyID); st == fsm.CAKeyRetired {
 		return NodePrincipal{}, false
 	}
 	p = e.p
@@ -94,4 +101,16 @@ func (h *Heartbeats) refreshAuth(ctx context.Context) {
 		}
 	}
 	h.authMu.Unlock()
+}
+
+// dropRetiredAuth removes cached authentications of certificates whose
+// issuing CA root is retired.
+func (h *Heartbeats) dropRetiredAuth() {
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	for k, e := range h.auth {
+		if st, _ := h.a.state.CAKeyStatusOf(e.p.ClusterID, e.p.CAKeyID); st == fsm.CAKeyRetired {
+			delete(h.auth, k)
+		}
+	}
 }

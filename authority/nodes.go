@@ -10,7 +10,6 @@ import (
 
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/domain"
-	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/pki"
 	"github.com/rap-fabric/core/store"
 )
@@ -225,11 +224,15 @@ func (a *Authority) RenewCertificate(ctx context.Context, node NodePrincipal, ne
 					return RenewedCert{}, err
 				}
 			}
-			cert, err := a.issueCert(ctx, tx, actor, ident, m.NodeName, now)
+			cert, err := a.issueCert(ctx, tx, actor, ident, m.NodeName, now, false)
 			if err != nil {
 				return RenewedCert{}, err
 			}
-			return RenewedCert{Serial: cert.Serial, NotAfter: cert.NotAfter, Certificate: cert.DER}, nil
+			rc := RenewedCert{Serial: cert.Serial, NotAfter: cert.NotAfter, Certificate: cert.DER}
+			if ca, ok := a.state.ClusterCA(node.ClusterID); ok {
+				rc.CACert = ca.Publishing().CertDER
+			}
+			return rc, nil
 		})
 }
 
@@ -239,6 +242,8 @@ type NodePrincipal struct {
 	NodeID     string
 	Serial     string
 	SourceAddr string
+	// CAKeyID is the cluster CA key that issued the certificate.
+	CAKeyID string
 }
 
 // CheckNodeCertificate tells whether a presented node certificate serial is
@@ -279,24 +284,14 @@ func (a *Authority) AuthenticateNode(ctx context.Context, cert *x509.Certificate
 	if err != nil {
 		return NodePrincipal{}, Errf(CodeUnauthorized, "not a node certificate")
 	}
-	ca, ok := a.state.ClusterCA(id.ClusterID)
-	if !ok {
-		return NodePrincipal{}, Errf(CodeUnauthorized, "unknown cluster")
-	}
-	verified := false
-	for _, k := range append([]fsm.CAKey{ca.Current}, ca.History...) {
-		if _, err := pki.VerifyNodeCert(cert, k.CertDER, id.ClusterID, a.cfg.Clock()); err == nil {
-			verified = true
-			break
-		}
-	}
-	if !verified {
-		return NodePrincipal{}, Errf(CodeUnauthorized, "node certificate does not verify (expired or not issued by the cluster CA)")
+	kid, err := a.verifyNodeCertRoots(cert, id.ClusterID)
+	if err != nil {
+		return NodePrincipal{}, err
 	}
 	if err := a.CheckNodeCertificate(ctx, id.ClusterID, id.NodeID, id.Serial); err != nil {
 		return NodePrincipal{}, err
 	}
-	return NodePrincipal{ClusterID: id.ClusterID, NodeID: id.NodeID, Serial: id.Serial, SourceAddr: source}, nil
+	return NodePrincipal{ClusterID: id.ClusterID, NodeID: id.NodeID, Serial: id.Serial, SourceAddr: source, CAKeyID: kid}, nil
 }
 
 // ListAudit lists audit events in chain order.

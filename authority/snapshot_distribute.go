@@ -140,9 +140,18 @@ func (a *Authority) ClusterTrust(clusterID string) (TrustedCA, error) {
 	view := func(k fsm.CAKey) CAKeyView {
 		return CAKeyView{KeyID: snapshot.KeyID(ed25519.PublicKey(k.PublicKey)), PublicKey: k.PublicKey, Status: string(k.Status), CreatedAt: k.CreatedAt}
 	}
-	t := TrustedCA{ClusterID: clusterID, Keys: []CAKeyView{view(ca.Current)}, CACert: ca.Current.CertDER}
+	// Trusted: the current key and, during a CA rotation's overlap, the old
+	// root (which still signs snapshots); retired keys are listed as
+	// rotated-out. CACert is the publishing root, which the agent's pin
+	// names until it has moved.
+	t := TrustedCA{ClusterID: clusterID, CACert: ca.Publishing().CertDER}
+	for _, k := range ca.Trusted() {
+		t.Keys = append(t.Keys, view(k))
+	}
 	for _, k := range ca.History {
-		t.Rotated = append(t.Rotated, view(k))
+		if k.Status == fsm.CAKeyRetired {
+			t.Rotated = append(t.Rotated, view(k))
+		}
 	}
 	return t, nil
 }

@@ -153,7 +153,7 @@ func (a *Authority) sealForStorage(ctx context.Context, clusterID string, snaps 
 	if err != nil {
 		return nil, err
 	}
-	key, _, kid, err := a.clusterSigner(clusterID)
+	key, _, kid, err := a.publishingClusterSigner(clusterID)
 	if err != nil {
 		return nil, err
 	}

@@ -314,11 +314,12 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 	if state.Cluster.GossipKeys, err = a.clusterGossipKeys(ctx, state.Cluster.ID); err != nil {
 		return RebuildResult{}, err
 	}
+	state.Cluster.CARoots = a.caRoots(state.Cluster.ID)
 	idx, err := snapshot.NewIndex(state, opts.Builder)
 	if err != nil {
 		return RebuildResult{}, &Error{Code: CodeInternal, Message: "the cluster's configuration cannot be built into snapshots", Err: err}
 	}
-	key, _, kid, err := a.clusterSigner(state.Cluster.ID)
+	key, _, kid, err := a.publishingClusterSigner(state.Cluster.ID)
 	if err != nil {
 		return RebuildResult{}, err
 	}

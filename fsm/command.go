@@ -65,6 +65,8 @@ func (t CommandType) String() string {
 		return "set-release-roots"
 	case TypeSetAuditCheckpoint:
 		return "set-audit-checkpoint"
+	case TypeRetireClusterCA:
+		return "retire-ca"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -342,6 +344,8 @@ func Decode(data []byte) (Decoded, error) {
 		cmd = &SetReleaseRoots{}
 	case TypeSetAuditCheckpoint:
 		cmd = &SetAuditCheckpoint{}
+	case TypeRetireClusterCA:
+		cmd = &RetireClusterCA{}
 	default:
 		return Decoded{}, cmdErr(ErrUnknownType, fmt.Sprintf("type %d", data[1]))
 	}
@@ -407,6 +411,9 @@ func canonical(c Command) (Command, error) {
 	case SetAuditCheckpoint:
 		v.At, err = canonicalTime("at", v.At)
 		c = v
+	case RetireClusterCA:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
 	}
 	return c, err
 }
@@ -441,6 +448,8 @@ func deref(c Command) Command {
 	case *SetReleaseRoots:
 		return *v
 	case *SetAuditCheckpoint:
+		return *v
+	case *RetireClusterCA:
 		return *v
 	}
 	return c

@@ -74,7 +74,8 @@ type EpochClaim struct {
 	At       time.Time `json:"at,omitzero"`
 }
 
-// CAKeyStatus says whether a CA key is the cluster's current signer.
+// CAKeyStatus says whether a CA key is the cluster's current signer, a
+// rotated key still trusted during an overlap, or retired (carotation.go).
 type CAKeyStatus string
 
 // CA key statuses.
@@ -93,6 +94,7 @@ type CAKey struct {
 	CertDER          []byte      `json:"cert_der,omitempty"`
 	CreatedAt        time.Time   `json:"created_at"`
 	RotatedAt        time.Time   `json:"rotated_at,omitzero"`
+	RetiredAt        time.Time   `json:"retired_at,omitzero"`
 	Index            uint64      `json:"index"`
 }
 
@@ -362,6 +364,8 @@ func (f *FSM) apply(index uint64, c Command) Result {
 		return applyReleaseRoots(s, index, c)
 	case SetAuditCheckpoint:
 		return applyAuditCheckpoint(s, index, c)
+	case RetireClusterCA:
+		return applyRetireClusterCA(s, c)
 	default:
 		return Result{Err: cmdErr(ErrUnknownType, c.Type().String())}
 	}
@@ -566,8 +570,12 @@ func (f *FSM) Dump() string {
 	fmt.Fprintf(&b, "epoch %d leader=%s term=%d index=%d at=%s\n", s.Epoch, s.LastClaim.LeaderID,
 		s.LastClaim.Term, s.LastClaim.Index, ts(s.LastClaim.At))
 	key := func(k CAKey) {
-		fmt.Fprintf(&b, "  key %s %s pub=%x sealed=%x cert=%x created=%s rotated=%s index=%d\n", k.KeyID, k.Status,
+		fmt.Fprintf(&b, "  key %s %s pub=%x sealed=%x cert=%x created=%s rotated=%s index=%d", k.KeyID, k.Status,
 			k.PublicKey, k.SealedPrivateKey, k.CertDER, ts(k.CreatedAt), ts(k.RotatedAt), k.Index)
+		if !k.RetiredAt.IsZero() {
+			fmt.Fprintf(&b, " retired=%s", ts(k.RetiredAt))
+		}
+		b.WriteString("\n")
 	}
 	for _, id := range sortedKeys(s.CAs) {
 		ca := s.CAs[id]

@@ -49,6 +49,8 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/clusters/{cluster}/partition/recover":                 authn.ActionPartitionRecover,
 	"POST /v1/clusters/{cluster}/vpn-connections/{vid}/lease/fence": authn.ActionLeaseFence,
 	"POST /v1/authority/join-tokens":                                authn.ActionClusterTrust,
+	"POST /v1/clusters/{cluster}/ca/rotate":                         authn.ActionTrustRootRotate,
+	"POST /v1/clusters/{cluster}/ca/retire":                         authn.ActionTrustRootRotate,
 
 	// Version storage and rollouts (releases.go, rollouts.go).
 	"PUT /v1/releases/roots":                              authn.ActionTrustRootRotate,

@@ -38,6 +38,11 @@ var statusOf = map[authority.Code]int{
 	authority.CodeLeaseHeld:           http.StatusConflict,
 	authority.CodeLeaseLost:           http.StatusConflict,
 	authority.CodeConnectionDisabled:  http.StatusConflict,
+	// Cluster CA rotation (authority/carotation.go).
+	authority.CodeCARetired:            http.StatusUnauthorized,
+	authority.CodeCARotationInProgress: http.StatusConflict,
+	authority.CodeCANoRotation:         http.StatusConflict,
+	authority.CodeCARetireUnsafe:       http.StatusConflict,
 }
 
 // Codes used only by the HTTP layer.

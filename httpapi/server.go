@@ -269,6 +269,8 @@ func (s *Server) routes() {
 	s.intentRoutes(r)
 	// Partition decisions (partition.go).
 	s.partitionRoutes(r)
+	// Cluster CA rotation (carotation.go).
+	s.caRotationRoutes(r)
 	// VPN connections and leases (vpn.go).
 	s.vpnRoutes(r)
 	// Version storage (releases.go).

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rap-fabric/core/agentapi"
+	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/pki"
 )
 
@@ -43,8 +44,10 @@ func (s *Server) clusterForServerName(name string) string {
 	}
 	for _, id := range s.a.FSM().Clusters() {
 		ca, _ := s.a.FSM().ClusterCA(id)
-		if pin, err := pki.PinDER(ca.Current.CertDER); err == nil && strings.HasPrefix(strings.TrimPrefix(pin, "sha256:"), prefix) {
-			return id
+		for _, k := range ca.Trusted() {
+			if pin, err := pki.PinDER(k.CertDER); err == nil && strings.HasPrefix(strings.TrimPrefix(pin, "sha256:"), prefix) {
+				return id
+			}
 		}
 	}
 	return ""
@@ -66,9 +69,11 @@ func (s *Server) TLSConfig(hosts []string) *tls.Config {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			if _, err := s.a.AuthenticateNode(ctx, cs.PeerCertificates[0], ""); err != nil {
+			if _, err := s.a.AuthenticateNode(ctx, cs.PeerCertificates[0], ""); err != nil && authority.CodeOf(err) != authority.CodeCARetired {
 				return errors.New("client certificate refused")
 			}
+			// A genuine certificate of a retired CA root passes the
+			// handshake so that the route refuses it with code ca_retired.
 			return nil
 		},
 	}
@@ -79,7 +84,7 @@ type certCache struct {
 	hosts []string
 	mu    sync.Mutex
 	key   *ecdsa.PrivateKey
-	certs map[string]*tls.Certificate // by CA id
+	certs map[string]*tls.Certificate // by CA id and signing key id
 }
 
 func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -87,9 +92,19 @@ func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if caID == "" {
 		caID = PlatformCA
 	}
+	caKey, caDER, caKID, err := c.s.a.CASigner(caID)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cert, ok := c.certs[caID]; ok && time.Until(cert.Leaf.NotAfter) > time.Hour {
+	if err != nil {
+		if caID != PlatformCA {
+			return nil, err
+		}
+		return c.selfSigned()
+	}
+	// Keyed by the signing root too: when a CA rotation retires the old
+	// root, new handshakes get a certificate of the new one at once.
+	ck := caID + "|" + caKID
+	if cert, ok := c.certs[ck]; ok && time.Until(cert.Leaf.NotAfter) > time.Hour {
 		return cert, nil
 	}
 	if c.key == nil {
@@ -100,13 +115,6 @@ func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return nil, err
 		}
 		c.key = k
-	}
-	caKey, caDER, err := c.s.a.CASigner(caID)
-	if err != nil {
-		if caID != PlatformCA {
-			return nil, err
-		}
-		return c.selfSigned()
 	}
 	names := append([]string{"localhost", "rap-authority"}, c.hosts...)
 	if caID != PlatformCA {
@@ -134,7 +142,7 @@ func (c *certCache) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return nil, err
 	}
 	cert := &tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: c.key, Leaf: leaf}
-	c.certs[caID] = cert
+	c.certs[ck] = cert
 	return cert, nil
 }
 

@@ -134,6 +134,7 @@ type Index struct {
 	buildable      []string
 	revocations    Revocations
 	gossip         map[string]GossipKey
+	caRoots        []CARoot
 	routePolicy    json.RawMessage
 	qosPolicy      json.RawMessage
 	entry          []EntryPolicy
@@ -197,6 +198,9 @@ func NewIndex(state *State, cfg Config) (*Index, error) {
 	}
 	for _, k := range state.Cluster.GossipKeys {
 		x.gossip[k.Pool] = k
+	}
+	if x.caRoots, err = checkCARoots(state.Cluster.CARoots); err != nil {
+		return nil, err
 	}
 	if x.updates, err = indexUpdates(state.Updates); err != nil {
 		return nil, err
@@ -473,6 +477,7 @@ func (x *Index) body(nodeID string) (Body, []string, error) {
 		Membership:  Membership{ClusterID: x.clusterID, Status: ni.m.Status, GroupPath: ni.groupPath, AuthorityState: x.authorityState},
 		Roles:       ni.grants,
 		Revocations: x.revocations,
+		CARoots:     x.caRoots,
 		Updates:     x.updatesFor(nodeID),
 	}
 	scope := []string{ScopeBase}
@@ -700,4 +705,31 @@ func authorityState(s domain.PartitionState) domain.PartitionState {
 		return ""
 	}
 	return s
+}
+
+// checkCARoots validates the cluster's CA roots and sorts them by key id:
+// at most one active root, no duplicate key ids, a certificate each.
+func checkCARoots(roots []CARoot) ([]CARoot, error) {
+	if len(roots) == 0 {
+		return nil, nil
+	}
+	out := slices.Clone(roots)
+	slices.SortFunc(out, func(a, b CARoot) int { return strings.Compare(a.KeyID, b.KeyID) })
+	active := 0
+	for i, r := range out {
+		switch {
+		case r.KeyID == "" || len(r.Certificate) == 0:
+			return nil, fmt.Errorf("%w: CA root without key id or certificate", ErrInvalidState)
+		case i > 0 && out[i-1].KeyID == r.KeyID:
+			return nil, fmt.Errorf("%w: duplicate CA root %s", ErrInvalidState, r.KeyID)
+		case r.Status == CARootActive:
+			active++
+		case r.Status != CARootPrevious:
+			return nil, fmt.Errorf("%w: CA root %s has status %q", ErrInvalidState, r.KeyID, r.Status)
+		}
+	}
+	if active != 1 {
+		return nil, fmt.Errorf("%w: %d active CA roots, want 1", ErrInvalidState, active)
+	}
+	return out, nil
 }

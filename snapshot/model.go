@@ -63,6 +63,11 @@ type Body struct {
 	// ConfigStorage lists the config-storage nodes that serve this node's
 	// snapshots (besides the authority).
 	ConfigStorage []StorageEndpoint `json:"config_storage,omitempty"`
+	// CARoots are the cluster CA roots the node must trust (base scope):
+	// one, or two while a CA rotation overlaps. The node moves its CA pins
+	// to them and renews its certificate when its issuer is not the active
+	// root.
+	CARoots []CARoot `json:"ca_roots,omitempty"`
 	// Telemetry are the flags that apply to this node (cluster-wide, this
 	// node, organizations it serves).
 	Telemetry []TelemetryFlag `json:"telemetry,omitempty"`
@@ -108,6 +113,23 @@ type Body struct {
 	// endpoints and the organization's resources and policies that use them
 	// (services scope; see OrgAccess).
 	OrgAccess []OrgAccess `json:"org_access,omitempty"`
+}
+
+// CA root statuses in a snapshot.
+const (
+	// CARootActive issues node certificates.
+	CARootActive = "active"
+	// CARootPrevious is the root being rotated out: still trusted during
+	// the overlap, retired afterwards.
+	CARootPrevious = "previous"
+)
+
+// CARoot is one trusted cluster CA root: its certificate (DER, self-signed,
+// Ed25519) and whether it is the active (issuing) root.
+type CARoot struct {
+	KeyID       string `json:"key_id"`
+	Status      string `json:"status"`
+	Certificate []byte `json:"certificate"`
 }
 
 // Identity is a node's own identity as the authority knows it.

@@ -53,6 +53,9 @@ type Cluster struct {
 	// GossipKeys holds one memberlist key per gossip pool ("" is the
 	// default pool).
 	GossipKeys []GossipKey
+	// CARoots are the cluster CA roots nodes must trust now (two during a
+	// rotation's overlap); every node's snapshot carries them.
+	CARoots []CARoot
 	// AuthorityState is the cluster's partition/authority state as the owner
 	// set it ("" or normal: nothing to tell the nodes).
 	AuthorityState domain.PartitionState

@@ -53,3 +53,28 @@ func ListClusters(ctx context.Context, q Querier, p Page) ([]Cluster, error) {
 func SetClusterStatus(ctx context.Context, q Querier, id, status string) (Cluster, error) {
 	return scanCluster(q.QueryRow(ctx, `UPDATE clusters SET status = $2, updated_at = now() WHERE id = $1 RETURNING `+clusterCols, id, status))
 }
+
+// SetClusterCA records the cluster CA root that new join tokens pin (fenced):
+// after a CA rotation's old root is retired, the new one.
+func SetClusterCA(ctx context.Context, q Querier, id, keyID string, certDER []byte) (Cluster, error) {
+	return scanCluster(q.QueryRow(ctx, `UPDATE clusters SET ca_key_id = $2, ca_cert_der = $3, updated_at = now() WHERE id = $1 RETURNING `+clusterCols, id, keyID, certDER))
+}
+
+// NodeCertificate is the newest good certificate of one active member.
+type NodeCertificate struct {
+	NodeID string
+	Serial string
+	DER    []byte
+}
+
+// CurrentNodeCertificates returns, per active member of a cluster, its newest
+// unrevoked and unexpired certificate.
+func CurrentNodeCertificates(ctx context.Context, q Querier, clusterID string) ([]NodeCertificate, error) {
+	return collect(ctx, q, func(row scanner) (NodeCertificate, error) {
+		var c NodeCertificate
+		return c, mapErr(row.Scan(&c.NodeID, &c.Serial, &c.DER))
+	}, `SELECT DISTINCT ON (c.node_id) c.node_id::text, c.serial, c.der FROM node_certificates c
+		JOIN cluster_memberships m ON m.cluster_id = c.cluster_id AND m.node_id = c.node_id
+		WHERE c.cluster_id = $1 AND m.membership_status = 'active' AND c.revoked_at IS NULL AND c.not_after > now()
+		ORDER BY c.node_id, c.issued_at DESC`, clusterID)
+}

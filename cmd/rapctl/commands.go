@@ -114,6 +114,19 @@ var commands = []cmd{
 	{path: "cluster show", args: "CLUSTER", help: "show a cluster", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}", "cluster"), table: []string{"id", "slug", "name", "status", "region", "ca_pin"}, single: true},
 	{path: "cluster disable", args: "CLUSTER", help: "disable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/disable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
 	{path: "cluster enable", args: "CLUSTER", help: "enable a cluster (fenced)", flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/enable", "cluster"), table: []string{"id", "slug", "status"}, single: true},
+	{path: "cluster ca status", args: "CLUSTER", help: "the cluster CA roots (current, rotated, retired), which one publishes, and how many nodes hold a certificate of each",
+		flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/ca", "cluster")},
+	{path: "cluster ca rotate", args: "CLUSTER", help: "create a new cluster CA root; both roots are trusted until retire (platform owner; step-up; fenced)",
+		flags: withArgs(http.MethodPost, "/v1/clusters/{cluster}/ca/rotate", "cluster")},
+	{path: "cluster ca retire", args: "CLUSTER", help: "retire the old CA root once every node renewed from the new one (--force to lock out the rest; platform owner; step-up; fenced)", flags: func(fs *flag.FlagSet) builder {
+		force := fs.Bool("force", false, "retire even though active nodes still hold old-root certificates (they are refused until re-enrolled)")
+		return func() (string, string, any, error) {
+			if len(positional) != 1 {
+				return "", "", nil, errArgs("CLUSTER")
+			}
+			return http.MethodPost, "/v1/clusters/" + url.PathEscape(positional[0]) + "/ca/retire", map[string]bool{"force": *force}, nil
+		}
+	}},
 	{path: "cluster revocations", args: "CLUSTER", help: "the cluster's revocation list", flags: withArgs(http.MethodGet, "/v1/clusters/{cluster}/revocations", "cluster"), table: []string{"node_id", "revoked_at"}},
 
 	{path: "token create", help: "create a join token (printed once)", flags: func(fs *flag.FlagSet) builder {

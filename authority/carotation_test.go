@@ -1,0 +1,90 @@
+package authority
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rap-fabric/core/fsm"
+	"github.com/rap-fabric/core/pki"
+)
+
+// TestRetiredRootRefusedAndUncached: a node certificate of a cluster CA root
+// verifies (with its issuing key id) during the overlap; once the root is
+// retired the full check refuses it with ca_retired, a cached
+// authentication of it is no longer served, and dropRetiredAuth removes it.
+func TestRetiredRootRefusedAndUncached(t *testing.T) {
+	db, _, cluster, nodes := hbDB(t, 1)
+	f := fsm.New(fsm.Options{})
+	var idx uint64
+	apply := func(c fsm.Command) {
+		t.Helper()
+		data, err := fsm.Encode("", c)
+		require.NoError(t, err)
+		idx++
+		require.NoError(t, f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
+	}
+	now := time.Now()
+	newRoot := func() (ed25519.PrivateKey, []byte, string) {
+		priv, der, err := pki.NewCA(rand.Reader, cluster, now.Add(-time.Hour), 24*time.Hour)
+		require.NoError(t, err)
+		return priv, der, keyID(priv.Public().(ed25519.PublicKey))
+	}
+	oldKey, oldDER, oldID := newRoot()
+	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
+	a, err := New(Config{NodeID: "a1"}, nil, f, db)
+	require.NoError(t, err)
+	h := NewHeartbeats(a, HeartbeatConfig{AuthCacheTTL: time.Hour}, nil)
+
+	nodePub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	der, _, err := pki.IssueNodeCert(rand.Reader, oldKey, oldDER, pki.NodeCertRequest{ClusterID: cluster, NodeID: nodes[0], NodeName: "n0",
+		PublicKey: nodePub, NotBefore: now.Add(-time.Minute), Lifetime: time.Hour})
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+
+	kid, err := a.verifyNodeCertRoots(cert, cluster)
+	require.NoError(t, err)
+	require.Equal(t, oldID, kid)
+
+	// Rotate: the old root stays trusted (overlap).
+	newKey, newDER, newID := newRoot()
+	apply(fsm.RotateClusterCA{ClusterID: cluster, KeyID: newID, PublicKey: newKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: newDER, At: now})
+	kid, err = a.verifyNodeCertRoots(cert, cluster)
+	require.NoError(t, err)
+	require.Equal(t, oldID, kid)
+	ca, _ := f.ClusterCA(cluster)
+	roots := a.caRoots(cluster)
+	require.Len(t, roots, 2)
+	require.Equal(t, oldID, ca.Publishing().KeyID)
+
+	// A cached authentication of the old-root certificate.
+	key := sha256.Sum256(cert.Raw)
+	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: nodes[0], Serial: "01", CAKeyID: oldID}, notAfter: cert.NotAfter, checked: now}
+	_, ok := h.CachedPrincipal(cert, "192.0.2.1:1")
+	require.True(t, ok, "served from the cache during the overlap")
+
+	// Retire the old root.
+	apply(fsm.RetireClusterCA{ClusterID: cluster, KeyID: oldID, At: now})
+	_, err = a.verifyNodeCertRoots(cert, cluster)
+	require.Equal(t, CodeCARetired, CodeOf(err))
+	_, err = a.AuthenticateNode(context.Background(), cert, "")
+	require.Equal(t, CodeCARetired, CodeOf(err))
+	_, ok = h.CachedPrincipal(cert, "192.0.2.1:1")
+	require.False(t, ok, "a retired root's cached authentication is not served")
+	_, err = h.Authenticate(context.Background(), cert, "192.0.2.1:1")
+	require.Equal(t, CodeCARetired, CodeOf(err))
+	h.auth[key] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: nodes[0], Serial: "01", CAKeyID: oldID}, notAfter: cert.NotAfter, checked: now}
+	h.dropRetiredAuth()
+	require.Empty(t, h.auth)
+	require.Len(t, a.caRoots(cluster), 1)
+	require.Equal(t, newID, a.caRoots(cluster)[0].KeyID)
+}
