@@ -30,7 +30,9 @@ func TestServiceReportsWrittenWithTheFlush(t *testing.T) {
 	}))
 	counter.reset()
 	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 1, 0, time.UTC)}
-	h := NewHeartbeats(nil, HeartbeatConfig{Clock: clock.Now, MaxBatch: 1 << 20}, StoreHeartbeatWriter(db))
+	// One flusher: with several, each shard writes its own reports in one
+	// statement, and which shard a node falls in depends on its random id.
+	h := NewHeartbeats(nil, HeartbeatConfig{Clock: clock.Now, MaxBatch: 1 << 20, Flushers: 1}, StoreHeartbeatWriter(db))
 	p0 := NodePrincipal{ClusterID: cluster, NodeID: nodes[0]}
 	_, err := h.Ingest(p0, HeartbeatInput{Seq: 1, Services: report(svc.ID, "healthy", "healthy", 0, `,"pid":42,"unknown_field":1`)})
 	require.NoError(t, err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/authn"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
@@ -329,10 +330,15 @@ func TestNonJSONBodiesAre415(t *testing.T) {
 			}
 		}
 		require.Equal(t, before, count(), "%s: non-JSON requests changed nothing", cred.name)
-		// Declared JSON (any parameters) is not refused for its type.
+		// Declared JSON (any parameters) is not refused for its type; the
+		// heartbeat stream declares NDJSON instead.
 		for _, rt := range routes {
 			if writeMethod(rt.Method) && !skipRoute(cred, rt) {
-				a := e.serve(cred, rt.Method, fill(rt.Path, "x"), []byte(`{}`), "application/json; charset=utf-8", nil)
+				ct := "application/json; charset=utf-8"
+				if rt.Path == agentapi.PathHeartbeatStream {
+					ct = agentapi.ContentTypeNDJSON
+				}
+				a := e.serve(cred, rt.Method, fill(rt.Path, "x"), []byte(`{}`), ct, nil)
 				require.NotEqual(t, http.StatusUnsupportedMediaType, a.status, "%s %s", cred.name, rt.Path)
 			}
 		}

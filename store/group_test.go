@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -182,8 +183,11 @@ func TestFencedGroupHoldsTheFence(t *testing.T) {
 			claimed <- err == nil && ok
 		}()
 		// The claim cannot finish while this group is open.
+		// Poll until the claim is seen waiting on the advisory lock (bounded
+		// by a generous deadline: a loaded CI machine may take a while to
+		// schedule the claim's goroutine and connection).
 		var waiting bool
-		for range 200 {
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 			if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting); err != nil {
 				return err
 			}
