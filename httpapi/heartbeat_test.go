@@ -23,7 +23,8 @@ func heartbeatBodies() []string {
 	agent, _ := json.Marshal(authority.HeartbeatInput{Seq: 42, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), AgentVersion: "v1.2.3",
 		AppliedVersion: 7, State: "normal", Health: json.RawMessage(`{"status":"ok","checks":[{"n":"a","ok":true}]}`),
 		Services: json.RawMessage(`[{"type":"relay","state":"running"}]`), Capabilities: []domain.Capability{"can_route_mesh"},
-		Facts: json.RawMessage(`{"hostname":"h","os":"linux"}`)})
+		Facts: json.RawMessage(`{"hostname":"h","os":"linux"}`),
+		LastPing: &agentapi.PingReport{Destination: "n2", Path: []string{"n1", "r1", "n2"}, Reverse: []string{"n2", "r1", "n1"}, RTTMs: 1.25, At: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)}})
 	local, _ := json.Marshal(authority.HeartbeatInput{Seq: 1, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("", 2*3600))})
 	return []string{
 		string(agent), string(local),
@@ -43,6 +44,8 @@ func heartbeatBodies() []string {
 		`{"capabilities":[1]}`, `{"capabilities":[null]}`, `{"capabilities":"x"}`, `{"capabilities":["a\u0062"]}`,
 		`{"health":` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `}`,
 		"\n{\t\"seq\" :\r1 ,\n\"state\": \"normal\"\n}\n",
+		`{"last_ping":null}`, `{"last_ping":{}}`, `{"last_ping":"x"}`, `{"last_ping":{"path":"n1"}}`,
+		`{"last_ping":{"destination":"n2","path":["n1","n2"],"rtt_ms":0.5,"at":"2030-01-01T00:00:00Z"},"seq":4}`,
 	}
 }
 
@@ -63,6 +66,7 @@ func sameHeartbeat(t *testing.T, want, got authority.HeartbeatInput, body string
 		require.Equal(t, string(f[0]), string(f[1]), body)
 	}
 	require.True(t, reflect.DeepEqual(want.Capabilities, got.Capabilities), "%s: %#v vs %#v", body, want.Capabilities, got.Capabilities)
+	require.True(t, reflect.DeepEqual(want.LastPing, got.LastPing), "%s: %#v vs %#v", body, want.LastPing, got.LastPing)
 }
 
 func checkHeartbeatDecode(t *testing.T, body string) {
