@@ -23,7 +23,7 @@ func heartbeatBodies() []string {
 	agent, _ := json.Marshal(authority.HeartbeatInput{Seq: 42, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), AgentVersion: "v1.2.3",
 		AppliedVersion: 7, State: "normal", Health: json.RawMessage(`{"status":"ok","checks":[{"n":"a","ok":true}]}`),
 		Services: json.RawMessage(`[{"type":"relay","state":"running"}]`), Capabilities: []domain.Capability{"can_route_mesh"},
-		Facts: json.RawMessage(`{"hostname":"h","os":"linux"}`),
+		Facts:    json.RawMessage(`{"hostname":"h","os":"linux"}`),
 		LastPing: &agentapi.PingReport{Destination: "n2", Path: []string{"n1", "r1", "n2"}, Reverse: []string{"n2", "r1", "n1"}, RTTMs: 1.25, At: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)}})
 	local, _ := json.Marshal(authority.HeartbeatInput{Seq: 1, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("", 2*3600))})
 	return []string{
