@@ -364,6 +364,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, "30", eval(`String(document.querySelectorAll("svg.strip rect.cell").length)`))
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/raft"), chromedp.WaitVisible(css("#raft-members")), shot("15-raft")))
 	require.Equal(t, "yes", eval(`document.getElementById("raft-quorum").textContent`))
+	// The Raft panel's epoch history names this authority as the leader of
+	// the current epoch.
+	require.Contains(t, eval(`document.querySelector("#raft-epochs tr.epoch-current").textContent`), d.Status().NodeID)
+	// Create an authority join token from the Raft panel: the step-up dialog
+	// names the action in words, the token is shown once and is the one the
+	// authority keeps (active, with the description typed).
+	err = chromedp.Do(tctx,
+		chromedp.SetValue(css("#authority-token-ttl"), "10"),
+		chromedp.SendKeys(css("#authority-token-desc"), "standby auth-4"),
+		chromedp.Click(css("#authority-token-submit")),
+		waitText("#stepup-what", "Create an authority join token (standby auth-4) valid for 10 minutes"),
+		stepUp("15a-stepup-authority-token"),
+		waitText("#flash", "Done. Copy the value shown below now"),
+		waitText("#shown", "token:"),
+		shot("15b-authority-token"),
+	)
+	require.NoError(t, err)
+	shown := strings.TrimSpace(strings.TrimPrefix(eval(`document.getElementById("shown").textContent`), "token:"))
+	require.NotEmpty(t, shown)
+	ajts, err := d.Auth.ListAuthorityJoinTokens(ctx, store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, ajts, 1)
+	require.Equal(t, "standby auth-4", ajts[0].Description)
+	require.Equal(t, "active", ajts[0].State)
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), ajts[0].ExpiresAt, 2*time.Minute)
+	_, _, err = d.Auth.CheckAuthorityJoinToken(ctx, shown, "127.0.0.1")
+	require.NoError(t, err, "the shown token is the authority's join token")
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/trust?cluster=east"), chromedp.WaitVisible(css("#expiry-east svg")), shot("16-trust-expiry")))
 	require.Equal(t, "2", eval(`String(document.querySelectorAll("#expiry-east g.cert").length)`))
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/clusters?cluster=east"), chromedp.WaitVisible(css("#rollout-east svg")), shot("17-clusters")))
