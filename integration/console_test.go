@@ -561,7 +561,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The Releases page: a signed release rolled out to the cluster, with
 	// its canary wave's progress bar (no inline styles: the page's CSP).
 	publishConsoleRelease(t, d.Auth, sys)
-	_, err = d.Auth.Rollouts().Start(ctx, sys, "east", authority.StartRolloutRequest{Product: release.ProductNodeAgent, Version: "1.0.0"}, "")
+	// Start its rollout from the console: the step-up dialog names it.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		chromedp.WaitVisible(css("#rollout-version-east")),
+		chromedp.SendKeys(css("#rollout-version-east"), "1.0.0"),
+		chromedp.Click(css("#rollout-start-submit-east")),
+		waitText("#stepup-what", "Start the rollout of rap-node-agent 1.0.0 in east"),
+		stepUp("09a-stepup-rollout-start"),
+		waitText("#flash", "Done: Start the rollout of rap-node-agent 1.0.0 in east"),
+	)
 	require.NoError(t, err)
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/releases?cluster=east"),
@@ -580,6 +589,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	require.True(t, audited, "the approval is audited as the owner's")
+	ros, err := d.Auth.ListAudit(ctx, storeFilter("rollout.start"), pageAll())
+	require.NoError(t, err)
+	started := false
+	for _, e := range ros {
+		started = started || (e.Outcome == "ok" && e.ActorKind == "user")
+	}
+	require.True(t, started, "the console's rollout start is audited as the owner's")
 	t.Logf("screenshots in %s", shots)
 }
 
