@@ -580,6 +580,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		shot("09-releases"),
 	)
 	require.NoError(t, err)
+	// Put the cluster on the candidate channel from the console.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		chromedp.WaitVisible(css("#channel-set-east")),
+		chromedp.SetValue(css("#channel-channel-east"), "candidate"),
+		chromedp.SendKeys(css("#channel-reason-east"), "early ring"),
+		chromedp.Click(css("#channel-set-submit-east")),
+		waitText("#stepup-what", "Make east follow the candidate channel of rap-node-agent"),
+		stepUp("09b-stepup-channel-set"),
+		waitText("#flash", "Done: Make east follow the candidate channel of rap-node-agent"),
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		waitText(".assignments", "candidate"),
+	)
+	require.NoError(t, err)
 	var audited bool
 	evs, err := d.Auth.ListAudit(ctx, storeFilter("join_request.approve"), pageAll())
 	require.NoError(t, err)
