@@ -127,6 +127,10 @@ type Heartbeat struct {
 	// and load). Optional: agents that predate it omit it, and an authority
 	// that predates it ignores it.
 	Load *Load `json:"load,omitempty"`
+	// LastPing is the result of the agent's last `mesh ping` in this
+	// cluster, sent with every heartbeat after it; the authority keeps it
+	// with the latest heartbeat only (not in the heartbeat history).
+	LastPing *PingReport `json:"last_ping,omitempty"`
 }
 
 // Load is a node's load as its agent measures it at heartbeat time. A zero
@@ -141,6 +145,23 @@ type Load struct {
 	// Links is how many of the node's mesh links are up.
 	Links int `json:"links"`
 }
+
+// PingReport is one `mesh ping` as an agent reports it (Heartbeat.LastPing):
+// the destination, the path of node ids there (the sender first, relays in
+// between, the destination last) and back, the round-trip time and when.
+type PingReport struct {
+	Destination string    `json:"destination"`
+	Path        []string  `json:"path"`
+	Reverse     []string  `json:"reverse,omitempty"`
+	RTTMs       float64   `json:"rtt_ms"`
+	At          time.Time `json:"at"`
+}
+
+// Bounds of a PingReport.
+const (
+	MaxPingPathLen = 16
+	MaxPingIDLen   = 100
+)
 
 // MaxHeartbeatUpdates bounds Heartbeat.Updates (one entry per product).
 const MaxHeartbeatUpdates = 16

@@ -153,6 +153,9 @@ func validateHeartbeat(in *HeartbeatInput) error {
 	if err := validateLoad(in.Load); err != nil {
 		return err
 	}
+	if err := validatePing(in.LastPing); err != nil {
+		return err
+	}
 	return validateHeartbeatUpdates(in.Updates)
 }
 
@@ -420,6 +423,11 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 	}
 	row := store.HeartbeatRow{ClusterID: p.ClusterID, NodeID: p.NodeID, ReceivedAt: now, Seq: in.Seq, AppliedVersion: in.AppliedVersion,
 		AgentVersion: in.AgentVersion, State: in.State, Health: in.Health, AuthorityID: authorityID}
+	// The last mesh ping goes with the latest heartbeat only, not the history.
+	latestHealth, err := withPing(in.Health, in.LastPing)
+	if err != nil {
+		return HeartbeatAck{}, err
+	}
 	k := hbKey{p.ClusterID, p.NodeID}
 	sh := h.shardOf(p.NodeID)
 
@@ -430,6 +438,7 @@ func (h *Heartbeats) Ingest(p NodePrincipal, in HeartbeatInput) (HeartbeatAck, e
 		sh.latest[k] = e
 	}
 	e.row = store.LatestHeartbeat{HeartbeatRow: row, Services: in.Services, SourceAddr: p.SourceAddr}
+	e.row.Health = latestHealth
 	if len(in.Facts) > 0 && string(in.Facts) != "null" {
 		e.facts, e.factsDirty = in.Facts, true
 	}

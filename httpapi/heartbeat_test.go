@@ -25,7 +25,8 @@ func heartbeatBodies() []string {
 	agent, _ := json.Marshal(authority.HeartbeatInput{Seq: 42, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC), AgentVersion: "v1.2.3",
 		AppliedVersion: 7, State: "normal", Health: json.RawMessage(`{"status":"ok","checks":[{"n":"a","ok":true}]}`),
 		Services: json.RawMessage(`[{"type":"relay","state":"running"}]`), Capabilities: []domain.Capability{"can_route_mesh"},
-		Facts: json.RawMessage(`{"hostname":"h","os":"linux"}`)})
+		Facts:    json.RawMessage(`{"hostname":"h","os":"linux"}`),
+		LastPing: &agentapi.PingReport{Destination: "n2", Path: []string{"n1", "r1", "n2"}, Reverse: []string{"n2", "r1", "n1"}, RTTMs: 1.25, At: time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)}})
 	local, _ := json.Marshal(authority.HeartbeatInput{Seq: 1, SentAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.FixedZone("", 2*3600))})
 	return []string{
 		string(agent), string(local),
@@ -51,6 +52,8 @@ func heartbeatBodies() []string {
 		`{"health":{"a":"\u00e9\ud83d\ude00"}}`, `{"health":{"a":"\x"}}`, `{"health":[01]}`, `{"health":[-]}`, `{"health":[1.]}`, `{"health":[1e]}`,
 		`{"health":[-0.5e+7, 1E-2, 0]}`, `{"health":[tru]}`, `{"health":{"a" 1}}`, `{"health":{1:2}}`, `{"seq":01}`, `{"seq":-}`,
 		`{"seq":9223372036854775808}`, `{"seq":-9223372036854775808}`, `{"sent_at":"2030-02-30T00:00:00Z"}`, `{"state":"a\"b"}`,
+		`{"last_ping":null}`, `{"last_ping":{}}`, `{"last_ping":"x"}`, `{"last_ping":{"path":"n1"}}`,
+		`{"last_ping":{"destination":"n2","path":["n1","n2"],"rtt_ms":0.5,"at":"2030-01-01T00:00:00Z"},"seq":4}`,
 	}
 }
 
@@ -77,6 +80,7 @@ func sameHeartbeat(t *testing.T, want, got authority.HeartbeatInput, body string
 	w, g := want, got
 	w.SentAt, g.SentAt = time.Time{}, time.Time{}
 	require.True(t, reflect.DeepEqual(w, g), "%s: %#v vs %#v", body, w, g)
+	require.True(t, reflect.DeepEqual(want.LastPing, got.LastPing), "%s: %#v vs %#v", body, want.LastPing, got.LastPing)
 }
 
 func checkHeartbeatDecode(t *testing.T, body string) {

@@ -157,7 +157,8 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	beat(now.Truncate(w).Add(time.Second), "normal")
 	hb.set(now.Truncate(w).Add(2 * time.Second))
 	_, err = a.Heartbeats().Ingest(authority.NodePrincipal{ClusterID: cl.ID, NodeID: ids["edge-b"], SourceAddr: "127.0.0.1"},
-		authority.HeartbeatInput{Seq: 1, AgentVersion: "test", State: "normal"})
+		authority.HeartbeatInput{Seq: 1, AgentVersion: "test", State: "normal", LastPing: &agentapi.PingReport{Destination: ids["edge-a"],
+			Path: []string{ids["edge-b"], ids["relay-c"], ids["edge-a"]}, RTTMs: 3.5, At: now.Add(-time.Minute)}})
 	require.NoError(t, err)
 	require.NoError(t, a.Heartbeats().Flush(ctx))
 
@@ -171,13 +172,22 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	require.Contains(t, page, `aria-current="page">Topology`)
 	svg := regexp.MustCompile(`(?s)<figure id="topology-demo">(.*?)</figure>`).FindStringSubmatch(page)
 	require.NotNil(t, svg, "the demo cluster has a topology figure")
-	nodes := regexp.MustCompile(`<g class="node" data-node-id="([^"]+)" data-kind="agent" data-relay="(true|false)">`).FindAllStringSubmatch(svg[1], -1)
+	nodes := regexp.MustCompile(`<g class="node" data-node-id="([^"]+)" data-kind="agent" data-relay="(true|false)" data-ping-path="(true|false)">`).FindAllStringSubmatch(svg[1], -1)
 	require.Len(t, nodes, 3, "a node per agent")
-	relays := map[string]bool{}
+	relays, onPath := map[string]bool{}, map[string]bool{}
 	for _, n := range nodes {
 		relays[n[1]] = n[2] == "true"
+		onPath[n[1]] = n[3] == "true"
 	}
 	require.Equal(t, map[string]bool{ids["edge-a"]: false, ids["edge-b"]: false, ids["relay-c"]: true}, relays)
+	// edge-b's last mesh ping (carried by its heartbeat) went through the
+	// relay: the path is highlighted hop by hop.
+	require.Equal(t, map[string]bool{ids["edge-a"]: true, ids["edge-b"]: true, ids["relay-c"]: true}, onPath)
+	hops := regexp.MustCompile(`<line class="ping-hop" data-from="([^"]+)" data-to="([^"]+)"`).FindAllStringSubmatch(svg[1], -1)
+	require.Len(t, hops, 2)
+	require.Equal(t, []string{ids["edge-b"], ids["relay-c"]}, hops[0][1:])
+	require.Equal(t, []string{ids["relay-c"], ids["edge-a"]}, hops[1][1:])
+	require.Contains(t, svg[1], "last mesh ping edge-b → relay-c → edge-a, RTT 3.5 ms")
 	links := regexp.MustCompile(`<line class="link" data-from="([^"]+)" data-to="([^"]+)" data-state="([^"]+)"[^>]* stroke="(#[0-9a-f]+)"`).FindAllStringSubmatch(svg[1], -1)
 	require.Len(t, links, 4, "a line per reported link")
 	colour := map[string]string{}
@@ -294,6 +304,8 @@ func TestConsoleDrawsTopologyAndHealth(t *testing.T) {
 	require.Contains(t, page, `quorum (1 voters, majority 1)`)
 	require.Regexp(t, `<b id="raft-epoch">[1-9][0-9]*</b>`, page)
 	require.Regexp(t, `(?s)<table id="raft-members">.*<td>`+d.Status().NodeID+`</td><td>leader</td><td>voter</td>`, page)
+	// Epoch history: the current epoch, claimed by this authority.
+	require.Regexp(t, `(?s)<table id="raft-epochs">.*<tr class="epoch epoch-current" data-epoch="[1-9][0-9]*"><td>[1-9][0-9]*</td><td>`+d.Status().NodeID+`</td>.*<td>current</td><td>[0-9hms ]+ so far</td>`, page)
 
 	// Overview totals are SQL counts, not page lengths: 600 more members
 	// (seeded as the superuser, fence trigger off) are all counted.

@@ -364,6 +364,33 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Equal(t, "30", eval(`String(document.querySelectorAll("svg.strip rect.cell").length)`))
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/raft"), chromedp.WaitVisible(css("#raft-members")), shot("15-raft")))
 	require.Equal(t, "yes", eval(`document.getElementById("raft-quorum").textContent`))
+	// The Raft panel's epoch history names this authority as the leader of
+	// the current epoch.
+	require.Contains(t, eval(`document.querySelector("#raft-epochs tr.epoch-current").textContent`), d.Status().NodeID)
+	// Create an authority join token from the Raft panel: the step-up dialog
+	// names the action in words, the token is shown once and is the one the
+	// authority keeps (active, with the description typed).
+	err = chromedp.Do(tctx,
+		chromedp.SetValue(css("#authority-token-ttl"), "10"),
+		chromedp.SendKeys(css("#authority-token-desc"), "standby auth-4"),
+		chromedp.Click(css("#authority-token-submit")),
+		waitText("#stepup-what", "Create an authority join token (standby auth-4) valid for 10 minutes"),
+		stepUp("15a-stepup-authority-token"),
+		waitText("#flash", "Done. Copy the value shown below now"),
+		waitText("#shown", "token:"),
+		shot("15b-authority-token"),
+	)
+	require.NoError(t, err)
+	shown := strings.TrimSpace(strings.TrimPrefix(eval(`document.getElementById("shown").textContent`), "token:"))
+	require.NotEmpty(t, shown)
+	ajts, err := d.Auth.ListAuthorityJoinTokens(ctx, store.Page{Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, ajts, 1)
+	require.Equal(t, "standby auth-4", ajts[0].Description)
+	require.Equal(t, "active", ajts[0].State)
+	require.WithinDuration(t, time.Now().Add(10*time.Minute), ajts[0].ExpiresAt, 2*time.Minute)
+	_, _, err = d.Auth.CheckAuthorityJoinToken(ctx, shown, "127.0.0.1")
+	require.NoError(t, err, "the shown token is the authority's join token")
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/trust?cluster=east"), chromedp.WaitVisible(css("#expiry-east svg")), shot("16-trust-expiry")))
 	require.Equal(t, "2", eval(`String(document.querySelectorAll("#expiry-east g.cert").length)`))
 	require.NoError(t, chromedp.Do(tctx, chromedp.Navigate(base+"/console/clusters?cluster=east"), chromedp.WaitVisible(css("#rollout-east svg")), shot("17-clusters")))
@@ -534,7 +561,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The Releases page: a signed release rolled out to the cluster, with
 	// its canary wave's progress bar (no inline styles: the page's CSP).
 	publishConsoleRelease(t, d.Auth, sys)
-	_, err = d.Auth.Rollouts().Start(ctx, sys, "east", authority.StartRolloutRequest{Product: release.ProductNodeAgent, Version: "1.0.0"}, "")
+	// Start its rollout from the console: the step-up dialog names it.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		chromedp.WaitVisible(css("#rollout-version-east")),
+		chromedp.SendKeys(css("#rollout-version-east"), "1.0.0"),
+		chromedp.Click(css("#rollout-start-submit-east")),
+		waitText("#stepup-what", "Start the rollout of rap-node-agent 1.0.0 in east"),
+		stepUp("09a-stepup-rollout-start"),
+		waitText("#flash", "Done: Start the rollout of rap-node-agent 1.0.0 in east"),
+	)
 	require.NoError(t, err)
 	err = chromedp.Do(tctx,
 		chromedp.Navigate(base+"/console/releases?cluster=east"),
@@ -542,6 +578,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText(".waves", "canary"),
 		chromedp.WaitVisible(css(".waves progress")),
 		shot("09-releases"),
+	)
+	require.NoError(t, err)
+	// Put the cluster on the candidate channel from the console.
+	err = chromedp.Do(tctx,
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		chromedp.WaitVisible(css("#channel-set-east")),
+		chromedp.SetValue(css("#channel-channel-east"), "candidate"),
+		chromedp.SendKeys(css("#channel-reason-east"), "early ring"),
+		chromedp.Click(css("#channel-set-submit-east")),
+		waitText("#stepup-what", "Make east follow the candidate channel of rap-node-agent"),
+		stepUp("09b-stepup-channel-set"),
+		waitText("#flash", "Done: Make east follow the candidate channel of rap-node-agent"),
+		chromedp.Navigate(base+"/console/releases?cluster=east"),
+		waitText(".assignments", "candidate"),
 	)
 	require.NoError(t, err)
 	var audited bool
@@ -553,6 +603,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	require.True(t, audited, "the approval is audited as the owner's")
+	ros, err := d.Auth.ListAudit(ctx, storeFilter("rollout.start"), pageAll())
+	require.NoError(t, err)
+	started := false
+	for _, e := range ros {
+		started = started || (e.Outcome == "ok" && e.ActorKind == "user")
+	}
+	require.True(t, started, "the console's rollout start is audited as the owner's")
 	t.Logf("screenshots in %s", shots)
 }
 

@@ -245,6 +245,32 @@ func TestAgentSnapshotsAndMesh(t *testing.T) {
 	})
 	require.Equal(t, []string{b.node, a.node, cc.node}, viaCtl.Path, "rapctl mesh ping shows the relay path")
 	require.Greater(t, viaCtl.EchoRTTMs, 0.0)
+	// b's heartbeat carries that ping to the authorities: `rapctl mesh
+	// pings` (GET /v1/clusters/mesh/pings) shows b's last ping with the
+	// relay path the console's topology highlights.
+	g.Eventually(20*time.Second, "b's last ping in /pings", func() bool {
+		cmd := exec.Command(filepath.Join(bin, "rapctl"), "--server", g.DS[0].APIAddr(), "--token", g.Token, "--ca-pin", g.Pin,
+			"mesh", "pings", "--cluster", "mesh", "--node", b.node, "-o", "json")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			lastErr = fmt.Errorf("%v: %s", err, out)
+			return false
+		}
+		var l struct {
+			Items []struct {
+				NodeID      string   `json:"node_id"`
+				Destination string   `json:"destination"`
+				Path        []string `json:"path"`
+				RTTMs       float64  `json:"rtt_ms"`
+			} `json:"items"`
+		}
+		if json.Unmarshal(out, &l) != nil || len(l.Items) != 1 {
+			lastErr = fmt.Errorf("pings: %s", out)
+			return false
+		}
+		it := l.Items[0]
+		return it.NodeID == b.node && it.Destination == cc.node && slices.Equal(it.Path, []string{b.node, a.node, cc.node}) && it.RTTMs > 0
+	})
 	out, err = exec.Command(filepath.Join(bin, "rapctl"), "mesh", "ping", "--state", b.state).CombinedOutput()
 	require.Error(t, err, "no NODE is a usage error")
 	require.Contains(t, string(out), "NODE")

@@ -98,6 +98,8 @@ ROUTES = [
     ("GET", "/v1/nodes/{id}/heartbeats", "owner", "nodes", "Heartbeat history (?cluster, paginated)", 200),
     ("POST", "/v1/agent/links", "node", "agent", "Report mesh link and route health (stored in mesh_links and mesh_routes)", 200),
     ("GET", "/v1/clusters/{cluster}/links", "owner", "mesh", "Mesh link inventory as the agents report it (?node)", 200),
+    ("GET", "/v1/clusters/{cluster}/pings", "owner", "mesh", "Each member's last mesh ping (destination, path of node ids incl. relays, RTT, time) from its latest heartbeat, newest first (?node)", 200),
+    ("GET", "/v1/authority/epochs", "owner", "authority", "Leadership epochs recorded by the fence in PostgreSQL: epoch, leader, start, end and duration, newest first", 200),
     ("GET", "/v1/clusters/{cluster}/routes", "owner", "mesh", "Reported route health per destination (?node)", 200),
     ("POST", "/v1/clusters/{cluster}/route-intents", "owner", "mesh", "Create a route intent: source/destination selector, allow|deny|prefer-relay, priority (fenced)", 201),
     ("GET", "/v1/clusters/{cluster}/route-intents", "owner", "mesh", "List the cluster's route intents in priority order", 200),

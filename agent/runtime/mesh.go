@@ -282,8 +282,26 @@ func (a *Agent) MeshPing(ctx context.Context, req PingRequest) (PingResult, erro
 	if err != nil {
 		return PingResult{}, err
 	}
+	m.recordPing(r.Destination, r.Path, r.Reverse, r.RTTMs, a.o.Now())
 	return PingResult{ClusterID: m.cluster, From: m.status().NodeID, Destination: r.Destination, Path: r.Path, Reverse: r.Reverse,
 		SetupRTTMs: r.SetupRTTMs, RTTMs: r.RTTMs, EchoRTTMs: r.EchoRTTMs}, nil
+}
+
+// recordPing keeps a ping's result for the heartbeats (the authority draws
+// its path on the topology) and asks for an early heartbeat. Paths longer
+// than the wire allows are not reported.
+func (m *member) recordPing(dst string, path, reverse []string, rttMs float64, at time.Time) {
+	if len(path) < 2 || len(path) > agentapi.MaxPingPathLen || len(reverse) > agentapi.MaxPingPathLen {
+		return
+	}
+	p := &agentapi.PingReport{Destination: dst, Path: slices.Clone(path), Reverse: slices.Clone(reverse), RTTMs: rttMs, At: at.UTC()}
+	m.mu.Lock()
+	m.lastPing = p
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
 }
 
 // StreamRequest is the body of POST /v1/mesh/stream on the status socket: a

@@ -289,6 +289,9 @@ type member struct {
 	vpnLoopRun *vpnRun
 	// wlState is the workload update records (workload_updates.go).
 	wlState *wlState
+	// lastPing is the last `mesh ping` from this membership, sent with every
+	// heartbeat after it (the authority keeps the latest heartbeat's).
+	lastPing *pingReport
 }
 
 func newMember(a *Agent, cluster string, id state.Identity) (*member, error) {
@@ -523,6 +526,7 @@ func (m *member) heartbeat(ctx context.Context) (heartbeatAck, error) {
 	if sendFacts {
 		hb.Facts, hb.Capabilities = m.factsJSON, m.caps
 	}
+	hb.LastPing = m.lastPing
 	client := m.client
 	m.mu.Unlock()
 	hb.Services = m.workloadReport()

@@ -25,6 +25,7 @@ type (
 	joinRequest  = agentapi.JoinRequest
 	joinStatus   = agentapi.JoinStatus
 	heartbeat    = agentapi.Heartbeat
+	pingReport   = agentapi.PingReport
 	heartbeatAck = agentapi.HeartbeatAck
 	renewedCert  = agentapi.RenewedCert
 	desiredState = agentapi.DesiredState

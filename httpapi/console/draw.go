@@ -29,6 +29,14 @@ type topoLink struct {
 	Loss     float64
 }
 
+// topoPing is the last `mesh ping` drawn on a topology: the pinging node's
+// path to the destination, relays in between.
+type topoPing struct {
+	Path  []string
+	RTTMs float64
+	At    time.Time
+}
+
 func esc(s string) string { return template.HTMLEscapeString(s) }
 
 // linkColour colours a link by state, and an up link by round-trip time.
@@ -53,18 +61,31 @@ func linkColour(l topoLink) (colour string, dashed bool) {
 // topologySVG draws a cluster's mesh: the agents on a circle (relays as
 // double rings) and one line per reported link, coloured by state and RTT.
 // Links to peers that are not in nodes get a grey "unknown peer" node.
-func topologySVG(title string, nodes []topoNode, links []topoLink) template.HTML {
+//
+// ping, when not nil, is the last mesh ping: its path is drawn over the
+// links as a thick violet line per hop, and the nodes on it are marked.
+func topologySVG(title string, nodes []topoNode, links []topoLink, ping *topoPing) template.HTML {
 	known := map[string]bool{}
 	for _, n := range nodes {
 		known[n.ID] = true
 	}
 	all := append([]topoNode(nil), nodes...)
+	var pingPath []string
+	if ping != nil && len(ping.Path) >= 2 {
+		pingPath = ping.Path
+	}
+	onPath := map[string]bool{}
+	for _, id := range pingPath {
+		onPath[id] = true
+	}
+	ends := make([]string, 0, 2*len(links)+len(pingPath))
 	for _, l := range links {
-		for _, id := range []string{l.From, l.To} {
-			if !known[id] {
-				known[id] = true
-				all = append(all, topoNode{ID: id, Name: short(id)})
-			}
+		ends = append(ends, l.From, l.To)
+	}
+	for _, id := range append(ends, pingPath...) {
+		if !known[id] {
+			known[id] = true
+			all = append(all, topoNode{ID: id, Name: short(id)})
 		}
 	}
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Name < all[j].Name })
@@ -103,14 +124,32 @@ func topologySVG(title string, nodes []topoNode, links []topoLink) template.HTML
 			esc(l.From), esc(l.To), esc(l.State), l.RTTMs, p[0]+ox, p[1]+oy, q[0]+ox, q[1]+oy, col, dash,
 			esc(nameOf(all, l.From)), esc(nameOf(all, l.To)), esc(l.State), humanMs(l.RTTMs), l.Loss*100)
 	}
-	b.WriteString(`</g><g class="nodes">`)
+	b.WriteString(`</g>`)
+	if len(pingPath) > 0 {
+		names := make([]string, len(pingPath))
+		for i, id := range pingPath {
+			names[i] = nameOf(all, id)
+		}
+		desc := fmt.Sprintf("last mesh ping %s, RTT %s at %s", strings.Join(names, " → "), humanMs(ping.RTTMs), ping.At.UTC().Format("2006-01-02 15:04:05Z"))
+		fmt.Fprintf(&b, `<g class="ping-path" data-hops="%d"><title>%s</title>`, len(pingPath)-1, esc(desc))
+		for i := 0; i+1 < len(pingPath); i++ {
+			p, q := pos[pingPath[i]], pos[pingPath[i+1]]
+			fmt.Fprintf(&b, `<line class="ping-hop" data-from="%s" data-to="%s" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#6d28d9" stroke-width="6" stroke-opacity="0.55" stroke-linecap="round"><title>ping hop %d: %s → %s</title></line>`,
+				esc(pingPath[i]), esc(pingPath[i+1]), p[0], p[1], q[0], q[1], i+1, esc(names[i]), esc(names[i+1]))
+		}
+		fmt.Fprintf(&b, `<text class="ping-caption" x="10" y="18" fill="#6d28d9">%s</text></g>`, esc(desc))
+	}
+	b.WriteString(`<g class="nodes">`)
 	for _, n := range all {
 		p := pos[n.ID]
 		kind, fill := "agent", "#e8eefa"
 		if !contains(nodes, n.ID) {
 			kind, fill = "unknown", "#eef1f5"
 		}
-		fmt.Fprintf(&b, `<g class="node" data-node-id="%s" data-kind="%s" data-relay="%t"><title>%s (%s)%s</title>`, esc(n.ID), kind, n.Relay, esc(n.Name), esc(n.ID), map[bool]string{true: ", relay", false: ""}[n.Relay])
+		fmt.Fprintf(&b, `<g class="node" data-node-id="%s" data-kind="%s" data-relay="%t" data-ping-path="%t"><title>%s (%s)%s</title>`, esc(n.ID), kind, n.Relay, onPath[n.ID], esc(n.Name), esc(n.ID), map[bool]string{true: ", relay", false: ""}[n.Relay])
+		if onPath[n.ID] {
+			fmt.Fprintf(&b, `<circle class="ping-mark" cx="%.1f" cy="%.1f" r="24" fill="none" stroke="#6d28d9" stroke-width="2" stroke-dasharray="3 3"/>`, p[0], p[1])
+		}
 		if n.Relay {
 			fmt.Fprintf(&b, `<circle class="relay-ring" cx="%.1f" cy="%.1f" r="20" fill="none" stroke="#1f5fbf" stroke-width="2"/>`, p[0], p[1])
 		}

@@ -13,7 +13,7 @@ func TestTopologySVGDrawsEveryNodeAndLink(t *testing.T) {
 	nodes := []topoNode{{ID: "n1", Name: "a"}, {ID: "n2", Name: "b", Relay: true}}
 	links := []topoLink{{From: "n1", To: "n2", State: "up", RTTMs: 5}, {From: "n2", To: "n1", State: "up", RTTMs: 150},
 		{From: "n2", To: "ghost-peer-id", State: "down"}}
-	svg := string(topologySVG("demo", nodes, links))
+	svg := string(topologySVG("demo", nodes, links, nil))
 	require.Len(t, regexp.MustCompile(`<g class="node" data-node-id="[^"]+" data-kind="agent"`).FindAllString(svg, -1), 2)
 	require.Len(t, regexp.MustCompile(`<g class="node" data-node-id="ghost-peer-id" data-kind="unknown"`).FindAllString(svg, -1), 1,
 		"a peer that is not a member is drawn as unknown")
@@ -26,9 +26,42 @@ func TestTopologySVGDrawsEveryNodeAndLink(t *testing.T) {
 	require.NotContains(t, svg, "style=", "no inline styles: the CSP forbids them")
 	require.NotContains(t, svg, "<script")
 	// Names are escaped.
-	svg = string(topologySVG("x", []topoNode{{ID: "i", Name: `<b>&"`}}, nil))
+	svg = string(topologySVG("x", []topoNode{{ID: "i", Name: `<b>&"`}}, nil, nil))
 	require.NotContains(t, svg, "<b>")
 	require.Contains(t, svg, "&lt;b&gt;")
+}
+
+// TestTopologySVGHighlightsThePingPath: the last mesh ping's path is drawn
+// hop by hop over the links (through the relay), its nodes are marked, the
+// nodes off the path are not, and the caption names the path in node names.
+func TestTopologySVGHighlightsThePingPath(t *testing.T) {
+	nodes := []topoNode{{ID: "n1", Name: "edge-a"}, {ID: "r1", Name: "relay-1", Relay: true}, {ID: "n2", Name: "edge-b"}, {ID: "n3", Name: "edge-c"}}
+	links := []topoLink{{From: "n1", To: "r1", State: "up", RTTMs: 2}, {From: "r1", To: "n2", State: "up", RTTMs: 3}, {From: "n1", To: "n3", State: "up", RTTMs: 1}}
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	svg := string(topologySVG("demo", nodes, links, &topoPing{Path: []string{"n1", "r1", "n2"}, RTTMs: 4.2, At: at}))
+	hops := regexp.MustCompile(`<line class="ping-hop" data-from="([^"]+)" data-to="([^"]+)"`).FindAllStringSubmatch(svg, -1)
+	require.Len(t, hops, 2, "one highlighted segment per hop")
+	require.Equal(t, []string{"n1", "r1"}, hops[0][1:])
+	require.Equal(t, []string{"r1", "n2"}, hops[1][1:])
+	require.Contains(t, svg, `<g class="ping-path" data-hops="2">`)
+	for id, on := range map[string]bool{"n1": true, "r1": true, "n2": true, "n3": false} {
+		require.Regexp(t, `data-node-id="`+id+`" data-kind="agent" data-relay="(true|false)" data-ping-path="`+map[bool]string{true: "true", false: "false"}[on]+`"`, svg, id)
+	}
+	require.Len(t, regexp.MustCompile(`class="ping-mark"`).FindAllString(svg, -1), 3)
+	require.Contains(t, svg, "last mesh ping edge-a → relay-1 → edge-b, RTT 4.2 ms at 2030-01-02 03:04:05Z")
+	// Drawn after the links, so it lies on top of them; and before the nodes.
+	require.Less(t, strings.Index(svg, `<g class="links">`), strings.Index(svg, `class="ping-path"`))
+	require.Less(t, strings.Index(svg, `class="ping-path"`), strings.Index(svg, `<g class="nodes">`))
+	require.NotContains(t, svg, "style=")
+
+	// A hop through a node that is no member is still drawn (as unknown).
+	svg = string(topologySVG("demo", nodes, nil, &topoPing{Path: []string{"n1", "ghost", "n2"}, RTTMs: 1, At: at}))
+	require.Contains(t, svg, `data-node-id="ghost" data-kind="unknown"`)
+	require.Len(t, regexp.MustCompile(`<line class="ping-hop"`).FindAllString(svg, -1), 2)
+	// Without a ping nothing is highlighted.
+	svg = string(topologySVG("demo", nodes, links, nil))
+	require.NotContains(t, svg, "ping-hop")
+	require.NotContains(t, svg, `data-ping-path="true"`)
 }
 
 func TestStripSVGHasOneCellPerBucket(t *testing.T) {

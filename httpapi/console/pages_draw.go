@@ -78,7 +78,19 @@ func (c *console) topology(ctx context.Context, clusterID, title string) (templa
 	for _, l := range ls {
 		links = append(links, topoLink{From: l.NodeID, To: l.PeerNodeID, State: l.State, RTTMs: l.RTTMs, Loss: l.Loss})
 	}
-	return topologySVG(title, nodes, links), len(nodes), len(links), nil
+	var ping *topoPing
+	ps, err := a.LastPings(ctx, clusterID, "", store.Page{Limit: 1})
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if len(ps) > 0 {
+		path := ps[0].Path
+		if len(path) > 0 && path[0] != ps[0].NodeID {
+			path = append([]string{ps[0].NodeID}, path...)
+		}
+		ping = &topoPing{Path: path, RTTMs: ps[0].RTTMs, At: ps[0].At}
+	}
+	return topologySVG(title, nodes, links, ping), len(nodes), len(links), nil
 }
 
 // topologyPage shows the mesh picture of each (or the selected) cluster.
@@ -186,6 +198,11 @@ func (c *console) raft(ctx context.Context, _ *http.Request, v *view) error {
 		return err
 	}
 	v.Data["Events"] = maps(ev)
+	es, err := c.o.Authority.Epochs(ctx, store.Page{Limit: 20})
+	if err != nil {
+		return err
+	}
+	v.Data["Epochs"] = maps(es)
 	return nil
 }
 
