@@ -41,7 +41,10 @@ type Source interface {
 type Forwarding struct {
 	Authorities []string
 	CAPin       string
-	ServerName  string
+	// CAPins are more pinned cluster CA roots, any of which may sign the
+	// authorities' certificates (a CA rotation's overlap).
+	CAPins     []string
+	ServerName string
 }
 
 // Options configure an Endpoint.

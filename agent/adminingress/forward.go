@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,10 +47,9 @@ func newForwarder(f Forwarding, timeout time.Duration) (*forwarder, error) {
 		return nil, errors.New("adminingress: no authority to forward to")
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: f.ServerName}
-	if f.CAPin != "" {
-		pin := f.CAPin
-		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection against the pinned cluster CA
-		tc.VerifyConnection = func(cs tls.ConnectionState) error { return apiclient.VerifyPinnedChain(cs.PeerCertificates, pin) }
+	if pins := append(slices.DeleteFunc([]string{f.CAPin}, func(p string) bool { return p == "" }), f.CAPins...); len(pins) > 0 {
+		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection against the pinned cluster CA roots
+		tc.VerifyConnection = func(cs tls.ConnectionState) error { return apiclient.VerifyPinnedChainAny(cs.PeerCertificates, pins) }
 	}
 	tr := &http.Transport{TLSClientConfig: tc, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}
