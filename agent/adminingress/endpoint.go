@@ -131,7 +131,7 @@ func New(src Source, o Options) (*Endpoint, error) {
 		}
 		e.fileCert = &c
 	}
-	fw, err := newForwarder(src.Forwarding(), o.RequestTimeout)
+	fw, err := newForwarder(src.Forwarding(), src.Forwarding, o.RequestTimeout)
 	if err != nil {
 		return nil, err
 	}
