@@ -263,10 +263,10 @@ type member struct {
 	a       *Agent
 	cluster string
 
-	mu     sync.Mutex
-	id     state.Identity
-	keys   *identity.Keys
-	cert   *x509.Certificate
+	mu   sync.Mutex
+	id   state.Identity
+	keys *identity.Keys
+	cert *x509.Certificate
 	// ca is the pinned root that issued cert; roots are every pinned root
 	// (caroots.go).
 	ca     *x509.Certificate
