@@ -118,7 +118,6 @@ func (m *member) applyStorage(snap snapshot.Snapshot, log hclog.Logger) {
 
 func (m *member) startStorage(log hclog.Logger) (*storageServer, error) {
 	o := m.a.o.Snapshot
-	m.mu.Lock()
 	ln, err := net.Listen("tcp", o.StorageListen)
 	if err != nil {
 		return nil, err
