@@ -143,6 +143,30 @@ func issuerOf(cert *x509.Certificate, roots []*x509.Certificate) *x509.Certifica
 	return nil
 }
 
+// issuerKeyID returns the key id of the root in roots that issued cert
+// ("" for none).
+func issuerKeyID(cert *x509.Certificate, roots []*x509.Certificate) string {
+	if cert == nil {
+		return ""
+	}
+	if r := issuerOf(cert, roots); r != nil {
+		if pub, ok := r.PublicKey.(ed25519.PublicKey); ok {
+			return snapshot.KeyID(pub)
+		}
+	}
+	return ""
+}
+
+// caRootIDs returns the key ids of an identity's pinned roots (active
+// first).
+func caRootIDs(id state.Identity) []string {
+	var out []string
+	for _, r := range id.CARoots {
+		out = append(out, r.KeyID)
+	}
+	return out
+}
+
 // rootKeys returns the snapshot verification keys of roots.
 func rootKeys(roots []*x509.Certificate) map[string]ed25519.PublicKey {
 	out := make(map[string]ed25519.PublicKey, len(roots))

@@ -382,6 +382,8 @@ func (m *member) status() MemberStatus {
 	defer m.mu.Unlock()
 	s := m.st
 	s.Authorities = slices.Clone(s.Authorities)
+	s.CARoots = caRootIDs(m.id)
+	s.CertificateIssuer = issuerKeyID(m.cert, m.roots)
 	s.Roles = slices.Clone(s.Roles)
 	s.VPN = slices.Clone(s.VPN)
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
