@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -180,6 +181,8 @@ func TestClusterCARotationWithLiveAgents(t *testing.T) {
 	for n, ag := range agents {
 		before[n] = ag.member(ci.id)
 		require.NotEmpty(t, before[n].CertificateSerial)
+		require.NotEmpty(t, before[n].CertificateIssuer)
+		require.Equal(t, []string{before[n].CertificateIssuer}, before[n].CARoots, "%s pins the one root from its snapshots", ag.name)
 	}
 	v := caStatus()
 	require.Len(t, v.Roots, 1)
@@ -212,7 +215,10 @@ func TestClusterCARotationWithLiveAgents(t *testing.T) {
 	}
 	require.NotEqual(t, oldKey, newKey)
 	for n, ag := range agents {
-		require.NotEqual(t, before[n].CertificateSerial, ag.member(ci.id).CertificateSerial, "%s renewed", ag.name)
+		m := ag.member(ci.id)
+		require.NotEqual(t, before[n].CertificateSerial, m.CertificateSerial, "%s renewed", ag.name)
+		require.Equal(t, newKey, m.CertificateIssuer, "%s: certificate of the new root", ag.name)
+		require.Equal(t, []string{newKey, oldKey}, m.CARoots, "%s pins both roots, the new one active", ag.name)
 	}
 
 	// Retire without --force.
@@ -223,9 +229,9 @@ func TestClusterCARotationWithLiveAgents(t *testing.T) {
 	desired := snapRows(sess, "rot")
 	for _, ag := range agents {
 		want := desired[ag.node].DesiredVersion
-		g.Eventually(30*time.Second, ag.name+" applied the new root's snapshot", func() bool {
+		g.Eventually(30*time.Second, ag.name+" applied the new root's snapshot and pins it alone", func() bool {
 			m := ag.member(ci.id)
-			return m.Snapshot != nil && m.Snapshot.AppliedVersion >= want
+			return m.Snapshot != nil && m.Snapshot.AppliedVersion >= want && slices.Equal(m.CARoots, []string{newKey})
 		})
 	}
 	settled := time.Since(retired)
