@@ -178,6 +178,27 @@ func rootKeys(roots []*x509.Certificate) map[string]ed25519.PublicKey {
 	return out
 }
 
+// updateIdentity changes the membership's stored identity: change edits a
+// copy of the current one (false: nothing to store), which is persisted,
+// then loaded (new API clients). One change at a time, each on the latest
+// identity, so that a renewal and moved pins never undo each other.
+func (m *member) updateIdentity(change func(id *state.Identity) bool) (bool, error) {
+	m.idMu.Lock()
+	defer m.idMu.Unlock()
+	m.mu.Lock()
+	id := m.id
+	m.mu.Unlock()
+	id.CARoots = slices.Clone(id.CARoots)
+	id.AuthorityURLs = slices.Clone(id.AuthorityURLs)
+	if !change(&id) {
+		return false, nil
+	}
+	if err := m.a.st.PutIdentity(m.cluster, id); err != nil {
+		return false, err
+	}
+	return true, m.load(id)
+}
+
 // rootPool returns the pinned roots as a certificate pool (verification of
 // other nodes' certificates).
 func (m *member) rootPool() *x509.CertPool {
@@ -217,23 +238,20 @@ func (m *member) moveCARoots(snap snapshot.Snapshot, signer string, log hclog.Lo
 		log.Warn("the snapshot's CA roots are not usable: the CA pins stay", "version", snap.Version, "error", err)
 		return
 	}
-	m.mu.Lock()
-	id := m.id
-	m.mu.Unlock()
-	if !sameCARoots(id.CARoots, next) {
-		prev := make([]string, 0, len(id.CARoots))
-		for _, r := range id.CARoots {
-			prev = append(prev, r.KeyID)
+	var prev []string
+	moved, err := m.updateIdentity(func(id *state.Identity) bool {
+		if sameCARoots(id.CARoots, next) {
+			return false
 		}
+		prev = caRootIDs(*id)
 		id.CARoots = next
-		if err := m.a.st.PutIdentity(m.cluster, id); err != nil {
-			log.Warn("storing the new CA pins failed; retrying with the next snapshot", "error", err)
-			return
-		}
-		if err := m.load(id); err != nil {
-			log.Warn("loading the new CA pins failed", "error", err)
-			return
-		}
+		return true
+	})
+	if err != nil {
+		log.Warn("storing the new CA pins failed; retrying with the next snapshot", "error", err)
+		return
+	}
+	if moved {
 		var keys []string
 		for _, r := range next {
 			keys = append(keys, r.KeyID)

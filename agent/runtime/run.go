@@ -263,6 +263,8 @@ type member struct {
 	a       *Agent
 	cluster string
 
+	// idMu serializes changes of the stored identity (updateIdentity).
+	idMu sync.Mutex
 	mu   sync.Mutex
 	id   state.Identity
 	keys *identity.Keys
@@ -695,11 +697,10 @@ func (m *member) renew(ctx context.Context) error {
 	if verr != nil {
 		return fmt.Errorf("%w: renewed certificate (no pinned root issued it): %w", ErrBadEnrollment, verr)
 	}
-	id.CertificatePEM = string(certPEM)
-	if err := m.a.st.PutIdentity(m.cluster, id); err != nil {
-		return err
-	}
-	if err := m.load(id); err != nil {
+	if _, err := m.updateIdentity(func(id *state.Identity) bool {
+		id.CertificatePEM = string(certPEM)
+		return true
+	}); err != nil {
 		return err
 	}
 	m.fillCert()

@@ -278,14 +278,20 @@ func (m *member) refreshTrust(ctx context.Context, log hclog.Logger) error {
 	if cert, err := x509.ParseCertificate(t.CACert); err == nil && !pinned {
 		pub, ok := cert.PublicKey.(ed25519.PublicKey)
 		m.mu.Lock()
-		id, cur := m.id, m.ca
+		cur := m.ca
 		m.mu.Unlock()
 		if ok && keys[snapshot.KeyID(pub)] != nil && !bytes.Equal(cert.Raw, cur.Raw) {
-			id.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
-			if err := m.a.st.PutIdentity(m.cluster, id); err == nil {
-				if err := m.load(id); err != nil {
-					return err
+			stored, err := m.updateIdentity(func(id *state.Identity) bool {
+				if len(id.CARoots) > 0 {
+					return false // pins moved from a snapshot meanwhile
 				}
+				id.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if stored {
 				log.Info("stored the cluster's new CA certificate", "key_id", snapshot.KeyID(pub))
 			}
 		}
