@@ -208,8 +208,7 @@ type RenewedCert struct {
 	Serial      string    `json:"serial"`
 	NotAfter    time.Time `json:"not_after"`
 	Certificate []byte    `json:"certificate"`
-	// CACert is the root that issued Certificate (the cluster's publishing
-	// root; see docs/ca-rotation.md).
+	// CACert is the root that issued Certificate (docs/ca-rotation.md).
 	CACert []byte `json:"ca_certificate,omitempty"`
 }
 
@@ -230,6 +229,11 @@ type WhoAmI struct {
 type RenewRequest struct {
 	PublicKey      []byte `json:"public_key,omitempty"`
 	NoisePublicKey []byte `json:"noise_public_key,omitempty"`
+	// TrustedRoots are the key ids of the cluster CA roots the node pins
+	// (moved from its signed snapshots' ca_roots). During a CA rotation's
+	// overlap the certificate is issued by the active (new) root only when
+	// the node names it here; otherwise by the root every node trusts.
+	TrustedRoots []string `json:"trusted_roots,omitempty"`
 }
 
 // RoleAssignment is one role assignment of a node as the agent routes show it.

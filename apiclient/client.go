@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ type Options struct {
 	Token string
 	// CAPin pins the CA that must sign the server certificate ("sha256:…").
 	CAPin string
+	// CAPins are more pinned CAs, any of which may sign the server
+	// certificate instead (a cluster CA rotation's overlap).
+	CAPins []string
 	// ServerName is the TLS server name to send (SNI); "" means the host.
 	ServerName string
 	// Certificate is the client certificate (agent routes).
@@ -80,15 +84,21 @@ func New(o Options) (*Client, error) {
 		o.MaxRedirects = 3
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: o.ServerName}
-	if o.CAPin != "" {
-		if err := pki.ValidatePin(o.CAPin); err != nil {
-			return nil, fmt.Errorf("apiclient: CA pin %q: %w", o.CAPin, err)
+	var pins []string
+	for _, p := range append([]string{o.CAPin}, o.CAPins...) {
+		if p == "" {
+			continue
 		}
+		if err := pki.ValidatePin(p); err != nil {
+			return nil, fmt.Errorf("apiclient: CA pin %q: %w", p, err)
+		}
+		pins = append(pins, p)
+	}
+	if len(pins) > 0 {
 		// The chain is checked here against the pinned CA instead of the system
-		// roots: the server must present [leaf, CA] with CA matching the pin.
+		// roots: the server must present [leaf, CA] with CA matching a pin.
 		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection
-		pin := o.CAPin
-		tc.VerifyConnection = func(cs tls.ConnectionState) error { return VerifyPinnedChain(cs.PeerCertificates, pin) }
+		tc.VerifyConnection = func(cs tls.ConnectionState) error { return VerifyPinnedChainAny(cs.PeerCertificates, pins) }
 	}
 	if o.Certificate != nil {
 		cert := *o.Certificate
@@ -103,11 +113,17 @@ func New(o Options) (*Client, error) {
 // VerifyPinnedChain checks that chain[0] is signed by a CA certificate in the
 // chain whose pin is pin.
 func VerifyPinnedChain(chain []*x509.Certificate, pin string) error {
+	return VerifyPinnedChainAny(chain, []string{pin})
+}
+
+// VerifyPinnedChainAny checks that chain[0] is signed by a CA certificate in
+// the chain whose pin is one of pins.
+func VerifyPinnedChainAny(chain []*x509.Certificate, pins []string) error {
 	if len(chain) < 2 {
 		return errors.New("apiclient: server did not present its CA certificate")
 	}
 	for _, ca := range chain[1:] {
-		if pki.CheckPin(ca, pin) != nil {
+		if !slices.ContainsFunc(pins, func(pin string) bool { return pki.CheckPin(ca, pin) == nil }) {
 			continue
 		}
 		pool := x509.NewCertPool()

@@ -542,6 +542,36 @@ func TestVerifyPinnedChain(t *testing.T) {
 	}
 }
 
+// TestVerifyPinnedChainAny: with two pinned roots (a CA rotation's
+// overlap) a chain of either is accepted, one of a third root is not, and
+// no pin accepts nothing.
+func TestVerifyPinnedChainAny(t *testing.T) {
+	oldCA, newCA, other := newCA(t), newCA(t), newCA(t)
+	chain := func(ca testCA) []*x509.Certificate {
+		var out []*x509.Certificate
+		for _, der := range serverCert(t, ca, nil).Certificate {
+			c, err := x509.ParseCertificate(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	pins := []string{oldCA.pin, newCA.pin}
+	for _, ca := range []testCA{oldCA, newCA} {
+		if err := VerifyPinnedChainAny(chain(ca), pins); err != nil {
+			t.Fatalf("a pinned root's chain refused: %v", err)
+		}
+	}
+	if err := VerifyPinnedChainAny(chain(other), pins); err == nil {
+		t.Fatal("an unpinned root's chain accepted")
+	}
+	if err := VerifyPinnedChainAny(chain(oldCA), nil); err == nil {
+		t.Fatal("a chain accepted without pins")
+	}
+}
+
 // TestClientCertificate: an agent's client certificate is presented to the
 // server.
 func TestClientCertificate(t *testing.T) {

@@ -3,12 +3,13 @@ package authority
 // Cluster CA rotation (owner actions, step-up at the API, fenced, audited):
 //
 //   - RotateClusterCA creates a new CA key through Raft. The cluster enters an
-//     overlap: both roots are trusted, node certificates are issued by the
-//     new (active) root, and what every node must verify before it learned
-//     the new root — snapshots and the authorities' TLS server certificates —
-//     is still signed by the old one (fsm.ClusterCA.Publishing). Every
-//     node's snapshot is re-signed carrying both roots (ca_roots); agents
-//     move their pins and renew from the active root.
+//     overlap: both roots are trusted, renewals of nodes that pin the new
+//     (active) root are issued by it (issuingRootFor), and what every node
+//     must verify before it learned the new root — snapshots, enrollments'
+//     certificates and the authorities' TLS server certificates — is still
+//     signed by the old one (fsm.ClusterCA.Publishing). Every node's
+//     snapshot is re-signed carrying both roots (ca_roots); agents move
+//     their pins and renew from the active root (agent/runtime/caroots.go).
 //   - RetireClusterCA ends the overlap once every active member holds a
 //     certificate of the new root (or with force): certificates of the old
 //     root are refused from then on (code ca_retired), snapshots and server

@@ -88,3 +88,45 @@ func TestRetiredRootRefusedAndUncached(t *testing.T) {
 	require.Len(t, a.caRoots(cluster), 1)
 	require.Equal(t, newID, a.caRoots(cluster)[0].KeyID)
 }
+
+// TestRenewalIssuingRoot: outside a rotation every renewal comes from the
+// one root; during the overlap a renewal is issued by the new (current)
+// root only for a node that names it among its pinned roots (it moved its
+// pins from a signed snapshot), by the publishing (old) root otherwise;
+// after retirement by the new root.
+func TestRenewalIssuingRoot(t *testing.T) {
+	db, _, cluster, _ := hbDB(t, 1)
+	f := fsm.New(fsm.Options{})
+	var idx uint64
+	apply := func(c fsm.Command) {
+		t.Helper()
+		data, err := fsm.Encode("", c)
+		require.NoError(t, err)
+		idx++
+		require.NoError(t, f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
+	}
+	now := time.Now()
+	newRoot := func() (ed25519.PrivateKey, []byte, string) {
+		priv, der, err := pki.NewCA(rand.Reader, cluster, now.Add(-time.Hour), 24*time.Hour)
+		require.NoError(t, err)
+		return priv, der, keyID(priv.Public().(ed25519.PublicKey))
+	}
+	oldKey, oldDER, oldID := newRoot()
+	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
+	a, err := New(Config{NodeID: "a1"}, nil, f, db)
+	require.NoError(t, err)
+	require.False(t, a.issuingRootFor(cluster, nil), "publishing = current: either way the one root")
+	require.True(t, a.issuingRootFor(cluster, []string{oldID}))
+
+	newKey, newDER, newID := newRoot()
+	apply(fsm.RotateClusterCA{ClusterID: cluster, KeyID: newID, PublicKey: newKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: newDER, At: now})
+	require.False(t, a.issuingRootFor(cluster, nil), "an agent that names no roots gets the old root it pins")
+	require.False(t, a.issuingRootFor(cluster, []string{oldID}), "nor one that pins only the old root")
+	require.True(t, a.issuingRootFor(cluster, []string{newID, oldID}), "one that moved its pins gets the new root")
+	require.False(t, a.issuingRootFor("no-such-cluster", []string{newID}))
+
+	apply(fsm.RetireClusterCA{ClusterID: cluster, KeyID: oldID, At: now})
+	ca, _ := f.ClusterCA(cluster)
+	require.Equal(t, newID, ca.Publishing().KeyID, "after retirement the new root publishes and issues")
+	require.True(t, a.issuingRootFor(cluster, []string{newID}))
+}

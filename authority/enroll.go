@@ -402,7 +402,7 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 		if err != nil {
 			return ApproveResult{}, err
 		}
-		cert, err := a.issueCert(ctx, tx, actor, ident, node.Name, now, true)
+		cert, _, err := a.issueCert(ctx, tx, actor, ident, node.Name, now, false)
 		if err != nil {
 			return ApproveResult{}, err
 		}
@@ -423,35 +423,54 @@ func (a *Authority) approve(ctx context.Context, actor Actor, id, idemKey string
 }
 
 // issueCert signs a node certificate for ident and records it, with its own
-// audit event, inside the caller's fenced transaction. It is issued by the
-// publishing root (during a CA rotation's overlap the old root): today's
-// agents verify a renewed certificate against the root their join pin names
-// and cannot yet move their pins from the snapshot's ca_roots (see
-// docs/ca-rotation.md), so issuing from the new root would break their
-// renewals. Once the agent side exists, renewals (enroll false) move to the
-// current root.
-func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time, enroll bool) (store.Certificate, error) {
-	_ = enroll
+// audit event, inside the caller's fenced transaction; it returns the
+// issuing root's certificate too. fromCurrent issues it from the current
+// root; otherwise from the publishing root, which differs only during a CA
+// rotation's overlap (the old root, which every node pins). Enrollments use
+// the publishing root (the join token's pin names it); renewals the current
+// root when the node pins it (issuingRootFor, docs/ca-rotation.md).
+func (a *Authority) issueCert(ctx context.Context, tx pgx.Tx, actor Actor, ident store.Identity, nodeName string, now time.Time, fromCurrent bool) (store.Certificate, []byte, error) {
 	signer := a.publishingClusterSigner
-	caKey, caDER, _, err := signer(ident.ClusterID)
+	if fromCurrent {
+		signer = a.clusterSigner
+	}
+	caKey, caDER, caKID, err := signer(ident.ClusterID)
 	if err != nil {
-		return store.Certificate{}, err
+		return store.Certificate{}, nil, err
 	}
 	der, serial, err := pki.IssueNodeCert(a.cfg.Rand, caKey, caDER, pki.NodeCertRequest{ClusterID: ident.ClusterID, NodeID: ident.NodeID, NodeName: nodeName,
 		PublicKey: ident.PublicKey, NotBefore: now, Lifetime: a.cfg.NodeCertLifetime})
 	if err != nil {
-		return store.Certificate{}, &Error{Code: CodeInternal, Message: "could not issue the node certificate", Err: err}
+		return store.Certificate{}, nil, &Error{Code: CodeInternal, Message: "could not issue the node certificate", Err: err}
 	}
 	cert := store.Certificate{Serial: serial, ClusterID: ident.ClusterID, NodeID: ident.NodeID, IdentityID: ident.ID, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(a.cfg.NodeCertLifetime), DER: der}
 	if err := store.InsertCertificate(ctx, tx, cert); err != nil {
-		return store.Certificate{}, err
+		return store.Certificate{}, nil, err
 	}
 	if err := store.SetIdentityCertificate(ctx, tx, ident.ID, serial, cert.NotBefore, cert.NotAfter); err != nil {
-		return store.Certificate{}, err
+		return store.Certificate{}, nil, err
 	}
 	err = a.appendAudit(ctx, tx, Op{Action: "certificate.issue", Actor: actor, ClusterID: ident.ClusterID, TargetKind: "node", TargetID: ident.NodeID,
-		Details: map[string]any{"serial": serial, "not_after": cert.NotAfter}}, "ok", int64(a.fenceEpoch.Load()), nil)
-	return cert, err
+		Details: map[string]any{"serial": serial, "not_after": cert.NotAfter, "ca_key_id": caKID}}, "ok", int64(a.fenceEpoch.Load()), nil)
+	return cert, caDER, err
+}
+
+// issuingRootFor tells whether a renewal for a node that pins the roots
+// trusted (key ids, from its request) is issued from the cluster's current
+// root: only when the node pins it — an agent that has not moved its pins
+// (or predates CA rotation) gets a certificate of the publishing root,
+// which it can verify.
+func (a *Authority) issuingRootFor(clusterID string, trusted []string) bool {
+	ca, ok := a.state.ClusterCA(clusterID)
+	if !ok {
+		return false
+	}
+	for _, k := range trusted {
+		if k == ca.Current.KeyID {
+			return true
+		}
+	}
+	return false
 }
 
 // RejectJoinRequest rejects a pending request with a reason (fenced).

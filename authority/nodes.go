@@ -187,8 +187,10 @@ type RenewedCert = agentapi.RenewedCert
 // RenewCertificate issues a new certificate for the node's active identity
 // (fenced). With newKey/newNoiseKey set it is a key rotation: the old identity
 // is retired and the new keys become the node's identity. The caller has
-// authenticated the node with its current certificate.
-func (a *Authority) RenewCertificate(ctx context.Context, node NodePrincipal, newKey ed25519.PublicKey, newNoiseKey []byte) (RenewedCert, error) {
+// authenticated the node with its current certificate. trustedRoots are the
+// CA root key ids the node pins: naming the current root lets it be issued
+// from it during a CA rotation's overlap (issuingRootFor).
+func (a *Authority) RenewCertificate(ctx context.Context, node NodePrincipal, newKey ed25519.PublicKey, newNoiseKey []byte, trustedRoots []string) (RenewedCert, error) {
 	actor := Actor{ID: node.NodeID, Kind: "node", SourceAddr: node.SourceAddr}
 	rotate := len(newKey) > 0 || len(newNoiseKey) > 0
 	if rotate && (len(newKey) != ed25519.PublicKeySize || len(newNoiseKey) != 32) {
@@ -224,15 +226,11 @@ func (a *Authority) RenewCertificate(ctx context.Context, node NodePrincipal, ne
 					return RenewedCert{}, err
 				}
 			}
-			cert, err := a.issueCert(ctx, tx, actor, ident, m.NodeName, now, false)
+			cert, caDER, err := a.issueCert(ctx, tx, actor, ident, m.NodeName, now, a.issuingRootFor(node.ClusterID, trustedRoots))
 			if err != nil {
 				return RenewedCert{}, err
 			}
-			rc := RenewedCert{Serial: cert.Serial, NotAfter: cert.NotAfter, Certificate: cert.DER}
-			if ca, ok := a.state.ClusterCA(node.ClusterID); ok {
-				rc.CACert = ca.Publishing().CertDER
-			}
-			return rc, nil
+			return RenewedCert{Serial: cert.Serial, NotAfter: cert.NotAfter, Certificate: cert.DER, CACert: caDER}, nil
 		})
 }
 

@@ -57,7 +57,10 @@ func (s *Server) agentRenew(w http.ResponseWriter, r *http.Request, n authority.
 	if err := decodeJSON(w, r, &b); err != nil {
 		return err
 	}
-	c, err := s.a.RenewCertificate(r.Context(), n, b.PublicKey, b.NoisePublicKey)
+	if len(b.TrustedRoots) > 8 {
+		return authority.Errf(authority.CodeInvalid, "trusted_roots names at most 8 CA roots")
+	}
+	c, err := s.a.RenewCertificate(r.Context(), n, b.PublicKey, b.NoisePublicKey, b.TrustedRoots)
 	if err != nil {
 		return err
 	}

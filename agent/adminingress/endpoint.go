@@ -41,7 +41,10 @@ type Source interface {
 type Forwarding struct {
 	Authorities []string
 	CAPin       string
-	ServerName  string
+	// CAPins are more pinned cluster CA roots, any of which may sign the
+	// authorities' certificates (a CA rotation's overlap).
+	CAPins     []string
+	ServerName string
 }
 
 // Options configure an Endpoint.
@@ -128,7 +131,7 @@ func New(src Source, o Options) (*Endpoint, error) {
 		}
 		e.fileCert = &c
 	}
-	fw, err := newForwarder(src.Forwarding(), o.RequestTimeout)
+	fw, err := newForwarder(src.Forwarding(), src.Forwarding, o.RequestTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,15 +42,27 @@ type forwarder struct {
 	cluster string
 }
 
-func newForwarder(f Forwarding, timeout time.Duration) (*forwarder, error) {
+// newForwarder builds the forwarder of f; current, when not nil, is asked
+// for the pins at each handshake (they move with a cluster CA rotation).
+func newForwarder(f Forwarding, current func() Forwarding, timeout time.Duration) (*forwarder, error) {
 	if len(f.Authorities) == 0 {
 		return nil, errors.New("adminingress: no authority to forward to")
 	}
+	pinsOf := func(f Forwarding) []string {
+		return append(slices.DeleteFunc([]string{f.CAPin}, func(p string) bool { return p == "" }), f.CAPins...)
+	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: f.ServerName}
-	if f.CAPin != "" {
-		pin := f.CAPin
-		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection against the pinned cluster CA
-		tc.VerifyConnection = func(cs tls.ConnectionState) error { return apiclient.VerifyPinnedChain(cs.PeerCertificates, pin) }
+	if pins := pinsOf(f); len(pins) > 0 {
+		tc.InsecureSkipVerify = true //nolint:gosec // verified in VerifyConnection against the pinned cluster CA roots
+		tc.VerifyConnection = func(cs tls.ConnectionState) error {
+			use := pins
+			if current != nil {
+				if p := pinsOf(current()); len(p) > 0 {
+					use = p
+				}
+			}
+			return apiclient.VerifyPinnedChainAny(cs.PeerCertificates, use)
+		}
 	}
 	tr := &http.Transport{TLSClientConfig: tc, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: 90 * time.Second}

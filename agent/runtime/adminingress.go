@@ -75,7 +75,7 @@ func (s adminSource) Forwarding() adminingress.Forwarding {
 	m := s.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return adminingress.Forwarding{Authorities: slices.Clone(m.id.AuthorityURLs), CAPin: m.id.CAPin, ServerName: serverNameForCluster(m.cluster)}
+	return adminingress.Forwarding{Authorities: slices.Clone(m.id.AuthorityURLs), CAPins: pinsOf(m.id, m.roots), ServerName: serverNameForCluster(m.cluster)}
 }
 
 // startAdmin builds the admin endpoint for the configured membership (nil

@@ -23,6 +23,7 @@ import (
 	"github.com/rap-fabric/core/agent/facts"
 	"github.com/rap-fabric/core/agent/identity"
 	"github.com/rap-fabric/core/agent/state"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/domain"
 )
@@ -262,13 +263,22 @@ type member struct {
 	a       *Agent
 	cluster string
 
-	mu     sync.Mutex
-	id     state.Identity
-	keys   *identity.Keys
-	cert   *x509.Certificate
+	// idMu serializes changes of the stored identity (updateIdentity).
+	idMu sync.Mutex
+	mu   sync.Mutex
+	id   state.Identity
+	keys *identity.Keys
+	cert *x509.Certificate
+	// ca is the pinned root that issued cert; roots are every pinned root
+	// (caroots.go).
 	ca     *x509.Certificate
+	roots  []*x509.Certificate
 	client *apiclient.Client
 	st     MemberStatus
+	// renewFor is the active CA root an early renewal is pending for;
+	// renewTried the root whose early renewal did not yield a certificate
+	// of it (not retried).
+	renewFor, renewTried string
 
 	seq          int64
 	failures     int
@@ -315,7 +325,7 @@ func (m *member) load(id state.Identity) error {
 	if err != nil {
 		return err
 	}
-	ca, err := identity.ParseCertificatePEM([]byte(id.CAPEM))
+	roots, err := pinnedRoots(id)
 	if err != nil {
 		return err
 	}
@@ -323,19 +333,34 @@ func (m *member) load(id state.Identity) error {
 	if err != nil {
 		return err
 	}
-	client, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPin: id.CAPin, ServerName: serverNameForCluster(m.cluster),
+	ca := issuerOf(cert, roots)
+	if ca == nil {
+		ca = roots[0]
+	}
+	pins := pinsOf(id, roots)
+	if len(pins) == 0 || pins[0] == "" {
+		return errors.New("runtime: the identity pins no CA")
+	}
+	client, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPins: pins, ServerName: serverNameForCluster(m.cluster),
 		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}, Timeout: m.a.o.RequestTimeout})
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	old := m.client
-	m.id, m.keys, m.cert, m.ca, m.client = id, keys, cert, ca, client
+	m.id, m.keys, m.cert, m.ca, m.roots, m.client = id, keys, cert, ca, roots, client
 	m.mu.Unlock()
 	if old != nil {
 		old.Close()
 	}
 	return nil
+}
+
+// pins returns the CA pins of the membership's API clients.
+func (m *member) pins() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return pinsOf(m.id, m.roots)
 }
 
 func (m *member) fillCert() {
@@ -359,6 +384,8 @@ func (m *member) status() MemberStatus {
 	defer m.mu.Unlock()
 	s := m.st
 	s.Authorities = slices.Clone(s.Authorities)
+	s.CARoots = caRootIDs(m.id)
+	s.CertificateIssuer = issuerKeyID(m.cert, m.roots)
 	s.Roles = slices.Clone(s.Roles)
 	s.VPN = slices.Clone(s.VPN)
 	s.Running = !m.loopsStopped && s.Mode != string(state.ModeRevoked)
@@ -450,7 +477,7 @@ func jitter(d time.Duration) time.Duration {
 func (m *member) round(ctx context.Context, log hclog.Logger) bool {
 	now := m.a.o.Now()
 	m.refreshFacts(now, log)
-	if m.renewDue(now) {
+	if m.renewDue(now) || m.earlyRenewal() {
 		if err := m.renew(ctx); err != nil {
 			log.Warn("certificate renewal failed; retrying next round", "error", err)
 			if m.isRevocation(ctx, err) {
@@ -458,7 +485,11 @@ func (m *member) round(ctx context.Context, log hclog.Logger) bool {
 				return true
 			}
 		} else {
-			log.Info("certificate renewed", "serial", m.status().CertificateSerial, "not_after", m.status().CertificateNotAfter)
+			m.renewedEarly(log)
+			m.mu.Lock()
+			issuer := m.ca.Subject.CommonName
+			m.mu.Unlock()
+			log.Info("certificate renewed", "serial", m.status().CertificateSerial, "not_after", m.status().CertificateNotAfter, "issuer", issuer)
 		}
 	}
 	ack, err := m.heartbeat(ctx)
@@ -611,7 +642,7 @@ func (m *member) certStatus(ctx context.Context) (string, error) {
 	m.mu.Lock()
 	id, der := m.id, m.cert.Raw
 	m.mu.Unlock()
-	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPin: id.CAPin, ServerName: serverNameForCluster(m.cluster), Timeout: m.a.o.RequestTimeout})
+	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPins: m.pins(), ServerName: serverNameForCluster(m.cluster), Timeout: m.a.o.RequestTimeout})
 	if err != nil {
 		return "", err
 	}
@@ -648,21 +679,28 @@ func (m *member) renewDue(now time.Time) bool {
 
 func (m *member) renew(ctx context.Context) error {
 	m.mu.Lock()
-	client, keys, ca, id := m.client, m.keys, m.ca, m.id
+	client, keys, roots, id := m.client, m.keys, m.roots, m.id
 	m.mu.Unlock()
+	// Naming the pinned roots lets the authority issue from the active
+	// root during a CA rotation's overlap (caroots.go).
 	var rc renewedCert
-	if err := client.Do(ctx, http.MethodPost, pathRenew, map[string]any{}, &rc, nil); err != nil {
+	if err := client.Do(ctx, http.MethodPost, pathRenew, agentapi.RenewRequest{TrustedRoots: m.pinnedKeyIDs()}, &rc, nil); err != nil {
 		return err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rc.Certificate})
-	if _, err := identity.VerifyNodeCertificate(certPEM, identity.NodeCertOptions{CA: ca, ClusterID: m.cluster, NodeID: id.NodeID, PublicKey: keys.SigningPublic(), Now: m.a.o.Now()}); err != nil {
-		return fmt.Errorf("%w: renewed certificate: %w", ErrBadEnrollment, err)
+	var verr error
+	for _, ca := range roots {
+		if _, verr = identity.VerifyNodeCertificate(certPEM, identity.NodeCertOptions{CA: ca, ClusterID: m.cluster, NodeID: id.NodeID, PublicKey: keys.SigningPublic(), Now: m.a.o.Now()}); verr == nil {
+			break
+		}
 	}
-	id.CertificatePEM = string(certPEM)
-	if err := m.a.st.PutIdentity(m.cluster, id); err != nil {
-		return err
+	if verr != nil {
+		return fmt.Errorf("%w: renewed certificate (no pinned root issued it): %w", ErrBadEnrollment, verr)
 	}
-	if err := m.load(id); err != nil {
+	if _, err := m.updateIdentity(func(id *state.Identity) bool {
+		id.CertificatePEM = string(certPEM)
+		return true
+	}); err != nil {
 		return err
 	}
 	m.fillCert()

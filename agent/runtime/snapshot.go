@@ -181,6 +181,10 @@ func (m *member) restoreSnapshot(log hclog.Logger) {
 	s.st.AppliedAt = as.AppliedAt
 	s.st.Source = "state-file"
 	s.mu.Unlock()
+	// It was verified when it was accepted: its roots are the pins (moved
+	// again here in case the agent stopped between storing the snapshot
+	// and its pins).
+	m.moveCARoots(snap, signed.KeyID, log)
 	m.apply(snap, "state-file", log)
 	log.Info("running on the stored snapshot", "version", snap.Version)
 }
@@ -202,21 +206,20 @@ func (m *member) checkStale(log hclog.Logger) {
 	}
 }
 
-// trustedKeys returns the CA keys snapshots are verified with: the keys from
-// the authority's /v1/agent/ca (fetched over the pinned mTLS connection)
-// or, before that, the CA certificate stored at enrollment.
+// trustedKeys returns the CA keys snapshots are verified with: the pinned
+// roots' keys (caroots.go), narrowed by the authority's /v1/agent/ca
+// (fetched over the pinned mTLS connection) when it lists some rotated out
+// — or, before any snapshot carried ca_roots, widened by it (the CA
+// certificate stored at enrollment, then the keys it lists).
 func (m *member) trustedKeys() map[string]ed25519.PublicKey {
 	s := m.sn()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.trust == nil {
-		s.trust = map[string]ed25519.PublicKey{}
 		m.mu.Lock()
-		ca := m.ca
+		roots := m.roots
 		m.mu.Unlock()
-		if pub, ok := ca.PublicKey.(ed25519.PublicKey); ok {
-			s.trust[snapshot.KeyID(pub)] = pub
-		}
+		s.trust = rootKeys(roots)
 	}
 	out := make(map[string]ed25519.PublicKey, len(s.trust))
 	for k, v := range s.trust {
@@ -252,21 +255,43 @@ func (m *member) refreshTrust(ctx context.Context, log hclog.Logger) error {
 	for _, r := range t.Rotated {
 		delete(keys, r.KeyID)
 	}
+	m.mu.Lock()
+	pinned := len(m.id.CARoots) > 0
+	pinnedKeys := rootKeys(m.roots)
+	m.mu.Unlock()
+	if pinned {
+		// Roots move only with verified snapshots: the authority's list
+		// may narrow the pinned keys, never widen them.
+		for k := range keys {
+			if pinnedKeys[k] == nil {
+				delete(keys, k)
+			}
+		}
+		if len(keys) == 0 {
+			return errors.New("the authority named none of the pinned CA roots")
+		}
+	}
 	s := m.sn()
 	s.mu.Lock()
 	s.trust = keys
 	s.mu.Unlock()
-	if cert, err := x509.ParseCertificate(t.CACert); err == nil {
+	if cert, err := x509.ParseCertificate(t.CACert); err == nil && !pinned {
 		pub, ok := cert.PublicKey.(ed25519.PublicKey)
 		m.mu.Lock()
-		id, cur := m.id, m.ca
+		cur := m.ca
 		m.mu.Unlock()
 		if ok && keys[snapshot.KeyID(pub)] != nil && !bytes.Equal(cert.Raw, cur.Raw) {
-			id.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
-			if err := m.a.st.PutIdentity(m.cluster, id); err == nil {
-				m.mu.Lock()
-				m.id, m.ca = id, cert
-				m.mu.Unlock()
+			stored, err := m.updateIdentity(func(id *state.Identity) bool {
+				if len(id.CARoots) > 0 {
+					return false // pins moved from a snapshot meanwhile
+				}
+				id.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}))
+				return true
+			})
+			if err != nil {
+				return err
+			}
+			if stored {
 				log.Info("stored the cluster's new CA certificate", "key_id", snapshot.KeyID(pub))
 			}
 		}
@@ -279,14 +304,16 @@ func (m *member) snapClient() (*apiclient.Client, error) {
 	s := m.sn()
 	m.mu.Lock()
 	id, keys, cert := m.id, m.keys, m.cert
+	pins := pinsOf(m.id, m.roots)
 	m.mu.Unlock()
-	sn := cert.SerialNumber.Text(16)
+	// A new client when the certificate or the pins changed.
+	sn := cert.SerialNumber.Text(16) + "|" + strings.Join(pins, ",")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client != nil && s.clientSN == sn {
 		return s.client, nil
 	}
-	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPin: id.CAPin, ServerName: serverNameForCluster(m.cluster),
+	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPins: pins, ServerName: serverNameForCluster(m.cluster),
 		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert},
 		Timeout:     m.a.o.Snapshot.Wait + m.a.o.RequestTimeout + 2*time.Second})
 	if err != nil {
@@ -332,10 +359,10 @@ func (m *member) pollSnapshot(ctx context.Context, log hclog.Logger) error {
 // the polling cursor so that a refused snapshot is not fetched again.
 func (m *member) offer(ctx context.Context, raw []byte, hint uint64, source string, log hclog.Logger) bool {
 	s := m.sn()
-	snap, err := m.verify(raw)
+	snap, signer, err := m.verify(raw)
 	if errors.Is(err, snapshot.ErrUnknownKey) {
 		if terr := m.refreshTrust(ctx, log); terr == nil {
-			snap, err = m.verify(raw)
+			snap, signer, err = m.verify(raw)
 		}
 	}
 	if err == nil {
@@ -354,6 +381,7 @@ func (m *member) offer(ctx context.Context, raw []byte, hint uint64, source stri
 	s.st.AppliedAt = m.a.o.Now().UTC()
 	s.st.LastError = ""
 	s.mu.Unlock()
+	m.moveCARoots(snap, signer, log)
 	m.apply(snap, source, log)
 	log.Info("snapshot applied", "version", snap.Version, "source", source, "scope", strings.Join(snap.Scope, ","), "expires_at", snap.ExpiresAt)
 	return true
@@ -406,19 +434,22 @@ func (m *member) unseal(ctx context.Context, raw []byte, log hclog.Logger) ([]by
 	return inner, err
 }
 
-func (m *member) verify(raw []byte) (snapshot.Snapshot, error) {
+// verify checks a signed snapshot; it returns it with the id of the key
+// that signed it.
+func (m *member) verify(raw []byte) (snapshot.Snapshot, string, error) {
 	signed, err := snapshot.Decode(bytes.NewReader(raw), snapshot.DefaultMaxSize)
 	if err != nil {
-		return snapshot.Snapshot{}, err
+		return snapshot.Snapshot{}, "", err
 	}
 	applied, err := m.a.st.AppliedVersion(m.cluster)
 	if err != nil {
-		return snapshot.Snapshot{}, err
+		return snapshot.Snapshot{}, "", err
 	}
 	m.mu.Lock()
 	nodeID := m.id.NodeID
 	m.mu.Unlock()
-	return snapshot.Verify(signed, snapshot.Expect{ClusterID: m.cluster, NodeID: nodeID, AppliedVersion: applied, Now: m.a.o.Now(), TrustedKeys: m.trustedKeys()})
+	snap, err := snapshot.Verify(signed, snapshot.Expect{ClusterID: m.cluster, NodeID: nodeID, AppliedVersion: applied, Now: m.a.o.Now(), TrustedKeys: m.trustedKeys()})
+	return snap, signed.KeyID, err
 }
 
 // apply makes a verified (and persisted) snapshot current: caches, status,

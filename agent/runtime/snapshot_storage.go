@@ -118,9 +118,6 @@ func (m *member) applyStorage(snap snapshot.Snapshot, log hclog.Logger) {
 
 func (m *member) startStorage(log hclog.Logger) (*storageServer, error) {
 	o := m.a.o.Snapshot
-	m.mu.Lock()
-	keys, cert, ca := m.keys, m.cert, m.ca
-	m.mu.Unlock()
 	ln, err := net.Listen("tcp", o.StorageListen)
 	if err != nil {
 		return nil, err
@@ -143,10 +140,8 @@ func (m *member) startStorage(log hclog.Logger) (*storageServer, error) {
 		}
 	}
 	cluster := m.cluster
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAnyClientCert,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw, ca.Raw}, PrivateKey: keys.Signing, Leaf: cert}},
+		GetCertificate: m.nodeTLSCertificate,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return errors.New("no client certificate")
@@ -155,7 +150,7 @@ func (m *member) startStorage(log hclog.Logger) (*storageServer, error) {
 			if err != nil {
 				return err
 			}
-			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: m.a.o.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			if _, err := c.Verify(x509.VerifyOptions{Roots: m.rootPool(), CurrentTime: m.a.o.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 				return err
 			}
 			if len(c.URIs) != 1 {
@@ -266,10 +261,9 @@ func (m *member) refreshStorage(ctx context.Context, ss *storageServer) error {
 // lists, in this cluster.
 func (m *member) storageGet(ctx context.Context, storageNode, addr string, after uint64) (*agentSnapshotWire, error) {
 	m.mu.Lock()
-	keys, cert, ca := m.keys, m.cert, m.ca
+	keys, cert := m.keys, m.cert
 	m.mu.Unlock()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
+	roots := m.rootPool()
 	cluster := m.cluster
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, //nolint:gosec // verified in VerifyPeerCertificate
 		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}},

@@ -75,6 +75,8 @@ type fakeCA struct {
 	mu  sync.Mutex
 	ans trustedCAWire
 	hit int
+	// renew, when set, answers POST /v1/agent/certificate (caroots_test.go).
+	renew func(agentapi.RenewRequest) (agentapi.RenewedCert, error)
 }
 
 func newFakeCA(t *testing.T, tlsCA testCA, now time.Time) *fakeCA {
@@ -91,6 +93,23 @@ func newFakeCA(t *testing.T, tlsCA testCA, now time.Time) *fakeCA {
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(ans)
+	})
+	mux.HandleFunc("POST "+pathRenew, func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		renew := f.renew
+		f.mu.Unlock()
+		var req agentapi.RenewRequest
+		if renew == nil || json.NewDecoder(r.Body).Decode(&req) != nil {
+			http.Error(w, `{"error":{"code":"not_found","message":"no renewal here"}}`, http.StatusNotFound)
+			return
+		}
+		rc, err := renew(req)
+		if err != nil {
+			http.Error(w, `{"error":{"code":"internal","message":"renewal failed"}}`, http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(rc)
 	})
 	srvPub, srvKey, err := ed25519.GenerateKey(nil)
 	require.NoError(t, err)

@@ -46,7 +46,12 @@ type MemberStatus struct {
 	MembershipStatus    string    `json:"membership_status"`
 	CertificateSerial   string    `json:"certificate_serial,omitempty"`
 	CertificateNotAfter time.Time `json:"certificate_not_after,omitzero"`
-	Authorities         []string  `json:"authorities"`
+	// CertificateIssuer is the key id of the pinned CA root that issued
+	// the certificate; CARoots the key ids of the pinned roots, the active
+	// one first (empty: only the root of the join pin; caroots.go).
+	CertificateIssuer string   `json:"certificate_issuer,omitempty"`
+	CARoots           []string `json:"ca_roots,omitempty"`
+	Authorities       []string `json:"authorities"`
 	// Mode is normal, degraded or revoked.
 	Mode              string    `json:"mode"`
 	ModeSince         time.Time `json:"mode_since,omitzero"`
@@ -174,7 +179,11 @@ func StatusFromState(st *state.Store) (StatusReport, error) {
 			AppliedVersion: v, Roles: roleStrings(ms.Roles)}
 		if cert, err := identity.ParseCertificatePEM([]byte(id.CertificatePEM)); err == nil {
 			s.CertificateSerial, s.CertificateNotAfter = cert.SerialNumber.Text(16), cert.NotAfter
+			if roots, err := pinnedRoots(id); err == nil {
+				s.CertificateIssuer = issuerKeyID(cert, roots)
+			}
 		}
+		s.CARoots = caRootIDs(id)
 		r.Memberships = append(r.Memberships, s)
 	}
 	return r, nil
@@ -196,6 +205,9 @@ func WriteStatusTable(w io.Writer, r StatusReport) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.ClusterID, m.NodeID, m.MembershipStatus, m.Health(), m.Mode, ack,
 			dash(m.LastAckAuthority), m.AppliedVersion, strings.Join(roles, ","), m.CertificateNotAfter.Local().Format(time.RFC3339))
+		if len(m.CARoots) > 0 {
+			fmt.Fprintf(tw, "\t  CA roots: %s (active first), certificate issued by %s\n", strings.Join(m.CARoots, ","), dash(m.CertificateIssuer))
+		}
 		if m.ModeReason != "" {
 			fmt.Fprintf(tw, "\t  reason: %s\n", m.ModeReason)
 		}

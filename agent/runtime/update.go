@@ -295,10 +295,10 @@ func (a *Agent) verifyProductRelease(ctx context.Context, m *member, u snapshot.
 func (a *Agent) fetchArtifact(ctx context.Context, m *member, art release.Artifact) (io.ReadCloser, error) {
 	m.mu.Lock()
 	id, keys, cert := m.id, m.keys, m.cert
+	pins := pinsOf(m.id, m.roots)
 	m.mu.Unlock()
-	pin := id.CAPin
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, ServerName: serverNameForCluster(m.cluster), InsecureSkipVerify: true, //nolint:gosec // pinned below
-		VerifyConnection: func(cs tls.ConnectionState) error { return apiclient.VerifyPinnedChain(cs.PeerCertificates, pin) },
+		VerifyConnection: func(cs tls.ConnectionState) error { return apiclient.VerifyPinnedChainAny(cs.PeerCertificates, pins) },
 		Certificates:     []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}}}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	var last error

@@ -162,16 +162,13 @@ func (m *member) applyUpdateCache(snap snapshot.Snapshot, log hclog.Logger) {
 
 // nodeServerTLS is the TLS configuration of an endpoint this node serves to
 // other nodes of its cluster: it presents its node certificate and requires
-// a client certificate the cluster CA issued to a node of this cluster.
+// a client certificate the cluster CA issued to a node of this cluster. The
+// certificate and the roots are read at each handshake, so a renewal and
+// moved CA pins (caroots.go) apply at once.
 func (m *member) nodeServerTLS() *tls.Config {
-	m.mu.Lock()
-	keys, cert, ca := m.keys, m.cert, m.ca
-	m.mu.Unlock()
 	cluster := m.cluster
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
 	return &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAnyClientCert,
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw, ca.Raw}, PrivateKey: keys.Signing, Leaf: cert}},
+		GetCertificate: m.nodeTLSCertificate,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return errors.New("no client certificate")
@@ -180,7 +177,7 @@ func (m *member) nodeServerTLS() *tls.Config {
 			if err != nil {
 				return err
 			}
-			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: m.a.o.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			if _, err := c.Verify(x509.VerifyOptions{Roots: m.rootPool(), CurrentTime: m.a.o.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 				return err
 			}
 			if len(c.URIs) != 1 {
@@ -491,10 +488,9 @@ func (a *Agent) artifactSources(ctx context.Context, m *member, u snapshot.Updat
 // must name exactly the mirror the signed snapshot lists.
 func (m *member) cacheGet(ctx context.Context, cacheNode, addr, sha string) (io.ReadCloser, error) {
 	m.mu.Lock()
-	keys, cert, ca := m.keys, m.cert, m.ca
+	keys, cert := m.keys, m.cert
 	m.mu.Unlock()
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
+	roots := m.rootPool()
 	cluster := m.cluster
 	tc := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, //nolint:gosec // verified in VerifyPeerCertificate
 		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert}},
@@ -557,4 +553,12 @@ func (c *closeTransport) Close() error {
 	err := c.ReadCloser.Close()
 	c.tr.CloseIdleConnections()
 	return err
+}
+
+// nodeTLSCertificate is the node certificate (with its issuing root) an
+// endpoint this node serves presents.
+func (m *member) nodeTLSCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return &tls.Certificate{Certificate: [][]byte{m.cert.Raw, m.ca.Raw}, PrivateKey: m.keys.Signing, Leaf: m.cert}, nil
 }

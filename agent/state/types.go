@@ -28,8 +28,24 @@ type Identity struct {
 	CAPin string `json:"ca_pin"`
 	// AuthorityURLs are the base URLs of the cluster's authorities.
 	AuthorityURLs []string `json:"authority_urls"`
+	// CARoots are the cluster CA roots the node pins, moved from the
+	// ca_roots of signed snapshots it verified (two during a CA rotation's
+	// overlap, the new one alone after retirement; docs/ca-rotation.md).
+	// Empty until the first such snapshot: then CAPEM, the root the join
+	// pin names, is the only one.
+	CARoots []CARoot `json:"ca_roots,omitempty"`
 	// UpdatedAt is set by the store from its clock on every PutIdentity.
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CARoot is one pinned cluster CA root.
+type CARoot struct {
+	// KeyID is the root's key id (snapshot.KeyID of its public key).
+	KeyID string `json:"key_id"`
+	// Active: the root that issues node certificates now.
+	Active bool `json:"active,omitempty"`
+	// CertificatePEM is the root's self-signed certificate.
+	CertificatePEM string `json:"certificate_pem"`
 }
 
 // Membership is the node's view of its membership in one cluster.
