@@ -110,6 +110,46 @@ func readLine(br *bufio.Reader, buf *bytes.Buffer, max int) error {
 	}
 }
 
+// appendAckReply appends to dst the JSON encoding/json writes for
+// agentapi.HeartbeatStreamReply{Ack: ack}, without reflection (it is most
+// of what the stream writes); ok false (dst returned as it came) when ack
+// holds what it does not write exactly as encoding/json: a string to
+// escape, or a time that encoding/json refuses.
+func appendAckReply(dst []byte, ack *agentapi.HeartbeatAck) (_ []byte, ok bool) {
+	if !plainJSONString(ack.ClusterID) || !plainJSONString(ack.NodeID) || !plainJSONString(ack.AuthorityID) {
+		return dst, false
+	}
+	b := append(dst, `{"ack":{"cluster_id":"`...)
+	b = append(b, ack.ClusterID...)
+	b = append(b, `","node_id":"`...)
+	b = append(b, ack.NodeID...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, ack.Seq, 10)
+	b = append(b, `,"received_at":"`...)
+	b, err := ack.ReceivedAt.AppendText(b) // what Time.MarshalJSON writes between its quotes
+	if err != nil {
+		return dst, false
+	}
+	b = append(b, `","authority_id":"`...)
+	b = append(b, ack.AuthorityID...)
+	b = append(b, `","need_facts":`...)
+	b = strconv.AppendBool(b, ack.NeedFacts)
+	return append(b, "}}"...), true
+}
+
+// plainJSONString reports whether encoding/json writes s as it is between
+// quotes: printable ASCII without '"', '\' and the HTML characters it
+// escapes.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ authority.NodePrincipal) error {
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex() // HTTP/1.1: answer lines while the body is still coming
@@ -127,9 +167,15 @@ func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ 
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		out = out[:0]
-		b, _ := json.Marshal(rep)
-		out = append(append(out, b...), '\n')
+		var ok bool
+		if rep.Ack != nil {
+			out, ok = appendAckReply(out[:0], rep.Ack)
+		}
+		if !ok {
+			b, _ := json.Marshal(rep)
+			out = append(out[:0], b...)
+		}
+		out = append(out, '\n')
 		if _, err := w.Write(out); err != nil {
 			return false
 		}
