@@ -27,12 +27,18 @@ func TestAckReplyMatchesEncodingJSON(t *testing.T) {
 	vary(func(a *agentapi.HeartbeatAck) { a.Seq = -9223372036854775808 })
 	vary(func(a *agentapi.HeartbeatAck) { a.Seq = 9223372036854775807 })
 	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC) })
-	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Date(2030, 1, 2, 3, 4, 5, 120000000, time.FixedZone("x", 2*3600+30*60)) })
-	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Date(2030, 1, 2, 3, 4, 5, 1, time.FixedZone("y", -7*3600)) })
+	vary(func(a *agentapi.HeartbeatAck) {
+		a.ReceivedAt = time.Date(2030, 1, 2, 3, 4, 5, 120000000, time.FixedZone("x", 2*3600+30*60))
+	})
+	vary(func(a *agentapi.HeartbeatAck) {
+		a.ReceivedAt = time.Date(2030, 1, 2, 3, 4, 5, 1, time.FixedZone("y", -7*3600))
+	})
 	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Now() }) // monotonic reading, local zone
 	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) })
 	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC) })
-	vary(func(a *agentapi.HeartbeatAck) { a.ReceivedAt = time.Date(2030, 1, 1, 0, 0, 0, 0, time.FixedZone("z", 25*3600)) })
+	vary(func(a *agentapi.HeartbeatAck) {
+		a.ReceivedAt = time.Date(2030, 1, 1, 0, 0, 0, 0, time.FixedZone("z", 25*3600))
+	})
 	for _, s := range []string{"", `a"b`, `a\b`, "a\nb", "a<b", "a>b", "a&b", "é", "\u2028", "\x7f", "\xff", " ~!#$%'()*+,-./09:;=?@AZ[]^_`az{|}"} {
 		vary(func(a *agentapi.HeartbeatAck) { a.ClusterID = s })
 		vary(func(a *agentapi.HeartbeatAck) { a.NodeID = s })
