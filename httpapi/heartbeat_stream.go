@@ -160,26 +160,33 @@ func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ 
 	defer putBuffer(line)
 	var out []byte
 	started := false
-	reply := func(rep agentapi.HeartbeatStreamReply) bool {
+	// send writes out (one reply, without its newline) and flushes it.
+	send := func() bool {
 		if !started {
 			w.Header().Set("Content-Type", agentapi.ContentTypeNDJSON)
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		var ok bool
-		if rep.Ack != nil {
-			out, ok = appendAckReply(out[:0], rep.Ack)
-		}
-		if !ok {
-			b, _ := json.Marshal(rep)
-			out = append(out[:0], b...)
-		}
 		out = append(out, '\n')
 		if _, err := w.Write(out); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
+	}
+	reply := func(rep agentapi.HeartbeatStreamReply) bool {
+		b, _ := json.Marshal(rep)
+		out = append(out[:0], b...)
+		return send()
+	}
+	// replyAck is reply for an ack, most replies: written without
+	// encoding/json, and without moving the ack to the heap.
+	replyAck := func(ack agentapi.HeartbeatAck) bool {
+		var ok bool
+		if out, ok = appendAckReply(out[:0], &ack); !ok {
+			return reply(agentapi.HeartbeatStreamReply{Ack: new(ack)})
+		}
+		return send()
 	}
 	fail := func(err error) error {
 		reply(agentapi.HeartbeatStreamReply{Error: streamError(err)})
@@ -221,7 +228,7 @@ func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ 
 			}
 			continue
 		}
-		if !reply(agentapi.HeartbeatStreamReply{Ack: &ack}) {
+		if !replyAck(ack) {
 			return nil
 		}
 	}
