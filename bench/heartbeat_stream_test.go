@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,8 +38,14 @@ import (
 // measured in the same run: a part of every phase's figure.
 // HB_CPUPROFILE=file profiles this process over the "stream" phases only.
 //
+// Each iteration is the six phases: -benchtime Nx, N at most 10 (other
+// -benchtime values skip it).
+//
 //	go test -run '^$' -bench BenchmarkHeartbeatPaths -benchtime 1x ./bench/
 func BenchmarkHeartbeatPaths(b *testing.B) {
+	if f := flag.Lookup("test.benchtime"); f == nil || !fewRuns(f.Value.String(), 10) {
+		b.Skip("a few runs per invocation: -benchtime Nx, N ≤ 10 (make bench's heartbeat step)")
+	}
 	n, per, warm := envInt("HB_AGENTS", 16), envInt("HB_PER", 300), envInt("HB_WARM", 5)
 	g := authtest.New(b, 1)
 	l := g.Leader(10 * time.Second)
@@ -120,6 +129,12 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 	b.ReportMetric(idle, "authority_idle_ms/s")
 	fmt.Printf("heartbeat paths: %d agents × %d heartbeats per phase (after %d unmeasured), load generator in a child process; load %s → %s\n",
 		n, per, warm, load0, loadAvg())
+}
+
+// fewRuns reports whether benchtime is "Nx" with 1 ≤ N ≤ most.
+func fewRuns(benchtime string, most int) bool {
+	n, err := strconv.Atoi(strings.TrimSuffix(benchtime, "x"))
+	return strings.HasSuffix(benchtime, "x") && err == nil && n >= 1 && n <= most
 }
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 }
