@@ -27,7 +27,7 @@ import (
 // (getrusage) is the authority's alone: HTTPS, mTLS, routing, decoding,
 // ingest, the batcher's flushes and the PostgreSQL client (PostgreSQL's own
 // CPU is not in it). HB_AGENTS agents (default 16) each send HB_PER
-// heartbeats (default 300) back to back per phase, each after the previous
+// heartbeats (default 1000) back to back per phase, each after the previous
 // one's ack, after HB_WARM unmeasured ones (default 5: the stream is open,
 // or the connection re-established after a stream, before the clock
 // starts). Reported per path: authority_us/hb (this process's CPU over the
@@ -46,7 +46,7 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 	if f := flag.Lookup("test.benchtime"); f == nil || !fewRuns(f.Value.String(), 10) {
 		b.Skip("a few runs per invocation: -benchtime Nx, N ≤ 10 (make bench's heartbeat step)")
 	}
-	n, per, warm := envInt("HB_AGENTS", 16), envInt("HB_PER", 300), envInt("HB_WARM", 5)
+	n, per, warm := envInt("HB_AGENTS", 16), envInt("HB_PER", 1000), envInt("HB_WARM", 5)
 	g := authtest.New(b, 1)
 	l := g.Leader(10 * time.Second)
 	_, fleet := enrollSim(b, l.Auth, l.APIAddr(), n)
