@@ -651,17 +651,24 @@ func loadAvg() string {
 // machine's cores, as PostgreSQL does. HB_LOADGEN=inproc runs the agents in
 // this process instead (the figure then includes their cost).
 // HB_CPUPROFILE and HB_LOADGEN_CPUPROFILE write CPU profiles of the measured
-// window of each process (the last offered rate wins). HB_PATH=stream
-// sends the heartbeats over POST /v1/agent/heartbeat/stream (one stream per
-// agent, as agent/runtime does) instead of one POST each. HB_AGENTS
+// window of each process (the last run wins). Each offered rate runs once
+// per path of HB_PATH (comma-separated, default "stream,post": one stream
+// per agent, POST /v1/agent/heartbeat/stream as agent/runtime sends them,
+// then one POST /v1/agent/heartbeat per heartbeat), so both are measured
+// in the same run. HB_AGENTS
 // (default 1000), HB_SECONDS (default 5) and HB_OFFERED (comma-separated
 // offered rates, default 10000,25000,40000) change the size.
 func BenchmarkHeartbeatIngest(b *testing.B) {
 	n := envInt("HB_AGENTS", 1000)
 	secs := envInt("HB_SECONDS", 5)
-	path := hbPathPost
-	if os.Getenv("HB_PATH") == hbPathStream {
-		path = hbPathStream
+	paths := []string{hbPathStream, hbPathPost}
+	if v := os.Getenv("HB_PATH"); v != "" {
+		paths = nil
+		for _, p := range strings.Split(v, ",") {
+			if p == hbPathStream || p == hbPathPost {
+				paths = append(paths, p)
+			}
+		}
 	}
 	g := authtest.New(b, 1)
 	l := g.Leader(10 * time.Second)
@@ -692,39 +699,41 @@ func BenchmarkHeartbeatIngest(b *testing.B) {
 		}
 	}
 	for _, offered := range levels {
-		interval := time.Duration(float64(time.Second) * float64(n) / float64(offered))
-		b.Run(fmt.Sprintf("agents=%d/offered=%d/s", n, offered), func(b *testing.B) {
-			load0 := loadAvg()
-			r, err := drive(h, lg, path, interval, 2*time.Second, time.Duration(secs)*time.Second)
-			if err != nil {
-				b.Fatal(err)
-			}
-			base := plainUpsert(b, l.DB, cluster, fleet.Agents, max(r.acked, 10_000), int(r.flushRow))
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-			per := func(x float64) float64 {
-				if r.acked == 0 {
-					return 0
+		for _, path := range paths {
+			interval := time.Duration(float64(time.Second) * float64(n) / float64(offered))
+			b.Run(fmt.Sprintf("agents=%d/offered=%d/s/path=%s", n, offered, path), func(b *testing.B) {
+				load0 := loadAvg()
+				r, err := drive(h, lg, path, interval, 2*time.Second, time.Duration(secs)*time.Second)
+				if err != nil {
+					b.Fatal(err)
 				}
-				return x / float64(r.acked)
-			}
-			b.ReportMetric(r.rate, "heartbeats/s")
-			b.ReportMetric(ms(percentile(r.ack, 0.5)), "ack_p50_ms")
-			b.ReportMetric(ms(percentile(r.ack, 0.99)), "ack_p99_ms")
-			b.ReportMetric(ms(percentile(r.visible, 0.5)), "visible_p50_ms")
-			b.ReportMetric(ms(percentile(r.visible, 0.99)), "visible_p99_ms")
-			b.ReportMetric(r.flushRow, "rows/flush")
-			b.ReportMetric(float64(r.failed), "failed")
-			b.ReportMetric(float64(r.fallbacks), "stream_fallbacks")
-			b.ReportMetric(float64(r.auth), "full_auth_checks")
-			b.ReportMetric(base, "plain_upsert_rows/s")
-			b.ReportMetric(r.rate/base, "ingest/plain_upsert")
-			b.ReportMetric(per(float64(r.cpu.Microseconds())), "authority_cpu_us/hb")
-			b.ReportMetric(per(float64(r.loadCPU.Microseconds())), "loadgen_cpu_us/hb")
-			b.ReportMetric(per(float64(r.allocBytes)), "authority_B/hb")
-			b.ReportMetric(per(float64(r.allocs)), "authority_allocs/hb")
-			b.ReportMetric(float64(r.gcs), "authority_gcs")
-			b.Logf("heartbeats by %s; load average %s → %s; visible samples %d", path, load0, loadAvg(), len(r.visible))
-		})
+				base := plainUpsert(b, l.DB, cluster, fleet.Agents, max(r.acked, 10_000), int(r.flushRow))
+				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+				per := func(x float64) float64 {
+					if r.acked == 0 {
+						return 0
+					}
+					return x / float64(r.acked)
+				}
+				b.ReportMetric(r.rate, "heartbeats/s")
+				b.ReportMetric(ms(percentile(r.ack, 0.5)), "ack_p50_ms")
+				b.ReportMetric(ms(percentile(r.ack, 0.99)), "ack_p99_ms")
+				b.ReportMetric(ms(percentile(r.visible, 0.5)), "visible_p50_ms")
+				b.ReportMetric(ms(percentile(r.visible, 0.99)), "visible_p99_ms")
+				b.ReportMetric(r.flushRow, "rows/flush")
+				b.ReportMetric(float64(r.failed), "failed")
+				b.ReportMetric(float64(r.fallbacks), "stream_fallbacks")
+				b.ReportMetric(float64(r.auth), "full_auth_checks")
+				b.ReportMetric(base, "plain_upsert_rows/s")
+				b.ReportMetric(r.rate/base, "ingest/plain_upsert")
+				b.ReportMetric(per(float64(r.cpu.Microseconds())), "authority_cpu_us/hb")
+				b.ReportMetric(per(float64(r.loadCPU.Microseconds())), "loadgen_cpu_us/hb")
+				b.ReportMetric(per(float64(r.allocBytes)), "authority_B/hb")
+				b.ReportMetric(per(float64(r.allocs)), "authority_allocs/hb")
+				b.ReportMetric(float64(r.gcs), "authority_gcs")
+				b.Logf("heartbeats by %s; load average %s → %s; visible samples %d", path, load0, loadAvg(), len(r.visible))
+			})
+		}
 	}
 }
 
