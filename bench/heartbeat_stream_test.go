@@ -31,7 +31,8 @@ import (
 // one's ack, after HB_WARM unmeasured ones (default 5: the stream is open,
 // or the connection re-established after a stream, before the clock
 // starts). Reported per path: authority_us/hb (this process's CPU over the
-// phase / heartbeats acknowledged), loadgen_us/hb (the child's),
+// phase / heartbeats acknowledged), authority_sys_us/hb (its kernel
+// share: system calls, loopback TCP, wake-ups), loadgen_us/hb (the child's),
 // authority_allocs/hb, hb/s; the ratios stream/old, stream/post, post/old;
 // and authority_us/hb_stream over the 30 µs aim. authority_idle_ms/s is
 // this process's CPU while no heartbeat is sent (Raft, flush tickers),
@@ -64,6 +65,7 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 
 	type phase struct {
 		auth, loadgen time.Duration // per heartbeat
+		sys           time.Duration // per heartbeat, the authority's kernel share of auth
 		allocs        float64       // per heartbeat
 		rate          float64
 	}
@@ -73,7 +75,7 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 		if mode == "stream" {
 			path = hbPathStream
 		}
-		var c0, c1 time.Duration
+		var c0, c1, s0, s1 time.Duration
 		var m0, m1 runtime.MemStats
 		stop := func() {}
 		r, err := lg.burst(loadPlan{Path: path, Burst: per, BurstWarm: warm}, func() {
@@ -81,9 +83,9 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 				stop = profileWindow(os.Getenv("HB_CPUPROFILE"))
 			}
 			runtime.ReadMemStats(&m0)
-			c0 = cpuTime()
+			c0, s0 = cpuTime(), sysTime()
 		}, func() {
-			c1 = cpuTime()
+			c1, s1 = cpuTime(), sysTime()
 			runtime.ReadMemStats(&m1)
 			stop()
 		})
@@ -94,7 +96,7 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 			b.Fatalf("%s: %d acked of %d, %d failed, %d sent by POST after a stream failed", mode, len(r.Ack), n*per, r.Failed, r.Fallbacks)
 		}
 		acked := time.Duration(len(r.Ack))
-		return phase{auth: (c1 - c0) / acked, loadgen: r.CPU / acked, allocs: float64(m1.Mallocs-m0.Mallocs) / float64(acked),
+		return phase{auth: (c1 - c0) / acked, sys: (s1 - s0) / acked, loadgen: r.CPU / acked, allocs: float64(m1.Mallocs-m0.Mallocs) / float64(acked),
 			rate: float64(acked) / r.Wall.Seconds()}
 	}
 	phases := map[string][]phase{}
@@ -118,6 +120,7 @@ func BenchmarkHeartbeatPaths(b *testing.B) {
 	auth := func(m string) float64 { return med(m, func(p phase) float64 { return us(p.auth) }) }
 	for _, m := range []string{"old", "post", "stream"} {
 		b.ReportMetric(auth(m), "authority_us/hb_"+m)
+		b.ReportMetric(med(m, func(p phase) float64 { return us(p.sys) }), "authority_sys_us/hb_"+m)
 		b.ReportMetric(med(m, func(p phase) float64 { return us(p.loadgen) }), "loadgen_us/hb_"+m)
 		b.ReportMetric(med(m, func(p phase) float64 { return p.allocs }), "authority_allocs/hb_"+m)
 		b.ReportMetric(med(m, func(p phase) float64 { return p.rate }), "hb/s_"+m)

@@ -307,6 +307,13 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// sysTime is this process's system (kernel) CPU time, a part of cpuTime.
+func sysTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Stime.Nano())
+}
+
 // profileWindow starts a CPU profile into path (when not "") and returns
 // the function that stops it: HB_CPUPROFILE profiles the authority's process
 // and HB_LOADGEN_CPUPROFILE the load generator's during the measured window
@@ -550,6 +557,7 @@ type hbResult struct {
 	// CPU in the window: this process (the authority, plus the clients when
 	// in-process) and the load generator child.
 	cpu, loadCPU time.Duration
+	sys          time.Duration // the authority's kernel share of cpu
 	allocBytes   uint64
 	allocs       uint64
 	gcs          uint32
@@ -575,10 +583,10 @@ func drive(h *authority.Heartbeats, lg loadgen, path string, interval, warm, d t
 	defer h.OnFlush(nil)
 	var f0, f1 authority.HeartbeatStats
 	var m0, m1 runtime.MemStats
-	var c0, c1 time.Duration
+	var c0, c1, s0, s1 time.Duration
 	wait := measureWindow(mStart, mEnd, "HB_CPUPROFILE",
-		func() { f0, c0 = h.Stats(), cpuTime(); runtime.ReadMemStats(&m0) },
-		func() { f1, c1 = h.Stats(), cpuTime(); runtime.ReadMemStats(&m1) })
+		func() { f0, c0, s0 = h.Stats(), cpuTime(), sysTime(); runtime.ReadMemStats(&m0) },
+		func() { f1, c1, s1 = h.Stats(), cpuTime(), sysTime(); runtime.ReadMemStats(&m1) })
 	lr, err := lg.run(plan)
 	wait()
 	if err != nil {
@@ -592,7 +600,7 @@ func drive(h *authority.Heartbeats, lg loadgen, path string, interval, warm, d t
 	mu.Lock()
 	defer mu.Unlock()
 	r := hbResult{acked: len(lr.Ack), failed: lr.Failed, fallbacks: lr.Fallbacks, rate: float64(len(lr.Ack)) / d.Seconds(), ack: lr.Ack, visible: visible,
-		flushes: f1.Flushes - f0.Flushes, auth: f1.AuthChecks - f0.AuthChecks, cpu: c1 - c0, loadCPU: lr.CPU,
+		flushes: f1.Flushes - f0.Flushes, auth: f1.AuthChecks - f0.AuthChecks, cpu: c1 - c0, sys: s1 - s0, loadCPU: lr.CPU,
 		allocBytes: m1.TotalAlloc - m0.TotalAlloc, allocs: m1.Mallocs - m0.Mallocs, gcs: m1.NumGC - m0.NumGC}
 	if r.flushes > 0 {
 		r.flushRow = float64(f1.Flushed-f0.Flushed) / float64(r.flushes)
@@ -647,7 +655,8 @@ func loadAvg() string {
 // The agents run in a load generator child process (this test binary
 // re-executed), so the CPU split is measured: authority_cpu_us/hb is this
 // process's CPU per acknowledged heartbeat (HTTPS, mTLS, JSON, ingest,
-// batcher, PostgreSQL client), loadgen_cpu_us/hb the child's. Both share the
+// batcher, PostgreSQL client; authority_sys_us/hb is its kernel share),
+// loadgen_cpu_us/hb the child's. Both share the
 // machine's cores, as PostgreSQL does. HB_LOADGEN=inproc runs the agents in
 // this process instead (the figure then includes their cost).
 // HB_CPUPROFILE and HB_LOADGEN_CPUPROFILE write CPU profiles of the measured
@@ -727,6 +736,7 @@ func BenchmarkHeartbeatIngest(b *testing.B) {
 				b.ReportMetric(base, "plain_upsert_rows/s")
 				b.ReportMetric(r.rate/base, "ingest/plain_upsert")
 				b.ReportMetric(per(float64(r.cpu.Microseconds())), "authority_cpu_us/hb")
+				b.ReportMetric(per(float64(r.sys.Microseconds())), "authority_sys_us/hb")
 				b.ReportMetric(per(float64(r.loadCPU.Microseconds())), "loadgen_cpu_us/hb")
 				b.ReportMetric(per(float64(r.allocBytes)), "authority_B/hb")
 				b.ReportMetric(per(float64(r.allocs)), "authority_allocs/hb")
