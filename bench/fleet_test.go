@@ -44,6 +44,7 @@ type fleetSpec struct {
 	Interval  time.Duration `json:"interval"`
 	Wait      int           `json:"wait"` // long-poll wait, seconds
 	ApplyCap  time.Duration `json:"apply_cap"`
+	HBPath    string        `json:"hb_path"` // hbPathStream (agent/runtime's way) or hbPathPost
 }
 
 // fleetReport is the child's answer to "change": what its agents measured
@@ -59,6 +60,7 @@ type fleetReport struct {
 	HBAcked      int             `json:"hb_acked"` // heartbeats sent in [T0, end] and acknowledged
 	HBFailed     int             `json:"hb_failed"`
 	HBAck        []time.Duration `json:"hb_ack"`
+	HBFallbacks  int64           `json:"hb_fallbacks"` // heartbeats sent by POST after a stream failed (whole run)
 	CPU          time.Duration   `json:"cpu"`
 	End          time.Time       `json:"end"`
 	HBStart      time.Time       `json:"hb_start"` // heartbeat window
@@ -120,7 +122,7 @@ func fleetChild() error {
 			a.poll.Close()
 		}
 	}()
-	var rejected, pollErrs, open atomic.Int64
+	var rejected, pollErrs, open, fallbacks atomic.Int64
 	var maxVer atomic.Uint64
 	verify := func(a *fleetAgent, w *agentapi.Snapshot) bool {
 		signed, err := snapshot.Decode(bytes.NewReader(w.Snapshot), snapshot.DefaultMaxSize)
@@ -192,6 +194,10 @@ func fleetChild() error {
 		}()
 		go func() { // heartbeats at the agent's interval, spread over it
 			defer wg.Done()
+			// Over one stream per agent (reopened after a failure, that
+			// heartbeat by POST), as agent/runtime sends them, or by POST.
+			snd := newHBSender(a.hb, f.HBPath)
+			defer snd.close()
 			next := start.Add(time.Duration(int64(f.Interval) * int64(i) / int64(len(agents))))
 			seq := int64(1)
 			for {
@@ -205,8 +211,10 @@ func fleetChild() error {
 				applied := a.applied
 				a.mu.Unlock()
 				now := time.Now()
-				err := a.hb.Do(ctx, http.MethodPost, "/v1/agent/heartbeat", authority.HeartbeatInput{Seq: seq, SentAt: now, AgentVersion: "bench", State: "normal",
-					AppliedVersion: int64(applied), Health: json.RawMessage(`{"status":"ok"}`)}, nil, nil)
+				fb := snd.fallbacks
+				_, err := snd.send(ctx, authority.HeartbeatInput{Seq: seq, SentAt: now, AgentVersion: "bench", State: "normal",
+					AppliedVersion: int64(applied), Health: json.RawMessage(`{"status":"ok"}`)})
+				fallbacks.Add(int64(snd.fallbacks - fb))
 				hbMu.Lock()
 				if !winStart.IsZero() && !now.Before(winStart) && (winEnd.IsZero() || !now.After(winEnd)) {
 					if err != nil {
@@ -275,7 +283,8 @@ func fleetChild() error {
 			hbEnd := winEnd
 			hbMu.Unlock()
 			time.Sleep(time.Until(hbEnd) + 12*time.Second)
-			r := fleetReport{Agents: len(agents), PollsOpen: polls, Rejected: rejected.Load(), PollErrors: pollErrs.Load(), CPU: cpuTime() - c0, End: end, VersionAfter: maxVer.Load()}
+			r := fleetReport{Agents: len(agents), PollsOpen: polls, Rejected: rejected.Load(), PollErrors: pollErrs.Load(), CPU: cpuTime() - c0, End: end, VersionAfter: maxVer.Load(),
+				HBFallbacks: fallbacks.Load()}
 			for _, a := range agents {
 				a.mu.Lock()
 				if a.gotAt.IsZero() {
@@ -366,7 +375,11 @@ func procStatus(pid, field string) float64 {
 // re-executed), each with its own enrolled identity and two HTTPS + mTLS
 // clients reused like agent/runtime's (heartbeats; the snapshot long poll),
 // spread over the three authorities. Every agent heartbeats at the agent's
-// default interval (5 s, FLEET_INTERVAL_MS) and keeps a long poll open
+// default interval (5 s, FLEET_INTERVAL_MS) over one long-lived heartbeat
+// stream (POST /v1/agent/heartbeat/stream, as agent/runtime does;
+// FLEET_HB=post sends one POST per heartbeat instead, for comparison;
+// hb_stream_fallbacks counts heartbeats that went by POST because a stream
+// failed) and keeps a long poll open
 // (wait 25 s, the agent's default). Then one cluster-wide policy edit (a
 // route intent "* → *", fenced and audited like an owner's) is made at T0,
 // and the benchmark reports: the time from T0 until each agent fetched and
@@ -386,6 +399,10 @@ func BenchmarkFleet(b *testing.B) {
 	n := envInt("FLEET_AGENTS", 2000)
 	interval := time.Duration(envInt("FLEET_INTERVAL_MS", 5000)) * time.Millisecond
 	capd := time.Duration(envInt("FLEET_CAP_S", 60)) * time.Second
+	hbPath := hbPathStream
+	if os.Getenv("FLEET_HB") == hbPathPost {
+		hbPath = hbPathPost
+	}
 	load0 := loadAvg()
 	g := authtest.New(b, 3)
 	l := g.Leader(20 * time.Second)
@@ -418,7 +435,7 @@ func BenchmarkFleet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec := fleetSpec{simFleet: fleet, ClusterID: cluster, Interval: interval, Wait: 25, ApplyCap: capd}
+	spec := fleetSpec{simFleet: fleet, ClusterID: cluster, Interval: interval, Wait: 25, ApplyCap: capd, HBPath: hbPath}
 	for _, d := range g.DS {
 		spec.Servers = append(spec.Servers, d.APIAddr())
 	}
@@ -552,9 +569,10 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(float64(committed), "hb_committed")
 	b.ReportMetric(float64(max(0, r.HBAcked-committed)), "hb_lost")
 	b.ReportMetric(float64(r.HBFailed), "hb_failed")
+	b.ReportMetric(float64(r.HBFallbacks), "hb_stream_fallbacks")
 	b.ReportMetric(ms(percentile(r.HBAck, 0.99)), "hb_ack_p99_ms")
 	b.ReportMetric(ms(percentile(vis, 0.99)), "hb_visible_p99_ms")
 	b.ReportMetric(interval.Seconds(), "hb_interval_s")
-	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
-		n, interval, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, loadAvg())
+	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v by %s, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
+		n, interval, hbPath, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, loadAvg())
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/rap-fabric/core/agent/identity"
+	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/domain"
@@ -154,12 +155,18 @@ func connectFleet(f simFleet) ([]*simAgent, error) {
 
 // loadPlan is one run of the load generator: every agent sends one heartbeat
 // per Interval from Start (spread over the interval); results count from
-// Start+Warm to Start+Warm+Dur.
+// Start+Warm to Start+Warm+Dur. With Burst > 0 it is a burst instead: every
+// agent sends BurstWarm heartbeats, then (once all have) Burst heartbeats
+// back to back, each after the previous one's ack (see driveBurst). Path
+// is hbPathPost (default) or hbPathStream.
 type loadPlan struct {
-	Start    time.Time     `json:"start"`
-	Interval time.Duration `json:"interval"`
-	Warm     time.Duration `json:"warm"`
-	Dur      time.Duration `json:"dur"`
+	Start     time.Time     `json:"start"`
+	Interval  time.Duration `json:"interval"`
+	Warm      time.Duration `json:"warm"`
+	Dur       time.Duration `json:"dur"`
+	Path      string        `json:"path,omitempty"`
+	Burst     int           `json:"burst,omitempty"`
+	BurstWarm int           `json:"burst_warm,omitempty"`
 }
 
 func (p loadPlan) window() (time.Time, time.Time) {
@@ -173,19 +180,25 @@ type loadResult struct {
 	// CPU is the load generator's user+system CPU time in the window when it
 	// runs in its own process.
 	CPU time.Duration `json:"cpu"`
+	// Fallbacks counts heartbeats sent by POST because a stream failed.
+	Fallbacks int `json:"fallbacks"`
+	// Wall is a burst's duration (from every agent ready to the last ack).
+	Wall time.Duration `json:"wall,omitempty"`
 }
 
 // driveLoad runs every agent at plan.Interval until the window ends.
 func driveLoad(agents []*simAgent, plan loadPlan) loadResult {
 	mStart, mEnd := plan.window()
 	lat := make([][]time.Duration, len(agents))
-	var failed atomic.Int64
+	var failed, fallbacks atomic.Int64
 	var wg sync.WaitGroup
 	for i, ag := range agents {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ctx := context.Background()
+			snd := newHBSender(ag.c, plan.Path)
+			defer func() { snd.close(); fallbacks.Add(int64(snd.fallbacks)) }()
 			// Spread the agents over the interval.
 			next := plan.Start.Add(time.Duration(int64(plan.Interval) * int64(i) / int64(len(agents))))
 			seq := int64(0)
@@ -198,9 +211,8 @@ func driveLoad(agents []*simAgent, plan loadPlan) loadResult {
 					return
 				}
 				seq++
-				var ack authority.HeartbeatAck
-				err := ag.c.Do(ctx, http.MethodPost, "/v1/agent/heartbeat", authority.HeartbeatInput{Seq: seq, SentAt: now, AgentVersion: "bench", State: "normal",
-					Health: json.RawMessage(`{"status":"ok"}`)}, &ack, nil)
+				_, err := snd.send(ctx, authority.HeartbeatInput{Seq: seq, SentAt: now, AgentVersion: "bench", State: "normal",
+					Health: json.RawMessage(`{"status":"ok"}`)})
 				if now.After(mStart) {
 					if err != nil {
 						failed.Add(1)
@@ -221,6 +233,71 @@ func driveLoad(agents []*simAgent, plan loadPlan) loadResult {
 		r.Ack = append(r.Ack, l...)
 	}
 	r.Failed = int(failed.Load())
+	r.Fallbacks = int(fallbacks.Load())
+	return r
+}
+
+// burstHealth is the health a burst's heartbeats carry (a typical agent's).
+var burstHealth = json.RawMessage(`{"status":"ok","consecutive_errors":0,"uptime_seconds":1234}`)
+
+// driveBurst runs a burst plan: each agent sends plan.BurstWarm heartbeats
+// (opening its stream, or its connection again after a stream), then, once
+// every agent has, started() is called and each sends plan.Burst heartbeats
+// back to back; measured() is called when the last ack is in, before the
+// streams close. seq carries each agent's sequence number across bursts.
+func driveBurst(agents []*simAgent, seq []int64, plan loadPlan, started, measured func()) loadResult {
+	var ready, fin sync.WaitGroup
+	release := make(chan struct{})
+	closeNow := make(chan struct{})
+	lat := make([][]time.Duration, len(agents))
+	errs := make([]int, len(agents))
+	fb := make([]int, len(agents))
+	for i, ag := range agents {
+		ready.Add(1)
+		fin.Add(1)
+		go func() {
+			snd := newHBSender(ag.c, plan.Path)
+			one := func() (time.Duration, error) {
+				seq[i]++
+				t := time.Now()
+				_, err := snd.send(context.Background(), agentapi.Heartbeat{Seq: seq[i], SentAt: t.UTC(), AgentVersion: "bench", AppliedVersion: 7, State: "normal", Health: burstHealth})
+				return time.Since(t), err
+			}
+			for range plan.BurstWarm {
+				_, _ = one()
+			}
+			fb[i] = snd.fallbacks
+			ready.Done()
+			<-release
+			lat[i] = make([]time.Duration, 0, plan.Burst)
+			for range plan.Burst {
+				d, err := one()
+				if err != nil {
+					errs[i]++
+					continue
+				}
+				lat[i] = append(lat[i], d)
+			}
+			fb[i] = snd.fallbacks - fb[i]
+			fin.Done()
+			<-closeNow
+			snd.close()
+		}()
+	}
+	ready.Wait()
+	started()
+	t0 := time.Now()
+	close(release)
+	fin.Wait()
+	wall := time.Since(t0)
+	measured()
+	close(closeNow)
+	r := loadResult{Wall: wall}
+	for i := range agents {
+		r.Ack = append(r.Ack, lat[i]...)
+		r.Failed += errs[i]
+		r.Fallbacks += fb[i]
+	}
 	return r
 }
 
@@ -228,6 +305,13 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// sysTime is this process's system (kernel) CPU time, a part of cpuTime.
+func sysTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Stime.Nano())
 }
 
 // profileWindow starts a CPU profile into path (when not "") and returns
@@ -304,11 +388,31 @@ func loadgenChild() error {
 	}
 	defer out.Close()
 	fmt.Println("ready")
+	seq := make([]int64, len(agents))
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		var plan loadPlan
 		if err := json.Unmarshal(in.Bytes(), &plan); err != nil {
 			return err
+		}
+		if plan.Burst > 0 {
+			// "start" when every agent is warm, "end" when the last ack is
+			// in (the parent's CPU between the two is the authority's),
+			// "done" once the result is written.
+			var c0, c1 time.Duration
+			stop := func() {}
+			r := driveBurst(agents, seq, plan, func() {
+				fmt.Println("start")
+				stop = profileWindow(os.Getenv("HB_LOADGEN_CPUPROFILE"))
+				c0 = cpuTime()
+			}, func() { c1 = cpuTime(); stop(); fmt.Println("end") })
+			r.CPU = c1 - c0
+			line, _ := json.Marshal(r)
+			if _, err := out.Write(append(line, '\n')); err != nil {
+				return err
+			}
+			fmt.Println("done")
+			continue
 		}
 		mStart, mEnd := plan.window()
 		var c0, c1 time.Duration
@@ -410,6 +514,30 @@ func (l *childLoad) run(plan loadPlan) (loadResult, error) {
 	return r, err
 }
 
+// burst runs a burst plan (loadPlan.Burst) in the child, calling started
+// when the child says every agent is warm and measured when its last ack
+// is in.
+func (l *childLoad) burst(plan loadPlan, started, measured func()) (loadResult, error) {
+	line, _ := json.Marshal(plan)
+	if _, err := l.stdin.Write(append(line, '\n')); err != nil {
+		return loadResult{}, err
+	}
+	if err := l.expect("start"); err != nil {
+		return loadResult{}, err
+	}
+	started()
+	if err := l.expect("end"); err != nil {
+		return loadResult{}, err
+	}
+	measured()
+	if err := l.expect("done"); err != nil {
+		return loadResult{}, err
+	}
+	var r loadResult
+	err := l.dec.Decode(&r)
+	return r, err
+}
+
 func (l *childLoad) close() {
 	_ = l.stdin.Close()
 	_ = l.cmd.Wait()
@@ -417,17 +545,19 @@ func (l *childLoad) close() {
 }
 
 type hbResult struct {
-	acked    int
-	failed   int
-	rate     float64
-	ack      []time.Duration
-	visible  []time.Duration
-	flushes  uint64
-	flushRow float64
-	auth     uint64
+	acked     int
+	failed    int
+	fallbacks int
+	rate      float64
+	ack       []time.Duration
+	visible   []time.Duration
+	flushes   uint64
+	flushRow  float64
+	auth      uint64
 	// CPU in the window: this process (the authority, plus the clients when
 	// in-process) and the load generator child.
 	cpu, loadCPU time.Duration
+	sys          time.Duration // the authority's kernel share of cpu
 	allocBytes   uint64
 	allocs       uint64
 	gcs          uint32
@@ -436,8 +566,8 @@ type hbResult struct {
 // drive runs the fleet at a fixed interval for d (after a warm-up) and
 // measures acks, heartbeat → committed-in-PostgreSQL latency of the
 // heartbeats sent in the window, and this process's CPU and allocations.
-func drive(h *authority.Heartbeats, lg loadgen, agents int, interval, warm, d time.Duration) (hbResult, error) {
-	plan := loadPlan{Start: time.Now().Add(200 * time.Millisecond), Interval: interval, Warm: warm, Dur: d}
+func drive(h *authority.Heartbeats, lg loadgen, path string, interval, warm, d time.Duration) (hbResult, error) {
+	plan := loadPlan{Start: time.Now().Add(200 * time.Millisecond), Interval: interval, Warm: warm, Dur: d, Path: path}
 	mStart, mEnd := plan.window()
 	var mu sync.Mutex
 	var visible []time.Duration
@@ -453,10 +583,10 @@ func drive(h *authority.Heartbeats, lg loadgen, agents int, interval, warm, d ti
 	defer h.OnFlush(nil)
 	var f0, f1 authority.HeartbeatStats
 	var m0, m1 runtime.MemStats
-	var c0, c1 time.Duration
+	var c0, c1, s0, s1 time.Duration
 	wait := measureWindow(mStart, mEnd, "HB_CPUPROFILE",
-		func() { f0, c0 = h.Stats(), cpuTime(); runtime.ReadMemStats(&m0) },
-		func() { f1, c1 = h.Stats(), cpuTime(); runtime.ReadMemStats(&m1) })
+		func() { f0, c0, s0 = h.Stats(), cpuTime(), sysTime(); runtime.ReadMemStats(&m0) },
+		func() { f1, c1, s1 = h.Stats(), cpuTime(), sysTime(); runtime.ReadMemStats(&m1) })
 	lr, err := lg.run(plan)
 	wait()
 	if err != nil {
@@ -469,8 +599,8 @@ func drive(h *authority.Heartbeats, lg loadgen, agents int, interval, warm, d ti
 	time.Sleep(2 * h.Config().FlushInterval)
 	mu.Lock()
 	defer mu.Unlock()
-	r := hbResult{acked: len(lr.Ack), failed: lr.Failed, rate: float64(len(lr.Ack)) / d.Seconds(), ack: lr.Ack, visible: visible,
-		flushes: f1.Flushes - f0.Flushes, auth: f1.AuthChecks - f0.AuthChecks, cpu: c1 - c0, loadCPU: lr.CPU,
+	r := hbResult{acked: len(lr.Ack), failed: lr.Failed, fallbacks: lr.Fallbacks, rate: float64(len(lr.Ack)) / d.Seconds(), ack: lr.Ack, visible: visible,
+		flushes: f1.Flushes - f0.Flushes, auth: f1.AuthChecks - f0.AuthChecks, cpu: c1 - c0, sys: s1 - s0, loadCPU: lr.CPU,
 		allocBytes: m1.TotalAlloc - m0.TotalAlloc, allocs: m1.Mallocs - m0.Mallocs, gcs: m1.NumGC - m0.NumGC}
 	if r.flushes > 0 {
 		r.flushRow = float64(f1.Flushed-f0.Flushed) / float64(r.flushes)
@@ -525,16 +655,30 @@ func loadAvg() string {
 // The agents run in a load generator child process (this test binary
 // re-executed), so the CPU split is measured: authority_cpu_us/hb is this
 // process's CPU per acknowledged heartbeat (HTTPS, mTLS, JSON, ingest,
-// batcher, PostgreSQL client), loadgen_cpu_us/hb the child's. Both share the
+// batcher, PostgreSQL client; authority_sys_us/hb is its kernel share),
+// loadgen_cpu_us/hb the child's. Both share the
 // machine's cores, as PostgreSQL does. HB_LOADGEN=inproc runs the agents in
 // this process instead (the figure then includes their cost).
 // HB_CPUPROFILE and HB_LOADGEN_CPUPROFILE write CPU profiles of the measured
-// window of each process (the last offered rate wins). HB_AGENTS
+// window of each process (the last run wins). Each offered rate runs once
+// per path of HB_PATH (comma-separated, default "stream,post": one stream
+// per agent, POST /v1/agent/heartbeat/stream as agent/runtime sends them,
+// then one POST /v1/agent/heartbeat per heartbeat), so both are measured
+// in the same run. HB_AGENTS
 // (default 1000), HB_SECONDS (default 5) and HB_OFFERED (comma-separated
 // offered rates, default 10000,25000,40000) change the size.
 func BenchmarkHeartbeatIngest(b *testing.B) {
 	n := envInt("HB_AGENTS", 1000)
 	secs := envInt("HB_SECONDS", 5)
+	paths := []string{hbPathStream, hbPathPost}
+	if v := os.Getenv("HB_PATH"); v != "" {
+		paths = nil
+		for _, p := range strings.Split(v, ",") {
+			if p == hbPathStream || p == hbPathPost {
+				paths = append(paths, p)
+			}
+		}
+	}
 	g := authtest.New(b, 1)
 	l := g.Leader(10 * time.Second)
 	cluster, fleet := enrollSim(b, l.Auth, l.APIAddr(), n)
@@ -564,38 +708,42 @@ func BenchmarkHeartbeatIngest(b *testing.B) {
 		}
 	}
 	for _, offered := range levels {
-		interval := time.Duration(float64(time.Second) * float64(n) / float64(offered))
-		b.Run(fmt.Sprintf("agents=%d/offered=%d/s", n, offered), func(b *testing.B) {
-			load0 := loadAvg()
-			r, err := drive(h, lg, n, interval, 2*time.Second, time.Duration(secs)*time.Second)
-			if err != nil {
-				b.Fatal(err)
-			}
-			base := plainUpsert(b, l.DB, cluster, fleet.Agents, max(r.acked, 10_000), int(r.flushRow))
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-			per := func(x float64) float64 {
-				if r.acked == 0 {
-					return 0
+		for _, path := range paths {
+			interval := time.Duration(float64(time.Second) * float64(n) / float64(offered))
+			b.Run(fmt.Sprintf("agents=%d/offered=%d/s/path=%s", n, offered, path), func(b *testing.B) {
+				load0 := loadAvg()
+				r, err := drive(h, lg, path, interval, 2*time.Second, time.Duration(secs)*time.Second)
+				if err != nil {
+					b.Fatal(err)
 				}
-				return x / float64(r.acked)
-			}
-			b.ReportMetric(r.rate, "heartbeats/s")
-			b.ReportMetric(ms(percentile(r.ack, 0.5)), "ack_p50_ms")
-			b.ReportMetric(ms(percentile(r.ack, 0.99)), "ack_p99_ms")
-			b.ReportMetric(ms(percentile(r.visible, 0.5)), "visible_p50_ms")
-			b.ReportMetric(ms(percentile(r.visible, 0.99)), "visible_p99_ms")
-			b.ReportMetric(r.flushRow, "rows/flush")
-			b.ReportMetric(float64(r.failed), "failed")
-			b.ReportMetric(float64(r.auth), "full_auth_checks")
-			b.ReportMetric(base, "plain_upsert_rows/s")
-			b.ReportMetric(r.rate/base, "ingest/plain_upsert")
-			b.ReportMetric(per(float64(r.cpu.Microseconds())), "authority_cpu_us/hb")
-			b.ReportMetric(per(float64(r.loadCPU.Microseconds())), "loadgen_cpu_us/hb")
-			b.ReportMetric(per(float64(r.allocBytes)), "authority_B/hb")
-			b.ReportMetric(per(float64(r.allocs)), "authority_allocs/hb")
-			b.ReportMetric(float64(r.gcs), "authority_gcs")
-			b.Logf("load average %s → %s; visible samples %d", load0, loadAvg(), len(r.visible))
-		})
+				base := plainUpsert(b, l.DB, cluster, fleet.Agents, max(r.acked, 10_000), int(r.flushRow))
+				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+				per := func(x float64) float64 {
+					if r.acked == 0 {
+						return 0
+					}
+					return x / float64(r.acked)
+				}
+				b.ReportMetric(r.rate, "heartbeats/s")
+				b.ReportMetric(ms(percentile(r.ack, 0.5)), "ack_p50_ms")
+				b.ReportMetric(ms(percentile(r.ack, 0.99)), "ack_p99_ms")
+				b.ReportMetric(ms(percentile(r.visible, 0.5)), "visible_p50_ms")
+				b.ReportMetric(ms(percentile(r.visible, 0.99)), "visible_p99_ms")
+				b.ReportMetric(r.flushRow, "rows/flush")
+				b.ReportMetric(float64(r.failed), "failed")
+				b.ReportMetric(float64(r.fallbacks), "stream_fallbacks")
+				b.ReportMetric(float64(r.auth), "full_auth_checks")
+				b.ReportMetric(base, "plain_upsert_rows/s")
+				b.ReportMetric(r.rate/base, "ingest/plain_upsert")
+				b.ReportMetric(per(float64(r.cpu.Microseconds())), "authority_cpu_us/hb")
+				b.ReportMetric(per(float64(r.sys.Microseconds())), "authority_sys_us/hb")
+				b.ReportMetric(per(float64(r.loadCPU.Microseconds())), "loadgen_cpu_us/hb")
+				b.ReportMetric(per(float64(r.allocBytes)), "authority_B/hb")
+				b.ReportMetric(per(float64(r.allocs)), "authority_allocs/hb")
+				b.ReportMetric(float64(r.gcs), "authority_gcs")
+				b.Logf("heartbeats by %s; load average %s → %s; visible samples %d", path, load0, loadAvg(), len(r.visible))
+			})
+		}
 	}
 }
 

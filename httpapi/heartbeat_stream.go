@@ -110,6 +110,46 @@ func readLine(br *bufio.Reader, buf *bytes.Buffer, max int) error {
 	}
 }
 
+// appendAckReply appends to dst the JSON encoding/json writes for
+// agentapi.HeartbeatStreamReply{Ack: ack}, without reflection (it is most
+// of what the stream writes); ok false (dst returned as it came) when ack
+// holds what it does not write exactly as encoding/json: a string to
+// escape, or a time that encoding/json refuses.
+func appendAckReply(dst []byte, ack *agentapi.HeartbeatAck) (_ []byte, ok bool) {
+	if !plainJSONString(ack.ClusterID) || !plainJSONString(ack.NodeID) || !plainJSONString(ack.AuthorityID) {
+		return dst, false
+	}
+	b := append(dst, `{"ack":{"cluster_id":"`...)
+	b = append(b, ack.ClusterID...)
+	b = append(b, `","node_id":"`...)
+	b = append(b, ack.NodeID...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, ack.Seq, 10)
+	b = append(b, `,"received_at":"`...)
+	b, err := ack.ReceivedAt.AppendText(b) // what Time.MarshalJSON writes between its quotes
+	if err != nil {
+		return dst, false
+	}
+	b = append(b, `","authority_id":"`...)
+	b = append(b, ack.AuthorityID...)
+	b = append(b, `","need_facts":`...)
+	b = strconv.AppendBool(b, ack.NeedFacts)
+	return append(b, "}}"...), true
+}
+
+// plainJSONString reports whether encoding/json writes s as it is between
+// quotes: printable ASCII without '"', '\' and the HTML characters it
+// escapes.
+func plainJSONString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
 func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ authority.NodePrincipal) error {
 	rc := http.NewResponseController(w)
 	_ = rc.EnableFullDuplex() // HTTP/1.1: answer lines while the body is still coming
@@ -120,20 +160,33 @@ func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ 
 	defer putBuffer(line)
 	var out []byte
 	started := false
-	reply := func(rep agentapi.HeartbeatStreamReply) bool {
+	// send writes out (one reply, without its newline) and flushes it.
+	send := func() bool {
 		if !started {
 			w.Header().Set("Content-Type", agentapi.ContentTypeNDJSON)
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		out = out[:0]
-		b, _ := json.Marshal(rep)
-		out = append(append(out, b...), '\n')
+		out = append(out, '\n')
 		if _, err := w.Write(out); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
+	}
+	reply := func(rep agentapi.HeartbeatStreamReply) bool {
+		b, _ := json.Marshal(rep)
+		out = append(out[:0], b...)
+		return send()
+	}
+	// replyAck is reply for an ack, most replies: written without
+	// encoding/json, and without moving the ack to the heap.
+	replyAck := func(ack agentapi.HeartbeatAck) bool {
+		var ok bool
+		if out, ok = appendAckReply(out[:0], &ack); !ok {
+			return reply(agentapi.HeartbeatStreamReply{Ack: new(ack)})
+		}
+		return send()
 	}
 	fail := func(err error) error {
 		reply(agentapi.HeartbeatStreamReply{Error: streamError(err)})
@@ -175,7 +228,7 @@ func (s *Server) agentHeartbeatStream(w http.ResponseWriter, r *http.Request, _ 
 			}
 			continue
 		}
-		if !reply(agentapi.HeartbeatStreamReply{Ack: &ack}) {
+		if !replyAck(ack) {
 			return nil
 		}
 	}

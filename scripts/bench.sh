@@ -16,14 +16,14 @@ mkdir -p "$(dirname "$out")"
 : >"$out"
 # Steps to run: the arguments (e.g. `scripts/bench.sh fenced snapshot`), or all;
 # BENCH_FILTER narrows the benchmarks of each step (a -bench pattern).
-steps=" ${*:-fenced raft snapshot mesh gossip fleet update tunnel vpn} "
+steps=" ${*:-fenced raft snapshot mesh gossip heartbeat fleet update tunnel vpn} "
 want() { [[ $steps == *" $1 "* ]]; }
 # Every package run is preceded by the machine load (figures on a shared
 # machine are only comparable with their same-run baselines).
 runb() {
 	echo "== load $(cat /proc/loadavg)" | tee -a "$out"
 	echo "== go test -bench ${BENCH_FILTER:-.} $*" | tee -a "$out"
-	go test -run '^$' -bench "${BENCH_FILTER:-.}" "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu|gossip |fleet )' | tee -a "$out"
+	go test -run '^$' -bench "${BENCH_FILTER:-.}" "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|PASS|goos|cpu|gossip |fleet |heartbeat )' | tee -a "$out"
 }
 # out/bench.json is written from out/bench.txt however the run ends.
 trap 'python3 scripts/benchjson.py "$out" "$json"' EXIT
@@ -35,6 +35,12 @@ want snapshot && runb ./snapshot/
 want mesh && runb -benchtime 2s $(go list ./mesh/... | grep -v '/mesh/gossip$')
 # BenchmarkGossip200 (200 members, ours vs plain memberlist) runs with it.
 want gossip && runb -benchtime 1x -timeout 30m ./mesh/gossip/
+# Heartbeats: the authority's own CPU per heartbeat, stream vs POST (agents
+# in a child process, two rounds of the six alternating phases), and one
+# run of the ingest at offered rates beside a plain batched upsert (HB_PATH=stream for
+# the stream).
+want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatPaths$'} runb -benchtime 2x -timeout 20m ./bench/
+want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatIngest$'} runb -benchtime 1x -timeout 20m ./bench/
 # The fleet: FLEET_AGENTS (default 2000) simulated mTLS agents in a child
 # process, 3 authorities, a route intent → every agent applied (one run).
 want fleet && BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/

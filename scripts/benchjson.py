@@ -27,6 +27,11 @@ AIMS = [
     (r"^BenchmarkFleet$", "applied_max_s", "first_agent_applied_s", None, "<=", 10),
     (r"^BenchmarkFleet$", "authorities_rss_MiB", None, None, "<=", 1024),
     (r"^BenchmarkFleet$", "hb_lost", "hb_acked", None, "<=", 0),
+    # Heartbeat path (issue #24 item 2): the authority's own CPU per heartbeat
+    # on the stream, beside the old POST path in the same run (the ratio is
+    # computed), aim ≤ 30 µs; and halved (stream/old ≤ 0.5).
+    (r"^BenchmarkHeartbeatPaths$", "authority_us/hb_stream", "authority_us/hb_old", None, "<=", 30),
+    (r"^BenchmarkHeartbeatPaths$", "stream/old", None, None, "<=", 0.5),
     # Gossip at 200 members: beside plain memberlist seeded the same way.
     (r"^BenchmarkGossip200$", "dead_by_all_max_s", "ml_dead_by_all_max_s", "dead_max/ml", None, None),
     (r"^BenchmarkGossip200$", "join_all_max_s", "ml_join_all_max_s", "join_max/ml", None, None),
