@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"time"
@@ -96,7 +97,11 @@ func (a *Authority) RunAuditChainer(ctx context.Context, interval time.Duration)
 				// A broken chain is logged by CheckpointAudit; anything else
 				// (lost leadership, no quorum) is retried a little later.
 				retryAt = a.cfg.Clock().Add(a.cfg.Audit.retryDelay())
-				a.log.Warn("audit checkpoint", "error", err)
+				var e *Error
+				if !errors.As(err, &e) || e.Details["reason"] != "audit_chain_behind" {
+					// (behind: logged once per checkpoint by CheckpointAudit)
+					a.log.Warn("audit checkpoint", "error", err)
+				}
 			}
 		}
 		cancel()

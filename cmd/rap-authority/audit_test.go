@@ -57,6 +57,7 @@ func TestAuditVerifyReport(t *testing.T) {
 		require.Contains(t, out, "20 event(s) anchored by the checkpoint are missing (seq 101..120)")
 		require.Contains(t, out, "25 event(s) were chained after the fork at seq 101")
 		require.Contains(t, out, "rapctl audit reanchor --reason")
+		require.Contains(t, out, "first bad event seq 120 (head-mismatch)")
 		require.NotContains(t, out, "BROKEN")
 	})
 	t.Run("plain truncation", func(t *testing.T) {

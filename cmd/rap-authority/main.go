@@ -552,7 +552,11 @@ func auditVerifyReport(w io.Writer, anchor *authority.AuditAnchor, res audit.Res
 			fmt.Fprintf(w, "; %d event(s) were chained after the fork at seq %d", bh.Continued, bh.ForkSeq)
 		}
 		fmt.Fprintf(w, "\nthis is what restoring PostgreSQL from a backup older than the checkpoint leaves: if that is what happened, acknowledge the loss with `rapctl audit reanchor --reason ...` (docs/operations.md, Restore) and verify again; otherwise treat it as tampering\n")
-		fmt.Fprintf(w, "first break: %v\n", b)
+		if b.ID != 0 {
+			fmt.Fprintf(w, "first bad event id %d seq %d (%s): %v\n", b.ID, b.Seq, b.Reason, b)
+		} else {
+			fmt.Fprintf(w, "first bad event seq %d (%s): %v\n", b.Seq, b.Reason, b)
+		}
 		return false
 	}
 	if b.ID != 0 {
