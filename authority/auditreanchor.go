@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -198,4 +200,45 @@ func (a *Authority) ReanchorAudit(ctx context.Context, actor Actor, req Reanchor
 // full verification (VerifyAudit) tells it apart from edited rows.
 func behindBreak(b *audit.Break, cp fsm.AuditCheckpoint) bool {
 	return b.Reason == audit.ReasonTruncated || (b.Reason == audit.ReasonHeadMismatch && b.Seq == cp.Seq)
+}
+
+// WriteAuditVerifyReport writes (for rap-authority audit verify) the outcome of VerifyAudit against anchor and
+// reports whether the chain verified. Re-anchors recorded in Raft are listed
+// (an acknowledged restore), and a chain that is only behind the checkpoint
+// (res.Behind: links intact, anchored events missing) is reported as a
+// truncation with the checkpoint, the missing events and the re-anchor
+// procedure, apart from other tampering.
+func WriteAuditVerifyReport(w io.Writer, anchor *AuditAnchor, res audit.Result) bool {
+	if anchor != nil {
+		fmt.Fprintf(w, "checkpoint: seq %d hash %s (raft index %d)\n", anchor.Seq, anchor.Hash, anchor.Index)
+		for _, r := range anchor.Reanchors {
+			fmt.Fprintf(w, "re-anchored at raft index %d (%s) by %s: superseded checkpoint seq %d hash %s (raft index %d) with chain head seq %d hash %s; reason: %q\n",
+				r.Index, r.At.UTC().Format(time.RFC3339), r.Actor, r.SupersededSeq, r.SupersededHash, r.SupersededIndex, r.Seq, r.Hash, r.Reason)
+		}
+	}
+	if res.OK() {
+		fmt.Fprintf(w, "audit chain intact: %d events, head seq %d hash %s\n", res.Checked, res.Head.Seq, res.Head.Hash)
+		return true
+	}
+	b := res.Break
+	if bh := res.Behind; bh != nil && anchor != nil {
+		fmt.Fprintf(w, "audit chain TRUNCATED behind the checkpoint (seq %d hash %s, raft index %d, taken %s): its links are intact up to its head seq %d, but %d event(s) anchored by the checkpoint are missing (seq %d..%d)",
+			anchor.Seq, anchor.Hash, anchor.Index, anchor.At.UTC().Format(time.RFC3339), bh.ChainHead.Seq, bh.Missing, bh.ForkSeq, bh.Expect.Seq)
+		if bh.Continued > 0 {
+			fmt.Fprintf(w, "; %d event(s) were chained after the fork at seq %d", bh.Continued, bh.ForkSeq)
+		}
+		fmt.Fprintf(w, "\nthis is what restoring PostgreSQL from a backup older than the checkpoint leaves: if that is what happened, acknowledge the loss with `rapctl audit reanchor --reason ...` (docs/operations.md, Restore) and verify again; otherwise treat it as tampering\n")
+		if b.ID != 0 {
+			fmt.Fprintf(w, "first bad event id %d seq %d (%s): %v\n", b.ID, b.Seq, b.Reason, b)
+		} else {
+			fmt.Fprintf(w, "first bad event seq %d (%s): %v\n", b.Seq, b.Reason, b)
+		}
+		return false
+	}
+	if b.ID != 0 {
+		fmt.Fprintf(w, "audit chain BROKEN: first bad event id %d seq %d (%s) after %d good events: %v\n", b.ID, b.Seq, b.Reason, res.Checked, b)
+	} else {
+		fmt.Fprintf(w, "audit chain BROKEN: first bad event seq %d (%s) after %d good events: %v\n", b.Seq, b.Reason, res.Checked, b)
+	}
+	return false
 }
