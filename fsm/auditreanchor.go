@@ -87,7 +87,8 @@ func applyReanchorAudit(s *state, index uint64, c ReanchorAudit) Result {
 		return Result{Err: cmdErr(ErrAuditReanchorStale, "no audit checkpoint is recorded")}
 	}
 	if cur.Seq != c.SupersededSeq || !bytes.Equal(cur.Hash, c.SupersededHash) {
-		return Result{Err: cmdErr(ErrAuditReanchorStale, fmt.Sprintf("the recorded checkpoint is seq %d, not seq %d", cur.Seq, c.SupersededSeq))}
+		return Result{Err: cmdErr(ErrAuditReanchorStale, fmt.Sprintf("the recorded checkpoint is seq %d hash %x…, not seq %d hash %x…",
+			cur.Seq, cur.Hash[:4], c.SupersededSeq, c.SupersededHash[:4]))}
 	}
 	at := c.At.UTC()
 	r := AuditReanchor{Seq: c.Seq, Hash: bytes.Clone(c.Hash), SupersededSeq: cur.Seq, SupersededHash: cur.Hash,

@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/hex"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -121,4 +123,34 @@ func TestAuditCheckpointSnapshotWithoutReanchors(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, int64(10), cp.Seq)
 	require.Nil(t, cp.Reanchors)
+}
+
+// buildAuditCommand builds the script commands set-audit-checkpoint and
+// reanchor-audit; hashes are hex, numbers decimal.
+func buildAuditCommand(kind string, kv map[string]string, at time.Time) (Command, error) {
+	var err error
+	num := func(k string) int64 {
+		if kv[k] == "" || err != nil {
+			return 0
+		}
+		var n int64
+		n, err = strconv.ParseInt(kv[k], 10, 64)
+		return n
+	}
+	hx := func(k string) []byte {
+		if err != nil {
+			return nil
+		}
+		var b []byte
+		b, err = hex.DecodeString(kv[k])
+		return b
+	}
+	var c Command
+	if kind == "set-audit-checkpoint" {
+		c = SetAuditCheckpoint{Seq: num("seq"), Hash: hx("hash"), MaxID: num("max_id"), V2From: num("v2_from"), Actor: kv["actor"], At: at}
+	} else {
+		c = ReanchorAudit{Seq: num("seq"), Hash: hx("hash"), MaxID: num("max_id"), SupersededSeq: num("superseded_seq"),
+			SupersededHash: hx("superseded_hash"), Reason: kv["reason"], Actor: kv["actor"], At: at}
+	}
+	return c, err
 }
