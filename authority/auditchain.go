@@ -217,7 +217,11 @@ func (a *Authority) maybeCheckpointAudit(ctx context.Context) error {
 // through the log. A chain that does not extend the last checkpoint (rows
 // deleted, rewritten or replaced, the head moved back) is refused with
 // conflict, logged as an error and audited as a failed audit.checkpoint; the
-// old checkpoint stays, so the evidence is kept. When the head has not moved
+// old checkpoint stays, so the evidence is kept. A chain that no longer
+// reaches the checkpoint (its row gone or different: a restore from an older
+// backup) is refused with details.reason audit_chain_behind, reported once
+// per checkpoint by the periodic checkpointer and visible in
+// AuditChainBehindStatus until an owner re-anchors (ReanchorAudit). When the head has not moved
 // the current checkpoint is returned and nothing is committed. An owner's
 // request (actor kind other than system) is audited.
 func (a *Authority) CheckpointAudit(ctx context.Context, actor Actor) (AuditAnchor, error) {
