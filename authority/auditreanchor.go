@@ -103,8 +103,8 @@ type ReanchorAuditRequest struct {
 }
 
 // ReanchorAudit re-anchors the audit chain after PostgreSQL was restored from
-// a backup older than the latest Raft checkpoint (leader only; fenced and
-// audited as audit.reanchor). The whole chain is verified against the latest
+// a backup older than the latest Raft checkpoint (platform owners only:
+// forbidden otherwise; leader only; fenced and audited as audit.reanchor). The whole chain is verified against the latest
 // checkpoint first: it must be behind it with every link intact
 // (audit.Result.Behind) — a chain that contains the checkpoint needs no
 // re-anchor (conflict, audit_chain_not_behind) and a chain with a broken link
@@ -117,6 +117,12 @@ func (a *Authority) ReanchorAudit(ctx context.Context, actor Actor, req Reanchor
 	reason := strings.TrimSpace(req.Reason)
 	op := Op{Action: "audit.reanchor", Actor: actor, TargetKind: "audit_chain", TargetID: AuditChainID, IdempotencyKey: idemKey,
 		Details: map[string]any{"reason": reason}}
+	if actor.Role != store.RolePlatformOwner {
+		e := &Error{Code: CodeForbidden, Message: "re-anchoring the audit chain is for platform owners only",
+			Details: map[string]any{"role": actor.Role}}
+		a.auditFailure(ctx, op, e)
+		return AuditAnchor{}, e
+	}
 	if reason == "" || len(reason) > fsm.MaxReanchorReasonLen || !utf8.ValidString(reason) {
 		e := Errf(CodeInvalid, "reason is required: valid UTF-8, at most %d bytes (which backup was restored, and why)", fsm.MaxReanchorReasonLen)
 		a.auditFailure(ctx, op, e)

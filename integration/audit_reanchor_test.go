@@ -19,6 +19,7 @@ import (
 	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/authtest"
+	"github.com/rap-fabric/core/store"
 )
 
 // After the newest audit rows are lost behind the latest Raft checkpoint (as
@@ -105,6 +106,12 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 		require.ErrorAs(t, err, &ae)
 		return an, ae
 	}
+	// Platform owners only.
+	_, err = d.Auth.ReanchorAudit(ctx, authority.Actor{ID: "admin-1", Kind: "user", Role: store.RolePlatformAdmin},
+		authority.ReanchorAuditRequest{Reason: "restored"}, "")
+	var fe *authority.Error
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, authority.CodeForbidden, fe.Code)
 	_, ae := reanchor("  ")
 	require.Equal(t, "invalid_argument", ae.Code)
 	require.Equal(t, http.StatusBadRequest, ae.Status)
@@ -144,7 +151,7 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 	require.EqualValues(t, 3, details["missing"])
 	var failed int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'audit.reanchor' AND outcome <> 'ok'`).Scan(&failed))
-	require.Equal(t, 2, failed, "the refused re-anchors are audited too")
+	require.Equal(t, 3, failed, "the refused re-anchors are audited too")
 
 	out, code = verify()
 	require.Equal(t, 0, code, out)
