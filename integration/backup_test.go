@@ -250,8 +250,9 @@ func TestBackupAndRestore(t *testing.T) {
 	require.Contains(t, out, "reason: \"PostgreSQL restored from "+backupDir+"/rap.dump\"")
 	require.Contains(t, out, "audit chain intact")
 	var now authority.AuditAnchor
-	require.NoError(t, owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &now, nil))
-	require.Len(t, now.Reanchors, 1)
+	testwait.Until(t, 30*time.Second, "the re-anchor applied where the owner client reads", func() bool {
+		return owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &now, nil) == nil && len(now.Reanchors) == 1
+	})
 	require.Equal(t, afterDump.Seq, now.Reanchors[0].SupersededSeq)
 	require.Equal(t, afterDump.Index, now.Reanchors[0].SupersededIndex)
 
