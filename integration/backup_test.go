@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
@@ -160,9 +161,17 @@ func TestBackupAndRestore(t *testing.T) {
 	var dumpSeq int64
 	_, err = fmt.Sscanf(string(anchor), "%d:", &dumpSeq)
 	require.NoError(t, err)
+	live, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer live.Close(ctx)
 	var afterDump authority.AuditAnchor
-	testwait.Until(t, 60*time.Second, "a periodic audit checkpoint after the dump", func() bool {
-		return owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &afterDump, nil) == nil && afterDump.Seq > dumpSeq+1
+	testwait.Until(t, 60*time.Second, "a periodic audit checkpoint over the events written after the dump", func() bool {
+		var unchained, head int64
+		if live.QueryRow(ctx, `SELECT (SELECT count(*) FROM cluster_audit_events WHERE seq IS NULL), (SELECT seq FROM audit_chain_head)`).Scan(&unchained, &head) != nil {
+			return false
+		}
+		return unchained == 0 && head > dumpSeq+1 &&
+			owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &afterDump, nil) == nil && afterDump.Seq >= head
 	})
 
 	// The restore, as written.
