@@ -104,8 +104,8 @@ type ReanchorAuditRequest struct {
 
 // ReanchorAudit re-anchors the audit chain after PostgreSQL was restored from
 // a backup older than the latest Raft checkpoint (platform owners only:
-// forbidden otherwise; leader only; fenced and audited as audit.reanchor). The whole chain is verified against the latest
-// checkpoint first: it must be behind it with every link intact
+// forbidden otherwise; leader only; fenced and audited as audit.reanchor).
+// The whole chain is verified against the latest checkpoint first: it must be behind it with every link intact
 // (audit.Result.Behind) — a chain that contains the checkpoint needs no
 // re-anchor (conflict, audit_chain_not_behind) and a chain with a broken link
 // is tampering that a re-anchor must not hide (conflict, audit_chain_broken).
@@ -141,7 +141,14 @@ func (a *Authority) ReanchorAudit(ctx context.Context, actor Actor, req Reanchor
 			retry = true
 		}
 	}
-	if !retry {
+	if retry {
+		// Applied before: audit what was applied (the newest re-anchor).
+		if cp, ok := a.state.AuditCheckpoint(); ok && len(cp.Reanchors) > 0 {
+			r := reanchorsOf(cp.Reanchors)[len(cp.Reanchors)-1]
+			op.Details["superseded_seq"], op.Details["superseded_hash"], op.Details["superseded_index"] = r.SupersededSeq, r.SupersededHash.String(), r.SupersededIndex
+			op.Details["seq"], op.Details["hash"] = r.Seq, r.Hash.String()
+		}
+	} else {
 		cp, ok := a.state.AuditCheckpoint()
 		if !ok {
 			e := Errf(CodeConflict, "no audit checkpoint has been committed: nothing to re-anchor (take one with rapctl audit checkpoint)")
