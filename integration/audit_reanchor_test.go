@@ -127,7 +127,7 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 
 	// The re-anchor, through rapctl.
 	rc := exec.Command(filepath.Join(bin, "rapctl"), "--server", d.APIAddr(), "--token", g.Token, "--ca-pin", g.Pin,
-		"-o", "json", "audit", "reanchor", "--reason", "restored the 03-01 dump")
+		"-o", "json", "--idempotency-key", "reanchor-1", "audit", "reanchor", "--reason", "restored the 03-01 dump")
 	o, err := rc.CombinedOutput()
 	require.NoError(t, err, string(o))
 	var an authority.AuditAnchor
@@ -139,6 +139,12 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 	require.Equal(t, "restored the 03-01 dump", r.Reason)
 	require.GreaterOrEqual(t, r.Seq, cut)
 	require.Equal(t, r.Index, an.Index)
+	// A retry with the same Idempotency-Key answers the same, applies nothing.
+	var again authority.AuditAnchor
+	require.NoError(t, c.Do(ctx, http.MethodPost, "/v1/audit/reanchor", map[string]string{"reason": "restored the 03-01 dump"}, &again,
+		map[string]string{"Idempotency-Key": "reanchor-1"}))
+	require.Len(t, again.Reanchors, 1)
+	require.Equal(t, r.Index, again.Reanchors[0].Index)
 	fsmCP, _ := d.FSM.AuditCheckpoint()
 	require.GreaterOrEqual(t, fsmCP.Index, an.Index)
 	require.Equal(t, "restored the 03-01 dump", fsmCP.Reanchors[0].Reason, "recorded in the Raft state")
@@ -149,6 +155,9 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 	require.Equal(t, "restored the 03-01 dump", details["reason"])
 	require.EqualValues(t, cp.Seq, details["superseded_seq"])
 	require.EqualValues(t, 3, details["missing"])
+	var oks int
+	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'audit.reanchor' AND outcome = 'ok'`).Scan(&oks))
+	require.Equal(t, 1, oks, "the retry was not applied or audited again")
 	var failed int
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = 'audit.reanchor' AND outcome <> 'ok'`).Scan(&failed))
 	require.Equal(t, 3, failed, "the refused re-anchors are audited too")
