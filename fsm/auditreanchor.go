@@ -88,7 +88,7 @@ func applyReanchorAudit(s *state, index uint64, c ReanchorAudit) Result {
 	}
 	if cur.Seq != c.SupersededSeq || !bytes.Equal(cur.Hash, c.SupersededHash) {
 		return Result{Err: cmdErr(ErrAuditReanchorStale, fmt.Sprintf("the recorded checkpoint is seq %d hash %x…, not seq %d hash %x…",
-			cur.Seq, cur.Hash[:4], c.SupersededSeq, c.SupersededHash[:4]))}
+			cur.Seq, prefix4(cur.Hash), c.SupersededSeq, prefix4(c.SupersededHash)))}
 	}
 	at := c.At.UTC()
 	r := AuditReanchor{Seq: c.Seq, Hash: bytes.Clone(c.Hash), SupersededSeq: cur.Seq, SupersededHash: cur.Hash,
@@ -103,3 +103,6 @@ func applyReanchorAudit(s *state, index uint64, c ReanchorAudit) Result {
 		Actor: c.Actor, At: at, Index: index, Reanchors: reanchors}
 	return Result{}
 }
+
+// prefix4 is the first bytes of a hash for messages.
+func prefix4(b []byte) []byte { return b[:min(len(b), 4)] }
