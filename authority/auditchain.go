@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"time"
@@ -96,7 +97,11 @@ func (a *Authority) RunAuditChainer(ctx context.Context, interval time.Duration)
 				// A broken chain is logged by CheckpointAudit; anything else
 				// (lost leadership, no quorum) is retried a little later.
 				retryAt = a.cfg.Clock().Add(a.cfg.Audit.retryDelay())
-				a.log.Warn("audit checkpoint", "error", err)
+				var e *Error
+				if !errors.As(err, &e) || e.Details["reason"] != "audit_chain_behind" {
+					// (behind: logged once per checkpoint by CheckpointAudit)
+					a.log.Warn("audit checkpoint", "error", err)
+				}
 			}
 		}
 		cancel()
@@ -155,10 +160,18 @@ type AuditAnchor struct {
 	Actor  string     `json:"actor,omitempty"`
 	At     time.Time  `json:"at,omitzero"`
 	Index  uint64     `json:"index,omitempty"`
+	// Reanchors are the re-anchors recorded in Raft, oldest first: each
+	// superseded a checkpoint the restored chain was behind (ReanchorAudit).
+	Reanchors []AuditReanchor `json:"reanchors,omitempty"`
+	// ChainBehind, only in GET /v1/audit/checkpoint from the leader, is set
+	// while its periodic checkpointer refuses to checkpoint because the chain
+	// is behind this checkpoint.
+	ChainBehind *AuditChainBehind `json:"chain_behind,omitempty"`
 }
 
 func anchorOf(c fsm.AuditCheckpoint) AuditAnchor {
-	an := AuditAnchor{Seq: c.Seq, MaxID: c.MaxID, V2From: c.V2From, Actor: c.Actor, At: c.At, Index: c.Index}
+	an := AuditAnchor{Seq: c.Seq, MaxID: c.MaxID, V2From: c.V2From, Actor: c.Actor, At: c.At, Index: c.Index,
+		Reanchors: reanchorsOf(c.Reanchors)}
 	copy(an.Hash[:], c.Hash)
 	return an
 }
@@ -170,7 +183,11 @@ func (a *Authority) LatestAuditCheckpoint() (AuditAnchor, error) {
 	if !ok {
 		return AuditAnchor{}, Errf(CodeNotFound, "no audit checkpoint has been committed yet")
 	}
-	return anchorOf(c), nil
+	an := anchorOf(c)
+	if b := a.AuditChainBehindStatus(); b != nil && b.CheckpointIndex == c.Index {
+		an.ChainBehind = b
+	}
+	return an, nil
 }
 
 // maybeCheckpointAudit commits a checkpoint when enough events were chained
@@ -200,7 +217,11 @@ func (a *Authority) maybeCheckpointAudit(ctx context.Context) error {
 // through the log. A chain that does not extend the last checkpoint (rows
 // deleted, rewritten or replaced, the head moved back) is refused with
 // conflict, logged as an error and audited as a failed audit.checkpoint; the
-// old checkpoint stays, so the evidence is kept. When the head has not moved
+// old checkpoint stays, so the evidence is kept. A chain that no longer
+// reaches the checkpoint (its row gone or different: a restore from an older
+// backup) is refused with details.reason audit_chain_behind, reported once
+// per checkpoint by the periodic checkpointer and visible in
+// AuditChainBehindStatus until an owner re-anchors (ReanchorAudit). When the head has not moved
 // the current checkpoint is returned and nothing is committed. An owner's
 // request (actor kind other than system) is audited.
 func (a *Authority) CheckpointAudit(ctx context.Context, actor Actor) (AuditAnchor, error) {
@@ -273,6 +294,25 @@ func (a *Authority) CheckpointAudit(ctx context.Context, actor Actor) (AuditAnch
 		res.Break = &audit.Break{Seq: res.Head.Seq + 1, Reason: audit.ReasonTruncated,
 			Detail: fmt.Sprintf("chain ends at seq %d, checkpoint is seq %d", res.Head.Seq, cp.Seq)}
 	}
+	if res.Break != nil && hasCP && behindBreak(res.Break, cp) {
+		// The chain no longer reaches the checkpoint: PostgreSQL restored
+		// from an older backup (or the newest rows deleted). Refuse, keep the
+		// checkpoint, and say so once per checkpoint (the break's text moves
+		// as new rows are chained); an owner re-anchors (ReanchorAudit).
+		e := &Error{Code: CodeConflict, Message: "the audit chain is behind the last checkpoint (restored from an older backup?); no checkpoint taken — " +
+			"verify with rap-authority audit verify and, if the loss is expected, re-anchor with rapctl audit reanchor: " + res.Break.Error(),
+			Details: map[string]any{"reason": "audit_chain_behind", "seq": res.Break.Seq, "checkpoint_seq": cp.Seq, "break": string(res.Break.Reason)}}
+		head, herr := store.ReadAuditHead(ctx, a.db.Pool)
+		if herr != nil {
+			head.Seq = res.Head.Seq
+		}
+		if news := a.noteAuditBehind(cp, head.Seq, res.Break.Error()); news || (actor.Kind != "system" && actor.Kind != "") {
+			a.log.Error("audit chain is behind the last Raft checkpoint; refusing to checkpoint until an owner re-anchors (rapctl audit reanchor) or the rows come back",
+				"checkpoint_seq", cp.Seq, "checkpoint_index", cp.Index, "chain_seq", head.Seq, "break", res.Break.Error())
+			a.auditFailure(ctx, Op{Action: "audit.checkpoint", Actor: actor, TargetKind: "audit_chain", TargetID: AuditChainID}, e)
+		}
+		return AuditAnchor{}, e
+	}
 	if res.Break != nil {
 		e := &Error{Code: CodeConflict, Message: "the audit chain does not extend the last checkpoint: " + res.Break.Error(),
 			Details: map[string]any{"reason": "audit_chain_broken", "seq": res.Break.Seq, "event_id": res.Break.ID, "break": string(res.Break.Reason)}}
@@ -285,6 +325,7 @@ func (a *Authority) CheckpointAudit(ctx context.Context, actor Actor) (AuditAnch
 		}
 		return AuditAnchor{}, e
 	}
+	a.auditBehind.Store(nil)
 	if hasCP && res.Head.Seq == cp.Seq {
 		return anchorOf(cp), nil
 	}
@@ -326,6 +367,7 @@ func (a *Authority) VerifyAudit(ctx context.Context, anchor *AuditAnchor) (audit
 		}
 		opts.Expect = &audit.Head{Seq: anchor.Seq, Hash: anchor.Hash}
 		opts.ExpectMaxID = anchor.MaxID
+		opts.ExpectAt = anchor.At
 	}
 	events := func(yield func(audit.Event, error) bool) {
 		stop := false

@@ -161,6 +161,11 @@ type Authority struct {
 	// lastAuditBreak is the audit chain break the periodic checkpointer last
 	// reported (auditchain.go), so a persisting break is audited once.
 	lastAuditBreak atomic.Pointer[string]
+	// auditBehind is set while the periodic checkpointer refuses to
+	// checkpoint a chain that is behind the latest checkpoint
+	// (auditreanchor.go); auditCheckpointRefusals counts those refusals.
+	auditBehind             atomic.Pointer[AuditChainBehind]
+	auditCheckpointRefusals atomic.Int64
 
 	// Subsystems, built by New from the Config.
 	admin      *Admin

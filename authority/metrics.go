@@ -106,6 +106,16 @@ func (a *Authority) Collectors() []prometheus.Collector {
 		counter("rap_heartbeats_dropped_total", "Heartbeats dropped (ingest full or shutting down).", func() float64 { return float64(h.dropped.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rap_heartbeats_pending", Help: "Heartbeats waiting in memory for the next flush."},
 			func() float64 { return float64(h.Stats().Pending) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "rap_audit_chain_behind_checkpoint",
+			Help: "1 while this authority's audit checkpointer refuses to checkpoint because the audit chain is behind the latest Raft checkpoint (PostgreSQL restored from an older backup?): re-anchor with rapctl audit reanchor."},
+			func() float64 {
+				if a.auditBehind.Load() != nil {
+					return 1
+				}
+				return 0
+			}),
+		counter("rap_audit_checkpoint_refusals_total", "Audit checkpoints refused because the audit chain is behind the latest Raft checkpoint.",
+			func() float64 { return float64(a.auditCheckpointRefusals.Load()) }),
 		newStateCollector(a),
 	)
 	return out

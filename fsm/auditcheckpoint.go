@@ -20,6 +20,10 @@ type AuditCheckpoint struct {
 	Actor  string    `json:"actor"`
 	At     time.Time `json:"at"`
 	Index  uint64    `json:"index"`
+	// Reanchors are the re-anchors that superseded an earlier checkpoint
+	// (oldest first, at most MaxAuditReanchors), carried by every later
+	// checkpoint so the history of acknowledged truncations stays in Raft.
+	Reanchors []AuditReanchor `json:"reanchors,omitempty"`
 }
 
 // SetAuditCheckpoint records a new audit checkpoint. It must not go back:
@@ -68,6 +72,7 @@ func (c SetAuditCheckpoint) Validate() error {
 
 func applyAuditCheckpoint(s *state, index uint64, c SetAuditCheckpoint) Result {
 	v2 := c.V2From
+	var reanchors []AuditReanchor
 	if cur := s.AuditCheckpoint; cur != nil {
 		switch {
 		case c.Seq < cur.Seq:
@@ -75,11 +80,12 @@ func applyAuditCheckpoint(s *state, index uint64, c SetAuditCheckpoint) Result {
 		case c.Seq == cur.Seq && !bytes.Equal(c.Hash, cur.Hash):
 			return Result{Err: cmdErr(ErrAuditCheckpointConflict, fmt.Sprintf("seq %d recorded with another hash", c.Seq))}
 		}
-		v2 = cur.V2From
+		v2, reanchors = cur.V2From, cur.Reanchors
 	}
-	// Replace, don't mutate: snapshots share the old value.
+	// Replace, don't mutate: snapshots share the old value (and its
+	// Reanchors, which are never mutated either).
 	s.AuditCheckpoint = &AuditCheckpoint{Seq: c.Seq, Hash: bytes.Clone(c.Hash), MaxID: c.MaxID, V2From: v2,
-		Actor: c.Actor, At: c.At.UTC(), Index: index}
+		Actor: c.Actor, At: c.At.UTC(), Index: index, Reanchors: reanchors}
 	return Result{}
 }
 
@@ -93,6 +99,14 @@ func (f *FSM) AuditCheckpoint() (AuditCheckpoint, bool) {
 	}
 	c := *f.st.AuditCheckpoint
 	c.Hash = bytes.Clone(c.Hash)
+	c.Reanchors = make([]AuditReanchor, len(f.st.AuditCheckpoint.Reanchors))
+	for i, r := range f.st.AuditCheckpoint.Reanchors {
+		r.Hash, r.SupersededHash = bytes.Clone(r.Hash), bytes.Clone(r.SupersededHash)
+		c.Reanchors[i] = r
+	}
+	if len(c.Reanchors) == 0 {
+		c.Reanchors = nil
+	}
 	return c, true
 }
 
@@ -102,6 +116,11 @@ func dumpAuditCheckpoint(s *state, ts func(time.Time) string) string {
 	if c == nil {
 		return ""
 	}
-	return fmt.Sprintf("audit-checkpoint seq=%d hash=%x max_id=%d v2_from=%d actor=%s at=%s index=%d\n",
+	out := fmt.Sprintf("audit-checkpoint seq=%d hash=%x max_id=%d v2_from=%d actor=%s at=%s index=%d\n",
 		c.Seq, c.Hash, c.MaxID, c.V2From, c.Actor, ts(c.At), c.Index)
+	for _, r := range c.Reanchors {
+		out += fmt.Sprintf("audit-reanchor seq=%d hash=%x superseded_seq=%d superseded_hash=%x superseded_max_id=%d superseded_index=%d reason=%q actor=%s at=%s index=%d\n",
+			r.Seq, r.Hash, r.SupersededSeq, r.SupersededHash, r.SupersededMaxID, r.SupersededIndex, r.Reason, r.Actor, ts(r.At), r.Index)
+	}
+	return out
 }

@@ -67,6 +67,8 @@ func (t CommandType) String() string {
 		return "set-audit-checkpoint"
 	case TypeRetireClusterCA:
 		return "retire-ca"
+	case TypeReanchorAudit:
+		return "reanchor-audit"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -346,6 +348,8 @@ func Decode(data []byte) (Decoded, error) {
 		cmd = &SetAuditCheckpoint{}
 	case TypeRetireClusterCA:
 		cmd = &RetireClusterCA{}
+	case TypeReanchorAudit:
+		cmd = &ReanchorAudit{}
 	default:
 		return Decoded{}, cmdErr(ErrUnknownType, fmt.Sprintf("type %d", data[1]))
 	}
@@ -414,6 +418,9 @@ func canonical(c Command) (Command, error) {
 	case RetireClusterCA:
 		v.At, err = canonicalTime("at", v.At)
 		c = v
+	case ReanchorAudit:
+		v.At, err = canonicalTime("at", v.At)
+		c = v
 	}
 	return c, err
 }
@@ -450,6 +457,8 @@ func deref(c Command) Command {
 	case *SetAuditCheckpoint:
 		return *v
 	case *RetireClusterCA:
+		return *v
+	case *ReanchorAudit:
 		return *v
 	}
 	return c

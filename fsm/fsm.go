@@ -366,6 +366,8 @@ func (f *FSM) apply(index uint64, c Command) Result {
 		return applyAuditCheckpoint(s, index, c)
 	case RetireClusterCA:
 		return applyRetireClusterCA(s, c)
+	case ReanchorAudit:
+		return applyReanchorAudit(s, index, c)
 	default:
 		return Result{Err: cmdErr(ErrUnknownType, c.Type().String())}
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -17,6 +18,8 @@ func FuzzDecodeCommand(f *testing.F) {
 		rot("c1", "k2", t0),
 		UpsertMember{ID: "m", RaftAddr: "127.0.0.1:1", Suffrage: SuffrageVoter},
 		RemoveMember{ID: "m"},
+		ReanchorAudit{Seq: 3, Hash: make([]byte, 32), MaxID: 4, SupersededSeq: 9, SupersededHash: bytes.Repeat([]byte{1}, 32),
+			Reason: "restored", Actor: "owner", At: t0},
 	} {
 		data, err := Encode("rid", c)
 		require.NoError(f, err)

@@ -144,6 +144,8 @@ func buildCommand(kind string, kv map[string]string) (Command, error) {
 		return RemoveMember{ID: kv["id"]}, nil
 	case "set-release-roots":
 		return buildSetReleaseRoots(kv, u64("prev"), at())
+	case "set-audit-checkpoint", "reanchor-audit":
+		return buildAuditCommand(kind, kv, at())
 	}
 	return nil, fmt.Errorf("unknown command %q", kind)
 }

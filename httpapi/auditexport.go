@@ -4,6 +4,8 @@ package httpapi
 //
 //	GET  /v1/audit/checkpoint            the latest Raft audit checkpoint
 //	POST /v1/audit/checkpoint            take one now (leader; verifies the chain since the last one)
+//	POST /v1/audit/reanchor              after a PostgreSQL restore: supersede a checkpoint the chain is
+//	                                     behind with one at the chain head (step-up, fenced, audited)
 //	GET  /v1/audit/export?after_seq=N&limit=M
 //	                                     chained events with seq > N in chain order, every column,
 //	                                     hashes in hex: the append-only stream rapctl audit export pages through
@@ -61,6 +63,12 @@ func (s *Server) getAuditCheckpoint(w http.ResponseWriter, _ *http.Request, _ au
 func (s *Server) createAuditCheckpoint(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
 	return write(http.StatusOK, func(r *http.Request, actor authority.Actor, _ noBody, _ string) (authority.AuditAnchor, error) {
 		return s.a.CheckpointAudit(r.Context(), actor)
+	})(w, r, actor)
+}
+
+func (s *Server) reanchorAudit(w http.ResponseWriter, r *http.Request, actor authority.Actor) error {
+	return write(http.StatusOK, func(r *http.Request, actor authority.Actor, b authority.ReanchorAuditRequest, idemKey string) (authority.AuditAnchor, error) {
+		return s.a.ReanchorAudit(r.Context(), actor, b, idemKey)
 	})(w, r, actor)
 }
 

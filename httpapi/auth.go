@@ -51,6 +51,7 @@ var highRiskRoutes = map[string]authn.Action{
 	"POST /v1/authority/join-tokens":                                authn.ActionClusterTrust,
 	"POST /v1/clusters/{cluster}/ca/rotate":                         authn.ActionTrustRootRotate,
 	"POST /v1/clusters/{cluster}/ca/retire":                         authn.ActionTrustRootRotate,
+	"POST /v1/audit/reanchor":                                       authn.ActionTrustRootRotate,
 
 	// Version storage and rollouts (releases.go, rollouts.go).
 	"PUT /v1/releases/roots":                              authn.ActionTrustRootRotate,

@@ -222,6 +222,7 @@ func (s *Server) routes() {
 	owner("audit.list", http.MethodGet, "/v1/audit", s.listAudit)
 	owner("audit.checkpoint.get", http.MethodGet, "/v1/audit/checkpoint", s.getAuditCheckpoint)
 	owner("audit.checkpoint.create", http.MethodPost, "/v1/audit/checkpoint", s.createAuditCheckpoint)
+	owner("audit.reanchor", http.MethodPost, "/v1/audit/reanchor", s.reanchorAudit)
 	owner("audit.export", http.MethodGet, "/v1/audit/export", s.exportAudit)
 
 	public("agent.join", http.MethodPost, agentapi.PathJoin, s.agentJoin)

@@ -208,6 +208,11 @@ func TestAuditAnchorDetectsEveryEditDeletionAndTruncation(t *testing.T) {
 	out, code := verify()
 	require.Equal(t, 3, code, out)
 	require.Regexp(t, fmt.Sprintf(`first bad event (id \d+ )?seq %d \((truncated|replaced)\)`, cut+1), out)
+	// Its links are intact: reported as a truncation behind the checkpoint
+	// (what a restore leaves), with the re-anchor procedure.
+	require.Contains(t, out, fmt.Sprintf("audit chain TRUNCATED behind the checkpoint (seq %d ", cp.Seq))
+	require.Contains(t, out, fmt.Sprintf("%d event(s) anchored by the checkpoint are missing (seq %d..%d)", k, cut+1, cp.Seq))
+	require.Contains(t, out, "rapctl audit reanchor")
 
 	// The leader refuses to anchor the truncated chain: the old checkpoint
 	// stays, so the evidence survives.
@@ -225,6 +230,7 @@ func TestAuditAnchorDetectsEveryEditDeletionAndTruncation(t *testing.T) {
 	waitChained(t, g, d)
 	out = requireBroken("deleted rows replaced by new ones", cut+1, idAt(cut+1))
 	require.Contains(t, out, "replaced")
+	require.Contains(t, out, "TRUNCATED behind the checkpoint")
 	t.Logf("verify after replacing the newest rows: %s", strings.TrimSpace(out))
 }
 

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
+	"github.com/rap-fabric/core/authority"
 	"github.com/rap-fabric/core/internal/pgtest"
 	"github.com/rap-fabric/core/internal/testwait"
 )
@@ -62,8 +65,13 @@ func docBlock(t *testing.T, marker string) string {
 // three come back healthy with one leader, a fenced write succeeds (the new
 // leader claimed the restored fence), the cluster made before the dump is
 // there and the one made after it is not, the agent keeps its node id and its
-// heartbeats arrive in the restored database, and `rap-authority audit
-// verify` against the running group's Raft checkpoint passes.
+// heartbeats arrive in the restored database. Audit checkpoints are taken
+// every second, so one taken after the dump lies beyond the restored chain:
+// the leader refuses to checkpoint (chain_behind), `rap-authority audit
+// verify` against the group's Raft checkpoint reports the truncation (exit
+// 3), the re-anchor block of docs/operations.md runs as written (rapctl audit
+// reanchor, then verify passes and lists it), and periodic checkpoints
+// resume after it.
 func TestBackupAndRestore(t *testing.T) {
 	bin := binaries(t)
 	dbURL := pgtest.New(t)
@@ -72,9 +80,9 @@ func TestBackupAndRestore(t *testing.T) {
 	for i := range ps {
 		ps[i] = &proc{id: fmt.Sprintf("auth-%d", i+1), raft: freePort(t), api: freePort(t), dir: t.TempDir()}
 	}
-	// No periodic audit checkpoint during the test: the anchor is the one
-	// the backup step commits.
-	quiet := []string{"--audit-checkpoint-interval", "1h"}
+	// Periodic audit checkpoints every second: one taken after the dump lies
+	// beyond the restored chain.
+	quiet := []string{"--audit-checkpoint-interval", "1s"}
 	rs := []*running{spawn(t, bin, dbURL, ps[0], append([]string{"--bootstrap"}, quiet...)...)}
 	token, pin := bootOutput(t, ps[0])
 	for _, p := range ps[1:] {
@@ -147,8 +155,24 @@ func TestBackupAndRestore(t *testing.T) {
 	require.NoError(t, err)
 	require.Regexp(t, `^\d+:[0-9a-f]+:\d+:\d+\n$`, string(anchor))
 
-	// Written after the dump: gone after the restore.
+	// Written after the dump: gone after the restore. A periodic checkpoint
+	// anchors it in Raft.
 	_, _ = mkClusterTokenN(t, owner, "after-dump", 1)
+	var dumpSeq int64
+	_, err = fmt.Sscanf(string(anchor), "%d:", &dumpSeq)
+	require.NoError(t, err)
+	live, err := pgx.Connect(ctx, dbURL)
+	require.NoError(t, err)
+	defer live.Close(ctx)
+	var afterDump authority.AuditAnchor
+	testwait.Until(t, 60*time.Second, "a periodic audit checkpoint over the events written after the dump", func() bool {
+		var unchained, head int64
+		if live.QueryRow(ctx, `SELECT (SELECT count(*) FROM cluster_audit_events WHERE seq IS NULL), (SELECT seq FROM audit_chain_head)`).Scan(&unchained, &head) != nil {
+			return false
+		}
+		return unchained == 0 && head > dumpSeq+1 &&
+			owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &afterDump, nil) == nil && afterDump.Seq >= head
+	})
 
 	// The restore, as written.
 	restored := pgtest.Empty(t)
@@ -195,8 +219,63 @@ func TestBackupAndRestore(t *testing.T) {
 	heartbeatAfter("the agent, same node id, heartbeats into the restored database", restartedAt)
 	require.Nil(t, ag.cmd.ProcessState, "the agent kept running")
 
-	o, err := exec.Command(filepath.Join(bin, "rap-authority"), "audit", "verify", "--database-url", restored,
-		"--server", strings.Join(addrs, ","), "--token", token, "--ca-pin", pin).CombinedOutput()
-	require.NoError(t, err, string(o))
-	require.Contains(t, string(o), "audit chain intact")
+	// The checkpoint taken after the dump is beyond the restored chain: the
+	// leader refuses to checkpoint it (and says so), verify reports a
+	// truncation behind it.
+	testwait.Until(t, 60*time.Second, "the leader refuses to checkpoint the restored chain", func() bool {
+		for _, p := range ps {
+			c, err := apiclient.New(apiclient.Options{Servers: []string{p.api}, Token: token, CAPin: pin, Timeout: 2 * time.Second, MaxRedirects: -1})
+			if err != nil {
+				return false
+			}
+			var an authority.AuditAnchor
+			err = c.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &an, nil)
+			c.Close()
+			if err == nil && an.ChainBehind != nil && an.ChainBehind.CheckpointSeq == an.Seq && an.Seq >= afterDump.Seq {
+				afterDump = an // the checkpoint the restored chain is behind
+				return true
+			}
+		}
+		return false
+	})
+	verify := func() (string, int) {
+		o, err := exec.Command(filepath.Join(bin, "rap-authority"), "audit", "verify", "--database-url", restored,
+			"--server", strings.Join(addrs, ","), "--token", token, "--ca-pin", pin).CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(o), ee.ExitCode()
+		}
+		require.NoError(t, err, string(o))
+		return string(o), 0
+	}
+	o, code := verify()
+	require.Equal(t, 3, code, o)
+	require.Contains(t, o, fmt.Sprintf("audit chain TRUNCATED behind the checkpoint (seq %d ", afterDump.Seq))
+	require.Regexp(t, `\d+ event\(s\) anchored by the checkpoint are missing \(seq \d+\.\.`+fmt.Sprint(afterDump.Seq)+`\)`, o)
+	require.Contains(t, o, "rapctl audit reanchor")
+
+	// The re-anchor, as written, then verify passes and lists it.
+	out = runBlock(docBlock(t, "rapctl audit reanchor"), append(env, "RESTORED_URL="+restored))
+	require.Contains(t, out, fmt.Sprintf("superseded checkpoint seq %d ", afterDump.Seq))
+	require.Contains(t, out, "reason: \"PostgreSQL restored from "+backupDir+"/rap.dump\"")
+	require.Contains(t, out, "audit chain intact")
+	var now authority.AuditAnchor
+	testwait.Until(t, 30*time.Second, "the re-anchor applied where the owner client reads", func() bool {
+		return owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &now, nil) == nil && len(now.Reanchors) == 1
+	})
+	require.Equal(t, afterDump.Seq, now.Reanchors[0].SupersededSeq)
+	require.Equal(t, afterDump.Index, now.Reanchors[0].SupersededIndex)
+
+	// Periodic checkpoints resume past the re-anchor.
+	re := now.Reanchors[0]
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/clusters", map[string]any{"name": "After Reanchor", "slug": "after-reanchor"}, nil, nil))
+	testwait.Until(t, 60*time.Second, "a periodic checkpoint after the re-anchor", func() bool {
+		var an authority.AuditAnchor
+		return owner.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &an, nil) == nil && an.Seq > re.Seq && an.Actor == "system" &&
+			len(an.Reanchors) == 1 && an.ChainBehind == nil
+	})
+	o, code = verify()
+	require.Equal(t, 0, code, o)
+	require.Contains(t, o, "audit chain intact")
+	require.Contains(t, o, fmt.Sprintf("re-anchored at raft index %d ", re.Index))
 }

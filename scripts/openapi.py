@@ -41,6 +41,7 @@ ROUTES = [
     ("GET", "/v1/audit", "owner", "audit", "List audit events in chain order, or newest first with ?order=newest (?since RFC 3339, ?before_id, ?after_id, ?limit, ?offset)", 200),
     ("GET", "/v1/audit/checkpoint", "owner", "audit", "The latest audit chain checkpoint committed through Raft", 200),
     ("POST", "/v1/audit/checkpoint", "owner", "audit", "Verify the chain since the last checkpoint and commit a new one through Raft", 200),
+    ("POST", "/v1/audit/reanchor", "owner", "audit", "After a PostgreSQL restore from a backup older than the latest audit checkpoint: verify the whole chain is intact but behind it, then commit through Raft a checkpoint at the chain head that supersedes it, recording the superseded checkpoint and the reason (body {reason}; fenced, step-up, audited as audit.reanchor)", 200),
     ("GET", "/v1/audit/export", "owner", "audit", "Chained audit events after ?after_seq in chain order, every column (export stream page)", 200),
     ("POST", "/v1/agent/join", "none", "agent", "Send a join request with a join token (TLS verified by CA pin)", 202),
     ("POST", "/v1/agent/join/{id}/poll", "none", "agent", "Poll a join request's outcome with the poll secret", 200),

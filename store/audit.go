@@ -180,6 +180,14 @@ func ReadAuditHead(ctx context.Context, q Querier) (AuditHead, error) {
 	return h, mapErr(err)
 }
 
+// AuditMaxIDThrough returns the highest id among the events chained at or
+// before seq (0 when there are none): an audit checkpoint's max_id.
+func AuditMaxIDThrough(ctx context.Context, q Querier, seq int64) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM cluster_audit_events WHERE seq IS NOT NULL AND seq <= $1`, seq).Scan(&id)
+	return id, mapErr(err)
+}
+
 // ListAuditChained lists up to limit chained events with seq > afterSeq in
 // chain order: the append-only export order (seq has no gaps and is never
 // assigned out of order, unlike ids, which commit out of order).

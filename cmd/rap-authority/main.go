@@ -486,13 +486,7 @@ func auditVerify(args []string) error {
 		}
 		anchor = &a
 	case *servers != "":
-		c, err := apiclient.New(apiclient.Options{Servers: strings.Split(*servers, ","), Token: *token, CAPin: *pin, Timeout: 15 * time.Second})
-		if err != nil {
-			return err
-		}
-		var a authority.AuditAnchor
-		err = c.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &a, nil)
-		c.Close()
+		a, err := newestCheckpoint(ctx, strings.Split(*servers, ","), *token, *pin)
 		var ae *apiclient.Error
 		switch {
 		case errors.As(err, &ae) && ae.Code == string(authority.CodeNotFound):
@@ -518,20 +512,48 @@ func auditVerify(args []string) error {
 	if err != nil {
 		return err
 	}
-	if anchor != nil {
-		fmt.Printf("checkpoint: seq %d hash %s (raft index %d)\n", anchor.Seq, anchor.Hash, anchor.Index)
-	}
-	if !res.OK() {
-		b := res.Break
-		if b.ID != 0 {
-			fmt.Printf("audit chain BROKEN: first bad event id %d seq %d (%s) after %d good events: %v\n", b.ID, b.Seq, b.Reason, res.Checked, b)
-		} else {
-			fmt.Printf("audit chain BROKEN: first bad event seq %d (%s) after %d good events: %v\n", b.Seq, b.Reason, res.Checked, b)
-		}
+	if !authority.WriteAuditVerifyReport(os.Stdout, anchor, res) {
 		os.Exit(3)
 	}
-	fmt.Printf("audit chain intact: %d events, head seq %d hash %s\n", res.Checked, res.Head.Seq, res.Head.Hash)
 	return nil
+}
+
+// newestCheckpoint reads the audit checkpoint from every server and returns
+// the one with the highest Raft index: a follower answers from what it has
+// applied, which may lag a checkpoint (or re-anchor) just committed. It fails
+// only when no server answered with a checkpoint: not_found when one said it
+// has none, else the first error.
+func newestCheckpoint(ctx context.Context, servers []string, token, pin string) (authority.AuditAnchor, error) {
+	var best authority.AuditAnchor
+	var firstErr, notFound error
+	found := false
+	for _, srv := range servers {
+		c, err := apiclient.New(apiclient.Options{Servers: []string{srv}, Token: token, CAPin: pin, Timeout: 15 * time.Second, MaxRedirects: -1})
+		if err != nil {
+			return best, err
+		}
+		var a authority.AuditAnchor
+		err = c.Do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, &a, nil)
+		c.Close()
+		switch {
+		case err != nil:
+			var ae *apiclient.Error
+			if errors.As(err, &ae) && ae.Code == string(authority.CodeNotFound) {
+				notFound = err
+			} else if firstErr == nil {
+				firstErr = err
+			}
+		case !found || a.Index > best.Index:
+			best, found = a, true
+		}
+	}
+	switch {
+	case found:
+		return best, nil
+	case notFound != nil:
+		return best, notFound
+	}
+	return best, firstErr
 }
 
 // parseCheckpoint parses SEQ:HASH[:MAX_ID[:V2_FROM]].

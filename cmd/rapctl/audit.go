@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +28,20 @@ var auditCommands = []cmd{
 		table: []string{"seq", "hash", "max_id", "v2_from", "actor", "at", "index"}, single: true},
 	{path: "audit checkpoint show", help: "the latest audit checkpoint committed through Raft",
 		flags: noFlags(get("/v1/audit/checkpoint")),
+		table: []string{"seq", "hash", "max_id", "v2_from", "actor", "at", "index"}, single: true},
+	{path: "audit reanchor", help: "after restoring PostgreSQL from a backup older than the latest audit checkpoint: commit through Raft a checkpoint at the verified chain head that supersedes it (--reason, required; platform owner; step-up; fenced; audited)",
+		flags: func(fs *flag.FlagSet) builder {
+			reason := fs.String("reason", "", "which backup was restored and why (kept in Raft and the audit log; required)")
+			return func() (string, string, any, error) {
+				if len(positional) != 0 {
+					return "", "", nil, errArgs("none")
+				}
+				if strings.TrimSpace(*reason) == "" {
+					return "", "", nil, errArgs("--reason REASON")
+				}
+				return http.MethodPost, "/v1/audit/reanchor", map[string]string{"reason": *reason}, nil
+			}
+		},
 		table: []string{"seq", "hash", "max_id", "v2_from", "actor", "at", "index"}, single: true},
 }
 

@@ -184,6 +184,7 @@ var examples = map[string]string{
 	"role assign":          "  rapctl role assign east edge-1 relay-node",
 	"service set":          "  rapctl service set east edge-2 vpn-exit --enable --instance web --service-config '{}'",
 	"partition split":      "  rapctl partition split east --reason \"site B unreachable\"",
+	"audit reanchor":       "  rapctl audit reanchor --reason \"PostgreSQL restored from the 03-01 02:00 dump (ticket OPS-42)\"",
 }
 
 // sampleArgs gives generated examples readable values.
