@@ -18,17 +18,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/agent/adminingress"
+	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/pki"
 )
 
 // runAdmin starts `rap-node-agent run` without a mesh, with the given
-// capabilities and a Cluster Admin Endpoint on admin.
+// capabilities and a Cluster Admin Endpoint on admin (a.extra: more run
+// flags, e.g. --admin-cert/--admin-key).
 func (a *meshAgent) runAdmin(capabilities, admin string) {
-	a.cmd = exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("run", "--interval", "300ms", "--desired-every", "600ms",
+	a.cmd = exec.Command(filepath.Join(a.bin, "rap-node-agent"), a.args("run", append([]string{"--interval", "300ms", "--desired-every", "600ms",
 		"--request-timeout", "1s", "--log-level", "debug", "--snapshot-wait", "2s", "--no-mesh", "--storage-listen", "127.0.0.1:0",
-		"--capability", capabilities, "--admin-listen", admin, "--admin-check-every", "300ms")...)
+		"--capability", capabilities, "--admin-listen", admin, "--admin-check-every", "300ms"}, a.extra...)...)...)
 	a.out = &syncBuf{}
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	require.NoError(a.t, a.cmd.Start())
@@ -103,6 +105,55 @@ func adminHTTP(t *testing.T, pin string) *http.Client {
 	return hc
 }
 
+// adminRig is an authority group with one cluster whose agents run Cluster
+// Admin Endpoints (TestClusterAdminEndpoint, TestAdminEndpointInBrowser,
+// TestAdminEndpointFollowsLeader).
+type adminRig struct {
+	t          *testing.T
+	g          *authtest.Group
+	owner      *apiclient.Client
+	bin, slug  string
+	token, pin string
+	clusterID  string
+}
+
+// newAdminRig creates cluster slug on g with a join token for agents
+// enrollments, using the group's owner API token.
+func newAdminRig(t *testing.T, g *authtest.Group, slug string, agents int) *adminRig {
+	owner := g.Client(g.DS...)
+	ci, token := mkClusterTokenN(t, owner, slug, agents)
+	return &adminRig{t: t, g: g, owner: owner, bin: binaries(t), slug: slug, token: token, pin: ci.pin, clusterID: ci.id}
+}
+
+// enroll enrolls agent name against the authorities at addrs, in that
+// order (the order the agent, and its endpoint, try them in).
+func (r *adminRig) enroll(name string, addrs []string) *meshAgent {
+	ag := &meshAgent{agentProc: &agentProc{t: r.t, bin: r.bin, state: filepath.Join(r.t.TempDir(), "state.db")}, name: name}
+	ag.node = enrollAs(r.t, ag, r.g, r.owner, addrs, r.slug, r.token, r.pin)
+	return ag
+}
+
+// assign assigns role to node with the owner API token and returns the
+// assignment id.
+func (r *adminRig) assign(node, role string) string {
+	var rv struct {
+		ID string `json:"id"`
+	}
+	r.g.Eventually(20*time.Second, role+" assigned to "+node, func() bool {
+		return r.owner.Do(context.Background(), http.MethodPost, "/v1/clusters/"+r.slug+"/nodes/"+node+"/roles", map[string]any{"role": role}, &rv, nil) == nil
+	})
+	return rv.ID
+}
+
+// waitServing waits until a's endpoint says it serves.
+func (r *adminRig) waitServing(a *meshAgent) {
+	r.t.Helper()
+	r.g.Eventually(45*time.Second, a.name+"'s admin endpoint serving", func() bool {
+		st := a.adminStatus()
+		return st != nil && st.Serving
+	})
+}
+
 // TestClusterAdminEndpoint (spec: Admin Endpoint Placement; issue 18 item
 // 5) runs one authority (snapshots live 30 s) with PostgreSQL and two real
 // agent processes with --admin-listen. a gets admin-ingress: its endpoint
@@ -115,24 +166,18 @@ func adminHTTP(t *testing.T, pin string) *http.Client {
 // in `rap-node-agent status`. s, a config-storage node that was also given
 // admin-ingress, never serves.
 func TestClusterAdminEndpoint(t *testing.T) {
-	bin := binaries(t)
 	g := authtest.NewWithConfig(t, 1, func(_ int, c *daemon.Config) { c.Snapshots.TTL = 30 * time.Second })
 	ctx := context.Background()
 	g.Leader(15 * time.Second)
-	owner := g.Client(g.DS...)
-	ci, token := mkClusterTokenN(t, owner, "adm", 2)
+	rig := newAdminRig(t, g, "adm", 2)
+	owner := rig.owner
 	addrs := apiAddrs(g)
-	mk := func(name string) *meshAgent {
-		ag := &meshAgent{agentProc: &agentProc{t: t, bin: bin, state: filepath.Join(t.TempDir(), "state.db")}, name: name}
-		ag.node = enrollAs(t, ag, g, owner, addrs, "adm", token, ci.pin)
-		return ag
-	}
-	a, s := mk("adm-a"), mk("adm-s")
+	a, s := rig.enroll("adm-a", addrs), rig.enroll("adm-s", addrs)
 	aAddr, sAddr := freePort(t), freePort(t)
 	a.runAdmin("can_accept_client_ingress,can_route_mesh", aAddr)
 	s.runAdmin("can_accept_client_ingress,can_run_config_storage", sAddr)
 
-	hc := adminHTTP(t, ci.pin)
+	hc := adminHTTP(t, rig.pin)
 	get := func(addr, path string, hdr map[string]string) (int, string) {
 		req, err := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
 		require.NoError(t, err)
@@ -148,15 +193,7 @@ func TestClusterAdminEndpoint(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	bearer := map[string]string{"Authorization": "Bearer " + g.Token}
-	assign := func(node, role string) string {
-		var rv struct {
-			ID string `json:"id"`
-		}
-		g.Eventually(20*time.Second, role+" assigned to "+node, func() bool {
-			return owner.Do(ctx, http.MethodPost, "/v1/clusters/adm/nodes/"+node+"/roles", map[string]any{"role": role}, &rv, nil) == nil
-		})
-		return rv.ID
-	}
+	assign := rig.assign
 	waitDown := func(ag *meshAgent, addr, code string) {
 		t.Helper()
 		g.Eventually(45*time.Second, ag.name+" admin endpoint down with "+code, func() bool { return hasUnmet(ag.adminStatus(), code) })
@@ -165,13 +202,7 @@ func TestClusterAdminEndpoint(t *testing.T) {
 		require.Contains(t, body, code, "the 503 page names the reason")
 		require.Contains(t, s.statusTable()+a.statusTable(), "reason: "+code)
 	}
-	waitUp := func() {
-		t.Helper()
-		g.Eventually(30*time.Second, "a's admin endpoint serving", func() bool {
-			st := a.adminStatus()
-			return st != nil && st.Serving
-		})
-	}
+	waitUp := func() { t.Helper(); rig.waitServing(a) }
 
 	// 1. No role: down, role_not_assigned. The role alone: role_coverage
 	// (the pages need core-mesh covered). Covered: serving.

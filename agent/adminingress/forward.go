@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rap-fabric/core/apiclient"
@@ -92,16 +94,24 @@ func (fw *forwarder) order() []string {
 		out = append(out, fw.pref)
 	}
 	for _, a := range fw.f.Authorities {
-		if a != fw.pref {
-			out = append(out, strings.TrimPrefix(a, "https://"))
+		if a = hostPort(a); a != fw.pref && !slices.Contains(out, a) {
+			out = append(out, a)
 		}
 	}
 	return out
 }
 
-// do sends one request to the authorities: the next one on a transport
-// error, the leader on a not_leader answer (at most 3 hops). The caller
-// closes the response body.
+// hostPort strips the scheme an authority address may carry.
+func hostPort(a string) string { return strings.TrimSuffix(strings.TrimPrefix(a, "https://"), "/") }
+
+// do sends one request to the authorities, starting with the one that last
+// answered. A not_leader answer is followed to the leader it names (at most
+// 3 hops): a follower refuses a write (and a step-up) before it takes
+// anything, so the same request, body and step-up grant are sent on. A
+// transport error moves on to the next authority only when the request
+// cannot have reached the previous one: a safe method, or nothing of the
+// request was written. A write whose fate is unknown is answered 502, never
+// sent twice. The caller closes the response body.
 func (fw *forwarder) do(ctx context.Context, in *http.Request, method, pathQuery string, body []byte, extra map[string]string) (*http.Response, error) {
 	servers := fw.order()
 	hops := 0
@@ -123,11 +133,19 @@ func (fw *forwarder) do(ctx context.Context, in *http.Request, method, pathQuery
 		// The authorities check browser origins against the host the
 		// browser sent: this endpoint's.
 		req.Host = in.Host
+		var wrote atomic.Bool
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteHeaderField: func(string, []string) { wrote.Store(true) },
+			WroteRequest:     func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+		}))
 		resp, err := fw.hc.Do(req)
 		if err != nil {
 			lastErr = err
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if wrote.Load() && !safeMethod(method) {
+				return nil, fmt.Errorf("forwarding to %s: the request may have been applied: %w", addr, err)
 			}
 			continue
 		}
@@ -141,7 +159,8 @@ func (fw *forwarder) do(ctx context.Context, in *http.Request, method, pathQuery
 				} `json:"error"`
 			}
 			if json.Unmarshal(data, &eb) == nil && eb.Error.Code == "not_leader" {
-				if l, _ := eb.Error.Details["leader_api_addr"].(string); l != "" && l != addr {
+				if l, _ := eb.Error.Details["leader_api_addr"].(string); hostPort(l) != "" && hostPort(l) != addr {
+					l = hostPort(l)
 					hops++
 					servers = append(servers[:i+1], append([]string{l}, servers[i+1:]...)...)
 					continue
@@ -159,4 +178,9 @@ func (fw *forwarder) do(ctx context.Context, in *http.Request, method, pathQuery
 		lastErr = errors.New("no authority answered")
 	}
 	return nil, fmt.Errorf("forwarding to the authorities: %w", lastErr)
+}
+
+// safeMethod reports whether m changes nothing on the authorities.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }

@@ -18,6 +18,9 @@ import (
 // is answered 503 with the reasons (plain text); otherwise
 //
 //	GET  /                    the page index
+//	GET  /login               the login form (password and second factor)
+//	POST /login               log in: the authorities' session cookie is passed on
+//	POST /logout              end the session and clear its cookie
 //	GET  /ui/{page}           a page, its source read with the admin's credential
 //	POST /ui/{page}/forms/{n} a page's form, sent to its action as JSON
 //	*    /v1/...              forwarded to the authorities (never /v1/agent/...)
@@ -26,7 +29,10 @@ func (e *Endpoint) Handler() http.Handler {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin, not no-referrer: under no-referrer browsers send
+		// "Origin: null" with a form post, which the same-origin checks
+		// here and on the authorities (rightly) refuse.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cache-Control", "no-store")
 		st := e.Status()
 		if !st.Serving {
@@ -50,6 +56,12 @@ func (e *Endpoint) Handler() http.Handler {
 			e.forwardRaw(w, r)
 		case p == "/" && r.Method == http.MethodGet:
 			e.render(w, http.StatusOK, pageData{Manifest: m})
+		case p == "/login" && r.Method == http.MethodGet:
+			e.render(w, http.StatusOK, pageData{Manifest: m, Login: true})
+		case p == "/login" && r.Method == http.MethodPost:
+			e.login(w, r, m)
+		case p == "/logout" && r.Method == http.MethodPost:
+			e.logout(w, r, m)
 		case strings.HasPrefix(p, "/ui/"):
 			e.servePage(w, r, m, strings.TrimPrefix(p, "/ui/"))
 		default:
@@ -102,6 +114,90 @@ type pageData struct {
 	Widgets  []widgetView
 	Error    string
 	Status   int
+	// Login shows the login form.
+	Login bool
+}
+
+// sameOrigin refuses a browser post from another site (the authorities
+// check Origin against this endpoint's host again).
+func sameOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+		http.Error(w, "cross-site form refused", http.StatusForbidden)
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
+		http.Error(w, "cross-origin form refused", http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+// login sends the login form to POST /v1/auth/login as JSON. The
+// authorities answer with their session cookie (__Host- prefixed: Secure,
+// Path=/, no Domain), which is passed on unchanged: the browser keeps it for
+// this endpoint's origin only, and sends it back with every page and form.
+func (e *Endpoint) login(w http.ResponseWriter, r *http.Request, m *uimanifest.Manifest) {
+	if !sameOrigin(w, r) {
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	body := map[string]string{"username": r.PostForm.Get("username"), "password": r.PostForm.Get("password")}
+	if c := strings.TrimSpace(r.PostForm.Get("totp_code")); c != "" {
+		body["totp_code"] = c
+	}
+	if c := strings.TrimSpace(r.PostForm.Get("recovery_code")); c != "" {
+		body["recovery_code"] = c
+	}
+	raw, _ := json.Marshal(body)
+	r.Header.Set("Content-Type", "application/json")
+	resp, err := e.fw.do(r.Context(), r, http.MethodPost, "/v1/auth/login", raw, map[string]string{"X-RAP-Request": "admin-endpoint-login"})
+	if err != nil {
+		e.render(w, http.StatusBadGateway, pageData{Manifest: m, Login: true, Error: "no authority answered", Status: http.StatusBadGateway})
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	copyCookies(w, resp)
+	if resp.StatusCode >= 300 {
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			w.Header().Set("Retry-After", ra)
+		}
+		e.render(w, resp.StatusCode, pageData{Manifest: m, Login: true, Error: apiError(resp.StatusCode, data), Status: resp.StatusCode})
+		return
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// logout ends the session on the authorities (POST /v1/auth/logout with the
+// session cookie) and passes on the cookie that clears it.
+func (e *Endpoint) logout(w http.ResponseWriter, r *http.Request, m *uimanifest.Manifest) {
+	if !sameOrigin(w, r) {
+		return
+	}
+	resp, err := e.fw.do(r.Context(), r, http.MethodPost, "/v1/auth/logout", nil, map[string]string{"X-RAP-Request": "admin-endpoint-logout", "Content-Type": "application/json"})
+	if err != nil {
+		e.render(w, http.StatusBadGateway, pageData{Manifest: m, Error: "no authority answered", Status: http.StatusBadGateway})
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	copyCookies(w, resp)
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusUnauthorized {
+		e.render(w, resp.StatusCode, pageData{Manifest: m, Error: apiError(resp.StatusCode, data), Status: resp.StatusCode})
+		return
+	}
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// copyCookies passes the authorities' Set-Cookie headers on.
+func copyCookies(w http.ResponseWriter, resp *http.Response) {
+	for _, v := range resp.Header.Values("Set-Cookie") {
+		w.Header().Add("Set-Cookie", v)
+	}
 }
 
 func (e *Endpoint) servePage(w http.ResponseWriter, r *http.Request, m *uimanifest.Manifest, rest string) {
@@ -132,6 +228,7 @@ func (e *Endpoint) servePage(w http.ResponseWriter, r *http.Request, m *uimanife
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	copyCookies(w, resp)
 	if resp.StatusCode >= 300 {
 		d.Error, d.Status = apiError(resp.StatusCode, data), resp.StatusCode
 		e.render(w, d.Status, d)
@@ -171,12 +268,7 @@ func (e *Endpoint) submit(w http.ResponseWriter, r *http.Request, m *uimanifest.
 		http.NotFound(w, r)
 		return
 	}
-	if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
-		http.Error(w, "cross-site form refused", http.StatusForbidden)
-		return
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "https://"+r.Host {
-		http.Error(w, "cross-origin form refused", http.StatusForbidden)
+	if !sameOrigin(w, r) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -214,6 +306,7 @@ func (e *Endpoint) submit(w http.ResponseWriter, r *http.Request, m *uimanifest.
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	copyCookies(w, resp)
 	if resp.StatusCode >= 300 {
 		e.render(w, resp.StatusCode, pageData{Manifest: m, Page: pg, Error: apiError(resp.StatusCode, data), Status: resp.StatusCode})
 		return
@@ -262,9 +355,17 @@ func cell(typ string, v any) string {
 var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Manifest.Title}}{{with .Page}} — {{.Title}}{{end}}</title></head>
 <body>
-<header><h1>{{.Manifest.Title}}</h1><nav>{{range .Manifest.Pages}}<a href="/ui/{{.ID}}">{{.Title}}</a> {{end}}</nav></header>
+<header><h1>{{.Manifest.Title}}</h1><nav>{{range .Manifest.Pages}}<a href="/ui/{{.ID}}" id="nav-{{.ID}}">{{.Title}}</a> {{end}}<a href="/login" id="nav-login">Log in</a></nav>
+<form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form></header>
 <main>
 {{with .Error}}<p role="alert" id="error">{{.}}</p>{{end}}
+{{if .Login}}<h2 id="page-login">Log in</h2>
+<form method="post" action="/login" id="login-form">
+<label>User <input name="username" id="login-user" autocomplete="username" required></label>
+<label>Password <input type="password" name="password" id="login-password" autocomplete="current-password" required></label>
+<label>Authenticator code <input name="totp_code" id="login-totp" inputmode="numeric" autocomplete="one-time-code"></label>
+<label>or a recovery code <input name="recovery_code" id="login-recovery" autocomplete="off"></label>
+<button type="submit" id="login-submit">Log in</button></form>{{end}}
 {{with .Page}}<h2 id="page-{{.ID}}">{{.Title}}</h2>{{end}}
 {{$page := .Page}}
 {{range .Widgets}}<section>
