@@ -17,6 +17,7 @@ type metrics struct {
 	stepUpFails   *prometheus.CounterVec
 	snapshotBuild prometheus.Histogram
 	hbFlush       prometheus.Histogram
+	pollReads     prometheus.Counter
 }
 
 // latencyBuckets cover 0.25 ms … ~8 s.
@@ -37,11 +38,13 @@ func newMetrics() *metrics {
 			Help: "Time to rebuild and sign one cluster's snapshots (leader).", Buckets: latencyBuckets}),
 		hbFlush: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rap_heartbeat_flush_duration_seconds",
 			Help: "Time to write one batch of heartbeats to PostgreSQL.", Buckets: latencyBuckets}),
+		pollReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rap_snapshot_long_poll_reads_total",
+			Help: "PostgreSQL reads made by agents' snapshot long polls on this authority (one when a poll starts, one per wake-up)."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.fenced, m.enrollments, m.loginFailures, m.stepUpFails, m.snapshotBuild, m.hbFlush}
+	return []prometheus.Collector{m.fenced, m.enrollments, m.loginFailures, m.stepUpFails, m.snapshotBuild, m.hbFlush, m.pollReads}
 }
 
 // observeFenced records one fenced mutation of op that started at start.
@@ -73,6 +76,12 @@ func (m *metrics) loginFailed(reason string) {
 func (m *metrics) stepUpFailed(reason string) {
 	if m != nil {
 		m.stepUpFails.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) longPollRead() {
+	if m != nil {
+		m.pollReads.Inc()
 	}
 }
 
