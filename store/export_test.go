@@ -19,3 +19,7 @@ func SimulateLostClaim(db *DB, epoch uint64, leader string) {
 
 // PreferHost exposes preferHost.
 var PreferHost = preferHost
+
+// LatestSnapshotSQL and LatestSnapshotsSQL expose the long-poll reads for
+// their query-plan test.
+var LatestSnapshotSQL, LatestSnapshotsSQL = latestSnapshotSQL, latestSnapshotsSQL

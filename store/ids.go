@@ -18,6 +18,31 @@ func NewID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
+// IsCanonicalUUID reports whether s is a UUID in PostgreSQL's text form
+// (lowercase, 8-4-4-4-12). A uuid column compared with "col = $1::uuid" uses
+// its index, where "col::text = $1" scans the table; hot reads take the first
+// form for ids that pass this check and answer not found for the others, which
+// is exactly what the text comparison would match.
+func IsCanonicalUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Page selects a window of a list. Limit 0 means 50; at most 500.
 type Page struct {
 	Limit  int

@@ -105,17 +105,36 @@ func SaveSnapshots(ctx context.Context, q Querier, clusterID string, snaps []Sto
 
 // LatestSnapshot returns a node's newest signed snapshot (ErrNotFound when it
 // has none).
+//
+// Every long poll reads it (the fleet's hottest query): it goes through the
+// primary key (cluster_id, node_id, version), never a scan.
 func LatestSnapshot(ctx context.Context, q Querier, clusterID, nodeID string) (StoredSnapshot, error) {
-	return scanSnap(q.QueryRow(ctx, `SELECT `+snapCols+` FROM node_config_snapshots WHERE cluster_id::text = $1 AND node_id::text = $2
-		ORDER BY version DESC LIMIT 1`, clusterID, nodeID))
+	if !IsCanonicalUUID(clusterID) || !IsCanonicalUUID(nodeID) {
+		return StoredSnapshot{}, ErrNotFound
+	}
+	return scanSnap(q.QueryRow(ctx, latestSnapshotSQL, clusterID, nodeID))
 }
+
+const latestSnapshotSQL = `SELECT ` + snapCols + ` FROM node_config_snapshots WHERE cluster_id = $1::uuid AND node_id = $2::uuid
+		ORDER BY version DESC LIMIT 1`
 
 // LatestSnapshots returns the newest signed snapshot of each of nodeIDs that
 // has one.
 func LatestSnapshots(ctx context.Context, q Querier, clusterID string, nodeIDs []string) ([]StoredSnapshot, error) {
-	return collect(ctx, q, scanSnap, `SELECT DISTINCT ON (node_id) `+snapCols+` FROM node_config_snapshots
-		WHERE cluster_id::text = $1 AND node_id::text = ANY($2::text[]) ORDER BY node_id, version DESC`, clusterID, nodeIDs)
+	ids := make([]string, 0, len(nodeIDs))
+	for _, id := range nodeIDs {
+		if IsCanonicalUUID(id) {
+			ids = append(ids, id)
+		}
+	}
+	if !IsCanonicalUUID(clusterID) || len(ids) == 0 {
+		return []StoredSnapshot{}, nil
+	}
+	return collect(ctx, q, scanSnap, latestSnapshotsSQL, clusterID, ids)
 }
+
+const latestSnapshotsSQL = `SELECT DISTINCT ON (node_id) ` + snapCols + ` FROM node_config_snapshots
+		WHERE cluster_id = $1::uuid AND node_id = ANY($2::uuid[]) ORDER BY node_id, version DESC`
 
 // ListSnapshotVersions lists the versions kept for a node, newest first.
 func ListSnapshotVersions(ctx context.Context, q Querier, clusterID, nodeID string) ([]StoredSnapshot, error) {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +150,67 @@ func TestSnapshotDirtyMarksFromTriggers(t *testing.T) {
 		return err
 	})
 	require.ErrorIs(t, err, store.ErrConstraint)
+}
+
+// TestLatestSnapshotUsesPrimaryKey: every long poll reads a node's newest
+// snapshot, so the reads must go through the primary key. With sequential
+// scans disabled a usable index is taken; the former "cluster_id::text = $1"
+// form could only scan (10,000 agents: 30,000 rows read per poll).
+func TestLatestSnapshotUsesPrimaryKey(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	claim(t, db, 1)
+	f := seed(t, db, 1)
+	for _, v := range []uint64{1, 2} {
+		require.NoError(t, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
+			return store.SaveSnapshots(ctx, tx, f.cluster.ID, []store.StoredSnapshot{snap(f, v)})
+		}))
+	}
+	plan := func(sql string, args ...any) string {
+		tx, err := db.Pool.Begin(ctx)
+		require.NoError(t, err)
+		defer func() { _ = tx.Rollback(ctx) }()
+		_, err = tx.Exec(ctx, `SET LOCAL enable_seqscan = off`)
+		require.NoError(t, err)
+		rows, err := tx.Query(ctx, `EXPLAIN `+sql, args...)
+		require.NoError(t, err)
+		var out string
+		for rows.Next() {
+			var line string
+			require.NoError(t, rows.Scan(&line))
+			out += line + "\n"
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+	for _, p := range []string{plan(store.LatestSnapshotSQL, f.cluster.ID, f.node.ID), plan(store.LatestSnapshotsSQL, f.cluster.ID, []string{f.node.ID})} {
+		require.NotContains(t, p, "Seq Scan", p)
+		require.Contains(t, p, "node_config_snapshots_pkey", p)
+	}
+
+	s, err := store.LatestSnapshot(ctx, db.Pool, f.cluster.ID, f.node.ID)
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), s.Version)
+	ss, err := store.LatestSnapshots(ctx, db.Pool, f.cluster.ID, []string{f.node.ID, "not-a-uuid", strings.ToUpper(f.node.ID)})
+	require.NoError(t, err)
+	require.Len(t, ss, 1)
+	require.Equal(t, uint64(2), ss[0].Version)
+	// Ids the text comparison never matched are still not found, without a
+	// cast error from PostgreSQL.
+	for _, bad := range [][2]string{{f.cluster.ID, "x"}, {"x", f.node.ID}, {strings.ToUpper(f.cluster.ID), f.node.ID}, {f.cluster.ID, ""}} {
+		_, err := store.LatestSnapshot(ctx, db.Pool, bad[0], bad[1])
+		require.ErrorIs(t, err, store.ErrNotFound, "%q", bad)
+	}
+	ss, err = store.LatestSnapshots(ctx, db.Pool, "x", []string{f.node.ID})
+	require.NoError(t, err)
+	require.Empty(t, ss)
+}
+
+func TestIsCanonicalUUID(t *testing.T) {
+	require.True(t, store.IsCanonicalUUID(store.NewID()))
+	require.True(t, store.IsCanonicalUUID("00000000-0000-0000-0000-000000000000"))
+	for _, s := range []string{"", "x", "0000000000000000000000000000000000000", "00000000-0000-0000-0000-00000000000G", "00000000-0000-0000-0000-00000000000A",
+		"000000000-000-0000-0000-000000000000", "{00000000-0000-0000-0000-000000000000}", "00000000000000000000000000000000"} {
+		require.False(t, store.IsCanonicalUUID(s), s)
+	}
 }
