@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,38 @@ type fleetReport struct {
 	HBStart      time.Time       `json:"hb_start"` // heartbeat window
 	HBEnd        time.Time       `json:"hb_end"`
 	VersionAfter uint64          `json:"version_after"` // the highest version seen
+	// Errors counts the failures of long polls and heartbeats by kind (the
+	// error text up to its first 90 bytes), for the report.
+	Errors map[string]int64 `json:"errors,omitempty"`
+}
+
+// errTally counts errors by kind, bounded to 20 kinds.
+type errTally struct {
+	mu sync.Mutex
+	m  map[string]int64
+}
+
+func (e *errTally) add(what string, err error) {
+	k := what + ": " + err.Error()
+	if len(k) > 90 {
+		k = k[:90]
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m == nil {
+		e.m = map[string]int64{}
+	}
+	if _, ok := e.m[k]; ok || len(e.m) < 20 {
+		e.m[k]++
+	} else {
+		e.m["(other)"]++
+	}
+}
+
+func (e *errTally) snapshot() map[string]int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return maps.Clone(e.m)
 }
 
 // fleetAgent is one simulated agent as the real one behaves: one HTTPS +
@@ -123,6 +156,7 @@ func fleetChild() error {
 		}
 	}()
 	var rejected, pollErrs, open, fallbacks atomic.Int64
+	var errs errTally
 	var maxVer atomic.Uint64
 	verify := func(a *fleetAgent, w *agentapi.Snapshot) bool {
 		signed, err := snapshot.Decode(bytes.NewReader(w.Snapshot), snapshot.DefaultMaxSize)
@@ -188,6 +222,7 @@ func fleetChild() error {
 			for ctx.Err() == nil {
 				if err := fetch(ctx, a, f.Wait); err != nil && ctx.Err() == nil {
 					pollErrs.Add(1)
+					errs.add("poll", err)
 					time.Sleep(time.Second)
 				}
 			}
@@ -219,6 +254,7 @@ func fleetChild() error {
 				if !winStart.IsZero() && !now.Before(winStart) && (winEnd.IsZero() || !now.After(winEnd)) {
 					if err != nil {
 						hbFailed++
+						errs.add("heartbeat", err)
 					} else {
 						hbAck = append(hbAck, time.Since(now))
 					}
@@ -284,7 +320,7 @@ func fleetChild() error {
 			hbMu.Unlock()
 			time.Sleep(time.Until(hbEnd) + 12*time.Second)
 			r := fleetReport{Agents: len(agents), PollsOpen: polls, Rejected: rejected.Load(), PollErrors: pollErrs.Load(), CPU: cpuTime() - c0, End: end, VersionAfter: maxVer.Load(),
-				HBFallbacks: fallbacks.Load()}
+				HBFallbacks: fallbacks.Load(), Errors: errs.snapshot()}
 			for _, a := range agents {
 				a.mu.Lock()
 				if a.gotAt.IsZero() {
@@ -575,4 +611,7 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(interval.Seconds(), "hb_interval_s")
 	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v by %s, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
 		n, interval, hbPath, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, loadAvg())
+	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+		fmt.Printf("  errors %6d × %s\n", r.Errors[k], k)
+	}
 }
