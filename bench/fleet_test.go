@@ -26,6 +26,7 @@ import (
 	"github.com/rap-fabric/core/agentapi"
 	"github.com/rap-fabric/core/apiclient"
 	"github.com/rap-fabric/core/authority"
+	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/domain"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/snapshot"
@@ -440,7 +441,12 @@ func BenchmarkFleet(b *testing.B) {
 		hbPath = hbPathPost
 	}
 	load0 := loadAvg()
-	g := authtest.New(b, 3)
+	// The production Raft timing (raftnode.DefaultConfig: 1 s heartbeat and
+	// election timeouts), not the tests' 500 ms profile: the group under a
+	// fleet is the one an operator runs.
+	g := authtest.NewWithConfig(b, 3, func(_ int, c *daemon.Config) {
+		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.QuorumTimeout = 0, 0, 0, 0
+	})
 	l := g.Leader(20 * time.Second)
 	t := time.Now()
 	cluster, fleet := enrollSim(b, l.Auth, l.APIAddr(), n)
