@@ -9,6 +9,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/rap-fabric/core/store"
 )
 
@@ -87,15 +89,26 @@ func (h *Heartbeats) Sweep(ctx context.Context) ([]HealthChange, error) {
 	if len(upd) == 0 {
 		return nil, nil
 	}
-	if _, err := store.SetDerivedHealth(ctx, h.a.db.Pool, upd, from); err != nil {
-		return nil, err
-	}
+	// The new health and its audit events commit together (one
+	// transaction, the events sent in one batch): a fleet whose heartbeats
+	// all resume at once changes thousands of rows in one sweep, and one
+	// transaction per event would hold the sweep for seconds.
+	b := &pgx.Batch{}
 	for _, c := range changes {
-		outcome := "ok"
-		if err := h.a.Audit(ctx, Op{Action: "node.health", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: c.ClusterID, TargetKind: "node", TargetID: c.NodeID,
-			Details: map[string]any{"from": string(c.From), "to": string(c.To), "last_heartbeat": c.LastHeartbeat.UTC().Format(time.RFC3339Nano)}}, outcome); err != nil {
-			h.a.log.Warn("auditing a health change failed", "node_id", c.NodeID, "error", err)
+		ev, err := h.a.auditEvent(Op{Action: "node.health", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: c.ClusterID, TargetKind: "node", TargetID: c.NodeID,
+			Details: map[string]any{"from": string(c.From), "to": string(c.To), "last_heartbeat": c.LastHeartbeat.UTC().Format(time.RFC3339Nano)}}, "ok", 0, nil)
+		if err != nil {
+			return nil, err
 		}
+		store.QueueAudit(b, ev)
+	}
+	if err := h.a.db.Tx(ctx, func(tx pgx.Tx) error {
+		if _, err := store.SetDerivedHealth(ctx, tx, upd, from); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
+	}); err != nil {
+		return nil, asError(err)
 	}
 	return changes, nil
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	_ "net/http/pprof" // FLEET_PPROF
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -198,13 +199,28 @@ func fleetChild() error {
 		}
 		return nil
 	}
-	// Connect: first heartbeat (facts) and the current snapshot, 16 at a time.
+	// Connect: first heartbeat (facts) and the current snapshot, 16 at a
+	// time; a failed step is retried up to 5 times, 1 s apart, as the
+	// agent's loops retry (counted as connect errors).
+	retry := func(what string, f func() error) error {
+		var err error
+		for range 5 {
+			if err = f(); err == nil {
+				return nil
+			}
+			errs.add("connect "+what, err)
+			time.Sleep(time.Second)
+		}
+		return err
+	}
 	if err := parallelDo(len(agents), 16, func(i int) error {
 		a := agents[i]
-		if err := a.hb.Do(context.Background(), http.MethodPost, "/v1/agent/heartbeat", authority.HeartbeatInput{Facts: json.RawMessage(`{"hostname":"sim"}`)}, nil, nil); err != nil {
+		if err := retry("heartbeat", func() error {
+			return a.hb.Do(context.Background(), http.MethodPost, "/v1/agent/heartbeat", authority.HeartbeatInput{Facts: json.RawMessage(`{"hostname":"sim"}`)}, nil, nil)
+		}); err != nil {
 			return err
 		}
-		return fetch(context.Background(), a, 0)
+		return retry("snapshot", func() error { return fetch(context.Background(), a, 0) })
 	}); err != nil {
 		return err
 	}
@@ -439,6 +455,11 @@ func BenchmarkFleet(b *testing.B) {
 	hbPath := hbPathStream
 	if os.Getenv("FLEET_HB") == hbPathPost {
 		hbPath = hbPathPost
+	}
+	if addr := os.Getenv("FLEET_PPROF"); addr != "" {
+		// The authorities' profiles while the fleet runs, e.g.
+		// FLEET_PPROF=127.0.0.1:6060 then go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=20
+		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
 	load0 := loadAvg()
 	// The production Raft timing (raftnode.DefaultConfig: 1 s heartbeat and
