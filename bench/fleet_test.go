@@ -409,6 +409,20 @@ func (p *fleetProc) line(cmd string) (string, error) {
 	return p.stdout.Text(), nil
 }
 
+// openFDs counts the open file descriptors of process pid and reads its
+// limit: the three in-process authorities hold every agent connection (two
+// per agent) in one process, under one RLIMIT_NOFILE.
+func openFDs(pid string) (n int, limit string) {
+	ents, _ := os.ReadDir("/proc/" + pid + "/fd")
+	data, _ := os.ReadFile("/proc/" + pid + "/limits")
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(strings.TrimPrefix(l, "Max open files")); strings.HasPrefix(l, "Max open files") && len(f) >= 2 {
+			limit = f[0] + "/" + f[1]
+		}
+	}
+	return len(ents), limit
+}
+
 // procStatus reads a "VmRSS"-style field (kB) of /proc/<pid>/status.
 func procStatus(pid, field string) float64 {
 	data, _ := os.ReadFile("/proc/" + pid + "/status")
@@ -538,6 +552,8 @@ func BenchmarkFleet(b *testing.B) {
 	}
 	pid := fmt.Sprint(os.Getpid())
 	rss0 := procStatus(pid, "VmRSS")
+	fds, fdLimit := openFDs(pid)
+	childFDs, childLimit := openFDs(fmt.Sprint(p.cmd.Process.Pid))
 	c0 := cpuTime()
 	t0 := time.Now()
 	var maxDB, maxAll int
@@ -638,6 +654,7 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(interval.Seconds(), "hb_interval_s")
 	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v by %s, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
 		n, interval, hbPath, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, loadAvg())
+	fmt.Printf("  open files at the mark: authorities' process %d (limit soft/hard %s), fleet process %d (limit %s)\n", fds, fdLimit, childFDs, childLimit)
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		fmt.Printf("  errors %6d × %s\n", r.Errors[k], k)
 	}
