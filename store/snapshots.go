@@ -251,23 +251,33 @@ type SnapshotMember struct {
 // come from the latest heartbeat, or from the approved join request before
 // the first heartbeat.
 func SnapshotMembers(ctx context.Context, q Querier, clusterID string) ([]SnapshotMember, error) {
+	if !IsCanonicalUUID(clusterID) {
+		return []SnapshotMember{}, nil
+	}
+	// Set-based: each member's identity (active first, then newest) and its
+	// newest reviewed join request are picked by DISTINCT ON over the
+	// cluster's rows and hash-joined. The former LATERAL … LIMIT 1 per member
+	// scanned node_join_requests once per member (no index on
+	// approved_node_id): 42 s for 9,000 members, every rebuild.
 	return collect(ctx, q, func(r scanner) (SnapshotMember, error) {
 		var m SnapshotMember
 		err := r.Scan(&m.NodeID, &m.Name, &m.MembershipStatus, &m.GroupID, &m.IdentityStatus, &m.NoisePublicKey, &m.Facts)
 		return m, mapErr(err)
-	}, `SELECT m.node_id::text, n.name, m.membership_status, m.group_id::text, i.identity_status, i.noise_public_key,
+	}, snapshotMembersSQL, clusterID)
+}
+
+const snapshotMembersSQL = `SELECT m.node_id::text, n.name, m.membership_status, m.group_id::text, i.identity_status, i.noise_public_key,
 	           coalesce(hb.facts, jr.reported_facts, '{}'::jsonb)
 	      FROM cluster_memberships m
 	      JOIN nodes n ON n.id = m.node_id
-	      LEFT JOIN LATERAL (SELECT identity_status, noise_public_key FROM node_identities i
-	                          WHERE i.cluster_id = m.cluster_id AND i.node_id = m.node_id
-	                          ORDER BY (identity_status = 'active') DESC, created_at DESC LIMIT 1) i ON true
+	      LEFT JOIN (SELECT DISTINCT ON (node_id) node_id, identity_status, noise_public_key FROM node_identities
+	                  WHERE cluster_id = $1::uuid
+	                  ORDER BY node_id, (identity_status = 'active') DESC, created_at DESC) i ON i.node_id = m.node_id
 	      LEFT JOIN node_heartbeat_latest hb ON hb.cluster_id = m.cluster_id AND hb.node_id = m.node_id
-	      LEFT JOIN LATERAL (SELECT reported_facts FROM node_join_requests j
-	                          WHERE j.cluster_id = m.cluster_id AND j.approved_node_id = m.node_id
-	                          ORDER BY reviewed_at DESC NULLS LAST LIMIT 1) jr ON true
-	     WHERE m.cluster_id::text = $1`, clusterID)
-}
+	      LEFT JOIN (SELECT DISTINCT ON (approved_node_id) approved_node_id, reported_facts FROM node_join_requests
+	                  WHERE cluster_id = $1::uuid AND approved_node_id IS NOT NULL
+	                  ORDER BY approved_node_id, reviewed_at DESC NULLS LAST) jr ON jr.approved_node_id = m.node_id
+	     WHERE m.cluster_id = $1::uuid`
 
 // RevokedKeys lists the public and Noise keys of a cluster's revoked
 // identities.
