@@ -109,9 +109,43 @@ func newGroupCommitter(db *store.DB, o GroupCommitOptions) *groupCommitter {
 	return &groupCommitter{db: db, maxJobs: o.MaxJobs, maxGroups: o.MaxGroups}
 }
 
+// deadlockRetries is how many times a fenced mutation chosen as a deadlock
+// victim runs again before its caller sees the error.
+const deadlockRetries = 3
+
 // fencedWrite runs one fenced mutation with FencedBatch's contract, grouped
-// with the mutations waiting beside it.
+// with the mutations waiting beside it. A mutation PostgreSQL rolled back as
+// a deadlock victim (its own transaction, or its savepoint in a group: nothing
+// of it was written, its idempotency key included) runs again, up to
+// deadlockRetries times: mutations of different groups lock hot rows (a join
+// token's use count, a cluster's dirty mark) in different orders, and a
+// concurrent enrollment must not fail for it.
 func (a *Authority) fencedWrite(ctx context.Context, epoch uint64, first *pgx.Batch, fn func(tx pgx.Tx, last *pgx.Batch) error) error {
+	for attempt := 0; ; attempt++ {
+		err := a.fencedWriteOnce(ctx, epoch, cloneBatch(first), fn)
+		if !errors.Is(err, store.ErrDeadlock) || attempt == deadlockRetries || ctx.Err() != nil {
+			return err
+		}
+		a.log.Debug("fenced mutation was a deadlock victim; running it again", "attempt", attempt+1)
+	}
+}
+
+// cloneBatch copies the queued statements of b into a new batch: pgx keeps a
+// sent query's statement description in the batch, which names a statement
+// prepared on the connection that sent it, so a batch runs again only as a
+// fresh copy.
+func cloneBatch(b *pgx.Batch) *pgx.Batch {
+	if b == nil {
+		return nil
+	}
+	c := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, len(b.QueuedQueries))}
+	for i, q := range b.QueuedQueries {
+		c.QueuedQueries[i] = &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn}
+	}
+	return c
+}
+
+func (a *Authority) fencedWriteOnce(ctx context.Context, epoch uint64, first *pgx.Batch, fn func(tx pgx.Tx, last *pgx.Batch) error) error {
 	g := a.groups
 	g.mu.Lock()
 	if g.maxJobs <= 1 {

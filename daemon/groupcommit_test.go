@@ -202,3 +202,84 @@ func TestFencedGroupCommitPanicStaysWithItsCaller(t *testing.T) {
 	require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM organizations WHERE name IN ('panic-0', 'panic-4', 'panic-8', 'panic-12')`).Scan(&n))
 	require.Zero(t, n)
 }
+
+// TestFencedDeadlockVictimRunsAgain: two fenced mutations lock two rows in
+// opposite orders; PostgreSQL rolls one back as the deadlock victim, and the
+// authority runs that one again instead of failing it: both succeed, each is
+// applied and audited once, and the victim ran twice.
+func TestFencedDeadlockVictimRunsAgain(t *testing.T) {
+	g := authtest.New(t, 1)
+	l := g.Leader(10 * time.Second)
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return l.Auth.FenceEpoch() != 0 }, 10*time.Second, 10*time.Millisecond)
+	actor := authority.Actor{ID: "deadlock-test", Kind: "system"}
+	var ids [2]string
+	for i := range ids {
+		ids[i] = store.NewID()
+		name := fmt.Sprintf("dl-%d", i)
+		_, err := authority.Fenced(ctx, l.Auth, authority.Op{Action: "deadlocktest.seed", Actor: actor, TargetKind: "organization", TargetID: ids[i]},
+			func(tx pgx.Tx) (store.Organization, error) {
+				return store.InsertOrganization(ctx, tx, store.Organization{ID: ids[i], Name: name, Slug: name})
+			})
+		require.NoError(t, err)
+	}
+	ready := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	var runs [2]int
+	var mu sync.Mutex
+	rename := func(tx pgx.Tx, id, name string) error {
+		_, err := tx.Exec(ctx, `UPDATE organizations SET name = $2 WHERE id = $1`, id, name)
+		return err
+	}
+	mutation := func(me int) error {
+		first, second := ids[me], ids[1-me]
+		_, err := authority.Fenced(ctx, l.Auth, authority.Op{Action: fmt.Sprintf("deadlocktest.m%d", me), Actor: actor, TargetKind: "organization", TargetID: first},
+			func(tx pgx.Tx) (int, error) {
+				mu.Lock()
+				runs[me]++
+				run := runs[me]
+				mu.Unlock()
+				if err := rename(tx, first, fmt.Sprintf("m%d-first", me)); err != nil {
+					return 0, err
+				}
+				if run == 1 { // both hold their first row before either asks for its second
+					close(ready[me])
+					select {
+					case <-ready[1-me]:
+					case <-time.After(10 * time.Second):
+						return 0, errors.New("the other mutation never started")
+					}
+				}
+				return 0, rename(tx, second, fmt.Sprintf("m%d-second", me))
+			})
+		return err
+	}
+	errs := make(chan error, 2)
+	for me := range 2 {
+		go func() { errs <- mutation(me) }()
+	}
+	for range 2 {
+		require.NoError(t, <-errs, "neither mutation fails for the deadlock")
+	}
+	mu.Lock()
+	require.ElementsMatch(t, []int{1, 2}, runs[:], "the deadlock victim ran again, once")
+	victim := 0
+	if runs[1] == 2 {
+		victim = 1
+	}
+	mu.Unlock()
+	// The victim ran last: its renames are the ones that stayed.
+	for i, id := range ids {
+		var name string
+		require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT name FROM organizations WHERE id = $1`, id).Scan(&name))
+		want := fmt.Sprintf("m%d-first", victim)
+		if i != victim {
+			want = fmt.Sprintf("m%d-second", victim)
+		}
+		require.Equal(t, want, name)
+	}
+	for me := range 2 {
+		var n int
+		require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE action = $1`, fmt.Sprintf("deadlocktest.m%d", me)).Scan(&n))
+		require.Equal(t, 1, n, "mutation %d audited once", me)
+	}
+}

@@ -30,6 +30,10 @@ var (
 	ErrAppendOnly = errors.New("append_only")
 	// ErrTimeout: a lock or statement timeout, or the context ended.
 	ErrTimeout = errors.New("database timeout")
+	// ErrDeadlock: PostgreSQL chose this transaction (or savepoint) as a
+	// deadlock victim and rolled it back; nothing of it was written, so it
+	// may simply run again. It is also an ErrTimeout.
+	ErrDeadlock = fmt.Errorf("%w: deadlock", ErrTimeout)
 	// ErrUnavailable: the database could not be reached.
 	ErrUnavailable = errors.New("database unavailable")
 	// ErrOutcomeUnknown: the COMMIT failed in transit; the transaction may or
@@ -43,7 +47,7 @@ func mapErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, known := range []error{ErrOutcomeUnknown, ErrNotFound, ErrConflict, ErrConstraint, ErrStaleEpoch, ErrFenceRequired, ErrAppendOnly, ErrTimeout, ErrUnavailable} {
+	for _, known := range []error{ErrOutcomeUnknown, ErrNotFound, ErrConflict, ErrConstraint, ErrStaleEpoch, ErrFenceRequired, ErrAppendOnly, ErrDeadlock, ErrTimeout, ErrUnavailable} {
 		if errors.Is(err, known) {
 			return err
 		}
@@ -67,7 +71,9 @@ func mapErr(err error) error {
 			return fmt.Errorf("%w: %s", ErrFenceRequired, pgErr.Message)
 		case "RF020":
 			return fmt.Errorf("%w: %s", ErrAppendOnly, pgErr.Message)
-		case "55P03", "57014", "40P01":
+		case "40P01":
+			return fmt.Errorf("%w: %s", ErrDeadlock, pgErr.Message)
+		case "55P03", "57014":
 			return fmt.Errorf("%w: %s", ErrTimeout, pgErr.Message)
 		case "54000":
 			// program_limit_exceeded: e.g. a value too large for an index row.
