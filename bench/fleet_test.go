@@ -409,27 +409,62 @@ func (p *fleetProc) line(cmd string) (string, error) {
 	return p.stdout.Text(), nil
 }
 
-// openFDs counts the open file descriptors of process pid and reads its
-// limit: the three in-process authorities hold every agent connection (two
-// per agent) in one process, under one RLIMIT_NOFILE.
-func openFDs(pid string) (n int, limit string) {
-	ents, _ := os.ReadDir("/proc/" + pid + "/fd")
-	data, _ := os.ReadFile("/proc/" + pid + "/limits")
-	for _, l := range strings.Split(string(data), "\n") {
+// procFiles holds a process's /proc files open from before the fleet
+// connects: the three in-process authorities hold every agent connection (two
+// per agent) under one RLIMIT_NOFILE, and at 10,000 agents this process has no
+// descriptor left to open a file with.
+type procFiles struct {
+	status, limits, fd *os.File
+}
+
+func openProc(pid string) *procFiles {
+	p := &procFiles{}
+	p.status, _ = os.Open("/proc/" + pid + "/status")
+	p.limits, _ = os.Open("/proc/" + pid + "/limits")
+	p.fd, _ = os.Open("/proc/" + pid + "/fd")
+	return p
+}
+
+func (p *procFiles) close() {
+	for _, f := range []*os.File{p.status, p.limits, p.fd} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
+}
+
+// read reads a whole /proc file again from its start.
+func readAgain(f *os.File) string {
+	if f == nil {
+		return ""
+	}
+	buf := make([]byte, 16<<10)
+	n, _ := f.ReadAt(buf, 0)
+	return string(buf[:n])
+}
+
+// openFDs counts the process's open file descriptors and reads its limit.
+func (p *procFiles) openFDs() (n int, limit string) {
+	if p.fd != nil {
+		if _, err := p.fd.Seek(0, io.SeekStart); err == nil {
+			names, _ := p.fd.Readdirnames(-1)
+			n = len(names)
+		}
+	}
+	for _, l := range strings.Split(readAgain(p.limits), "\n") {
 		if f := strings.Fields(strings.TrimPrefix(l, "Max open files")); strings.HasPrefix(l, "Max open files") && len(f) >= 2 {
 			limit = f[0] + "/" + f[1]
 		}
 	}
-	return len(ents), limit
+	return n, limit
 }
 
-// procStatus reads a "VmRSS"-style field (kB) of /proc/<pid>/status.
-func procStatus(pid, field string) float64 {
-	data, _ := os.ReadFile("/proc/" + pid + "/status")
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, field+":") {
+// field reads a "VmRSS"-style field (kB) of the process's status.
+func (p *procFiles) field(name string) float64 {
+	for _, l := range strings.Split(readAgain(p.status), "\n") {
+		if strings.HasPrefix(l, name+":") {
 			var kb float64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(l, field+":"), "kB")), &kb)
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(l, name+":"), "kB")), &kb)
 			return kb
 		}
 	}
@@ -521,6 +556,13 @@ func BenchmarkFleet(b *testing.B) {
 	}
 	t = time.Now()
 	p := startFleet(b, spec)
+	self, child := openProc(fmt.Sprint(os.Getpid())), openProc(fmt.Sprint(p.cmd.Process.Pid))
+	defer self.close()
+	defer child.close()
+	loadFile, _ := os.Open("/proc/loadavg")
+	if loadFile != nil {
+		defer loadFile.Close()
+	}
 	if s, err := p.line(""); err != nil || s != "ready" {
 		b.Fatalf("fleet child: %q %v", s, err)
 	}
@@ -550,10 +592,9 @@ func BenchmarkFleet(b *testing.B) {
 		_ = l.DB.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE datname = current_database()), count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'`).Scan(&db, &all)
 		return
 	}
-	pid := fmt.Sprint(os.Getpid())
-	rss0 := procStatus(pid, "VmRSS")
-	fds, fdLimit := openFDs(pid)
-	childFDs, childLimit := openFDs(fmt.Sprint(p.cmd.Process.Pid))
+	rss0 := self.field("VmRSS")
+	fds, fdLimit := self.openFDs()
+	childFDs, childLimit := child.openFDs()
 	c0 := cpuTime()
 	t0 := time.Now()
 	var maxDB, maxAll int
@@ -595,14 +636,15 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 	c1 := cpuTime()
+	load1 := strings.Join(strings.Fields(readAgain(loadFile))[:min(3, len(strings.Fields(readAgain(loadFile))))], " ")
 	close(stopPG)
 	<-pgDone
 	var r fleetReport
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		b.Fatalf("fleet child answered %q: %v", line, err)
 	}
-	rss1, hwm := procStatus(pid, "VmRSS"), procStatus(pid, "VmHWM")
-	childRSS := procStatus(fmt.Sprint(p.cmd.Process.Pid), "VmRSS")
+	rss1, hwm := self.field("VmRSS"), self.field("VmHWM")
+	childRSS := child.field("VmRSS")
 	// Let the last acknowledged heartbeats reach PostgreSQL.
 	time.Sleep(2 * time.Second)
 	mu.Lock()
@@ -653,7 +695,7 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(ms(percentile(vis, 0.99)), "hb_visible_p99_ms")
 	b.ReportMetric(interval.Seconds(), "hb_interval_s")
 	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v by %s, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
-		n, interval, hbPath, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, loadAvg())
+		n, interval, hbPath, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, load1)
 	fmt.Printf("  open files at the mark: authorities' process %d (limit soft/hard %s), fleet process %d (limit %s)\n", fds, fdLimit, childFDs, childLimit)
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		fmt.Printf("  errors %6d × %s\n", r.Errors[k], k)
