@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rap-fabric/core/daemon"
 	"github.com/rap-fabric/core/internal/authtest"
 	"github.com/rap-fabric/core/snapshot"
 )
@@ -57,12 +55,12 @@ func TestLongPollWakesAcrossLostListen(t *testing.T) {
 	fc := m1.client(t, follower.APIAddr())
 
 	// An idle poll with LISTEN held: one read, however long it waits.
-	reads := counter(t, follower, "rap_snapshot_long_poll_reads_total")
+	reads := authtest.Metric(t, follower, "rap_snapshot_long_poll_reads_total")
 	var none map[string]any
 	start := time.Now()
 	require.NoError(t, fc.Do(ctx, http.MethodGet, "/v1/agent/snapshot?after_version="+itoa(m1.applied)+"&wait=7", nil, &none, nil))
 	require.Greater(t, time.Since(start), 6*time.Second, "nothing newer: the poll waited")
-	require.Equal(t, reads+1, counter(t, follower, "rap_snapshot_long_poll_reads_total"), "an idle long poll reads PostgreSQL once")
+	require.Equal(t, reads+1, authtest.Metric(t, follower, "rap_snapshot_long_poll_reads_total"), "an idle long poll reads PostgreSQL once")
 	type res struct {
 		s   snapshot.Snapshot
 		ok  bool
@@ -112,26 +110,4 @@ func TestLongPollWakesAcrossLostListen(t *testing.T) {
 	g.Eventually(10*time.Second, "every authority LISTENs again", func() bool { return listeners() == 3 })
 	got = poll()
 	expect(got, "relistened", intent("relistened"))
-}
-
-// counter reads one unlabelled counter or gauge of an authority's collectors.
-func counter(t *testing.T, d *daemon.Daemon, name string) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	for _, c := range d.Auth.Collectors() {
-		require.NoError(t, reg.Register(c))
-	}
-	fams, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range fams {
-		if f.GetName() == name {
-			if m := f.GetMetric()[0]; m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			} else {
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }

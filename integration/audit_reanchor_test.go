@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rap-fabric/core/apiclient"
@@ -77,8 +76,8 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 	require.Equal(t, cp.Seq, shown.Seq, "not overwritten")
 	now, _ := d.FSM.AuditCheckpoint()
 	require.Equal(t, cp.Index, now.Index)
-	require.Equal(t, 1.0, gauge(t, d, "rap_audit_chain_behind_checkpoint"))
-	require.GreaterOrEqual(t, gauge(t, d, "rap_audit_checkpoint_refusals_total"), 2.0)
+	require.Equal(t, 1.0, authtest.Metric(t, d, "rap_audit_chain_behind_checkpoint"))
+	require.GreaterOrEqual(t, authtest.Metric(t, d, "rap_audit_checkpoint_refusals_total"), 2.0)
 
 	verify := func() (string, int) {
 		cmd := exec.Command(filepath.Join(bin, "rap-authority"), "audit", "verify", "--database-url", g.DBURL,
@@ -178,33 +177,10 @@ func TestAuditReanchorAfterTruncation(t *testing.T) {
 	x, _ := d.FSM.AuditCheckpoint()
 	require.Len(t, x.Reanchors, 1, "later checkpoints keep the history")
 	require.Nil(t, d.Auth.AuditChainBehindStatus())
-	require.Equal(t, 0.0, gauge(t, d, "rap_audit_chain_behind_checkpoint"))
+	require.Equal(t, 0.0, authtest.Metric(t, d, "rap_audit_chain_behind_checkpoint"))
 	_, ae = reanchor("again")
 	require.Equal(t, "conflict", ae.Code)
 	require.Equal(t, "audit_chain_not_behind", ae.Details["reason"])
 	out, code = verify()
 	require.Equal(t, 0, code, out)
-}
-
-// gauge reads one unlabelled metric of the authority's collectors.
-func gauge(t *testing.T, d *daemon.Daemon, name string) float64 {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	for _, c := range d.Auth.Collectors() {
-		require.NoError(t, reg.Register(c))
-	}
-	fams, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range fams {
-		if f.GetName() != name {
-			continue
-		}
-		m := f.GetMetric()[0]
-		if m.GetGauge() != nil {
-			return m.GetGauge().GetValue()
-		}
-		return m.GetCounter().GetValue()
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
