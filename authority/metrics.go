@@ -39,7 +39,7 @@ func newMetrics() *metrics {
 		hbFlush: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rap_heartbeat_flush_duration_seconds",
 			Help: "Time to write one batch of heartbeats to PostgreSQL.", Buckets: latencyBuckets}),
 		pollReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rap_snapshot_long_poll_reads_total",
-			Help: "PostgreSQL reads made by agents' snapshot long polls on this authority (one when a poll starts, one per wake-up)."}),
+			Help: "Snapshot reads made for agents' long polls on this authority (one when a poll starts, one per wake-up; reads of waiters that wake together share batched statements)."}),
 	}
 }
 

@@ -127,7 +127,7 @@ func (a *Authority) WaitSnapshot(ctx context.Context, node NodePrincipal, after 
 	for {
 		ch := st.waitChan(key)
 		a.metrics.longPollRead()
-		s, err := store.LatestSnapshot(ctx, a.db.Pool, node.ClusterID, node.NodeID)
+		s, err := a.latestForPoll(ctx, node.ClusterID, node.NodeID)
 		switch {
 		case err == nil && s.Version > after:
 			return s, true, nil

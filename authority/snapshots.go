@@ -100,6 +100,10 @@ type snapshotService struct {
 	// sealed caches sealed envelopes served to config-storage nodes
 	// (snapshot_storage.go).
 	sealed sealCache
+	// readMu guards the long polls' queued reads (snapshot_reads.go).
+	readMu    sync.Mutex
+	readQueue []*pollRead
+	readers   int
 }
 
 func newSnapshotService(o SnapshotOptions) *snapshotService {
