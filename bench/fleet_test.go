@@ -636,7 +636,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 	c1 := cpuTime()
-	load1 := strings.Join(strings.Fields(readAgain(loadFile))[:min(3, len(strings.Fields(readAgain(loadFile))))], " ")
+	load1 := loadFields(readAgain(loadFile))
 	close(stopPG)
 	<-pgDone
 	var r fleetReport

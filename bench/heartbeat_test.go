@@ -643,7 +643,13 @@ func plainUpsert(b *testing.B, db *store.DB, cluster string, agents []simIdentit
 
 func loadAvg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
-	return strings.Join(strings.Fields(string(b))[:min(3, len(strings.Fields(string(b))))], " ")
+	return loadFields(string(b))
+}
+
+// loadFields keeps the three load averages of a /proc/loadavg line.
+func loadFields(line string) string {
+	f := strings.Fields(line)
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 // BenchmarkHeartbeatIngest drives N simulated agents (each its own enrolled
