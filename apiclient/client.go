@@ -67,9 +67,15 @@ type Client struct {
 	opts Options
 	hc   *http.Client
 	// sc shares hc's transport without the overall timeout (streams).
-	sc   *http.Client
+	sc *http.Client
+	// last is shared with the clients made by WithTimeout.
+	last *lastServer
+}
+
+// lastServer is the server that answered last, tried first next time.
+type lastServer struct {
 	mu   sync.Mutex
-	pref string // last server that answered
+	pref string
 }
 
 // New builds a client.
@@ -104,10 +110,32 @@ func New(o Options) (*Client, error) {
 		cert := *o.Certificate
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
+	// HTTP/2 when the authority offers it (every authority since
+	// 2026-12-06; HTTP/1.1 otherwise): the heartbeat stream, the snapshot
+	// long poll and every other request of an agent share one TCP + TLS
+	// connection per authority instead of one each, which halves the
+	// sockets and the per-connection memory on both sides at fleet scale.
+	// One connection carries every request, so a connection that stops
+	// answering must be found and dropped: a PING goes out after
+	// SendPingTimeout without a frame and the connection closes when its
+	// answer is PingTimeout late (HTTP/1.1 dropped a timed-out request's
+	// connection by itself).
 	tr := &http.Transport{TLSClientConfig: tc, DialContext: (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second, MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second,
-		ExpectContinueTimeout: 2 * time.Second} // streams only (OpenStream sends Expect: 100-continue)
-	return &Client{opts: o, hc: &http.Client{Transport: tr, Timeout: o.Timeout}, sc: &http.Client{Transport: tr}}, nil
+		ExpectContinueTimeout: 2 * time.Second, // streams only (OpenStream sends Expect: 100-continue)
+		ForceAttemptHTTP2:     true,
+		HTTP2:                 &http.HTTP2Config{SendPingTimeout: 10 * time.Second, PingTimeout: 5 * time.Second}}
+	return &Client{opts: o, hc: &http.Client{Transport: tr, Timeout: o.Timeout}, sc: &http.Client{Transport: tr}, last: &lastServer{}}, nil
+}
+
+// WithTimeout returns a client like c whose exchanges are bounded by d
+// instead (e.g. a long poll), sharing c's connections and its last
+// answering server: over HTTP/2 both go over one connection per authority.
+// Closing either closes the idle connections of both.
+func (c *Client) WithTimeout(d time.Duration) *Client {
+	o := c.opts
+	o.Timeout = d
+	return &Client{opts: o, hc: &http.Client{Transport: c.hc.Transport, Timeout: d}, sc: c.sc, last: c.last}
 }
 
 // VerifyPinnedChain checks that chain[0] is signed by a CA certificate in the
@@ -166,9 +194,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any, hea
 			}
 		}
 		if err == nil {
-			c.mu.Lock()
-			c.pref = addr
-			c.mu.Unlock()
+			c.last.mu.Lock()
+			c.last.pref = addr
+			c.last.mu.Unlock()
 			return nil
 		}
 		if errors.As(err, &ae) {
@@ -189,14 +217,15 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any, hea
 }
 
 func (c *Client) order() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.last.mu.Lock()
+	pref := c.last.pref
+	c.last.mu.Unlock()
 	out := make([]string, 0, len(c.opts.Servers)+1)
-	if c.pref != "" {
-		out = append(out, c.pref)
+	if pref != "" {
+		out = append(out, pref)
 	}
 	for _, s := range c.opts.Servers {
-		if s != c.pref {
+		if s != pref {
 			out = append(out, s)
 		}
 	}

@@ -104,8 +104,8 @@ func (e *errTally) snapshot() map[string]int64 {
 }
 
 // fleetAgent is one simulated agent as the real one behaves: one HTTPS +
-// mTLS client for heartbeats and one for the snapshot long poll (as
-// agent/runtime does), both reused connection for connection.
+// mTLS client for heartbeats and, sharing its connection (HTTP/2), one with
+// the longer timeout of the snapshot long poll, as agent/runtime does.
 type fleetAgent struct {
 	id       simIdentity
 	hb, poll *apiclient.Client
@@ -145,10 +145,9 @@ func fleetChild() error {
 		if err != nil {
 			return err
 		}
-		poll, err := apiclient.New(apiclient.Options{Servers: servers, CAPin: f.CAPin, ServerName: f.ServerName, Certificate: cert, Timeout: time.Duration(f.Wait+7) * time.Second})
-		if err != nil {
-			return err
-		}
+		// The long poll shares the heartbeats' connection (HTTP/2), as
+		// agent/runtime's snapshot loop does.
+		poll := hb.WithTimeout(time.Duration(f.Wait+7) * time.Second)
 		agents[i] = &fleetAgent{id: id, hb: hb, poll: poll}
 	}
 	defer func() {

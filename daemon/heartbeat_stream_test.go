@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -150,7 +152,10 @@ func TestHeartbeatStreamOlderAuthority(t *testing.T) {
 	f := newStreamFixture(t, func(l *daemon.Daemon) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
+		// An older authority: no heartbeat stream route, and HTTP/1.1
+		// only (no "h2" in ALPN, as before 2026-12-06).
 		cfg := l.API.TLSConfig(nil)
+		cfg.NextProtos = []string{"http/1.1"}
 		h := l.API.Handler()
 		srv := &http.Server{TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path == agentapi.PathHeartbeatStream {
@@ -183,4 +188,63 @@ func TestHeartbeatStreamOlderAuthority(t *testing.T) {
 	require.Equal(t, int64(2), ack.Seq)
 	f.flush()
 	require.Equal(t, int64(2), f.latest())
+}
+
+// TestAgentRequestsShareOneConnection: over HTTP/2 an agent's heartbeat
+// stream, a snapshot long poll in flight (the long-poll client made by
+// WithTimeout, as agent/runtime's) and a POST heartbeat all go over one TLS
+// connection to the authority: one handshake, protocol h2. Over HTTP/1.1 the
+// stream and the open long poll would each hold a connection and the POST a
+// third.
+func TestAgentRequestsShareOneConnection(t *testing.T) {
+	f := newStreamFixture(t, nil)
+	var mu sync.Mutex
+	var handshakes int
+	conns := map[net.Conn]string{}
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		TLSHandshakeStart: func() { mu.Lock(); handshakes++; mu.Unlock() },
+		GotConn: func(info httptrace.GotConnInfo) {
+			proto := ""
+			if tc, ok := info.Conn.(*tls.Conn); ok {
+				proto = tc.ConnectionState().NegotiatedProtocol
+			}
+			mu.Lock()
+			conns[info.Conn] = proto
+			mu.Unlock()
+		},
+	})
+	st, err := f.c.OpenStream(ctx, agentapi.PathHeartbeatStream, agentapi.ContentTypeNDJSON)
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, st.Send(agentapi.Heartbeat{Seq: 1, State: "normal"}))
+	require.Equal(t, int64(1), recvReply(t, st).Ack.Seq)
+	// A long poll that waits (nothing newer than this version exists).
+	poll := f.c.WithTimeout(20 * time.Second)
+	polled := make(chan error, 1)
+	go func() {
+		var out agentapi.Snapshot
+		polled <- poll.Do(ctx, http.MethodGet, agentapi.PathSnapshot+"?after_version=1000000&wait=3", nil, &out, nil)
+	}()
+	time.Sleep(500 * time.Millisecond) // the poll is waiting on the authority
+	var ack agentapi.HeartbeatAck
+	require.NoError(t, f.c.Do(ctx, http.MethodPost, agentapi.PathHeartbeat, agentapi.Heartbeat{Seq: 2, State: "normal"}, &ack, nil))
+	require.Equal(t, int64(2), ack.Seq)
+	require.NoError(t, st.Send(agentapi.Heartbeat{Seq: 3, State: "normal"}))
+	require.Equal(t, int64(3), recvReply(t, st).Ack.Seq)
+	select {
+	case err := <-polled:
+		var ae *apiclient.Error
+		if err != nil && !(errors.As(err, &ae) && ae.Status == http.StatusNotFound) {
+			t.Fatalf("long poll: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the long poll did not end")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 1, handshakes, "one TLS handshake for the stream, the long poll and the POST")
+	require.Len(t, conns, 1, "one connection")
+	for _, proto := range conns {
+		require.Equal(t, "h2", proto)
+	}
 }

@@ -60,7 +60,10 @@ func (s *Server) clusterForServerName(name string) string {
 func (s *Server) TLSConfig(hosts []string) *tls.Config {
 	cc := &certCache{s: s, hosts: hosts, certs: map[string]*tls.Certificate{}}
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
+		MinVersion: tls.VersionTLS13,
+		// HTTP/2 first: an agent's heartbeat stream, long poll and other
+		// requests share one connection (see apiclient.New).
+		NextProtos:     []string{"h2", "http/1.1"},
 		GetCertificate: cc.get,
 		ClientAuth:     tls.RequestClientCert,
 		VerifyConnection: func(cs tls.ConnectionState) error {

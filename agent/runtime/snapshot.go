@@ -13,7 +13,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -92,14 +91,14 @@ type SnapshotStatus struct {
 
 // snapRun is a membership's snapshot state (the member holds a pointer).
 type snapRun struct {
-	mu       sync.Mutex
-	st       SnapshotStatus
-	cur      *snapshot.Snapshot
-	trust    map[string]ed25519.PublicKey
-	cursor   uint64 // highest version offered (polling cursor)
-	client   *apiclient.Client
-	clientSN string
-	eps      []string // advertised endpoints (mesh and storage)
+	mu         sync.Mutex
+	st         SnapshotStatus
+	cur        *snapshot.Snapshot
+	trust      map[string]ed25519.PublicKey
+	cursor     uint64            // highest version offered (polling cursor)
+	client     *apiclient.Client // the long poll's: base with a longer timeout
+	clientBase *apiclient.Client
+	eps        []string // advertised endpoints (mesh and storage)
 
 	refreshFacts atomic.Bool
 	mesh         *meshrun.Node
@@ -299,31 +298,25 @@ func (m *member) refreshTrust(ctx context.Context, log hclog.Logger) error {
 	return nil
 }
 
-// snapClient is an mTLS client whose timeout covers the long poll.
+// snapClient is the membership's mTLS client with a timeout that covers the
+// long poll. It shares the membership's client's connections (one HTTP/2
+// connection per authority carries the long poll beside the heartbeat stream
+// and every other request) and is made again when that client is replaced (a
+// new certificate or new pins).
 func (m *member) snapClient() (*apiclient.Client, error) {
 	s := m.sn()
 	m.mu.Lock()
-	id, keys, cert := m.id, m.keys, m.cert
-	pins := pinsOf(m.id, m.roots)
+	base := m.client
 	m.mu.Unlock()
-	// A new client when the certificate or the pins changed.
-	sn := cert.SerialNumber.Text(16) + "|" + strings.Join(pins, ",")
+	if base == nil {
+		return nil, errors.New("runtime: the membership has no API client yet")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.client != nil && s.clientSN == sn {
-		return s.client, nil
+	if s.client == nil || s.clientBase != base {
+		s.client, s.clientBase = base.WithTimeout(m.a.o.Snapshot.Wait+m.a.o.RequestTimeout+2*time.Second), base
 	}
-	c, err := apiclient.New(apiclient.Options{Servers: id.AuthorityURLs, CAPins: pins, ServerName: serverNameForCluster(m.cluster),
-		Certificate: &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: keys.Signing, Leaf: cert},
-		Timeout:     m.a.o.Snapshot.Wait + m.a.o.RequestTimeout + 2*time.Second})
-	if err != nil {
-		return nil, err
-	}
-	if s.client != nil {
-		s.client.Close()
-	}
-	s.client, s.clientSN = c, sn
-	return c, nil
+	return s.client, nil
 }
 
 // pollSnapshot is one long poll. It returns an error only when no authority
