@@ -65,12 +65,22 @@ func auditHash(prev []byte, seq int64, e store.AuditEvent) []byte {
 	return h[:]
 }
 
+// chainBatchTimeout bounds one batch of ChainAudit (1,000 events: well
+// under a second on a working database).
+const chainBatchTimeout = 8 * time.Second
+
 // ChainAudit links committed audit events into the hash chain (see
 // store.ChainAudit) until none is left; every authority runs it periodically.
 func (a *Authority) ChainAudit(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		n, err := store.ChainAudit(ctx, a.db, auditHash, 1000)
+		// Each batch is bounded on its own: a statement sent on a
+		// connection to a primary that was cut off (not closed) would
+		// otherwise hold the chainer for the caller's whole bound (30 s in
+		// RunAuditChainer), long after the pool reached the new primary.
+		bctx, cancel := context.WithTimeout(ctx, chainBatchTimeout)
+		n, err := store.ChainAudit(bctx, a.db, auditHash, 1000)
+		cancel()
 		total += n
 		if err != nil || n < 1000 {
 			return total, err

@@ -83,6 +83,9 @@ type Host struct {
 
 	net *Network
 	ns  netns.NsHandle
+	// nsMu orders entering the namespace (Run, also from an HTTP
+	// transport's background dial) before the teardown closes ns.
+	nsMu sync.RWMutex
 }
 
 // NewNetwork creates the hub namespace and its bridge. Everything is removed
@@ -239,7 +242,10 @@ func (h *Host) Addr(port int) string { return net.JoinHostPort(h.IP.String(), st
 // stay in the namespace and may be used from any goroutine afterwards.
 func (h *Host) Run(fn func() error) error {
 	return onThread(func() error {
-		if err := netns.Set(h.ns); err != nil {
+		h.nsMu.RLock()
+		err := netns.Set(h.ns)
+		h.nsMu.RUnlock()
+		if err != nil {
 			return fmt.Errorf("chaos: enter %s: %w", h.NSName, err)
 		}
 		return fn()
@@ -370,7 +376,9 @@ func (n *Network) teardown() {
 		time.Sleep(50 * time.Millisecond)
 	}
 	for _, h := range hosts {
+		h.nsMu.Lock()
 		_ = h.ns.Close()
+		h.nsMu.Unlock()
 		if err := netns.DeleteNamed(h.NSName); err != nil && !errors.Is(err, os.ErrNotExist) {
 			problems = append(problems, fmt.Sprintf("delete namespace %s: %v", h.NSName, err))
 		}
