@@ -14,8 +14,6 @@ import (
 	"net/http"
 	_ "net/http/pprof" // FLEET_PPROF
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -358,60 +356,10 @@ func fleetChild() error {
 	return in.Err()
 }
 
-// fleetProc is the parent's handle on the fleet child.
-type fleetProc struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Scanner
-}
-
-func startFleet(b *testing.B, spec fleetSpec) *fleetProc {
-	data, err := json.Marshal(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(b.TempDir(), "fleet.json")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run", "^$")
-	cmd.Env = append(os.Environ(), envFleetChild+"="+path)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	p := &fleetProc{cmd: cmd, stdin: stdin, stdout: sc}
-	b.Cleanup(func() { _ = p.stdin.Close(); _ = p.cmd.Wait() })
-	return p
-}
-
-// line sends cmd (when not "") and returns the child's next output line.
-func (p *fleetProc) line(cmd string) (string, error) {
-	if cmd != "" {
-		if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
-			return "", err
-		}
-	}
-	if !p.stdout.Scan() {
-		return "", fmt.Errorf("fleet child ended (%v)", p.stdout.Err())
-	}
-	return p.stdout.Text(), nil
-}
-
 // procFiles holds a process's /proc files open from before the fleet
-// connects: the three in-process authorities hold every agent connection (two
-// per agent) under one RLIMIT_NOFILE, and at 10,000 agents this process has no
-// descriptor left to open a file with.
+// connects: at the open-file limit a process has no descriptor left to open a
+// file with (as at 10,000 agents when the three authorities shared one
+// process and every agent held two connections).
 type procFiles struct {
 	status, limits, fd *os.File
 }
@@ -471,26 +419,26 @@ func (p *procFiles) field(name string) float64 {
 }
 
 // BenchmarkFleet is issue #24 item 5: FLEET_AGENTS simulated agents
-// (default 2000) against a 3-authority group (in this process) and
-// PostgreSQL. The agents run in a child process (this test binary
-// re-executed), each with its own enrolled identity and two HTTPS + mTLS
-// clients reused like agent/runtime's (heartbeats; the snapshot long poll),
-// spread over the three authorities. Every agent heartbeats at the agent's
-// default interval (5 s, FLEET_INTERVAL_MS) over one long-lived heartbeat
-// stream (POST /v1/agent/heartbeat/stream, as agent/runtime does;
-// FLEET_HB=post sends one POST per heartbeat instead, for comparison;
-// hb_stream_fallbacks counts heartbeats that went by POST because a stream
-// failed) and keeps a long poll open
-// (wait 25 s, the agent's default). Then one cluster-wide policy edit (a
-// route intent "* → *", fenced and audited like an owner's) is made at T0,
-// and the benchmark reports: the time from T0 until each agent fetched and
-// verified (Ed25519, audience, version) a newer snapshot (p50/p99/max, and
-// the first agent as the same-run baseline of one agent), agents missing at
-// the cap (FLEET_CAP_S, default 60 s), this process's RSS (the three
-// authorities together: an upper bound for one) and CPU over the change,
-// PostgreSQL connections, and heartbeats during the change: acked by the
-// agents vs committed in PostgreSQL (lost = acked − committed), the
-// heartbeat → committed p99.
+// (default 2000) against a 3-authority group and PostgreSQL. Authority 1 runs
+// in this process; authorities 2 and 3 each in their own (this test binary
+// re-executed), so each one's RSS, CPU and open files are measured apart. The
+// agents run in another child process, each with its own enrolled identity and
+// one HTTPS + mTLS connection (HTTP/2) carrying its heartbeats and its snapshot
+// long poll, like agent/runtime's, spread over the three authorities. Every
+// agent heartbeats at the agent's default interval (5 s, FLEET_INTERVAL_MS)
+// over one long-lived heartbeat stream (POST /v1/agent/heartbeat/stream, as
+// agent/runtime does; FLEET_HB=post sends one POST per heartbeat instead, for
+// comparison; hb_stream_fallbacks counts heartbeats that went by POST because
+// a stream failed) and keeps a long poll open (wait 25 s, the agent's
+// default). Then one cluster-wide policy edit (a route intent "* → *", fenced
+// and audited like an owner's) is made at T0, and the benchmark reports: the
+// time from T0 until each agent fetched and verified (Ed25519, audience,
+// version) a newer snapshot (p50/p99/max, and the first agent as the same-run
+// baseline of one agent), agents missing at the cap (FLEET_CAP_S, default
+// 60 s), each authority's RSS and peak RSS (a1 includes the harness: an upper
+// bound) and CPU over the change, PostgreSQL connections, and heartbeats
+// during the change: acked by the agents vs committed in PostgreSQL (lost =
+// acked − committed), the heartbeat → committed p99.
 //
 // FLEET_AGENTS=10000 go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 60m ./bench/
 func BenchmarkFleet(b *testing.B) {
@@ -513,10 +461,18 @@ func BenchmarkFleet(b *testing.B) {
 	// The production Raft timing (raftnode.DefaultConfig: 1 s heartbeat and
 	// election timeouts), not the tests' 500 ms profile: the group under a
 	// fleet is the one an operator runs.
-	g := authtest.NewWithConfig(b, 3, func(_ int, c *daemon.Config) {
+	//
+	// Authority 1 runs in this process (it bootstraps the group and the
+	// benchmark drives it: enrolment, the edit); authorities 2 and 3 run in
+	// their own processes, so that each one's memory, CPU and open files are
+	// its own. All three speak the production Raft transport (mutual TLS over
+	// TCP).
+	g := authtest.NewPlainWithConfig(b, 1, func(_ int, c *daemon.Config) {
 		c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout, c.QuorumTimeout = 0, 0, 0, 0
 	})
 	l := g.Leader(20 * time.Second)
+	others := startAuthorityChildren(b, l, g.DBURL, 2)
+	g.Eventually(20*time.Second, "the leader knows three members", func() bool { return len(l.FSM.Members()) == 3 })
 	t := time.Now()
 	cluster, fleet := enrollSim(b, l.Auth, l.APIAddr(), n)
 	// Every agent is a relay node (a mesh role: route intents are in its
@@ -547,17 +503,17 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 	spec := fleetSpec{simFleet: fleet, ClusterID: cluster, Interval: interval, Wait: 25, ApplyCap: capd, HBPath: hbPath}
-	for _, d := range g.DS {
-		spec.Servers = append(spec.Servers, d.APIAddr())
+	spec.Servers = []string{l.APIAddr()}
+	for _, o := range others {
+		spec.Servers = append(spec.Servers, o.api)
 	}
 	for _, k := range trust.Keys {
 		spec.CAKeys = append(spec.CAKeys, k.PublicKey)
 	}
 	t = time.Now()
-	p := startFleet(b, spec)
-	self, child := openProc(fmt.Sprint(os.Getpid())), openProc(fmt.Sprint(p.cmd.Process.Pid))
+	p := startChild(b, envFleetChild, spec)
+	self, child := openProc(fmt.Sprint(os.Getpid())), p.files
 	defer self.close()
-	defer child.close()
 	loadFile, _ := os.Open("/proc/loadavg")
 	if loadFile != nil {
 		defer loadFile.Close()
@@ -569,19 +525,26 @@ func BenchmarkFleet(b *testing.B) {
 	// Steady state: two heartbeat intervals, every long poll open.
 	time.Sleep(2 * interval)
 	// Heartbeats committed in PostgreSQL, by send time, on every authority.
-	var mu sync.Mutex
-	var sent []time.Time
-	var visible []time.Duration
-	for _, d := range g.DS {
-		d.Auth.Heartbeats().OnFlush(func(s, _ []time.Time, committed time.Time) {
-			mu.Lock()
-			for _, x := range s {
-				sent = append(sent, x)
-				visible = append(visible, committed.Sub(x))
+	var flushes flushLog
+	flushes.record(l.Auth.Heartbeats())
+	b.Cleanup(func() { l.Auth.Heartbeats().OnFlush(nil) })
+	for _, o := range others {
+		if err := o.expectOK("record"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// stats are every authority's figures: authority 1 (this process, with
+	// the harness) first.
+	stats := func() []procStats {
+		all := []procStats{statsOf(self, cpuTime())}
+		for _, o := range others {
+			var st procStats
+			if err := o.call("stats", &st); err != nil {
+				b.Fatal(err)
 			}
-			mu.Unlock()
-		})
-		b.Cleanup(func() { d.Auth.Heartbeats().OnFlush(nil) })
+			all = append(all, st)
+		}
+		return all
 	}
 	if s, err := p.line("mark"); err != nil || !strings.HasPrefix(s, "marked ") {
 		b.Fatalf("fleet child: %q %v", s, err)
@@ -591,10 +554,8 @@ func BenchmarkFleet(b *testing.B) {
 		_ = l.DB.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE datname = current_database()), count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'`).Scan(&db, &all)
 		return
 	}
-	rss0 := self.field("VmRSS")
-	fds, fdLimit := self.openFDs()
+	st0 := stats()
 	childFDs, childLimit := child.openFDs()
-	c0 := cpuTime()
 	t0 := time.Now()
 	var maxDB, maxAll int
 	stopPG := make(chan struct{})
@@ -634,7 +595,7 @@ func BenchmarkFleet(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c1 := cpuTime()
+	st1 := stats()
 	load1 := loadFields(readAgain(loadFile))
 	close(stopPG)
 	<-pgDone
@@ -642,20 +603,19 @@ func BenchmarkFleet(b *testing.B) {
 	if err := json.Unmarshal([]byte(line), &r); err != nil {
 		b.Fatalf("fleet child answered %q: %v", line, err)
 	}
-	rss1, hwm := self.field("VmRSS"), self.field("VmHWM")
 	childRSS := child.field("VmRSS")
 	// Let the last acknowledged heartbeats reach PostgreSQL.
 	time.Sleep(2 * time.Second)
-	mu.Lock()
-	var committed int
-	var vis []time.Duration
-	for i, s := range sent {
-		if !s.Before(r.HBStart) && !s.After(r.HBEnd) {
-			committed++
-			vis = append(vis, visible[i])
+	w := flushes.window(r.HBStart, r.HBEnd)
+	committed, vis := w.Committed, w.Visible
+	for _, o := range others {
+		var fr flushedReport
+		if err := o.call(fmt.Sprint("flushed ", r.HBStart.UnixNano(), " ", r.HBEnd.UnixNano()), &fr); err != nil {
+			b.Fatal(err)
 		}
+		committed += fr.Committed
+		vis = append(vis, fr.Visible...)
 	}
-	mu.Unlock()
 	s := func(d time.Duration) float64 { return d.Seconds() }
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	slices.Sort(r.Applied)
@@ -678,10 +638,19 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(editMs, "policy_edit_ms")
 	b.ReportMetric(float64(attempts), "edit_attempts")
 	b.ReportMetric(s(maxApplied)/10, "applied_max/aim_10s")
-	b.ReportMetric(rss1/1024, "authorities_rss_MiB")
-	b.ReportMetric(hwm/1024, "authorities_peak_rss_MiB")
+	var cpu time.Duration
+	var peak float64
+	for i := range st1 {
+		// a1 is authority 1 (the leader) with the harness in its process.
+		b.ReportMetric(st1[i].RSSKB/1024, fmt.Sprintf("a%d_rss_MiB", i+1))
+		b.ReportMetric(st1[i].HWMKB/1024, fmt.Sprintf("a%d_peak_rss_MiB", i+1))
+		b.ReportMetric(s(st1[i].CPU-st0[i].CPU), fmt.Sprintf("a%d_cpu_s", i+1))
+		cpu += st1[i].CPU - st0[i].CPU
+		peak = max(peak, st1[i].HWMKB)
+	}
+	b.ReportMetric(peak/1024/1024, "authority_peak_rss/aim_1GiB")
 	b.ReportMetric(childRSS/1024, "fleet_rss_MiB")
-	b.ReportMetric(s(c1-c0), "authorities_cpu_s")
+	b.ReportMetric(s(cpu), "authorities_cpu_s")
 	b.ReportMetric(s(r.CPU), "fleet_cpu_s")
 	b.ReportMetric(float64(maxDB), "pg_conns_db_max")
 	b.ReportMetric(float64(maxAll), "pg_conns_all_max")
@@ -693,9 +662,12 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(ms(percentile(r.HBAck, 0.99)), "hb_ack_p99_ms")
 	b.ReportMetric(ms(percentile(vis, 0.99)), "hb_visible_p99_ms")
 	b.ReportMetric(interval.Seconds(), "hb_interval_s")
-	fmt.Printf("fleet %d agents, 3 authorities, heartbeat every %v by %s, enrolled in %.0f s, connected in %.0f s, RSS before the change %.0f MiB, versions up to %d, poll errors %d (load %s → %s)\n",
-		n, interval, hbPath, enrollS, connectS, rss0/1024, r.VersionAfter, r.PollErrors, load0, load1)
-	fmt.Printf("  open files at the mark: authorities' process %d (limit soft/hard %s), fleet process %d (limit %s)\n", fds, fdLimit, childFDs, childLimit)
+	fmt.Printf("fleet %d agents, 3 authorities (one process each), heartbeat every %v by %s, enrolled in %.0f s, connected in %.0f s, versions up to %d, poll errors %d (load %s → %s)\n",
+		n, interval, hbPath, enrollS, connectS, r.VersionAfter, r.PollErrors, load0, load1)
+	for i, st := range st0 {
+		fmt.Printf("  authority %d at the mark: RSS %.0f MiB, open files %d (limit soft/hard %s)\n", i+1, st.RSSKB/1024, st.FDs, st.FDLimit)
+	}
+	fmt.Printf("  fleet process at the mark: open files %d (limit %s)\n", childFDs, childLimit)
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		fmt.Printf("  errors %6d × %s\n", r.Errors[k], k)
 	}

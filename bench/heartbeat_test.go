@@ -350,6 +350,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if os.Getenv(envAuthorityChild) != "" {
+		if err := authorityChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "authority:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(envChildFleet) != "" {
 		if err := loadgenChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "load generator:", err)

@@ -44,7 +44,8 @@ want gossip && runb -benchtime 1x -timeout 30m ./mesh/gossip/
 want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatPaths$'} runb -benchtime 2x -timeout 20m ./bench/
 want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatIngest$'} runb -benchtime 1x -timeout 20m ./bench/
 # The fleet: FLEET_AGENTS (default 2000) simulated mTLS agents in a child
-# process, 3 authorities, a route intent → every agent applied (one run).
+# process, 3 authorities (one process each), a route intent → every agent
+# applied (one run).
 want fleet && BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/
 # One agent self-update end to end with real processes (launcher, agent
 # 1.0.0 → 2.0.0 by a rollout) and its phases, beside the artifact's raw

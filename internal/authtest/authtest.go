@@ -143,6 +143,14 @@ func NewWithDB(t testing.TB, n int, dbURL func(i int, url string) string) *Group
 // restarting on the same Raft address are not available.
 func NewPlain(t testing.TB, n int) *Group { return newGroup(t, n, true, nil, nil) }
 
+// NewPlainWithConfig is NewPlain with each authority's daemon.Config
+// adjusted by configure before it starts, e.g. for a group whose other
+// members run in other processes (they can only speak the production
+// transport).
+func NewPlainWithConfig(t testing.TB, n int, configure func(i int, c *daemon.Config)) *Group {
+	return newGroup(t, n, true, nil, configure)
+}
+
 func newGroup(t testing.TB, n int, plain bool, dbURL func(int, string) string, configure func(int, *daemon.Config)) *Group {
 	g := &Group{Logs: &Logs{t: t}, t: t, DBURL: pgtest.New(t), DS: make([]*daemon.Daemon, n), layers: make([]*rafttest.StreamLayer, n), dirs: make([]string, n), apis: make([]string, n), plain: plain, dbURL: dbURL,
 		configure: configure}
