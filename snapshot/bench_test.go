@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"math/rand"
 	"runtime"
 	"slices"
@@ -112,6 +113,22 @@ func BenchmarkIndex10000(b *testing.B) {
 	st := benchState(10000)
 	for b.Loop() {
 		if _, err := NewIndex(st, DefaultConfig()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkIndexAllMesh10000 is BenchmarkIndex10000 with every node a mesh
+// node (relay-node), the fleet benchmark's shape: the topology scores every
+// pair of mesh nodes (rendezvous picks), 100 million pairs.
+func BenchmarkIndexAllMesh10000(b *testing.B) {
+	st := *benchState(10000)
+	st.Assignments = nil
+	for _, n := range st.Nodes {
+		st.Assignments = append(st.Assignments, RoleAssignment{NodeID: n.ID, Role: domain.RoleRelayNode, Policy: json.RawMessage(`{}`)})
+	}
+	for b.Loop() {
+		if _, err := NewIndex(&st, DefaultConfig()); err != nil {
 			b.Fatal(err)
 		}
 	}
