@@ -167,6 +167,21 @@ func ListHeartbeatHealth(ctx context.Context, q Querier) ([]HealthRow, error) {
 	}, `SELECT cluster_id::text, node_id::text, received_at, derived_health FROM node_heartbeat_latest`)
 }
 
+// SetDerivedHealthSQL is SetDerivedHealth's statement. It locks the rows it
+// changes in (cluster_id, node_id) order first, the order in which a
+// heartbeat flush upserts them (authority.Heartbeats sorts each flush): an
+// UPDATE … FROM locks in whatever order its join produces (the table's
+// physical order for a hash join), and a flush and a sweep over the same
+// memberships then deadlocked (seen at 10,000 agents).
+const SetDerivedHealthSQL = `WITH u AS (
+		SELECT c::uuid AS c, n::uuid AS n, h, f FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c, n, h, f)),
+	locked AS (
+		SELECT l.cluster_id, l.node_id FROM node_heartbeat_latest l JOIN u ON l.cluster_id = u.c AND l.node_id = u.n
+		WHERE l.derived_health = u.f ORDER BY l.cluster_id, l.node_id FOR UPDATE OF l)
+	UPDATE node_heartbeat_latest l SET derived_health = u.h
+		FROM u, locked k
+		WHERE l.cluster_id = k.cluster_id AND l.node_id = k.node_id AND u.c = k.cluster_id AND u.n = k.node_id AND l.derived_health = u.f`
+
 // SetDerivedHealth records derived health for many memberships in one
 // statement; from guards against a concurrent sweeper (only rows still at
 // their previous health change).
@@ -176,9 +191,7 @@ func SetDerivedHealth(ctx context.Context, q Querier, rows []HealthRow, from []s
 	for i, r := range rows {
 		c[i], nd[i], h[i] = r.ClusterID, r.NodeID, r.DerivedHealth
 	}
-	tag, err := q.Exec(ctx, `UPDATE node_heartbeat_latest l SET derived_health = u.h
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(c, n, h, f)
-		WHERE l.cluster_id = u.c::uuid AND l.node_id = u.n::uuid AND l.derived_health = u.f`, c, nd, h, from)
+	tag, err := q.Exec(ctx, SetDerivedHealthSQL, c, nd, h, from)
 	if err != nil {
 		return 0, mapErr(err)
 	}
