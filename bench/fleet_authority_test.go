@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -107,8 +108,9 @@ func (f *flushLog) window(start, end time.Time) flushedReport {
 // Protocol on stdin/stdout: it starts and prints an authorityHello; "cert
 // <memberCert JSON>" installs the member certificate the leader issued
 // ("ok"); "record" starts recording committed heartbeats ("ok"); "flushed
-// <start ns> <end ns>" answers a flushedReport; "stats" a procStats; stdin
-// closing stops the authority.
+// <start ns> <end ns>" answers a flushedReport; "stats" a procStats;
+// "profile <path>" starts a CPU profile into path and "profile-stop" ends it
+// ("ok"); stdin closing stops the authority.
 func authorityChild() error {
 	data, err := os.ReadFile(os.Getenv(envAuthorityChild))
 	if err != nil {
@@ -161,11 +163,32 @@ func authorityChild() error {
 			if err := out.Encode(statsOf(self, cpuTime())); err != nil {
 				return err
 			}
+		case "profile":
+			if err := startProfile(arg); err != nil {
+				return err
+			}
+			fmt.Println("ok")
+		case "profile-stop":
+			pprof.StopCPUProfile()
+			fmt.Println("ok")
 		default:
 			return fmt.Errorf("authority child: unknown command %q", in.Text())
 		}
 	}
 	return in.Err()
+}
+
+// startProfile starts this process's CPU profile into path.
+func startProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return nil
 }
 
 // childProc is the parent's handle on a child process speaking a line

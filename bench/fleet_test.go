@@ -14,6 +14,8 @@ import (
 	"net/http"
 	_ "net/http/pprof" // FLEET_PPROF
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -438,7 +440,8 @@ func (p *procFiles) field(name string) float64 {
 // 60 s), each authority's RSS and peak RSS (a1 includes the harness: an upper
 // bound) and CPU over the change, PostgreSQL connections, and heartbeats
 // during the change: acked by the agents vs committed in PostgreSQL (lost =
-// acked − committed), the heartbeat → committed p99.
+// acked − committed), the heartbeat → committed p99. FLEET_CPUPROFILE=dir
+// writes every authority's CPU profile over the change (dir/a1.pprof …).
 //
 // FLEET_AGENTS=10000 go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 60m ./bench/
 func BenchmarkFleet(b *testing.B) {
@@ -572,6 +575,19 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		}
 	}()
+	// FLEET_CPUPROFILE=dir: every authority's CPU profile from T0 until
+	// every agent applied (dir/a1.pprof …).
+	profDir := os.Getenv("FLEET_CPUPROFILE")
+	if profDir != "" {
+		if err := startProfile(filepath.Join(profDir, "a1.pprof")); err != nil {
+			b.Fatal(err)
+		}
+		for i, o := range others {
+			if err := o.expectOK(fmt.Sprintf("profile %s", filepath.Join(profDir, fmt.Sprintf("a%d.pprof", i+2)))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	// The edit goes to the current leader and is retried (same
 	// idempotency key) while the group has none, as an owner's client
 	// would; edit_attempts counts the tries, all inside T0 → applied.
@@ -596,6 +612,14 @@ func BenchmarkFleet(b *testing.B) {
 		b.Fatal(err)
 	}
 	st1 := stats()
+	if profDir != "" {
+		pprof.StopCPUProfile()
+		for _, o := range others {
+			if err := o.expectOK("profile-stop"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	load1 := loadFields(readAgain(loadFile))
 	close(stopPG)
 	<-pgDone
