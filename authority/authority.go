@@ -158,6 +158,8 @@ type Authority struct {
 	// caKeys caches CA private keys opened from the FSM's sealed copies,
 	// keyed by clusterID|keyID.
 	caKeys sync.Map
+	// chains remembers node certificate chain verifications (certchains.go).
+	chains chainMemo
 	// lastAuditBreak is the audit chain break the periodic checkpointer last
 	// reported (auditchain.go), so a persisting break is audited once.
 	lastAuditBreak atomic.Pointer[string]

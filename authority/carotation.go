@@ -319,8 +319,12 @@ func (a *Authority) verifyNodeCertRoots(cert *x509.Certificate, clusterID string
 	if !ok {
 		return "", Errf(CodeUnauthorized, "unknown cluster")
 	}
+	now, sum := a.cfg.Clock(), certSum(cert)
 	for _, k := range append([]fsm.CAKey{ca.Current}, ca.History...) {
-		if _, err := pki.VerifyNodeCert(cert, k.CertDER, clusterID, a.cfg.Clock()); err != nil {
+		if !a.chains.verify(cert, sum, clusterID, k.KeyID, k.CertDER, now, func() error {
+			_, err := pki.VerifyNodeCert(cert, k.CertDER, clusterID, now)
+			return err
+		}) {
 			continue
 		}
 		if k.Status == fsm.CAKeyRetired {

@@ -130,3 +130,98 @@ func TestRenewalIssuingRoot(t *testing.T) {
 	require.Equal(t, newID, ca.Publishing().KeyID, "after retirement the new root publishes and issues")
 	require.True(t, a.issuingRootFor(cluster, []string{newID}))
 }
+
+// TestNodeCertChainRemembered: a node certificate's chain is verified once
+// per root and then remembered: repeated authentications run no chain check;
+// a root that did not sign it is remembered as such after a rotation; the
+// root's retirement is still refused at once (status is read every time); a
+// certificate past its end is refused although it verified before; a
+// certificate of a foreign CA is refused, and so is a changed copy of a good
+// certificate (another hash).
+func TestNodeCertChainRemembered(t *testing.T) {
+	db, _, cluster, nodes := hbDB(t, 1)
+	f := fsm.New(fsm.Options{})
+	var idx uint64
+	apply := func(c fsm.Command) {
+		t.Helper()
+		data, err := fsm.Encode("", c)
+		require.NoError(t, err)
+		idx++
+		require.NoError(t, f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
+	}
+	now := time.Now()
+	clock := now
+	newRoot := func() (ed25519.PrivateKey, []byte, string) {
+		priv, der, err := pki.NewCA(rand.Reader, cluster, now.Add(-time.Hour), 24*time.Hour)
+		require.NoError(t, err)
+		return priv, der, keyID(priv.Public().(ed25519.PublicKey))
+	}
+	oldKey, oldDER, oldID := newRoot()
+	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
+	a, err := New(Config{NodeID: "a1", Clock: func() time.Time { return clock }}, nil, f, db)
+	require.NoError(t, err)
+	issue := func(key ed25519.PrivateKey, caDER []byte) *x509.Certificate {
+		t.Helper()
+		nodePub, _, err := ed25519.GenerateKey(rand.Reader)
+		require.NoError(t, err)
+		der, _, err := pki.IssueNodeCert(rand.Reader, key, caDER, pki.NodeCertRequest{ClusterID: cluster, NodeID: nodes[0], NodeName: "n0",
+			PublicKey: nodePub, NotBefore: now.Add(-time.Minute), Lifetime: time.Hour})
+		require.NoError(t, err)
+		cert, err := x509.ParseCertificate(der)
+		require.NoError(t, err)
+		return cert
+	}
+	verifies := func() int64 {
+		a.chains.mu.RLock()
+		defer a.chains.mu.RUnlock()
+		return a.chains.verifies
+	}
+	cert := issue(oldKey, oldDER)
+	for range 3 {
+		kid, err := a.verifyNodeCertRoots(cert, cluster)
+		require.NoError(t, err)
+		require.Equal(t, oldID, kid)
+	}
+	require.EqualValues(t, 1, verifies(), "one chain check for three authentications")
+
+	// After a rotation the new (current) root is tried first: it did not
+	// sign the certificate, which is remembered too.
+	newKey, newDER, newID := newRoot()
+	apply(fsm.RotateClusterCA{ClusterID: cluster, KeyID: newID, PublicKey: newKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: newDER, At: now})
+	for range 3 {
+		kid, err := a.verifyNodeCertRoots(cert, cluster)
+		require.NoError(t, err)
+		require.Equal(t, oldID, kid)
+	}
+	require.EqualValues(t, 2, verifies())
+
+	// A foreign CA's certificate, and a good certificate with one byte of
+	// its signature changed: refused, each a chain check of its own.
+	foreignKey, foreignDER, _ := newRoot()
+	_, err = a.verifyNodeCertRoots(issue(foreignKey, foreignDER), cluster)
+	require.Equal(t, CodeUnauthorized, CodeOf(err))
+	forged := issue(newKey, newDER)
+	raw := append([]byte(nil), forged.Raw...)
+	raw[len(raw)-1] ^= 1
+	forgedCert, err := x509.ParseCertificate(raw)
+	require.NoError(t, err)
+	_, err = a.verifyNodeCertRoots(forgedCert, cluster)
+	require.Equal(t, CodeUnauthorized, CodeOf(err))
+	before := verifies()
+	_, err = a.verifyNodeCertRoots(forgedCert, cluster)
+	require.Equal(t, CodeUnauthorized, CodeOf(err))
+	require.Equal(t, before, verifies(), "a root that did not sign it is remembered")
+
+	// Retirement is read from the state every time.
+	apply(fsm.RetireClusterCA{ClusterID: cluster, KeyID: oldID, At: now})
+	_, err = a.verifyNodeCertRoots(cert, cluster)
+	require.Equal(t, CodeCARetired, CodeOf(err))
+
+	// Past the certificate's end: refused although it verified before.
+	good := issue(newKey, newDER)
+	_, err = a.verifyNodeCertRoots(good, cluster)
+	require.NoError(t, err)
+	clock = now.Add(2 * time.Hour)
+	_, err = a.verifyNodeCertRoots(good, cluster)
+	require.Equal(t, CodeUnauthorized, CodeOf(err))
+}
