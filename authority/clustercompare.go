@@ -3,6 +3,8 @@ package authority
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/rap-fabric/core/store"
 )
 
@@ -13,7 +15,15 @@ type ClusterComparison = store.ClusterComparison
 // counts, agent versions, capacity, partition state and snapshot lag, with
 // the authority fence epoch this process holds.
 func (a *Authority) CompareClusters(ctx context.Context) ([]ClusterComparison, error) {
-	cs, err := store.CompareClusters(ctx, a.db.Pool)
+	// One repeatable-read snapshot for all of its statements: read apart,
+	// a heartbeat flush committing between them showed a member's agent
+	// version without its facts.
+	var cs []store.ClusterComparison
+	err := a.db.ReadSnapshot(ctx, func(tx pgx.Tx) error {
+		var err error
+		cs, err = store.CompareClusters(ctx, tx)
+		return err
+	})
 	if err != nil {
 		return nil, asError(err)
 	}

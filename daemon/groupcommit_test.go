@@ -206,7 +206,7 @@ func TestFencedGroupCommitPanicStaysWithItsCaller(t *testing.T) {
 // TestFencedDeadlockVictimRunsAgain: two fenced mutations lock two rows in
 // opposite orders; PostgreSQL rolls one back as the deadlock victim, and the
 // authority runs that one again instead of failing it: both succeed, each is
-// applied and audited once, and the victim ran twice.
+// applied and audited once, and the victim ran again (see the runs check).
 func TestFencedDeadlockVictimRunsAgain(t *testing.T) {
 	g := authtest.New(t, 1)
 	l := g.Leader(10 * time.Second)
@@ -261,21 +261,26 @@ func TestFencedDeadlockVictimRunsAgain(t *testing.T) {
 		require.NoError(t, <-errs, "neither mutation fails for the deadlock")
 	}
 	mu.Lock()
-	require.ElementsMatch(t, []int{1, 2}, runs[:], "the deadlock victim ran again, once")
-	victim := 0
-	if runs[1] == 2 {
-		victim = 1
-	}
+	got := runs
 	mu.Unlock()
-	// The victim ran last: its renames are the ones that stayed.
+	// The victim runs again. Usually that is all ([1 2]); once, in CI on a
+	// loaded machine, both ran twice ([2 2]): the second run met the other
+	// mutation in a second deadlock, whose victim ran again as well.
+	require.GreaterOrEqual(t, got[0]+got[1], 3, "the deadlock victim ran again: %v", got)
+	require.LessOrEqual(t, max(got[0], got[1]), 1+3, "at most three runs again: %v", got)
+	// Whichever committed last left both of its renames; with one victim
+	// that is the victim.
+	var names [2]string
 	for i, id := range ids {
-		var name string
-		require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT name FROM organizations WHERE id = $1`, id).Scan(&name))
-		want := fmt.Sprintf("m%d-first", victim)
-		if i != victim {
-			want = fmt.Sprintf("m%d-second", victim)
-		}
-		require.Equal(t, want, name)
+		require.NoError(t, l.DB.Pool.QueryRow(ctx, `SELECT name FROM organizations WHERE id = $1`, id).Scan(&names[i]))
+	}
+	lastM0, lastM1 := names == [2]string{"m0-first", "m0-second"}, names == [2]string{"m1-second", "m1-first"}
+	require.True(t, lastM0 || lastM1, "one mutation's renames, not a mix: %v", names)
+	if got == [2]int{1, 2} {
+		require.True(t, lastM1, "the victim (m1) ran last: %v", names)
+	}
+	if got == [2]int{2, 1} {
+		require.True(t, lastM0, "the victim (m0) ran last: %v", names)
 	}
 	for me := range 2 {
 		var n int

@@ -113,6 +113,21 @@ func (db *DB) Tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return nil
 }
 
+// ReadSnapshot runs fn in a read-only REPEATABLE READ transaction: every
+// statement of fn sees the same committed state (a report made of several
+// queries stays consistent). Errors are mapped to the package's typed errors.
+func (db *DB) ReadSnapshot(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	tx, err := db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return mapErr(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(tx); err != nil {
+		return mapErr(err)
+	}
+	return mapErr(tx.Commit(ctx))
+}
+
 // Fenced runs fn in a transaction that declares epoch as its authority epoch.
 //
 // Before fn runs, the transaction takes the fence lock shared and checks that

@@ -327,3 +327,34 @@ func TestModelConstraints(t *testing.T) {
 		require.ErrorIs(t, err, store.ErrConstraint)
 	})
 }
+
+// TestReadSnapshotIsOneSnapshot: every statement inside ReadSnapshot sees the
+// state of its first one, even when another transaction commits between
+// them (CompareClusters reads a report in several statements), and it cannot
+// write.
+func TestReadSnapshotIsOneSnapshot(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	claim(t, db, 1)
+	count := func(q store.Querier) int {
+		var n int
+		require.NoError(t, q.QueryRow(ctx, `SELECT count(*) FROM clusters`).Scan(&n))
+		return n
+	}
+	before := count(db.Pool)
+	require.NoError(t, db.ReadSnapshot(ctx, func(tx pgx.Tx) error {
+		require.Equal(t, before, count(tx))
+		require.NoError(t, db.Fenced(ctx, 1, func(w pgx.Tx) error {
+			_, err := store.InsertCluster(ctx, w, store.Cluster{ID: store.NewID(), Name: "late", Slug: "late"})
+			return err
+		}))
+		require.Equal(t, before, count(tx), "a commit between two statements is not seen")
+		return nil
+	}))
+	require.Equal(t, before+1, count(db.Pool))
+	err := db.ReadSnapshot(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE clusters SET name = name`)
+		return err
+	})
+	require.Error(t, err, "read-only")
+}
