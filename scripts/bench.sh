@@ -43,6 +43,9 @@ want gossip && runb -benchtime 1x -timeout 30m ./mesh/gossip/
 # the stream).
 want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatPaths$'} runb -benchtime 2x -timeout 20m ./bench/
 want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatIngest$'} runb -benchtime 1x -timeout 20m ./bench/
+# The batcher's flush throughput (1 and 4 flushers, A B B A) beside a plain
+# batched upsert of the same rows, in one run.
+want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatFlush$'} runb -benchtime 2x -timeout 20m ./authority/
 # The fleet: FLEET_AGENTS (default 2000) simulated mTLS agents in a child
 # process, 3 authorities (one process each), a route intent → every agent
 # applied (one run).

@@ -35,6 +35,8 @@ AIMS = [
     # computed), aim ≤ 30 µs; and halved (stream/old ≤ 0.5).
     (r"^BenchmarkHeartbeatPaths$", "authority_us/hb_stream", "authority_us/hb_old", None, "<=", 30),
     (r"^BenchmarkHeartbeatPaths$", "stream/old", None, None, "<=", 0.5),
+    # Flush throughput (4 flushers) beside a plain batched upsert, aim ≥ 0.8.
+    (r"^BenchmarkHeartbeatFlush$", "rows/s_4_flushers", "rows/s_plain_upsert", "parallel/plain_upsert", ">=", 0.8),
     # Gossip at 200 members: beside plain memberlist seeded the same way.
     (r"^BenchmarkGossip200$", "dead_by_all_max_s", "ml_dead_by_all_max_s", "dead_max/ml", None, None),
     (r"^BenchmarkGossip200$", "join_all_max_s", "ml_join_all_max_s", "join_max/ml", None, None),
