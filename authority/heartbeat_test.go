@@ -88,8 +88,19 @@ func (c *stmtCounter) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.Trac
 	c.add(d.SQL)
 }
 func (c *stmtCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+func (c *stmtCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceCopyFromStartData) context.Context {
+	c.add("COPY " + d.TableName.Sanitize())
+	return ctx
+}
+func (c *stmtCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
 
-// count returns how many recorded statements start with prefix, and resets.
+// appendStatements counts the append-log writes recorded: an INSERT from
+// arrays (a small flush) or a binary COPY (a large one).
+func (c *stmtCounter) appendStatements() int {
+	return c.take("INSERT INTO node_heartbeats ") + c.take(`COPY "node_heartbeats"`)
+}
+
+// take returns how many recorded statements start with prefix.
 func (c *stmtCounter) take(prefix string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -170,9 +181,10 @@ func TestBatcherOneStatementPerFlush(t *testing.T) {
 		}
 	}
 	require.NoError(t, h.Flush(ctx))
-	require.Equal(t, 1, counter.take("INSERT INTO node_heartbeats "), "one append statement for 1,000 rows")
+	require.Equal(t, 1, counter.take(`COPY "node_heartbeats"`), "one binary copy for 1,000 rows")
 	require.Equal(t, 1, counter.take("INSERT INTO node_heartbeat_latest "), "one upsert for 50 memberships")
-	require.Equal(t, 2, len(counter.stmts), "nothing else: %v", counter.stmts)
+	require.Equal(t, 2, counter.take("begin")+counter.take("commit"), "in one transaction: %v", counter.stmts)
+	require.Equal(t, 4, len(counter.stmts), "nothing else: %v", counter.stmts)
 	require.Equal(t, 1000, count(t, db, `SELECT count(*) FROM node_heartbeats`))
 	require.Equal(t, 50, count(t, db, `SELECT count(*) FROM node_heartbeat_latest WHERE seq = 20 AND applied_version = 20`))
 	require.Equal(t, 1, count(t, db, `SELECT count(*) FROM node_heartbeat_latest WHERE node_id = $1 AND facts->>'hostname' = 'host-7'`, nodes[7]))
@@ -187,7 +199,8 @@ func TestBatcherOneStatementPerFlush(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, h.Flush(ctx))
-	require.Equal(t, 2, len(counter.stmts))
+	require.Equal(t, 1, counter.take("INSERT INTO node_heartbeats "), "a small flush inserts from arrays")
+	require.Equal(t, 2, len(counter.stmts), "in one round trip: %v", counter.stmts)
 	require.Equal(t, 1, count(t, db, `SELECT count(*) FROM node_heartbeat_latest WHERE node_id = $1 AND seq = 21 AND facts->>'hostname' = 'host-3'`, nodes[3]))
 
 	// Nothing pending: no statement at all.
@@ -218,7 +231,7 @@ func TestBatcherRunFlushesByCountAndInterval(t *testing.T) {
 	close(stop)
 	<-done
 	st := h.Stats()
-	appends := counter.take("INSERT INTO node_heartbeats ")
+	appends := counter.appendStatements()
 	require.Equal(t, int(st.Flushes), appends, "exactly one append statement per flush")
 	require.Equal(t, int(st.Flushes), counter.take("INSERT INTO node_heartbeat_latest "), "exactly one upsert per flush")
 	require.Less(t, appends, 1000/10, "batched: far fewer statements than heartbeats")

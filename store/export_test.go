@@ -23,3 +23,6 @@ var PreferHost = preferHost
 // LatestSnapshotSQL and LatestSnapshotsSQL expose the long-poll reads for
 // their query-plan test.
 var LatestSnapshotSQL, LatestSnapshotsSQL = latestSnapshotSQL, latestSnapshotsSQL
+
+// CopyHeartbeatRows exposes copyHeartbeatRows.
+const CopyHeartbeatRows = copyHeartbeatRows

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,4 +89,48 @@ func TestSetDerivedHealthLocksInFlushOrder(t *testing.T) {
 	for _, r := range rows {
 		require.Equal(t, "offline", r.DerivedHealth)
 	}
+}
+
+// TestWriteHeartbeatsCopiesLargeFlush: a flush of copyHeartbeatRows rows or
+// more goes by binary COPY; every row arrives with its values, and the
+// flush is atomic: when the latest-state upsert fails (a node that is no
+// member), none of the copied rows stays. A malformed id is a typed error.
+func TestWriteHeartbeatsCopiesLargeFlush(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	claim(t, db, 1)
+	f := seed(t, db, 1)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	rows := make([]store.HeartbeatRow, store.CopyHeartbeatRows+10)
+	for i := range rows {
+		rows[i] = store.HeartbeatRow{ClusterID: f.cluster.ID, NodeID: f.node.ID, ReceivedAt: at.Add(time.Duration(i) * time.Millisecond), Seq: int64(i + 1),
+			AppliedVersion: 7, AgentVersion: "2.0.0", State: "degraded", Health: json.RawMessage(`{"disk":"full"}`), AuthorityID: "a2"}
+	}
+	latest := store.LatestHeartbeat{HeartbeatRow: rows[len(rows)-1], Services: json.RawMessage(`[]`)}
+	require.NoError(t, store.WriteHeartbeats(ctx, db, rows, []store.LatestHeartbeat{latest}))
+	var n, seqSum int64
+	var health, agent, state, auth string
+	var applied int64
+	var first time.Time
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*), sum(seq), min(received_at) FROM node_heartbeats WHERE node_id = $1::uuid`, f.node.ID).Scan(&n, &seqSum, &first))
+	require.EqualValues(t, len(rows), n)
+	require.EqualValues(t, len(rows)*(len(rows)+1)/2, seqSum)
+	require.True(t, first.Equal(at), "%v vs %v", first, at)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT health::text, agent_version, state, authority_id, applied_version FROM node_heartbeats WHERE seq = 3`).Scan(&health, &agent, &state, &auth, &applied))
+	require.Equal(t, []any{`{"disk": "full"}`, "2.0.0", "degraded", "a2", int64(7)}, []any{health, agent, state, auth, applied})
+	got, err := store.GetLatestHeartbeat(ctx, db.Pool, f.cluster.ID, f.node.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, len(rows), got.Seq)
+
+	// The latest upsert fails (no such membership): nothing is kept.
+	stranger := latest
+	stranger.NodeID = store.NewID()
+	err = store.WriteHeartbeats(ctx, db, rows, []store.LatestHeartbeat{stranger})
+	require.ErrorIs(t, err, store.ErrConstraint)
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM node_heartbeats`).Scan(&n))
+	require.EqualValues(t, len(rows), n, "the copied rows of the failed flush were rolled back")
+
+	bad := slices.Clone(rows)
+	bad[5].NodeID = "not-a-uuid"
+	require.ErrorIs(t, store.WriteHeartbeats(ctx, db, bad, nil), store.ErrConstraint)
 }

@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Heartbeat tables (node_heartbeats, node_heartbeat_latest) are observations,
@@ -102,15 +104,61 @@ func HeartbeatBatch(b *pgx.Batch, rows []HeartbeatRow, latest []LatestHeartbeat)
 	}
 }
 
-// WriteHeartbeats writes one flush of heartbeats in a single round trip: one
-// append-log statement and one latest-state upsert (see HeartbeatBatch).
+// copyHeartbeatRows is the append-log size from which WriteHeartbeats copies
+// the rows (binary COPY) instead of inserting them from arrays.
+const copyHeartbeatRows = 256
+
+// WriteHeartbeats writes one flush of heartbeats atomically. A small flush
+// is one round trip: one append-log statement and one latest-state upsert
+// (see HeartbeatBatch). A large one (a backlog: copyHeartbeatRows rows or
+// more) copies the append-log rows in binary inside a transaction, then
+// upserts the latest rows: the server neither unpacks arrays nor parses
+// uuid and timestamp text for every row (the upsert of 20,000 rows spent a
+// quarter of its time there).
 func WriteHeartbeats(ctx context.Context, db *DB, rows []HeartbeatRow, latest []LatestHeartbeat) error {
 	if len(rows) == 0 && len(latest) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	HeartbeatBatch(b, rows, latest)
-	return mapErr(db.Pool.SendBatch(ctx, b).Close())
+	if len(rows) < copyHeartbeatRows {
+		b := &pgx.Batch{}
+		HeartbeatBatch(b, rows, latest)
+		return mapErr(db.Pool.SendBatch(ctx, b).Close())
+	}
+	return db.Tx(ctx, func(tx pgx.Tx) error {
+		if err := copyHeartbeats(ctx, tx, rows); err != nil {
+			return err
+		}
+		b := &pgx.Batch{}
+		HeartbeatBatch(b, nil, latest)
+		return tx.SendBatch(ctx, b).Close()
+	})
+}
+
+// copyHeartbeats copies rows into the append log. Ids are parsed (each
+// once) before the copy starts, so a malformed one is ErrConstraint and
+// nothing is sent.
+func copyHeartbeats(ctx context.Context, tx pgx.Tx, rows []HeartbeatRow) error {
+	ids := map[string]pgtype.UUID{}
+	for _, x := range rows {
+		for _, id := range []string{x.ClusterID, x.NodeID} {
+			if _, ok := ids[id]; ok {
+				continue
+			}
+			var u pgtype.UUID
+			if err := u.Scan(id); err != nil {
+				return fmt.Errorf("%w: heartbeat id %q is not a uuid", ErrConstraint, id)
+			}
+			ids[id] = u
+		}
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"node_heartbeats"},
+		[]string{"cluster_id", "node_id", "received_at", "seq", "applied_version", "agent_version", "state", "health", "authority_id"},
+		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+			x := rows[i]
+			return []any{ids[x.ClusterID], ids[x.NodeID], x.ReceivedAt, x.Seq, x.AppliedVersion, x.AgentVersion, x.State,
+				json.RawMessage(jsonText(x.Health, "{}")), x.AuthorityID}, nil
+		}))
+	return err
 }
 
 const latestCols = `cluster_id::text, node_id::text, received_at, seq, applied_version, agent_version, state, health, facts, services, source_addr, authority_id, derived_health`
