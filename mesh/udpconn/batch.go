@@ -38,6 +38,12 @@ func (c *Conn) readBatches() {
 		bufs[i] = make([]byte, c.opts.BufferSize)
 		ms[i].Buffers = [][]byte{bufs[i]}
 	}
+	// On Linux (64-bit) the reader calls recvmmsg itself and allocates
+	// nothing per datagram (mmsg_linux.go); elsewhere x/net reads.
+	if r, err := newMmsgReader(c.udp, bufs); err == nil {
+		c.readMmsg(r, bufs)
+		return
+	}
 	for {
 		n, err := c.batch.ReadBatch(ms, 0)
 		if err != nil {
@@ -53,6 +59,25 @@ func (c *Conn) readBatches() {
 			c.received.Add(1)
 			c.Dispatch(bufs[i][:ms[i].N], from)
 			ms[i].Addr = nil
+		}
+	}
+}
+
+// readMmsg is readBatches' loop over an mmsgReader.
+func (c *Conn) readMmsg(r *mmsgReader, bufs [][]byte) {
+	for {
+		n, err := r.read()
+		if err != nil {
+			if c.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.readErrors.Add(1)
+			c.report(err)
+			continue
+		}
+		for i := range n {
+			c.received.Add(1)
+			c.Dispatch(bufs[i][:r.size(i)], r.from(i))
 		}
 	}
 }

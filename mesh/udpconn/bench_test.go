@@ -157,6 +157,23 @@ func BenchmarkBatchedNoiseVsRawUDP(b *testing.B) {
 	rawDone := make(chan struct{})
 	go func() {
 		defer close(rawDone)
+		// The same recvmmsg reader as udpconn's read loop where there is
+		// one (mmsg_linux.go), x/net's ReadBatch elsewhere.
+		bufs := make([][]byte, readBatch)
+		for i := range bufs {
+			bufs[i] = make([]byte, 65536)
+		}
+		if r, err := newMmsgReader(rawRx, bufs); err == nil {
+			for {
+				n, err := r.read()
+				if err != nil {
+					return
+				}
+				for range n {
+					raw.hit()
+				}
+			}
+		}
 		bc := newBatchConn(rawRx)
 		ms := make([]ipv4.Message, readBatch)
 		for i := range ms {

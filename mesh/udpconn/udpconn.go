@@ -39,9 +39,11 @@ type Options struct {
 	// BufferSize is the size of pooled read buffers (default 65536).
 	BufferSize int
 	// Batch is how many datagrams one read system call may return on a
-	// *net.UDPConn (recvmmsg through golang.org/x/net/ipv4|ipv6 ReadBatch),
-	// each reader keeping Batch buffers of BufferSize; 0 means 16, 1 reads
-	// one datagram per call. Other sockets read one datagram per call.
+	// *net.UDPConn (recvmmsg: called directly, without an allocation per
+	// datagram, on 64-bit Linux; through golang.org/x/net/ipv4|ipv6
+	// ReadBatch elsewhere), each reader keeping Batch buffers of
+	// BufferSize; 0 means 16, 1 reads one datagram per call. Other sockets
+	// read one datagram per call.
 	Batch int
 	// OnError observes read and write errors other than the socket closing.
 	OnError func(error)

@@ -1,0 +1,113 @@
+//go:build linux && (amd64 || arm64)
+
+package udpconn
+
+// recvmmsg without allocation. x/net's ReadBatch builds a *net.UDPAddr (and
+// its IP slice) for every datagram: 96 % of the allocations of a batched
+// Noise receiver. This reader keeps its message headers, iovecs and source
+// address buffers for the life of the read loop and decodes each source
+// address into a netip.AddrPort in place.
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+)
+
+// mmsghdr is struct mmsghdr of <sys/socket.h> on 64-bit Linux.
+type mmsghdr struct {
+	hdr syscall.Msghdr
+	n   uint32
+	_   [4]byte
+}
+
+// mmsgReader reads up to len(bufs) datagrams per recvmmsg call.
+type mmsgReader struct {
+	rc    syscall.RawConn
+	hdrs  []mmsghdr
+	iovs  []syscall.Iovec
+	names []syscall.RawSockaddrInet6 // large enough for either family
+	bufs  [][]byte
+	call  func(fd uintptr) bool // r.recvmmsg
+	got   int
+	errno syscall.Errno
+}
+
+func newMmsgReader(u *net.UDPConn, bufs [][]byte) (*mmsgReader, error) {
+	rc, err := u.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	r := &mmsgReader{rc: rc, hdrs: make([]mmsghdr, len(bufs)), iovs: make([]syscall.Iovec, len(bufs)),
+		names: make([]syscall.RawSockaddrInet6, len(bufs)), bufs: bufs}
+	r.call = r.recvmmsg
+	for i := range bufs {
+		r.iovs[i].Base = &bufs[i][0]
+		r.iovs[i].SetLen(len(bufs[i]))
+		r.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		r.hdrs[i].hdr.Iov = &r.iovs[i]
+		r.hdrs[i].hdr.Iovlen = 1
+	}
+	return r, nil
+}
+
+// read blocks until at least one datagram is there and returns how many
+// were read into bufs.
+func (r *mmsgReader) read() (int, error) {
+	for i := range r.hdrs {
+		r.hdrs[i].hdr.Namelen = syscall.SizeofSockaddrInet6
+		r.hdrs[i].hdr.Flags = 0
+		r.hdrs[i].n = 0
+	}
+	r.got, r.errno = 0, 0
+	if err := r.rc.Read(r.call); err != nil {
+		return 0, err
+	}
+	if r.errno != 0 {
+		return 0, r.errno
+	}
+	return r.got, nil
+}
+
+// recvmmsg is the RawConn.Read callback (bound once as r.call: a closure
+// made per read would be an allocation per batch).
+func (r *mmsgReader) recvmmsg(fd uintptr) bool {
+	for {
+		r1, _, e := syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), 0, 0, 0)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until readable
+		}
+		r.got, r.errno = int(r1), e
+		return true
+	}
+}
+
+// size is the length of datagram i of the last read.
+func (r *mmsgReader) size(i int) int { return int(r.hdrs[i].n) }
+
+// from is the source of datagram i of the last read (IPv4-mapped IPv6
+// addresses unmapped, as the other read paths do).
+func (r *mmsgReader) from(i int) netip.AddrPort {
+	sa := &r.names[i]
+	switch sa.Family {
+	case syscall.AF_INET:
+		in := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&in.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(in.Addr), port)
+	case syscall.AF_INET6:
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
+		a := netip.AddrFrom16(sa.Addr).Unmap()
+		if sa.Scope_id != 0 && a.Is6() {
+			if ifi, err := net.InterfaceByIndex(int(sa.Scope_id)); err == nil {
+				a = a.WithZone(ifi.Name)
+			}
+		}
+		return netip.AddrPortFrom(a, port)
+	}
+	return netip.AddrPort{}
+}
