@@ -456,7 +456,8 @@ func BenchmarkFleet(b *testing.B) {
 		hbPath = hbPathPost
 	}
 	if addr := os.Getenv("FLEET_PPROF"); addr != "" {
-		// The authorities' profiles while the fleet runs, e.g.
+		// Authority 1's profiles (this process) while the fleet runs
+		// (FLEET_CPUPROFILE profiles all three over the change), e.g.
 		// FLEET_PPROF=127.0.0.1:6060 then go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=20
 		go func() { _ = http.ListenAndServe(addr, nil) }()
 	}
