@@ -28,43 +28,52 @@ func newBatchConn(u *net.UDPConn) batchConn {
 	return ipv4.NewPacketConn(u)
 }
 
-// readBatches is the read loop with batched reads: each reader owns Batch
-// buffers, reused for every batch (a handler's packet is valid only during
-// its call).
-func (c *Conn) readBatches() {
-	ms := make([]ipv4.Message, c.opts.Batch)
-	bufs := make([][]byte, len(ms))
-	for i := range ms {
-		bufs[i] = make([]byte, c.opts.BufferSize)
-		ms[i].Buffers = [][]byte{bufs[i]}
-	}
-	// On Linux (64-bit) the reader calls recvmmsg itself and allocates
-	// nothing per datagram (mmsg_linux.go); elsewhere x/net reads.
-	if r, err := newMmsgReader(c.udp, bufs); err == nil {
-		c.readMmsg(r, bufs)
-		return
-	}
-	for {
-		n, err := c.batch.ReadBatch(ms, 0)
-		if err != nil {
-			if c.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			c.readErrors.Add(1)
-			c.report(err)
-			continue
-		}
-		for i := range n {
-			from := addrPort(ms[i].Addr)
-			c.received.Add(1)
-			c.Dispatch(bufs[i][:ms[i].N], from)
-			ms[i].Addr = nil
-		}
-	}
+// xnetReadsOnly makes every read loop use x/net (tests of that path on
+// Linux).
+var xnetReadsOnly bool
+
+// batchReader reads a batch of datagrams into its caller's buffers.
+type batchReader interface {
+	read() (int, error)
+	size(i int) int            // length of datagram i of the last read
+	from(i int) netip.AddrPort // its source
 }
 
-// readMmsg is readBatches' loop over an mmsgReader.
-func (c *Conn) readMmsg(r *mmsgReader, bufs [][]byte) {
+// xnetReader reads batches through x/net's ReadBatch (one *net.UDPAddr
+// allocated per datagram).
+type xnetReader struct {
+	bc batchConn
+	ms []ipv4.Message
+}
+
+func (x *xnetReader) read() (int, error) {
+	for i := range x.ms {
+		x.ms[i].Addr = nil
+	}
+	return x.bc.ReadBatch(x.ms, 0)
+}
+func (x *xnetReader) size(i int) int            { return x.ms[i].N }
+func (x *xnetReader) from(i int) netip.AddrPort { return addrPort(x.ms[i].Addr) }
+
+// readBatches is the read loop with batched reads: each reader owns Batch
+// buffers, reused for every batch (a handler's packet is valid only during
+// its call). On 64-bit Linux it calls recvmmsg itself and allocates nothing
+// per datagram (mmsg_linux.go); elsewhere x/net reads.
+func (c *Conn) readBatches() {
+	bufs := make([][]byte, c.opts.Batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, c.opts.BufferSize)
+	}
+	var r batchReader
+	if m, err := newMmsgReader(c.udp, bufs); err == nil && !xnetReadsOnly {
+		r = m
+	} else {
+		ms := make([]ipv4.Message, len(bufs))
+		for i := range ms {
+			ms[i].Buffers = [][]byte{bufs[i]}
+		}
+		r = &xnetReader{bc: c.batch, ms: ms}
+	}
 	for {
 		n, err := r.read()
 		if err != nil {

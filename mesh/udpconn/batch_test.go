@@ -9,14 +9,18 @@ import (
 
 // TestBatchedReadsAndWrites: datagrams written with WriteBatch (sendmmsg) and
 // read with batched reads (recvmmsg) reach the channel intact, each once,
-// with the sender's address; with Batch 1 (one datagram per call) the same.
-// Over IPv4 and, where the machine has it, IPv6 loopback.
+// with the sender's address; with Batch 1 (one datagram per call) the same;
+// and through x/net's ReadBatch (the path of platforms without udpconn's own
+// recvmmsg). Over IPv4 and, where the machine has it, IPv6 loopback.
 func TestBatchedReadsAndWrites(t *testing.T) {
 	for _, tc := range []struct {
 		addr  string
 		batch int
-	}{{"127.0.0.1:0", 8}, {"127.0.0.1:0", 1}, {"[::1]:0", 8}} {
-		t.Run(fmt.Sprintf("%s/batch=%d", tc.addr, tc.batch), func(t *testing.T) {
+		xnet  bool // x/net's ReadBatch instead of udpconn's recvmmsg
+	}{{"127.0.0.1:0", 8, false}, {"127.0.0.1:0", 1, false}, {"[::1]:0", 8, false}, {"127.0.0.1:0", 8, true}, {"[::1]:0", 8, true}} {
+		t.Run(fmt.Sprintf("%s/batch=%d/xnet=%v", tc.addr, tc.batch, tc.xnet), func(t *testing.T) {
+			xnetReadsOnly = tc.xnet
+			t.Cleanup(func() { xnetReadsOnly = false })
 			ca, err := ListenUDP(tc.addr, Options{Batch: tc.batch})
 			if err != nil {
 				if tc.addr[0] == '[' {
