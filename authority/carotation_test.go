@@ -14,29 +14,50 @@ import (
 
 	"github.com/rap-fabric/core/fsm"
 	"github.com/rap-fabric/core/pki"
+	"github.com/rap-fabric/core/store"
 )
+
+// caEnv is one cluster with one member in a migrated database and a
+// standalone FSM the test applies cluster CA commands to.
+type caEnv struct {
+	t       *testing.T
+	db      *store.DB
+	f       *fsm.FSM
+	cluster string
+	nodes   []string
+	now     time.Time
+	idx     uint64
+}
+
+func newCAEnv(t *testing.T) *caEnv {
+	db, _, cluster, nodes := hbDB(t, 1)
+	return &caEnv{t: t, db: db, f: fsm.New(fsm.Options{}), cluster: cluster, nodes: nodes, now: time.Now()}
+}
+
+// apply applies c as the next Raft log entry.
+func (e *caEnv) apply(c fsm.Command) {
+	e.t.Helper()
+	data, err := fsm.Encode("", c)
+	require.NoError(e.t, err)
+	e.idx++
+	require.NoError(e.t, e.f.Apply(&raft.Log{Index: e.idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
+}
+
+// newRoot makes a cluster CA root valid from an hour ago for a day.
+func (e *caEnv) newRoot() (ed25519.PrivateKey, []byte, string) {
+	priv, der, err := pki.NewCA(rand.Reader, e.cluster, e.now.Add(-time.Hour), 24*time.Hour)
+	require.NoError(e.t, err)
+	return priv, der, keyID(priv.Public().(ed25519.PublicKey))
+}
 
 // TestRetiredRootRefusedAndUncached: a node certificate of a cluster CA root
 // verifies (with its issuing key id) during the overlap; once the root is
 // retired the full check refuses it with ca_retired, a cached
 // authentication of it is no longer served, and dropRetiredAuth removes it.
 func TestRetiredRootRefusedAndUncached(t *testing.T) {
-	db, _, cluster, nodes := hbDB(t, 1)
-	f := fsm.New(fsm.Options{})
-	var idx uint64
-	apply := func(c fsm.Command) {
-		t.Helper()
-		data, err := fsm.Encode("", c)
-		require.NoError(t, err)
-		idx++
-		require.NoError(t, f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
-	}
-	now := time.Now()
-	newRoot := func() (ed25519.PrivateKey, []byte, string) {
-		priv, der, err := pki.NewCA(rand.Reader, cluster, now.Add(-time.Hour), 24*time.Hour)
-		require.NoError(t, err)
-		return priv, der, keyID(priv.Public().(ed25519.PublicKey))
-	}
+	e := newCAEnv(t)
+	db, f, cluster, now, apply, newRoot := e.db, e.f, e.cluster, e.now, e.apply, e.newRoot
+	nodes := e.nodes
 	oldKey, oldDER, oldID := newRoot()
 	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
 	a, err := New(Config{NodeID: "a1"}, nil, f, db)
@@ -95,22 +116,8 @@ func TestRetiredRootRefusedAndUncached(t *testing.T) {
 // pins from a signed snapshot), by the publishing (old) root otherwise;
 // after retirement by the new root.
 func TestRenewalIssuingRoot(t *testing.T) {
-	db, _, cluster, _ := hbDB(t, 1)
-	f := fsm.New(fsm.Options{})
-	var idx uint64
-	apply := func(c fsm.Command) {
-		t.Helper()
-		data, err := fsm.Encode("", c)
-		require.NoError(t, err)
-		idx++
-		require.NoError(t, f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
-	}
-	now := time.Now()
-	newRoot := func() (ed25519.PrivateKey, []byte, string) {
-		priv, der, err := pki.NewCA(rand.Reader, cluster, now.Add(-time.Hour), 24*time.Hour)
-		require.NoError(t, err)
-		return priv, der, keyID(priv.Public().(ed25519.PublicKey))
-	}
+	e := newCAEnv(t)
+	db, f, cluster, now, apply, newRoot := e.db, e.f, e.cluster, e.now, e.apply, e.newRoot
 	oldKey, oldDER, oldID := newRoot()
 	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
 	a, err := New(Config{NodeID: "a1"}, nil, f, db)
@@ -139,23 +146,10 @@ func TestRenewalIssuingRoot(t *testing.T) {
 // certificate of a foreign CA is refused, and so is a changed copy of a good
 // certificate (another hash).
 func TestNodeCertChainRemembered(t *testing.T) {
-	db, _, cluster, nodes := hbDB(t, 1)
-	f := fsm.New(fsm.Options{})
-	var idx uint64
-	apply := func(c fsm.Command) {
-		t.Helper()
-		data, err := fsm.Encode("", c)
-		require.NoError(t, err)
-		idx++
-		require.NoError(t, f.Apply(&raft.Log{Index: idx, Term: 1, Type: raft.LogCommand, Data: data}).(fsm.Result).Err)
-	}
-	now := time.Now()
+	e := newCAEnv(t)
+	db, f, cluster, now, apply, newRoot := e.db, e.f, e.cluster, e.now, e.apply, e.newRoot
+	nodes := e.nodes
 	clock := now
-	newRoot := func() (ed25519.PrivateKey, []byte, string) {
-		priv, der, err := pki.NewCA(rand.Reader, cluster, now.Add(-time.Hour), 24*time.Hour)
-		require.NoError(t, err)
-		return priv, der, keyID(priv.Public().(ed25519.PublicKey))
-	}
 	oldKey, oldDER, oldID := newRoot()
 	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
 	a, err := New(Config{NodeID: "a1", Clock: func() time.Time { return clock }}, nil, f, db)
