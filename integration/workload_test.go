@@ -116,6 +116,20 @@ func cleanupWorkloads(root string) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	// Whatever still runs in a test cgroup (an instance whose record was
+	// replaced, e.g. by a rollback) is killed too: a process of
+	// TestServiceLocalMigration outlived every run before this.
+	for _, ctl := range []string{"memory", "pids", "cpu", ""} {
+		kids, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", ctl, "rap-itest-"+strconv.Itoa(os.Getpid()), "*", "cgroup.procs"))
+		for _, k := range kids {
+			data, _ := os.ReadFile(k)
+			for _, f := range strings.Fields(string(data)) {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
+		}
+	}
 	time.Sleep(100 * time.Millisecond)
 	for _, ctl := range []string{"memory", "pids", "cpu", ""} {
 		parent := filepath.Join("/sys/fs/cgroup", ctl, "rap-itest-"+strconv.Itoa(os.Getpid()))
