@@ -113,8 +113,8 @@ const copyHeartbeatRows = 256
 // (see HeartbeatBatch). A large one (a backlog: copyHeartbeatRows rows or
 // more) copies the append-log rows in binary inside a transaction, then
 // upserts the latest rows: the server neither unpacks arrays nor parses
-// uuid and timestamp text for every row (the upsert of 20,000 rows spent a
-// quarter of its time there).
+// uuid and timestamp text for every row (the append-log insert of 20,000
+// rows from arrays spent a quarter of its time there).
 func WriteHeartbeats(ctx context.Context, db *DB, rows []HeartbeatRow, latest []LatestHeartbeat) error {
 	if len(rows) == 0 && len(latest) == 0 {
 		return nil
