@@ -50,6 +50,20 @@ func (e *caEnv) newRoot() (ed25519.PrivateKey, []byte, string) {
 	return priv, der, keyID(priv.Public().(ed25519.PublicKey))
 }
 
+// issue has the root (key, caDER) certify a fresh key for the cluster's
+// first member, valid from a minute ago for an hour.
+func (e *caEnv) issue(key ed25519.PrivateKey, caDER []byte) *x509.Certificate {
+	e.t.Helper()
+	nodePub, _, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(e.t, err)
+	der, _, err := pki.IssueNodeCert(rand.Reader, key, caDER, pki.NodeCertRequest{ClusterID: e.cluster, NodeID: e.nodes[0], NodeName: "n0",
+		PublicKey: nodePub, NotBefore: e.now.Add(-time.Minute), Lifetime: time.Hour})
+	require.NoError(e.t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(e.t, err)
+	return cert
+}
+
 // TestRetiredRootRefusedAndUncached: a node certificate of a cluster CA root
 // verifies (with its issuing key id) during the overlap; once the root is
 // retired the full check refuses it with ca_retired, a cached
@@ -63,14 +77,7 @@ func TestRetiredRootRefusedAndUncached(t *testing.T) {
 	a, err := New(Config{NodeID: "a1"}, nil, f, db)
 	require.NoError(t, err)
 	h := NewHeartbeats(a, HeartbeatConfig{AuthCacheTTL: time.Hour}, nil)
-
-	nodePub, _, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	der, _, err := pki.IssueNodeCert(rand.Reader, oldKey, oldDER, pki.NodeCertRequest{ClusterID: cluster, NodeID: nodes[0], NodeName: "n0",
-		PublicKey: nodePub, NotBefore: now.Add(-time.Minute), Lifetime: time.Hour})
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
+	cert := e.issue(oldKey, oldDER)
 
 	kid, err := a.verifyNodeCertRoots(cert, cluster)
 	require.NoError(t, err)
@@ -148,23 +155,12 @@ func TestRenewalIssuingRoot(t *testing.T) {
 func TestNodeCertChainRemembered(t *testing.T) {
 	e := newCAEnv(t)
 	db, f, cluster, now, apply, newRoot := e.db, e.f, e.cluster, e.now, e.apply, e.newRoot
-	nodes := e.nodes
 	clock := now
 	oldKey, oldDER, oldID := newRoot()
 	apply(fsm.CreateClusterCA{ClusterID: cluster, KeyID: oldID, PublicKey: oldKey.Public().(ed25519.PublicKey), SealedPrivateKey: []byte("sealed"), CertDER: oldDER, At: now})
 	a, err := New(Config{NodeID: "a1", Clock: func() time.Time { return clock }}, nil, f, db)
 	require.NoError(t, err)
-	issue := func(key ed25519.PrivateKey, caDER []byte) *x509.Certificate {
-		t.Helper()
-		nodePub, _, err := ed25519.GenerateKey(rand.Reader)
-		require.NoError(t, err)
-		der, _, err := pki.IssueNodeCert(rand.Reader, key, caDER, pki.NodeCertRequest{ClusterID: cluster, NodeID: nodes[0], NodeName: "n0",
-			PublicKey: nodePub, NotBefore: now.Add(-time.Minute), Lifetime: time.Hour})
-		require.NoError(t, err)
-		cert, err := x509.ParseCertificate(der)
-		require.NoError(t, err)
-		return cert
-	}
+	issue := e.issue
 	verifies := func() int64 {
 		a.chains.mu.RLock()
 		defer a.chains.mu.RUnlock()
