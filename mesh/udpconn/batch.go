@@ -32,10 +32,18 @@ func newBatchConn(u *net.UDPConn) batchConn {
 // Linux).
 var xnetReadsOnly bool
 
+// maxDatagram is the largest UDP payload: the buffer size a reader needs
+// for coalesced reads (UDP_GRO).
+const maxDatagram = 65535
+
+// errNoFastWrite: this destination or socket takes the portable write path.
+var errNoFastWrite = errors.New("udpconn: destination needs the portable write path")
+
 // batchReader reads a batch of datagrams into its caller's buffers.
 type batchReader interface {
 	read() (int, error)
 	size(i int) int            // length of datagram i of the last read
+	segment(i int) int         // its segment size when coalesced (UDP_GRO), else 0
 	from(i int) netip.AddrPort // its source
 }
 
@@ -53,19 +61,22 @@ func (x *xnetReader) read() (int, error) {
 	return x.bc.ReadBatch(x.ms, 0)
 }
 func (x *xnetReader) size(i int) int            { return x.ms[i].N }
+func (x *xnetReader) segment(int) int           { return 0 }
 func (x *xnetReader) from(i int) netip.AddrPort { return addrPort(x.ms[i].Addr) }
 
 // readBatches is the read loop with batched reads: each reader owns Batch
 // buffers, reused for every batch (a handler's packet is valid only during
 // its call). On 64-bit Linux it calls recvmmsg itself and allocates nothing
-// per datagram (mmsg_linux.go); elsewhere x/net reads.
+// per datagram (mmsg_linux.go), with UDP_GRO unless Options.DisableOffload
+// (a coalesced read is split into its datagrams here); elsewhere x/net
+// reads.
 func (c *Conn) readBatches() {
 	bufs := make([][]byte, c.opts.Batch)
 	for i := range bufs {
 		bufs[i] = make([]byte, c.opts.BufferSize)
 	}
 	var r batchReader
-	if m, err := newMmsgReader(c.udp, bufs); err == nil && !xnetReadsOnly {
+	if m, err := newMmsgReader(c.udp, bufs, c.gro); err == nil && !xnetReadsOnly {
 		r = m
 	} else {
 		ms := make([]ipv4.Message, len(bufs))
@@ -85,8 +96,20 @@ func (c *Conn) readBatches() {
 			continue
 		}
 		for i := range n {
-			c.received.Add(1)
-			c.Dispatch(bufs[i][:r.size(i)], r.from(i))
+			p, from := bufs[i][:r.size(i)], r.from(i)
+			seg := r.segment(i)
+			if seg <= 0 || seg >= len(p) {
+				c.received.Add(1)
+				c.Dispatch(p, from)
+				continue
+			}
+			c.groReads.Add(1)
+			for len(p) > 0 {
+				k := min(seg, len(p))
+				c.received.Add(1)
+				c.Dispatch(p[:k:k], from)
+				p = p[k:]
+			}
 		}
 	}
 }
@@ -100,9 +123,17 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 // WriteBatch writes every packet of pkts to `to`, as few system calls as the
-// socket allows (sendmmsg on a *net.UDPConn, one WriteTo each otherwise). It
-// returns how many were written and the first error.
+// socket allows: on a *net.UDPConn sendmmsg, on 64-bit Linux with runs of
+// equal-sized packets sent as one message each through UDP GSO
+// (gso_linux.go; Options.DisableOffload turns it off); one WriteTo each on
+// other sockets. It returns how many were written and the first error.
 func (c *Conn) WriteBatch(pkts [][]byte, to netip.AddrPort) (int, error) {
+	if n, err := c.writeFast(pkts, to); err != errNoFastWrite {
+		if err != nil && !c.closed.Load() {
+			c.writeErrors.Add(1)
+		}
+		return n, err
+	}
 	if c.batch == nil {
 		for i, p := range pkts {
 			if err := c.WriteTo(p, to); err != nil {

@@ -147,11 +147,23 @@ func BenchmarkNoiseChannelLoopback(b *testing.B) {
 // datagram first and the Noise receiver runs udpconn's read loop, demux,
 // replay window and decryption. Phases alternate raw, Noise, Noise, raw so
 // that drift in the machine's load falls on both.
+//
+// Sub-benchmark sendmmsg sends one datagram per message and reads without
+// UDP_GRO (Options.DisableOffload); gso sends runs of the batch as UDP_SEGMENT
+// messages and reads them coalesced (UDP_GRO) where the kernel has both, on
+// both sides alike.
 func BenchmarkBatchedNoiseVsRawUDP(b *testing.B) {
+	b.Run("sendmmsg", func(b *testing.B) { benchNoiseVsRaw(b, Options{DisableOffload: true}) })
+	b.Run("gso", func(b *testing.B) { benchNoiseVsRaw(b, Options{}) })
+}
+
+func benchNoiseVsRaw(b *testing.B, o Options) {
 	const batch, readBatch = 32, 16
-	// Raw: a receiver with its own recvmmsg loop that only counts.
+	o.Batch = readBatch
+	// Raw: a receiver with its own recvmmsg loop that only counts (with
+	// UDP_GRO coalesced reads count their datagrams).
 	rawRx := rawSocket(b)
-	rawTx := New(rawSocket(b), Options{})
+	rawTx := New(rawSocket(b), o)
 	defer rawTx.Close()
 	var raw rxCounter
 	rawDone := make(chan struct{})
@@ -163,13 +175,19 @@ func BenchmarkBatchedNoiseVsRawUDP(b *testing.B) {
 		for i := range bufs {
 			bufs[i] = make([]byte, 65536)
 		}
-		if r, err := newMmsgReader(rawRx, bufs); err == nil {
+		if r, err := newMmsgReader(rawRx, bufs, !o.DisableOffload && enableGRO(rawRx)); err == nil {
 			for {
 				n, err := r.read()
 				if err != nil {
 					return
 				}
-				for range n {
+				for i := range n {
+					if seg := r.segment(i); seg > 0 {
+						for k := 0; k < r.size(i); k += seg {
+							raw.hit()
+						}
+						continue
+					}
 					raw.hit()
 				}
 			}
@@ -192,11 +210,11 @@ func BenchmarkBatchedNoiseVsRawUDP(b *testing.B) {
 	rawTo := rawRx.LocalAddr().(*net.UDPAddr).AddrPort()
 
 	// Noise: two udpconn Conns with established channel endpoints.
-	ca, err := ListenUDP("127.0.0.1:0", Options{Batch: readBatch})
+	ca, err := ListenUDP("127.0.0.1:0", o)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cb, err := ListenUDP("127.0.0.1:0", Options{Batch: readBatch})
+	cb, err := ListenUDP("127.0.0.1:0", o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -285,4 +303,8 @@ func BenchmarkBatchedNoiseVsRawUDP(b *testing.B) {
 	sent := float64(2 * ((n + batch - 1) / batch * batch))
 	b.ReportMetric(100*(1-float64(got[0])/sent), "raw_loss-%")
 	b.ReportMetric(100*(1-float64(got[1])/sent), "noise_loss-%")
+	// How much went through the offloads (0 with DisableOffload or where
+	// the kernel lacks them).
+	b.ReportMetric(float64(ca.Stats().GSOSends+rawTx.Stats().GSOSends)/sent, "gso_msgs/datagram")
+	b.ReportMetric(float64(cb.Stats().GROReads)/sent*2, "noise_gro_reads/datagram")
 }

@@ -44,7 +44,7 @@ func TestMmsgReader(t *testing.T) {
 			for i := range bufs {
 				bufs[i] = make([]byte, 2048)
 			}
-			r, err := newMmsgReader(rx, bufs)
+			r, err := newMmsgReader(rx, bufs, false)
 			if err != nil {
 				t.Fatal(err)
 			}

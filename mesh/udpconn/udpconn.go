@@ -45,6 +45,11 @@ type Options struct {
 	// BufferSize; 0 means 16, 1 reads one datagram per call. Other sockets
 	// read one datagram per call.
 	Batch int
+	// DisableOffload turns off UDP segmentation offloads: by default, on
+	// 64-bit Linux, WriteBatch sends runs of equal-sized packets with
+	// UDP_SEGMENT (GSO) and batched readers ask for coalesced reads
+	// (UDP_GRO), where the kernel has them.
+	DisableOffload bool
 	// OnError observes read and write errors other than the socket closing.
 	OnError func(error)
 }
@@ -55,6 +60,11 @@ type Stats struct {
 	Unclaimed   uint64 // no handler for the index / initiation
 	ReadErrors  uint64
 	WriteErrors uint64
+	// GSOSends counts messages WriteBatch sent as several datagrams
+	// (UDP_SEGMENT); GROReads counts reads the kernel coalesced from
+	// several datagrams (UDP_GRO).
+	GSOSends uint64
+	GROReads uint64
 }
 
 // ErrPrefixInUse means another handler is attached at that index prefix.
@@ -79,9 +89,14 @@ type Conn struct {
 	wg      sync.WaitGroup
 
 	received, unclaimed, readErrors, writeErrors atomic.Uint64
+	gsoSends, groReads                           atomic.Uint64
 
-	batch batchConn // nil unless udp is set
-	msgs  sync.Pool // *[]ipv4.Message for WriteBatch
+	batch   batchConn // nil unless udp is set
+	msgs    sync.Pool // *[]ipv4.Message for WriteBatch
+	sock    *sockInfo // nil unless WriteBatch has its own sendmmsg
+	writers sync.Pool // *mmsgWriter
+	gsoOff  atomic.Bool
+	gro     bool // UDP_GRO is on: set by Start before the readers run
 }
 
 // New wraps pc. Call Attach, then Start; Close stops the readers and closes pc.
@@ -99,6 +114,9 @@ func New(pc net.PacketConn, opts Options) *Conn {
 	c.udp, _ = pc.(*net.UDPConn)
 	if c.udp != nil {
 		c.batch = newBatchConn(c.udp)
+		if si, err := probeSocket(c.udp); err == nil {
+			c.sock = si
+		}
 	}
 	c.pool.New = func() any { b := make([]byte, opts.BufferSize); return &b }
 	c.tab.Store(&table{})
@@ -170,6 +188,13 @@ func (c *Conn) Start() {
 		return
 	}
 	c.started = true
+	// Coalesced reads only where every reader splits them: batched reads
+	// through udpconn's own recvmmsg into buffers of a whole datagram.
+	// Turned on here, before any reader runs, so that no read sees a
+	// coalesced datagram without its segment size.
+	if c.udp != nil && c.opts.Batch > 1 && !c.opts.DisableOffload && !xnetReadsOnly && c.opts.BufferSize >= maxDatagram {
+		c.gro = enableGRO(c.udp)
+	}
 	for range c.opts.Readers {
 		c.wg.Add(1)
 		go c.readLoop()
@@ -211,6 +236,7 @@ func (c *Conn) Stats() Stats {
 	return Stats{
 		Received: c.received.Load(), Unclaimed: c.unclaimed.Load(),
 		ReadErrors: c.readErrors.Load(), WriteErrors: c.writeErrors.Load(),
+		GSOSends: c.gsoSends.Load(), GROReads: c.groReads.Load(),
 	}
 }
 
