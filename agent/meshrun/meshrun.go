@@ -28,6 +28,7 @@ import (
 	"github.com/rap-fabric/core/mesh/peers"
 	"github.com/rap-fabric/core/mesh/qos"
 	"github.com/rap-fabric/core/mesh/routing"
+	"github.com/rap-fabric/core/mesh/udpconn"
 	"github.com/rap-fabric/core/snapshot"
 )
 
@@ -315,7 +316,9 @@ func New(cfg Config) (*Node, error) {
 // queue, which sends at once while the link is idle and, while it is backed
 // up (another goroutine is sending to the peer, or LinkRate is used up),
 // sends the queued frames control first, then by weighted round robin over
-// the other classes. The link takes frame.
+// the other classes, up to 32 at a time in one batched write (link
+// SendBatch: sendmmsg, and UDP GSO for runs of equal-sized packets). The
+// link takes frame.
 func (n *Node) send(to string, c qos.Class, frame []byte) error {
 	n.sendMu.RLock()
 	l := n.sendq[to]
@@ -324,7 +327,8 @@ func (n *Node) send(to string, c qos.Class, frame []byte) error {
 		n.sendMu.Lock()
 		if l = n.sendq[to]; l == nil {
 			l = qos.NewLink(func(b []byte) error { return n.m.Send(to, b) },
-				qos.LinkConfig{Queue: n.cfg.LinkQueue, Rate: n.cfg.LinkRate, Burst: n.cfg.LinkBurst})
+				qos.LinkConfig{Queue: n.cfg.LinkQueue, Rate: n.cfg.LinkRate, Burst: n.cfg.LinkBurst,
+					SendBatch: func(bs [][]byte) (int, error) { return n.m.SendBatch(to, bs) }})
 			n.sendq[to] = l
 		}
 		n.sendMu.Unlock()
@@ -745,6 +749,10 @@ func (n *Node) Close() error {
 // ChannelStats returns the cumulative Noise channel counters of this
 // membership (handshakes, sessions, refusals; for metrics).
 func (n *Node) ChannelStats() (channel.Stats, bool) { return n.m.ChannelStats(n.cfg.ClusterID) }
+
+// SocketStats returns the mesh socket's counters, among them the batched
+// sends that went out as UDP GSO messages and the coalesced reads.
+func (n *Node) SocketStats() udpconn.Stats { return n.m.SocketStats() }
 
 func roleNames(rs []domain.Role) []string {
 	out := make([]string, len(rs))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -166,4 +167,97 @@ func TestQoSClassesOrderBackedUpLinkOverLoopbackUDP(t *testing.T) {
 	}
 	t.Logf("bulk messages ahead of the last control: %d, of the last interactive: %d (of %d); queue %+v",
 		bulkBefore[qos.Control], bulkBefore[qos.Interactive], nBulk+1, after)
+}
+
+// TestBackedUpLinkSendsBatchesOverLoopbackUDP: when several flows send to
+// one peer at once the link backs up, and its queued frames leave in
+// batches: runs of equal-sized packets go out as UDP GSO messages and the
+// peer reads them coalesced (UDP_GRO). Every message arrives, each flow's
+// in order.
+func TestBackedUpLinkSendsBatchesOverLoopbackUDP(t *testing.T) {
+	nodes := startPair(t, nil)
+	a, b := nodes["a"].n, nodes["b"].n
+	const flows, perFlow = 8, 200
+	var mu sync.Mutex
+	last := map[uint32]uint32{} // flow → last sequence number
+	got, warm := 0, map[uint32]bool{}
+	b.HandleService("batch-test", func(c *e2e.Conn, msg []byte) {
+		if len(msg) < 8 {
+			return
+		}
+		f, seq := binary.BigEndian.Uint32(msg), binary.BigEndian.Uint32(msg[4:])
+		mu.Lock()
+		defer mu.Unlock()
+		if seq == 0 {
+			warm[f] = true
+			return
+		}
+		if seq != last[f]+1 {
+			t.Errorf("flow %d: message %d after %d", f, seq, last[f])
+		}
+		last[f] = seq
+		got++
+	})
+	testwait.For(t, 15*time.Second, "ping a→b", func() (bool, string) { return pingOK(a, "b") })
+	conns := make([]*e2e.Conn, flows)
+	msg := func(f, seq uint32) []byte {
+		m := make([]byte, 1200)
+		binary.BigEndian.PutUint32(m, f)
+		binary.BigEndian.PutUint32(m[4:], seq)
+		return m
+	}
+	for f := range conns {
+		conn, err := a.DialServiceClass("b", "batch-test", qos.Bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns[f] = conn
+		_ = conn.Send(msg(uint32(f), 0))
+	}
+	testwait.For(t, 15*time.Second, "every flow established", func() (bool, string) {
+		mu.Lock()
+		var missing []int
+		for f := range conns {
+			if !warm[uint32(f)] {
+				missing = append(missing, f)
+			}
+		}
+		mu.Unlock()
+		for _, f := range missing {
+			_ = conns[f].Send(msg(uint32(f), 0))
+		}
+		return len(missing) == 0, fmt.Sprint(missing)
+	})
+	before, beforeB := a.SocketStats(), b.SocketStats()
+	var wg sync.WaitGroup
+	for f, conn := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := uint32(1); seq <= perFlow; seq++ {
+				err := conn.Send(msg(uint32(f), seq))
+				for errors.Is(err, qos.ErrFull) { // the queue's bound: back off, send again
+					time.Sleep(time.Millisecond)
+					err = conn.Send(msg(uint32(f), seq))
+				}
+				if err != nil {
+					t.Errorf("flow %d message %d: %v", f, seq, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	testwait.For(t, 20*time.Second, "every message at b", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return got == flows*perFlow, fmt.Sprint(got)
+	})
+	after, afterB := a.SocketStats(), b.SocketStats()
+	q, _ := a.SendQueueStats("b")
+	t.Logf("queued %d of %d frames; %d GSO messages; %d coalesced reads at b", q.Queued, flows*perFlow, after.GSOSends-before.GSOSends, afterB.GROReads-beforeB.GROReads)
+	if after.GSOSends == before.GSOSends || afterB.GROReads == beforeB.GROReads {
+		t.Fatalf("no batched sends: %+v → %+v (b: %+v → %+v), queue %+v", before, after, beforeB, afterB, q)
+	}
 }

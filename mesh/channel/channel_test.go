@@ -736,3 +736,58 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestSendBatch: SendBatch seals every plaintext in order and hands them to
+// Config.SendBatch in one call, to the peer's address; the peer decrypts
+// them all, in order. Without a session it sends nothing and says so;
+// without Config.SendBatch it sends one by one.
+func TestSendBatch(t *testing.T) {
+	h := newHarness(t, 41)
+	var calls [][]int // packet sizes per SendBatch call
+	var dsts []netip.AddrPort
+	a := h.add("a", func(c *Config) {
+		send := c.Send
+		c.SendBatch = func(pkts [][]byte, to netip.AddrPort) {
+			var sizes []int
+			for _, p := range pkts {
+				sizes = append(sizes, len(p))
+				send(p, to)
+			}
+			calls, dsts = append(calls, sizes), append(dsts, to)
+		}
+	})
+	b := h.add("b", nil)
+	if err := a.ep.AddPeer(b.pub, b.addr, PeerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.ep.SendBatch(b.pub, [][]byte{msg(0, 100), msg(1, 100)}); n != 0 || !errors.Is(err, ErrNoSession) || len(calls) != 0 {
+		t.Fatalf("before a session: %d sent, %v, %d calls", n, err, len(calls))
+	}
+	h.connect(a, b, false)
+	var batch [][]byte
+	for i := range 40 {
+		batch = append(batch, msg(i, 1000))
+	}
+	if n, err := a.ep.SendBatch(b.pub, batch); n != 40 || err != nil {
+		t.Fatalf("SendBatch: %d, %v", n, err)
+	}
+	if len(calls) != 1 || len(calls[0]) != 40 || dsts[0] != b.addr {
+		t.Fatalf("SendBatch calls %v to %v, want one of 40 to %v", len(calls), dsts, b.addr)
+	}
+	for _, n := range calls[0] {
+		if n != calls[0][0] {
+			t.Fatalf("equal plaintexts sealed to sizes %v", calls[0])
+		}
+	}
+	h.waitFor("40 messages at b", time.Second, func() bool { return len(b.received()) == 40 })
+	for i, p := range b.received() {
+		if !bytes.Equal(p, batch[i]) {
+			t.Fatalf("message %d differs", i)
+		}
+	}
+	// b has no SendBatch: one by one through Send.
+	if n, err := b.ep.SendBatch(a.pub, batch[:3]); n != 3 || err != nil {
+		t.Fatalf("SendBatch without Config.SendBatch: %d, %v", n, err)
+	}
+	h.waitFor("3 messages at a", time.Second, func() bool { return len(a.received()) == 3 })
+}

@@ -75,6 +75,12 @@ type Config struct {
 	// called with the Endpoint's control lock held: it must not block for
 	// long and must not call back into the Endpoint. Required.
 	Send func(pkt []byte, to netip.AddrPort)
+	// SendBatch, if set, transmits several data packets to one address at
+	// once (Endpoint.SendBatch; udpconn.Conn.WriteBatch sends them with
+	// sendmmsg and UDP GSO). The packets are valid only during the call; it
+	// is called without the control lock. Nil: SendBatch calls Send per
+	// packet.
+	SendBatch func(pkts [][]byte, to netip.AddrPort)
 	// Deliver receives decrypted payloads. payload aliases the buffer passed
 	// to HandlePacket and is valid only during the call. May be nil.
 	Deliver func(peer Key, payload []byte)

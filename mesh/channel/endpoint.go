@@ -58,6 +58,7 @@ type Endpoint struct {
 	macKey   [32]byte // mac1 key for messages addressed to us
 	prologue []byte
 	pool     sync.Pool
+	batches  sync.Pool // *sealBatch
 
 	// tableMu guards the lookup maps read by the data path. It is a leaf lock:
 	// it may be taken while holding mu, never the other way around.
@@ -106,6 +107,7 @@ func NewEndpoint(cfg Config) (*Endpoint, error) {
 		global:    bucket{tokens: cfg.GlobalHandshakes.Burst, last: cfg.Clock()},
 	}
 	e.pool.New = func() any { b := make([]byte, 0, wire.MaxPacketLen); return &b }
+	e.batches.New = func() any { return &sealBatch{} }
 	return e, nil
 }
 
@@ -478,6 +480,62 @@ func (e *Endpoint) Send(peerKey Key, plaintext []byte) error {
 	}
 	e.pool.Put(bp)
 	return err
+}
+
+// SendBatch seals every plaintext of plaintexts for peerKey, in order, and
+// passes them to Config.SendBatch in one call (to Config.Send one by one
+// without it). It returns how many were sealed and sent, and the error
+// that stopped the rest (as Send's: no session yet, unknown peer, …).
+func (e *Endpoint) SendBatch(peerKey Key, plaintexts [][]byte) (int, error) {
+	if len(plaintexts) == 0 {
+		return 0, nil
+	}
+	if e.cfg.SendBatch == nil || len(plaintexts) == 1 {
+		for i, p := range plaintexts {
+			if err := e.Send(peerKey, p); err != nil {
+				return i, err
+			}
+		}
+		return len(plaintexts), nil
+	}
+	bb := e.batches.Get().(*sealBatch)
+	defer e.batches.Put(bb)
+	var to netip.AddrPort
+	var err error
+	n, sealed := 0, 0 // pending in bb, sealed in all
+	for _, p := range plaintexts {
+		if n == len(bb.bufs) {
+			bb.bufs = append(bb.bufs, make([]byte, 0, wire.MaxPacketLen))
+			bb.pkts = append(bb.pkts, nil)
+		}
+		var pkt []byte
+		var dst netip.AddrPort
+		if pkt, dst, err = e.Seal(bb.bufs[n][:0], peerKey, p); err != nil {
+			break
+		}
+		if n > 0 && dst != to {
+			// The peer roamed mid-batch: send what was sealed for the old
+			// address, and start over with this packet (its buffer moves
+			// to slot 0).
+			e.cfg.SendBatch(bb.pkts[:n], to)
+			bb.bufs[0], bb.bufs[n] = bb.bufs[n], bb.bufs[0]
+			n = 0
+		}
+		bb.pkts[n], to = pkt, dst
+		n++
+		sealed++
+	}
+	if n > 0 {
+		e.cfg.SendBatch(bb.pkts[:n], to)
+	}
+	clear(bb.pkts)
+	return sealed, err
+}
+
+// sealBatch is SendBatch's pooled packet buffers.
+type sealBatch struct {
+	bufs [][]byte
+	pkts [][]byte
 }
 
 // kick starts a handshake from the data path unless one is in flight.

@@ -169,7 +169,8 @@ type Manager struct {
 	order    []string
 	closed   bool
 
-	bufs sync.Pool
+	bufs    sync.Pool
+	batches sync.Pool // *[][]byte for SendBatch
 }
 
 type cluster struct {
@@ -244,6 +245,7 @@ func New(cfg Config) (*Manager, error) {
 		m.rand = &lockedReader{r: cfg.Rand}
 	}
 	m.bufs.New = func() any { b := make([]byte, 0, 2048); return &b }
+	m.batches.New = func() any { return new([][]byte) }
 	m.conn = udpconn.New(cfg.PacketConn, udpconn.Options{Readers: cfg.Readers, OnError: func(err error) {
 		cfg.Logger.Debug("mesh socket error", "error", err)
 	}})
@@ -319,6 +321,7 @@ func (m *Manager) clusterLocked(id string) (*cluster, error) {
 	ccfg.Timers = m.cfg.Timers
 	ccfg.IndexPrefix = prefix
 	ccfg.Send = m.conn.Send
+	ccfg.SendBatch = m.conn.SendBatch
 	ccfg.Deliver = c.deliver
 	ccfg.Authorize = func(remote []byte) error { return c.auth.Load().authorize(remote) }
 	ccfg.Observer = c.observe
@@ -722,6 +725,38 @@ func (m *Manager) Send(peerNodeID string, payload []byte) error {
 	return nil
 }
 
+// SendBatch sends payloads to peerNodeID in order, as Send does each, with
+// one route lookup and one batched write (channel.Endpoint.SendBatch: runs
+// of equal-sized packets leave as one UDP GSO message where the socket has
+// it). It returns how many were sent and the error that stopped the rest.
+// The payloads are copied.
+func (m *Manager) SendBatch(peerNodeID string, payloads [][]byte) (int, error) {
+	for _, p := range payloads {
+		if len(p) > MaxPayload {
+			return 0, ErrTooLarge
+		}
+	}
+	c, key, err := m.route(peerNodeID)
+	if err != nil {
+		return 0, err
+	}
+	bp := m.batches.Get().(*[][]byte)
+	bufs := *bp
+	for i, p := range payloads {
+		if i == len(bufs) {
+			bufs = append(bufs, make([]byte, 0, MaxPayload+1))
+		}
+		bufs[i] = append(append(bufs[i][:0], msgData), p...)
+	}
+	n, err := c.ep.SendBatch(key, bufs[:len(payloads)])
+	*bp = bufs
+	m.batches.Put(bp)
+	if err != nil {
+		return n, fmt.Errorf("link: send to %s: %w", peerNodeID, err)
+	}
+	return n, nil
+}
+
 func (m *Manager) route(id string) (*cluster, channel.Key, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -770,6 +805,10 @@ func (m *Manager) ChannelStats(clusterID string) (channel.Stats, bool) {
 	}
 	return c.ep.Stats(), true
 }
+
+// SocketStats returns the socket's counters (datagrams read, offloaded
+// sends and reads, errors).
+func (m *Manager) SocketStats() udpconn.Stats { return m.conn.Stats() }
 
 // Close closes every endpoint and the socket.
 func (m *Manager) Close() error {

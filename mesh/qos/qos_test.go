@@ -3,6 +3,7 @@ package qos
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -350,5 +351,60 @@ func BenchmarkSendQueueVsDirect(b *testing.B) {
 	b.ReportMetric(float64(queued)/float64(max(direct, 1)), "queue/direct")
 	if s := l.Stats(); s.Direct != uint64(b.N) {
 		b.Fatalf("idle link queued frames: %+v", s)
+	}
+}
+
+// A backed-up link with SendBatch drains its queue in batches of at most
+// MaxBatch, in the queue's order (control first, then the other classes),
+// and counts the frames a batch did not send as send errors.
+func TestLinkBackedUpSendsBatches(t *testing.T) {
+	var mu sync.Mutex
+	var got []Class
+	var sizes []int
+	release := make(chan struct{})
+	l := NewLink(func(b []byte) error {
+		<-release // the direct send blocks: the link is backed up
+		mu.Lock()
+		got = append(got, Class(b[0]))
+		mu.Unlock()
+		return nil
+	}, LinkConfig{MaxBatch: 4, SendBatch: func(bs [][]byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		sizes = append(sizes, len(bs))
+		for _, b := range bs {
+			got = append(got, Class(b[0]))
+		}
+		if len(sizes) == 3 {
+			return 1, errors.New("no session") // the rest of this batch is lost
+		}
+		return len(bs), nil
+	}})
+	done := make(chan error)
+	go func() { done <- l.Send(BestEffort, frame(BestEffort, 0, 10)) }()
+	for l.Stats().Direct == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 9 {
+		if err := l.Send(Bulk, frame(Bulk, i, 10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = l.Send(Control, frame(Control, 0, 10))
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []Class{BestEffort, Control, Bulk, Bulk, Bulk, Bulk, Bulk, Bulk, Bulk, Bulk, Bulk}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("sent %v, want %v", got, want)
+	}
+	if fmt.Sprint(sizes) != "[4 4 2]" {
+		t.Fatalf("batches of %v, want [4 4 2]", sizes)
+	}
+	if s := l.Stats(); s.Len != 0 || s.Direct != 1 || s.Queued != 10 || s.SendErrors != 1 {
+		t.Fatalf("after drain: %+v", s)
 	}
 }

@@ -220,6 +220,14 @@ func (c *Conn) Send(pkt []byte, to netip.AddrPort) {
 	}
 }
 
+// SendBatch writes pkts to `to` with WriteBatch; errors go to
+// Options.OnError. Its signature matches channel.Config.SendBatch.
+func (c *Conn) SendBatch(pkts [][]byte, to netip.AddrPort) {
+	if _, err := c.WriteBatch(pkts, to); err != nil && !c.closed.Load() {
+		c.report(err)
+	}
+}
+
 // WriteTo writes pkt to `to`, without allocating on a *net.UDPConn.
 func (c *Conn) WriteTo(pkt []byte, to netip.AddrPort) error {
 	var err error
