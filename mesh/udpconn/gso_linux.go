@@ -8,11 +8,13 @@ package udpconn
 // message: the kernel (or the NIC) cuts it into datagrams, so a run costs
 // one trip through the stack instead of one per datagram. Each datagram of
 // a run is its own iovec, so nothing is copied. Where the kernel lacks
-// UDP_SEGMENT (before 4.18) or a send with it fails as unsupported (EIO
-// from a device without checksum offload, EINVAL, EOPNOTSUPP), the Conn
-// turns GSO off for good and sends one datagram per message, still with
-// sendmmsg. A reader with UDP_GRO (mmsg_linux.go) receives such runs
-// coalesced; a socket without it receives them as separate datagrams.
+// UDP_SEGMENT (before 4.18) the Conn never tries. A GSO send refused as
+// unsupported goes out again one datagram per message, still with
+// sendmmsg; EIO (a device without checksum offload) and EOPNOTSUPP turn GSO
+// off for the Conn at once, EINVAL (which also answers one batch the kernel
+// cannot segment, say a segment above the path MTU) after gsoRefusals. A
+// reader with UDP_GRO (mmsg_linux.go) receives such runs coalesced; a
+// socket without it receives them as separate datagrams.
 
 import (
 	"encoding/binary"
@@ -173,10 +175,27 @@ func (w *mmsgWriter) sendmmsg(fd uintptr) bool {
 	}
 }
 
-// gsoUnsupported: errors of a GSO send that mean "not here", after which
-// the Conn sends without it.
-func gsoUnsupported(e syscall.Errno) bool {
-	return e == syscall.EIO || e == syscall.EINVAL || e == syscall.EOPNOTSUPP || e == syscall.ENOPROTOOPT
+// gsoRefusals is how many GSO sends the kernel may refuse with EINVAL
+// before a Conn stops trying: EINVAL also answers one batch it cannot
+// segment (a segment larger than the path MTU allows), which is no reason
+// to give up on the rest.
+const gsoRefusals = 8
+
+// gsoRefused reports whether a GSO send's error means "send this without
+// GSO", and turns GSO off for the Conn when it will not work here at all
+// (EIO: a device without checksum offload; no UDP_SEGMENT; repeated EINVAL).
+func (c *Conn) gsoRefused(e syscall.Errno) bool {
+	switch e {
+	case syscall.EIO, syscall.EOPNOTSUPP, syscall.ENOPROTOOPT:
+		c.gsoOff.Store(true)
+		return true
+	case syscall.EINVAL:
+		if c.gsoEinval.Add(1) >= gsoRefusals {
+			c.gsoOff.Store(true)
+		}
+		return true
+	}
+	return false
 }
 
 // writeFast sends pkts to `to` with sendmmsg (and GSO while the Conn has
@@ -210,10 +229,8 @@ func (c *Conn) writeFast(pkts [][]byte, to netip.AddrPort) (int, error) {
 			return done, err
 		}
 		if w.errno != 0 {
-			if gso && w.segs[w.off] > 1 && gsoUnsupported(w.errno) {
-				// Not here: turn GSO off for good and send the rest one
-				// datagram per message.
-				c.gsoOff.Store(true)
+			if gso && w.segs[w.off] > 1 && c.gsoRefused(w.errno) {
+				// Send the rest one datagram per message.
 				gso = false
 				w.build(pkts[done:], namelen, false)
 				continue

@@ -195,10 +195,10 @@ func TestGSOWriteBatch(t *testing.T) {
 	}
 }
 
-// TestGSOFallback: where a GSO send fails as unsupported (here: a socket
-// with UDP checksums off, which the kernel refuses to segment, EINVAL), the
-// batch still goes out whole, one datagram per message, and the Conn sends
-// without GSO from then on. With DisableOffload neither offload is used.
+// TestGSOFallback: where a GSO send fails (here: a socket with UDP checksums
+// off, which the kernel refuses to segment, EINVAL), the batch still goes
+// out whole, one datagram per message; after gsoRefusals such refusals the
+// Conn sends without GSO. With DisableOffload neither offload is used.
 func TestGSOFallback(t *testing.T) {
 	rx, err := ListenUDP("127.0.0.1:0", Options{Batch: 8})
 	if err != nil {
@@ -222,12 +222,12 @@ func TestGSOFallback(t *testing.T) {
 		t.Fatal(err, serr)
 	}
 	pkts := gsoPackets([]int{500, 500, 500, 500, 500, 200})
-	for round := range 2 {
+	for round := range gsoRefusals + 1 {
 		if n, err := tx.WriteBatch(pkts, rx.LocalAddr()); err != nil || n != len(pkts) {
 			t.Fatalf("round %d: WriteBatch wrote %d of %d: %v", round, n, len(pkts), err)
 		}
 	}
-	got := c.wait(t, 2*len(pkts))
+	got := c.wait(t, (gsoRefusals+1)*len(pkts))
 	for i, p := range got {
 		if !bytes.Equal(p, pkts[i%len(pkts)]) {
 			t.Fatalf("datagram %d differs", i)

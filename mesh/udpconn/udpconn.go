@@ -91,12 +91,13 @@ type Conn struct {
 	received, unclaimed, readErrors, writeErrors atomic.Uint64
 	gsoSends, groReads                           atomic.Uint64
 
-	batch   batchConn // nil unless udp is set
-	msgs    sync.Pool // *[]ipv4.Message for WriteBatch
-	sock    *sockInfo // nil unless WriteBatch has its own sendmmsg
-	writers sync.Pool // *mmsgWriter
-	gsoOff  atomic.Bool
-	gro     bool // UDP_GRO is on: set by Start before the readers run
+	batch     batchConn // nil unless udp is set
+	msgs      sync.Pool // *[]ipv4.Message for WriteBatch
+	sock      *sockInfo // nil unless WriteBatch has its own sendmmsg
+	writers   sync.Pool // *mmsgWriter
+	gsoOff    atomic.Bool
+	gsoEinval atomic.Int32 // GSO sends refused with EINVAL (gso_linux.go)
+	gro       bool         // UDP_GRO is on: set by Start before the readers run
 }
 
 // New wraps pc. Call Attach, then Start; Close stops the readers and closes pc.
