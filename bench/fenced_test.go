@@ -75,9 +75,13 @@ var noopCommand = []byte{fsm.Version1, 0xff}
 // authority's defaults, or RAP_BENCH_GROUP="maxJobs,maxGroups") and without it
 // (every mutation its own transaction), beside two baselines measured in the
 // same run with the same client count: a plain single-row INSERT+COMMIT on the
-// same database, and a raw Raft Apply of a no-op command on the same
+// same database (and, for comparison, the same into a table shaped like the
+// mutation's organizations table, unfenced), and a raw Raft Apply of a no-op command on the same
 // three-node group. The two fenced modes alternate (ABBA) so that drift in the
-// machine's load falls on both. Run:
+// machine's load falls on both. It also reports the CPU each kind of
+// operation costs: PostgreSQL's (every server process, where the server runs
+// on this machine) and this process's (authorities and clients), per
+// operation. Run:
 //
 //	export DATABASE_URL=$(scripts/pg.sh url)
 //	go test -run '^$' -bench BenchmarkFencedMutation -benchtime 1000x ./bench/
@@ -95,6 +99,12 @@ func BenchmarkFencedMutation(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A second baseline: the fenced mutation's own row, unfenced: a table
+	// shaped like organizations (its indexes, checks and defaults, without
+	// the fence trigger).
+	if _, err := l.DB.Pool.Exec(ctx, `CREATE TABLE bench_org (LIKE organizations INCLUDING ALL)`); err != nil {
+		b.Fatal(err)
+	}
 	actor := authority.Actor{ID: "bench", Kind: "system"}
 	fencedOp := func(int) error {
 		id := store.NewID()
@@ -110,9 +120,44 @@ func BenchmarkFencedMutation(b *testing.B) {
 			if n < 200 {
 				n = 200
 			}
-			base, baseRate, err := run(n, clients, func(int) error {
-				_, err := l.DB.Pool.Exec(ctx, `INSERT INTO bench_plain (id, name) VALUES ($1, $2)`, store.NewID(), "x")
-				return err
+			// Where the CPU goes: PostgreSQL's (every server process) and
+			// this process's (three authorities and the clients) per
+			// operation, for the plain INSERT and each fenced mode.
+			pg := pgCPU(ctx, l.DB.Pool)
+			var pgUsed, goUsed [4]time.Duration // insert, ungrouped, grouped, organization-shaped insert
+			var pgOps [4]int
+			measure := func(k, ops int, f func()) {
+				var p0 time.Duration
+				if pg != nil {
+					p0 = pg()
+				}
+				g0 := selfCPU()
+				f()
+				goUsed[k] += selfCPU() - g0
+				if pg != nil {
+					pgUsed[k] += pg() - p0
+				}
+				pgOps[k] += ops
+			}
+			var base []time.Duration
+			var baseRate float64
+			measure(0, n, func() {
+				base, baseRate, err = run(n, clients, func(int) error {
+					_, err := l.DB.Pool.Exec(ctx, `INSERT INTO bench_plain (id, name) VALUES ($1, $2)`, store.NewID(), "x")
+					return err
+				})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var orgRate float64
+			measure(3, n, func() {
+				_, orgRate, err = run(n, clients, func(int) error {
+					id := store.NewID()
+					_, err := l.DB.Pool.Exec(ctx, `INSERT INTO bench_org (id, name, slug) VALUES ($1, $2, $3)`,
+						id, "bench-"+id, "b"+id[:8]+id[9:13]+id[14:18])
+					return err
+				})
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -145,7 +190,8 @@ func BenchmarkFencedMutation(b *testing.B) {
 					b.Fatal(err)
 				}
 				t0 := time.Now()
-				d, _, err := run(n/2, clients, fencedOp)
+				var d []time.Duration
+				measure(1+grouped, n/2, func() { d, _, err = run(n/2, clients, fencedOp) })
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -174,6 +220,19 @@ func BenchmarkFencedMutation(b *testing.B) {
 			b.ReportMetric(rate/baseRate, "fenced/insert_throughput")
 			b.ReportMetric(single/baseRate, "ungrouped/insert_throughput")
 			b.ReportMetric(rate/raftRate, "fenced/raft_throughput")
+			b.ReportMetric(orgRate, "org_insert_ops/s")
+			b.ReportMetric(rate/orgRate, "fenced/org_insert_throughput")
+			perOp := func(d time.Duration, k int) float64 { return float64(d.Microseconds()) / float64(max(pgOps[k], 1)) }
+			if pg != nil {
+				b.ReportMetric(perOp(pgUsed[0], 0), "insert_pg_cpu_us/op")
+				b.ReportMetric(perOp(pgUsed[1], 1), "ungrouped_pg_cpu_us/op")
+				b.ReportMetric(perOp(pgUsed[2], 2), "fenced_pg_cpu_us/op")
+				b.ReportMetric(perOp(pgUsed[3], 3), "org_insert_pg_cpu_us/op")
+			}
+			b.ReportMetric(perOp(goUsed[0], 0), "insert_go_cpu_us/op")
+			b.ReportMetric(perOp(goUsed[1], 1), "ungrouped_go_cpu_us/op")
+			b.ReportMetric(perOp(goUsed[2], 2), "fenced_go_cpu_us/op")
+			b.ReportMetric(perOp(goUsed[3], 3), "org_insert_go_cpu_us/op")
 			// Mean mutations per group transaction; 0 when every mutation
 			// ran alone.
 			groups, grouped := l.Auth.GroupCommitStats()
