@@ -162,17 +162,9 @@ func (w *mmsgWriter) build(pkts [][]byte, namelen uint32, gso bool) {
 
 // sendmmsg is the RawConn.Write callback (bound once as w.fd).
 func (w *mmsgWriter) sendmmsg(fd uintptr) bool {
-	for {
-		r1, _, e := syscall.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&w.hdrs[w.off])), uintptr(w.cnt-w.off), 0, 0, 0)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // wait until writable
-		}
-		w.sent, w.errno = int(r1), e
-		return true
-	}
+	var ok bool
+	w.sent, w.errno, ok = mmsgCall(unix.SYS_SENDMMSG, fd, w.hdrs[w.off:w.cnt])
+	return ok
 }
 
 // gsoRefusals is how many GSO sends the kernel may refuse with EINVAL

@@ -114,16 +114,24 @@ func (r *mmsgReader) read() (int, error) {
 // recvmmsg is the RawConn.Read callback (bound once as r.call: a closure
 // made per read would be an allocation per batch).
 func (r *mmsgReader) recvmmsg(fd uintptr) bool {
+	var ok bool
+	r.got, r.errno, ok = mmsgCall(syscall.SYS_RECVMMSG, fd, r.hdrs)
+	return ok
+}
+
+// mmsgCall makes the recvmmsg or sendmmsg system call trap on hdrs, again
+// after EINTR. ok is false after EAGAIN: the RawConn callback then returns
+// false and is called again once the socket is ready.
+func mmsgCall(trap, fd uintptr, hdrs []mmsghdr) (n int, errno syscall.Errno, ok bool) {
 	for {
-		r1, _, e := syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.hdrs[0])), uintptr(len(r.hdrs)), 0, 0, 0)
+		r1, _, e := syscall.Syscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), 0, 0, 0)
 		switch e {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			return false // wait until readable
+			return 0, 0, false
 		}
-		r.got, r.errno = int(r1), e
-		return true
+		return int(r1), e, true
 	}
 }
 
