@@ -71,6 +71,15 @@ func NewLink(send func(frame []byte) error, cfg LinkConfig) *Link {
 	if l.max <= 0 {
 		l.max = 32
 	}
+	if l.batch == nil { // one frame per round through send
+		l.max = 1
+		l.batch = func(bs [][]byte) (int, error) {
+			if err := send(bs[0]); err != nil {
+				return 0, err
+			}
+			return 1, nil
+		}
+	}
 	if cfg.Rate > 0 {
 		l.rate = float64(cfg.Rate)
 		l.burst = float64(cfg.Burst)
@@ -130,15 +139,6 @@ func (l *Link) drain() {
 			l.armLocked()
 			l.mu.Unlock()
 			return
-		}
-		if l.batch == nil {
-			b, _, _ := l.q.Pop()
-			l.spendLocked(len(b))
-			l.mu.Unlock()
-			if err := l.send(b); err != nil {
-				l.sendErrs.Add(1)
-			}
-			continue
 		}
 		pend := l.pend[:0]
 		for len(pend) < l.max && l.q.Len() > 0 && (len(pend) == 0 || l.mayLocked()) {
