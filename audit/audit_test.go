@@ -432,6 +432,24 @@ func TestHashText(t *testing.T) {
 	require.Error(t, back.UnmarshalText([]byte("abc")))
 }
 
+// The shortcut for values already canonical gives what decoding and
+// encoding give.
+func TestCanonicalJSONShortcut(t *testing.T) {
+	for _, s := range []string{`{}`, `[]`, `null`} {
+		got, err := CanonicalJSON(json.RawMessage(s))
+		require.NoError(t, err)
+		var v any
+		require.NoError(t, json.Unmarshal([]byte(s), &v))
+		var want json.RawMessage
+		if v != nil {
+			want, err = json.Marshal(v)
+			require.NoError(t, err)
+		}
+		require.Equal(t, string(want), string(got), s)
+		require.Equal(t, want == nil, got == nil, s)
+	}
+}
+
 func FuzzCanonicalJSON(f *testing.F) {
 	for _, s := range []string{`{}`, `{"b":1,"a":[1,2,{"c":null}]}`, `"x"`, `1e3`, `[1.50]`, `{"\u00e9":"<&>"}`} {
 		f.Add(s)

@@ -141,12 +141,12 @@ func Normalize(e Event) (Event, error) {
 		}
 		e.SourceAddr = a.String()
 	}
-	for name, s := range map[string]string{
-		"cluster_id": e.ClusterID, "actor": e.Actor, "device": e.Device, "action": e.Action,
-		"target_kind": e.TargetKind, "target_id": e.TargetID,
+	for _, f := range [...]struct{ name, s string }{
+		{"cluster_id", e.ClusterID}, {"actor", e.Actor}, {"device", e.Device}, {"action", e.Action},
+		{"target_kind", e.TargetKind}, {"target_id", e.TargetID},
 	} {
-		if err := storable(s); err != nil {
-			return e, fmt.Errorf("%w: %s %v", ErrInvalidEvent, name, err)
+		if err := storable(f.s); err != nil {
+			return e, fmt.Errorf("%w: %s %v", ErrInvalidEvent, f.name, err)
 		}
 	}
 	if len(e.Risk) == 0 {
@@ -200,6 +200,14 @@ func storable(s string) error {
 // no insignificant whitespace, numbers kept as written, strings re-escaped by
 // encoding/json. Empty input and "null" yield nil. It is idempotent.
 func CanonicalJSON(raw json.RawMessage) (json.RawMessage, error) {
+	switch string(raw) {
+	case "{}", "[]":
+		// Already canonical (the details and risk of most events): no
+		// decode and encode.
+		return json.RawMessage(string(raw)), nil
+	case "null":
+		return nil, nil
+	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, nil
 	}
