@@ -194,6 +194,9 @@ func New(cfg Config, raft Consensus, state *fsm.FSM, db *store.DB) (*Authority, 
 		limiter: newFailureLimiter(cfg.Clock)}
 	a.metrics = newMetrics()
 	a.groups = newGroupCommitter(db, cfg.GroupCommit)
+	if db != nil {
+		db.SetGroupSavepoints(cfg.GroupCommit.Savepoints)
+	}
 	var err error
 	if a.admin, err = newAdmin(a, cfg.Admin); err != nil {
 		return nil, &ConfigError{Field: "Admin", Reason: err.Error()}

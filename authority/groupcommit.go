@@ -38,6 +38,11 @@ type GroupCommitOptions struct {
 	// for each other's row locks as separate transactions always could; a
 	// deadlock between two groups fails one mutation (timeout), not the group.
 	MaxGroups int
+	// Savepoints runs every group with a savepoint per mutation from the
+	// start. By default a group first runs without savepoints (one round trip
+	// per mutation fewer) and runs again with them only when one of its
+	// mutations failed after its statements ran (store.DB.SetGroupSavepoints).
+	Savepoints bool
 }
 
 // Validate checks the options' ranges.
@@ -59,6 +64,7 @@ func (a *Authority) SetGroupCommit(o GroupCommitOptions) error {
 		return err
 	}
 	n := newGroupCommitter(a.db, o)
+	a.db.SetGroupSavepoints(o.Savepoints)
 	a.groups.mu.Lock()
 	a.groups.maxJobs, a.groups.maxGroups = n.maxJobs, n.maxGroups
 	a.groups.mu.Unlock()

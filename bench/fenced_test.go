@@ -73,12 +73,14 @@ var noopCommand = []byte{fsm.Version1, 0xff}
 // confirmation, PostgreSQL transaction under the fence with an audit event) on
 // three in-process authorities over real TCP, with group commit (the
 // authority's defaults, or RAP_BENCH_GROUP="maxJobs,maxGroups") and without it
-// (every mutation its own transaction), beside two baselines measured in the
+// (every mutation its own transaction), and with group commit but a
+// savepoint per mutation from the start (GroupCommitOptions.Savepoints, the
+// way groups ran before their optimistic pass), beside two baselines measured in the
 // same run with the same client count: a plain single-row INSERT+COMMIT on the
 // same database (and, for comparison, the same into a table shaped like the
 // mutation's organizations table, unfenced), and a raw Raft Apply of a no-op command on the same
-// three-node group. The two fenced modes alternate (ABBA) so that drift in the
-// machine's load falls on both. It also reports the CPU each kind of
+// three-node group. The three fenced modes alternate (ABCCBA) so that drift in
+// the machine's load falls on all of them. It also reports the CPU each kind of
 // operation costs: PostgreSQL's (every server process, where the server runs
 // on this machine) and this process's (authorities and clients), per
 // operation. Run:
@@ -124,8 +126,8 @@ func BenchmarkFencedMutation(b *testing.B) {
 			// this process's (three authorities and the clients) per
 			// operation, for the plain INSERT and each fenced mode.
 			pg := pgCPU(ctx, l.DB.Pool)
-			var pgUsed, goUsed [4]time.Duration // insert, ungrouped, grouped, organization-shaped insert
-			var pgOps [4]int
+			var pgUsed, goUsed [5]time.Duration // insert, ungrouped, grouped, organization-shaped insert, grouped with savepoints
+			var pgOps [5]int
 			measure := func(k, ops int, f func()) {
 				var p0 time.Duration
 				if pg != nil {
@@ -175,29 +177,32 @@ func BenchmarkFencedMutation(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			// ABBA: ungrouped, grouped, grouped, ungrouped; n/2 each.
-			var lat [2][]time.Duration
-			var took [2]time.Duration
-			var ops [2]int
+			// ABCCBA: ungrouped, grouped, grouped with a savepoint per
+			// mutation from the start, and back; n/2 each.
+			var lat [3][]time.Duration
+			var took [3]time.Duration
+			var ops [3]int
 			groups0, grouped0 := l.Auth.GroupCommitStats()
 			b.ResetTimer()
-			for _, grouped := range []int{0, 1, 1, 0} {
+			for _, mode := range []int{0, 1, 2, 2, 1, 0} {
 				o := authority.GroupCommitOptions{MaxJobs: 1}
-				if grouped == 1 {
+				if mode > 0 {
 					o = gc
+					o.Savepoints = mode == 2
 				}
 				if err := l.Auth.SetGroupCommit(o); err != nil {
 					b.Fatal(err)
 				}
 				t0 := time.Now()
 				var d []time.Duration
-				measure(1+grouped, n/2, func() { d, _, err = run(n/2, clients, fencedOp) })
+				k := []int{1, 2, 4}[mode]
+				measure(k, n/2, func() { d, _, err = run(n/2, clients, fencedOp) })
 				if err != nil {
 					b.Fatal(err)
 				}
-				took[grouped] += time.Since(t0)
-				ops[grouped] += n / 2
-				lat[grouped] = append(lat[grouped], d...)
+				took[mode] += time.Since(t0)
+				ops[mode] += n / 2
+				lat[mode] = append(lat[mode], d...)
 			}
 			b.StopTimer()
 			if err := l.Auth.SetGroupCommit(gc); err != nil {
@@ -205,6 +210,7 @@ func BenchmarkFencedMutation(b *testing.B) {
 			}
 			rate := float64(ops[1]) / took[1].Seconds()
 			single := float64(ops[0]) / took[0].Seconds()
+			withSavepoints := float64(ops[2]) / took[2].Seconds()
 			us := func(d time.Duration) float64 { return float64(d.Microseconds()) }
 			b.ReportMetric(us(percentile(base, 0.5)), "insert_p50_us")
 			b.ReportMetric(us(percentile(base, 0.99)), "insert_p99_us")
@@ -222,17 +228,21 @@ func BenchmarkFencedMutation(b *testing.B) {
 			b.ReportMetric(rate/raftRate, "fenced/raft_throughput")
 			b.ReportMetric(orgRate, "org_insert_ops/s")
 			b.ReportMetric(rate/orgRate, "fenced/org_insert_throughput")
+			b.ReportMetric(withSavepoints, "savepoints_ops/s")
+			b.ReportMetric(withSavepoints/baseRate, "savepoints/insert_throughput")
 			perOp := func(d time.Duration, k int) float64 { return float64(d.Microseconds()) / float64(max(pgOps[k], 1)) }
 			if pg != nil {
 				b.ReportMetric(perOp(pgUsed[0], 0), "insert_pg_cpu_us/op")
 				b.ReportMetric(perOp(pgUsed[1], 1), "ungrouped_pg_cpu_us/op")
 				b.ReportMetric(perOp(pgUsed[2], 2), "fenced_pg_cpu_us/op")
 				b.ReportMetric(perOp(pgUsed[3], 3), "org_insert_pg_cpu_us/op")
+				b.ReportMetric(perOp(pgUsed[4], 4), "savepoints_pg_cpu_us/op")
 			}
 			b.ReportMetric(perOp(goUsed[0], 0), "insert_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[1], 1), "ungrouped_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[2], 2), "fenced_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[3], 3), "org_insert_go_cpu_us/op")
+			b.ReportMetric(perOp(goUsed[4], 4), "savepoints_go_cpu_us/op")
 			// Mean mutations per group transaction; 0 when every mutation
 			// ran alone.
 			groups, grouped := l.Auth.GroupCommitStats()

@@ -89,21 +89,51 @@ func (db *DB) FencedGroup(ctx context.Context, epoch uint64, jobs []*GroupJob) e
 		markRan(jobs)
 		return mapErr(err)
 	}
-	defer c.Release()
+	defer func() { c.Release() }()
 	// As in FencedBatch: a server this handle has not written to under epoch
 	// (a promoted standby) gets the fence re-affirmed first (primary.go).
 	if err := db.reaffirm(ctx, c.Conn(), epoch); err != nil {
 		markRan(jobs)
 		return err
 	}
-	g := &group{ctx: ctx, conn: c.Conn(), epoch: epoch, opts: db.opts}
-	defer func() {
-		// Roll back whatever did not commit; the pool destroys a connection
-		// left in any other state.
-		if pc := c.Conn().PgConn(); g.tx != nil && !pc.IsClosed() && pc.TxStatus() != 'I' {
-			_ = g.tx.Rollback(context.WithoutCancel(ctx))
+	if db.groupSavepointsOnly() {
+		db.groups.savepointRuns.Add(1)
+		return db.groupWithSavepoints(ctx, c.Conn(), epoch, jobs, start, budget)
+	}
+	done, err := db.groupOptimistic(ctx, c.Conn(), epoch, jobs, start, budget)
+	if done {
+		db.groups.optimistic.Add(1)
+		return err
+	}
+	// A job failed after its statements ran: nothing of the group was
+	// written (the transaction rolled back, or its connection closed). The
+	// group runs again with a savepoint per job, so that the failed job
+	// fails alone; the next groups use savepoints too for a while.
+	db.groups.fallbacks.Add(1)
+	db.groups.savepointLeft.Store(savepointGroupsAfterFallback)
+	for _, j := range jobs {
+		j.Ran, j.Err = false, nil
+		j.First = cloneBatch(j.First)
+	}
+	if c.Conn().PgConn().IsClosed() {
+		c.Release()
+		if c, err = db.Pool.Acquire(ctx); err != nil {
+			markRan(jobs)
+			return mapErr(err)
 		}
-	}()
+		if err := db.reaffirm(ctx, c.Conn(), epoch); err != nil {
+			markRan(jobs)
+			return err
+		}
+	}
+	return db.groupWithSavepoints(ctx, c.Conn(), epoch, jobs, start, budget)
+}
+
+// groupWithSavepoints runs jobs on conn in one transaction, each in its own
+// savepoint (FencedGroup's contract).
+func (db *DB) groupWithSavepoints(ctx context.Context, conn *pgx.Conn, epoch uint64, jobs []*GroupJob, start time.Time, budget time.Duration) error {
+	g := &group{ctx: ctx, conn: conn, epoch: epoch, opts: db.opts}
+	defer g.rollbackOpen()
 	for i, j := range jobs {
 		if i > 0 && budget > 0 && time.Since(start) > budget {
 			break
@@ -121,6 +151,14 @@ func (db *DB) FencedGroup(ctx context.Context, epoch uint64, jobs []*GroupJob) e
 		return nil
 	}
 	return g.commit()
+}
+
+// rollbackOpen rolls back whatever did not commit; the pool destroys a
+// connection left in any other state.
+func (g *group) rollbackOpen() {
+	if pc := g.conn.PgConn(); g.tx != nil && !pc.IsClosed() && pc.TxStatus() != 'I' {
+		_ = g.tx.Rollback(context.WithoutCancel(g.ctx))
+	}
 }
 
 func markRan(jobs []*GroupJob) {
@@ -380,41 +418,71 @@ func isStatementErr(err error) bool {
 }
 
 // groupTx is the transaction a group job sees: a fencedTx whose statements run
-// under the group's context, whatever context the job passes.
+// under the group's context, whatever context the job passes. When used is
+// set, every method that may send a statement marks it (the optimistic pass
+// then knows whether a failed job left anything to undo).
 type groupTx struct {
 	fencedTx
-	ctx context.Context
+	ctx  context.Context
+	used *bool
+}
+
+func (t *groupTx) mark() {
+	if t.used != nil {
+		*t.used = true
+	}
 }
 
 // Exec runs sql under the group's context.
 func (t *groupTx) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	t.mark()
 	return t.Tx.Exec(t.ctx, sql, args...)
 }
 
 // Query runs sql under the group's context.
 func (t *groupTx) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
+	t.mark()
 	return t.Tx.Query(t.ctx, sql, args...)
 }
 
 // QueryRow runs sql under the group's context.
 func (t *groupTx) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
+	t.mark()
 	return t.Tx.QueryRow(t.ctx, sql, args...)
 }
 
 // SendBatch sends b under the group's context.
 func (t *groupTx) SendBatch(_ context.Context, b *pgx.Batch) pgx.BatchResults {
+	t.mark()
 	return t.Tx.SendBatch(t.ctx, b)
 }
 
 // CopyFrom copies under the group's context.
 func (t *groupTx) CopyFrom(_ context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	t.mark()
 	return t.Tx.CopyFrom(t.ctx, table, cols, src)
 }
 
 // Begin opens a nested savepoint under the group's context.
-func (t *groupTx) Begin(_ context.Context) (pgx.Tx, error) { return t.Tx.Begin(t.ctx) }
+func (t *groupTx) Begin(_ context.Context) (pgx.Tx, error) {
+	t.mark()
+	return t.Tx.Begin(t.ctx)
+}
 
 // Prepare prepares under the group's context.
 func (t *groupTx) Prepare(_ context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	t.mark()
 	return t.Tx.Prepare(t.ctx, name, sql)
+}
+
+// LargeObjects gives the transaction's large objects.
+func (t *groupTx) LargeObjects() pgx.LargeObjects {
+	t.mark()
+	return t.Tx.LargeObjects()
+}
+
+// Conn gives the transaction's connection; what runs on it counts as sent.
+func (t *groupTx) Conn() *pgx.Conn {
+	t.mark()
+	return t.Tx.Conn()
 }

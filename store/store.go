@@ -50,6 +50,8 @@ type DB struct {
 	// servers tracks which PostgreSQL server each connection reached and
 	// the fence re-affirmed there (primary.go); nil without Open.
 	servers *servers
+	// groups counts fenced groups by the way they ran (group_optimistic.go).
+	groups groupStats
 }
 
 // Open connects a pool to databaseURL and checks that the server answers.
