@@ -100,10 +100,11 @@ func (h *histogram) observe(v float64) {
 type Sink struct {
 	mu       sync.Mutex
 	families map[string]*family
+	shapes   map[string]*shape
 }
 
 // New returns an empty Sink (not installed as the go-metrics global).
-func New() *Sink { return &Sink{families: map[string]*family{}} }
+func New() *Sink { return &Sink{families: map[string]*family{}, shapes: map[string]*shape{}} }
 
 var (
 	installOnce sync.Once
@@ -169,44 +170,102 @@ func name(parts []string, k kind) string {
 	return n
 }
 
-func dropped(parts []string, labels []gometrics.Label) bool {
+func dropped(dotted string, labels []gometrics.Label) bool {
 	if len(labels) > 0 {
 		return false
 	}
-	key := strings.Join(parts, ".")
 	for _, p := range perPeerPrefixes {
-		if strings.HasPrefix(key, p) {
+		if strings.HasPrefix(dotted, p) {
 			return true
 		}
 	}
 	return false
 }
 
+// shape is what record derives from a key, a kind and the label names of a
+// sample, kept per Sink so that a sample costs no name translation: Raft
+// reports several samples per committed entry.
+type shape struct {
+	dropped bool
+	name    string
+	lnames  []string // snake_case, sorted
+	order   []int    // order[i]: the caller's index of the i-th sorted label
+	fam     *family  // the family its samples go to, once resolved
+}
+
+// shapeKey identifies a shape: the dotted key, the kind and the label names
+// in the caller's order.
+func shapeKey(dotted string, k kind, labels []gometrics.Label) string {
+	n := len(dotted) + 2
+	for _, l := range labels {
+		n += len(l.Name) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(dotted)
+	b.WriteByte(0)
+	b.WriteByte(byte('0' + k))
+	for _, l := range labels {
+		b.WriteByte(0)
+		b.WriteString(l.Name)
+	}
+	return b.String()
+}
+
+func newShape(parts []string, dotted string, labels []gometrics.Label, k kind) *shape {
+	if dropped(dotted, labels) {
+		return &shape{dropped: true}
+	}
+	sh := &shape{name: name(parts, k), lnames: make([]string, len(labels)), order: make([]int, len(labels))}
+	for i := range sh.order {
+		sh.order[i] = i
+	}
+	sort.SliceStable(sh.order, func(i, j int) bool { return labels[sh.order[i]].Name < labels[sh.order[j]].Name })
+	for i, j := range sh.order {
+		sh.lnames[i] = SnakeCase(labels[j].Name)
+	}
+	return sh
+}
+
 func (s *Sink) record(parts []string, labels []gometrics.Label, k kind, v float64, add bool) {
-	if len(parts) == 0 || dropped(parts, labels) {
+	if len(parts) == 0 {
 		return
 	}
-	n := name(parts, k)
-	lnames := make([]string, len(labels))
-	lvals := make([]string, len(labels))
-	sorted := append([]gometrics.Label(nil), labels...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
-	for i, l := range sorted {
-		lnames[i], lvals[i] = SnakeCase(l.Name), l.Value
-	}
+	s.recordDotted(parts, strings.Join(parts, "."), labels, k, v, add)
+}
+
+func (s *Sink) recordDotted(parts []string, dotted string, labels []gometrics.Label, k kind, v float64, add bool) {
+	key := shapeKey(dotted, k, labels)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f := s.families[n]
-	if f == nil {
-		f = &family{kind: k, labels: lnames, series: map[string]*series{},
-			desc: prometheus.NewDesc(n, "go-metrics "+strings.Join(parts, "."), lnames, nil)}
-		s.families[n] = f
+	sh := s.shapes[key]
+	if sh == nil {
+		sh = newShape(parts, dotted, labels, k)
+		s.shapes[key] = sh
 	}
-	if f.kind != k || len(f.labels) != len(lnames) || strings.Join(f.labels, ",") != strings.Join(lnames, ",") {
-		return // the same name with another shape: keep the first
+	if sh.dropped {
+		return
 	}
-	key := strings.Join(lvals, "\xff")
-	se := f.series[key]
+	if sh.fam == nil {
+		f := s.families[sh.name]
+		if f == nil {
+			f = &family{kind: k, labels: sh.lnames, series: map[string]*series{},
+				desc: prometheus.NewDesc(sh.name, "go-metrics "+dotted, sh.lnames, nil)}
+			s.families[sh.name] = f
+		}
+		if f.kind != k || strings.Join(f.labels, ",") != strings.Join(sh.lnames, ",") {
+			sh.dropped = true // the same name with another shape: keep the first
+			return
+		}
+		sh.fam = f
+	}
+	f := sh.fam
+	lvals := make([]string, len(labels))
+	for i, j := range sh.order {
+		lvals[i] = labels[j].Value
+	}
+	skey := strings.Join(lvals, "\xff")
+	se := f.series[skey]
 	if se == nil {
 		se = &series{labelValues: lvals}
 		switch k {
@@ -215,7 +274,7 @@ func (s *Sink) record(parts []string, labels []gometrics.Label, k kind, v float6
 		case kindValue:
 			se.hist = &histogram{buckets: valueBuckets, counts: make([]uint64, len(valueBuckets))}
 		}
-		f.series[key] = se
+		f.series[skey] = se
 	}
 	switch {
 	case se.hist != nil:
@@ -252,11 +311,15 @@ func (s *Sink) AddSample(key []string, val float32) { s.AddSampleWithLabels(key,
 // AddSampleWithLabels implements go-metrics' MetricSink: a timing (go-metrics
 // measures in milliseconds) becomes a histogram in seconds.
 func (s *Sink) AddSampleWithLabels(key []string, val float32, labels []gometrics.Label) {
-	if notTimings[strings.Join(key, ".")] {
-		s.record(key, labels, kindValue, float64(val), false)
+	if len(key) == 0 {
 		return
 	}
-	s.record(key, labels, kindTiming, float64(val)/1000, false)
+	dotted := strings.Join(key, ".")
+	if notTimings[dotted] {
+		s.recordDotted(key, dotted, labels, kindValue, float64(val), false)
+		return
+	}
+	s.recordDotted(key, dotted, labels, kindTiming, float64(val)/1000, false)
 }
 
 // Describe implements prometheus.Collector. The Sink is unchecked: its
