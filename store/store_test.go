@@ -94,6 +94,23 @@ func TestFenceRefusesWritesOutsideAndStale(t *testing.T) {
 	_, err = db.Pool.Exec(ctx, `BEGIN; SELECT set_config('rap.fence_epoch', '4', true); UPDATE clusters SET region = 'r' WHERE id = '`+f.cluster.ID+`'; COMMIT;`)
 	require.ErrorIs(t, store.MapError(err), store.ErrStaleEpoch)
 
+	// The row check trusts the epoch rap_begin_fenced confirmed only while
+	// the transaction still declares it: another epoch declared later in the
+	// same fenced transaction is checked against the fence again.
+	err = db.Fenced(ctx, 5, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('rap.fence_epoch', '4', true)`); err != nil {
+			return err
+		}
+		_, err := store.SetClusterStatus(ctx, tx, f.cluster.ID, "disabled")
+		return err
+	})
+	require.ErrorIs(t, err, store.ErrStaleEpoch)
+	// A confirmation copied by hand into a transaction that did not begin
+	// fenced does not hold the fence lock; writes still need the fence's
+	// epoch, which the full check reads.
+	_, err = db.Pool.Exec(ctx, `BEGIN; SELECT set_config('rap.fence_epoch', '4', true), set_config('rap.fence_held', '5', true); UPDATE clusters SET region = 'r' WHERE id = '`+f.cluster.ID+`'; COMMIT;`)
+	require.ErrorIs(t, store.MapError(err), store.ErrStaleEpoch)
+
 	// A newer claim makes the old leader's epoch stale for every later write.
 	claim(t, db, 6)
 	err = db.Fenced(ctx, 5, func(tx pgx.Tx) error {
