@@ -515,6 +515,11 @@ func TestBuildAll(t *testing.T) {
 		_, err := Verify(r.Signed, Expect{ClusterID: "c1", NodeID: r.NodeID, AppliedVersion: 6, Now: t0, TrustedKeys: trusted})
 		require.NoError(t, err)
 		require.Equal(t, mustSigned(t, x, r.NodeID, 7, key).Payload, r.Signed.Payload)
+		// The payload is the envelope's tail, not a second copy.
+		require.Same(t, &r.Wire[len(r.Wire)-1], &r.Signed.Payload[len(r.Signed.Payload)-1])
+		w, err := Unmarshal(r.Wire, 0)
+		require.NoError(t, err)
+		require.Equal(t, r.Signed, w)
 	}
 	_, err = BuildAll(st, DefaultConfig(), BuildOptions{}, key, 2)
 	require.ErrorIs(t, err, ErrInvalidOptions)

@@ -64,14 +64,30 @@ func scanSnap(row scanner) (StoredSnapshot, error) {
 	return s, mapErr(err)
 }
 
-// SaveSnapshots stores signed snapshots of one cluster in one batch: it
+// SaveSnapshots stores signed snapshots of one cluster, in statements of up
+// to 1,000 snapshots within the caller's transaction: it
 // advances each node's head (the database refuses a version that does not
 // increase), inserts the snapshots and prunes each node to the newest
 // KeepSnapshots (fenced).
 func SaveSnapshots(ctx context.Context, q Querier, clusterID string, snaps []StoredSnapshot) error {
-	if len(snaps) == 0 {
-		return nil
+	// In parts of saveSnapshotsPart rows: each statement's parameters are
+	// encoded in memory whole (twice: the values, then the message), and a
+	// cluster-wide rebuild of 10,000 nodes carries ~50 MB of envelopes.
+	for len(snaps) > 0 {
+		part := snaps[:min(len(snaps), saveSnapshotsPart)]
+		snaps = snaps[len(part):]
+		if err := saveSnapshots(ctx, q, clusterID, part); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// saveSnapshotsPart is how many snapshots one statement of SaveSnapshots
+// stores.
+const saveSnapshotsPart = 1000
+
+func saveSnapshots(ctx context.Context, q Querier, clusterID string, snaps []StoredSnapshot) error {
 	n := len(snaps)
 	nodes, scopes, keys := make([]string, n), make([]string, n), make([]string, n)
 	versions, epochs := make([]int64, n), make([]int64, n)

@@ -214,3 +214,58 @@ func TestIsCanonicalUUID(t *testing.T) {
 		require.False(t, store.IsCanonicalUUID(s), s)
 	}
 }
+
+// A rebuild larger than one statement's part (2,500 nodes) is stored whole:
+// every head advanced and every snapshot stored, in the caller's transaction.
+func TestSaveSnapshotsInParts(t *testing.T) {
+	db := openDB(t)
+	ctx := context.Background()
+	claim(t, db, 1)
+	f := seed(t, db, 1)
+	const n = 2500
+	var ids []string
+	require.NoError(t, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `INSERT INTO nodes (id, name, host_fingerprint)
+			SELECT gen_random_uuid(), 'bulk-' || i, encode(sha256(i::text::bytea), 'hex') FROM generate_series(1, $1) i RETURNING id::text`, n)
+		if err != nil {
+			return err
+		}
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO cluster_memberships (cluster_id, node_id) SELECT $1, unnest($2::uuid[])`, f.cluster.ID, ids)
+		return err
+	}))
+	save := func(v uint64) error {
+		snaps := make([]store.StoredSnapshot, len(ids))
+		for i, id := range ids {
+			snaps[i] = snap(f, v)
+			snaps[i].NodeID = id
+		}
+		return db.Fenced(ctx, 1, func(tx pgx.Tx) error { return store.SaveSnapshots(ctx, tx, f.cluster.ID, snaps) })
+	}
+	require.NoError(t, save(1))
+	require.NoError(t, save(2))
+	heads, err := store.SnapshotHeads(ctx, db.Pool, f.cluster.ID)
+	require.NoError(t, err)
+	require.Len(t, heads, n)
+	for _, id := range ids {
+		require.EqualValues(t, 2, heads[id].Version)
+	}
+	var stored int
+	require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM node_config_snapshots WHERE cluster_id = $1`, f.cluster.ID).Scan(&stored))
+	require.Equal(t, 2*n, stored)
+	// A failed part fails the call, and the parts stored before it roll back
+	// with the transaction.
+	snaps := make([]store.StoredSnapshot, len(ids))
+	for i, id := range ids {
+		snaps[i] = snap(f, 3)
+		snaps[i].NodeID = id
+	}
+	snaps[n-1].Version = 2 // not newer than the head: refused
+	err = db.Fenced(ctx, 1, func(tx pgx.Tx) error { return store.SaveSnapshots(ctx, tx, f.cluster.ID, snaps) })
+	require.ErrorIs(t, err, store.ErrConstraint)
+	heads, err = store.SnapshotHeads(ctx, db.Pool, f.cluster.ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, heads[ids[0]].Version)
+}
