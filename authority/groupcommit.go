@@ -128,27 +128,12 @@ const deadlockRetries = 3
 // concurrent enrollment must not fail for it.
 func (a *Authority) fencedWrite(ctx context.Context, epoch uint64, first *pgx.Batch, fn func(tx pgx.Tx, last *pgx.Batch) error) error {
 	for attempt := 0; ; attempt++ {
-		err := a.fencedWriteOnce(ctx, epoch, cloneBatch(first), fn)
+		err := a.fencedWriteOnce(ctx, epoch, store.CloneBatch(first), fn)
 		if !errors.Is(err, store.ErrDeadlock) || attempt == deadlockRetries || ctx.Err() != nil {
 			return err
 		}
 		a.log.Debug("fenced mutation was a deadlock victim; running it again", "attempt", attempt+1)
 	}
-}
-
-// cloneBatch copies the queued statements of b into a new batch: pgx keeps a
-// sent query's statement description in the batch, which names a statement
-// prepared on the connection that sent it, so a batch runs again only as a
-// fresh copy.
-func cloneBatch(b *pgx.Batch) *pgx.Batch {
-	if b == nil {
-		return nil
-	}
-	c := &pgx.Batch{QueuedQueries: make([]*pgx.QueuedQuery, len(b.QueuedQueries))}
-	for i, q := range b.QueuedQueries {
-		c.QueuedQueries[i] = &pgx.QueuedQuery{SQL: q.SQL, Arguments: q.Arguments, Fn: q.Fn}
-	}
-	return c
 }
 
 func (a *Authority) fencedWriteOnce(ctx context.Context, epoch uint64, first *pgx.Batch, fn func(tx pgx.Tx, last *pgx.Batch) error) error {

@@ -113,7 +113,7 @@ func (db *DB) FencedGroup(ctx context.Context, epoch uint64, jobs []*GroupJob) e
 	db.groups.savepointLeft.Store(savepointGroupsAfterFallback)
 	for _, j := range jobs {
 		j.Ran, j.Err = false, nil
-		j.First = cloneBatch(j.First)
+		j.First = CloneBatch(j.First)
 	}
 	if c.Conn().PgConn().IsClosed() {
 		c.Release()
@@ -338,18 +338,7 @@ func (g *group) run(j *GroupJob) error {
 		return g.rollbackJob()
 	}
 
-	tx := &groupTx{fencedTx: fencedTx{Tx: g.tx}, ctx: g.ctx}
-	last := &pgx.Batch{}
-	err := j.Fn(tx, last)
-	tx.Tx = closedTx
-	if err == nil {
-		for _, q := range last.QueuedQueries {
-			if q.Fn != nil {
-				err = errors.New("store: statements queued to run with COMMIT cannot have result callbacks")
-				break
-			}
-		}
-	}
+	last, err := g.runFn(j, nil)
 	if err != nil {
 		j.Err = mapErr(err)
 		if g.conn.PgConn().IsClosed() {
@@ -361,22 +350,32 @@ func (g *group) run(j *GroupJob) error {
 	return nil
 }
 
+// runFn runs j.Fn on the group's transaction and returns the statements it
+// queued to run after it; used (when not nil) is set when Fn sent a statement.
+func (g *group) runFn(j *GroupJob, used *bool) (*pgx.Batch, error) {
+	tx := &groupTx{fencedTx: fencedTx{Tx: g.tx}, ctx: g.ctx, used: used}
+	last := &pgx.Batch{}
+	err := j.Fn(tx, last)
+	tx.Tx = closedTx
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range last.QueuedQueries {
+		if q.Fn != nil {
+			return nil, errors.New("store: statements queued to run with COMMIT cannot have result callbacks")
+		}
+	}
+	return last, nil
+}
+
 // commit ends the pending job and commits, in one round trip when the pending
 // job's end succeeds.
 func (g *group) commit() error {
 	for {
 		b := &pgx.Batch{}
-		prevDone, reached := false, false
+		prevDone := false
 		g.endPending(b, &prevDone)
-		commit := b.Queue("commit")
-		commit.Fn = func(br pgx.BatchResults) error {
-			reached = true
-			tag, err := br.Exec()
-			if err == nil && tag.String() == "ROLLBACK" {
-				err = pgx.ErrTxCommitRollback
-			}
-			return err
-		}
+		reached := queueCommit(b)
 		err := g.tx.SendBatch(g.ctx, b).Close()
 		if err == nil {
 			return nil
@@ -394,13 +393,7 @@ func (g *group) commit() error {
 			}
 			continue
 		}
-		m := mapErr(err)
-		var pgErr *pgconn.PgError
-		known := pgconn.SafeToRetry(err) || (!reached && errors.As(err, &pgErr))
-		if !known && (errors.Is(m, ErrTimeout) || errors.Is(m, ErrUnavailable)) {
-			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, m)
-		}
-		return m
+		return commitFailure(err, *reached)
 	}
 }
 

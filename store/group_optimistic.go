@@ -17,12 +17,10 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // savepointGroupsAfterFallback is how many groups use savepoints from the
@@ -86,10 +84,10 @@ func (db *DB) groupSavepointsOnly() bool {
 	}
 }
 
-// cloneBatch copies b's queued statements into a new batch: pgx keeps a sent
+// CloneBatch copies b's queued statements into a new batch: pgx keeps a sent
 // statement's description (prepared on the connection that sent it) in the
 // queued query, so a batch that runs again is sent as a fresh copy.
-func cloneBatch(b *pgx.Batch) *pgx.Batch {
+func CloneBatch(b *pgx.Batch) *pgx.Batch {
 	if b == nil {
 		return nil
 	}
@@ -152,18 +150,7 @@ func (db *DB) groupOptimistic(ctx context.Context, conn *pgx.Conn, epoch uint64,
 			}
 		}
 		used := j.First != nil // its First ran: a failure has something to undo
-		tx := &groupTx{fencedTx: fencedTx{Tx: g.tx}, ctx: g.ctx, used: &used}
-		last := &pgx.Batch{}
-		err := j.Fn(tx, last)
-		tx.Tx = closedTx
-		if err == nil {
-			for _, q := range last.QueuedQueries {
-				if q.Fn != nil {
-					err = errors.New("store: statements queued to run with COMMIT cannot have result callbacks")
-					break
-				}
-			}
-		}
+		last, err := g.runFn(j, &used)
 		if err != nil {
 			if conn.PgConn().IsClosed() {
 				markRan(jobs)
@@ -189,31 +176,16 @@ func (db *DB) groupOptimistic(ctx context.Context, conn *pgx.Conn, epoch uint64,
 // group to the savepoint pass; a failed COMMIT is the group's outcome, as in
 // the savepoint pass.
 func (g *group) commitOptimistic(tails *pgx.Batch) (bool, error) {
-	reached := false
-	commit := tails.Queue("commit")
-	commit.Fn = func(br pgx.BatchResults) error {
-		reached = true
-		tag, err := br.Exec()
-		if err == nil && tag.String() == "ROLLBACK" {
-			err = pgx.ErrTxCommitRollback
-		}
-		return err
-	}
+	reached := queueCommit(tails)
 	err := g.tx.SendBatch(g.ctx, tails).Close()
 	if err == nil {
 		return true, nil
 	}
 	var pe pgx.ErrPreprocessingBatch
-	if !reached && (errors.As(err, &pe) || isStatementErr(err)) {
+	if !*reached && (errors.As(err, &pe) || isStatementErr(err)) {
 		return false, nil // COMMIT was not run: nothing committed
 	}
-	m := mapErr(err)
-	var pgErr *pgconn.PgError
-	known := pgconn.SafeToRetry(err) || (!reached && errors.As(err, &pgErr))
-	if !known && (errors.Is(m, ErrTimeout) || errors.Is(m, ErrUnavailable)) {
-		return true, fmt.Errorf("%w: %w", ErrOutcomeUnknown, m)
-	}
-	return true, m
+	return true, commitFailure(err, *reached)
 }
 
 func batchQueries(b *pgx.Batch) []*pgx.QueuedQuery {

@@ -215,30 +215,41 @@ func (db *DB) FencedBatch(ctx context.Context, epoch uint64, first *pgx.Batch, f
 			return errors.New("store: statements queued to run with COMMIT cannot have result callbacks")
 		}
 	}
-	reached := false
-	commit := last.Queue("commit")
+	reached := queueCommit(last)
+	if err := ptx.SendBatch(ctx, last).Close(); err != nil {
+		return commitFailure(err, *reached)
+	}
+	return nil
+}
+
+// queueCommit queues COMMIT on b; the flag it returns is set when the server
+// ran COMMIT, that is when every statement queued before it succeeded.
+func queueCommit(b *pgx.Batch) *bool {
+	reached := new(bool)
+	commit := b.Queue("commit")
 	commit.Fn = func(br pgx.BatchResults) error {
-		reached = true // every statement queued before COMMIT succeeded
+		*reached = true
 		tag, err := br.Exec()
 		if err == nil && tag.String() == "ROLLBACK" {
 			err = pgx.ErrTxCommitRollback
 		}
 		return err
 	}
-	if err := ptx.SendBatch(ctx, last).Close(); err != nil {
-		m := mapErr(err)
-		// A statement refused by the server before COMMIT means the server
-		// skipped COMMIT, and an error pgconn marks safe to retry means nothing
-		// was sent: known failures. Otherwise COMMIT may or may not have reached
-		// the server.
-		var pgErr *pgconn.PgError
-		known := pgconn.SafeToRetry(err) || (!reached && errors.As(err, &pgErr))
-		if !known && (errors.Is(m, ErrTimeout) || errors.Is(m, ErrUnavailable)) {
-			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, m)
-		}
-		return m
+	return reached
+}
+
+// commitFailure maps the error of a batch that ended with COMMIT. A statement
+// refused by the server before COMMIT means the server skipped COMMIT, and an
+// error pgconn marks safe to retry means nothing was sent: known failures.
+// Otherwise COMMIT may or may not have reached the server: ErrOutcomeUnknown.
+func commitFailure(err error, reached bool) error {
+	m := mapErr(err)
+	var pgErr *pgconn.PgError
+	known := pgconn.SafeToRetry(err) || (!reached && errors.As(err, &pgErr))
+	if !known && (errors.Is(m, ErrTimeout) || errors.Is(m, ErrUnavailable)) {
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, m)
 	}
-	return nil
+	return m
 }
 
 // fencedTx is the transaction a fenced function sees. FencedBatch alone ends
