@@ -23,7 +23,11 @@ AIMS = [
     # shaped like organizations): how much of the gap is the row itself.
     (r"^BenchmarkFencedMutation/clients=\d+$", "fenced_ops/s", "org_insert_ops/s", "fenced/org_insert_throughput", None, None),
     (r"^BenchmarkFencedMutation/clients=1$", "fenced_p50_us", "ungrouped_p50_us", None, "<=", 2000),
+    # Group commit with a savepoint per mutation from the start, same runs.
+    (r"^BenchmarkFencedMutation/clients=\d+$", "savepoints_ops/s", "insert_ops/s", "savepoints/insert_throughput", None, None),
     (r"^BenchmarkVerify$", "verify_us", "ed25519_verify_us", "verify/ed25519", "<=", 1.3),
+    # 1,000 Noise links to one node, each from its own address.
+    (r"^BenchmarkLinksUp$", "links_up_max_ms", None, None, "<=", 1000),
     # Noise vs raw UDP with the same batching: sendmmsg/recvmmsg, and with
     # UDP GSO/GRO on both sides (raw then runs at memory speed).
     (r"^BenchmarkBatchedNoiseVsRawUDP/(sendmmsg|gso)$", "noise_MB/s", "raw_MB/s", "noise/raw", ">=", 0.8),
