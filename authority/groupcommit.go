@@ -64,7 +64,9 @@ func (a *Authority) SetGroupCommit(o GroupCommitOptions) error {
 		return err
 	}
 	n := newGroupCommitter(a.db, o)
-	a.db.SetGroupSavepoints(o.Savepoints)
+	if a.db != nil {
+		a.db.SetGroupSavepoints(o.Savepoints)
+	}
 	a.groups.mu.Lock()
 	a.groups.maxJobs, a.groups.maxGroups = n.maxJobs, n.maxGroups
 	a.groups.mu.Unlock()

@@ -98,10 +98,6 @@ func CloneBatch(b *pgx.Batch) *pgx.Batch {
 	return c
 }
 
-// errOptimisticAbort ends the optimistic pass: a job failed after its
-// statements ran.
-var errOptimisticAbort = errors.New("store: the group runs again with savepoints")
-
 // groupOptimistic runs jobs on conn in one transaction without savepoints. It
 // returns done=false when the group must run again with savepoints; nothing
 // of it was written then (the transaction rolled back, or its connection
