@@ -15,7 +15,11 @@
 --    an epoch by hand (set_config('rap.fence_epoch', …) without
 --    rap_begin_fenced) is checked as before: lock, then read the fence.
 --    Settings made with set_config(…, true) end with the transaction, and
---    rap_begin_fenced runs at its top level, before any savepoint.
+--    rap_begin_fenced runs at its top level, before any savepoint. The
+--    fence guards against a stale leader of this software, which writes
+--    only through rap_begin_fenced; it is no barrier to a client that runs
+--    its own SQL with the application's role (such a client can set both
+--    settings by hand, or call rap_claim_fence), as it was not before.
 --
 -- 3. The row check of fenced tables (rap_fence_check) makes that comparison
 --    itself instead of calling rap_current_fence, one PL/pgSQL call fewer per
@@ -25,8 +29,8 @@
 --    it refuses: its condition is the trigger's WHEN clause, which the
 --    executor evaluates without calling PL/pgSQL, so the chainer's UPDATE
 --    of each event (the one allowed change: seq, prev_hash and hash set once)
---    no longer calls the function. DELETE has its own trigger, as a WHEN
---    clause of an UPDATE trigger can read NEW.
+--    no longer calls the function. DELETE has its own trigger: a WHEN
+--    clause that reads NEW cannot belong to a trigger that fires on DELETE.
 
 ALTER TABLE cluster_audit_events DROP CONSTRAINT cluster_audit_events_seq_key;
 CREATE UNIQUE INDEX cluster_audit_events_seq_key ON cluster_audit_events (seq) WHERE seq IS NOT NULL;

@@ -105,9 +105,11 @@ func TestFenceRefusesWritesOutsideAndStale(t *testing.T) {
 		return err
 	})
 	require.ErrorIs(t, err, store.ErrStaleEpoch)
-	// A confirmation copied by hand into a transaction that did not begin
-	// fenced does not hold the fence lock; writes still need the fence's
-	// epoch, which the full check reads.
+	// A confirmation of another epoch than the declared one counts for
+	// nothing: the full check reads the fence. (A client running its own SQL
+	// could set both to the same stale epoch; the fence guards against stale
+	// leaders of this software, which declare epochs only through
+	// rap_begin_fenced, not against such a client: migration 018.)
 	_, err = db.Pool.Exec(ctx, `BEGIN; SELECT set_config('rap.fence_epoch', '4', true), set_config('rap.fence_held', '5', true); UPDATE clusters SET region = 'r' WHERE id = '`+f.cluster.ID+`'; COMMIT;`)
 	require.ErrorIs(t, store.MapError(err), store.ErrStaleEpoch)
 
