@@ -79,8 +79,11 @@ var noopCommand = []byte{fsm.Version1, 0xff}
 // same run with the same client count: a plain single-row INSERT+COMMIT on the
 // same database (and, for comparison, the same into a table shaped like the
 // mutation's organizations table, unfenced), and a raw Raft Apply of a no-op command on the same
-// three-node group. The three fenced modes alternate (ABCCBA) so that drift in
-// the machine's load falls on all of them. It also reports the CPU each kind of
+// three-node group. A fourth fenced mode, group commit with the audit chain
+// paused (store.PauseAuditChain), shows what chaining costs: the events of
+// those phases are chained after each, outside the timing. The four fenced
+// modes alternate (ABCDDCBA) so that drift in the machine's load falls on
+// all of them. It also reports the CPU each kind of
 // operation costs: PostgreSQL's (every server process, where the server runs
 // on this machine) and this process's (authorities and clients), per
 // operation. Run:
@@ -126,8 +129,8 @@ func BenchmarkFencedMutation(b *testing.B) {
 			// this process's (three authorities and the clients) per
 			// operation, for the plain INSERT and each fenced mode.
 			pg := pgCPU(ctx, l.DB.Pool)
-			var pgUsed, goUsed [5]time.Duration // insert, ungrouped, grouped, organization-shaped insert, grouped with savepoints
-			var pgOps [5]int
+			var pgUsed, goUsed [6]time.Duration // insert, ungrouped, grouped, organization-shaped insert, grouped with savepoints, grouped with the chain paused
+			var pgOps [6]int
 			measure := func(k, ops int, f func()) {
 				var p0 time.Duration
 				if pg != nil {
@@ -177,14 +180,17 @@ func BenchmarkFencedMutation(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			// ABCCBA: ungrouped, grouped, grouped with a savepoint per
-			// mutation from the start, and back; n/2 each.
-			var lat [3][]time.Duration
-			var took [3]time.Duration
-			var ops [3]int
+			// ABCDDCBA: ungrouped, grouped, grouped with a savepoint per
+			// mutation from the start, grouped with the audit chain paused
+			// (what the chainer costs: its UPDATE of each event, reading
+			// events back and hashing them), and back; n/2 each. The events
+			// of a paused phase are chained after it, outside the timing.
+			var lat [4][]time.Duration
+			var took [4]time.Duration
+			var ops [4]int
 			groups0, grouped0 := l.Auth.GroupCommitStats()
 			b.ResetTimer()
-			for _, mode := range []int{0, 1, 2, 2, 1, 0} {
+			for _, mode := range []int{0, 1, 2, 3, 3, 2, 1, 0} {
 				o := authority.GroupCommitOptions{MaxJobs: 1}
 				if mode > 0 {
 					o = gc
@@ -193,9 +199,17 @@ func BenchmarkFencedMutation(b *testing.B) {
 				if err := l.Auth.SetGroupCommit(o); err != nil {
 					b.Fatal(err)
 				}
+				var resume func() error
+				if mode == 3 {
+					b.StopTimer()
+					if resume, err = store.PauseAuditChain(ctx, l.DB); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
 				t0 := time.Now()
 				var d []time.Duration
-				k := []int{1, 2, 4}[mode]
+				k := []int{1, 2, 4, 5}[mode]
 				measure(k, n/2, func() { d, _, err = run(n/2, clients, fencedOp) })
 				if err != nil {
 					b.Fatal(err)
@@ -203,6 +217,16 @@ func BenchmarkFencedMutation(b *testing.B) {
 				took[mode] += time.Since(t0)
 				ops[mode] += n / 2
 				lat[mode] = append(lat[mode], d...)
+				if mode == 3 {
+					b.StopTimer()
+					if err := resume(); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := l.Auth.ChainAudit(ctx); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
 			}
 			b.StopTimer()
 			if err := l.Auth.SetGroupCommit(gc); err != nil {
@@ -211,6 +235,7 @@ func BenchmarkFencedMutation(b *testing.B) {
 			rate := float64(ops[1]) / took[1].Seconds()
 			single := float64(ops[0]) / took[0].Seconds()
 			withSavepoints := float64(ops[2]) / took[2].Seconds()
+			unchained := float64(ops[3]) / took[3].Seconds()
 			us := func(d time.Duration) float64 { return float64(d.Microseconds()) }
 			b.ReportMetric(us(percentile(base, 0.5)), "insert_p50_us")
 			b.ReportMetric(us(percentile(base, 0.99)), "insert_p99_us")
@@ -230,6 +255,8 @@ func BenchmarkFencedMutation(b *testing.B) {
 			b.ReportMetric(rate/orgRate, "fenced/org_insert_throughput")
 			b.ReportMetric(withSavepoints, "savepoints_ops/s")
 			b.ReportMetric(withSavepoints/baseRate, "savepoints/insert_throughput")
+			b.ReportMetric(unchained, "chain_paused_ops/s")
+			b.ReportMetric(unchained/baseRate, "chain_paused/insert_throughput")
 			perOp := func(d time.Duration, k int) float64 { return float64(d.Microseconds()) / float64(max(pgOps[k], 1)) }
 			if pg != nil {
 				b.ReportMetric(perOp(pgUsed[0], 0), "insert_pg_cpu_us/op")
@@ -237,12 +264,14 @@ func BenchmarkFencedMutation(b *testing.B) {
 				b.ReportMetric(perOp(pgUsed[2], 2), "fenced_pg_cpu_us/op")
 				b.ReportMetric(perOp(pgUsed[3], 3), "org_insert_pg_cpu_us/op")
 				b.ReportMetric(perOp(pgUsed[4], 4), "savepoints_pg_cpu_us/op")
+				b.ReportMetric(perOp(pgUsed[5], 5), "chain_paused_pg_cpu_us/op")
 			}
 			b.ReportMetric(perOp(goUsed[0], 0), "insert_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[1], 1), "ungrouped_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[2], 2), "fenced_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[3], 3), "org_insert_go_cpu_us/op")
 			b.ReportMetric(perOp(goUsed[4], 4), "savepoints_go_cpu_us/op")
+			b.ReportMetric(perOp(goUsed[5], 5), "chain_paused_go_cpu_us/op")
 			// Mean mutations per group transaction; 0 when every mutation
 			// ran alone.
 			groups, grouped := l.Auth.GroupCommitStats()

@@ -25,6 +25,9 @@ AIMS = [
     (r"^BenchmarkFencedMutation/clients=1$", "fenced_p50_us", "ungrouped_p50_us", None, "<=", 2000),
     # Group commit with a savepoint per mutation from the start, same runs.
     (r"^BenchmarkFencedMutation/clients=\d+$", "savepoints_ops/s", "insert_ops/s", "savepoints/insert_throughput", None, None),
+    # Group commit with the audit chain paused, same runs: what chaining
+    # costs, and the ceiling of the fenced mutation without it.
+    (r"^BenchmarkFencedMutation/clients=\d+$", "chain_paused_ops/s", "insert_ops/s", "chain_paused/insert_throughput", None, None),
     (r"^BenchmarkVerify$", "verify_us", "ed25519_verify_us", "verify/ed25519", "<=", 1.3),
     # 1,000 Noise links to one node, each from its own address.
     (r"^BenchmarkLinksUp$", "links_up_max_ms", None, None, "<=", 1000),

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,6 +77,37 @@ func auditInsert(e AuditEvent) (string, []any) {
 
 // auditChainLock is the advisory lock key of the chainer ("RAPA").
 const auditChainLock = 1380012097
+
+// PauseAuditChain holds the chainer's lock on a connection of its own until
+// the returned resume is called: meanwhile every ChainAudit (on any
+// authority) links nothing and returns 0, and new events stay unchained.
+// It waits for a chainer at work to finish first. It exists to measure what
+// chaining costs (bench BenchmarkFencedMutation); events keep being written
+// and are chained once resumed.
+func PauseAuditChain(ctx context.Context, db *DB) (resume func() error, err error) {
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, auditChainLock); err != nil {
+		conn.Release()
+		return nil, mapErr(err)
+	}
+	resumed := false
+	return func() error {
+		if resumed {
+			return errors.New("store: the audit chain was already resumed")
+		}
+		resumed = true
+		defer conn.Release()
+		var ok bool
+		err := conn.QueryRow(context.Background(), `SELECT pg_advisory_unlock($1)`, auditChainLock).Scan(&ok)
+		if err == nil && !ok {
+			err = errors.New("store: the audit chain lock was not held")
+		}
+		return mapErr(err)
+	}, nil
+}
 
 // ChainAudit links up to max committed, unchained events into the hash chain
 // in insertion order and returns how many it linked. Only one chainer works at
