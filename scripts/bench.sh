@@ -46,10 +46,10 @@ want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatIngest$'} runb
 # The batcher's flush throughput (1 and 4 flushers, A B B A) beside a plain
 # batched upsert of the same rows, in one run.
 want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatFlush$'} runb -benchtime 2x -timeout 20m ./authority/
-# The fleet: FLEET_AGENTS (default 2000) simulated mTLS agents in a child
-# process, 3 authorities (one process each), a route intent → every agent
-# applied (one run).
-want fleet && BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/
+# The fleet: FLEET_AGENTS (here 10,000, the aim's fleet; the benchmark's own
+# default is 2,000) simulated mTLS agents in a child process, 3 authorities
+# (one process each), a route intent → every agent applied (one run).
+want fleet && FLEET_AGENTS=${FLEET_AGENTS:-10000} BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/
 # One agent self-update end to end with real processes (launcher, agent
 # 1.0.0 → 2.0.0 by a rollout) and its phases, beside the artifact's raw
 # download time in the same run.
