@@ -50,9 +50,9 @@ type fleetSpec struct {
 	HBPath    string        `json:"hb_path"` // hbPathStream (agent/runtime's way) or hbPathPost
 }
 
-// fleetReport is the child's answer to "change": what its agents measured
+// fleetReport is the child's answer to "report": what its agents measured
 // from the change (T0) until every agent applied a newer snapshot (or the
-// cap).
+// cap), and the heartbeats they sent in the window the parent named.
 type fleetReport struct {
 	Agents       int             `json:"agents"`
 	PollsOpen    int64           `json:"polls_open"` // long polls in flight at the mark
@@ -66,12 +66,35 @@ type fleetReport struct {
 	HBFallbacks  int64           `json:"hb_fallbacks"` // heartbeats sent by POST after a stream failed (whole run)
 	CPU          time.Duration   `json:"cpu"`
 	End          time.Time       `json:"end"`
-	HBStart      time.Time       `json:"hb_start"` // heartbeat window
-	HBEnd        time.Time       `json:"hb_end"`
 	VersionAfter uint64          `json:"version_after"` // the highest version seen
 	// Errors counts the failures of long polls and heartbeats by kind (the
 	// error text up to its first 90 bytes), for the report.
 	Errors map[string]int64 `json:"errors,omitempty"`
+}
+
+// merge adds k, another fleet process's report, to r.
+func (r *fleetReport) merge(k fleetReport) {
+	r.Agents += k.Agents
+	r.PollsOpen += k.PollsOpen
+	r.Applied = append(r.Applied, k.Applied...)
+	r.Missing += k.Missing
+	r.Rejected += k.Rejected
+	r.PollErrors += k.PollErrors
+	r.HBAcked += k.HBAcked
+	r.HBFailed += k.HBFailed
+	r.HBAck = append(r.HBAck, k.HBAck...)
+	r.HBFallbacks += k.HBFallbacks
+	r.CPU += k.CPU
+	if k.End.After(r.End) {
+		r.End = k.End
+	}
+	r.VersionAfter = max(r.VersionAfter, k.VersionAfter)
+	for e, c := range k.Errors {
+		if r.Errors == nil {
+			r.Errors = map[string]int64{}
+		}
+		r.Errors[e] += c
+	}
 }
 
 // errTally counts errors by kind, bounded to 20 kinds.
@@ -115,12 +138,25 @@ type fleetAgent struct {
 	gotAt    time.Time // first newer snapshot after the mark
 }
 
-// fleetChild is the fleet process. Protocol on stdin/stdout: it connects
-// every agent (heartbeat with facts, first snapshot fetched and verified),
-// starts their heartbeat and long-poll loops and prints "ready"; "mark"
-// records every agent's applied version and answers "marked"; "change
-// <unix-nano T0>" waits until every agent verified a newer snapshot (or the
-// cap) and answers one fleetReport JSON line; stdin closing ends it.
+// hbRecord is one heartbeat a fleet child sent after the mark: when, and
+// its ack time or error.
+type hbRecord struct {
+	sent time.Time
+	ack  time.Duration
+	err  error
+}
+
+// fleetChild is a fleet process (there is one per FLEET_PER_CHILD agents:
+// a process holds one descriptor per agent). Protocol on stdin/stdout: it
+// connects every agent (heartbeat with facts, first snapshot fetched and
+// verified), starts their heartbeat and long-poll loops and prints "ready";
+// "mark" records every agent's applied version, starts recording
+// heartbeats and answers "marked <unix-nano>"; "change <unix-nano T0>"
+// waits until every agent verified a newer snapshot (or the cap) and
+// answers "applied <unix-nano>"; "report <start> <end>" (unix-nano: the
+// heartbeat window, the same for every child) waits until the heartbeats
+// sent in it were answered and answers one fleetReport JSON line; stdin
+// closing ends it.
 func fleetChild() error {
 	data, err := os.ReadFile(os.Getenv(envFleetChild))
 	if err != nil {
@@ -226,9 +262,8 @@ func fleetChild() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var hbMu sync.Mutex
-	var winStart, winEnd time.Time // heartbeats sent in the window are counted
-	var hbAck []time.Duration
-	var hbFailed int
+	var recStart, recEnd time.Time // heartbeats sent in [recStart, recEnd] are recorded (recEnd zero: open)
+	var hbRecs []hbRecord
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, a := range agents {
@@ -267,13 +302,8 @@ func fleetChild() error {
 					AppliedVersion: int64(applied), Health: json.RawMessage(`{"status":"ok"}`)})
 				fallbacks.Add(int64(snd.fallbacks - fb))
 				hbMu.Lock()
-				if !winStart.IsZero() && !now.Before(winStart) && (winEnd.IsZero() || !now.After(winEnd)) {
-					if err != nil {
-						hbFailed++
-						errs.add("heartbeat", err)
-					} else {
-						hbAck = append(hbAck, time.Since(now))
-					}
+				if !recStart.IsZero() && !now.Before(recStart) && (recEnd.IsZero() || !now.After(recEnd)) {
+					hbRecs = append(hbRecs, hbRecord{sent: now, ack: time.Since(now), err: err})
 				}
 				hbMu.Unlock()
 				next = next.Add(f.Interval)
@@ -286,6 +316,7 @@ func fleetChild() error {
 	in := bufio.NewScanner(os.Stdin)
 	var polls int64
 	var c0 time.Duration
+	var t0, end time.Time
 	for in.Scan() {
 		cmd := strings.Fields(in.Text())
 		switch {
@@ -297,15 +328,16 @@ func fleetChild() error {
 			}
 			polls, c0 = open.Load(), cpuTime()
 			hbMu.Lock()
-			winStart, winEnd, hbAck, hbFailed = time.Now(), time.Time{}, nil, 0
+			recStart, recEnd, hbRecs = time.Now(), time.Time{}, nil
+			marked := recStart
 			hbMu.Unlock()
-			fmt.Println("marked", winStart.UnixNano())
+			fmt.Println("marked", marked.UnixNano())
 		case len(cmd) == 2 && cmd[0] == "change":
 			var ns int64
 			if _, err := fmt.Sscan(cmd[1], &ns); err != nil {
 				return err
 			}
-			t0 := time.Unix(0, ns)
+			t0 = time.Unix(0, ns)
 			deadline := t0.Add(f.ApplyCap)
 			for time.Now().Before(deadline) {
 				done := true
@@ -323,20 +355,25 @@ func fleetChild() error {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			end := time.Now()
-			// Heartbeats are counted from the mark through the change and
-			// at least one full interval (every agent heartbeats in it),
-			// once their acks are in.
-			hbMu.Lock()
-			winEnd = end
-			if d := winStart.Add(f.Interval); d.After(winEnd) {
-				winEnd = d
+			end = time.Now()
+			fmt.Println("applied", end.UnixNano())
+		case len(cmd) == 3 && cmd[0] == "report":
+			var startNs, endNs int64
+			if _, err := fmt.Sscan(cmd[1], &startNs); err != nil {
+				return err
 			}
-			hbEnd := winEnd
+			if _, err := fmt.Sscan(cmd[2], &endNs); err != nil {
+				return err
+			}
+			// Heartbeats sent in the window, once their acks are in (a
+			// heartbeat's timeout is 10 s).
+			winStart, winEnd := time.Unix(0, startNs), time.Unix(0, endNs)
+			hbMu.Lock()
+			recEnd = winEnd
 			hbMu.Unlock()
-			time.Sleep(time.Until(hbEnd) + 12*time.Second)
+			time.Sleep(time.Until(winEnd) + 12*time.Second)
 			r := fleetReport{Agents: len(agents), PollsOpen: polls, Rejected: rejected.Load(), PollErrors: pollErrs.Load(), CPU: cpuTime() - c0, End: end, VersionAfter: maxVer.Load(),
-				HBFallbacks: fallbacks.Load(), Errors: errs.snapshot()}
+				HBFallbacks: fallbacks.Load()}
 			for _, a := range agents {
 				a.mu.Lock()
 				if a.gotAt.IsZero() {
@@ -347,8 +384,19 @@ func fleetChild() error {
 				a.mu.Unlock()
 			}
 			hbMu.Lock()
-			r.HBAcked, r.HBFailed, r.HBAck, r.HBStart, r.HBEnd = len(hbAck), hbFailed, slices.Clone(hbAck), winStart, winEnd
+			for _, h := range hbRecs {
+				switch {
+				case h.sent.Before(winStart) || h.sent.After(winEnd):
+				case h.err != nil:
+					r.HBFailed++
+					errs.add("heartbeat", h.err)
+				default:
+					r.HBAcked++
+					r.HBAck = append(r.HBAck, h.ack)
+				}
+			}
 			hbMu.Unlock()
+			r.Errors = errs.snapshot()
 			line, _ := json.Marshal(r)
 			fmt.Println(string(line))
 		default:
@@ -424,7 +472,8 @@ func (p *procFiles) field(name string) float64 {
 // (default 2000) against a 3-authority group and PostgreSQL. Authority 1 runs
 // in this process; authorities 2 and 3 each in their own (this test binary
 // re-executed), so each one's RSS, CPU and open files are measured apart. The
-// agents run in another child process, each with its own enrolled identity and
+// agents run in other child processes (one per FLEET_PER_CHILD agents,
+// default 12,500: each holds a descriptor per agent), each agent with its own enrolled identity and
 // one HTTPS + mTLS connection (HTTP/2) carrying its heartbeats and its snapshot
 // long poll, like agent/runtime's, spread over the three authorities. Every
 // agent heartbeats at the agent's default interval (5 s, FLEET_INTERVAL_MS)
@@ -515,17 +564,44 @@ func BenchmarkFleet(b *testing.B) {
 		spec.CAKeys = append(spec.CAKeys, k.PublicKey)
 	}
 	t = time.Now()
-	p := startChild(b, envFleetChild, spec)
-	self, child := openProc(fmt.Sprint(os.Getpid())), p.files
+	// One fleet process per FLEET_PER_CHILD agents (default 12,500): each
+	// agent holds a descriptor, and a process may open 20,000 here.
+	per := envInt("FLEET_PER_CHILD", 12500)
+	var kids []*childProc
+	for lo := 0; lo < n; lo += per {
+		part := spec
+		part.Agents = fleet.Agents[lo:min(n, lo+per)]
+		kids = append(kids, startChild(b, envFleetChild, part))
+	}
+	self := openProc(fmt.Sprint(os.Getpid()))
 	defer self.close()
 	loadFile, _ := os.Open("/proc/loadavg")
 	if loadFile != nil {
 		defer loadFile.Close()
 	}
-	if s, err := p.line(""); err != nil || s != "ready" {
-		b.Fatalf("fleet child: %q %v", s, err)
+	for _, p := range kids {
+		if s, err := p.line(""); err != nil || s != "ready" {
+			b.Fatalf("fleet child: %q %v", s, err)
+		}
 	}
 	connectS := time.Since(t).Seconds()
+	// all sends cmd to every fleet child, then reads each one's answer.
+	all := func(cmd string) []string {
+		for _, p := range kids {
+			if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
+				b.Fatal(err)
+			}
+		}
+		out := make([]string, len(kids))
+		for i, p := range kids {
+			l, err := p.line("")
+			if err != nil {
+				b.Fatalf("fleet child %d: %q: %v", i, cmd, err)
+			}
+			out[i] = l
+		}
+		return out
+	}
 	// Steady state: two heartbeat intervals, every long poll open.
 	time.Sleep(2 * interval)
 	// Heartbeats committed in PostgreSQL, by send time, on every authority.
@@ -550,8 +626,16 @@ func BenchmarkFleet(b *testing.B) {
 		}
 		return all
 	}
-	if s, err := p.line("mark"); err != nil || !strings.HasPrefix(s, "marked ") {
-		b.Fatalf("fleet child: %q %v", s, err)
+	// The heartbeat window starts when the last fleet process marked.
+	var winStart time.Time
+	for _, l := range all("mark") {
+		var ns int64
+		if _, err := fmt.Sscanf(l, "marked %d", &ns); err != nil {
+			b.Fatalf("fleet child answered %q to mark", l)
+		}
+		if at := time.Unix(0, ns); at.After(winStart) {
+			winStart = at
+		}
 	}
 	ctx := context.Background()
 	pgConns := func() (db, all int) {
@@ -559,7 +643,15 @@ func BenchmarkFleet(b *testing.B) {
 		return
 	}
 	st0 := stats()
-	childFDs, childLimit := child.openFDs()
+	type fds struct {
+		n     int
+		limit string
+	}
+	var kidFDs []fds
+	for _, p := range kids {
+		n, limit := p.files.openFDs()
+		kidFDs = append(kidFDs, fds{n, limit})
+	}
 	t0 := time.Now()
 	var maxDB, maxAll int
 	stopPG := make(chan struct{})
@@ -608,9 +700,17 @@ func BenchmarkFleet(b *testing.B) {
 		time.Sleep(time.Second)
 	}
 	editMs := float64(time.Since(t0).Microseconds()) / 1000
-	line, err := p.line(fmt.Sprint("change ", t0.UnixNano()))
-	if err != nil {
-		b.Fatal(err)
+	// The heartbeat window: from the mark through the change and at least
+	// one full interval (every agent heartbeats in it).
+	winEnd := winStart.Add(interval)
+	for _, l := range all(fmt.Sprint("change ", t0.UnixNano())) {
+		var ns int64
+		if _, err := fmt.Sscanf(l, "applied %d", &ns); err != nil {
+			b.Fatalf("fleet child answered %q to change", l)
+		}
+		if at := time.Unix(0, ns); at.After(winEnd) {
+			winEnd = at
+		}
 	}
 	st1 := stats()
 	if profDir != "" {
@@ -625,17 +725,24 @@ func BenchmarkFleet(b *testing.B) {
 	close(stopPG)
 	<-pgDone
 	var r fleetReport
-	if err := json.Unmarshal([]byte(line), &r); err != nil {
-		b.Fatalf("fleet child answered %q: %v", line, err)
+	for _, line := range all(fmt.Sprint("report ", winStart.UnixNano(), " ", winEnd.UnixNano())) {
+		var k fleetReport
+		if err := json.Unmarshal([]byte(line), &k); err != nil {
+			b.Fatalf("fleet child answered %q: %v", line, err)
+		}
+		r.merge(k)
 	}
-	childRSS := child.field("VmRSS")
+	var childRSS float64
+	for _, p := range kids {
+		childRSS += p.files.field("VmRSS")
+	}
 	// Let the last acknowledged heartbeats reach PostgreSQL.
 	time.Sleep(2 * time.Second)
-	w := flushes.window(r.HBStart, r.HBEnd)
+	w := flushes.window(winStart, winEnd)
 	committed, vis := w.Committed, w.Visible
 	for _, o := range others {
 		var fr flushedReport
-		if err := o.call(fmt.Sprint("flushed ", r.HBStart.UnixNano(), " ", r.HBEnd.UnixNano()), &fr); err != nil {
+		if err := o.call(fmt.Sprint("flushed ", winStart.UnixNano(), " ", winEnd.UnixNano()), &fr); err != nil {
 			b.Fatal(err)
 		}
 		committed += fr.Committed
@@ -675,6 +782,7 @@ func BenchmarkFleet(b *testing.B) {
 	}
 	b.ReportMetric(peak/1024/1024, "authority_peak_rss/aim_1GiB")
 	b.ReportMetric(childRSS/1024, "fleet_rss_MiB")
+	b.ReportMetric(float64(len(kids)), "fleet_processes")
 	b.ReportMetric(s(cpu), "authorities_cpu_s")
 	b.ReportMetric(s(r.CPU), "fleet_cpu_s")
 	b.ReportMetric(float64(maxDB), "pg_conns_db_max")
@@ -692,7 +800,9 @@ func BenchmarkFleet(b *testing.B) {
 	for i, st := range st0 {
 		fmt.Printf("  authority %d at the mark: RSS %.0f MiB, open files %d (limit soft/hard %s)\n", i+1, st.RSSKB/1024, st.FDs, st.FDLimit)
 	}
-	fmt.Printf("  fleet process at the mark: open files %d (limit %s)\n", childFDs, childLimit)
+	for i, f := range kidFDs {
+		fmt.Printf("  fleet process %d at the mark: open files %d (limit %s)\n", i+1, f.n, f.limit)
+	}
 	for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
 		fmt.Printf("  errors %6d × %s\n", r.Errors[k], k)
 	}

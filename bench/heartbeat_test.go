@@ -106,12 +106,19 @@ func enrollSim(b *testing.B, a *authority.Authority, apiAddr string, n int) (clu
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok, err := a.CreateJoinToken(ctx, sys, authority.CreateTokenRequest{Cluster: "hb", MaxUses: 10000, AutoApprove: true, AllowedRoles: []domain.Role{domain.RoleRelayNode}}, "")
-	if err != nil {
-		b.Fatal(err)
+	// A join token admits at most 10,000 nodes: one per 10,000 agents.
+	var toks []authority.CreatedToken
+	for lo := 0; lo < n; lo += 10000 {
+		tok, err := a.CreateJoinToken(ctx, sys, authority.CreateTokenRequest{Cluster: "hb", MaxUses: min(n-lo, 10000), AutoApprove: true,
+			AllowedRoles: []domain.Role{domain.RoleRelayNode}, TTL: time.Hour}, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		toks = append(toks, tok)
 	}
-	fleet = simFleet{Addr: apiAddr, CAPin: tok.CAPin, ServerName: httpapi.ServerNameForCluster(cl.ID), Agents: make([]simIdentity, n)}
+	fleet = simFleet{Addr: apiAddr, CAPin: toks[0].CAPin, ServerName: httpapi.ServerNameForCluster(cl.ID), Agents: make([]simIdentity, n)}
 	err = parallelDo(n, 8, func(i int) error {
+		tok := toks[i/10000]
 		keys, err := identity.GenerateKeys(nil)
 		if err != nil {
 			return err
