@@ -144,6 +144,9 @@ func (o SnapshotOptions) Validate() error {
 			return configErr(d.field, "must not be negative (got %s)", d.v)
 		}
 	}
+	if o.DirtyShare < 0 || o.DirtyShare > 1 {
+		return configErr("DirtyShare", "must be within 0 (the default, 0.5) and 1 (got %g)", o.DirtyShare)
+	}
 	if o.StorageFanout < 0 {
 		return configErr("StorageFanout", "must not be negative (got %d)", o.StorageFanout)
 	}

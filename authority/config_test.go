@@ -28,6 +28,8 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"Heartbeats.StaleAfter", Config{Heartbeats: HeartbeatConfig{StaleAfter: 10 * time.Minute}}},
 		{"Heartbeats.MaxBatch", Config{Heartbeats: HeartbeatConfig{MaxBatch: 10, MaxPending: 5}}},
 		{"Snapshots.TTL", Config{Snapshots: SnapshotOptions{TTL: -time.Hour}}},
+		{"Snapshots.DirtyShare", Config{Snapshots: SnapshotOptions{DirtyShare: -0.1}}},
+		{"Snapshots.DirtyShare", Config{Snapshots: SnapshotOptions{DirtyShare: 1.5}}},
 		{"Snapshots.Builder", Config{Snapshots: SnapshotOptions{Builder: snapshot.Config{MeshFanout: -1}}}},
 	} {
 		err := tc.cfg.Validate()
@@ -51,4 +53,17 @@ func TestNewBuildsSubsystems(t *testing.T) {
 	require.NoError(t, err)
 	require.NotSame(t, a.Admin(), b.Admin(), "each Authority owns its subsystems")
 	require.NotSame(t, a.Heartbeats(), b.Heartbeats())
+}
+
+// TestDirtyRest: the rebuild loop rests so that dirty passes take at most
+// their share of its time, never longer than maxDirtyRest, and not at all
+// with a share of 1 or after a pass that took no time.
+func TestDirtyRest(t *testing.T) {
+	require.Equal(t, 0.5, SnapshotOptions{}.withDefaults().DirtyShare)
+	require.Equal(t, 300*time.Millisecond, dirtyRest(300*time.Millisecond, 0.5))
+	require.Equal(t, 900*time.Millisecond, dirtyRest(300*time.Millisecond, 0.25))
+	require.Equal(t, 100*time.Millisecond, dirtyRest(400*time.Millisecond, 0.8))
+	require.Equal(t, maxDirtyRest, dirtyRest(time.Minute, 0.5))
+	require.Zero(t, dirtyRest(time.Second, 1))
+	require.Zero(t, dirtyRest(0, 0.5))
 }

@@ -18,6 +18,7 @@ type metrics struct {
 	snapshotBuild prometheus.Histogram
 	hbFlush       prometheus.Histogram
 	pollReads     prometheus.Counter
+	dirtyRest     prometheus.Counter
 }
 
 // latencyBuckets cover 0.25 ms … ~8 s.
@@ -40,11 +41,13 @@ func newMetrics() *metrics {
 			Help: "Time to write one batch of heartbeats to PostgreSQL.", Buckets: latencyBuckets}),
 		pollReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "rap_snapshot_long_poll_reads_total",
 			Help: "Snapshot reads made for agents' long polls on this authority (one when a poll starts, one per wake-up; reads of waiters that wake together share batched statements)."}),
+		dirtyRest: prometheus.NewCounter(prometheus.CounterOpts{Name: "rap_snapshot_dirty_rest_seconds_total",
+			Help: "Time the leader's rebuild loop rested after dirty passes so that rebuilding takes at most SnapshotOptions.DirtyShare of its time."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.fenced, m.enrollments, m.loginFailures, m.stepUpFails, m.snapshotBuild, m.hbFlush, m.pollReads}
+	return []prometheus.Collector{m.fenced, m.enrollments, m.loginFailures, m.stepUpFails, m.snapshotBuild, m.hbFlush, m.pollReads, m.dirtyRest}
 }
 
 // observeFenced records one fenced mutation of op that started at start.
@@ -88,6 +91,12 @@ func (m *metrics) longPollRead() {
 func (m *metrics) observeSnapshotBuild(start time.Time) {
 	if m != nil {
 		m.snapshotBuild.Observe(time.Since(start).Seconds())
+	}
+}
+
+func (m *metrics) observeDirtyRest(d time.Duration) {
+	if m != nil {
+		m.dirtyRest.Add(d.Seconds())
 	}
 }
 

@@ -62,6 +62,14 @@ type SnapshotOptions struct {
 	// FullPass is how often the leader checks every cluster (expiry refresh);
 	// 0 means 5 min.
 	FullPass time.Duration
+	// DirtyShare is the most of the leader's time the rebuild loop spends
+	// rebuilding dirty clusters while marks keep coming (each rebuild reads
+	// and digests every node of its cluster, so on a large cluster under an
+	// enrollment wave back-to-back rebuilds would take a core from the
+	// enrollments themselves); after a pass that took d the loop rests
+	// d·(1/share − 1), at most 10 s. 0 means 0.5; 1 means back to back. A
+	// mutation's own rebuild (afterChange) is never delayed.
+	DirtyShare float64
 	// StorageFanout is how many config-storage nodes serve each node; 0 means 2.
 	StorageFanout int
 	// Builder bounds the topology; zero means snapshot.DefaultConfig.
@@ -84,7 +92,22 @@ func (o SnapshotOptions) withDefaults() SnapshotOptions {
 	if o.StorageFanout == 0 {
 		o.StorageFanout = 2
 	}
+	if o.DirtyShare == 0 {
+		o.DirtyShare = 0.5
+	}
 	return o
+}
+
+// maxDirtyRest bounds the rebuild loop's rest after a dirty pass.
+const maxDirtyRest = 10 * time.Second
+
+// dirtyRest is how long the rebuild loop rests after a dirty pass that took
+// took, so that passes take at most share of its time.
+func dirtyRest(took time.Duration, share float64) time.Duration {
+	if share >= 1 || took <= 0 {
+		return 0
+	}
+	return min(time.Duration(float64(took)*(1/share-1)), maxDirtyRest)
 }
 
 // snapshotService is the snapshot machinery of one Authority (a field built
@@ -269,7 +292,7 @@ func (a *Authority) loadState(ctx context.Context, clusterID string) (*snapshot.
 // verify gossip records against it.
 func (a *Authority) identityKeys(ctx context.Context, clusterID string) (map[string][]byte, error) {
 	rows, err := a.db.Pool.Query(ctx, `SELECT DISTINCT ON (node_id) node_id::text, public_key FROM node_identities
-	      WHERE cluster_id::text = $1 ORDER BY node_id, (identity_status = 'active') DESC, created_at DESC`, clusterID)
+	      WHERE cluster_id = rap_uuid($1) ORDER BY node_id, (identity_status = 'active') DESC, created_at DESC`, clusterID)
 	if err != nil {
 		return nil, store.MapError(err)
 	}
@@ -475,12 +498,23 @@ func (a *Authority) RunSnapshots(stop <-chan struct{}) {
 			}
 		}
 		ds, err := store.DirtyClusters(ctx, a.db.Pool)
-		if err != nil {
+		if err != nil || len(ds) == 0 {
 			continue
 		}
+		began := time.Now()
 		for _, d := range ds {
 			if _, err := a.rebuildMarked(ctx, d.ClusterID); err != nil && ctx.Err() == nil {
 				a.log.Warn("snapshot rebuild failed", "cluster_id", d.ClusterID, "reason", d.Reason, "error", err)
+			}
+		}
+		// Marks that arrive meanwhile wait (the kick channel keeps one
+		// wake-up) and are rebuilt together by the next pass.
+		if rest := dirtyRest(time.Since(began), opts.DirtyShare); rest > 0 {
+			a.metrics.observeDirtyRest(rest)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(rest):
 			}
 		}
 	}
