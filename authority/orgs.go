@@ -832,7 +832,7 @@ func (o *Orgs) VerifyAudit(ctx context.Context, p OrgPrincipal) (OrgAuditVerdict
 		return OrgAuditVerdict{}, asError(err)
 	}
 	var v OrgAuditVerdict
-	if err := o.a.db.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE organization_id::text = $1 AND seq IS NOT NULL`, p.Org.ID).Scan(&v.Events); err != nil {
+	if err := o.a.db.Pool.QueryRow(ctx, `SELECT count(*) FROM cluster_audit_events WHERE organization_id = rap_uuid($1) AND seq IS NOT NULL`, p.Org.ID).Scan(&v.Events); err != nil {
 		return OrgAuditVerdict{}, asError(err)
 	}
 	if res.OK() {
@@ -841,7 +841,7 @@ func (o *Orgs) VerifyAudit(ctx context.Context, p OrgPrincipal) (OrgAuditVerdict
 	}
 	v.Reason = string(res.Break.Reason)
 	var id int64
-	err = o.a.db.Pool.QueryRow(ctx, `SELECT id FROM cluster_audit_events WHERE seq = $1 AND organization_id::text = $2`, res.Break.Seq, p.Org.ID).Scan(&id)
+	err = o.a.db.Pool.QueryRow(ctx, `SELECT id FROM cluster_audit_events WHERE seq = $1 AND organization_id = rap_uuid($2)`, res.Break.Seq, p.Org.ID).Scan(&id)
 	if err == nil {
 		v.BrokenEventID = id
 	}

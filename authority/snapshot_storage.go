@@ -181,7 +181,7 @@ func (a *Authority) sealForStorage(ctx context.Context, clusterID string, snaps 
 // identity the snapshot builder picks (active first, then newest).
 func (a *Authority) noiseKeys(ctx context.Context, clusterID string, nodeIDs []string) (map[string][]byte, error) {
 	rows, err := a.db.Pool.Query(ctx, `SELECT DISTINCT ON (node_id) node_id::text, noise_public_key FROM node_identities
-	      WHERE cluster_id::text = $1 AND node_id::text = ANY($2::text[])
+	      WHERE cluster_id = rap_uuid($1) AND node_id = ANY(rap_uuids($2::text[]))
 	      ORDER BY node_id, (identity_status = 'active') DESC, created_at DESC`, clusterID, nodeIDs)
 	if err != nil {
 		return nil, asError(store.MapError(err))

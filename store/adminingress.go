@@ -8,7 +8,7 @@ import "context"
 func ActiveRoles(ctx context.Context, q Querier, clusterID, nodeID string) ([]string, error) {
 	rows, err := q.Query(ctx, `SELECT DISTINCT r.role FROM node_role_assignments r
 		JOIN cluster_memberships m ON m.cluster_id = r.cluster_id AND m.node_id = r.node_id
-		WHERE r.cluster_id::text = $1 AND ($2 = '' OR r.node_id::text = $2) AND r.status = 'active' AND m.membership_status = 'active'
+		WHERE r.cluster_id = rap_uuid($1) AND ($2 = '' OR r.node_id = rap_uuid($2)) AND r.status = 'active' AND m.membership_status = 'active'
 		ORDER BY 1`, clusterID, nodeID)
 	if err != nil {
 		return nil, mapErr(err)

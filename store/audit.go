@@ -190,7 +190,7 @@ func ListAudit(ctx context.Context, q Querier, f AuditFilter, p Page) ([]AuditEv
 		since = &f.Since
 	}
 	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events
-		WHERE ($1 = '' OR cluster_id::text = $1) AND ($2 = '' OR target_kind = $2) AND ($3 = '' OR target_id = $3)
+		WHERE ($1 = '' OR cluster_id = rap_uuid($1)) AND ($2 = '' OR target_kind = $2) AND ($3 = '' OR target_id = $3)
 		  AND ($4 = '' OR action = $4) AND ($5 = '' OR actor = $5) AND id > $6
 		  AND ($9 = 0 OR id < $9) AND ($10::timestamptz IS NULL OR at >= $10)
 		ORDER BY `+order+` LIMIT $7 OFFSET $8`, f.ClusterID, f.TargetKind, f.TargetID, f.Action, f.Actor, f.AfterID, l, o, f.BeforeID, since)

@@ -51,7 +51,7 @@ func UpsertChannelAssignment(ctx context.Context, q Querier, x ChannelAssignment
 // it; ErrNotFound when there is none.
 func DeleteChannelAssignment(ctx context.Context, q Querier, clusterID, kind, scopeID, product string) (ChannelAssignment, error) {
 	out, err := scanChannelAssignment(q.QueryRow(ctx, `DELETE FROM release_channel_assignments
-		WHERE cluster_id::text = $1 AND scope_kind = $2 AND scope_id = $3 AND product = $4 RETURNING `+channelAssignmentCols, clusterID, kind, scopeID, product))
+		WHERE cluster_id = rap_uuid($1) AND scope_kind = $2 AND scope_id = $3 AND product = $4 RETURNING `+channelAssignmentCols, clusterID, kind, scopeID, product))
 	if err != nil {
 		return ChannelAssignment{}, err
 	}
@@ -64,7 +64,7 @@ func DeleteChannelAssignment(ctx context.Context, q Querier, clusterID, kind, sc
 // ListChannelAssignments lists a cluster's channel assignments.
 func ListChannelAssignments(ctx context.Context, q Querier, clusterID string) ([]ChannelAssignment, error) {
 	return collect(ctx, q, scanChannelAssignment, `SELECT `+channelAssignmentCols+` FROM release_channel_assignments
-		WHERE cluster_id::text = $1 ORDER BY product, scope_kind, scope_id LIMIT 10000`, clusterID)
+		WHERE cluster_id = rap_uuid($1) ORDER BY product, scope_kind, scope_id LIMIT 10000`, clusterID)
 }
 
 // MemberGroups returns the group of every active member of a cluster that
@@ -75,7 +75,7 @@ func MemberGroups(ctx context.Context, q Querier, clusterID string) (map[string]
 		var p pair
 		return p, mapErr(row.Scan(&p.node, &p.group))
 	}, `SELECT node_id::text, group_id::text FROM cluster_memberships
-		WHERE cluster_id::text = $1 AND membership_status = 'active' AND group_id IS NOT NULL`, clusterID)
+		WHERE cluster_id = rap_uuid($1) AND membership_status = 'active' AND group_id IS NOT NULL`, clusterID)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +93,7 @@ func GroupParents(ctx context.Context, q Querier, clusterID string) (map[string]
 	rows, err := collect(ctx, q, func(row scanner) (pair, error) {
 		var p pair
 		return p, mapErr(row.Scan(&p.id, &p.parent))
-	}, `SELECT id::text, parent_id::text FROM node_groups WHERE cluster_id::text = $1 AND parent_id IS NOT NULL`, clusterID)
+	}, `SELECT id::text, parent_id::text FROM node_groups WHERE cluster_id = rap_uuid($1) AND parent_id IS NOT NULL`, clusterID)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func GroupParents(ctx context.Context, q Querier, clusterID string) (map[string]
 // NodeGroupInCluster reports whether a node group exists in a cluster.
 func NodeGroupInCluster(ctx context.Context, q Querier, clusterID, groupID string) (bool, error) {
 	var ok bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM node_groups WHERE cluster_id::text = $1 AND id::text = $2)`, clusterID, groupID).Scan(&ok)
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM node_groups WHERE cluster_id = rap_uuid($1) AND id = rap_uuid($2))`, clusterID, groupID).Scan(&ok)
 	return ok, mapErr(err)
 }
 
@@ -115,7 +115,7 @@ func NodeGroupInCluster(ctx context.Context, q Querier, clusterID, groupID strin
 // status but revoked).
 func MemberInCluster(ctx context.Context, q Querier, clusterID, nodeID string) (bool, error) {
 	var ok bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cluster_memberships WHERE cluster_id::text = $1 AND node_id::text = $2 AND membership_status <> 'revoked')`,
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cluster_memberships WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2) AND membership_status <> 'revoked')`,
 		clusterID, nodeID).Scan(&ok)
 	return ok, mapErr(err)
 }

@@ -40,7 +40,7 @@ func InsertCluster(ctx context.Context, q Querier, c Cluster) (Cluster, error) {
 
 // GetCluster finds a cluster by id or slug.
 func GetCluster(ctx context.Context, q Querier, idOrSlug string) (Cluster, error) {
-	return scanCluster(q.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE id::text = $1 OR slug = $1`, idOrSlug))
+	return scanCluster(q.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE id = rap_uuid($1) OR slug = $1`, idOrSlug))
 }
 
 // ListClusters lists clusters by name.

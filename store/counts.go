@@ -19,6 +19,6 @@ func CountNodes(ctx context.Context, q Querier, clusterID string) (int64, error)
 // ("" for any), in SQL.
 func CountJoinRequests(ctx context.Context, q Querier, clusterID, status string) (int64, error) {
 	var n int64
-	err := q.QueryRow(ctx, `SELECT count(*) FROM node_join_requests WHERE ($1 = '' OR cluster_id::text = $1) AND ($2 = '' OR status = $2)`, clusterID, status).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT count(*) FROM node_join_requests WHERE ($1 = '' OR cluster_id = rap_uuid($1)) AND ($2 = '' OR status = $2)`, clusterID, status).Scan(&n)
 	return n, mapErr(err)
 }

@@ -54,5 +54,5 @@ func DeleteGroup(ctx context.Context, q Querier, id string) error {
 
 // ListGroups lists a cluster's groups.
 func ListGroups(ctx context.Context, q Querier, clusterID string) ([]Group, error) {
-	return collect(ctx, q, scanGroup, `SELECT `+groupCols+` FROM node_groups WHERE cluster_id::text = $1 ORDER BY name, id`, clusterID)
+	return collect(ctx, q, scanGroup, `SELECT `+groupCols+` FROM node_groups WHERE cluster_id = rap_uuid($1) ORDER BY name, id`, clusterID)
 }

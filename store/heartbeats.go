@@ -174,12 +174,12 @@ func scanLatest(row scanner) (LatestHeartbeat, error) {
 
 // LatestHeartbeats returns a node's latest heartbeat in each of its clusters.
 func LatestHeartbeats(ctx context.Context, q Querier, nodeID string) ([]LatestHeartbeat, error) {
-	return collect(ctx, q, scanLatest, `SELECT `+latestCols+` FROM node_heartbeat_latest WHERE node_id::text = $1 ORDER BY cluster_id`, nodeID)
+	return collect(ctx, q, scanLatest, `SELECT `+latestCols+` FROM node_heartbeat_latest WHERE node_id = rap_uuid($1) ORDER BY cluster_id`, nodeID)
 }
 
 // GetLatestHeartbeat returns the latest heartbeat of one membership.
 func GetLatestHeartbeat(ctx context.Context, q Querier, clusterID, nodeID string) (LatestHeartbeat, error) {
-	return scanLatest(q.QueryRow(ctx, `SELECT `+latestCols+` FROM node_heartbeat_latest WHERE cluster_id::text = $1 AND node_id::text = $2`, clusterID, nodeID))
+	return scanLatest(q.QueryRow(ctx, `SELECT `+latestCols+` FROM node_heartbeat_latest WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2)`, clusterID, nodeID))
 }
 
 func scanHeartbeat(row scanner) (HeartbeatRow, error) {
@@ -193,7 +193,7 @@ func scanHeartbeat(row scanner) (HeartbeatRow, error) {
 func ListHeartbeats(ctx context.Context, q Querier, clusterID, nodeID string, p Page) ([]HeartbeatRow, error) {
 	l, o := p.norm()
 	return collect(ctx, q, scanHeartbeat, `SELECT id, cluster_id::text, node_id::text, received_at, seq, applied_version, agent_version, state, health, authority_id
-		FROM node_heartbeats WHERE node_id::text = $1 AND ($2 = '' OR cluster_id::text = $2)
+		FROM node_heartbeats WHERE node_id = rap_uuid($1) AND ($2 = '' OR cluster_id = rap_uuid($2))
 		ORDER BY received_at DESC, id DESC LIMIT $3 OFFSET $4`, nodeID, clusterID, l, o)
 }
 
@@ -285,5 +285,5 @@ func GoodCertificateSerials(ctx context.Context, q Querier, serials []string) (m
 // ActiveRoleAssignments lists a membership's active role assignments.
 func ActiveRoleAssignments(ctx context.Context, q Querier, clusterID, nodeID string) ([]RoleAssignment, error) {
 	return collect(ctx, q, scanRole, `SELECT `+roleCols+` FROM node_role_assignments
-		WHERE cluster_id::text = $1 AND node_id::text = $2 AND status = 'active' ORDER BY role, id LIMIT 500`, clusterID, nodeID)
+		WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2) AND status = 'active' ORDER BY role, id LIMIT 500`, clusterID, nodeID)
 }

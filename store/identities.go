@@ -39,12 +39,12 @@ func InsertIdentity(ctx context.Context, q Querier, i Identity) (Identity, error
 
 // ActiveIdentity returns the active identity of a node in a cluster.
 func ActiveIdentity(ctx context.Context, q Querier, clusterID, nodeID string) (Identity, error) {
-	return scanIdentity(q.QueryRow(ctx, `SELECT `+identityCols+` FROM node_identities WHERE cluster_id::text = $1 AND node_id::text = $2 AND identity_status = 'active'`, clusterID, nodeID))
+	return scanIdentity(q.QueryRow(ctx, `SELECT `+identityCols+` FROM node_identities WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2) AND identity_status = 'active'`, clusterID, nodeID))
 }
 
 // ListIdentities lists every identity (any state) of a node in a cluster, newest first.
 func ListIdentities(ctx context.Context, q Querier, clusterID, nodeID string) ([]Identity, error) {
-	return collect(ctx, q, scanIdentity, `SELECT `+identityCols+` FROM node_identities WHERE cluster_id::text = $1 AND node_id::text = $2 ORDER BY created_at DESC`, clusterID, nodeID)
+	return collect(ctx, q, scanIdentity, `SELECT `+identityCols+` FROM node_identities WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2) ORDER BY created_at DESC`, clusterID, nodeID)
 }
 
 // SetIdentityCertificate records the certificate currently issued to an identity (fenced).
@@ -116,7 +116,7 @@ func GetCertificate(ctx context.Context, q Querier, serial string) (Certificate,
 // ListCertificates lists a cluster's certificates, newest first.
 func ListCertificates(ctx context.Context, q Querier, clusterID string, p Page) ([]Certificate, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanCert, `SELECT `+certCols+` FROM node_certificates WHERE cluster_id::text = $1 ORDER BY issued_at DESC LIMIT $2 OFFSET $3`, clusterID, l, o)
+	return collect(ctx, q, scanCert, `SELECT `+certCols+` FROM node_certificates WHERE cluster_id = rap_uuid($1) ORDER BY issued_at DESC LIMIT $2 OFFSET $3`, clusterID, l, o)
 }
 
 // Revocation is one entry of a cluster's revocation list.
@@ -133,7 +133,7 @@ func ListRevocations(ctx context.Context, q Querier, clusterID string) ([]Revoca
 		var v Revocation
 		err := r.Scan(&v.NodeID, &v.PublicKey, &v.NoiseKey, &v.RevokedAt)
 		return v, mapErr(err)
-	}, `SELECT node_id::text, public_key, noise_public_key, revoked_at FROM node_identities WHERE cluster_id::text = $1 AND identity_status = 'revoked' ORDER BY revoked_at`, clusterID)
+	}, `SELECT node_id::text, public_key, noise_public_key, revoked_at FROM node_identities WHERE cluster_id = rap_uuid($1) AND identity_status = 'revoked' ORDER BY revoked_at`, clusterID)
 }
 
 // CertStanding is what decides whether a presented node certificate is still
@@ -152,6 +152,6 @@ func CertificateStanding(ctx context.Context, q Querier, serial, clusterID, node
 		FROM node_certificates c
 		JOIN node_identities i ON i.id = c.identity_id
 		JOIN cluster_memberships m ON m.cluster_id = c.cluster_id AND m.node_id = c.node_id
-		WHERE c.serial = $1 AND c.cluster_id::text = $2 AND c.node_id::text = $3`, serial, clusterID, nodeID).Scan(&s.Revoked, &s.IdentityStatus, &s.MembershipStatus)
+		WHERE c.serial = $1 AND c.cluster_id = rap_uuid($2) AND c.node_id = rap_uuid($3)`, serial, clusterID, nodeID).Scan(&s.Revoked, &s.IdentityStatus, &s.MembershipStatus)
 	return s, mapErr(err)
 }

@@ -39,21 +39,21 @@ func InsertRouteIntent(ctx context.Context, q Querier, x RouteIntent) (RouteInte
 
 // DeleteRouteIntent removes a cluster's route intent by id (fenced).
 func DeleteRouteIntent(ctx context.Context, q Querier, clusterID, id string) (RouteIntent, error) {
-	return scanIntent(q.QueryRow(ctx, `DELETE FROM cluster_route_intents WHERE cluster_id::text = $1 AND id::text = $2 RETURNING `+intentCols, clusterID, id))
+	return scanIntent(q.QueryRow(ctx, `DELETE FROM cluster_route_intents WHERE cluster_id = rap_uuid($1) AND id = rap_uuid($2) RETURNING `+intentCols, clusterID, id))
 }
 
 // ListRouteIntents lists a cluster's route intents in priority order (a zero
 // Page lists up to the default page size; use AllRouteIntents for all).
 func ListRouteIntents(ctx context.Context, q Querier, clusterID string, p Page) ([]RouteIntent, error) {
 	lim, off := p.norm()
-	return collect(ctx, q, scanIntent, `SELECT `+intentCols+` FROM cluster_route_intents WHERE cluster_id::text = $1
+	return collect(ctx, q, scanIntent, `SELECT `+intentCols+` FROM cluster_route_intents WHERE cluster_id = rap_uuid($1)
 		ORDER BY priority, name, id LIMIT $2 OFFSET $3`, clusterID, lim, off)
 }
 
 // AllRouteIntents lists every route intent of a cluster in priority order
 // (the snapshot builder's input).
 func AllRouteIntents(ctx context.Context, q Querier, clusterID string) ([]RouteIntent, error) {
-	return collect(ctx, q, scanIntent, `SELECT `+intentCols+` FROM cluster_route_intents WHERE cluster_id::text = $1
+	return collect(ctx, q, scanIntent, `SELECT `+intentCols+` FROM cluster_route_intents WHERE cluster_id = rap_uuid($1)
 		ORDER BY priority, name, id`, clusterID)
 }
 
@@ -90,19 +90,19 @@ func InsertQoSPolicy(ctx context.Context, q Querier, x QoSPolicy) (QoSPolicy, er
 
 // DeleteQoSPolicy removes a cluster's QoS policy by id (fenced).
 func DeleteQoSPolicy(ctx context.Context, q Querier, clusterID, id string) (QoSPolicy, error) {
-	return scanQoS(q.QueryRow(ctx, `DELETE FROM qos_policies WHERE cluster_id::text = $1 AND id::text = $2 RETURNING `+qosCols, clusterID, id))
+	return scanQoS(q.QueryRow(ctx, `DELETE FROM qos_policies WHERE cluster_id = rap_uuid($1) AND id = rap_uuid($2) RETURNING `+qosCols, clusterID, id))
 }
 
 // ListQoSPolicies lists a cluster's QoS policies in priority order.
 func ListQoSPolicies(ctx context.Context, q Querier, clusterID string, p Page) ([]QoSPolicy, error) {
 	lim, off := p.norm()
-	return collect(ctx, q, scanQoS, `SELECT `+qosCols+` FROM qos_policies WHERE cluster_id::text = $1
+	return collect(ctx, q, scanQoS, `SELECT `+qosCols+` FROM qos_policies WHERE cluster_id = rap_uuid($1)
 		ORDER BY priority, name, id LIMIT $2 OFFSET $3`, clusterID, lim, off)
 }
 
 // AllQoSPolicies lists every QoS policy of a cluster in priority order (the
 // snapshot builder's input).
 func AllQoSPolicies(ctx context.Context, q Querier, clusterID string) ([]QoSPolicy, error) {
-	return collect(ctx, q, scanQoS, `SELECT `+qosCols+` FROM qos_policies WHERE cluster_id::text = $1
+	return collect(ctx, q, scanQoS, `SELECT `+qosCols+` FROM qos_policies WHERE cluster_id = rap_uuid($1)
 		ORDER BY priority, name, id`, clusterID)
 }

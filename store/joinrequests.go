@@ -49,19 +49,19 @@ func InsertJoinRequest(ctx context.Context, q Querier, j JoinRequest) (JoinReque
 
 // GetJoinRequest finds a join request by id.
 func GetJoinRequest(ctx context.Context, q Querier, id string) (JoinRequest, error) {
-	return scanJoin(q.QueryRow(ctx, `SELECT `+joinCols+` FROM node_join_requests WHERE id::text = $1`, id))
+	return scanJoin(q.QueryRow(ctx, `SELECT `+joinCols+` FROM node_join_requests WHERE id = rap_uuid($1)`, id))
 }
 
 // LockJoinRequest reads a join request FOR UPDATE so one review wins.
 func LockJoinRequest(ctx context.Context, q Querier, id string) (JoinRequest, error) {
-	return scanJoin(q.QueryRow(ctx, `SELECT `+joinCols+` FROM node_join_requests WHERE id::text = $1 FOR UPDATE`, id))
+	return scanJoin(q.QueryRow(ctx, `SELECT `+joinCols+` FROM node_join_requests WHERE id = rap_uuid($1) FOR UPDATE`, id))
 }
 
 // ListJoinRequests lists join requests, filtered by cluster and status when not "".
 func ListJoinRequests(ctx context.Context, q Querier, clusterID, status string, p Page) ([]JoinRequest, error) {
 	l, o := p.norm()
 	return collect(ctx, q, scanJoin, `SELECT `+joinCols+` FROM node_join_requests
-		WHERE ($1 = '' OR cluster_id::text = $1) AND ($2 = '' OR status = $2) ORDER BY created_at DESC LIMIT $3 OFFSET $4`, clusterID, status, l, o)
+		WHERE ($1 = '' OR cluster_id = rap_uuid($1)) AND ($2 = '' OR status = $2) ORDER BY created_at DESC LIMIT $3 OFFSET $4`, clusterID, status, l, o)
 }
 
 // ApproveJoinRequest marks a pending request approved for nodeID (fenced).

@@ -69,7 +69,7 @@ func ListMeshLinks(ctx context.Context, q Querier, clusterID, nodeID string, p P
 		err := r.Scan(&l.ClusterID, &l.NodeID, &l.PeerNodeID, &l.State, &l.Set, &l.RTTMs, &l.Loss, &l.LastHandshakeAt, &l.ReportedAt, &l.AuthorityID)
 		return l, mapErr(err)
 	}, `SELECT cluster_id::text, node_id::text, peer_node_id, state, peer_set, rtt_ms, loss, last_handshake_at, reported_at, authority_id
-	      FROM mesh_links WHERE cluster_id = $1 AND ($2 = '' OR node_id::text = $2)
+	      FROM mesh_links WHERE cluster_id = $1 AND ($2 = '' OR node_id = rap_uuid($2))
 	     ORDER BY node_id, peer_node_id LIMIT $3 OFFSET $4`, clusterID, nodeID, lim, off)
 }
 
@@ -82,6 +82,6 @@ func ListMeshRoutes(ctx context.Context, q Querier, clusterID, nodeID string, p 
 		err := r.Scan(&x.ClusterID, &x.NodeID, &x.Destination, &x.NextHop, &x.Cost, &x.Hops, &x.ReportedAt)
 		return x, mapErr(err)
 	}, `SELECT cluster_id::text, node_id::text, destination, next_hop, cost, hops, reported_at
-	      FROM mesh_routes WHERE cluster_id = $1 AND ($2 = '' OR node_id::text = $2)
+	      FROM mesh_routes WHERE cluster_id = $1 AND ($2 = '' OR node_id = rap_uuid($2))
 	     ORDER BY node_id, destination LIMIT $3 OFFSET $4`, clusterID, nodeID, lim, off)
 }

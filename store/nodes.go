@@ -35,7 +35,7 @@ func InsertNode(ctx context.Context, q Querier, n Node) (Node, error) {
 
 // GetNode finds a node by id.
 func GetNode(ctx context.Context, q Querier, id string) (Node, error) {
-	return scanNode(q.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id::text = $1`, id))
+	return scanNode(q.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = rap_uuid($1)`, id))
 }
 
 // FindNodeByHost returns the enrolled node with the given host fingerprint, if any.
@@ -77,18 +77,18 @@ func InsertMembership(ctx context.Context, q Querier, clusterID, nodeID string) 
 
 // GetMembership returns one membership.
 func GetMembership(ctx context.Context, q Querier, clusterID, nodeID string) (Membership, error) {
-	return scanMember(q.QueryRow(ctx, `SELECT `+memberCols+memberFrom+`WHERE m.cluster_id::text = $1 AND m.node_id::text = $2`, clusterID, nodeID))
+	return scanMember(q.QueryRow(ctx, `SELECT `+memberCols+memberFrom+`WHERE m.cluster_id = rap_uuid($1) AND m.node_id = rap_uuid($2)`, clusterID, nodeID))
 }
 
 // ListClusterMembers lists the members of a cluster.
 func ListClusterMembers(ctx context.Context, q Querier, clusterID string, p Page) ([]Membership, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.cluster_id::text = $1 ORDER BY n.name, n.id LIMIT $2 OFFSET $3`, clusterID, l, o)
+	return collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.cluster_id = rap_uuid($1) ORDER BY n.name, n.id LIMIT $2 OFFSET $3`, clusterID, l, o)
 }
 
 // ListNodeMemberships lists the clusters a node is a member of.
 func ListNodeMemberships(ctx context.Context, q Querier, nodeID string) ([]Membership, error) {
-	return collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.node_id::text = $1 ORDER BY m.joined_at`, nodeID)
+	return collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.node_id = rap_uuid($1) ORDER BY m.joined_at`, nodeID)
 }
 
 // SetMembershipStatus changes one membership's status (fenced). Other clusters'
@@ -150,12 +150,12 @@ func ReportedCapabilities(ctx context.Context, q Querier, nodeID string) ([]doma
 		var c string
 		err := r.Scan(&c)
 		return domain.Capability(c), mapErr(err)
-	}, `SELECT capability FROM node_capabilities WHERE node_id::text = $1 AND reported ORDER BY capability`, nodeID)
+	}, `SELECT capability FROM node_capabilities WHERE node_id = rap_uuid($1) AND reported ORDER BY capability`, nodeID)
 }
 
 // GetNodes returns the nodes with the given ids, keyed by id, in one query.
 func GetNodes(ctx context.Context, q Querier, ids []string) (map[string]Node, error) {
-	ns, err := collect(ctx, q, scanNode, `SELECT `+nodeCols+` FROM nodes WHERE id::text = ANY($1)`, ids)
+	ns, err := collect(ctx, q, scanNode, `SELECT `+nodeCols+` FROM nodes WHERE id = ANY(rap_uuids($1))`, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func GetNodes(ctx context.Context, q Querier, ids []string) (map[string]Node, er
 // ListMembershipsOfNodes returns the memberships of the given nodes, keyed by
 // node id (oldest first), in one query.
 func ListMembershipsOfNodes(ctx context.Context, q Querier, nodeIDs []string) (map[string][]Membership, error) {
-	ms, err := collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.node_id::text = ANY($1) ORDER BY m.joined_at`, nodeIDs)
+	ms, err := collect(ctx, q, scanMember, `SELECT `+memberCols+memberFrom+`WHERE m.node_id = ANY(rap_uuids($1)) ORDER BY m.joined_at`, nodeIDs)
 	if err != nil {
 		return nil, err
 	}

@@ -51,14 +51,14 @@ func InsertOrgAccessSession(ctx context.Context, q Querier, s OrgAccessSession) 
 func ListOrgAccessSessions(ctx context.Context, q Querier, orgID, userID string, p Page) ([]OrgAccessSession, error) {
 	l, o := p.norm()
 	return collect(ctx, q, scanOrgAccess, `SELECT `+orgAccessCols+` FROM org_access_sessions a JOIN admin_users u ON u.id = a.user_id
-		WHERE a.organization_id::text = $1 AND ($2 = '' OR a.user_id::text = $2)
+		WHERE a.organization_id = rap_uuid($1) AND ($2 = '' OR a.user_id = rap_uuid($2))
 		ORDER BY a.created_at DESC, a.id LIMIT $3 OFFSET $4`, orgID, userID, l, o)
 }
 
 // GetOrgAccessSession returns one access session of an organization.
 func GetOrgAccessSession(ctx context.Context, q Querier, orgID, id string) (OrgAccessSession, error) {
 	return scanOrgAccess(q.QueryRow(ctx, `SELECT `+orgAccessCols+` FROM org_access_sessions a JOIN admin_users u ON u.id = a.user_id
-		WHERE a.organization_id::text = $1 AND a.id::text = $2`, orgID, id))
+		WHERE a.organization_id = rap_uuid($1) AND a.id = rap_uuid($2)`, orgID, id))
 }
 
 // RevokeOrgAccessSession marks an active access session of an organization
@@ -66,7 +66,7 @@ func GetOrgAccessSession(ctx context.Context, q Querier, orgID, id string) (OrgA
 // session.
 func RevokeOrgAccessSession(ctx context.Context, q Querier, orgID, id, by string, at time.Time) error {
 	tag, err := q.Exec(ctx, `UPDATE org_access_sessions SET status = 'revoked', revoked_at = $3, revoked_by = $4
-		WHERE organization_id::text = $1 AND id::text = $2 AND status = 'active'`, orgID, id, at, by)
+		WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2) AND status = 'active'`, orgID, id, at, by)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
@@ -77,7 +77,7 @@ func RevokeOrgAccessSession(ctx context.Context, q Querier, orgID, id, by string
 // account of an organization (fenced) and returns how many it revoked.
 func RevokeUserAccessSessions(ctx context.Context, q Querier, orgID, userID, by string, at time.Time) (int64, error) {
 	tag, err := q.Exec(ctx, `UPDATE org_access_sessions SET status = 'revoked', revoked_at = $3, revoked_by = $4
-		WHERE organization_id::text = $1 AND user_id::text = $2 AND status = 'active'`, orgID, userID, at, by)
+		WHERE organization_id = rap_uuid($1) AND user_id = rap_uuid($2) AND status = 'active'`, orgID, userID, at, by)
 	if err != nil {
 		return 0, mapErr(err)
 	}

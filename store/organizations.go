@@ -29,7 +29,7 @@ func InsertOrganization(ctx context.Context, q Querier, o Organization) (Organiz
 
 // GetOrganization finds an organization by id or slug.
 func GetOrganization(ctx context.Context, q Querier, idOrSlug string) (Organization, error) {
-	return scanOrg(q.QueryRow(ctx, `SELECT `+orgCols+` FROM organizations WHERE id::text = $1 OR slug = $1`, idOrSlug))
+	return scanOrg(q.QueryRow(ctx, `SELECT `+orgCols+` FROM organizations WHERE id = rap_uuid($1) OR slug = $1`, idOrSlug))
 }
 
 // ListOrganizations lists organizations by name.

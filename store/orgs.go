@@ -35,18 +35,18 @@ func InsertOrgUser(ctx context.Context, q Querier, id, name, orgID, orgRole stri
 func ListOrgUsers(ctx context.Context, q Querier, orgID string, p Page) ([]AdminUser, error) {
 	l, o := p.norm()
 	return collect(ctx, q, scanAdminUser, `SELECT `+adminUserCols+` FROM admin_users u LEFT JOIN admin_mfa m ON m.user_id = u.id
-		WHERE u.organization_id::text = $1 ORDER BY u.name LIMIT $2 OFFSET $3`, orgID, l, o)
+		WHERE u.organization_id = rap_uuid($1) ORDER BY u.name LIMIT $2 OFFSET $3`, orgID, l, o)
 }
 
 // OrgUserByID returns an account of one organization.
 func OrgUserByID(ctx context.Context, q Querier, orgID, id string) (AdminUser, error) {
 	return scanAdminUser(q.QueryRow(ctx, `SELECT `+adminUserCols+` FROM admin_users u LEFT JOIN admin_mfa m ON m.user_id = u.id
-		WHERE u.organization_id::text = $1 AND u.id::text = $2`, orgID, id))
+		WHERE u.organization_id = rap_uuid($1) AND u.id = rap_uuid($2)`, orgID, id))
 }
 
 // SetOrgUserDisabled enables or disables an account of one organization.
 func SetOrgUserDisabled(ctx context.Context, q Querier, orgID, id string, disabled bool) error {
-	tag, err := q.Exec(ctx, `UPDATE admin_users SET disabled = $3, updated_at = now() WHERE organization_id::text = $1 AND id::text = $2`, orgID, id, disabled)
+	tag, err := q.Exec(ctx, `UPDATE admin_users SET disabled = $3, updated_at = now() WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2)`, orgID, id, disabled)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
@@ -75,7 +75,7 @@ func ListOrgSessions(ctx context.Context, q Querier, orgID string, now time.Time
 		return s, mapErr(err)
 	}, `SELECT s.id, u.id::text, u.name, s.created_at, s.last_seen_at, s.expires_at, s.trusted
 		FROM admin_sessions s JOIN admin_users u ON u.id = s.user_id
-		WHERE u.organization_id::text = $1 AND s.expires_at > $2
+		WHERE u.organization_id = rap_uuid($1) AND s.expires_at > $2
 		ORDER BY s.created_at DESC, s.id LIMIT $3 OFFSET $4`, orgID, now, l, o)
 }
 
@@ -88,7 +88,7 @@ func DeleteOrgSession(ctx context.Context, q Querier, orgID, idHex string) (stri
 	}
 	var userID string
 	err = q.QueryRow(ctx, `DELETE FROM admin_sessions s USING admin_users u
-		WHERE s.id = $2 AND u.id = s.user_id AND u.organization_id::text = $1 RETURNING u.id::text`, orgID, id).Scan(&userID)
+		WHERE s.id = $2 AND u.id = s.user_id AND u.organization_id = rap_uuid($1) RETURNING u.id::text`, orgID, id).Scan(&userID)
 	return userID, mapErr(err)
 }
 
@@ -134,20 +134,20 @@ func InsertOrgEndpointNode(ctx context.Context, q Querier, n OrgEndpointNode) er
 // ListOrgEndpoints lists one organization's endpoints by name.
 func ListOrgEndpoints(ctx context.Context, q Querier, orgID string, p Page) ([]OrgEndpoint, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanOrgEndpoint, `SELECT `+orgEndpointCols+` FROM org_endpoints WHERE organization_id::text = $1
+	return collect(ctx, q, scanOrgEndpoint, `SELECT `+orgEndpointCols+` FROM org_endpoints WHERE organization_id = rap_uuid($1)
 		ORDER BY name LIMIT $2 OFFSET $3`, orgID, l, o)
 }
 
 // GetOrgEndpoint returns an endpoint of one organization (by id or name).
 func GetOrgEndpoint(ctx context.Context, q Querier, orgID, idOrName string) (OrgEndpoint, error) {
-	return scanOrgEndpoint(q.QueryRow(ctx, `SELECT `+orgEndpointCols+` FROM org_endpoints WHERE organization_id::text = $1
-		AND (id::text = $2 OR name = $2)`, orgID, idOrName))
+	return scanOrgEndpoint(q.QueryRow(ctx, `SELECT `+orgEndpointCols+` FROM org_endpoints WHERE organization_id = rap_uuid($1)
+		AND (id = rap_uuid($2) OR name = $2)`, orgID, idOrName))
 }
 
 // DeleteOrgEndpoint removes an endpoint of one organization (fenced); its
 // backing rows go with it. Resources still using it make it a conflict.
 func DeleteOrgEndpoint(ctx context.Context, q Querier, orgID, id string) error {
-	tag, err := q.Exec(ctx, `DELETE FROM org_endpoints WHERE organization_id::text = $1 AND id::text = $2`, orgID, id)
+	tag, err := q.Exec(ctx, `DELETE FROM org_endpoints WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2)`, orgID, id)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
@@ -160,7 +160,7 @@ func ListOrgEndpointNodes(ctx context.Context, q Querier, endpointIDs []string) 
 		var n OrgEndpointNode
 		err := row.Scan(&n.EndpointID, &n.ClusterID, &n.NodeID)
 		return n, mapErr(err)
-	}, `SELECT endpoint_id::text, cluster_id::text, node_id::text FROM org_endpoint_nodes WHERE endpoint_id::text = ANY($1)
+	}, `SELECT endpoint_id::text, cluster_id::text, node_id::text FROM org_endpoint_nodes WHERE endpoint_id = ANY(rap_uuids($1))
 		ORDER BY endpoint_id, cluster_id, node_id`, endpointIDs)
 }
 
@@ -181,7 +181,7 @@ func OrgEndpointBackings(ctx context.Context, q Querier, orgID string) (map[stri
 		LEFT JOIN org_endpoint_nodes n ON n.endpoint_id = e.id
 		LEFT JOIN cluster_memberships m ON m.cluster_id = n.cluster_id AND m.node_id = n.node_id
 		LEFT JOIN node_heartbeat_latest h ON h.cluster_id = n.cluster_id AND h.node_id = n.node_id
-		WHERE e.organization_id::text = $1 GROUP BY e.id`, orgID)
+		WHERE e.organization_id = rap_uuid($1) GROUP BY e.id`, orgID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -227,18 +227,18 @@ func InsertOrgResource(ctx context.Context, q Querier, r OrgResource) (OrgResour
 // ListOrgResources lists one organization's resources by name.
 func ListOrgResources(ctx context.Context, q Querier, orgID string, p Page) ([]OrgResource, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanOrgResource, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id::text = $1
+	return collect(ctx, q, scanOrgResource, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id = rap_uuid($1)
 		ORDER BY name LIMIT $2 OFFSET $3`, orgID, l, o)
 }
 
 // GetOrgResource returns a resource of one organization.
 func GetOrgResource(ctx context.Context, q Querier, orgID, id string) (OrgResource, error) {
-	return scanOrgResource(q.QueryRow(ctx, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id::text = $1 AND id::text = $2`, orgID, id))
+	return scanOrgResource(q.QueryRow(ctx, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2)`, orgID, id))
 }
 
 // DeleteOrgResource removes a resource of one organization (fenced).
 func DeleteOrgResource(ctx context.Context, q Querier, orgID, id string) error {
-	tag, err := q.Exec(ctx, `DELETE FROM org_resources WHERE organization_id::text = $1 AND id::text = $2`, orgID, id)
+	tag, err := q.Exec(ctx, `DELETE FROM org_resources WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2)`, orgID, id)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
@@ -279,18 +279,18 @@ func InsertOrgPolicy(ctx context.Context, q Querier, p OrgPolicy) (OrgPolicy, er
 // ListOrgPolicies lists one organization's policies by name.
 func ListOrgPolicies(ctx context.Context, q Querier, orgID string, p Page) ([]OrgPolicy, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanOrgPolicy, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id::text = $1
+	return collect(ctx, q, scanOrgPolicy, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id = rap_uuid($1)
 		ORDER BY name LIMIT $2 OFFSET $3`, orgID, l, o)
 }
 
 // GetOrgPolicy returns a policy of one organization.
 func GetOrgPolicy(ctx context.Context, q Querier, orgID, id string) (OrgPolicy, error) {
-	return scanOrgPolicy(q.QueryRow(ctx, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id::text = $1 AND id::text = $2`, orgID, id))
+	return scanOrgPolicy(q.QueryRow(ctx, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2)`, orgID, id))
 }
 
 // DeleteOrgPolicy removes a policy of one organization (fenced).
 func DeleteOrgPolicy(ctx context.Context, q Querier, orgID, id string) error {
-	tag, err := q.Exec(ctx, `DELETE FROM org_policies WHERE organization_id::text = $1 AND id::text = $2`, orgID, id)
+	tag, err := q.Exec(ctx, `DELETE FROM org_policies WHERE organization_id = rap_uuid($1) AND id = rap_uuid($2)`, orgID, id)
 	if err == nil && tag.RowsAffected() == 0 {
 		return ErrNotFound
 	}
@@ -304,14 +304,14 @@ func CountOrgRows(ctx context.Context, q Querier, table, orgID string, ids []str
 		return 0, ErrNotFound
 	}
 	var n int
-	err := q.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE organization_id::text = $1 AND id::text = ANY($2)`, orgID, ids).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE organization_id = rap_uuid($1) AND id = ANY(rap_uuids($2))`, orgID, ids).Scan(&n)
 	return n, mapErr(err)
 }
 
 // ListOrgAudit lists an organization's own audit events, newest first.
 func ListOrgAudit(ctx context.Context, q Querier, orgID string, p Page) ([]AuditEvent, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE organization_id::text = $1
+	return collect(ctx, q, scanAudit, `SELECT `+auditCols+` FROM cluster_audit_events WHERE organization_id = rap_uuid($1)
 		ORDER BY id DESC LIMIT $2 OFFSET $3`, orgID, l, o)
 }
 
@@ -320,7 +320,7 @@ func ListOrgAudit(ctx context.Context, q Querier, orgID string, p Page) ([]Audit
 // the organizations that own them.
 func OrgSnapshotInputs(ctx context.Context, q Querier, clusterID string) ([]OrgEndpoint, map[string][]string, []OrgResource, []OrgPolicy, error) {
 	eps, err := collect(ctx, q, scanOrgEndpoint, `SELECT `+orgEndpointCols+` FROM org_endpoints e
-		WHERE EXISTS (SELECT 1 FROM org_endpoint_nodes n WHERE n.endpoint_id = e.id AND n.cluster_id::text = $1) ORDER BY id`, clusterID)
+		WHERE EXISTS (SELECT 1 FROM org_endpoint_nodes n WHERE n.endpoint_id = e.id AND n.cluster_id = rap_uuid($1)) ORDER BY id`, clusterID)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -332,7 +332,7 @@ func OrgSnapshotInputs(ctx context.Context, q Querier, clusterID string) ([]OrgE
 		var n OrgEndpointNode
 		err := row.Scan(&n.EndpointID, &n.NodeID)
 		return n, mapErr(err)
-	}, `SELECT endpoint_id::text, node_id::text FROM org_endpoint_nodes WHERE cluster_id::text = $1 ORDER BY endpoint_id, node_id`, clusterID)
+	}, `SELECT endpoint_id::text, node_id::text FROM org_endpoint_nodes WHERE cluster_id = rap_uuid($1) ORDER BY endpoint_id, node_id`, clusterID)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -347,11 +347,11 @@ func OrgSnapshotInputs(ctx context.Context, q Querier, clusterID string) ([]OrgE
 			orgIDs = append(orgIDs, e.OrganizationID)
 		}
 	}
-	res, err := collect(ctx, q, scanOrgResource, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id::text = ANY($1) ORDER BY id`, orgIDs)
+	res, err := collect(ctx, q, scanOrgResource, `SELECT `+orgResourceCols+` FROM org_resources WHERE organization_id = ANY(rap_uuids($1)) ORDER BY id`, orgIDs)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	pols, err := collect(ctx, q, scanOrgPolicy, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id::text = ANY($1) ORDER BY id`, orgIDs)
+	pols, err := collect(ctx, q, scanOrgPolicy, `SELECT `+orgPolicyCols+` FROM org_policies WHERE organization_id = ANY(rap_uuids($1)) ORDER BY id`, orgIDs)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

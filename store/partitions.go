@@ -50,7 +50,7 @@ func RecordPartition(ctx context.Context, q Querier, p Partition, ev PartitionEv
 func GetPartition(ctx context.Context, q Querier, clusterID string) (Partition, error) {
 	p := Partition{ClusterID: clusterID, State: "normal"}
 	var idx int64
-	err := q.QueryRow(ctx, `SELECT state, reason, set_by, raft_index, updated_at FROM cluster_partitions WHERE cluster_id::text = $1`, clusterID).
+	err := q.QueryRow(ctx, `SELECT state, reason, set_by, raft_index, updated_at FROM cluster_partitions WHERE cluster_id = rap_uuid($1)`, clusterID).
 		Scan(&p.State, &p.Reason, &p.SetBy, &idx, &p.UpdatedAt)
 	if err != nil {
 		if err = mapErr(err); errors.Is(err, ErrNotFound) {
@@ -70,5 +70,5 @@ func ListPartitionEvents(ctx context.Context, q Querier, clusterID string, pg Pa
 		err := r.Scan(&e.ID, &e.ClusterID, &e.Action, &e.FromState, &e.ToState, &e.Reason, &e.Actor, &e.Epoch, &e.At)
 		return e, mapErr(err)
 	}, `SELECT id, cluster_id::text, action, from_state, to_state, reason, actor, epoch, at FROM cluster_partition_events
-		WHERE cluster_id::text = $1 ORDER BY id DESC LIMIT $2 OFFSET $3`, clusterID, lim, off)
+		WHERE cluster_id = rap_uuid($1) ORDER BY id DESC LIMIT $2 OFFSET $3`, clusterID, lim, off)
 }

@@ -25,7 +25,7 @@ func ListLastPings(ctx context.Context, q Querier, clusterID, nodeID, key string
 		return x, mapErr(err)
 	}, `SELECT cluster_id::text, node_id::text, received_at, health->$3
 		FROM node_heartbeat_latest
-		WHERE cluster_id::text = $1 AND ($2 = '' OR node_id::text = $2) AND jsonb_typeof(health->$3) = 'object'
+		WHERE cluster_id = rap_uuid($1) AND ($2 = '' OR node_id = rap_uuid($2)) AND jsonb_typeof(health->$3) = 'object'
 		ORDER BY (health->$3->>'at')::timestamptz DESC, node_id LIMIT $4 OFFSET $5`, clusterID, nodeID, key, l, o)
 }
 

@@ -248,7 +248,7 @@ func InsertRelease(ctx context.Context, q Querier, r Release) (Release, error) {
 
 // GetRelease returns a release with its platforms by id.
 func GetRelease(ctx context.Context, q Querier, id string) (Release, error) {
-	return withPlatforms(ctx, q, q.QueryRow(ctx, `SELECT `+releaseCols+` FROM releases r WHERE r.id::text = $1`, id))
+	return withPlatforms(ctx, q, q.QueryRow(ctx, `SELECT `+releaseCols+` FROM releases r WHERE r.id = rap_uuid($1)`, id))
 }
 
 // GetReleaseByVersion returns a product's release by version.
@@ -271,7 +271,7 @@ func withPlatforms(ctx context.Context, q Querier, row scanner) (Release, error)
 		err := row.Scan(&p.OS, &p.Arch, &p.SHA256, &p.Size, &p.Received, &p.Complete)
 		return p, mapErr(err)
 	}, `SELECT p.os, p.arch, p.sha256, a.size, a.received, a.complete FROM release_platforms p JOIN release_artifacts a ON a.sha256 = p.sha256
-		WHERE p.release_id::text = $1 ORDER BY p.os, p.arch`, r.ID)
+		WHERE p.release_id = rap_uuid($1) ORDER BY p.os, p.arch`, r.ID)
 	return r, err
 }
 

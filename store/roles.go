@@ -41,14 +41,14 @@ func InsertRoleAssignment(ctx context.Context, q Querier, r RoleAssignment) (Rol
 
 // GetRoleAssignment finds an assignment by id.
 func GetRoleAssignment(ctx context.Context, q Querier, id string) (RoleAssignment, error) {
-	return scanRole(q.QueryRow(ctx, `SELECT `+roleCols+` FROM node_role_assignments WHERE id::text = $1`, id))
+	return scanRole(q.QueryRow(ctx, `SELECT `+roleCols+` FROM node_role_assignments WHERE id = rap_uuid($1)`, id))
 }
 
 // ListRoleAssignments lists assignments in a cluster, optionally of one node.
 func ListRoleAssignments(ctx context.Context, q Querier, clusterID, nodeID string, p Page) ([]RoleAssignment, error) {
 	l, o := p.norm()
 	return collect(ctx, q, scanRole, `SELECT `+roleCols+` FROM node_role_assignments
-		WHERE ($1 = '' OR cluster_id::text = $1) AND ($2 = '' OR node_id::text = $2) ORDER BY assigned_at, id LIMIT $3 OFFSET $4`, clusterID, nodeID, l, o)
+		WHERE ($1 = '' OR cluster_id = rap_uuid($1)) AND ($2 = '' OR node_id = rap_uuid($2)) ORDER BY assigned_at, id LIMIT $3 OFFSET $4`, clusterID, nodeID, l, o)
 }
 
 // SetRoleStatus enables or disables an assignment (fenced).

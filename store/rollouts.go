@@ -59,32 +59,32 @@ func InsertRollout(ctx context.Context, q Querier, x Rollout) (Rollout, error) {
 
 // GetRollout returns a rollout by id.
 func GetRollout(ctx context.Context, q Querier, id string) (Rollout, error) {
-	return scanRollout(q.QueryRow(ctx, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.id::text = $1`, id))
+	return scanRollout(q.QueryRow(ctx, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.id = rap_uuid($1)`, id))
 }
 
 // LockRollout returns a rollout locked until the transaction ends.
 func LockRollout(ctx context.Context, q Querier, id string) (Rollout, error) {
-	return scanRollout(q.QueryRow(ctx, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.id::text = $1 FOR UPDATE OF p`, id))
+	return scanRollout(q.QueryRow(ctx, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.id = rap_uuid($1) FOR UPDATE OF p`, id))
 }
 
 // OpenRollout returns the open rollout (running, paused, halted or pinned)
 // of a product in a cluster, ErrNotFound when there is none.
 func OpenRollout(ctx context.Context, q Querier, clusterID, product string) (Rollout, error) {
-	return scanRollout(q.QueryRow(ctx, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.cluster_id::text = $1 AND p.product = $2
+	return scanRollout(q.QueryRow(ctx, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.cluster_id = rap_uuid($1) AND p.product = $2
 		AND p.state IN ('running', 'paused', 'halted', 'pinned')`, clusterID, product))
 }
 
 // ListRollouts lists a cluster's rollouts, newest first.
 func ListRollouts(ctx context.Context, q Querier, clusterID string, p Page) ([]Rollout, error) {
 	lim, off := p.norm()
-	return collect(ctx, q, scanRollout, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.cluster_id::text = $1
+	return collect(ctx, q, scanRollout, `SELECT `+rolloutCols+rolloutFrom+`WHERE p.cluster_id = rap_uuid($1)
 		ORDER BY p.created_at DESC, p.id LIMIT $2 OFFSET $3`, clusterID, lim, off)
 }
 
 // CurrentRollouts returns, per product, the newest rollout of a cluster:
 // the one whose desired versions apply (snapshot builder's input).
 func CurrentRollouts(ctx context.Context, q Querier, clusterID string) ([]Rollout, error) {
-	return collect(ctx, q, scanRollout, `SELECT DISTINCT ON (p.product) `+rolloutCols+rolloutFrom+`WHERE p.cluster_id::text = $1
+	return collect(ctx, q, scanRollout, `SELECT DISTINCT ON (p.product) `+rolloutCols+rolloutFrom+`WHERE p.cluster_id = rap_uuid($1)
 		ORDER BY p.product, p.created_at DESC, p.id`, clusterID)
 }
 
@@ -96,7 +96,7 @@ func RunningRollouts(ctx context.Context, q Querier) ([]Rollout, error) {
 // UpdateRolloutState moves a rollout (fenced). The caller locked it.
 func UpdateRolloutState(ctx context.Context, q Querier, id, state string, wave int, waveStartedAt *time.Time, reason string, targetReleaseID string) (Rollout, error) {
 	if _, err := q.Exec(ctx, `UPDATE rollout_policies SET state = $2, current_wave = $3, wave_started_at = $4, state_reason = $5,
-		target_release_id = CASE WHEN $6 = '' THEN target_release_id ELSE $6::uuid END, updated_at = now() WHERE id::text = $1`,
+		target_release_id = CASE WHEN $6 = '' THEN target_release_id ELSE $6::uuid END, updated_at = now() WHERE id = rap_uuid($1)`,
 		id, state, wave, waveStartedAt, reason, targetReleaseID); err != nil {
 		return Rollout{}, mapErr(err)
 	}
@@ -106,7 +106,7 @@ func UpdateRolloutState(ctx context.Context, q Querier, id, state string, wave i
 // SetReleaseStatus sets a release's status ('published' or 'blocklisted')
 // and reason (fenced).
 func SetReleaseStatus(ctx context.Context, q Querier, id, status, reason string) error {
-	tag, err := q.Exec(ctx, `UPDATE releases SET status = $2, status_reason = $3 WHERE id::text = $1`, id, status, reason)
+	tag, err := q.Exec(ctx, `UPDATE releases SET status = $2, status_reason = $3 WHERE id = rap_uuid($1)`, id, status, reason)
 	if err == nil && tag.RowsAffected() == 0 {
 		return mapErr(ErrNotFound)
 	}
@@ -214,7 +214,7 @@ func RecordUpdateRun(ctx context.Context, q Querier, x UpdateRun) (UpdateRun, er
 // LatestUpdateRuns returns each node's newest run of a product in a cluster.
 func LatestUpdateRuns(ctx context.Context, q Querier, clusterID, product string) ([]UpdateRun, error) {
 	return collect(ctx, q, scanRun, `SELECT DISTINCT ON (node_id) `+runCols+` FROM node_update_runs
-		WHERE cluster_id::text = $1 AND product = $2 ORDER BY node_id, updated_at DESC, id DESC`, clusterID, product)
+		WHERE cluster_id = rap_uuid($1) AND product = $2 ORDER BY node_id, updated_at DESC, id DESC`, clusterID, product)
 }
 
 // ActiveMemberIDs lists the ids of a cluster's active members.
@@ -222,7 +222,7 @@ func ActiveMemberIDs(ctx context.Context, q Querier, clusterID string) ([]string
 	return collect(ctx, q, func(row scanner) (string, error) {
 		var s string
 		return s, mapErr(row.Scan(&s))
-	}, `SELECT node_id::text FROM cluster_memberships WHERE cluster_id::text = $1 AND membership_status = 'active' ORDER BY node_id`, clusterID)
+	}, `SELECT node_id::text FROM cluster_memberships WHERE cluster_id = rap_uuid($1) AND membership_status = 'active' ORDER BY node_id`, clusterID)
 }
 
 // AppliedSchemaVersion returns the control-plane schema version applied to
@@ -236,13 +236,13 @@ func AppliedSchemaVersion(ctx context.Context, q Querier) (int, error) {
 // NodeUpdateRuns returns a node's newest run per product in a cluster.
 func NodeUpdateRuns(ctx context.Context, q Querier, clusterID, nodeID string) ([]UpdateRun, error) {
 	return collect(ctx, q, scanRun, `SELECT DISTINCT ON (product) `+runCols+` FROM node_update_runs
-		WHERE cluster_id::text = $1 AND node_id::text = $2 ORDER BY product, updated_at DESC, id DESC`, clusterID, nodeID)
+		WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2) ORDER BY product, updated_at DESC, id DESC`, clusterID, nodeID)
 }
 
 // HaltRolloutsTargeting halts every running or paused rollout whose target
 // is releaseID (fenced).
 func HaltRolloutsTargeting(ctx context.Context, q Querier, releaseID, reason string) error {
 	_, err := q.Exec(ctx, `UPDATE rollout_policies SET state = 'halted', state_reason = $2, updated_at = now()
-		WHERE target_release_id::text = $1 AND state IN ('running', 'paused')`, releaseID, reason)
+		WHERE target_release_id = rap_uuid($1) AND state IN ('running', 'paused')`, releaseID, reason)
 	return mapErr(err)
 }

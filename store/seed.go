@@ -12,7 +12,7 @@ import (
 // coverage of the roles the seed holds, and admin ingress.
 func SeedGaps(ctx context.Context, q Querier, clusterID, nodeID string) (seed bool, unmet []string, err error) {
 	err = q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM cluster_memberships o JOIN cluster_memberships m ON m.node_id = o.node_id
-		WHERE m.cluster_id::text = $1 AND m.node_id::text = $2 AND o.cluster_id <> m.cluster_id
+		WHERE m.cluster_id = rap_uuid($1) AND m.node_id = rap_uuid($2) AND o.cluster_id <> m.cluster_id
 		  AND o.membership_status = 'active' AND o.joined_at < m.joined_at)`, clusterID, nodeID).Scan(&seed)
 	if err != nil || !seed {
 		return seed, nil, mapErr(err)
@@ -24,7 +24,7 @@ func SeedGaps(ctx context.Context, q Querier, clusterID, nodeID string) (seed bo
 		FROM cluster_memberships m
 		LEFT JOIN node_heartbeat_latest hb ON hb.cluster_id = m.cluster_id AND hb.node_id = m.node_id
 		LEFT JOIN node_snapshot_heads h ON h.cluster_id = m.cluster_id AND h.node_id = m.node_id
-		WHERE m.cluster_id::text = $1 AND m.node_id::text <> $2 AND m.membership_status = 'active'`, clusterID, nodeID).Scan(&healthy, &stale)
+		WHERE m.cluster_id = rap_uuid($1) AND m.node_id::text <> $2 AND m.membership_status = 'active'`, clusterID, nodeID).Scan(&healthy, &stale)
 	if err != nil {
 		return true, nil, mapErr(err)
 	}
@@ -35,7 +35,7 @@ func SeedGaps(ctx context.Context, q Querier, clusterID, nodeID string) (seed bo
 		unmet = append(unmet, fmt.Sprintf("current_snapshots: %d other members have not applied their newest snapshot", stale))
 	}
 	rows, err := q.Query(ctx, `SELECT DISTINCT r.role FROM node_role_assignments r
-		WHERE r.cluster_id::text = $1 AND r.node_id::text = $2 AND r.status = 'active'
+		WHERE r.cluster_id = rap_uuid($1) AND r.node_id = rap_uuid($2) AND r.status = 'active'
 		  AND NOT EXISTS (SELECT 1 FROM node_role_assignments o JOIN cluster_memberships m ON m.cluster_id = o.cluster_id AND m.node_id = o.node_id
 		                   WHERE o.cluster_id = r.cluster_id AND o.node_id <> r.node_id AND o.role = r.role AND o.status = 'active' AND m.membership_status = 'active')
 		ORDER BY 1`, clusterID, nodeID)
@@ -53,7 +53,7 @@ func SeedGaps(ctx context.Context, q Querier, clusterID, nodeID string) (seed bo
 	rows.Close()
 	var ingress bool
 	err = q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM node_role_assignments o JOIN cluster_memberships m ON m.cluster_id = o.cluster_id AND m.node_id = o.node_id
-		WHERE o.cluster_id::text = $1 AND o.node_id::text <> $2 AND o.role = 'admin-ingress' AND o.status = 'active' AND m.membership_status = 'active')`,
+		WHERE o.cluster_id = rap_uuid($1) AND o.node_id::text <> $2 AND o.role = 'admin-ingress' AND o.status = 'active' AND m.membership_status = 'active')`,
 		clusterID, nodeID).Scan(&ingress)
 	if err != nil {
 		return true, nil, mapErr(err)

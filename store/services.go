@@ -63,7 +63,7 @@ func UpsertService(ctx context.Context, q Querier, s ServiceInstance) (ServiceIn
 // (fenced).
 func SetServicesDesired(ctx context.Context, q Querier, clusterID, nodeID, serviceType, desired string) ([]ServiceInstance, error) {
 	return collect(ctx, q, scanService, `UPDATE node_service_instances SET desired_state = $4, updated_at = now()
-		WHERE cluster_id = $1 AND ($2 = '' OR node_id::text = $2) AND service_type = $3 AND desired_state <> $4 RETURNING `+serviceCols,
+		WHERE cluster_id = $1 AND ($2 = '' OR node_id = rap_uuid($2)) AND service_type = $3 AND desired_state <> $4 RETURNING `+serviceCols,
 		clusterID, nodeID, serviceType, desired)
 }
 
@@ -72,11 +72,11 @@ func SetServicesDesired(ctx context.Context, q Querier, clusterID, nodeID, servi
 func ListServices(ctx context.Context, q Querier, clusterID, nodeID, serviceType string, p Page) ([]ServiceInstance, error) {
 	l, o := p.norm()
 	return collect(ctx, q, scanService, `SELECT `+serviceCols+` FROM node_service_instances
-		WHERE cluster_id::text = $1 AND ($2 = '' OR node_id::text = $2) AND ($3 = '' OR service_type = $3)
+		WHERE cluster_id = rap_uuid($1) AND ($2 = '' OR node_id = rap_uuid($2)) AND ($3 = '' OR service_type = $3)
 		ORDER BY node_id, service_type, service_instance_id LIMIT $4 OFFSET $5`, clusterID, nodeID, serviceType, l, o)
 }
 
 // AllServices lists every service instance of a cluster (for snapshot builds).
 func AllServices(ctx context.Context, q Querier, clusterID string) ([]ServiceInstance, error) {
-	return collect(ctx, q, scanService, `SELECT `+serviceCols+` FROM node_service_instances WHERE cluster_id::text = $1`, clusterID)
+	return collect(ctx, q, scanService, `SELECT `+serviceCols+` FROM node_service_instances WHERE cluster_id = rap_uuid($1)`, clusterID)
 }

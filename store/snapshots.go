@@ -21,7 +21,7 @@ type SnapshotHead struct {
 
 // SnapshotHeads returns the heads of a cluster's nodes by node id.
 func SnapshotHeads(ctx context.Context, q Querier, clusterID string) (map[string]SnapshotHead, error) {
-	rows, err := q.Query(ctx, `SELECT node_id::text, version, digest, key_id, expires_at FROM node_snapshot_heads WHERE cluster_id::text = $1`, clusterID)
+	rows, err := q.Query(ctx, `SELECT node_id::text, version, digest, key_id, expires_at FROM node_snapshot_heads WHERE cluster_id = rap_uuid($1)`, clusterID)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -154,7 +154,7 @@ const latestSnapshotsSQL = `SELECT DISTINCT ON (node_id) ` + snapCols + ` FROM n
 
 // ListSnapshotVersions lists the versions kept for a node, newest first.
 func ListSnapshotVersions(ctx context.Context, q Querier, clusterID, nodeID string) ([]StoredSnapshot, error) {
-	return collect(ctx, q, scanSnap, `SELECT `+snapCols+` FROM node_config_snapshots WHERE cluster_id::text = $1 AND node_id::text = $2
+	return collect(ctx, q, scanSnap, `SELECT `+snapCols+` FROM node_config_snapshots WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($2)
 		ORDER BY version DESC`, clusterID, nodeID)
 }
 
@@ -191,7 +191,7 @@ func ListSnapshotStatus(ctx context.Context, q Querier, clusterID, nodeID string
 	      LEFT JOIN node_snapshot_heads h ON h.cluster_id = m.cluster_id AND h.node_id = m.node_id
 	      LEFT JOIN node_config_snapshots cs ON cs.cluster_id = h.cluster_id AND cs.node_id = h.node_id AND cs.version = h.version
 	      LEFT JOIN node_heartbeat_latest hb ON hb.cluster_id = m.cluster_id AND hb.node_id = m.node_id
-	     WHERE m.cluster_id::text = $1 AND ($2 = '' OR m.node_id::text = $2)
+	     WHERE m.cluster_id = rap_uuid($1) AND ($2 = '' OR m.node_id = rap_uuid($2))
 	       AND (NOT $3 OR coalesce(hb.applied_version, 0) < coalesce(h.version, 0))
 	     ORDER BY n.name, m.node_id LIMIT $4 OFFSET $5`, clusterID, nodeID, laggingOnly, l, o)
 }
@@ -216,7 +216,7 @@ func DirtyClusters(ctx context.Context, q Querier) ([]DirtyCluster, error) {
 // ClearDirty removes a cluster's mark if no change marked it again since
 // generation was read.
 func ClearDirty(ctx context.Context, q Querier, d DirtyCluster) error {
-	_, err := q.Exec(ctx, `DELETE FROM snapshot_dirty_clusters WHERE cluster_id::text = $1 AND generation = $2`, d.ClusterID, d.Generation)
+	_, err := q.Exec(ctx, `DELETE FROM snapshot_dirty_clusters WHERE cluster_id = rap_uuid($1) AND generation = $2`, d.ClusterID, d.Generation)
 	return mapErr(err)
 }
 
@@ -233,7 +233,7 @@ type ClusterPolicy struct {
 // GetClusterPolicy returns a cluster's policies (empty documents when unset).
 func GetClusterPolicy(ctx context.Context, q Querier, clusterID string) (ClusterPolicy, error) {
 	p := ClusterPolicy{ClusterID: clusterID}
-	err := q.QueryRow(ctx, `SELECT route_policy, qos_policy, entry_policies, updated_by, updated_at FROM cluster_snapshot_policies WHERE cluster_id::text = $1`, clusterID).
+	err := q.QueryRow(ctx, `SELECT route_policy, qos_policy, entry_policies, updated_by, updated_at FROM cluster_snapshot_policies WHERE cluster_id = rap_uuid($1)`, clusterID).
 		Scan(&p.RoutePolicy, &p.QoSPolicy, &p.EntryPolicies, &p.UpdatedBy, &p.UpdatedAt)
 	if errNoRows(err) {
 		return ClusterPolicy{ClusterID: clusterID, RoutePolicy: json.RawMessage(`{}`), QoSPolicy: json.RawMessage(`{}`), EntryPolicies: json.RawMessage(`[]`)}, nil
@@ -298,7 +298,7 @@ const snapshotMembersSQL = `SELECT m.node_id::text, n.name, m.membership_status,
 // RevokedKeys lists the public and Noise keys of a cluster's revoked
 // identities.
 func RevokedKeys(ctx context.Context, q Querier, clusterID string) (publicKeys, noiseKeys [][]byte, err error) {
-	rows, err := q.Query(ctx, `SELECT public_key, noise_public_key FROM node_identities WHERE cluster_id::text = $1 AND identity_status = 'revoked'`, clusterID)
+	rows, err := q.Query(ctx, `SELECT public_key, noise_public_key FROM node_identities WHERE cluster_id = rap_uuid($1) AND identity_status = 'revoked'`, clusterID)
 	if err != nil {
 		return nil, nil, mapErr(err)
 	}
@@ -315,7 +315,7 @@ func RevokedKeys(ctx context.Context, q Querier, clusterID string) (publicKeys, 
 
 // AllRoleAssignments lists every assignment of a cluster (for snapshot builds).
 func AllRoleAssignments(ctx context.Context, q Querier, clusterID string) ([]RoleAssignment, error) {
-	return collect(ctx, q, scanRole, `SELECT `+roleCols+` FROM node_role_assignments WHERE cluster_id::text = $1`, clusterID)
+	return collect(ctx, q, scanRole, `SELECT `+roleCols+` FROM node_role_assignments WHERE cluster_id = rap_uuid($1)`, clusterID)
 }
 
 // AllOrganizations lists every organization (for snapshot builds).
@@ -325,12 +325,12 @@ func AllOrganizations(ctx context.Context, q Querier) ([]Organization, error) {
 
 // GroupHasContents reports whether a group has child groups or members.
 func GroupHasContents(ctx context.Context, q Querier, groupID string) (children, members int, err error) {
-	err = q.QueryRow(ctx, `SELECT (SELECT count(*) FROM node_groups WHERE parent_id::text = $1), (SELECT count(*) FROM cluster_memberships WHERE group_id::text = $1)`, groupID).
+	err = q.QueryRow(ctx, `SELECT (SELECT count(*) FROM node_groups WHERE parent_id = rap_uuid($1)), (SELECT count(*) FROM cluster_memberships WHERE group_id = rap_uuid($1))`, groupID).
 		Scan(&children, &members)
 	return children, members, mapErr(err)
 }
 
 // GroupByID finds a group by id.
 func GroupByID(ctx context.Context, q Querier, id string) (Group, error) {
-	return scanGroup(q.QueryRow(ctx, `SELECT `+groupCols+` FROM node_groups WHERE id::text = $1`, id))
+	return scanGroup(q.QueryRow(ctx, `SELECT `+groupCols+` FROM node_groups WHERE id = rap_uuid($1)`, id))
 }

@@ -40,12 +40,12 @@ func UpsertTelemetryFlag(ctx context.Context, q Querier, f TelemetryFlag) (Telem
 
 // DeleteTelemetryFlag removes a flag (fenced).
 func DeleteTelemetryFlag(ctx context.Context, q Querier, id string) (TelemetryFlag, error) {
-	return scanFlag(q.QueryRow(ctx, `DELETE FROM telemetry_flags WHERE id::text = $1 RETURNING `+flagCols, id))
+	return scanFlag(q.QueryRow(ctx, `DELETE FROM telemetry_flags WHERE id = rap_uuid($1) RETURNING `+flagCols, id))
 }
 
 // GetTelemetryFlag finds a flag by id.
 func GetTelemetryFlag(ctx context.Context, q Querier, id string) (TelemetryFlag, error) {
-	return scanFlag(q.QueryRow(ctx, `SELECT `+flagCols+` FROM telemetry_flags WHERE id::text = $1`, id))
+	return scanFlag(q.QueryRow(ctx, `SELECT `+flagCols+` FROM telemetry_flags WHERE id = rap_uuid($1)`, id))
 }
 
 // ListTelemetryFlags lists the flags that apply in a cluster (its cluster and
@@ -53,6 +53,6 @@ func GetTelemetryFlag(ctx context.Context, q Querier, id string) (TelemetryFlag,
 // "" lists every flag.
 func ListTelemetryFlags(ctx context.Context, q Querier, clusterID string) ([]TelemetryFlag, error) {
 	return collect(ctx, q, scanFlag, `SELECT `+flagCols+` FROM telemetry_flags
-		WHERE $1 = '' OR cluster_id::text = $1 OR (scope = 'organization' AND cluster_id IS NULL)
+		WHERE $1 = '' OR cluster_id = rap_uuid($1) OR (scope = 'organization' AND cluster_id IS NULL)
 		ORDER BY scope, name, id`, clusterID)
 }

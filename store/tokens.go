@@ -49,7 +49,7 @@ func GetToken(ctx context.Context, q Querier, id string) (JoinToken, error) {
 // ListTokens lists a cluster's tokens (all clusters when clusterID is ""), newest first.
 func ListTokens(ctx context.Context, q Querier, clusterID string, p Page) ([]JoinToken, error) {
 	l, o := p.norm()
-	return collect(ctx, q, scanToken, `SELECT `+tokenCols+` FROM node_join_tokens WHERE ($1 = '' OR cluster_id::text = $1) ORDER BY created_at DESC LIMIT $2 OFFSET $3`, clusterID, l, o)
+	return collect(ctx, q, scanToken, `SELECT `+tokenCols+` FROM node_join_tokens WHERE ($1 = '' OR cluster_id = rap_uuid($1)) ORDER BY created_at DESC LIMIT $2 OFFSET $3`, clusterID, l, o)
 }
 
 // RevokeToken revokes a token; revoking twice is not an error (fenced).

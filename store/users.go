@@ -111,7 +111,7 @@ func AdminUserByName(ctx context.Context, q Querier, name string) (AdminUser, er
 
 // AdminUserByID returns the account with id.
 func AdminUserByID(ctx context.Context, q Querier, id string) (AdminUser, error) {
-	return scanAdminUser(q.QueryRow(ctx, `SELECT `+adminUserCols+` FROM admin_users u LEFT JOIN admin_mfa m ON m.user_id = u.id WHERE u.id::text = $1`, id))
+	return scanAdminUser(q.QueryRow(ctx, `SELECT `+adminUserCols+` FROM admin_users u LEFT JOIN admin_mfa m ON m.user_id = u.id WHERE u.id = rap_uuid($1)`, id))
 }
 
 // ListAdminUsers lists accounts by name.

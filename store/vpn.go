@@ -90,7 +90,7 @@ func SetVPNDesiredState(ctx context.Context, q Querier, clusterID, id, state str
 // GetVPNConnection finds a cluster's connection by id or name.
 func GetVPNConnection(ctx context.Context, q Querier, clusterID, idOrName string) (VPNConnection, error) {
 	return scanVPNConn(q.QueryRow(ctx, `SELECT `+vpnConnCols+` FROM vpn_connections
-		WHERE cluster_id::text = $1 AND (id::text = $2 OR name = $2)`, clusterID, idOrName))
+		WHERE cluster_id = rap_uuid($1) AND (id = rap_uuid($2) OR name = $2)`, clusterID, idOrName))
 }
 
 // LockVPNConnection reads a cluster's connection by id and locks its row
@@ -99,13 +99,13 @@ func GetVPNConnection(ctx context.Context, q Querier, clusterID, idOrName string
 // forgets to lock).
 func LockVPNConnection(ctx context.Context, q Querier, clusterID, id string) (VPNConnection, error) {
 	return scanVPNConn(q.QueryRow(ctx, `SELECT `+vpnConnCols+` FROM vpn_connections
-		WHERE cluster_id::text = $1 AND id::text = $2 FOR UPDATE`, clusterID, id))
+		WHERE cluster_id = rap_uuid($1) AND id = rap_uuid($2) FOR UPDATE`, clusterID, id))
 }
 
 // ListVPNConnections lists a cluster's connections by name.
 func ListVPNConnections(ctx context.Context, q Querier, clusterID string, p Page) ([]VPNConnection, error) {
 	lim, off := p.norm()
-	return collect(ctx, q, scanVPNConn, `SELECT `+vpnConnCols+` FROM vpn_connections WHERE cluster_id::text = $1
+	return collect(ctx, q, scanVPNConn, `SELECT `+vpnConnCols+` FROM vpn_connections WHERE cluster_id = rap_uuid($1)
 		ORDER BY name, id LIMIT $2 OFFSET $3`, clusterID, lim, off)
 }
 
@@ -113,7 +113,7 @@ func ListVPNConnections(ctx context.Context, q Querier, clusterID string, p Page
 // connection's allowed nodes (fenced). The database refuses a node that is not
 // a member of the connection's cluster (ErrConstraint).
 func ReplaceVPNAllowedNodes(ctx context.Context, q Querier, clusterID, connID string, nodeIDs []string, by string) error {
-	if _, err := q.Exec(ctx, `DELETE FROM vpn_connection_allowed_nodes WHERE connection_id = $1 AND NOT (node_id::text = ANY($2::text[]))`,
+	if _, err := q.Exec(ctx, `DELETE FROM vpn_connection_allowed_nodes WHERE connection_id = $1 AND NOT (node_id = ANY(rap_uuids($2::text[])))`,
 		connID, nonNil(nodeIDs)); err != nil {
 		return mapErr(err)
 	}
@@ -137,7 +137,7 @@ func ClusterMembers(ctx context.Context, q Querier, clusterID string, nodeIDs []
 	ids, err := collect(ctx, q, func(r scanner) (string, error) {
 		var s string
 		return s, mapErr(r.Scan(&s))
-	}, `SELECT node_id::text FROM cluster_memberships WHERE cluster_id::text = $1 AND node_id::text = ANY($2::text[])`, clusterID, nonNil(nodeIDs))
+	}, `SELECT node_id::text FROM cluster_memberships WHERE cluster_id = rap_uuid($1) AND node_id = ANY(rap_uuids($2::text[]))`, clusterID, nonNil(nodeIDs))
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +183,7 @@ func InsertVPNRoutePolicy(ctx context.Context, q Querier, p VPNRoutePolicy) (VPN
 
 // DeleteVPNRoutePolicy removes a connection's route policy by id or name (fenced).
 func DeleteVPNRoutePolicy(ctx context.Context, q Querier, connID, idOrName string) (VPNRoutePolicy, error) {
-	return scanVPNPolicy(q.QueryRow(ctx, `DELETE FROM vpn_connection_route_policies WHERE connection_id = $1 AND (id::text = $2 OR name = $2)
+	return scanVPNPolicy(q.QueryRow(ctx, `DELETE FROM vpn_connection_route_policies WHERE connection_id = $1 AND (id = rap_uuid($2) OR name = $2)
 		RETURNING `+vpnPolicyCols, connID, idOrName))
 }
 
@@ -243,7 +243,7 @@ func InsertVPNLease(ctx context.Context, q Querier, l VPNLease) (VPNLease, error
 
 // ActiveVPNLease returns the connection's active lease, or ErrNotFound.
 func ActiveVPNLease(ctx context.Context, q Querier, connID string) (VPNLease, error) {
-	return scanVPNLease(q.QueryRow(ctx, `SELECT `+vpnLeaseCols+` FROM vpn_connection_leases WHERE connection_id::text = $1 AND status = 'active'`, connID))
+	return scanVPNLease(q.QueryRow(ctx, `SELECT `+vpnLeaseCols+` FROM vpn_connection_leases WHERE connection_id = rap_uuid($1) AND status = 'active'`, connID))
 }
 
 // RenewVPNLease extends the active lease of generation gen held by owner until
@@ -251,7 +251,7 @@ func ActiveVPNLease(ctx context.Context, q Querier, connID string) (VPNLease, er
 // active or already past its expiry at now.
 func RenewVPNLease(ctx context.Context, q Querier, connID, owner string, gen int64, now, expires time.Time) (VPNLease, error) {
 	l, err := scanVPNLease(q.QueryRow(ctx, `UPDATE vpn_connection_leases SET renewed_at = $4, expires_at = $5
-		WHERE connection_id::text = $1 AND owner_node_id::text = $2 AND generation = $3 AND status = 'active' AND expires_at > $4
+		WHERE connection_id = rap_uuid($1) AND owner_node_id = rap_uuid($2) AND generation = $3 AND status = 'active' AND expires_at > $4
 		RETURNING `+vpnLeaseCols, connID, owner, gen, now, expires))
 	if errors.Is(err, ErrNotFound) {
 		return l, ErrLeaseNotActive
@@ -264,7 +264,7 @@ func RenewVPNLease(ctx context.Context, q Querier, connID, owner string, gen int
 // at time at. ErrLeaseNotActive when there is no such active lease.
 func EndVPNLease(ctx context.Context, q Querier, connID string, gen int64, status string, at time.Time, reason, by string) (VPNLease, error) {
 	l, err := scanVPNLease(q.QueryRow(ctx, `UPDATE vpn_connection_leases SET status = $3, ended_at = $4, end_reason = $5, ended_by = $6
-		WHERE connection_id::text = $1 AND status = 'active' AND ($2 = 0 OR generation = $2)
+		WHERE connection_id = rap_uuid($1) AND status = 'active' AND ($2 = 0 OR generation = $2)
 		RETURNING `+vpnLeaseCols, connID, gen, status, at, reason, by))
 	if errors.Is(err, ErrNotFound) {
 		return l, ErrLeaseNotActive
@@ -274,13 +274,13 @@ func EndVPNLease(ctx context.Context, q Querier, connID string, gen int64, statu
 
 // GetVPNLease returns a connection's lease of generation gen (any status).
 func GetVPNLease(ctx context.Context, q Querier, connID string, gen int64) (VPNLease, error) {
-	return scanVPNLease(q.QueryRow(ctx, `SELECT `+vpnLeaseCols+` FROM vpn_connection_leases WHERE connection_id::text = $1 AND generation = $2`, connID, gen))
+	return scanVPNLease(q.QueryRow(ctx, `SELECT `+vpnLeaseCols+` FROM vpn_connection_leases WHERE connection_id = rap_uuid($1) AND generation = $2`, connID, gen))
 }
 
 // ListVPNLeases lists a connection's lease history, newest first.
 func ListVPNLeases(ctx context.Context, q Querier, connID string, p Page) ([]VPNLease, error) {
 	lim, off := p.norm()
-	return collect(ctx, q, scanVPNLease, `SELECT `+vpnLeaseCols+` FROM vpn_connection_leases WHERE connection_id::text = $1
+	return collect(ctx, q, scanVPNLease, `SELECT `+vpnLeaseCols+` FROM vpn_connection_leases WHERE connection_id = rap_uuid($1)
 		ORDER BY generation DESC LIMIT $2 OFFSET $3`, connID, lim, off)
 }
 
@@ -310,9 +310,9 @@ func (e VPNEligibility) Eligible() bool { return e.ActiveMember && e.Allowed && 
 func VPNNodeEligibility(ctx context.Context, q Querier, c VPNConnection, nodeID string) (VPNEligibility, error) {
 	var e VPNEligibility
 	err := q.QueryRow(ctx, `SELECT
-		EXISTS (SELECT 1 FROM cluster_memberships WHERE cluster_id::text = $1 AND node_id::text = $3 AND membership_status = 'active'),
-		EXISTS (SELECT 1 FROM vpn_connection_allowed_nodes WHERE connection_id::text = $2 AND node_id::text = $3),
-		EXISTS (SELECT 1 FROM node_role_assignments WHERE cluster_id::text = $1 AND node_id::text = $3 AND status = 'active'
+		EXISTS (SELECT 1 FROM cluster_memberships WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($3) AND membership_status = 'active'),
+		EXISTS (SELECT 1 FROM vpn_connection_allowed_nodes WHERE connection_id = rap_uuid($2) AND node_id = rap_uuid($3)),
+		EXISTS (SELECT 1 FROM node_role_assignments WHERE cluster_id = rap_uuid($1) AND node_id = rap_uuid($3) AND status = 'active'
 			AND role IN ('vpn-exit', 'vpn-connector') AND (organization_id IS NULL OR organization_id::text IS NOT DISTINCT FROM $4))`,
 		c.ClusterID, c.ID, nodeID, c.OrganizationID).Scan(&e.ActiveMember, &e.Allowed, &e.Role)
 	return e, mapErr(err)
@@ -323,11 +323,11 @@ func VPNNodeEligibility(ctx context.Context, q Querier, c VPNConnection, nodeID 
 // allowed, with a VPN role) and those whose active lease it owns.
 func VisibleVPNConnections(ctx context.Context, q Querier, clusterID, nodeID string) ([]VPNConnection, error) {
 	return collect(ctx, q, scanVPNConn, `SELECT `+vpnConnCols+` FROM vpn_connections c
-		WHERE c.cluster_id::text = $1 AND (
-			EXISTS (SELECT 1 FROM vpn_connection_leases l WHERE l.connection_id = c.id AND l.status = 'active' AND l.owner_node_id::text = $2)
-			OR (EXISTS (SELECT 1 FROM vpn_connection_allowed_nodes a WHERE a.connection_id = c.id AND a.node_id::text = $2)
-				AND EXISTS (SELECT 1 FROM cluster_memberships m WHERE m.cluster_id = c.cluster_id AND m.node_id::text = $2 AND m.membership_status = 'active')
-				AND EXISTS (SELECT 1 FROM node_role_assignments r WHERE r.cluster_id = c.cluster_id AND r.node_id::text = $2 AND r.status = 'active'
+		WHERE c.cluster_id = rap_uuid($1) AND (
+			EXISTS (SELECT 1 FROM vpn_connection_leases l WHERE l.connection_id = c.id AND l.status = 'active' AND l.owner_node_id = rap_uuid($2))
+			OR (EXISTS (SELECT 1 FROM vpn_connection_allowed_nodes a WHERE a.connection_id = c.id AND a.node_id = rap_uuid($2))
+				AND EXISTS (SELECT 1 FROM cluster_memberships m WHERE m.cluster_id = c.cluster_id AND m.node_id = rap_uuid($2) AND m.membership_status = 'active')
+				AND EXISTS (SELECT 1 FROM node_role_assignments r WHERE r.cluster_id = c.cluster_id AND r.node_id = rap_uuid($2) AND r.status = 'active'
 					AND r.role IN ('vpn-exit', 'vpn-connector') AND (r.organization_id IS NULL OR r.organization_id IS NOT DISTINCT FROM c.organization_id))))
 		ORDER BY c.name, c.id`, clusterID, nodeID)
 }
@@ -341,7 +341,7 @@ const vpnRoleOrg = `r.cluster_id = c.cluster_id AND r.status = 'active' AND (r.o
 func VPNNodeHasExitRole(ctx context.Context, q Querier, connID, nodeID string) (bool, error) {
 	var ok bool
 	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM vpn_connections c JOIN node_role_assignments r ON `+vpnRoleOrg+`
-		WHERE c.id::text = $1 AND r.node_id::text = $2 AND r.role = 'vpn-exit')`, connID, nodeID).Scan(&ok)
+		WHERE c.id = rap_uuid($1) AND r.node_id = rap_uuid($2) AND r.role = 'vpn-exit')`, connID, nodeID).Scan(&ok)
 	return ok, mapErr(err)
 }
 
@@ -352,7 +352,7 @@ func VPNConnectorNodes(ctx context.Context, q Querier, connID string) ([]string,
 		var id string
 		return id, mapErr(r.Scan(&id))
 	}, `SELECT a.node_id::text FROM vpn_connection_allowed_nodes a JOIN vpn_connections c ON c.id = a.connection_id
-		WHERE c.id::text = $1
+		WHERE c.id = rap_uuid($1)
 		AND EXISTS (SELECT 1 FROM cluster_memberships m WHERE m.cluster_id = c.cluster_id AND m.node_id = a.node_id AND m.membership_status = 'active')
 		AND EXISTS (SELECT 1 FROM node_role_assignments r WHERE r.node_id = a.node_id AND r.role = 'vpn-connector' AND `+vpnRoleOrg+`)
 		AND NOT EXISTS (SELECT 1 FROM node_role_assignments r WHERE r.node_id = a.node_id AND r.role = 'vpn-exit' AND `+vpnRoleOrg+`)
@@ -410,7 +410,7 @@ func ListVPNStatusLatest(ctx context.Context, q Querier, connID string) ([]VPNSt
 		}
 		return s, mapErr(err)
 	}, `SELECT cluster_id::text, connection_id::text, node_id::text, status, detail, lease_generation, received_at, tunnel
-		FROM vpn_assignment_status_latest WHERE connection_id::text = $1 ORDER BY node_id`, connID)
+		FROM vpn_assignment_status_latest WHERE connection_id = rap_uuid($1) ORDER BY node_id`, connID)
 }
 
 // nullJSON is nil (SQL NULL) for an empty document, else its text.
