@@ -100,6 +100,13 @@ func parallelDo(n, w int, fn func(i int) error) error {
 // enrollSim enrolls n agents through the authority's Go API (auto-approved
 // join requests: real identities, memberships and certificates).
 func enrollSim(b *testing.B, a *authority.Authority, apiAddr string, n int) (clusterID string, fleet simFleet) {
+	clusterID, fleet, _ = enrollSimTimed(b, a, apiAddr, n)
+	return clusterID, fleet
+}
+
+// enrollSimTimed is enrollSim that also returns when each enrollment
+// completed, in completion order, as offsets from the first one's start.
+func enrollSimTimed(b *testing.B, a *authority.Authority, apiAddr string, n int) (clusterID string, fleet simFleet, done []time.Duration) {
 	ctx := context.Background()
 	sys := authority.Actor{ID: "bench", Kind: "system"}
 	cl, err := a.CreateCluster(ctx, sys, authority.CreateClusterRequest{Name: "hb", Slug: "hb"}, "")
@@ -117,6 +124,9 @@ func enrollSim(b *testing.B, a *authority.Authority, apiAddr string, n int) (clu
 		toks = append(toks, tok)
 	}
 	fleet = simFleet{Addr: apiAddr, CAPin: toks[0].CAPin, ServerName: httpapi.ServerNameForCluster(cl.ID), Agents: make([]simIdentity, n)}
+	done = make([]time.Duration, n)
+	var finished atomic.Int64
+	t0 := time.Now()
 	err = parallelDo(n, 8, func(i int) error {
 		tok := toks[i/10000]
 		keys, err := identity.GenerateKeys(nil)
@@ -133,12 +143,13 @@ func enrollSim(b *testing.B, a *authority.Authority, apiAddr string, n int) (clu
 			return fmt.Errorf("enroll %d: %v (status %q)", i, err, st.Status)
 		}
 		fleet.Agents[i] = simIdentity{NodeID: st.NodeID, Cert: st.Certificate, Key: keys.Signing}
+		done[finished.Add(1)-1] = time.Since(t0)
 		return nil
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return cl.ID, fleet
+	return cl.ID, fleet, done
 }
 
 // connectFleet builds one HTTPS + mTLS client per agent and connects each

@@ -16,7 +16,7 @@ mkdir -p "$(dirname "$out")"
 : >"$out"
 # Steps to run: the arguments (e.g. `scripts/bench.sh fenced snapshot`), or all;
 # BENCH_FILTER narrows the benchmarks of each step (a -bench pattern).
-steps=" ${*:-fenced raft snapshot mesh gossip heartbeat fleet update tunnel vpn} "
+steps=" ${*:-fenced raft snapshot mesh gossip heartbeat fleet enroll update tunnel vpn} "
 want() { [[ $steps == *" $1 "* ]]; }
 # Every package run is preceded by the machine load (figures on a shared
 # machine are only comparable with their same-run baselines).
@@ -61,6 +61,10 @@ want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatFlush$'} runb 
 # default is 2,000) simulated mTLS agents in a child process, 3 authorities
 # (one process each), a route intent → every agent applied (one run).
 want fleet && FLEET_AGENTS=${FLEET_AGENTS:-10000} BENCH_FILTER=${BENCH_FILTER:-BenchmarkFleet} runb -benchtime 1x -timeout 60m ./bench/
+# Enrollment of ENROLL_AGENTS (here 8,000) auto-approved agents on a
+# 3-authority group: the rate over the last tenth beside the first tenth of
+# the same run (an enrollment whose cost grows with the fleet shows below 1).
+want enroll && ENROLL_AGENTS=${ENROLL_AGENTS:-8000} BENCH_FILTER=${BENCH_FILTER:-BenchmarkEnrollment} runb -benchtime 1x -timeout 30m ./bench/
 # One agent self-update end to end with real processes (launcher, agent
 # 1.0.0 → 2.0.0 by a rollout) and its phases, beside the artifact's raw
 # download time in the same run.

@@ -52,6 +52,9 @@ AIMS = [
     # PERFORMANCE.md gives for a 16-core machine).
     (r"^BenchmarkHeartbeatIngest/agents=1000/offered=25000/s/path=stream$", "heartbeats/s", None, None, ">=", 25000),
     (r"^BenchmarkHeartbeatIngest/agents=1000/offered=25000/s/path=stream$", "visible_p99_ms", None, None, "<=", 250),
+    # Enrollment: the last tenth's rate beside the first tenth's in the same
+    # run; it should not fall as the fleet grows.
+    (r"^BenchmarkEnrollment$", "last_tenth/s", "first_tenth/s", "last/first", ">=", 0.8),
     # Responder handshakes on one core.
     (r"^BenchmarkResponderHandshakes$", "handshakes/s", None, None, ">=", 1500),
     # Flush throughput (4 flushers) beside a plain batched upsert, aim ≥ 0.8.
