@@ -171,11 +171,30 @@ func authorityChild() error {
 		case "profile-stop":
 			pprof.StopCPUProfile()
 			fmt.Println("ok")
+		case "edit":
+			// The fleet's policy edit, when this authority leads.
+			if err := fleetEdit(d, arg); err != nil {
+				fmt.Println("err", strings.ReplaceAll(err.Error(), "\n", " "))
+			} else {
+				fmt.Println("ok")
+			}
 		default:
 			return fmt.Errorf("authority child: unknown command %q", in.Text())
 		}
 	}
 	return in.Err()
+}
+
+// fleetEdit is the fleet's one cluster-wide change (a route intent), made
+// on d if it leads with the fence held; its idempotency key makes retries on
+// any authority one edit.
+func fleetEdit(d *daemon.Daemon, cluster string) error {
+	if !d.Raft.IsLeader() || d.Auth.FenceEpoch() == 0 {
+		return fmt.Errorf("%s is not a fenced leader", d.Node())
+	}
+	_, err := d.Auth.CreateRouteIntent(context.Background(), authority.Actor{ID: "bench", Kind: "system"}, cluster, authority.RouteIntentRequest{
+		Name: "fleet-edit", Source: "*", Destination: "*", Action: "prefer-relay"}, "bench-fleet-edit")
+	return err
 }
 
 // startProfile starts this process's CPU profile into path.

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -681,15 +682,26 @@ func BenchmarkFleet(b *testing.B) {
 			}
 		}
 	}
-	// The edit goes to the current leader and is retried (same
-	// idempotency key) while the group has none, as an owner's client
-	// would; edit_attempts counts the tries, all inside T0 → applied.
+	// The edit goes to the current leader, whichever process it is in
+	// (leadership may move under load), and is retried (same idempotency
+	// key) while the group has none, as an owner's client would;
+	// edit_attempts counts the tries, all inside T0 → applied.
 	attempts := 0
 	for {
 		attempts++
-		ed := g.Leader(60 * time.Second)
-		_, err := ed.Auth.CreateRouteIntent(ctx, authority.Actor{ID: "bench", Kind: "system"}, cluster, authority.RouteIntentRequest{
-			Name: "fleet-edit", Source: "*", Destination: "*", Action: "prefer-relay"}, "bench-fleet-edit")
+		err := fleetEdit(l, cluster)
+		for _, o := range others {
+			if err == nil {
+				break
+			}
+			if ans, lerr := o.line("edit " + cluster); lerr != nil {
+				b.Fatalf("authority child: edit: %v", lerr)
+			} else if ans != "ok" {
+				err = errors.Join(err, errors.New(ans))
+			} else {
+				err = nil
+			}
+		}
 		if err == nil {
 			break
 		}
