@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -231,6 +232,12 @@ func startChild(b *testing.B, env string, spec any) *childProc {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
+	// FLEET_NICE=n runs the simulated agents at nice n: in a deployment
+	// they are other machines, here they share the authorities' cores, and
+	// at 50,000 they take enough of them to starve the Raft group.
+	if n := envInt("FLEET_NICE", 0); n > 0 && env == envFleetChild {
+		cmd = exec.Command("nice", "-n", strconv.Itoa(n), os.Args[0], "-test.run", "^$")
+	}
 	cmd.Env = append(os.Environ(), env+"="+path)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

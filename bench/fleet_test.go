@@ -492,6 +492,8 @@ func (p *procFiles) field(name string) float64 {
 // during the change: acked by the agents vs committed in PostgreSQL (lost =
 // acked − committed), the heartbeat → committed p99. FLEET_CPUPROFILE=dir
 // writes every authority's CPU profile over the change (dir/a1.pprof …).
+// FLEET_NICE=n runs the agent processes at nice n (they stand for other
+// machines; at 50,000 they otherwise starve the authorities of these cores).
 //
 // FLEET_AGENTS=10000 go test -run '^$' -bench BenchmarkFleet -benchtime 1x -timeout 60m ./bench/
 func BenchmarkFleet(b *testing.B) {
