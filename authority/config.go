@@ -147,6 +147,9 @@ func (o SnapshotOptions) Validate() error {
 	if o.DirtyShare < 0 || o.DirtyShare > 1 {
 		return configErr("DirtyShare", "must be within 0 (the default, 0.5) and 1 (got %g)", o.DirtyShare)
 	}
+	if o.CommitPart < 0 {
+		return configErr("CommitPart", "must not be negative (got %d)", o.CommitPart)
+	}
 	if o.StorageFanout < 0 {
 		return configErr("StorageFanout", "must not be negative (got %d)", o.StorageFanout)
 	}

@@ -30,6 +30,7 @@ func TestConfigValidateNamesTheField(t *testing.T) {
 		{"Snapshots.TTL", Config{Snapshots: SnapshotOptions{TTL: -time.Hour}}},
 		{"Snapshots.DirtyShare", Config{Snapshots: SnapshotOptions{DirtyShare: -0.1}}},
 		{"Snapshots.DirtyShare", Config{Snapshots: SnapshotOptions{DirtyShare: 1.5}}},
+		{"Snapshots.CommitPart", Config{Snapshots: SnapshotOptions{CommitPart: -1}}},
 		{"Snapshots.Builder", Config{Snapshots: SnapshotOptions{Builder: snapshot.Config{MeshFanout: -1}}}},
 	} {
 		err := tc.cfg.Validate()

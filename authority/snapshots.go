@@ -62,6 +62,15 @@ type SnapshotOptions struct {
 	// FullPass is how often the leader checks every cluster (expiry refresh);
 	// 0 means 5 min.
 	FullPass time.Duration
+	// CommitPart is how many nodes one rebuild builds, signs and stores per
+	// fenced transaction; 0 means 2,000. A cluster-wide change of a large
+	// cluster is published in several transactions, each within the fenced
+	// transaction's time bound (store.Options.FencedTimeout): in one, 50,000
+	// snapshots (~250 MB of envelopes) never committed on a loaded machine
+	// and the rebuild failed again on every retry. A part that fails leaves
+	// the dirty mark; the next rebuild skips the parts already stored (their
+	// digests match) and continues with the rest.
+	CommitPart int
 	// DirtyShare is the most of the leader's time the rebuild loop spends
 	// rebuilding dirty clusters while marks keep coming (each rebuild reads
 	// and digests every node of its cluster, so on a large cluster under an
@@ -94,6 +103,9 @@ func (o SnapshotOptions) withDefaults() SnapshotOptions {
 	}
 	if o.DirtyShare == 0 {
 		o.DirtyShare = 0.5
+	}
+	if o.CommitPart == 0 {
+		o.CommitPart = 2000
 	}
 	return o
 }
@@ -366,31 +378,49 @@ func (a *Authority) rebuild(ctx context.Context, clusterID string, force bool) (
 		h, ok := heads[id]
 		return !force && ok && bytes.Equal(h.Digest, d[:]) && h.KeyID == kid && h.ExpiresAt.Sub(now) > opts.TTL/2
 	}
-	var batch []store.StoredSnapshot
-	for _, b := range idx.Rebuild(ids, bopts, key, 0, unchanged) {
-		switch {
-		case b.Err != nil:
-			if res.Failed == nil {
-				res.Failed = map[string]string{}
+	// In parts of CommitPart nodes: each is built, signed and stored in its
+	// own fenced transaction (see SnapshotOptions.CommitPart).
+	for lo := 0; lo < len(ids); lo += opts.CommitPart {
+		part := ids[lo:min(len(ids), lo+opts.CommitPart)]
+		var batch []store.StoredSnapshot
+		for _, b := range idx.Rebuild(part, bopts, key, 0, unchanged) {
+			switch {
+			case b.Err != nil:
+				if res.Failed == nil {
+					res.Failed = map[string]string{}
+				}
+				res.Failed[b.NodeID] = b.Err.Error()
+				a.log.Error("snapshot build failed", "cluster_id", state.Cluster.ID, "node_id", b.NodeID, "error", b.Err)
+			case !b.Skipped:
+				s := b.Header
+				batch = append(batch, store.StoredSnapshot{ClusterID: s.ClusterID, NodeID: b.NodeID, Version: s.Version, Epoch: s.Epoch, KeyID: b.Signed.KeyID,
+					Scope: strings.Join(s.Scope, ","), Digest: b.Digest[:], Signed: b.Wire, IssuedAt: s.IssuedAt, ExpiresAt: s.ExpiresAt})
 			}
-			res.Failed[b.NodeID] = b.Err.Error()
-			a.log.Error("snapshot build failed", "cluster_id", state.Cluster.ID, "node_id", b.NodeID, "error", b.Err)
-		case !b.Skipped:
-			s := b.Header
-			batch = append(batch, store.StoredSnapshot{ClusterID: s.ClusterID, NodeID: b.NodeID, Version: s.Version, Epoch: s.Epoch, KeyID: b.Signed.KeyID,
-				Scope: strings.Join(s.Scope, ","), Digest: b.Digest[:], Signed: b.Wire, IssuedAt: s.IssuedAt, ExpiresAt: s.ExpiresAt})
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		details := map[string]any{"version": res.Version, "nodes": len(batch), "key_id": kid}
+		if len(ids) > opts.CommitPart {
+			details["part"] = lo/opts.CommitPart + 1
+			details["parts"] = (len(ids) + opts.CommitPart - 1) / opts.CommitPart
+		}
+		_, err = Fenced(ctx, a, Op{Action: "snapshot.publish", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: state.Cluster.ID, TargetKind: "cluster",
+			TargetID: state.Cluster.ID, Details: details},
+			func(tx pgx.Tx) (bool, error) { return true, store.SaveSnapshots(ctx, tx, state.Cluster.ID, batch) })
+		if err != nil {
+			if len(res.Nodes) > 0 {
+				a.log.Warn("snapshot rebuild stored some parts only; the rest is rebuilt again", "cluster_id", state.Cluster.ID,
+					"stored", len(res.Nodes), "nodes", len(ids), "error", err)
+			}
+			return RebuildResult{}, err
+		}
+		for _, b := range batch {
 			res.Nodes = append(res.Nodes, b.NodeID)
 		}
 	}
-	if len(batch) == 0 {
+	if len(res.Nodes) == 0 {
 		res.Version = 0
-		return res, nil
-	}
-	_, err = Fenced(ctx, a, Op{Action: "snapshot.publish", Actor: Actor{ID: "system", Kind: "system"}, ClusterID: state.Cluster.ID, TargetKind: "cluster",
-		TargetID: state.Cluster.ID, Details: map[string]any{"version": res.Version, "nodes": len(batch), "key_id": kid}},
-		func(tx pgx.Tx) (bool, error) { return true, store.SaveSnapshots(ctx, tx, state.Cluster.ID, batch) })
-	if err != nil {
-		return RebuildResult{}, err
 	}
 	return res, nil
 }
