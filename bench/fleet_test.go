@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	mrand "math/rand/v2"
 	"net/http"
 	_ "net/http/pprof" // FLEET_PPROF
 	"os"
@@ -271,12 +272,26 @@ func fleetChild() error {
 		wg.Add(2)
 		go func() { // the long poll, as agent/runtime's snapshot loop
 			defer wg.Done()
+			// After a failed poll, wait as agent/runtime does: 0.5 s
+			// doubling to 5 s, ±10 % jitter, back to 0.5 s after a success.
+			backoff := 500 * time.Millisecond
 			for ctx.Err() == nil {
-				if err := fetch(ctx, a, f.Wait); err != nil && ctx.Err() == nil {
-					pollErrs.Add(1)
-					errs.add("poll", err)
-					time.Sleep(time.Second)
+				err := fetch(ctx, a, f.Wait)
+				if err == nil {
+					backoff = 500 * time.Millisecond
+					continue
 				}
+				if ctx.Err() != nil {
+					return
+				}
+				pollErrs.Add(1)
+				errs.add("poll", err)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff + time.Duration(float64(backoff)*0.1*(2*mrand.Float64()-1))):
+				}
+				backoff = min(2*backoff, 5*time.Second)
 			}
 		}()
 		go func() { // heartbeats at the agent's interval, spread over it
