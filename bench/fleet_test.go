@@ -711,10 +711,8 @@ func BenchmarkFleet(b *testing.B) {
 			if err == nil {
 				break
 			}
-			if ans, lerr := o.line("edit " + cluster); lerr != nil {
-				b.Fatalf("authority child: edit: %v", lerr)
-			} else if ans != "ok" {
-				err = errors.Join(err, errors.New(ans))
+			if cerr := o.expectOK("edit " + cluster); cerr != nil {
+				err = errors.Join(err, cerr)
 			} else {
 				err = nil
 			}

@@ -19,10 +19,12 @@ func NewID() string {
 }
 
 // IsCanonicalUUID reports whether s is a UUID in PostgreSQL's text form
-// (lowercase, 8-4-4-4-12). A uuid column compared with "col = $1::uuid" uses
-// its index, where "col::text = $1" scans the table; hot reads take the first
-// form for ids that pass this check and answer not found for the others, which
-// is exactly what the text comparison would match.
+// (lowercase, 8-4-4-4-12): the Go side of the SQL function rap_uuid
+// (migration 019), with which queries compare "col = rap_uuid($1)" and use
+// the column's index. The hottest reads (a long poll's snapshot) check ids
+// here instead and send "col = $1::uuid" only for ids that pass, so an id
+// that is no uuid costs no round trip; either way exactly the ids in that
+// form match.
 func IsCanonicalUUID(s string) bool {
 	if len(s) != 36 {
 		return false
