@@ -324,6 +324,12 @@ func TestMeshFailoverInAgents(t *testing.T) {
 		downCh <- watchDown(a, b.node, 15*time.Second)
 	}()
 	rep, err := stream(a, b.node, 400, every)
+	if err != nil {
+		for _, ag := range agents {
+			js, _ := json.Marshal(meshOf(ag))
+			t.Logf("%s mesh: %s", ag.name, js)
+		}
+	}
 	require.NoError(t, err)
 	down := <-downCh
 	t.Logf("cut stream: %s", summary(rep))

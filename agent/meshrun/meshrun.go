@@ -679,18 +679,25 @@ type RouteStatus struct {
 
 // Status is the mesh of one membership.
 type Status struct {
-	Listen            string        `json:"listen"`
-	Endpoints         []string      `json:"endpoints"`
-	DirectoryVersion  uint64        `json:"directory_version"`
-	DirectoryPeers    int           `json:"directory_peers"`
-	Links             []LinkStatus  `json:"links"`
-	Routes            []RouteStatus `json:"routes"`
-	E2EDelivered      uint64        `json:"e2e_delivered"`
-	E2EForwarded      uint64        `json:"e2e_forwarded"`
-	Gossip            string        `json:"gossip"`
-	GossipDetail      GossipStatus  `json:"gossip_detail"`
-	NoDirect          []string      `json:"no_direct,omitempty"`
-	RouteTableVersion uint64        `json:"-"`
+	Listen           string        `json:"listen"`
+	Endpoints        []string      `json:"endpoints"`
+	DirectoryVersion uint64        `json:"directory_version"`
+	DirectoryPeers   int           `json:"directory_peers"`
+	Links            []LinkStatus  `json:"links"`
+	Routes           []RouteStatus `json:"routes"`
+	E2EDelivered     uint64        `json:"e2e_delivered"`
+	E2EForwarded     uint64        `json:"e2e_forwarded"`
+	// E2ESent counts end-to-end frames this node originated, E2EHandshakes
+	// the end-to-end handshakes it completed (either side), and E2EDropped
+	// the frames it dropped by reason (ttl, no_route, policy, replay, auth,
+	// malformed, no_session, queue); reasons that never happened are absent.
+	E2ESent           uint64            `json:"e2e_sent"`
+	E2EHandshakes     uint64            `json:"e2e_handshakes"`
+	E2EDropped        map[string]uint64 `json:"e2e_dropped,omitempty"`
+	Gossip            string            `json:"gossip"`
+	GossipDetail      GossipStatus      `json:"gossip_detail"`
+	NoDirect          []string          `json:"no_direct,omitempty"`
+	RouteTableVersion uint64            `json:"-"`
 }
 
 // Status reports links, routes and forwarding counters.
@@ -721,6 +728,17 @@ func (n *Node) Status() Status {
 	}
 	st := n.f.Stats()
 	s.E2EDelivered, s.E2EForwarded = st.Delivered, st.Forwarded
+	s.E2ESent, s.E2EHandshakes = st.Sent, st.HandshakesComplete
+	for k, v := range map[string]uint64{"ttl": st.DroppedTTL, "no_route": st.DroppedNoRoute, "policy": st.DroppedPolicy,
+		"replay": st.DroppedReplay, "auth": st.DroppedAuth, "malformed": st.DroppedMalformed,
+		"no_session": st.DroppedNoSession, "queue": st.DroppedQueue} {
+		if v != 0 {
+			if s.E2EDropped == nil {
+				s.E2EDropped = map[string]uint64{}
+			}
+			s.E2EDropped[k] = v
+		}
+	}
 	return s
 }
 

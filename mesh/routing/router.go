@@ -113,11 +113,22 @@ type Stats struct {
 	TriggeredUpdates, PeriodicUpdates, RouteChange uint64
 	SeqRequestsSent, SeqRequestsForwarded          uint64
 	PolicyDenied, Malformed, Unfeasible, TableFull uint64
+	// UnknownNeighbour counts messages dropped because they came from a
+	// node without an up link here; FirstHeardDumps the full tables sent in
+	// answer to a neighbour's first message after its link came up.
+	UnknownNeighbour, FirstHeardDumps uint64
 }
 
 type link struct {
 	cost Metric
 	up   bool
+	// heard is whether a message came from the neighbour since its link
+	// came up here. The first one is answered with a full table: the two
+	// ends learn of a new link independently, so the full table one end
+	// sends on link-up can reach the other before that end has the link up,
+	// and be dropped there (ErrUnknownNeighbour). The answer to its first
+	// message repairs that within one round trip instead of one refresh.
+	heard bool
 }
 
 // learned is the last advertisement of one destination by one neighbour.
@@ -214,6 +225,9 @@ func (r *Router) SetLink(neighbour string, cost Metric, up bool) error {
 	}
 	wasUp, oldCost := l.up, l.cost
 	l.up, l.cost = up, cost
+	if !up || !wasUp {
+		l.heard = false
+	}
 	switch {
 	case !up:
 		r.dropNeighbourLocked(neighbour)
@@ -287,9 +301,16 @@ func (r *Router) HandleMessage(from string, msg []byte) error {
 		r.mu.Unlock()
 		return err
 	}
-	if l := r.links[from]; l == nil || !l.up {
+	l := r.links[from]
+	if l == nil || !l.up {
+		r.stats.UnknownNeighbour++
 		r.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrUnknownNeighbour, from)
+	}
+	if !l.heard {
+		l.heard = true
+		r.fullDumpLocked(from)
+		r.stats.FirstHeardDumps++
 	}
 	switch m.Kind {
 	case KindUpdate:

@@ -471,6 +471,34 @@ func TestUnknownNeighbourIgnored(t *testing.T) {
 	}
 }
 
+// TestLinkUpRace: the two ends of a new link learn of it at different
+// times. a's full table reaches b before b has the link up and is dropped;
+// b must still learn the route to a from a's answer to b's own table, within
+// a few rounds, not at the next periodic refresh.
+func TestLinkUpRace(t *testing.T) {
+	n := newTestNet(t, []string{"a", "b"}, nil)
+	n.cost[key("a", "b")] = 5
+	must(t, n.routers["a"].SetLink("b", 5, true))
+	n.step() // a's table reaches b, which has no link to a yet
+	if got := n.routers["b"].Stats().UnknownNeighbour; got != 1 {
+		t.Fatalf("b dropped %d messages from an unknown neighbour, want 1", got)
+	}
+	must(t, n.routers["b"].SetLink("a", 5, true))
+	for range 3 {
+		n.step()
+	}
+	for _, p := range [][2]string{{"a", "b"}, {"b", "a"}} {
+		next, cost, _, err := n.routers[p[0]].Lookup(p[1])
+		if err != nil || next != p[1] || cost != 5 {
+			t.Fatalf("%s → %s: next %q cost %d err %v, want the direct link", p[0], p[1], next, cost, err)
+		}
+	}
+	if a, b := n.routers["a"].Stats(), n.routers["b"].Stats(); a.PeriodicUpdates+b.PeriodicUpdates != 0 || a.FirstHeardDumps != 1 || b.FirstHeardDumps != 1 {
+		t.Fatalf("periodic %d+%d, first-heard answers %d+%d; want 0 periodic and one answer each",
+			a.PeriodicUpdates, b.PeriodicUpdates, a.FirstHeardDumps, b.FirstHeardDumps)
+	}
+}
+
 func TestTriggeredUpdateOnCostChange(t *testing.T) {
 	n := diamond(t, 1, 1, 3, 3, nil)
 	must(t, n.routers["s"].SetLink("a", 10, true))
