@@ -69,6 +69,7 @@ func requireAgentMeshMetrics(t *testing.T, relayAddr, viaRelayAddr, peer1, peer2
 	}
 	require.Greater(t, metricSum(m, "rap_agent_mesh_handshakes_total"), 0.0)
 	require.Greater(t, metricSum(m, "rap_agent_mesh_sessions_established_total"), 0.0)
+	require.Len(t, m["rap_agent_mesh_e2e_dropped_frames_total"].GetMetric(), 8, "one end-to-end drop series per reason")
 	require.Greater(t, metricSum(m, "rap_agent_snapshot_version"), 0.0)
 	require.Contains(t, m, "rap_agent_snapshot_age_seconds")
 	require.Greater(t, metricSum(m, "rap_agent_heartbeats_acked_total"), 0.0)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -408,5 +409,15 @@ func WriteMeshTable(w io.Writer, ms []MeshStatus) {
 		for _, r := range s.Routes {
 			fmt.Fprintf(w, "  route %-36s via %-36s cost=%d hops=%d\n", r.Destination, r.NextHop, r.Cost, r.Hops)
 		}
+		fmt.Fprintf(w, "  e2e sent=%d delivered=%d forwarded=%d handshakes=%d", s.E2ESent, s.E2EDelivered, s.E2EForwarded, s.E2EHandshakes)
+		if len(s.E2EDropped) > 0 {
+			reasons := slices.Sorted(maps.Keys(s.E2EDropped))
+			parts := make([]string, len(reasons))
+			for i, k := range reasons {
+				parts[i] = fmt.Sprintf("%s=%d", k, s.E2EDropped[k])
+			}
+			fmt.Fprintf(w, " dropped %s", strings.Join(parts, " "))
+		}
+		fmt.Fprintln(w)
 	}
 }

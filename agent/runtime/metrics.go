@@ -21,7 +21,7 @@ type agentCollector struct {
 	a *Agent
 
 	degraded, mode, acked, hbFailures, hbConsecutive, snapVersion, snapAge, snapRejected, snapStale, certExpiry, workloads *prometheus.Desc
-	links, rtt, loss, handshakes, sessions, refused, relayed, forwarded, delivered, dirPeers                               *prometheus.Desc
+	links, rtt, loss, handshakes, sessions, refused, relayed, forwarded, delivered, dirPeers, e2eDropped                   *prometheus.Desc
 }
 
 func newAgentCollector(a *Agent) *agentCollector {
@@ -50,13 +50,14 @@ func newAgentCollector(a *Agent) *agentCollector {
 		forwarded:     d("rap_agent_mesh_forwarded_frames_total", "End-to-end frames this node forwarded for others (relay use)."),
 		delivered:     d("rap_agent_mesh_delivered_frames_total", "End-to-end frames delivered to this node."),
 		dirPeers:      d("rap_agent_mesh_directory_peers", "Peers in the signed peer directory."),
+		e2eDropped:    d("rap_agent_mesh_e2e_dropped_frames_total", "End-to-end frames dropped by reason (ttl, no_route, policy, replay, auth, malformed, no_session, queue).", "reason"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *agentCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.degraded, c.mode, c.acked, c.hbFailures, c.hbConsecutive, c.snapVersion, c.snapAge, c.snapRejected,
-		c.snapStale, c.certExpiry, c.workloads, c.links, c.rtt, c.loss, c.handshakes, c.sessions, c.refused, c.relayed, c.forwarded, c.delivered, c.dirPeers} {
+		c.snapStale, c.certExpiry, c.workloads, c.links, c.rtt, c.loss, c.handshakes, c.sessions, c.refused, c.relayed, c.forwarded, c.delivered, c.dirPeers, c.e2eDropped} {
 		ch <- d
 	}
 }
@@ -133,6 +134,9 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.dirPeers, float64(s.DirectoryPeers), cl)
 		counter(c.forwarded, float64(s.E2EForwarded), cl)
 		counter(c.delivered, float64(s.E2EDelivered), cl)
+		for _, reason := range e2eDropReasons {
+			counter(c.e2eDropped, float64(s.E2EDropped[reason]), cl, reason)
+		}
 		if cs, ok := n.ChannelStats(); ok {
 			counter(c.handshakes, float64(cs.HandshakesCompleted), cl, "initiator")
 			counter(c.handshakes, float64(cs.HandshakesResponded), cl, "responder")
@@ -144,6 +148,10 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// e2eDropReasons are the reasons of meshrun.Status.E2EDropped, every one
+// exported (zero included) so that a rate over it is defined from the start.
+var e2eDropReasons = []string{"ttl", "no_route", "policy", "replay", "auth", "malformed", "no_session", "queue"}
 
 // Registry returns a registry with the agent's series, Go runtime, process and
 // build information, and the go-metrics bridge (memberlist internals).
