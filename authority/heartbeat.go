@@ -221,6 +221,11 @@ type HeartbeatStats struct {
 	// AuthChecks counts full certificate checks (cache misses) on the
 	// heartbeat route.
 	AuthChecks uint64 `json:"auth_checks"`
+	// AuthRefreshes counts background re-checks of every cached serial;
+	// AuthRefreshesSkipped those that found the revocation counter unmoved
+	// and re-checked nothing (heartbeat_auth.go).
+	AuthRefreshes        uint64 `json:"auth_refreshes"`
+	AuthRefreshesSkipped uint64 `json:"auth_refreshes_skipped"`
 }
 
 // Heartbeats is one authority's heartbeat ingest: the in-memory latest state,
@@ -240,6 +245,16 @@ type Heartbeats struct {
 
 	authMu sync.RWMutex
 	auth   map[[32]byte]*authEntry
+	// revSeq is the revocation counter as last read by refreshAuth, revAt
+	// the time right after that read; revOK is false until a full re-check
+	// of the cached serials succeeded (and after any error). Only
+	// refreshAuth uses them, one call at a time (authRefreshMu).
+	authRefreshMu sync.Mutex
+	revSeq        int64
+	revAt         time.Time
+	revOK         bool
+
+	authRefreshes, authRefreshesSkipped atomic.Uint64
 
 	ingested, flushed, flushes, flushErrors, dropped, authChecks atomic.Uint64
 	running                                                      atomic.Bool
@@ -327,7 +342,8 @@ func (h *Heartbeats) Config() HeartbeatConfig { return h.cfg }
 func (h *Heartbeats) Stats() HeartbeatStats {
 	p := int(h.pendingRows.Load())
 	return HeartbeatStats{Ingested: h.ingested.Load(), Flushed: h.flushed.Load(), Flushes: h.flushes.Load(),
-		FlushErrors: h.flushErrors.Load(), Dropped: h.dropped.Load(), Pending: p, AuthChecks: h.authChecks.Load()}
+		FlushErrors: h.flushErrors.Load(), Dropped: h.dropped.Load(), Pending: p, AuthChecks: h.authChecks.Load(),
+		AuthRefreshes: h.authRefreshes.Load(), AuthRefreshesSkipped: h.authRefreshesSkipped.Load()}
 }
 
 // Run flushes, sweeps and prunes until stop is closed; it flushes once more

@@ -57,6 +57,10 @@ want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatIngest$'} runb
 # The batcher's flush throughput (1 and 4 flushers, A B B A) beside a plain
 # batched upsert of the same rows, in one run.
 want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkHeartbeatFlush$'} runb -benchtime 2x -timeout 20m ./authority/
+# The heartbeat route's certificate cache refresh with 10,000 cached
+# certificates: skipped (revocation counter unmoved) beside a full re-check
+# of every serial, alternating in one run.
+want heartbeat && BENCH_FILTER=${BENCH_FILTER:-'BenchmarkAuthRefresh$'} runb -benchtime 20x -timeout 10m ./authority/
 # The fleet: FLEET_AGENTS (here 10,000, the aim's fleet; the benchmark's own
 # default is 2,000) simulated mTLS agents in a child process, 3 authorities
 # (one process each), a route intent → every agent applied (one run).

@@ -282,6 +282,16 @@ func GoodCertificateSerials(ctx context.Context, q Querier, serials []string) (m
 	return out, mapErr(rows.Err())
 }
 
+// AuthRevocationSeq returns the counter that every revocation of a node
+// certificate or membership moves in its own transaction (migration 020):
+// while it stays the same, no certificate GoodCertificateSerials accepted has
+// been revoked since.
+func AuthRevocationSeq(ctx context.Context, q Querier) (int64, error) {
+	var seq int64
+	err := q.QueryRow(ctx, `SELECT seq FROM auth_revocation_seq`).Scan(&seq)
+	return seq, mapErr(err)
+}
+
 // ActiveRoleAssignments lists a membership's active role assignments.
 func ActiveRoleAssignments(ctx context.Context, q Querier, clusterID, nodeID string) ([]RoleAssignment, error) {
 	return collect(ctx, q, scanRole, `SELECT `+roleCols+` FROM node_role_assignments
