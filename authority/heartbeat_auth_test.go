@@ -86,7 +86,10 @@ func TestAuthRefreshSkipsUntilRevocation(t *testing.T) {
 	require.Equal(t, 0, refresh(), "disabling and re-enabling a membership revokes nothing")
 
 	// A revoked certificate: the next refresh checks, and drops only it.
-	fenced(func(tx pgx.Tx) error { _, err := store.RevokeIdentities(ctx, tx, cluster, nodes[1], "test"); return err })
+	fenced(func(tx pgx.Tx) error {
+		_, err := store.RevokeIdentities(ctx, tx, cluster, nodes[1], "test")
+		return err
+	})
 	require.Equal(t, 1, refresh(), "a certificate revoked: the serials are re-checked")
 	require.NotContains(t, cached(), serial(1))
 	require.Len(t, cached(), 3)
