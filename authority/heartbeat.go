@@ -250,7 +250,7 @@ type Heartbeats struct {
 	// of the cached serials succeeded (and after any error). Only
 	// refreshAuth uses them, one call at a time (authRefreshMu).
 	authRefreshMu sync.Mutex
-	revSeq        int64
+	revSeq        store.AuthRevocation
 	revAt         time.Time
 	revOK         bool
 

@@ -80,7 +80,7 @@ func (h *Heartbeats) CachedPrincipal(cert *x509.Certificate, source string) (p N
 // ones leave the cache (their next request is refused by the full check).
 //
 // It first reads the revocation counter (store.AuthRevocationSeq), which
-// every revocation moves in its own transaction, and notes the time right
+// every revocation moves (with a new random stamp) in its own transaction, and notes the time right
 // after the read. When the counter has not moved since the last refresh read
 // it, no certificate has been revoked since that read, so every entry
 // verified after it (by the re-check that followed it, or by a request's full
@@ -101,7 +101,7 @@ func (h *Heartbeats) refreshAuth(ctx context.Context) {
 		return
 	}
 	read := h.cfg.Clock() // every revocation committed after this moves seq
-	if h.revOK && seq == h.revSeq {
+	if h.revOK && seq.Stamp == h.revSeq.Stamp {
 		h.authRefreshesSkipped.Add(1)
 		h.authMu.Lock()
 		for k, e := range h.auth {

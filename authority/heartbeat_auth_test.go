@@ -114,8 +114,20 @@ func TestAuthRefreshSkipsUntilRevocation(t *testing.T) {
 	require.Equal(t, raced, cached()["raced"], "a raced entry keeps its own check time")
 	require.True(t, cached()[serial(0)].After(raced))
 
+	// The database goes back one revocation (restored, or a replica
+	// promoted after losing it), then a revocation brings the counter to the
+	// value already read: its new stamp still makes the refresh check.
+	_, err = db.Pool.Exec(ctx, `UPDATE auth_revocation_seq SET seq = seq - 1`)
+	require.NoError(t, err)
+	fenced(func(tx pgx.Tx) error {
+		_, err := store.RevokeIdentities(ctx, tx, cluster, nodes[0], "test")
+		return err
+	})
+	require.Equal(t, 1, refresh(), "a revocation after the database went back: the serials are re-checked")
+	require.NotContains(t, cached(), serial(0))
+
 	st := h.Stats()
-	require.Equal(t, uint64(3), st.AuthRefreshes)
+	require.Equal(t, uint64(4), st.AuthRefreshes)
 	require.Equal(t, uint64(5), st.AuthRefreshesSkipped)
 }
 
@@ -132,10 +144,12 @@ func key32(i int) []byte {
 func TestAuthRevocationSeqTriggers(t *testing.T) {
 	db, _, cluster, nodes := hbDB(t, 3)
 	ctx := context.Background()
+	stamps := map[string]bool{}
 	seq := func() int64 {
 		s, err := store.AuthRevocationSeq(ctx, db.Pool)
 		require.NoError(t, err)
-		return s
+		stamps[s.Stamp] = true
+		return s.Seq
 	}
 	now := time.Now()
 	require.NoError(t, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
@@ -180,6 +194,20 @@ func TestAuthRevocationSeqTriggers(t *testing.T) {
 	require.NoError(t, exec(`UPDATE node_certificates SET revoked_at = now() WHERE serial = '0b00'`))
 	require.NoError(t, exec(`UPDATE cluster_memberships SET membership_status = 'revoked' WHERE node_id = '`+nodes[1]+`'`))
 	require.Equal(t, s0+3, seq())
+	require.Len(t, stamps, 4, "every move draws a new stamp")
+
+	// A database that went back (restored, or a replica promoted after
+	// losing the last transactions) and then moves again reaches a seq
+	// already read, with a stamp never read.
+	before, err := store.AuthRevocationSeq(ctx, db.Pool)
+	require.NoError(t, err)
+	_, err = db.Pool.Exec(ctx, `UPDATE auth_revocation_seq SET seq = seq - 1`)
+	require.NoError(t, err)
+	require.NoError(t, exec(`UPDATE cluster_memberships SET membership_status = 'revoked' WHERE node_id = '`+nodes[2]+`'`))
+	after, err := store.AuthRevocationSeq(ctx, db.Pool)
+	require.NoError(t, err)
+	require.Equal(t, before.Seq, after.Seq)
+	require.NotEqual(t, before.Stamp, after.Stamp)
 }
 
 // BenchmarkAuthRefresh measures one background refresh of the heartbeat

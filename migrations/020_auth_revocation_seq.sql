@@ -11,15 +11,22 @@
 -- the revoking transaction commits, and a refresh that saw the new value
 -- and then the certificate still good would never look again. The row is
 -- written only by revocations (rare), so its lock is not contended.
+--
+-- Each move also draws a new random stamp, and readers compare the stamp:
+-- a database restored from a backup, or a replica promoted after losing the
+-- last transactions, can hold an older seq, and a later revocation could
+-- bring seq back to a value an authority already read; the stamp it draws
+-- differs.
 CREATE TABLE auth_revocation_seq (
-    id  boolean PRIMARY KEY DEFAULT true CHECK (id),
-    seq bigint NOT NULL
+    id    boolean PRIMARY KEY DEFAULT true CHECK (id),
+    seq   bigint NOT NULL,
+    stamp uuid NOT NULL
 );
-INSERT INTO auth_revocation_seq (id, seq) VALUES (true, 0);
+INSERT INTO auth_revocation_seq (id, seq, stamp) VALUES (true, 0, gen_random_uuid());
 
 CREATE FUNCTION rap_bump_auth_revocation_seq() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE auth_revocation_seq SET seq = seq + 1;
+    UPDATE auth_revocation_seq SET seq = seq + 1, stamp = gen_random_uuid();
     RETURN NULL;
 END
 $$;

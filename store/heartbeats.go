@@ -282,14 +282,23 @@ func GoodCertificateSerials(ctx context.Context, q Querier, serials []string) (m
 	return out, mapErr(rows.Err())
 }
 
-// AuthRevocationSeq returns the counter that every revocation of a node
-// certificate or membership moves in its own transaction (migration 020):
-// while it stays the same, no certificate GoodCertificateSerials accepted has
-// been revoked since.
-func AuthRevocationSeq(ctx context.Context, q Querier) (int64, error) {
-	var seq int64
-	err := q.QueryRow(ctx, `SELECT seq FROM auth_revocation_seq`).Scan(&seq)
-	return seq, mapErr(err)
+// AuthRevocation is the revocation counter of migration 020: every
+// revocation of a node certificate or membership moves Seq and draws a new
+// random Stamp in its own transaction.
+type AuthRevocation struct {
+	Seq   int64
+	Stamp string
+}
+
+// AuthRevocationSeq reads the revocation counter. While its Stamp stays the
+// same, no certificate GoodCertificateSerials accepted has been revoked since
+// (compare the Stamp, not Seq: a restored or failed-over database can hold an
+// older Seq, which a later revocation could bring back to a value already
+// read).
+func AuthRevocationSeq(ctx context.Context, q Querier) (AuthRevocation, error) {
+	var r AuthRevocation
+	err := q.QueryRow(ctx, `SELECT seq, stamp::text FROM auth_revocation_seq`).Scan(&r.Seq, &r.Stamp)
+	return r, mapErr(err)
 }
 
 // ActiveRoleAssignments lists a membership's active role assignments.
