@@ -139,7 +139,7 @@ func (o SnapshotOptions) Validate() error {
 	for _, d := range []struct {
 		field string
 		v     time.Duration
-	}{{"TTL", o.TTL}, {"MaxLongPoll", o.MaxLongPoll}, {"DirtyPoll", o.DirtyPoll}, {"FullPass", o.FullPass}} {
+	}{{"TTL", o.TTL}, {"MaxLongPoll", o.MaxLongPoll}, {"DirtyPoll", o.DirtyPoll}, {"FullPass", o.FullPass}, {"ChangeWait", o.ChangeWait}} {
 		if d.v < 0 {
 			return configErr(d.field, "must not be negative (got %s)", d.v)
 		}

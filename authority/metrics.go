@@ -19,6 +19,7 @@ type metrics struct {
 	hbFlush       prometheus.Histogram
 	pollReads     prometheus.Counter
 	dirtyRest     prometheus.Counter
+	changeWait    prometheus.Counter
 }
 
 // latencyBuckets cover 0.25 ms … ~8 s.
@@ -43,11 +44,13 @@ func newMetrics() *metrics {
 			Help: "Snapshot reads made for agents' long polls on this authority (one when a poll starts, one per wake-up; reads of waiters that wake together share batched statements)."}),
 		dirtyRest: prometheus.NewCounter(prometheus.CounterOpts{Name: "rap_snapshot_dirty_rest_seconds_total",
 			Help: "Time the leader's rebuild loop rested after dirty passes so that rebuilding takes at most SnapshotOptions.DirtyShare of its time."}),
+		changeWait: prometheus.NewCounter(prometheus.CounterOpts{Name: "rap_snapshot_change_wait_exceeded_total",
+			Help: "Mutations that answered before their own snapshot rebuild ended (it took longer than SnapshotOptions.ChangeWait and went on after the answer)."}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.fenced, m.enrollments, m.loginFailures, m.stepUpFails, m.snapshotBuild, m.hbFlush, m.pollReads, m.dirtyRest}
+	return []prometheus.Collector{m.fenced, m.enrollments, m.loginFailures, m.stepUpFails, m.snapshotBuild, m.hbFlush, m.pollReads, m.dirtyRest, m.changeWait}
 }
 
 // observeFenced records one fenced mutation of op that started at start.
@@ -97,6 +100,12 @@ func (m *metrics) observeSnapshotBuild(start time.Time) {
 func (m *metrics) observeDirtyRest(d time.Duration) {
 	if m != nil {
 		m.dirtyRest.Add(d.Seconds())
+	}
+}
+
+func (m *metrics) changeWaitExceeded() {
+	if m != nil {
+		m.changeWait.Inc()
 	}
 }
 

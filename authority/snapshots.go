@@ -79,6 +79,14 @@ type SnapshotOptions struct {
 	// d·(1/share − 1), at most 10 s. 0 means 0.5; 1 means back to back. A
 	// mutation's own rebuild (afterChange) is never delayed.
 	DirtyShare float64
+	// ChangeWait bounds how long a mutation waits for its own rebuild
+	// (afterChange) before it answers; 0 means 10 s. The rebuild goes on
+	// after the answer (bounded by changeRebuildBound), and the rebuild
+	// loop takes over what it leaves. On a small cluster the rebuild ends
+	// in milliseconds and the answer follows it, as before; at 50,000 nodes
+	// it publishes in 25 parts over about a minute, and the owner's edit
+	// used to answer only after all of them (BenchmarkFleet: 92 s).
+	ChangeWait time.Duration
 	// StorageFanout is how many config-storage nodes serve each node; 0 means 2.
 	StorageFanout int
 	// Builder bounds the topology; zero means snapshot.DefaultConfig.
@@ -107,8 +115,15 @@ func (o SnapshotOptions) withDefaults() SnapshotOptions {
 	if o.CommitPart == 0 {
 		o.CommitPart = 2000
 	}
+	if o.ChangeWait == 0 {
+		o.ChangeWait = 10 * time.Second
+	}
 	return o
 }
+
+// changeRebuildBound bounds a change's own rebuild once the mutation stopped
+// waiting for it (the request's deadline no longer applies).
+const changeRebuildBound = 10 * time.Minute
 
 // maxDirtyRest bounds the rebuild loop's rest after a dirty pass.
 const maxDirtyRest = 10 * time.Second
@@ -451,13 +466,31 @@ func (a *Authority) rebuildMarked(ctx context.Context, clusterID string) (Rebuil
 }
 
 // afterChange is called by the mutations of this package after their fenced
-// transaction committed: it rebuilds the cluster's affected snapshots
-// synchronously. A failure leaves the dirty mark for the rebuild loop.
+// transaction committed: it rebuilds the cluster's affected snapshots and
+// waits for that up to SnapshotOptions.ChangeWait (or until ctx ends); the
+// rebuild itself is not tied to the request and goes on after the wait. A
+// failure leaves the dirty mark for the rebuild loop.
 func (a *Authority) afterChange(ctx context.Context, clusterID string) {
-	if _, err := a.rebuildMarked(ctx, clusterID); err != nil {
-		a.log.Warn("snapshot rebuild after a change failed; the rebuild loop retries", "cluster_id", clusterID, "error", err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), changeRebuildBound)
+		defer cancel()
+		if _, err := a.rebuildMarked(rctx, clusterID); err != nil {
+			a.log.Warn("snapshot rebuild after a change failed; the rebuild loop retries", "cluster_id", clusterID, "error", err)
+		}
+		a.snapshots.kickLoop()
+	}()
+	t := time.NewTimer(a.snapshots.opts.ChangeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.C:
+		a.metrics.changeWaitExceeded()
+		a.log.Info("a change's snapshot rebuild takes longer than the change waits for it; it goes on after the answer",
+			"cluster_id", clusterID, "change_wait", a.snapshots.opts.ChangeWait)
 	}
-	a.snapshots.kickLoop()
 }
 
 // RebuildSnapshots rebuilds a cluster's snapshots now (leader only, fenced);
