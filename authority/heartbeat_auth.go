@@ -80,9 +80,9 @@ func (h *Heartbeats) CachedPrincipal(cert *x509.Certificate, source string) (p N
 // ones leave the cache (their next request is refused by the full check).
 //
 // It first reads the revocation counter (store.AuthRevocationSeq), which
-// every revocation moves (with a new random stamp) in its own transaction, and notes the time right
-// after the read. When the counter has not moved since the last refresh read
-// it, no certificate has been revoked since that read, so every entry
+// every revocation moves (with a new random stamp) in its own transaction,
+// and notes the time right after the read. When the counter has not moved
+// since the last refresh read it, no certificate has been revoked since that read, so every entry
 // verified after it (by the re-check that followed it, or by a request's full
 // check that began later: its checked is taken before its query) is still
 // good and moves forward without touching the certificates: at 50,000 cached
