@@ -503,7 +503,8 @@ func (p *procFiles) field(name string) float64 {
 // version) a newer snapshot (p50/p99/max, and the first agent as the same-run
 // baseline of one agent), agents missing at the cap (FLEET_CAP_S, default
 // 60 s), each authority's RSS and peak RSS (a1 includes the harness: an upper
-// bound) and CPU over the change, PostgreSQL connections, and heartbeats
+// bound) and CPU over the change, PostgreSQL's CPU over the same window
+// (pg_cpu_s, when the server runs on this machine), its connections, and heartbeats
 // during the change: acked by the agents vs committed in PostgreSQL (lost =
 // acked − committed), the heartbeat → committed p99. FLEET_CPUPROFILE=dir
 // writes every authority's CPU profile over the change (dir/a1.pprof …).
@@ -660,6 +661,13 @@ func BenchmarkFleet(b *testing.B) {
 		_ = l.DB.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE datname = current_database()), count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'`).Scan(&db, &all)
 		return
 	}
+	// PostgreSQL's CPU over the same window as the authorities' (its
+	// postmaster and live backends; the pools keep their connections).
+	pgc := pgCPU(ctx, l.DB.Pool)
+	var pg0 time.Duration
+	if pgc != nil {
+		pg0 = pgc()
+	}
 	st0 := stats()
 	type fds struct {
 		n     int
@@ -740,6 +748,10 @@ func BenchmarkFleet(b *testing.B) {
 		}
 	}
 	st1 := stats()
+	var pgUsed time.Duration
+	if pgc != nil {
+		pgUsed = pgc() - pg0
+	}
 	if profDir != "" {
 		pprof.StopCPUProfile()
 		for _, o := range others {
@@ -812,6 +824,9 @@ func BenchmarkFleet(b *testing.B) {
 	b.ReportMetric(float64(len(kids)), "fleet_processes")
 	b.ReportMetric(s(cpu), "authorities_cpu_s")
 	b.ReportMetric(s(r.CPU), "fleet_cpu_s")
+	if pgc != nil {
+		b.ReportMetric(s(pgUsed), "pg_cpu_s")
+	}
 	b.ReportMetric(float64(maxDB), "pg_conns_db_max")
 	b.ReportMetric(float64(maxAll), "pg_conns_all_max")
 	b.ReportMetric(float64(r.HBAcked), "hb_acked")
