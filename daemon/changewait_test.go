@@ -93,7 +93,7 @@ func TestChangeAnswersBeforeALongRebuild(t *testing.T) {
 	_, err = l.Auth.SetTelemetryFlag(ctx, sys, authority.TelemetryFlagRequest{Scope: "cluster", Cluster: "east", Name: "probe", Enabled: false}, "")
 	took := time.Since(began)
 	require.NoError(t, err)
-	require.Less(t, took, 1500*time.Millisecond, "the change answered before its 2 s rebuild ended")
+	require.Less(t, took, 1800*time.Millisecond, "the change answered before its 2 s rebuild ended")
 	require.Equal(t, v1, heads()[slow], "the slow node's snapshot was not stored yet when the change answered")
 	g.Eventually(20*time.Second, "the rebuild went on and published the change to every node", func() bool { return allAbove(v1) })
 	g.Eventually(10*time.Second, "the dirty mark is cleared", func() bool {
