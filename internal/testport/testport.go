@@ -7,8 +7,12 @@
 // connection on the machine may take the port and the restart fails with
 // "address already in use". The ports given here lie below the ephemeral range,
 // where the kernel never assigns one by itself, so only another listener that
-// asks for that exact port can take it. Test-only: production code must not
-// import this package.
+// asks for that exact port can take it. A port is handed out at most once per
+// process: a test that takes several before starting anything (three
+// authorities' Raft and API ports) would otherwise be given the same free
+// port twice now and then, and one of its listeners would fail with "address
+// already in use" (TestBackupAndRestore did, in CI). Test-only: production
+// code must not import this package.
 package testport
 
 import (
@@ -17,19 +21,32 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+)
+
+// given holds every port Stable returned in this process.
+var (
+	mu    sync.Mutex
+	given = map[int]bool{}
 )
 
 // lowest is the bottom of the range ports are drawn from.
 const lowest = 10000
 
-// Stable returns "127.0.0.1:N" for a port N that is free now and lies below
-// the kernel's ephemeral port range.
+// Stable returns "127.0.0.1:N" for a port N that is free now, lies below
+// the kernel's ephemeral port range, and was not returned before in this
+// process.
 func Stable(tb testing.TB) string {
 	tb.Helper()
 	hi := ephemeralLow()
+	mu.Lock()
+	defer mu.Unlock()
 	for range 200 {
 		p := lowest + rand.IntN(hi-lowest)
+		if given[p] {
+			continue
+		}
 		addr := "127.0.0.1:" + strconv.Itoa(p)
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -38,6 +55,7 @@ func Stable(tb testing.TB) string {
 		if err := l.Close(); err != nil {
 			tb.Fatalf("testport: close %s: %v", addr, err)
 		}
+		given[p] = true
 		return addr
 	}
 	tb.Fatalf("testport: no free port found in [%d, %d)", lowest, hi)
