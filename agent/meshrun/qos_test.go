@@ -173,9 +173,11 @@ func TestQoSClassesOrderBackedUpLinkOverLoopbackUDP(t *testing.T) {
 // one peer at once the link backs up, and its queued frames leave in
 // batches: runs of equal-sized packets go out as UDP GSO messages and the
 // peer reads them coalesced (UDP_GRO). Every message arrives, each flow's
-// in order.
+// in order. The link is paced (8 MiB/s, 64 KiB bursts) so that it backs up
+// on every run: unpaced, eight senders on loopback often never outran the
+// socket (0 of 1,600 frames queued, two runs in four on an idle machine).
 func TestBackedUpLinkSendsBatchesOverLoopbackUDP(t *testing.T) {
-	nodes := startPair(t, nil)
+	nodes := startPair(t, func(c *Config) { c.LinkRate, c.LinkBurst = 8<<20, 64<<10 })
 	a, b := nodes["a"].n, nodes["b"].n
 	const flows, perFlow = 8, 200
 	var mu sync.Mutex
