@@ -729,17 +729,25 @@ func (n *Node) Status() Status {
 	st := n.f.Stats()
 	s.E2EDelivered, s.E2EForwarded = st.Delivered, st.Forwarded
 	s.E2ESent, s.E2EHandshakes = st.Sent, st.HandshakesComplete
-	for k, v := range map[string]uint64{"ttl": st.DroppedTTL, "no_route": st.DroppedNoRoute, "policy": st.DroppedPolicy,
-		"replay": st.DroppedReplay, "auth": st.DroppedAuth, "malformed": st.DroppedMalformed,
-		"no_session": st.DroppedNoSession, "queue": st.DroppedQueue} {
-		if v != 0 {
+	drops := e2eDrops(st)
+	for i, reason := range E2EDropReasons {
+		if drops[i] != 0 {
 			if s.E2EDropped == nil {
 				s.E2EDropped = map[string]uint64{}
 			}
-			s.E2EDropped[k] = v
+			s.E2EDropped[reason] = drops[i]
 		}
 	}
 	return s
+}
+
+// E2EDropReasons are the keys of Status.E2EDropped, in a fixed order.
+var E2EDropReasons = []string{"ttl", "no_route", "policy", "replay", "auth", "malformed", "no_session", "queue"}
+
+// e2eDrops returns st's drop counters in the order of E2EDropReasons.
+func e2eDrops(st e2e.Stats) []uint64 {
+	return []uint64{st.DroppedTTL, st.DroppedNoRoute, st.DroppedPolicy, st.DroppedReplay, st.DroppedAuth,
+		st.DroppedMalformed, st.DroppedNoSession, st.DroppedQueue}
 }
 
 // Reports returns the link inventory rows for the control plane.

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rap-fabric/core/agent/meshrun"
 	"github.com/rap-fabric/core/agent/state"
 	"github.com/rap-fabric/core/loopback"
 	"github.com/rap-fabric/core/promsink"
@@ -134,7 +135,7 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.dirPeers, float64(s.DirectoryPeers), cl)
 		counter(c.forwarded, float64(s.E2EForwarded), cl)
 		counter(c.delivered, float64(s.E2EDelivered), cl)
-		for _, reason := range e2eDropReasons {
+		for _, reason := range meshrun.E2EDropReasons { // every one, zero included, so a rate is defined from the start
 			counter(c.e2eDropped, float64(s.E2EDropped[reason]), cl, reason)
 		}
 		if cs, ok := n.ChannelStats(); ok {
@@ -148,10 +149,6 @@ func (c *agentCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
-
-// e2eDropReasons are the reasons of meshrun.Status.E2EDropped, every one
-// exported (zero included) so that a rate over it is defined from the start.
-var e2eDropReasons = []string{"ttl", "no_route", "policy", "replay", "auth", "malformed", "no_session", "queue"}
 
 // Registry returns a registry with the agent's series, Go runtime, process and
 // build information, and the go-metrics bridge (memberlist internals).
