@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -34,27 +33,9 @@ func TestAuthRefreshSkipsUntilRevocation(t *testing.T) {
 	h := NewHeartbeats(a, HeartbeatConfig{AuthCacheTTL: time.Hour, Clock: clock.Now}, nil)
 	now := clock.Now()
 	serial := func(i int) string { return fmt.Sprintf("0a%02d", i) }
-	cacheKey := func(i int) [32]byte { return sha256.Sum256([]byte(serial(i))) }
 	fenced := func(f func(tx pgx.Tx) error) { require.NoError(t, db.Fenced(ctx, 1, f)) }
-	fenced(func(tx pgx.Tx) error {
-		for i, n := range nodes {
-			id, err := store.InsertIdentity(ctx, tx, store.Identity{ID: store.NewID(), ClusterID: cluster, NodeID: n,
-				PublicKey: key32(i), NoisePublicKey: key32(100 + i)})
-			if err != nil {
-				return err
-			}
-			if err := store.InsertCertificate(ctx, tx, store.Certificate{Serial: serial(i), ClusterID: cluster, NodeID: n, IdentityID: id.ID,
-				NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DER: []byte{1}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	h.authMu.Lock()
-	for i, n := range nodes {
-		h.auth[cacheKey(i)] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: n, Serial: serial(i)}, notAfter: now.Add(time.Hour), checked: now}
-	}
-	h.authMu.Unlock()
+	seedCerts(t, db, cluster, nodes, serial, now)
+	cacheCerts(h, cluster, nodes, serial, now)
 	cached := func() map[string]time.Time {
 		h.authMu.RLock()
 		defer h.authMu.RUnlock()
@@ -108,7 +89,7 @@ func TestAuthRefreshSkipsUntilRevocation(t *testing.T) {
 	raced := h.revAt.Add(-time.Millisecond)
 	h.authRefreshMu.Unlock()
 	h.authMu.Lock()
-	h.auth[cacheKey(9)] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: nodes[0], Serial: "raced"}, notAfter: now.Add(time.Hour), checked: raced}
+	h.auth[sha256.Sum256([]byte("raced"))] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: nodes[0], Serial: "raced"}, notAfter: now.Add(time.Hour), checked: raced}
 	h.authMu.Unlock()
 	require.Equal(t, 0, refresh())
 	require.Equal(t, raced, cached()["raced"], "a raced entry keeps its own check time")
@@ -131,11 +112,41 @@ func TestAuthRefreshSkipsUntilRevocation(t *testing.T) {
 	require.Equal(t, uint64(5), st.AuthRefreshesSkipped)
 }
 
-// key32 is a distinct 32-byte public key per i (identities' keys are unique).
-func key32(i int) []byte {
-	k := make([]byte, 32)
-	k[0], k[1] = byte(i), 0xa5
-	return k
+// seedCerts gives each of nodes an identity (keys distinct per node) and a
+// certificate serial(i) good for an hour from now, in one fenced transaction.
+func seedCerts(tb testing.TB, db *store.DB, cluster string, nodes []string, serial func(int) string, now time.Time) {
+	tb.Helper()
+	ctx := context.Background()
+	key := func(i int, kind byte) []byte {
+		k := make([]byte, 32)
+		binary.BigEndian.PutUint32(k, uint32(i))
+		k[31] = kind
+		return k
+	}
+	require.NoError(tb, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
+		for i, n := range nodes {
+			id, err := store.InsertIdentity(ctx, tx, store.Identity{ID: store.NewID(), ClusterID: cluster, NodeID: n,
+				PublicKey: key(i, 1), NoisePublicKey: key(i, 2)})
+			if err != nil {
+				return err
+			}
+			if err := store.InsertCertificate(ctx, tx, store.Certificate{Serial: serial(i), ClusterID: cluster, NodeID: n, IdentityID: id.ID,
+				NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DER: []byte{1}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+}
+
+// cacheCerts puts the certificates of seedCerts in h's cache, verified at now.
+func cacheCerts(h *Heartbeats, cluster string, nodes []string, serial func(int) string, now time.Time) {
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	for i, n := range nodes {
+		h.auth[sha256.Sum256([]byte(serial(i)))] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: n, Serial: serial(i)},
+			notAfter: now.Add(time.Hour), checked: now}
+	}
 }
 
 // TestAuthRevocationSeqTriggers: every way a certificate can stop being
@@ -151,21 +162,7 @@ func TestAuthRevocationSeqTriggers(t *testing.T) {
 		stamps[s.Stamp] = true
 		return s.Seq
 	}
-	now := time.Now()
-	require.NoError(t, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
-		for i, n := range nodes {
-			id, err := store.InsertIdentity(ctx, tx, store.Identity{ID: store.NewID(), ClusterID: cluster, NodeID: n,
-				PublicKey: key32(i), NoisePublicKey: key32(100 + i)})
-			if err != nil {
-				return err
-			}
-			if err := store.InsertCertificate(ctx, tx, store.Certificate{Serial: fmt.Sprintf("0b%02d", i), ClusterID: cluster, NodeID: n, IdentityID: id.ID,
-				NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DER: []byte{1}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
+	seedCerts(t, db, cluster, nodes, func(i int) string { return fmt.Sprintf("0b%02d", i) }, time.Now())
 	exec := func(stmt string) error {
 		return db.Fenced(ctx, 1, func(tx pgx.Tx) error { _, err := tx.Exec(ctx, stmt); return err })
 	}
@@ -230,24 +227,9 @@ func BenchmarkAuthRefresh(b *testing.B) {
 	require.NoError(b, err)
 	h := NewHeartbeats(a, HeartbeatConfig{AuthCacheTTL: time.Hour}, nil)
 	now := time.Now()
-	require.NoError(b, db.Fenced(ctx, 1, func(tx pgx.Tx) error {
-		for i, node := range nodes {
-			k := make([]byte, 32)
-			binary.BigEndian.PutUint32(k, uint32(i))
-			nk := slices.Clone(k)
-			nk[31] = 1
-			id, err := store.InsertIdentity(ctx, tx, store.Identity{ID: store.NewID(), ClusterID: cluster, NodeID: node, PublicKey: k, NoisePublicKey: nk})
-			if err != nil {
-				return err
-			}
-			if err := store.InsertCertificate(ctx, tx, store.Certificate{Serial: fmt.Sprintf("%x", i+1), ClusterID: cluster, NodeID: node, IdentityID: id.ID,
-				NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), DER: []byte{1}}); err != nil {
-				return err
-			}
-			h.auth[sha256.Sum256(k)] = &authEntry{p: NodePrincipal{ClusterID: cluster, NodeID: node, Serial: fmt.Sprintf("%x", i+1)}, notAfter: now.Add(time.Hour), checked: now}
-		}
-		return nil
-	}))
+	serial := func(i int) string { return fmt.Sprintf("%x", i+1) }
+	seedCerts(b, db, cluster, nodes, serial, now)
+	cacheCerts(h, cluster, nodes, serial, now)
 	h.refreshAuth(ctx)
 	var took [2]time.Duration // full, skipped
 	run := func(full bool) {
