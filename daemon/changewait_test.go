@@ -3,7 +3,6 @@ package daemon_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
@@ -29,30 +28,7 @@ func TestChangeAnswersBeforeALongRebuild(t *testing.T) {
 	})
 	l := g.Leader(10 * time.Second)
 	ctx := context.Background()
-	owner := g.Client(g.DS...)
-	_, pin := mkClusterSnap(t, owner, "east")
-	var tok struct {
-		Token string `json:"token"`
-	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 10, "auto_approve": true,
-		"allowed_roles": []string{"relay-node"}, "description": "change wait"}, &tok, nil))
-	var cluster string
-	for i := range 4 {
-		cluster = enrollSnapAgent(t, g, pin, tok.Token, fmt.Sprintf("n%d", i), []string{"can_route_mesh"}).cluster
-	}
-	g.Eventually(20*time.Second, "the enrollments' rebuilds are done", func() bool {
-		ds, err := store.DirtyClusters(ctx, l.DB.Pool)
-		return err == nil && len(ds) == 0
-	})
-	heads := func() map[string]uint64 {
-		hs, err := store.SnapshotHeads(ctx, l.DB.Pool, cluster)
-		require.NoError(t, err)
-		out := map[string]uint64{}
-		for id, h := range hs {
-			out[id] = h.Version
-		}
-		return out
-	}
+	heads := snapCluster(t, g, l, 4)
 	allAbove := func(v uint64) bool {
 		hs := heads()
 		for _, hv := range hs {

@@ -27,22 +27,7 @@ func TestRebuildCommitsInParts(t *testing.T) {
 	g := authtest.NewWithConfig(t, 1, func(_ int, c *daemon.Config) { c.Snapshots.CommitPart = 3 })
 	l := g.Leader(10 * time.Second)
 	ctx := context.Background()
-	owner := g.Client(g.DS...)
-	_, pin := mkClusterSnap(t, owner, "east")
-	var tok struct {
-		Token string `json:"token"`
-	}
-	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 10, "auto_approve": true,
-		"allowed_roles": []string{"relay-node"}, "description": "parts"}, &tok, nil))
-	var cluster string
-	for i := range 7 {
-		a := enrollSnapAgent(t, g, pin, tok.Token, fmt.Sprintf("n%d", i), []string{"can_route_mesh"})
-		cluster = a.cluster
-	}
-	g.Eventually(20*time.Second, "the enrollments' rebuilds are done", func() bool {
-		ds, err := store.DirtyClusters(ctx, l.DB.Pool)
-		return err == nil && len(ds) == 0
-	})
+	heads := snapCluster(t, g, l, 7)
 
 	type publish struct {
 		Version uint64 `json:"version"`
@@ -66,16 +51,6 @@ func TestRebuildCommitsInParts(t *testing.T) {
 		require.NoError(t, rows.Err())
 		return out
 	}
-	heads := func() map[string]uint64 {
-		hs, err := store.SnapshotHeads(ctx, l.DB.Pool, cluster)
-		require.NoError(t, err)
-		out := map[string]uint64{}
-		for id, h := range hs {
-			out[id] = h.Version
-		}
-		return out
-	}
-
 	// A forced rebuild of 7 nodes: parts of 3, 3 and 1, in node order.
 	sys := authority.Actor{ID: "test", Kind: "system"}
 	res, err := l.Auth.RebuildSnapshots(ctx, sys, "east", true)
@@ -129,4 +104,36 @@ func TestRebuildCommitsInParts(t *testing.T) {
 	require.Equal(t, 3, ps[0].Nodes)
 	require.Equal(t, 1, ps[0].Part)
 	require.Greater(t, ps[1].Version, ps[0].Version, "the rest came from a later rebuild")
+}
+
+// snapCluster makes cluster "east" on g with n auto-approved mesh agents
+// enrolled, waits until their enrollments' rebuilds are done, and returns a
+// reader of every node's newest snapshot version.
+func snapCluster(t *testing.T, g *authtest.Group, l *daemon.Daemon, n int) func() map[string]uint64 {
+	t.Helper()
+	ctx := context.Background()
+	owner := g.Client(g.DS...)
+	_, pin := mkClusterSnap(t, owner, "east")
+	var tok struct {
+		Token string `json:"token"`
+	}
+	require.NoError(t, owner.Do(ctx, http.MethodPost, "/v1/join-tokens", map[string]any{"cluster": "east", "max_uses": 10, "auto_approve": true,
+		"allowed_roles": []string{"relay-node"}, "description": "snapshot rebuild test"}, &tok, nil))
+	var cluster string
+	for i := range n {
+		cluster = enrollSnapAgent(t, g, pin, tok.Token, fmt.Sprintf("n%d", i), []string{"can_route_mesh"}).cluster
+	}
+	g.Eventually(20*time.Second, "the enrollments' rebuilds are done", func() bool {
+		ds, err := store.DirtyClusters(ctx, l.DB.Pool)
+		return err == nil && len(ds) == 0
+	})
+	return func() map[string]uint64 {
+		hs, err := store.SnapshotHeads(ctx, l.DB.Pool, cluster)
+		require.NoError(t, err)
+		out := map[string]uint64{}
+		for id, h := range hs {
+			out[id] = h.Version
+		}
+		return out
+	}
 }
